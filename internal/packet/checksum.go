@@ -1,0 +1,87 @@
+package packet
+
+import "encoding/binary"
+
+// Internet checksum (RFC 1071) helpers. Sums are carried as uint32 values
+// holding a partially folded ones' complement sum; Checksum folds and
+// complements one into the 16-bit value stored in a header.
+
+// ChecksumCombine adds the bytes of b, taken as big-endian 16-bit words, to
+// the partial ones' complement sum and returns the new partial sum, folded to
+// at most 16 bits. An odd final byte is padded with a zero byte, so only the
+// last slice of a chain may have an odd length.
+func ChecksumCombine(sum uint32, b []byte) uint32 {
+	acc := uint64(sum)
+	// Summing 32-bit words and folding later gives the same ones' complement
+	// sum as 16-bit words (2^16 ≡ 1 mod 0xffff), at half the iterations.
+	for len(b) >= 8 {
+		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	return fold64(acc)
+}
+
+// Checksum returns the Internet checksum of b: the ones' complement of the
+// ones' complement sum of initial (a partial sum, such as a pseudo-header
+// sum, or 0) and the 16-bit words of b. Computing it over a header whose
+// checksum field holds a correct value gives 0.
+func Checksum(b []byte, initial uint32) uint16 {
+	return ^uint16(ChecksumCombine(initial, b))
+}
+
+// PseudoHeaderSum4 returns the partial sum of the IPv4 pseudo header used by
+// TCP and UDP checksums: addresses, protocol and the L4 length (header plus
+// payload).
+func PseudoHeaderSum4(src, dst [4]byte, proto uint8, length uint16) uint32 {
+	s := uint64(binary.BigEndian.Uint32(src[:])) + uint64(binary.BigEndian.Uint32(dst[:])) +
+		uint64(proto) + uint64(length)
+	return fold64(s)
+}
+
+// ChecksumUpdate16 returns the checksum field value after a 16-bit word
+// covered by check changed from old to new, per RFC 1624 equation 3
+// (HC' = ~(~HC + ~m + m')), which never turns a valid checksum into the
+// ambiguous 0xffff.
+func ChecksumUpdate16(check, old, new uint16) uint16 {
+	s := uint32(^check) + uint32(^old) + uint32(new)
+	return ^uint16(fold64(uint64(s)))
+}
+
+// ChecksumUpdate4 returns the checksum field value after a 4-byte field
+// aligned on a 16-bit boundary (an IPv4 address) changed from old to new.
+func ChecksumUpdate4(check uint16, old, new [4]byte) uint16 {
+	s := uint64(^check) +
+		uint64(^binary.BigEndian.Uint16(old[0:])) + uint64(^binary.BigEndian.Uint16(old[2:])) +
+		uint64(binary.BigEndian.Uint16(new[0:])) + uint64(binary.BigEndian.Uint16(new[2:]))
+	return ^uint16(fold64(s))
+}
+
+// ChecksumUpdate6 returns the checksum field value after a 6-byte field
+// aligned on a 16-bit boundary changed from old to new.
+func ChecksumUpdate6(check uint16, old, new [6]byte) uint16 {
+	s := uint64(^check)
+	for i := 0; i < 6; i += 2 {
+		s += uint64(^binary.BigEndian.Uint16(old[i:])) + uint64(binary.BigEndian.Uint16(new[i:]))
+	}
+	return ^uint16(fold64(s))
+}
+
+// fold64 folds a ones' complement sum to 16 bits.
+func fold64(s uint64) uint32 {
+	s = (s >> 32) + (s & 0xffffffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return uint32(s)
+}
