@@ -1,0 +1,194 @@
+// Package embedded runs an etcd member inside the midonet process: the
+// default store of `midonet cluster`, and the store of tests. It is a
+// package of its own so that only the binaries that need the etcd server
+// link it (the agent and the CLI need only the client).
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Config describes one member.
+type Config struct {
+	// Name of the member; it must be unique within a cluster. Default "default".
+	Name string
+	// DataDir keeps the member's data. Required.
+	DataDir string
+	// ClientURL is where clients connect, e.g. "http://127.0.0.1:2379".
+	// Port 0 picks a free port; Server.ClientURL reports the one chosen.
+	ClientURL string
+	// PeerURL is where other members connect. Port 0 picks a free port,
+	// which is only possible for a single-member cluster.
+	PeerURL string
+	// InitialCluster lists every member as name=peerURL, comma-separated;
+	// empty means a cluster of this member alone.
+	InitialCluster string
+	// ExistingCluster joins a running cluster instead of bootstrapping.
+	ExistingCluster bool
+	// Fast selects short heartbeats and no fsync: for tests only.
+	Fast bool
+	// StartTimeout bounds the wait for the member to be ready. Default 60s.
+	StartTimeout time.Duration
+}
+
+// DefaultClientURL is where `midonet cluster` serves its embedded store.
+const DefaultClientURL = "http://127.0.0.1:2379"
+
+// MaxTxnOps is raised well above etcd's default of 128 because one API
+// operation (a bridge delete and its cascades) is one transaction.
+const MaxTxnOps = 16384
+
+// Server is a running member.
+type Server struct {
+	etcd *embed.Etcd
+	// ClientURL is the URL clients use, with the real port.
+	ClientURL string
+	// PeerURL is the URL other members use, with the real port.
+	PeerURL string
+}
+
+// Start starts a member and waits until it serves clients.
+func Start(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("embedded store: no data directory given; pass --data-dir")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "default"
+	}
+	if cfg.ClientURL == "" {
+		cfg.ClientURL = DefaultClientURL
+	}
+	if cfg.PeerURL == "" {
+		cfg.PeerURL = "http://127.0.0.1:0"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	curl, err := parseURL(cfg.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: client URL: %w", err)
+	}
+	purl, err := parseURL(cfg.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: peer URL: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = cfg.DataDir
+	ec.ListenClientUrls = []url.URL{*curl}
+	ec.AdvertiseClientUrls = []url.URL{*curl}
+	ec.ListenPeerUrls = []url.URL{*purl}
+	ec.AdvertisePeerUrls = []url.URL{*purl}
+	ec.MaxTxnOps = MaxTxnOps
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Keep an hour of history so watchers that reconnect can resume.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = "1h"
+	if cfg.Fast {
+		ec.TickMs = 10
+		ec.ElectionMs = 100
+		ec.UnsafeNoFsync = true
+	}
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	} else {
+		if purl.Port() == "0" {
+			// A lone member with a picked peer port: the advertised
+			// peer URL must still be valid, so pick it now.
+			p, err := freePort(purl.Hostname())
+			if err != nil {
+				return nil, fmt.Errorf("embedded store: %w", err)
+			}
+			purl.Host = net.JoinHostPort(purl.Hostname(), p)
+			ec.ListenPeerUrls = []url.URL{*purl}
+			ec.AdvertisePeerUrls = []url.URL{*purl}
+		}
+		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	}
+	if cfg.ExistingCluster {
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if curl.Port() == "0" {
+		p, err := freePort(curl.Hostname())
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		curl.Host = net.JoinHostPort(curl.Hostname(), p)
+		ec.ListenClientUrls = []url.URL{*curl}
+		ec.AdvertiseClientUrls = []url.URL{*curl}
+	}
+
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: start member %s on %s: %w", cfg.Name, curl, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded store: member %s failed: %w", cfg.Name, err)
+	case <-time.After(cfg.StartTimeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded store: member %s not ready after %s (is a quorum of the initial cluster up?)", cfg.Name, cfg.StartTimeout)
+	}
+	return &Server{etcd: e, ClientURL: curl.String(), PeerURL: purl.String()}, nil
+}
+
+// Err reports a fatal error of the running member.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member. Close clients first: open client connections
+// make the shutdown wait.
+func (s *Server) Close() {
+	s.etcd.Close()
+}
+
+// Stopped reports whether the member has stopped, within ctx.
+func (s *Server) Stopped(ctx context.Context) bool {
+	select {
+	case <-s.etcd.Server.StopNotify():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func parseURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("%q has no port", s)
+	}
+	return u, nil
+}
+
+// freePort asks the kernel for a free TCP port on host.
+func freePort(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, p, err := net.SplitHostPort(l.Addr().String())
+	return p, err
+}

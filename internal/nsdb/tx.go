@@ -1,0 +1,341 @@
+package nsdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Object is a stored topology object.
+type Object interface {
+	// Kind names the object's collection, e.g. "bridges".
+	Kind() string
+	// ObjectID is the object's id.
+	ObjectID() string
+}
+
+// Tx is one optimistic transaction. Reads see the store at one revision plus
+// the transaction's own writes; writes are buffered until commit. A Tx is
+// used by one goroutine and only inside the function given to Update or View.
+type Tx struct {
+	s   *Store
+	ctx context.Context
+	rev int64 // the snapshot revision; 0 until the first read
+
+	// seen holds the mod revision (0: absent) of every key read or
+	// overwritten: the commit succeeds only if none has changed.
+	seen map[string]int64
+	// listed holds mod revisions of keys seen only through List; they
+	// guard a write of the key, not the whole commit.
+	listed map[string]int64
+	// vals caches values read and holds values written (nil: deleted).
+	vals map[string][]byte
+	// writes lists written keys in order; a key appears once, as etcd
+	// refuses a transaction that names a key twice.
+	writes  []string
+	written map[string]bool
+	// created keeps the order keys were created in by this tx.
+	created []string
+}
+
+// maxAttempts bounds the retries of a conflicting transaction.
+const maxAttempts = 64
+
+// Update runs fn in a transaction and commits its writes atomically. On a
+// conflict with a concurrent writer it runs fn again on fresh data, so fn
+// must have no effect outside the Tx. An error from fn aborts the
+// transaction and is returned unchanged.
+func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		tx := s.newTx(ctx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		ok, err := tx.commit()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		// Back off a little, with jitter, so colliding writers spread out.
+		d := time.Duration(rand.N(int64(attempt+1))) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return ErrConflict
+}
+
+// View runs fn on a consistent read-only view of the store.
+func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
+	tx := s.newTx(ctx)
+	return fn(tx)
+}
+
+func (s *Store) newTx(ctx context.Context) *Tx {
+	return &Tx{
+		s:       s,
+		ctx:     ctx,
+		seen:    map[string]int64{},
+		listed:  map[string]int64{},
+		vals:    map[string][]byte{},
+		written: map[string]bool{},
+	}
+}
+
+// Revision is the store revision the transaction reads at (0 before the
+// first read).
+func (tx *Tx) Revision() int64 { return tx.rev }
+
+func (tx *Tx) getOpts() []clientv3.OpOption {
+	if tx.rev == 0 {
+		return nil
+	}
+	return []clientv3.OpOption{clientv3.WithRev(tx.rev)}
+}
+
+// readKey returns the value of key, nil if absent.
+func (tx *Tx) readKey(key string) ([]byte, error) {
+	if v, ok := tx.vals[key]; ok {
+		return v, nil
+	}
+	ctx, cancel := tx.s.reqCtx(tx.ctx)
+	defer cancel()
+	resp, err := tx.s.cli.Get(ctx, key, tx.getOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("nsdb: read %s: %w", key, err)
+	}
+	if tx.rev == 0 {
+		tx.rev = resp.Header.Revision
+	}
+	var v []byte
+	var mod int64
+	if len(resp.Kvs) > 0 {
+		v, mod = resp.Kvs[0].Value, resp.Kvs[0].ModRevision
+	}
+	tx.seen[key] = mod
+	tx.vals[key] = v
+	return v, nil
+}
+
+func (tx *Tx) writeKey(key string, val []byte) error {
+	if _, ok := tx.seen[key]; !ok {
+		if mod, ok := tx.listed[key]; ok {
+			tx.seen[key] = mod
+		} else if _, err := tx.readKey(key); err != nil {
+			return err
+		}
+	}
+	if !tx.written[key] {
+		tx.written[key] = true
+		tx.writes = append(tx.writes, key)
+	}
+	tx.vals[key] = val
+	return nil
+}
+
+func (tx *Tx) commit() (bool, error) {
+	if len(tx.writes) == 0 {
+		return true, nil
+	}
+	cmps := make([]clientv3.Cmp, 0, len(tx.seen))
+	for k, mod := range tx.seen {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", mod))
+	}
+	ops := make([]clientv3.Op, 0, len(tx.writes))
+	for _, k := range tx.writes {
+		if v := tx.vals[k]; v == nil {
+			ops = append(ops, clientv3.OpDelete(k))
+		} else {
+			ops = append(ops, clientv3.OpPut(k, string(v)))
+		}
+	}
+	ctx, cancel := tx.s.reqCtx(tx.ctx)
+	defer cancel()
+	resp, err := tx.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("nsdb: commit of %d writes: %w", len(ops), err)
+	}
+	return resp.Succeeded, nil
+}
+
+// GetRaw returns the JSON of an object, or ErrNotFound.
+func (tx *Tx) GetRaw(kind, id string) ([]byte, error) {
+	v, err := tx.readKey(tx.s.objectKey(kind, id))
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%s %s: %w", singular(kind), id, ErrNotFound)
+	}
+	return v, nil
+}
+
+// Exists reports whether an object exists. It counts as a read: the commit
+// fails if the object appears or disappears meanwhile.
+func (tx *Tx) Exists(kind, id string) (bool, error) {
+	v, err := tx.readKey(tx.s.objectKey(kind, id))
+	return v != nil, err
+}
+
+// Get decodes the object kind/id into out, or returns ErrNotFound.
+func (tx *Tx) Get(kind, id string, out any) error {
+	v, err := tx.GetRaw(kind, id)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(v, out); err != nil {
+		return fmt.Errorf("nsdb: decode %s %s: %w", singular(kind), id, err)
+	}
+	return nil
+}
+
+// Create stores a new object; ErrExists if its id is taken.
+func (tx *Tx) Create(o Object) error {
+	key := tx.s.objectKey(o.Kind(), o.ObjectID())
+	v, err := tx.readKey(key)
+	if err != nil {
+		return err
+	}
+	if v != nil {
+		return fmt.Errorf("%s %s: %w", singular(o.Kind()), o.ObjectID(), ErrExists)
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("nsdb: encode %s %s: %w", singular(o.Kind()), o.ObjectID(), err)
+	}
+	tx.created = append(tx.created, key)
+	return tx.writeKey(key, b)
+}
+
+// Put stores an object, created or replaced.
+func (tx *Tx) Put(o Object) error {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("nsdb: encode %s %s: %w", singular(o.Kind()), o.ObjectID(), err)
+	}
+	key := tx.s.objectKey(o.Kind(), o.ObjectID())
+	if v, err := tx.readKey(key); err != nil {
+		return err
+	} else if v == nil && !tx.written[key] {
+		tx.created = append(tx.created, key)
+	}
+	return tx.writeKey(key, b)
+}
+
+// Delete removes an object; deleting an absent object is not an error.
+func (tx *Tx) Delete(kind, id string) error {
+	key := tx.s.objectKey(kind, id)
+	v, err := tx.readKey(key)
+	if err != nil || v == nil {
+		return err
+	}
+	return tx.writeKey(key, nil)
+}
+
+// ListRaw returns the JSON of every object of a kind in creation order,
+// including this transaction's writes. Objects seen only through a list do
+// not guard the commit (see the package comment), but a later write of one
+// of them is guarded by the revision listed.
+func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
+	prefix := tx.s.objectPrefix(kind)
+	ctx, cancel := tx.s.reqCtx(tx.ctx)
+	defer cancel()
+	opts := append(tx.getOpts(), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	resp, err := tx.s.cli.Get(ctx, prefix, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nsdb: list %s: %w", kind, err)
+	}
+	if tx.rev == 0 {
+		tx.rev = resp.Header.Revision
+	}
+	out := make([][]byte, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		k := string(kv.Key)
+		if strings.Contains(k[len(prefix):], "/") {
+			continue
+		}
+		if _, ok := tx.seen[k]; !ok {
+			tx.listed[k] = kv.ModRevision
+		}
+		if v, ok := tx.vals[k]; ok {
+			if v != nil {
+				out = append(out, v)
+			}
+			continue
+		}
+		out = append(out, kv.Value)
+	}
+	for _, k := range tx.created {
+		if strings.HasPrefix(k, prefix) {
+			if v := tx.vals[k]; v != nil {
+				out = append(out, v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Get decodes one object of type T.
+func Get[T Object](tx *Tx, id string) (T, error) {
+	var o T
+	err := tx.Get(o.Kind(), id, &o)
+	return o, err
+}
+
+// List decodes every object of type T, in creation order.
+func List[T Object](tx *Tx) ([]T, error) {
+	var zero T
+	raws, err := tx.ListRaw(zero.Kind())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(raws))
+	for _, b := range raws {
+		var o T
+		if err := json.Unmarshal(b, &o); err != nil {
+			return nil, fmt.Errorf("nsdb: decode %s: %w", singular(zero.Kind()), err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// NextSequence returns the next value of a named counter, starting at 1.
+// Tunnel keys of ports come from one.
+func (tx *Tx) NextSequence(name string) (int64, error) {
+	key := tx.s.prefix + "/seq/" + name
+	v, err := tx.readKey(key)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if v != nil {
+		if n, err = strconv.ParseInt(string(v), 10, 64); err != nil {
+			return 0, fmt.Errorf("nsdb: sequence %s holds %q: %w", name, v, err)
+		}
+	}
+	n++
+	return n, tx.writeKey(key, []byte(strconv.FormatInt(n, 10)))
+}
+
+// singular turns a collection kind into a word for messages.
+func singular(kind string) string {
+	switch {
+	case strings.HasSuffix(kind, "ies"):
+		return kind[:len(kind)-3] + "y"
+	case strings.HasSuffix(kind, "s"):
+		return kind[:len(kind)-1]
+	}
+	return kind
+}
