@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// upcallQueue is a port's bounded ring of pending upcalls. Producers are the
+// port's receivers; the single consumer is the dispatcher, which releases a
+// slot only after the handler returns, so slot buffers are reused without
+// copying again or allocating once they have grown to the traffic's size.
+type upcallQueue struct {
+	mu         sync.Mutex
+	slots      []upcallSlot // guarded by mu for the [head, tail) bookkeeping
+	head, tail uint64       // guarded by mu
+	dropped    atomic.Uint64
+}
+
+type upcallSlot struct {
+	kind   datapath.UpcallKind
+	cookie uint64
+	key    packet.FlowKey
+	buf    []byte
+}
+
+func (q *upcallQueue) init(n int) { q.slots = make([]upcallSlot, n) }
+
+// push copies frame into a free slot. It reports false, counting a drop, if
+// the queue is full.
+func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte) bool {
+	q.mu.Lock()
+	if q.tail-q.head >= uint64(len(q.slots)) {
+		q.mu.Unlock()
+		q.dropped.Add(1)
+		return false
+	}
+	s := &q.slots[q.tail%uint64(len(q.slots))]
+	s.kind, s.cookie, s.key = kind, cookie, *key
+	s.buf = append(s.buf[:0], frame...)
+	q.tail++
+	q.mu.Unlock()
+	return true
+}
+
+// deliverOne hands the oldest upcall to h and reports whether there was one.
+func (q *upcallQueue) deliverOne(port datapath.PortNo, h datapath.UpcallHandler, u *datapath.Upcall) bool {
+	q.mu.Lock()
+	if q.head == q.tail {
+		q.mu.Unlock()
+		return false
+	}
+	s := &q.slots[q.head%uint64(len(q.slots))]
+	q.mu.Unlock()
+	if h != nil {
+		*u = datapath.Upcall{Kind: s.kind, InPort: port, Packet: s.buf, Key: s.key, Cookie: s.cookie}
+		h.HandleUpcall(u)
+	}
+	q.mu.Lock()
+	q.head++
+	q.mu.Unlock()
+	return true
+}
+
+func (e *Engine) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch delivers upcalls, taking one from each port's queue in turn so a
+// busy port cannot starve the others.
+func (e *Engine) dispatch() {
+	defer e.wg.Done()
+	var u datapath.Upcall
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-e.wake:
+		}
+		for {
+			var h datapath.UpcallHandler
+			if b := e.upcallH.Load(); b != nil {
+				h = b.h
+			}
+			any := false
+			for _, p := range *e.ports.Load() {
+				if p != nil && p.upq.deliverOne(p.No, h, &u) {
+					any = true
+					e.count(h)
+				}
+			}
+			if e.localQ.deliverOne(0, h, &u) {
+				any = true
+				e.count(h)
+			}
+			if !any {
+				break
+			}
+			select {
+			case <-e.done:
+				return
+			default:
+			}
+		}
+	}
+}
+
+func (e *Engine) count(h datapath.UpcallHandler) {
+	if h == nil {
+		e.upcallDropped.Add(1)
+	} else {
+		e.upcalls.Add(1)
+	}
+}

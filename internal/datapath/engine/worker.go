@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/classifier"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+const (
+	// headroom is kept in front of a copied frame so VLAN pushes need no
+	// second copy.
+	headroom = 64
+	// maxFrame is the largest frame a worker handles (a GSO super-frame).
+	maxFrame = 65536 + 64
+)
+
+type counters struct {
+	hits, emcHits, misses, lost atomic.Uint64
+}
+
+func (c *counters) add(o *counters) {
+	c.hits.Add(o.hits.Load())
+	c.emcHits.Add(o.emcHits.Load())
+	c.misses.Add(o.misses.Load())
+	c.lost.Add(o.lost.Load())
+}
+
+// Tunnel is the outer-header metadata of a packet received from the
+// overlay, exposed in its flow key.
+type Tunnel struct {
+	ID       uint32
+	Src, Dst [4]byte
+	TOS, TTL uint8
+}
+
+// Worker processes received frames: flow key extraction, lookup, action
+// execution or upcall. A Worker belongs to one goroutine (typically a
+// port's receive loop). Receive does not allocate on a flow hit.
+type Worker struct {
+	e     *Engine
+	emc   *classifier.EMC[flowState]
+	c     *counters
+	own   counters
+	key   packet.FlowKey
+	buf   []byte
+	now   int64
+	dirty []Flusher
+}
+
+// NewWorker returns a Worker registered for Stats; Close it when done.
+func (e *Engine) NewWorker() *Worker {
+	w := e.newWorker(e.cfg.EMCSize)
+	w.c = &w.own
+	e.workerMu.Lock()
+	e.workers[w] = struct{}{}
+	e.workerMu.Unlock()
+	return w
+}
+
+func (e *Engine) newWorker(emcSize int) *Worker {
+	w := &Worker{
+		e:     e,
+		emc:   classifier.NewEMC[flowState](emcSize),
+		buf:   make([]byte, headroom+maxFrame),
+		dirty: make([]Flusher, 0, 8),
+	}
+	w.c = &w.own
+	return w
+}
+
+// Close unregisters the worker, keeping its counts in the engine's totals.
+func (w *Worker) Close() {
+	e := w.e
+	e.workerMu.Lock()
+	if _, ok := e.workers[w]; ok {
+		delete(e.workers, w)
+		e.retired.add(&w.own)
+	}
+	e.workerMu.Unlock()
+}
+
+// Begin starts a batch: flows hit until the next Begin are stamped with the
+// time of this call, which saves a clock read per packet.
+func (w *Worker) Begin() { w.now = time.Now().UnixNano() }
+
+// Flush ends a batch, flushing the batching ports transmitted to.
+func (w *Worker) Flush() {
+	for i, f := range w.dirty {
+		f.Flush()
+		w.dirty[i] = nil
+	}
+	w.dirty = w.dirty[:0]
+}
+
+// Receive handles a frame received on in. tun is non-nil for frames
+// decapsulated from the overlay. The frame may be modified in place only if
+// the caller owns it; Receive copies before rewriting, so the caller's
+// bytes are left unchanged. Receive counts the frame on in.
+func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
+	in.RxPackets.Add(1)
+	in.RxBytes.Add(uint64(len(frame)))
+	if len(frame) > maxFrame || !extractFlowKey(frame, uint32(in.No), &w.key) {
+		in.RxDropped.Add(1)
+		return
+	}
+	if tun != nil {
+		w.key.TunID = tun.ID
+		w.key.TunSrc = tun.Src
+		w.key.TunDst = tun.Dst
+		w.key.TunTOS = tun.TOS
+		w.key.TunTTL = tun.TTL
+	}
+	ent, emcHit := classifier.LookupCached(w.e.flows, w.emc, &w.key)
+	if ent == nil {
+		w.c.misses.Add(1)
+		if !in.upq.push(datapath.UpcallMiss, 0, &w.key, frame) {
+			return
+		}
+		w.e.kick()
+		return
+	}
+	w.c.hits.Add(1)
+	if emcHit {
+		w.c.emcHits.Add(1)
+	}
+	fs := ent.Value
+	fs.packets.Add(1)
+	fs.bytes.Add(uint64(len(frame)))
+	if fs.used.Load() != w.now {
+		fs.used.Store(w.now)
+	}
+	if w.key.NwProto == 6 {
+		if fl := uint32(tcpFlags(frame)); fl != 0 && fs.tcpFlags.Load()&fl != fl {
+			fs.tcpFlags.Or(fl)
+		}
+	}
+	w.execute(in, frame, *fs.actions.Load(), &w.key)
+}
+
+// modifies reports whether actions change the packet, so that it must be
+// copied first.
+func modifies(actions []datapath.Action) bool {
+	for i := range actions {
+		switch actions[i].Kind {
+		case datapath.ActSetEth, datapath.ActSetIPv4, datapath.ActSetTCP, datapath.ActSetUDP,
+			datapath.ActPushVLAN, datapath.ActPopVLAN:
+			return true
+		}
+	}
+	return false
+}
+
+// execute runs actions on frame. key is frame's flow key (used for
+// userspace upcalls). in may be nil.
+func (w *Worker) execute(in *Port, frame []byte, actions []datapath.Action, key *packet.FlowKey) {
+	pkt := frame
+	off := 0
+	if modifies(actions) {
+		off = headroom
+		n := copy(w.buf[off:], frame)
+		pkt = w.buf[off : off+n]
+	}
+	var tun *datapath.TunnelSet
+	for i := range actions {
+		a := &actions[i]
+		switch a.Kind {
+		case datapath.ActOutput:
+			w.output(a.Port, pkt, tun)
+		case datapath.ActSetEth:
+			setEthernet(pkt, &a.Eth)
+		case datapath.ActSetIPv4:
+			setIPv4(pkt, &a.IPv4)
+		case datapath.ActSetTCP:
+			setL4Ports(pkt, &a.L4, 6)
+		case datapath.ActSetUDP:
+			setL4Ports(pkt, &a.L4, 17)
+		case datapath.ActSetTunnel:
+			tun = &a.Tunnel
+		case datapath.ActPushVLAN:
+			if off < 4 || len(pkt) < 12 {
+				w.c.lost.Add(1)
+				return
+			}
+			n := len(pkt)
+			copy(w.buf[off-4:off+8], w.buf[off:off+12])
+			off -= 4
+			binary.BigEndian.PutUint16(w.buf[off+12:], 0x8100)
+			binary.BigEndian.PutUint16(w.buf[off+14:], a.TCI&^packet.VLANPresent)
+			pkt = w.buf[off : off+n+4]
+		case datapath.ActPopVLAN:
+			if len(pkt) < 18 || binary.BigEndian.Uint16(pkt[12:]) != 0x8100 {
+				continue
+			}
+			n := len(pkt)
+			copy(w.buf[off+4:off+16], w.buf[off:off+12])
+			off += 4
+			pkt = w.buf[off : off+n-4]
+		case datapath.ActUserspace:
+			q := &w.e.localQ
+			if in != nil {
+				q = &in.upq
+			}
+			if q.push(datapath.UpcallUserspace, a.Cookie, key, pkt) {
+				w.e.kick()
+			}
+		}
+	}
+}
+
+func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet) {
+	p := w.e.Port(no)
+	if p == nil {
+		w.c.lost.Add(1)
+		return
+	}
+	if p.Spec.Kind == datapath.PortVXLAN && tun == nil {
+		p.TxDropped.Add(1)
+		return
+	}
+	if err := p.tx.Transmit(pkt, tun); err != nil {
+		p.TxDropped.Add(1)
+		return
+	}
+	p.TxPackets.Add(1)
+	p.TxBytes.Add(uint64(len(pkt)))
+	if f, ok := p.tx.(Flusher); ok {
+		for _, d := range w.dirty {
+			if d == f {
+				return
+			}
+		}
+		w.dirty = append(w.dirty, f)
+	}
+}
