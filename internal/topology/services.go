@@ -1,0 +1,433 @@
+package topology
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Opt121Route is a classless static route handed out by DHCP.
+type Opt121Route struct {
+	DestinationPrefix *string `json:"destinationPrefix"`
+	DestinationLength int     `json:"destinationLength"`
+	GatewayAddr       *string `json:"gatewayAddr"`
+}
+
+// DHCPOption is an extra option for one DHCP host.
+type DHCPOption struct {
+	OptName  string `json:"optName"`
+	OptValue string `json:"optValue"`
+}
+
+// DHCPHost is a static lease of a DHCP subnet.
+type DHCPHost struct {
+	MacAddr       *string      `json:"macAddr"`
+	IPAddr        *string      `json:"ipAddr"`
+	Name          *string      `json:"name"`
+	ExtraDHCPOpts []DHCPOption `json:"extraDhcpOpts"`
+}
+
+// Normalize replaces a nil option list with an empty one.
+func (h *DHCPHost) Normalize() {
+	if h.ExtraDHCPOpts == nil {
+		h.ExtraDHCPOpts = []DHCPOption{}
+	}
+}
+
+// Validate checks a DHCP host.
+func (h *DHCPHost) Validate() error {
+	var v violations
+	v.checkMAC("macAddr", h.MacAddr, true)
+	v.checkIPv4("ipAddr", h.IPAddr, true)
+	return v.err()
+}
+
+// DHCPSubnet is a subnet a bridge serves DHCP on. It has no id of its own in
+// the API; it is stored under its bridge id and prefix.
+type DHCPSubnet struct {
+	SubnetPrefix   *string       `json:"subnetPrefix"`
+	SubnetLength   int           `json:"subnetLength"`
+	DefaultGateway *string       `json:"defaultGateway"`
+	ServerAddr     *string       `json:"serverAddr"`
+	DNSServerAddrs []string      `json:"dnsServerAddrs"`
+	InterfaceMTU   *int          `json:"interfaceMTU"`
+	Opt121Routes   []Opt121Route `json:"opt121Routes"`
+	Enabled        bool          `json:"enabled"`
+	BridgeID       ID            `json:"_bridgeId"`
+	Hosts          []DHCPHost    `json:"_hosts"`
+}
+
+func (DHCPSubnet) Kind() string { return KindDHCPSubnet }
+
+// ObjectID is the bridge id and the subnet, e.g. <uuid>_10.0.0.0_24.
+func (s DHCPSubnet) ObjectID() string { return DHCPSubnetID(s.BridgeID, s.SubnetKey()) }
+
+// SubnetKey is the subnet as it appears in URLs: 10.0.0.0_24.
+func (s *DHCPSubnet) SubnetKey() string {
+	return deref(s.SubnetPrefix) + "_" + strconv.Itoa(s.SubnetLength)
+}
+
+// DHCPSubnetID is the stored id of a bridge's subnet.
+func DHCPSubnetID(bridge ID, subnetKey string) string { return bridge.String() + "_" + subnetKey }
+
+func (s *DHCPSubnet) Normalize() {
+	if len(s.DNSServerAddrs) == 0 {
+		s.DNSServerAddrs = nil
+	}
+	if s.Opt121Routes == nil {
+		s.Opt121Routes = []Opt121Route{}
+	}
+	if s.Hosts == nil {
+		s.Hosts = []DHCPHost{}
+	}
+}
+
+func (s *DHCPSubnet) Validate() error {
+	var v violations
+	v.checkIPv4("subnetPrefix", s.SubnetPrefix, true)
+	v.checkRange("subnetLength", int64(s.SubnetLength), 0, 32)
+	v.checkIPv4("defaultGateway", s.DefaultGateway, false)
+	v.checkIPv4("serverAddr", s.ServerAddr, false)
+	for i, a := range s.DNSServerAddrs {
+		v.checkIPv4("dnsServerAddrs["+strconv.Itoa(i)+"]", &a, true)
+	}
+	if s.InterfaceMTU != nil {
+		v.checkRange("interfaceMTU", int64(*s.InterfaceMTU), 0, 65536)
+	}
+	for i, r := range s.Opt121Routes {
+		p := "opt121Routes[" + strconv.Itoa(i) + "]."
+		v.checkIPv4(p+"destinationPrefix", r.DestinationPrefix, true)
+		v.checkRange(p+"destinationLength", int64(r.DestinationLength), 0, 32)
+		v.checkIPv4(p+"gatewayAddr", r.GatewayAddr, true)
+	}
+	return v.err()
+}
+
+// Host returns the index of the host with a MAC, compared by value.
+func (s *DHCPSubnet) Host(mac string) int {
+	m, ok := ParseMAC(mac)
+	for i, h := range s.Hosts {
+		if hm, ok2 := ParseMAC(deref(h.MacAddr)); ok && ok2 && hm == m {
+			return i
+		}
+		if !ok && strings.EqualFold(deref(h.MacAddr), mac) {
+			return i
+		}
+	}
+	return -1
+}
+
+// LoadBalancer is an L4 load balancer attached to a router.
+type LoadBalancer struct {
+	ID           ID   `json:"id"`
+	RouterID     *ID  `json:"routerId"`
+	AdminStateUp bool `json:"adminStateUp"`
+}
+
+func (LoadBalancer) Kind() string       { return KindLoadBalancer }
+func (l LoadBalancer) ObjectID() string { return l.ID.String() }
+func (l *LoadBalancer) Normalize()      {}
+func (l *LoadBalancer) Validate() error { return nil }
+
+// Pool is a set of back ends of a load balancer.
+type Pool struct {
+	ID              ID      `json:"id"`
+	LoadBalancerID  *ID     `json:"loadBalancerId"`
+	HealthMonitorID *ID     `json:"healthMonitorId"`
+	LBMethod        *string `json:"lbMethod"`
+	Protocol        string  `json:"protocol"`
+	AdminStateUp    bool    `json:"adminStateUp"`
+	Status          string  `json:"status"`
+}
+
+func (Pool) Kind() string       { return KindPool }
+func (p Pool) ObjectID() string { return p.ID.String() }
+func (p *Pool) Normalize()      {}
+func (p *Pool) Validate() error {
+	var v violations
+	if p.LBMethod == nil {
+		v.add("lbMethod", "may not be null")
+	} else if *p.LBMethod != "ROUND_ROBIN" {
+		v.add("lbMethod", "must be ROUND_ROBIN")
+	}
+	if p.LoadBalancerID == nil {
+		v.add("loadBalancerId", "may not be null")
+	}
+	return v.err()
+}
+
+// PoolMember is one back end of a pool.
+type PoolMember struct {
+	ID           ID      `json:"id"`
+	PoolID       *ID     `json:"poolId"`
+	Address      *string `json:"address"`
+	ProtocolPort int     `json:"protocolPort"`
+	Weight       int     `json:"weight"`
+	AdminStateUp bool    `json:"adminStateUp"`
+	Status       string  `json:"status"`
+}
+
+func (PoolMember) Kind() string       { return KindPoolMember }
+func (m PoolMember) ObjectID() string { return m.ID.String() }
+func (m *PoolMember) Normalize()      {}
+func (m *PoolMember) Validate() error {
+	var v violations
+	if m.PoolID == nil {
+		v.add("poolId", "may not be null")
+	}
+	v.checkIPv4("address", m.Address, true)
+	v.checkRange("protocolPort", int64(m.ProtocolPort), 0, 65535)
+	if m.Weight < 1 {
+		v.add("weight", "must be greater than or equal to 1")
+	}
+	return v.err()
+}
+
+// VIP is the address a pool is reached at.
+type VIP struct {
+	ID                 ID      `json:"id"`
+	PoolID             *ID     `json:"poolId"`
+	LoadBalancerID     *ID     `json:"loadBalancerId"`
+	Address            *string `json:"address"`
+	ProtocolPort       int     `json:"protocolPort"`
+	SessionPersistence *string `json:"sessionPersistence"`
+	AdminStateUp       bool    `json:"adminStateUp"`
+}
+
+func (VIP) Kind() string       { return KindVIP }
+func (x VIP) ObjectID() string { return x.ID.String() }
+func (x *VIP) Normalize()      {}
+func (x *VIP) Validate() error {
+	var v violations
+	if x.PoolID == nil {
+		v.add("poolId", "may not be null")
+	}
+	v.checkIPv4("address", x.Address, true)
+	v.checkRange("protocolPort", int64(x.ProtocolPort), 0, 65535)
+	if x.SessionPersistence != nil && *x.SessionPersistence != "SOURCE_IP" {
+		v.add("sessionPersistence", "must be SOURCE_IP or null")
+	}
+	return v.err()
+}
+
+// HealthMonitor checks the members of the pools that use it.
+type HealthMonitor struct {
+	ID           ID      `json:"id"`
+	Type         *string `json:"type"`
+	Delay        int     `json:"delay"`
+	Timeout      int     `json:"timeout"`
+	MaxRetries   int     `json:"maxRetries"`
+	AdminStateUp bool    `json:"adminStateUp"`
+}
+
+func (HealthMonitor) Kind() string       { return KindHealthMonitor }
+func (h HealthMonitor) ObjectID() string { return h.ID.String() }
+func (h *HealthMonitor) Normalize()      {}
+func (h *HealthMonitor) Validate() error {
+	var v violations
+	if h.Type == nil {
+		v.add("type", "may not be null")
+	} else if *h.Type != "TCP" {
+		v.add("type", "must be TCP")
+	}
+	return v.err()
+}
+
+// Mirror copies traffic matching any of its conditions to a port.
+type Mirror struct {
+	ID         ID                `json:"id"`
+	ToPortID   *ID               `json:"toPortId"`
+	Conditions []MirrorCondition `json:"conditions"`
+}
+
+// MirrorCondition is a condition as mirrors and traces embed it: with a
+// null uri.
+type MirrorCondition struct {
+	Condition
+	URI *string `json:"uri"`
+}
+
+func (Mirror) Kind() string       { return KindMirror }
+func (m Mirror) ObjectID() string { return m.ID.String() }
+func (m *Mirror) Normalize() {
+	if m.Conditions == nil {
+		m.Conditions = []MirrorCondition{}
+	}
+	for i := range m.Conditions {
+		m.Conditions[i].NormalizeCondition()
+		m.Conditions[i].URI = nil
+	}
+}
+func (m *Mirror) Validate() error {
+	var v violations
+	if m.ToPortID == nil {
+		v.add("toPortId", "may not be null")
+	}
+	for i := range m.Conditions {
+		m.Conditions[i].validateCondition(&v, "conditions["+strconv.Itoa(i)+"].")
+	}
+	return v.err()
+}
+
+// QOSRuleSpec is an inline rule in a QoS policy body.
+type QOSRuleSpec struct {
+	ID           ID     `json:"id"`
+	Type         string `json:"type"`
+	MaxKbps      int    `json:"max_kbps"`
+	MaxBurstKbps int    `json:"max_burst_kbps"`
+	DSCPMark     int    `json:"dscp_mark"`
+}
+
+// QOSPolicy groups bandwidth-limit and DSCP rules.
+type QOSPolicy struct {
+	ID          ID            `json:"id"`
+	Name        *string       `json:"name"`
+	Description *string       `json:"description"`
+	Shared      *bool         `json:"shared"`
+	TenantID    *string       `json:"tenant_id"`
+	Rules       []QOSRuleSpec `json:"rules"`
+}
+
+func (QOSPolicy) Kind() string       { return KindQOSPolicy }
+func (q QOSPolicy) ObjectID() string { return q.ID.String() }
+func (q *QOSPolicy) Normalize()      {}
+func (q *QOSPolicy) Validate() error {
+	var v violations
+	for i, r := range q.Rules {
+		if r.Type != "bandwidth_limit" && r.Type != "dscp_marking" {
+			v.add("rules["+strconv.Itoa(i)+"].type", "must be bandwidth_limit or dscp_marking")
+		}
+	}
+	return v.err()
+}
+
+// QOSBWLimitRule limits the bandwidth of a port or bridge.
+type QOSBWLimitRule struct {
+	ID         ID   `json:"id"`
+	MaxKbps    int  `json:"maxKbps"`
+	MaxBurstKb *int `json:"maxBurstKb"`
+	PolicyID   *ID  `json:"policyId"`
+}
+
+func (QOSBWLimitRule) Kind() string       { return KindQOSBWLimitRule }
+func (r QOSBWLimitRule) ObjectID() string { return r.ID.String() }
+func (r *QOSBWLimitRule) Normalize()      {}
+func (r *QOSBWLimitRule) Validate() error {
+	var v violations
+	if r.MaxKbps < 0 {
+		v.add("maxKbps", "must be greater than or equal to 0")
+	}
+	return v.err()
+}
+
+// QOSDSCPRule marks packets with a DSCP value.
+type QOSDSCPRule struct {
+	ID       ID  `json:"id"`
+	DSCPMark int `json:"dscpMark"`
+	PolicyID *ID `json:"policyId"`
+}
+
+func (QOSDSCPRule) Kind() string       { return KindQOSDSCPRule }
+func (r QOSDSCPRule) ObjectID() string { return r.ID.String() }
+func (r *QOSDSCPRule) Normalize()      {}
+func (r *QOSDSCPRule) Validate() error {
+	var v violations
+	v.checkRange("dscpMark", int64(r.DSCPMark), 0, 63)
+	return v.err()
+}
+
+// BGPPeer is a BGP neighbour of a router.
+type BGPPeer struct {
+	ID           ID      `json:"id"`
+	ASNumber     int     `json:"asNumber"`
+	Address      *string `json:"address"`
+	KeepAlive    *int    `json:"keepAlive"`
+	HoldTime     *int    `json:"holdTime"`
+	ConnectRetry *int    `json:"connectRetry"`
+	Password     *string `json:"password"`
+	RouterID     ID      `json:"_routerId"`
+}
+
+func (BGPPeer) Kind() string       { return KindBGPPeer }
+func (p BGPPeer) ObjectID() string { return p.ID.String() }
+func (p *BGPPeer) Normalize()      {}
+func (p *BGPPeer) Validate() error {
+	var v violations
+	if p.ASNumber < 1 {
+		v.add("asNumber", "must be greater than or equal to 1")
+	}
+	v.checkIPv4("address", p.Address, true)
+	for _, f := range []struct {
+		prop     string
+		val      *int
+		min, max int64
+	}{{"keepAlive", p.KeepAlive, 5, 3600}, {"holdTime", p.HoldTime, 5, 7200}, {"connectRetry", p.ConnectRetry, 5, 3600}} {
+		if f.val != nil {
+			v.checkRange(f.prop, int64(*f.val), f.min, f.max)
+		}
+	}
+	return v.err()
+}
+
+// BGPNetwork is a prefix a router announces.
+type BGPNetwork struct {
+	ID            ID      `json:"id"`
+	SubnetAddress *string `json:"subnetAddress"`
+	SubnetLength  int     `json:"subnetLength"`
+	RouterID      ID      `json:"_routerId"`
+}
+
+func (BGPNetwork) Kind() string       { return KindBGPNetwork }
+func (n BGPNetwork) ObjectID() string { return n.ID.String() }
+func (n *BGPNetwork) Normalize()      {}
+func (n *BGPNetwork) Validate() error {
+	var v violations
+	v.checkIPv4("subnetAddress", n.SubnetAddress, true)
+	v.checkRange("subnetLength", int64(n.SubnetLength), 0, 32)
+	return v.err()
+}
+
+// Trace device types.
+const (
+	TraceBridge = "BRIDGE"
+	TracePort   = "PORT"
+	TraceRouter = "ROUTER"
+)
+
+// TraceRequest asks agents to trace the packets matching a condition.
+type TraceRequest struct {
+	ID                  ID               `json:"id"`
+	Name                *string          `json:"name"`
+	DeviceType          *string          `json:"deviceType"`
+	DeviceID            *ID              `json:"deviceId"`
+	Condition           *MirrorCondition `json:"condition"`
+	Limit               int64            `json:"limit"`
+	Enabled             bool             `json:"enabled"`
+	CreationTimestampMs int64            `json:"creationTimestampMs"`
+}
+
+func (TraceRequest) Kind() string       { return KindTrace }
+func (t TraceRequest) ObjectID() string { return t.ID.String() }
+func (t *TraceRequest) Normalize() {
+	if t.Condition != nil {
+		t.Condition.NormalizeCondition()
+		t.Condition.URI = nil
+	}
+}
+func (t *TraceRequest) Validate() error {
+	var v violations
+	v.checkLen("name", t.Name, 1, 255)
+	if t.DeviceType == nil {
+		v.add("deviceType", "may not be null")
+	} else if d := *t.DeviceType; d != TraceBridge && d != TracePort && d != TraceRouter {
+		v.add("deviceType", "must be BRIDGE, PORT or ROUTER")
+	}
+	if t.DeviceID == nil {
+		v.add("deviceId", "may not be null")
+	}
+	if t.Condition == nil {
+		v.add("condition", "may not be null")
+	} else {
+		t.Condition.validateCondition(&v, "condition.")
+	}
+	return v.err()
+}
