@@ -61,7 +61,7 @@ func (t *Table[V]) Lookup(key *packet.FlowKey) *Entry[V] {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for _, st := range t.subtables {
-		if e, ok := st.flows[key.Masked(&st.mask)]; ok {
+		if e, ok := st.flows[maskKey(key, &st.mask)]; ok {
 			return e
 		}
 	}
@@ -76,13 +76,13 @@ func (t *Table[V]) Get(key, mask *packet.FlowKey) *Entry[V] {
 	if st == nil {
 		return nil
 	}
-	return st.flows[key.Masked(mask)]
+	return st.flows[maskKey(key, mask)]
 }
 
 // Insert installs value under (key masked by mask, mask). It fails with
 // ErrExists if that flow is already installed.
 func (t *Table[V]) Insert(key, mask *packet.FlowKey, value *V) (*Entry[V], error) {
-	e := &Entry[V]{Key: key.Masked(mask), Mask: *mask, Value: value}
+	e := &Entry[V]{Key: maskKey(key, mask), Mask: *mask, Value: value}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.subtableLocked(mask)
@@ -97,7 +97,7 @@ func (t *Table[V]) Insert(key, mask *packet.FlowKey, value *V) (*Entry[V], error
 // Replace installs value under (key masked by mask, mask), replacing and
 // killing any entry there, which it returns (nil if none).
 func (t *Table[V]) Replace(key, mask *packet.FlowKey, value *V) (added, old *Entry[V]) {
-	e := &Entry[V]{Key: key.Masked(mask), Mask: *mask, Value: value}
+	e := &Entry[V]{Key: maskKey(key, mask), Mask: *mask, Value: value}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.subtableLocked(mask)
@@ -132,7 +132,7 @@ func (t *Table[V]) Delete(key, mask *packet.FlowKey) *Entry[V] {
 	if st == nil {
 		return nil
 	}
-	mk := key.Masked(mask)
+	mk := maskKey(key, mask)
 	e := st.flows[mk]
 	if e == nil {
 		return nil

@@ -1,7 +1,10 @@
 package classifier
 
 import (
+	"math/rand/v2"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/midonet/midonet/internal/packet"
 )
@@ -233,4 +236,24 @@ func BenchmarkLookupHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestMaskKeyMatchesMasked(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	fill := func(k *packet.FlowKey) {
+		b := (*[unsafe.Sizeof(packet.FlowKey{})]byte)(unsafe.Pointer(k))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+	}
+	for range 1000 {
+		var k, m packet.FlowKey
+		fill(&k)
+		fill(&m)
+		if got, want := maskKey(&k, &m), k.Masked(&m); got != want {
+			t.Fatalf("maskKey = %+v, Masked = %+v", got, want)
+		}
+	}
 }

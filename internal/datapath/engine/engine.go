@@ -394,7 +394,7 @@ func (e *Engine) Execute(frame []byte, actions []datapath.Action, inPort datapat
 	defer e.execPool.Put(w)
 	w.Begin()
 	var key packet.FlowKey
-	if !extractFlowKey(frame, uint32(inPort), &key) {
+	if !packet.ExtractFlowKey(frame, uint32(inPort), &key) {
 		return fmt.Errorf("execute: %d-byte frame: %w", len(frame), datapath.ErrBadPacket)
 	}
 	w.execute(in, frame, actions, &key)

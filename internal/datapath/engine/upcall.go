@@ -46,7 +46,7 @@ func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.
 }
 
 // deliverOne hands the oldest upcall to h and reports whether there was one.
-func (q *upcallQueue) deliverOne(port datapath.PortNo, h datapath.UpcallHandler, u *datapath.Upcall) bool {
+func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.UpcallHandler, u *datapath.Upcall) bool {
 	q.mu.Lock()
 	if q.head == q.tail {
 		q.mu.Unlock()
@@ -54,6 +54,7 @@ func (q *upcallQueue) deliverOne(port datapath.PortNo, h datapath.UpcallHandler,
 	}
 	s := &q.slots[q.head%uint64(len(q.slots))]
 	q.mu.Unlock()
+	e.count(h)
 	if h != nil {
 		*u = datapath.Upcall{Kind: s.kind, InPort: port, Packet: s.buf, Key: s.key, Cookie: s.cookie}
 		h.HandleUpcall(u)
@@ -89,14 +90,12 @@ func (e *Engine) dispatch() {
 			}
 			any := false
 			for _, p := range *e.ports.Load() {
-				if p != nil && p.upq.deliverOne(p.No, h, &u) {
+				if p != nil && p.upq.deliverOne(e, p.No, h, &u) {
 					any = true
-					e.count(h)
 				}
 			}
-			if e.localQ.deliverOne(0, h, &u) {
+			if e.localQ.deliverOne(e, 0, h, &u) {
 				any = true
-				e.count(h)
 			}
 			if !any {
 				break

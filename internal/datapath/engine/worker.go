@@ -103,16 +103,15 @@ func (w *Worker) Flush() {
 func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
 	in.RxPackets.Add(1)
 	in.RxBytes.Add(uint64(len(frame)))
-	if len(frame) > maxFrame || !extractFlowKey(frame, uint32(in.No), &w.key) {
+	// ExtractFlowKey keeps the tunnel fields as set here.
+	if tun != nil {
+		w.key.TunID, w.key.TunSrc, w.key.TunDst, w.key.TunTOS, w.key.TunTTL = tun.ID, tun.Src, tun.Dst, tun.TOS, tun.TTL
+	} else {
+		w.key.TunID, w.key.TunSrc, w.key.TunDst, w.key.TunTOS, w.key.TunTTL = 0, [4]byte{}, [4]byte{}, 0, 0
+	}
+	if len(frame) > maxFrame || !packet.ExtractFlowKey(frame, uint32(in.No), &w.key) {
 		in.RxDropped.Add(1)
 		return
-	}
-	if tun != nil {
-		w.key.TunID = tun.ID
-		w.key.TunSrc = tun.Src
-		w.key.TunDst = tun.Dst
-		w.key.TunTOS = tun.TOS
-		w.key.TunTTL = tun.TTL
 	}
 	ent, emcHit := classifier.LookupCached(w.e.flows, w.emc, &w.key)
 	if ent == nil {
