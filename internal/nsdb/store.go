@@ -19,17 +19,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/midonet/midonet/internal/topology"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 )
 
 // Errors callers branch on.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
+	// The first three are the topology's sentinels, so the integrity
+	// rules of package topology and the API branch on one set.
+	ErrNotFound = topology.ErrNotFound
+	ErrExists   = topology.ErrExists
 	// ErrConflict means a transaction kept conflicting with concurrent
 	// writers and gave up.
-	ErrConflict = errors.New("concurrent modification")
+	ErrConflict = topology.ErrConflict
+	// ErrReadOnly means a View tried to write.
+	ErrReadOnly = errors.New("write in a read-only transaction")
 )
 
 // DefaultPrefix is the key prefix of everything midonet stores.
@@ -77,9 +81,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
-		Context:     ctx,
-		DialOptions: []grpc.DialOption{},
-		Logger:      nopZap(),
+		// No Context: the client lives until Close, not until the
+		// context that opened it ends.
+		Logger: nopZap(),
 		// Keepalives make a dead member noticed quickly so requests fail
 		// over to the others.
 		DialKeepAliveTime:    2 * time.Second,

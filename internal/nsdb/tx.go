@@ -9,16 +9,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/midonet/midonet/internal/topology"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Object is a stored topology object.
-type Object interface {
-	// Kind names the object's collection, e.g. "bridges".
-	Kind() string
-	// ObjectID is the object's id.
-	ObjectID() string
-}
+// Object is a stored topology object: it names its collection (Kind, e.g.
+// "bridges") and its id.
+type Object = topology.Object
+
+// A Tx is what the integrity rules of package topology run on.
+var _ topology.Store = (*Tx)(nil)
 
 // Tx is one optimistic transaction. Reads see the store at one revision plus
 // the transaction's own writes; writes are buffered until commit. A Tx is
@@ -75,10 +75,17 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	return ErrConflict
 }
 
-// View runs fn on a consistent read-only view of the store.
+// View runs fn on a consistent read-only view of the store. Writes made by
+// fn are not committed: View returns ErrReadOnly if fn made any.
 func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	tx := s.newTx(ctx)
-	return fn(tx)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if len(tx.writes) > 0 {
+		return fmt.Errorf("nsdb: %d writes inside View (first %s); use Update: %w", len(tx.writes), tx.writes[0], ErrReadOnly)
+	}
+	return nil
 }
 
 func (s *Store) newTx(ctx context.Context) *Tx {
@@ -106,6 +113,10 @@ func (tx *Tx) getOpts() []clientv3.OpOption {
 // readKey returns the value of key, nil if absent.
 func (tx *Tx) readKey(key string) ([]byte, error) {
 	if v, ok := tx.vals[key]; ok {
+		if _, ok := tx.seen[key]; !ok {
+			// Cached by a List: reading it now makes it a guard.
+			tx.seen[key] = tx.listed[key]
+		}
 		return v, nil
 	}
 	ctx, cancel := tx.s.reqCtx(tx.ctx)
@@ -260,6 +271,7 @@ func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
 		tx.rev = resp.Header.Revision
 	}
 	out := make([][]byte, 0, len(resp.Kvs))
+	var inSnapshot map[string]bool // keys of this list that this tx also created
 	for _, kv := range resp.Kvs {
 		k := string(kv.Key)
 		if strings.Contains(k[len(prefix):], "/") {
@@ -268,16 +280,27 @@ func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
 		if _, ok := tx.seen[k]; !ok {
 			tx.listed[k] = kv.ModRevision
 		}
-		if v, ok := tx.vals[k]; ok {
-			if v != nil {
-				out = append(out, v)
-			}
-			continue
+		v, ok := tx.vals[k]
+		if !ok {
+			// Cache it: a later Get costs no round trip and still
+			// guards the commit with the listed revision.
+			v = kv.Value
+			tx.vals[k] = v
 		}
-		out = append(out, kv.Value)
+		if v != nil {
+			out = append(out, v)
+		}
+		if len(tx.created) > 0 {
+			if inSnapshot == nil {
+				inSnapshot = map[string]bool{}
+			}
+			inSnapshot[k] = true
+		}
 	}
 	for _, k := range tx.created {
-		if strings.HasPrefix(k, prefix) {
+		// A key deleted and created again in this tx was listed
+		// above, in its original place.
+		if strings.HasPrefix(k, prefix) && !inSnapshot[k] {
 			if v := tx.vals[k]; v != nil {
 				out = append(out, v)
 			}

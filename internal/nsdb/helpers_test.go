@@ -1,0 +1,182 @@
+package nsdb
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/midonet/midonet/internal/nsdb/embedded"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// widget is the object type of these tests.
+type widget struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	N    int    `json:"n"`
+}
+
+func (widget) Kind() string        { return "widgets" }
+func (w widget) ObjectID() string { return w.ID }
+
+// startMember starts a single-member etcd in its own directory, stopped at
+// the end of the test (after the stores registered later are closed).
+func startMember(t testing.TB) *embedded.Server {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Config{
+		DataDir:   t.TempDir(),
+		ClientURL: "http://127.0.0.1:0",
+		Fast:      true,
+	})
+	if err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// openStore opens a store on endpoints, closed at the end of the test.
+func openStore(t testing.TB, endpoints ...string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newStore starts a member and opens a store on it.
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	return openStore(t, startMember(t).ClientURL)
+}
+
+func mustUpdate(t testing.TB, s *Store, fn func(*Tx) error) {
+	t.Helper()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+}
+
+func getWidget(t testing.TB, s *Store, id string) (widget, error) {
+	t.Helper()
+	var w widget
+	err := s.View(context.Background(), func(tx *Tx) error {
+		var err error
+		w, err = Get[widget](tx, id)
+		return err
+	})
+	return w, err
+}
+
+// cluster is three etcd members on loopback in this process.
+type cluster struct {
+	t       testing.TB
+	cfgs    []embedded.Config
+	mu      sync.Mutex
+	members []*embedded.Server // nil: stopped
+}
+
+// startCluster starts a three-member cluster with ports picked beforehand.
+func startCluster(t testing.TB) *cluster {
+	t.Helper()
+	c := &cluster{t: t, members: make([]*embedded.Server, 3)}
+	var initial []string
+	for i := range 3 {
+		name := fmt.Sprintf("m%d", i)
+		peer := "http://" + freeAddr(t)
+		c.cfgs = append(c.cfgs, embedded.Config{
+			Name:         name,
+			DataDir:      t.TempDir(),
+			ClientURL:    "http://" + freeAddr(t),
+			PeerURL:      peer,
+			Fast:         true,
+			StartTimeout: 20 * time.Second,
+		})
+		initial = append(initial, name+"="+peer)
+	}
+	for i := range c.cfgs {
+		c.cfgs[i].InitialCluster = strings.Join(initial, ",")
+	}
+	t.Cleanup(func() {
+		for i := range c.members {
+			c.stop(i)
+		}
+	})
+	// A member is ready only once a quorum is up: start them together.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Go(func() { errs[i] = c.start(i) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+	}
+	return c
+}
+
+func (c *cluster) start(i int) error {
+	srv, err := embedded.Start(c.cfgs[i])
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.members[i] = srv
+	c.mu.Unlock()
+	return nil
+}
+
+// stop closes member i, if running.
+func (c *cluster) stop(i int) {
+	c.mu.Lock()
+	srv := c.members[i]
+	c.members[i] = nil
+	c.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+func (c *cluster) endpoints() []string {
+	var eps []string
+	for _, cfg := range c.cfgs {
+		eps = append(eps, cfg.ClientURL)
+	}
+	return eps
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
