@@ -1,0 +1,115 @@
+package flowstate
+
+import "time"
+
+// Shard is one worker's conntrack and NAT tables. The conntrack table holds
+// return-flow keys only, so its values are empty.
+type Shard struct {
+	Conntrack *Table[ConnKey, struct{}]
+	NAT       *Table[NATKey, NATBinding]
+}
+
+// NewShard returns empty tables whose unreferenced entries live for ttl.
+func NewShard(ttl time.Duration) *Shard {
+	return &Shard{Conntrack: NewTable[ConnKey, struct{}](ttl), NAT: NewTable[NATKey, NATBinding](ttl)}
+}
+
+// Commit takes a reference on every key a forward flow created or used; the
+// flow's removal must Release the same keys.
+func (s *Shard) Commit(conns []ConnKey, nats []NATEntry) {
+	for _, k := range conns {
+		s.Conntrack.Ref(k, struct{}{})
+	}
+	for _, e := range nats {
+		s.NAT.Ref(e.Key, e.Binding)
+	}
+}
+
+// Release drops the references Commit took, at time now.
+func (s *Shard) Release(conns []ConnKey, nats []NATEntry, now time.Time) {
+	for _, k := range conns {
+		s.Conntrack.Unref(k, now)
+	}
+	for _, e := range nats {
+		s.NAT.Unref(e.Key, now)
+	}
+}
+
+// Import touches every key of a replication message: the keys live for
+// their idle TTL unless a later message or a local flow refreshes them.
+func (s *Shard) Import(m *Message, now time.Time) {
+	for _, k := range m.Conntrack {
+		s.Conntrack.Touch(k, struct{}{}, now)
+	}
+	for _, e := range m.NAT {
+		s.NAT.Touch(e.Key, e.Binding, now)
+	}
+}
+
+// Tables is the set of per-worker shards of one agent.
+type Tables struct {
+	shards []*Shard
+	views  []View
+}
+
+// NewTables returns n shards (at least one) with the given idle TTL.
+func NewTables(n int, ttl time.Duration) *Tables {
+	n = max(n, 1)
+	t := &Tables{shards: make([]*Shard, n), views: make([]View, n)}
+	for i := range t.shards {
+		t.shards[i] = NewShard(ttl)
+	}
+	for i := range t.views {
+		t.views[i] = View{t: t, own: i}
+	}
+	return t
+}
+
+// Len returns the number of shards.
+func (t *Tables) Len() int { return len(t.shards) }
+
+// Shard returns worker i's shard.
+func (t *Tables) Shard(i int) *Shard { return t.shards[i] }
+
+// View returns worker i's read view: its own shard first, then the others.
+// The pointer is stable, so handing it to an interface does not allocate.
+func (t *Tables) View(i int) *View { return &t.views[i] }
+
+// View reads flow state the way a worker does. It implements the simulation's
+// state reader and does not allocate.
+type View struct {
+	t   *Tables
+	own int
+}
+
+// HasConn reports whether any shard holds the conntrack key.
+func (v *View) HasConn(k ConnKey) bool {
+	if _, ok := v.t.shards[v.own].Conntrack.Get(k); ok {
+		return true
+	}
+	for i, s := range v.t.shards {
+		if i == v.own {
+			continue
+		}
+		if _, ok := s.Conntrack.Get(k); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// NAT returns the binding of a NAT key from any shard.
+func (v *View) NAT(k NATKey) (NATBinding, bool) {
+	if b, ok := v.t.shards[v.own].NAT.Get(k); ok {
+		return b, true
+	}
+	for i, s := range v.t.shards {
+		if i == v.own {
+			continue
+		}
+		if b, ok := s.NAT.Get(k); ok {
+			return b, true
+		}
+	}
+	return NATBinding{}, false
+}

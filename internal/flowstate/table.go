@@ -1,0 +1,126 @@
+package flowstate
+
+import (
+	"sync"
+	"time"
+)
+
+type entry[V any] struct {
+	value V
+	refs  int32
+	// expires is the Unix time in nanoseconds after which an entry with no
+	// references is removed; it is meaningless while refs > 0.
+	expires int64
+}
+
+// Table is a map of flow-state keys with reference counts and an idle TTL.
+// It is safe for concurrent use: its owner writes, other workers read.
+type Table[K comparable, V any] struct {
+	ttl time.Duration
+
+	mu sync.RWMutex
+	m  map[K]entry[V] // guarded by mu
+}
+
+// NewTable returns an empty table whose unreferenced entries live for ttl.
+func NewTable[K comparable, V any](ttl time.Duration) *Table[K, V] {
+	return &Table[K, V]{ttl: ttl, m: make(map[K]entry[V])}
+}
+
+// Get returns the value stored under k. It does not allocate.
+func (t *Table[K, V]) Get(k K) (V, bool) {
+	t.mu.RLock()
+	e, ok := t.m[k]
+	t.mu.RUnlock()
+	return e.value, ok
+}
+
+// Ref stores v under k and takes a reference on it, on behalf of a flow
+// that created or used the key.
+func (t *Table[K, V]) Ref(k K, v V) {
+	t.mu.Lock()
+	e := t.m[k]
+	e.value = v
+	e.refs++
+	t.m[k] = e
+	t.mu.Unlock()
+}
+
+// Touch stores v under k without taking a reference, as for keys imported
+// from peers: an unreferenced entry's idle time restarts at now.
+func (t *Table[K, V]) Touch(k K, v V, now time.Time) {
+	t.mu.Lock()
+	e := t.m[k]
+	e.value = v
+	if e.refs <= 0 {
+		e.expires = now.Add(t.ttl).UnixNano()
+	}
+	t.m[k] = e
+	t.mu.Unlock()
+}
+
+// Unref releases a reference taken by Ref; when the last one goes the entry
+// starts idling at now. Releasing an absent key does nothing.
+func (t *Table[K, V]) Unref(k K, now time.Time) {
+	t.mu.Lock()
+	if e, ok := t.m[k]; ok {
+		if e.refs > 0 {
+			e.refs--
+		}
+		if e.refs == 0 {
+			e.expires = now.Add(t.ttl).UnixNano()
+		}
+		t.m[k] = e
+	}
+	t.mu.Unlock()
+}
+
+// Delete removes k whatever its references.
+func (t *Table[K, V]) Delete(k K) {
+	t.mu.Lock()
+	delete(t.m, k)
+	t.mu.Unlock()
+}
+
+// Refs returns the number of references held on k.
+func (t *Table[K, V]) Refs(k K) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return int(t.m[k].refs)
+}
+
+// Len returns the number of entries.
+func (t *Table[K, V]) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
+
+// Expire removes the unreferenced entries whose idle time has passed at now
+// and calls expired (if not nil) for each, after the table is unlocked, so
+// that the caller can invalidate flows tagged with the key or release a NAT
+// port. It returns the number of entries removed.
+func (t *Table[K, V]) Expire(now time.Time, expired func(K, V)) int {
+	type kv struct {
+		k K
+		v V
+	}
+	var gone []kv
+	removed := 0
+	deadline := now.UnixNano()
+	t.mu.Lock()
+	for k, e := range t.m {
+		if e.refs <= 0 && e.expires <= deadline {
+			delete(t.m, k)
+			removed++
+			if expired != nil {
+				gone = append(gone, kv{k, e.value})
+			}
+		}
+	}
+	t.mu.Unlock()
+	for _, x := range gone {
+		expired(x.k, x.v)
+	}
+	return removed
+}
