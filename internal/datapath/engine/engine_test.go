@@ -320,7 +320,7 @@ func TestCompleteChecksum(t *testing.T) {
 				off = 14 + 20 + 6
 			}
 			f[off], f[off+1] = 0x12, 0x34 // as left for hardware: garbage here
-			if !completeChecksum(f) {
+			if !CompleteChecksum(f) {
 				t.Fatal("completeChecksum refused a valid frame")
 			}
 			checkChecksums(t, f)

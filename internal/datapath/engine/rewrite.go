@@ -160,10 +160,10 @@ func setL4Ports(f []byte, s *datapath.L4Set, wantProto uint8) bool {
 	return true
 }
 
-// completeChecksum finishes a TCP or UDP checksum the sender left to
+// CompleteChecksum finishes a TCP or UDP checksum the sender left to
 // hardware (the field holds only the pseudo-header sum, as AF_PACKET hands
 // frames with TP_STATUS_CSUMNOTREADY). It reports whether it did.
-func completeChecksum(f []byte) bool {
+func CompleteChecksum(f []byte) bool {
 	ip, l4 := ipv4L4(f)
 	if ip == nil || l4 == nil {
 		return false

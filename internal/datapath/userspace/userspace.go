@@ -1,0 +1,379 @@
+// Package userspace is a datapath in the agent's process for Linux: ports
+// attach to existing interfaces with AF_PACKET (TPACKET_V3 rings), internal
+// ports are tap devices, and one VXLAN port per datapath carries the overlay
+// on a UDP socket. Flows, actions and upcalls run in the shared engine.
+//
+// Network namespaces: a Datapath opens every socket, tap and netlink
+// subscription in the namespace given by Config.NetNS (by handle), from a
+// goroutine locked to a thread switched into it; the caller's threads are
+// never moved. Without a handle it uses the namespace of the process's
+// threads at New.
+//
+// Offloads: sockets are opened without PACKET_VNET_HDR, so a GSO
+// super-frame larger than the egress MTU is dropped (and counted), and a
+// frame whose checksum was left to hardware (TP_STATUS_CSUMNOTREADY) has its
+// TCP or UDP checksum completed in software. Peers should disable TSO on
+// attached veths (ethtool -K dev tx off) for TCP throughput.
+package userspace
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+var _ datapath.Datapath = (*Datapath)(nil)
+
+// Config configures a Datapath.
+type Config struct {
+	Engine engine.Config
+	// NetNS is the network namespace of the ports; netns.None() (-1) or
+	// the zero value with NetNSSet false means the current one.
+	NetNS    netns.NsHandle
+	NetNSSet bool
+	// RingBlockSize and RingBlocks size each AF_PACKET port's receive
+	// ring; a block must hold the largest frame. Defaults 256 KiB and 8.
+	RingBlockSize int
+	RingBlocks    int
+	Logger        *slog.Logger
+}
+
+// Defaults for Config.
+const (
+	DefaultRingBlockSize = 256 << 10
+	DefaultRingBlocks    = 8
+)
+
+// port is what every port kind implements.
+type port interface {
+	engine.Transmitter
+	// start begins receiving; the port hands frames to w.
+	start(ep *engine.Port)
+	// close stops receiving, waits for the receiver and releases the
+	// port's resources; Transmit fails afterwards.
+	close()
+	ifindex() int // 0 for ports without an interface
+}
+
+// Datapath is the userspace datapath.
+type Datapath struct {
+	cfg Config
+	log *slog.Logger
+	e   *engine.Engine
+	ns  netns.NsHandle // -1: current namespace
+
+	mu     sync.Mutex
+	ports  map[datapath.PortNo]port // guarded by mu
+	states map[int]linkState        // by ifindex, guarded by mu
+
+	nlDone  chan struct{}
+	nlWG    sync.WaitGroup
+	closeMu sync.Once
+}
+
+type linkState struct {
+	no   datapath.PortNo
+	name string
+	up   bool
+}
+
+// New starts a datapath with no ports.
+func New(cfg Config) (*Datapath, error) {
+	if cfg.RingBlockSize <= 0 {
+		cfg.RingBlockSize = DefaultRingBlockSize
+	}
+	if cfg.RingBlocks <= 0 {
+		cfg.RingBlocks = DefaultRingBlocks
+	}
+	if cfg.RingBlockSize%unix.Getpagesize() != 0 {
+		return nil, fmt.Errorf("ring block size %d is not a multiple of the page size %d", cfg.RingBlockSize, unix.Getpagesize())
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Engine.Logger == nil {
+		cfg.Engine.Logger = log
+	}
+	d := &Datapath{
+		cfg:    cfg,
+		log:    log,
+		ns:     netns.None(),
+		ports:  make(map[datapath.PortNo]port),
+		states: make(map[int]linkState),
+		nlDone: make(chan struct{}),
+	}
+	if cfg.NetNSSet {
+		ns, err := dupNS(cfg.NetNS)
+		if err != nil {
+			return nil, err
+		}
+		d.ns = ns
+	}
+	if err := d.watchLinks(); err != nil {
+		if d.ns.IsOpen() {
+			d.ns.Close()
+		}
+		return nil, err
+	}
+	d.e = engine.New(cfg.Engine)
+	return d, nil
+}
+
+func dupNS(ns netns.NsHandle) (netns.NsHandle, error) {
+	fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return netns.None(), fmt.Errorf("duplicate netns handle %d: %w", ns, err)
+	}
+	return netns.NsHandle(fd), nil
+}
+
+// inNS runs fn on a thread in the datapath's namespace.
+func (d *Datapath) inNS(fn func() error) error {
+	if !d.ns.IsOpen() {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(d.ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		err = fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		} // else: the thread stays locked and dies with this goroutine
+		errc <- err
+	}()
+	return <-errc
+}
+
+func (d *Datapath) netlinkHandle() (*netlink.Handle, error) {
+	if d.ns.IsOpen() {
+		return netlink.NewHandleAt(d.ns)
+	}
+	return netlink.NewHandle()
+}
+
+// AddPort implements datapath.PortManager.
+func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
+	var (
+		p   port
+		err error
+	)
+	switch spec.Kind {
+	case datapath.PortNetdev:
+		p, err = d.openNetdev(spec)
+	case datapath.PortInternal:
+		p, err = d.openTap(spec)
+	case datapath.PortVXLAN:
+		if spec.UDPPort == 0 {
+			spec.UDPPort = datapath.DefaultVXLANPort
+		}
+		if spec.Name == "" {
+			spec.Name = "vxlan"
+		}
+		p, err = d.openVXLAN(spec)
+	default:
+		return 0, fmt.Errorf("port %q: unknown kind %v; use netdev, internal or vxlan", spec.Name, spec.Kind)
+	}
+	if err != nil {
+		return 0, err
+	}
+	ep, err := d.e.AddPort(spec, p)
+	if err != nil {
+		p.close()
+		return 0, err
+	}
+	d.mu.Lock()
+	d.ports[ep.No] = p
+	if idx := p.ifindex(); idx != 0 {
+		d.states[idx] = linkState{no: ep.No, name: spec.Name, up: true}
+	}
+	d.mu.Unlock()
+	p.start(ep)
+	return ep.No, nil
+}
+
+// RemovePort implements datapath.PortManager. Traffic may keep flowing:
+// outputs to the port stop first, then its receiver, then its sockets
+// close.
+func (d *Datapath) RemovePort(no datapath.PortNo) error {
+	if _, err := d.e.RemovePort(no); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	p := d.ports[no]
+	delete(d.ports, no)
+	if p != nil {
+		delete(d.states, p.ifindex())
+	}
+	d.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	return nil
+}
+
+// Ports implements datapath.PortManager.
+func (d *Datapath) Ports() []datapath.Port { return d.e.Ports() }
+
+// PutFlow implements datapath.FlowTable.
+func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) error {
+	return d.e.PutFlow(key, mask, actions, flags)
+}
+
+// DeleteFlow implements datapath.FlowTable.
+func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, error) {
+	return d.e.DeleteFlow(key, mask)
+}
+
+// DumpFlows implements datapath.FlowTable.
+func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error { return d.e.DumpFlows(fn) }
+
+// Execute implements datapath.Executor.
+func (d *Datapath) Execute(frame []byte, actions []datapath.Action, inPort datapath.PortNo) error {
+	return d.e.Execute(frame, actions, inPort)
+}
+
+// SetUpcallHandler implements datapath.Upcaller.
+func (d *Datapath) SetUpcallHandler(h datapath.UpcallHandler) { d.e.SetUpcallHandler(h) }
+
+// SetPortEventHandler implements datapath.Upcaller.
+func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) { d.e.SetPortEventHandler(h) }
+
+// Stats implements datapath.Datapath.
+func (d *Datapath) Stats() datapath.Stats { return d.e.Stats() }
+
+// Close removes every port, stops watching links and stops the engine.
+func (d *Datapath) Close() error {
+	d.closeMu.Do(func() {
+		d.mu.Lock()
+		nos := make([]datapath.PortNo, 0, len(d.ports))
+		for no := range d.ports {
+			nos = append(nos, no)
+		}
+		d.mu.Unlock()
+		for _, no := range nos {
+			d.RemovePort(no)
+		}
+		close(d.nlDone)
+		d.nlWG.Wait()
+		d.e.Close()
+		if d.ns.IsOpen() {
+			d.ns.Close()
+		}
+	})
+	return nil
+}
+
+// watchLinks subscribes to link updates and reports changes of attached
+// interfaces as port events.
+func (d *Datapath) watchLinks() error {
+	ch := make(chan netlink.LinkUpdate, 64)
+	opts := netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { d.log.Warn("link updates", "error", err) },
+	}
+	if d.ns.IsOpen() {
+		ns := d.ns
+		opts.Namespace = &ns
+	}
+	if err := netlink.LinkSubscribeWithOptions(ch, d.nlDone, opts); err != nil {
+		return fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	d.nlWG.Add(1)
+	go func() {
+		defer d.nlWG.Done()
+		for u := range ch { // closed by netlink when nlDone is closed
+			d.linkUpdate(u)
+		}
+	}()
+	return nil
+}
+
+func (d *Datapath) linkUpdate(u netlink.LinkUpdate) {
+	idx := int(u.Index)
+	d.mu.Lock()
+	st, ok := d.states[idx]
+	if !ok {
+		d.mu.Unlock()
+		return
+	}
+	if u.Header.Type == unix.RTM_DELLINK {
+		d.mu.Unlock()
+		d.log.Info("port interface removed", "port_no", st.no, "port_name", st.name)
+		if err := d.RemovePort(st.no); err != nil && !errors.Is(err, datapath.ErrPortNotFound) {
+			d.log.Warn("remove port", "port_no", st.no, "error", err)
+		}
+		d.e.PortEvent(datapath.PortEvent{Kind: datapath.PortRemoved, Port: st.no, Name: st.name})
+		return
+	}
+	up := u.Flags&unix.IFF_UP != 0 && u.Flags&unix.IFF_RUNNING != 0
+	if up == st.up {
+		d.mu.Unlock()
+		return
+	}
+	st.up = up
+	d.states[idx] = st
+	d.mu.Unlock()
+	kind := datapath.PortDown
+	if up {
+		kind = datapath.PortUp
+	}
+	d.e.PortEvent(datapath.PortEvent{Kind: kind, Port: st.no, Name: st.name})
+}
+
+// poller waits for a file descriptor to be readable or for stop.
+type poller struct {
+	fd, stopfd int
+	fds        [2]unix.PollFd
+}
+
+func newPoller(fd int) (*poller, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &poller{fd: fd, stopfd: efd}, nil
+}
+
+// wait blocks until fd is readable (true) or stop was called (false).
+func (p *poller) wait(timeoutMs int) bool {
+	p.fds[0] = unix.PollFd{Fd: int32(p.fd), Events: unix.POLLIN}
+	p.fds[1] = unix.PollFd{Fd: int32(p.stopfd), Events: unix.POLLIN}
+	for {
+		_, err := unix.Poll(p.fds[:], timeoutMs)
+		if err == unix.EINTR {
+			continue
+		}
+		return p.fds[1].Revents == 0
+	}
+}
+
+func (p *poller) stop() {
+	var one = [8]byte{1}
+	unix.Write(p.stopfd, one[:])
+}
+
+func (p *poller) close() { unix.Close(p.stopfd) }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
