@@ -1,0 +1,256 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+type dhcpRes = resource[topology.DHCPSubnet, *topology.DHCPSubnet]
+
+func dhcpSubnetURI(base string, d *topology.DHCPSubnet) string {
+	return base + "/bridges/" + d.BridgeID.String() + "/dhcp/" + d.SubnetKey()
+}
+
+func dhcpHostView(subnetURI string, h topology.DHCPHost) view {
+	h.Normalize()
+	v := toView(h)
+	v["uri"] = subnetURI + "/hosts/" + derefString(h.MacAddr)
+	return v
+}
+
+func derefString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func (s *Server) dhcpRoutes() {
+	subnets := &dhcpRes{
+		s: s, kind: topology.KindDHCPSubnet, media: []string{"DhcpSubnet-v2", "DhcpSubnet-v1"},
+		defaults: func(d *topology.DHCPSubnet) { d.Enabled = true },
+		links: func(base string, d *topology.DHCPSubnet, v view) {
+			u := dhcpSubnetURI(base, d)
+			v["uri"] = u
+			v["hosts"] = u + "/hosts"
+		},
+	}
+	// loadSubnet reads the subnet named in the URL of a bridge.
+	loadSubnet := func(tx *nsdb.Tx, r *http.Request) (*topology.DHCPSubnet, error) {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, notFound("bridge %s does not exist", bid)
+		}
+		key := r.PathValue("subnet")
+		d, err := subnets.load(tx, topology.DHCPSubnetID(bid, key))
+		if err != nil {
+			return nil, notFound("bridge %s has no DHCP subnet %s", bid, strings.Replace(key, "_", "/", 1))
+		}
+		return d, nil
+	}
+	s.handle("GET /bridges/{id}/dhcp", func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := s.parentExists(r, topology.KindBridge)
+		if err != nil {
+			return err
+		}
+		return subnets.list(w, r, func(d *topology.DHCPSubnet) bool { return d.BridgeID == bid })
+	})
+	s.handle("POST /bridges/{id}/dhcp", func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return err
+		}
+		in, err := subnets.decodeNew(r)
+		if err != nil {
+			return err
+		}
+		in.BridgeID, in.Hosts = bid, nil
+		if err := in.Validate(); err != nil {
+			return err
+		}
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+				return err
+			} else if !ok {
+				return notFound("bridge %s does not exist", bid)
+			}
+			d := *in
+			if ok, err := tx.Exists(topology.KindDHCPSubnet, d.ObjectID()); err != nil {
+				return err
+			} else if ok {
+				return conflict("bridge %s already has DHCP subnet %s/%d", bid, derefString(d.SubnetPrefix), d.SubnetLength)
+			}
+			return tx.Create(&d)
+		})
+		if err != nil {
+			return err
+		}
+		return created(w, dhcpSubnetURI(baseURI(r), in))
+	})
+	s.handle("GET /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+		var d *topology.DHCPSubnet
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			var err error
+			d, err = loadSubnet(tx, r)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, subnets.media, subnets.render(r, d))
+	})
+	s.handle("PUT /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+		in, err := subnets.decodeNew(r)
+		if err != nil {
+			return err
+		}
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			old, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			d := *in
+			// The subnet is the object's identity: the URL's wins.
+			d.BridgeID, d.SubnetPrefix, d.SubnetLength, d.Hosts = old.BridgeID, old.SubnetPrefix, old.SubnetLength, old.Hosts
+			if err := d.Validate(); err != nil {
+				return err
+			}
+			return tx.Put(&d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+	s.handle("DELETE /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			return tx.Delete(topology.KindDHCPSubnet, d.ObjectID())
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+
+	hostMedia := []string{"DhcpHost-v2", "DhcpHost-v1"}
+	s.handle("GET /bridges/{id}/dhcp/{subnet}/hosts", func(w http.ResponseWriter, r *http.Request) error {
+		var out []view
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			u := dhcpSubnetURI(baseURI(r), d)
+			out = []view{}
+			for _, h := range d.Hosts {
+				out = append(out, dhcpHostView(u, h))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, []string{"collection.DhcpHost-v2", "collection.DhcpHost-v1"}, out)
+	})
+	decodeHost := func(r *http.Request) (topology.DHCPHost, error) {
+		var h topology.DHCPHost
+		if err := decode(r, &h); err != nil {
+			return h, err
+		}
+		return h, h.Validate()
+	}
+	s.handle("POST /bridges/{id}/dhcp/{subnet}/hosts", func(w http.ResponseWriter, r *http.Request) error {
+		h, err := decodeHost(r)
+		if err != nil {
+			return err
+		}
+		var loc string
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			if d.Host(*h.MacAddr) >= 0 {
+				return conflict("DHCP subnet %s already has a host with MAC %s", d.SubnetKey(), *h.MacAddr)
+			}
+			d.Hosts = append(d.Hosts, h)
+			loc = dhcpSubnetURI(baseURI(r), d) + "/hosts/" + *h.MacAddr
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return created(w, loc)
+	})
+	s.handle("GET /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
+		var out view
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i := d.Host(r.PathValue("mac"))
+			if i < 0 {
+				return notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), r.PathValue("mac"))
+			}
+			out = dhcpHostView(dhcpSubnetURI(baseURI(r), d), d.Hosts[i])
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, hostMedia, out)
+	})
+	s.handle("PUT /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
+		h, err := decodeHost(r)
+		if err != nil {
+			return err
+		}
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i := d.Host(r.PathValue("mac"))
+			if i < 0 {
+				return notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), r.PathValue("mac"))
+			}
+			d.Hosts[i] = h
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+	s.handle("DELETE /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
+		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i := d.Host(r.PathValue("mac"))
+			if i < 0 {
+				return nil
+			}
+			d.Hosts = append(d.Hosts[:i:i], d.Hosts[i+1:]...)
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+}

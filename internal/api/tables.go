@@ -1,0 +1,323 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// The bridges' MAC and ARP tables are state in the NSDB, shared with the
+// agents that learn into them: <prefix>/state/bridges/<id>/vlans/<vlan>/mac/<mac>
+// holds a port id, <prefix>/state/bridges/<id>/arp/<ip> a MAC. Entries
+// written through the API are persistent (no lease); learned ones are bound
+// to their agent's session.
+
+func (s *Server) bridgeStatePrefix(bridge topology.ID) string {
+	return s.store.Prefix() + "/state/bridges/" + bridge.String() + "/"
+}
+
+type macEntry struct {
+	bridge topology.ID
+	vlan   int
+	mac    string
+	port   string
+}
+
+func (e macEntry) view(base string) view {
+	mac, port := e.mac, e.port
+	u := base + "/bridges/" + e.bridge.String()
+	if e.vlan != 0 {
+		u += "/vlans/" + strconv.Itoa(e.vlan)
+	}
+	u += "/mac_table/" + strings.ReplaceAll(mac, ":", "-") + "_" + port
+	var vlan any = e.vlan
+	return view{"macAddr": mac, "portId": port, "vlanId": vlan, "uri": u}
+}
+
+// macEntries lists a bridge's MAC table; vlan < 0 means every VLAN.
+func (s *Server) macEntries(ctx context.Context, bridge topology.ID, vlan int) ([]macEntry, error) {
+	prefix := s.bridgeStatePrefix(bridge) + "vlans/"
+	if vlan >= 0 {
+		prefix += strconv.Itoa(vlan) + "/"
+	}
+	resp, err := s.store.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, err
+	}
+	var out []macEntry
+	base := s.bridgeStatePrefix(bridge) + "vlans/"
+	for _, kv := range resp.Kvs {
+		parts := strings.Split(strings.TrimPrefix(string(kv.Key), base), "/")
+		if len(parts) != 3 || parts[1] != "mac" {
+			continue
+		}
+		v, err := strconv.Atoi(parts[0])
+		if err != nil {
+			continue
+		}
+		out = append(out, macEntry{bridge: bridge, vlan: v, mac: parts[2], port: string(kv.Value)})
+	}
+	return out, nil
+}
+
+func (s *Server) tableRoutes() {
+	macMedia := []string{"MacPort-v2", "MacPort-v1"}
+	arpMedia := []string{"IP4Mac-v1"}
+
+	vlanOf := func(r *http.Request) (int, error) {
+		v := r.PathValue("vlan")
+		if v == "" {
+			return -1, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 4095 {
+			return 0, notFound("%q is not a VLAN id", v)
+		}
+		return n, nil
+	}
+	listMACs := func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := s.parentExists(r, topology.KindBridge)
+		if err != nil {
+			return err
+		}
+		vlan, err := vlanOf(r)
+		if err != nil {
+			return err
+		}
+		entries, err := s.macEntries(r.Context(), bid, vlan)
+		if err != nil {
+			return err
+		}
+		out := make([]view, len(entries))
+		for i, e := range entries {
+			out[i] = e.view(baseURI(r))
+		}
+		return writeJSON(w, r, http.StatusOK, []string{"collection.MacPort-v2", "collection.MacPort-v1"}, out)
+	}
+	postMAC := func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return err
+		}
+		pathVLAN, err := vlanOf(r)
+		if err != nil {
+			return err
+		}
+		var body struct {
+			MacAddr *string      `json:"macAddr"`
+			PortID  *topology.ID `json:"portId"`
+			VlanID  *int         `json:"vlanId"`
+		}
+		if err := decode(r, &body); err != nil {
+			return err
+		}
+		var vs []topology.Violation
+		if body.MacAddr == nil {
+			vs = append(vs, topology.Violation{Property: "macAddr", Message: "may not be null"})
+		} else if _, ok := topology.ParseMAC(*body.MacAddr); !ok || strings.Contains(*body.MacAddr, "-") {
+			vs = append(vs, topology.Violation{Property: "macAddr", Message: "is not a valid MAC address"})
+		}
+		if body.PortID == nil {
+			vs = append(vs, topology.Violation{Property: "portId", Message: "may not be null"})
+		}
+		if len(vs) > 0 {
+			return &topology.ValidationError{Violations: vs}
+		}
+		vlan := 0
+		if body.VlanID != nil {
+			vlan = *body.VlanID
+		}
+		if pathVLAN >= 0 {
+			vlan = pathVLAN
+		}
+		if vlan < 0 || vlan > 4095 {
+			return &topology.ValidationError{Violations: []topology.Violation{{Property: "vlanId", Message: "must be between 0 and 4095"}}}
+		}
+		mac, _ := topology.ParseMAC(*body.MacAddr)
+		e := macEntry{bridge: bid, vlan: vlan, mac: topology.FormatMAC(mac), port: body.PortID.String()}
+		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+				return err
+			} else if !ok {
+				return notFound("bridge %s does not exist", bid)
+			}
+			var p topology.Port
+			if err := tx.Get(topology.KindPort, body.PortID.String(), &p); err != nil {
+				return err
+			}
+			if p.DeviceID != bid {
+				return badRequest("The port must belong to the bridge that owns the MAC table.")
+			}
+			if p.VLANID != 0 && int(p.VLANID) != vlan {
+				return badRequest("port %s carries VLAN %d only; the entry's VLAN is %d", p.ID, p.VLANID, vlan)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		key := s.bridgeStatePrefix(bid) + "vlans/" + strconv.Itoa(vlan) + "/mac/" + e.mac
+		if _, err := s.store.Client().Put(r.Context(), key, e.port); err != nil {
+			return err
+		}
+		return created(w, e.view(baseURI(r))["uri"].(string))
+	}
+	// macItem parses {mac}_{portId} of an entry URL.
+	macItem := func(r *http.Request) (topology.ID, int, macEntry, error) {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return bid, 0, macEntry{}, err
+		}
+		vlan, err := vlanOf(r)
+		if err != nil {
+			return bid, 0, macEntry{}, err
+		}
+		if vlan < 0 {
+			vlan = 0
+		}
+		macS, portS, ok := strings.Cut(r.PathValue("entry"), "_")
+		mac, okMAC := topology.ParseMAC(macS)
+		if !ok || !okMAC {
+			return bid, 0, macEntry{}, badRequest("%q is not a MAC table entry: use <mac-with-dashes>_<port id>", r.PathValue("entry"))
+		}
+		return bid, vlan, macEntry{bridge: bid, vlan: vlan, mac: topology.FormatMAC(mac), port: portS}, nil
+	}
+	getMAC := func(w http.ResponseWriter, r *http.Request) error {
+		bid, vlan, e, err := macItem(r)
+		if err != nil {
+			return err
+		}
+		if _, err := s.parentExists(r, topology.KindBridge); err != nil {
+			return err
+		}
+		resp, err := s.store.Client().Get(r.Context(), s.bridgeStatePrefix(bid)+"vlans/"+strconv.Itoa(vlan)+"/mac/"+e.mac)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != e.port {
+			return notFound("bridge %s has no MAC entry %s -> %s on VLAN %d", bid, e.mac, e.port, vlan)
+		}
+		return writeJSON(w, r, http.StatusOK, macMedia, e.view(baseURI(r)))
+	}
+	delMAC := func(w http.ResponseWriter, r *http.Request) error {
+		bid, vlan, e, err := macItem(r)
+		if err != nil {
+			return err
+		}
+		key := s.bridgeStatePrefix(bid) + "vlans/" + strconv.Itoa(vlan) + "/mac/" + e.mac
+		// Delete only if the entry still points at the port named.
+		_, err = s.store.Client().Txn(r.Context()).
+			If(clientv3.Compare(clientv3.Value(key), "=", e.port)).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	}
+	for _, p := range []string{"/bridges/{id}/mac_table", "/bridges/{id}/vlans/{vlan}/mac_table"} {
+		s.handle("GET "+p, listMACs)
+		s.handle("POST "+p, postMAC)
+		s.handle("GET "+p+"/{entry}", getMAC)
+		s.handle("DELETE "+p+"/{entry}", delMAC)
+	}
+
+	arpView := func(base string, bid topology.ID, ip, mac string) view {
+		return view{"ip": ip, "mac": mac,
+			"uri": base + "/bridges/" + bid.String() + "/arp_table/" + ip + "_" + strings.ReplaceAll(mac, ":", "-")}
+	}
+	s.handle("GET /bridges/{id}/arp_table", func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := s.parentExists(r, topology.KindBridge)
+		if err != nil {
+			return err
+		}
+		prefix := s.bridgeStatePrefix(bid) + "arp/"
+		resp, err := s.store.Client().Get(r.Context(), prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+		if err != nil {
+			return err
+		}
+		out := make([]view, 0, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			out = append(out, arpView(baseURI(r), bid, strings.TrimPrefix(string(kv.Key), prefix), string(kv.Value)))
+		}
+		return writeJSON(w, r, http.StatusOK, []string{"collection.IP4Mac-v1"}, out)
+	})
+	s.handle("POST /bridges/{id}/arp_table", func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := s.parentExists(r, topology.KindBridge)
+		if err != nil {
+			return err
+		}
+		var body struct {
+			IP  *string `json:"ip"`
+			MAC *string `json:"mac"`
+		}
+		if err := decode(r, &body); err != nil {
+			return err
+		}
+		var vs []topology.Violation
+		if body.IP == nil {
+			vs = append(vs, topology.Violation{Property: "ip", Message: "may not be null"})
+		} else if !topology.IsIPv4(*body.IP) {
+			vs = append(vs, topology.Violation{Property: "ip", Message: "is an invalid IP format"})
+		}
+		if body.MAC == nil {
+			vs = append(vs, topology.Violation{Property: "mac", Message: "may not be null"})
+		} else if _, ok := topology.ParseMAC(*body.MAC); !ok || strings.Contains(*body.MAC, "-") {
+			vs = append(vs, topology.Violation{Property: "mac", Message: "is not a valid MAC address"})
+		}
+		if len(vs) > 0 {
+			return &topology.ValidationError{Violations: vs}
+		}
+		mac, _ := topology.ParseMAC(*body.MAC)
+		m := topology.FormatMAC(mac)
+		if _, err := s.store.Client().Put(r.Context(), s.bridgeStatePrefix(bid)+"arp/"+*body.IP, m); err != nil {
+			return err
+		}
+		return created(w, arpView(baseURI(r), bid, *body.IP, m)["uri"].(string))
+	})
+	arpItem := func(r *http.Request) (topology.ID, string, string, error) {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return bid, "", "", err
+		}
+		ip, macS, ok := strings.Cut(r.PathValue("entry"), "_")
+		mac, okMAC := topology.ParseMAC(macS)
+		if !ok || !okMAC || !topology.IsIPv4(ip) {
+			return bid, "", "", badRequest("%q is not an ARP table entry: use <ip>_<mac-with-dashes>", r.PathValue("entry"))
+		}
+		return bid, ip, topology.FormatMAC(mac), nil
+	}
+	s.handle("GET /bridges/{id}/arp_table/{entry}", func(w http.ResponseWriter, r *http.Request) error {
+		bid, ip, mac, err := arpItem(r)
+		if err != nil {
+			return err
+		}
+		resp, err := s.store.Client().Get(r.Context(), s.bridgeStatePrefix(bid)+"arp/"+ip)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != mac {
+			return notFound("bridge %s has no ARP entry %s -> %s", bid, ip, mac)
+		}
+		return writeJSON(w, r, http.StatusOK, arpMedia, arpView(baseURI(r), bid, ip, mac))
+	})
+	s.handle("DELETE /bridges/{id}/arp_table/{entry}", func(w http.ResponseWriter, r *http.Request) error {
+		bid, ip, mac, err := arpItem(r)
+		if err != nil {
+			return err
+		}
+		key := s.bridgeStatePrefix(bid) + "arp/" + ip
+		_, err = s.store.Client().Txn(r.Context()).
+			If(clientv3.Compare(clientv3.Value(key), "=", mac)).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+}
