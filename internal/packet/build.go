@@ -119,11 +119,13 @@ func AppendICMPTimeExceeded(dst []byte, orig *Parsed, f ICMPErrorFields) ([]byte
 // fewer). Any VLAN tag of orig is kept.
 //
 // Following RFC 1122 section 3.2.2, it reports false and appends nothing
-// when orig is not IPv4, is itself an ICMP error, is a later fragment, or
-// was sent from or to a broadcast, multicast or unspecified address.
+// when orig is not IPv4, is itself an ICMP error, is a later fragment, was
+// sent to an Ethernet group (multicast or broadcast) address, or was sent
+// from or to an unspecified, limited-broadcast or multicast IPv4 address.
+// Subnet broadcasts depend on the topology: the caller checks those.
 func AppendICMPError(dst []byte, orig *Parsed, f ICMPErrorFields, typ, code uint8, rest uint32) ([]byte, bool) {
 	ip := orig.IPv4()
-	if ip == nil || orig.Frag == FragLater {
+	if ip == nil || orig.Frag == FragLater || orig.EthDst[0]&1 != 0 {
 		return dst, false
 	}
 	if orig.IPProto == IPProtoICMP {

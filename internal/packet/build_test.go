@@ -143,6 +143,11 @@ func TestAppendICMPError(t *testing.T) {
 			ip.DstIP = net.IPv4(224, 0, 0, 251)
 			return serialize(t, eth(layers.EthernetTypeIPv4), ip, udp(5353, 5353))
 		}},
+		{"no error about an ethernet broadcast", timeExceeded(router), 0, 0, 0, false, func(t testing.TB) []byte {
+			e := eth(layers.EthernetTypeIPv4)
+			e.DstMAC = net.HardwareAddr(BroadcastMAC[:])
+			return serialize(t, e, ip4(layers.IPProtocolUDP), udp(1, 2))
+		}},
 		{"no error about arp", timeExceeded(router), 0, 0, 0, false, func(t testing.TB) []byte {
 			return AppendARPRequest(nil, macA, ipA, ipB)
 		}},

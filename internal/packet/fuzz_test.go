@@ -218,6 +218,13 @@ func FuzzRewrites(f *testing.F) {
 		l4Valid, l4Applicable := l4ChecksumValid(&p)
 		udpNoChecksum := p.UDP() != nil && p.UDP().Checksum() == 0
 		isIPv4 := p.IPVersion == 4
+		icmpValid := p.ICMPv4() != nil && p.ICMPv4().IsChecksumValid()
+		quoteValid := p.QuotedOff != 0 && p.Quoted().IsChecksumValid()
+		if p.SetQuotedIPv4Src(a) != (p.QuotedOff != 0) || p.SetQuotedIPv4Dst(a) != (p.QuotedOff != 0) {
+			t.Fatal("SetQuotedIPv4Src/Dst applicability")
+		}
+		p.SetQuotedSrcPort(port)
+		p.SetQuotedDstPort(port)
 
 		if p.SetIPv4Src(a) != isIPv4 || p.SetIPv4Dst(a) != isIPv4 {
 			t.Fatal("SetIPv4Src/Dst applicability")
@@ -240,6 +247,15 @@ func FuzzRewrites(f *testing.F) {
 			if ipOK && !q.IPChecksumOK {
 				t.Fatal("a valid IPv4 header checksum became invalid")
 			}
+		}
+		if icmpValid && !q.ICMPv4().IsChecksumValid() {
+			t.Fatal("a valid ICMP checksum became invalid")
+		}
+		if quoteValid && !q.Quoted().IsChecksumValid() {
+			t.Fatal("a valid quoted IPv4 header checksum became invalid")
+		}
+		if q.QuotedOff != 0 && (q.Quoted().Src() != a || q.Quoted().Dst() != a) {
+			t.Fatal("quoted addresses not rewritten")
 		}
 		if l4Applicable {
 			if v, _ := l4ChecksumValid(&q); v != l4Valid {

@@ -238,3 +238,88 @@ func PopVLAN(frame []byte) ([]byte, bool) {
 	copy(frame[VLANTagLen:VLANTagLen+12], frame[:12])
 	return frame[VLANTagLen:], true
 }
+
+// Rewrites of the datagram quoted by an ICMPv4 error (Parsed.Quoted), as NAT
+// does when the error travels back through a translation: the quoted
+// datagram is the original packet, so its source is the error's destination.
+// Each updates the quoted IPv4 header checksum, the quoted UDP checksum when
+// it is present and non-zero (it lies within the 8 quoted bytes; a TCP
+// checksum does not), and the ICMP checksum covering all of them. They
+// report false when the frame has no valid quote (QuotedOff is 0), or for
+// ports, when the quote is not the start of a TCP or UDP datagram.
+
+// SetQuotedIPv4Src sets the quoted datagram's source address.
+func (p *Parsed) SetQuotedIPv4Src(a [4]byte) bool { return p.setQuotedAddr(12, a) }
+
+// SetQuotedIPv4Dst sets the quoted datagram's destination address.
+func (p *Parsed) SetQuotedIPv4Dst(a [4]byte) bool { return p.setQuotedAddr(16, a) }
+
+// SetQuotedSrcPort sets the quoted TCP or UDP source port.
+func (p *Parsed) SetQuotedSrcPort(port uint16) bool { return p.setQuotedPort(0, port) }
+
+// SetQuotedDstPort sets the quoted TCP or UDP destination port.
+func (p *Parsed) SetQuotedDstPort(port uint16) bool { return p.setQuotedPort(2, port) }
+
+func (p *Parsed) setQuotedAddr(rel int, a [4]byte) bool {
+	if p.QuotedOff == 0 {
+		return false
+	}
+	q := IPv4(p.buf[p.QuotedOff:])
+	icmp := ICMPv4(p.buf[p.L4Off:])
+	off := p.QuotedOff + rel
+	old := [4]byte(p.buf[off : off+4])
+	copy(p.buf[off:off+4], a[:])
+	oldQCheck := q.Checksum()
+	q.SetChecksum(ChecksumUpdate4(oldQCheck, old, a))
+	// Every changed word is at an even offset from the ICMP header, so the
+	// ICMP checksum is patched word by word like the others.
+	ic := ChecksumUpdate4(icmp.Checksum(), old, a)
+	ic = ChecksumUpdate16(ic, oldQCheck, q.Checksum())
+	if u := p.quotedUDP(); u != nil && u.Checksum() != 0 {
+		oldU := u.Checksum()
+		u.SetChecksum(nonZeroUDP(ChecksumUpdate4(oldU, old, a)))
+		ic = ChecksumUpdate16(ic, oldU, u.Checksum())
+	}
+	icmp.SetChecksum(ic)
+	return true
+}
+
+func (p *Parsed) setQuotedPort(rel int, port uint16) bool {
+	if p.QuotedOff == 0 {
+		return false
+	}
+	q := p.Quoted()
+	if proto := q.Protocol(); proto != IPProtoTCP && proto != IPProtoUDP || q.FragmentOffset() != 0 {
+		return false
+	}
+	icmp := ICMPv4(p.buf[p.L4Off:])
+	l4 := p.QuotedL4()
+	old := binary.BigEndian.Uint16(l4[rel:])
+	binary.BigEndian.PutUint16(l4[rel:], port)
+	ic := ChecksumUpdate16(icmp.Checksum(), old, port)
+	if u := p.quotedUDP(); u != nil && u.Checksum() != 0 {
+		oldU := u.Checksum()
+		u.SetChecksum(nonZeroUDP(ChecksumUpdate16(oldU, old, port)))
+		ic = ChecksumUpdate16(ic, oldU, u.Checksum())
+	}
+	icmp.SetChecksum(ic)
+	return true
+}
+
+// quotedUDP returns the quoted UDP header, or nil if the quote is not the
+// start of a UDP datagram.
+func (p *Parsed) quotedUDP() UDP {
+	q := p.Quoted()
+	if q.Protocol() != IPProtoUDP || q.FragmentOffset() != 0 {
+		return nil
+	}
+	return UDP(p.QuotedL4())
+}
+
+// nonZeroUDP maps a computed UDP checksum of zero to 0xffff (RFC 768).
+func nonZeroUDP(c uint16) uint16 {
+	if c == 0 {
+		return 0xffff
+	}
+	return c
+}

@@ -339,3 +339,50 @@ func TestVLANPushPop(t *testing.T) {
 		t.Errorf("VLAN push/pop allocated %v times per run", n)
 	}
 }
+
+// TestQuotedRewrites translates the datagram quoted by an ICMP error and
+// checks it against the original datagram translated the same way.
+func TestQuotedRewrites(t *testing.T) {
+	router := ICMPErrorFields{EthSrc: macB, EthDst: macA, Src: ipC}
+	for _, tc := range []struct {
+		name  string
+		frame func(testing.TB) []byte
+	}{{"udp", udpFrame}, {"tcp", tcpFrame}} {
+		t.Run(tc.name, func(t *testing.T) {
+			origFrame := tc.frame(t)
+			var orig Parsed
+			orig.Decode(origFrame)
+			errFrame, ok := AppendICMPUnreachable(nil, &orig, router, ICMPCodePortUnreachable, 0)
+			if !ok {
+				t.Fatal("no ICMP error built")
+			}
+			var e Parsed
+			e.Decode(errFrame)
+			newSrc, newDst := [4]byte{100, 64, 0, 9}, [4]byte{198, 51, 100, 1}
+			if !e.SetQuotedIPv4Src(newSrc) || !e.SetQuotedIPv4Dst(newDst) || !e.SetQuotedSrcPort(1111) || !e.SetQuotedDstPort(2222) {
+				t.Fatal("a quoted rewrite reported false")
+			}
+			// The same translation applied to the original datagram.
+			orig.SetIPv4Src(newSrc)
+			orig.SetIPv4Dst(newDst)
+			orig.SetSrcPort(1111)
+			orig.SetDstPort(2222)
+			want := origFrame[orig.L3Off : orig.L3Off+orig.IPHeaderLen+8]
+			if got := e.Payload(); !bytes.Equal(got, want) {
+				t.Errorf("quote %x, want the translated original %x", got, want)
+			}
+			if !e.ICMPv4().IsChecksumValid() || !e.Quoted().IsChecksumValid() {
+				t.Error("ICMP or quoted IPv4 checksum does not verify")
+			}
+			checkChecksums(t, errFrame)
+			if n := testing.AllocsPerRun(50, func() { e.SetQuotedIPv4Src(ipA); e.SetQuotedSrcPort(7) }); n != 0 {
+				t.Errorf("quoted rewrites allocated %v times", n)
+			}
+		})
+	}
+	var p Parsed
+	p.Decode(tcpFrame(t))
+	if p.SetQuotedIPv4Src(ipA) || p.SetQuotedSrcPort(1) {
+		t.Error("quoted rewrite on a frame without a quote reported true")
+	}
+}
