@@ -1,0 +1,441 @@
+package userspace
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+func newDatapath(t *testing.T, ns netns.NsHandle) *Datapath {
+	t.Helper()
+	d, err := New(Config{NetNS: ns, NetNSSet: true, RingBlockSize: 64 << 10, RingBlocks: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func addPort(t *testing.T, d *Datapath, spec datapath.PortSpec) datapath.PortNo {
+	t.Helper()
+	no, err := d.AddPort(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return no
+}
+
+func putFlow(t *testing.T, d *Datapath, key, mask packet.FlowKey, actions ...datapath.Action) {
+	t.Helper()
+	if err := d.PutFlow(&key, &mask, actions, datapath.FlowCreate|datapath.FlowModify); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var inPortMask = packet.FlowKey{InPort: ^uint32(0)}
+
+func fromPort(no datapath.PortNo) packet.FlowKey { return packet.FlowKey{InPort: uint32(no)} }
+
+// twoVMs builds namespaces vmA (10.9.0.1 on a0) and vmB (10.9.0.2 on b0)
+// whose veth peers a1 and b1 sit in the datapath's namespace.
+type twoVMs struct {
+	dpNS, nsA, nsB netns.NsHandle
+	d              *Datapath
+	pa, pb         datapath.PortNo
+}
+
+func newTwoVMs(t *testing.T) *twoVMs {
+	t.Helper()
+	requireRoot(t)
+	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
+	veth(t, r.dpNS, "a1", r.nsA, "a0")
+	veth(t, r.dpNS, "b1", r.nsB, "b0")
+	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
+	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
+	r.d = newDatapath(t, r.dpNS)
+	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
+	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+	return r
+}
+
+func TestForwardBetweenVeths(t *testing.T) {
+	r := newTwoVMs(t)
+	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	ca := udpConn(t, r.nsA, "10.9.0.1:7000")
+	cb := udpConn(t, r.nsB, "10.9.0.2:7000")
+	exchange(t, ca, "10.9.0.2:7000", cb, "a to b")
+	exchange(t, cb, "10.9.0.1:7000", ca, "b to a")
+
+	var pkts uint64
+	r.d.DumpFlows(func(f *datapath.Flow) bool { pkts += f.Stats.Packets; return true })
+	if pkts < 4 { // at least ARP request, reply and one datagram each way
+		t.Errorf("flows counted %d packets, want at least 4", pkts)
+	}
+	for _, p := range r.d.Ports() {
+		if p.Stats.RxPackets == 0 || p.Stats.TxPackets == 0 {
+			t.Errorf("port %d (%s) counters %+v: want traffic both ways", p.No, p.Spec.Name, p.Stats)
+		}
+	}
+}
+
+func TestNATRewriteSeenOnTheWire(t *testing.T) {
+	r := newTwoVMs(t)
+	arp := packet.FlowKey{InPort: uint32(r.pa), EthType: 0x0806}
+	ipv4 := packet.FlowKey{InPort: uint32(r.pa), EthType: 0x0800}
+	ethMask := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff}
+	natSrc := [4]byte{10, 9, 0, 99}
+	putFlow(t, r.d, arp, ethMask, datapath.Output(r.pb))
+	putFlow(t, r.d, ipv4, ethMask,
+		datapath.SetIPv4(datapath.IPv4Set{Src: natSrc, TTL: 17, Fields: datapath.SetSrc | datapath.SetTTL}),
+		datapath.SetUDP(datapath.L4Set{Src: 4444, Fields: datapath.SetSrc}),
+		datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+
+	raw := rawSocket(t, r.nsB, "b0")
+	ca := udpConn(t, r.nsA, "10.9.0.1:7001")
+	dst := &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7001}
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ca.WriteToUDP([]byte("nat me"), dst)
+		for {
+			n, _, err := unix.Recvfrom(raw, buf, 0)
+			if err != nil {
+				break // timeout: send again
+			}
+			p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+			udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+			ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if udp == nil || ip == nil || udp.DstPort != 7001 {
+				continue
+			}
+			if !ip.SrcIP.Equal(net.IP(natSrc[:])) || ip.TTL != 17 || udp.SrcPort != 4444 {
+				t.Fatalf("seen %v:%d ttl %d, want %v:4444 ttl 17", ip.SrcIP, udp.SrcPort, ip.TTL, net.IP(natSrc[:]))
+			}
+			verifyIPv4UDPChecksums(t, ip, udp)
+			return
+		}
+	}
+	t.Fatal("no rewritten datagram seen on b0")
+}
+
+// verifyIPv4UDPChecksums recomputes both checksums with gopacket.
+func verifyIPv4UDPChecksums(t *testing.T, ip *layers.IPv4, udp *layers.UDP) {
+	t.Helper()
+	gotIP, gotUDP := ip.Checksum, udp.Checksum
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true},
+		ip, udp, gopacket.Payload(udp.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	p := gopacket.NewPacket(buf.Bytes(), layers.LayerTypeIPv4, gopacket.Default)
+	wantIP := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4).Checksum
+	wantUDP := p.Layer(layers.LayerTypeUDP).(*layers.UDP).Checksum
+	if gotIP != wantIP || gotUDP != wantUDP {
+		t.Errorf("checksums ip %#04x udp %#04x, want %#04x %#04x", gotIP, gotUDP, wantIP, wantUDP)
+	}
+}
+
+func TestMissBecomesUpcall(t *testing.T) {
+	r := newTwoVMs(t)
+	ups := make(chan datapath.Upcall, 64)
+	r.d.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
+		c := *u
+		c.Packet = append([]byte(nil), u.Packet...)
+		select {
+		case ups <- c:
+		default:
+		}
+	}))
+	macA := linkMAC(t, r.nsA, "a0")
+	ca := udpConn(t, r.nsA, "10.9.0.1:7002")
+	deadline := time.After(10 * time.Second)
+	for {
+		ca.WriteToUDP([]byte("miss"), &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7002})
+		select {
+		case u := <-ups:
+			if u.Kind != datapath.UpcallMiss || u.InPort != r.pa || u.Key.InPort != uint32(r.pa) {
+				t.Fatalf("upcall %v on port %d (key port %d), want a miss on %d", u.Kind, u.InPort, u.Key.InPort, r.pa)
+			}
+			if net.HardwareAddr(u.Key.EthSrc[:]).String() != macA.String() {
+				t.Errorf("upcall key EthSrc %x, want a0's %v", u.Key.EthSrc, macA)
+			}
+			if len(u.Packet) < 14 {
+				t.Errorf("upcall packet of %d bytes", len(u.Packet))
+			}
+			if st := r.d.Stats(); st.Misses == 0 || st.Upcalls == 0 {
+				t.Errorf("stats %+v: want misses and upcalls counted", st)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no upcall for a miss")
+		}
+	}
+}
+
+func TestVXLANBetweenDatapaths(t *testing.T) {
+	requireRoot(t)
+	dp1NS, dp2NS, nsA, nsB := newNS(t), newNS(t), newNS(t), newNS(t)
+	veth(t, dp1NS, "u1", dp2NS, "u2")
+	addAddr(t, dp1NS, "u1", "10.1.0.1/24")
+	addAddr(t, dp2NS, "u2", "10.1.0.2/24")
+	veth(t, dp1NS, "a1", nsA, "a0")
+	veth(t, dp2NS, "b1", nsB, "b0")
+	addAddr(t, nsA, "a0", "10.9.0.1/24")
+	addAddr(t, nsB, "b0", "10.9.0.2/24")
+	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+
+	const vni = 5001
+	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0), TunSrc: [4]byte{255, 255, 255, 255}}
+	setup := func(ns netns.NsHandle, local, remote netip.Addr, vm string) *Datapath {
+		d := newDatapath(t, ns)
+		vm1 := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: vm})
+		vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: local, UDPPort: 6677})
+		putFlow(t, d, fromPort(vm1), inPortMask,
+			datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: remote, TOS: 0x10}), datapath.Output(vx))
+		putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni, TunSrc: remote.As4()}, tunMask, datapath.Output(vm1))
+		return d
+	}
+	d1 := setup(dp1NS, u1, u2, "a1")
+	d2 := setup(dp2NS, u2, u1, "b1")
+
+	underlay := rawSocket(t, dp2NS, "u2")
+	ca := udpConn(t, nsA, "10.9.0.1:7003")
+	cb := udpConn(t, nsB, "10.9.0.2:7003")
+	exchange(t, ca, "10.9.0.2:7003", cb, "over the overlay")
+	exchange(t, cb, "10.9.0.1:7003", ca, "and back")
+	checkOuterHeader(t, underlay, vni)
+
+	for _, d := range []*Datapath{d1, d2} {
+		found := false
+		d.DumpFlows(func(f *datapath.Flow) bool {
+			if f.Key.TunID == vni && f.Stats.Packets > 0 {
+				found = true
+			}
+			return true
+		})
+		if !found {
+			t.Errorf("no decapsulated packet matched the tunnel-key flow (TunID %d, TunSrc)", vni)
+		}
+	}
+}
+
+func TestPortRemovalUnderTraffic(t *testing.T) {
+	r := newTwoVMs(t)
+	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	ca := udpConn(t, r.nsA, "10.9.0.1:7004")
+	cb := udpConn(t, r.nsB, "10.9.0.2:7004")
+	exchange(t, ca, "10.9.0.2:7004", cb, "warm up")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent atomic.Uint64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dst := &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7004}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ca.WriteToUDP([]byte("flood"), dst)
+			sent.Add(1)
+		}
+	}()
+	for i := range 10 {
+		if err := r.d.RemovePort(r.pb); err != nil {
+			t.Fatalf("round %d: remove: %v", i, err)
+		}
+		r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+		putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+		putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	}
+	close(stop)
+	wg.Wait()
+	if sent.Load() == 0 {
+		t.Fatal("the sender sent nothing")
+	}
+	exchange(t, ca, "10.9.0.2:7004", cb, "still forwarding")
+}
+
+func TestLinkEvents(t *testing.T) {
+	r := newTwoVMs(t)
+	evs := make(chan datapath.PortEvent, 16)
+	r.d.SetPortEventHandler(datapath.PortEventHandlerFunc(func(ev datapath.PortEvent) { evs <- ev }))
+	h := nlHandle(t, r.dpNS)
+	link, err := h.LinkByName("b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(kind datapath.PortEventKind) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case ev := <-evs:
+				if ev.Port != r.pb || ev.Name != "b1" {
+					t.Fatalf("event %+v for another port", ev)
+				}
+				if ev.Kind == kind {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %v event for b1", kind)
+			}
+		}
+	}
+	if err := h.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	expect(datapath.PortDown)
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	expect(datapath.PortUp)
+	if err := h.LinkDel(link); err != nil {
+		t.Fatal(err)
+	}
+	expect(datapath.PortRemoved)
+	for _, p := range r.d.Ports() {
+		if p.No == r.pb {
+			t.Errorf("port %d still listed after its interface was deleted", p.No)
+		}
+	}
+}
+
+func TestInternalPort(t *testing.T) {
+	requireRoot(t)
+	ns := newNS(t)
+	d := newDatapath(t, ns)
+	ups := make(chan datapath.Upcall, 16)
+	d.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
+		select {
+		case ups <- datapath.Upcall{Kind: u.Kind, InPort: u.InPort, Key: u.Key}:
+		default:
+		}
+	}))
+	no := addPort(t, d, datapath.PortSpec{Kind: datapath.PortInternal, Name: "dpint0", MTU: 1400})
+	h := nlHandle(t, ns)
+	l, err := h.LinkByName("dpint0")
+	if err != nil {
+		t.Fatalf("internal port's tap is missing: %v", err)
+	}
+	if l.Attrs().MTU != 1400 {
+		t.Errorf("MTU %d, want 1400", l.Attrs().MTU)
+	}
+	addAddr(t, ns, "dpint0", "10.7.0.1/24")
+	c := udpConn(t, ns, "10.7.0.1:7005")
+	deadline := time.After(10 * time.Second)
+	for {
+		c.WriteToUDP([]byte("x"), &net.UDPAddr{IP: net.IP{10, 7, 0, 2}, Port: 7005})
+		select {
+		case u := <-ups:
+			if u.InPort != no || u.Key.EthType != 0x0806 || u.Key.NwDst != [4]byte{10, 7, 0, 2} {
+				t.Fatalf("upcall on port %d key %+v, want the host's ARP request for 10.7.0.2", u.InPort, u.Key)
+			}
+			answerARP(t, d, ns, no, l.Attrs().HardwareAddr)
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no upcall from the internal port")
+		}
+	}
+}
+
+// answerARP executes an ARP reply for 10.7.0.2 out of the internal port and
+// waits for the host to learn it.
+func answerARP(t *testing.T, d *Datapath, ns netns.NsHandle, no datapath.PortNo, hostMAC net.HardwareAddr) {
+	t.Helper()
+	peer := net.HardwareAddr{2, 0, 0, 7, 0, 2}
+	eth := &layers.Ethernet{SrcMAC: peer, DstMAC: hostMAC, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPReply, SourceHwAddress: peer, SourceProtAddress: []byte{10, 7, 0, 2},
+		DstHwAddress: hostMAC, DstProtAddress: []byte{10, 7, 0, 1}}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, eth, arp); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Execute(buf.Bytes(), []datapath.Action{datapath.Output(no)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	h := nlHandle(t, ns)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		neighs, err := h.NeighList(0, unix.AF_INET)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range neighs {
+			if n.IP.Equal(net.IP{10, 7, 0, 2}) && n.HardwareAddr.String() == peer.String() {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling the neighbour table
+	}
+	t.Fatal("the host never learnt 10.7.0.2 from the executed ARP reply")
+}
+
+// checkOuterHeader reads the underlay until it sees a VXLAN packet from
+// 10.1.0.1 and checks its outer headers with gopacket.
+func checkOuterHeader(t *testing.T, fd int, vni uint32) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if ip == nil || udp == nil || udp.DstPort != 6677 || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
+			continue
+		}
+		if ip.TOS != 0x10 || ip.TTL != datapath.DefaultTunnelTTL {
+			t.Errorf("outer TOS %#x TTL %d, want 0x10 and %d", ip.TOS, ip.TTL, datapath.DefaultTunnelTTL)
+		}
+		vx := gopacket.NewPacket(udp.Payload, layers.LayerTypeVXLAN, gopacket.Default)
+		v, _ := vx.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+		if v == nil || !v.ValidIDFlag || v.VNI != vni {
+			t.Fatalf("VXLAN header %+v, want VNI %d with the I flag", v, vni)
+		}
+		if eth, _ := vx.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); eth == nil {
+			t.Fatal("no inner Ethernet frame")
+		}
+		// The outer UDP checksum is the kernel's and, on a veth, left
+		// partial for offload; the IPv4 header checksum is complete.
+		got := ip.Checksum
+		hb := gopacket.NewSerializeBuffer()
+		ip.Payload = nil
+		if err := ip.SerializeTo(hb, gopacket.SerializeOptions{ComputeChecksums: true}); err != nil {
+			t.Fatal(err)
+		}
+		var want layers.IPv4
+		if err := want.DecodeFromBytes(hb.Bytes(), gopacket.NilDecodeFeedback); err != nil {
+			t.Fatal(err)
+		}
+		if want.Checksum != got {
+			t.Errorf("outer IPv4 checksum %#04x, want %#04x", got, want.Checksum)
+		}
+		return
+	}
+	t.Fatal("no VXLAN packet seen on the underlay")
+}
