@@ -158,6 +158,14 @@ func (s *Server) Close() {
 	s.etcd.Close()
 }
 
+// Kill stops the member abruptly, as a crash would: no leadership
+// transfer, client streams cut at once instead of drained. Tests use it to
+// take a member out of a cluster; start it again on the same DataDir.
+func (s *Server) Kill() {
+	s.etcd.Server.HardStop()
+	s.etcd.Close()
+}
+
 // Stopped reports whether the member has stopped, within ctx.
 func (s *Server) Stopped(ctx context.Context) bool {
 	select {
