@@ -129,6 +129,17 @@ func TestExtractFlowKey(t *testing.T) {
 				NwProto: IPProtoTCP, NwTOS: 0x10, NwTTL: 33, TpSrc: 443, TpDst: 50000},
 		},
 		{
+			name: "ipv6 hop-by-hop then udp",
+			frame: func(t testing.TB) []byte {
+				return serialize(t, eth(layers.EthernetTypeIPv6), ip6(layers.IPProtocolIPv6HopByHop),
+					gopacket.Payload(mustHex(t, `11 00 01 04 00000000 # hop-by-hop: next UDP, 8 bytes, PadN
+						1f90 0050 0008 0000 # UDP 8080 -> 80`)))
+			},
+			ok: true,
+			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeIPv6, IPv6Src: ip6A, IPv6Dst: ip6B,
+				NwProto: IPProtoUDP, NwTOS: 0x10, NwTTL: 33, TpSrc: 8080, TpDst: 80},
+		},
+		{
 			name: "ipv6 first fragment",
 			frame: func(t testing.TB) []byte {
 				return serialize(t, eth(layers.EthernetTypeIPv6), ip6(layers.IPProtocolIPv6Fragment),

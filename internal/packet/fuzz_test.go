@@ -98,7 +98,7 @@ func checkParsedInvariants(t *testing.T, p *Parsed, frame []byte) {
 		t.Fatalf("L3Off %d in a %d-byte frame", p.L3Off, n)
 	}
 	if p.IPVersion != 0 {
-		if p.Layer < Layer3 || p.IPEnd > n || p.L3Off+p.IPHeaderLen > p.IPEnd && p.Layer == Layer4 {
+		if p.Layer < Layer3 || p.IPEnd > n || p.L3Off+p.IPHeaderLen > p.IPEnd {
 			t.Fatalf("IP offsets L3 %d hl %d end %d in %d bytes, layer %v", p.L3Off, p.IPHeaderLen, p.IPEnd, n, p.Layer)
 		}
 	}

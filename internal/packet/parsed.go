@@ -64,7 +64,7 @@ type Parsed struct {
 	IPProto     uint8 // IPv4 protocol; IPv6 upper-layer next header after known extension headers
 	TOS         uint8 // IPv4 TOS or IPv6 traffic class
 	TTL         uint8 // IPv4 TTL or IPv6 hop limit
-	IPHeaderLen int   // IPv4 header incl. options, or 40 plus the walked IPv6 extension headers
+	IPHeaderLen int   // IPv4 header incl. options, or 40 plus the walked IPv6 extension headers (clipped to IPEnd)
 	IPEnd       int   // offset just past the datagram: by its length field, clipped to the frame
 	Frag        uint8 // FragNone, FragFirst or FragLater
 	FragOffset  int   // fragment offset in bytes
@@ -186,7 +186,7 @@ func (p *Parsed) decodeIPv6() {
 		}
 		if off+8 > p.IPEnd {
 			// Truncated extension header: the upper layer is unknown.
-			p.IPProto, p.IPHeaderLen = next, off-p.L3Off
+			p.IPProto, p.IPHeaderLen = next, min(off, p.IPEnd)-p.L3Off
 			return
 		}
 		h := p.buf[off:]
@@ -207,8 +207,12 @@ func (p *Parsed) decodeIPv6() {
 		off += hlen
 	}
 	p.IPProto = next
+	if off > p.IPEnd { // the last extension header overruns the datagram
+		p.IPHeaderLen = p.IPEnd - p.L3Off
+		return
+	}
 	p.IPHeaderLen = off - p.L3Off
-	if p.Frag == FragLater || off > p.IPEnd {
+	if p.Frag == FragLater {
 		return
 	}
 	p.decodeL4(off)

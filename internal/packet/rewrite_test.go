@@ -386,3 +386,17 @@ func TestQuotedRewrites(t *testing.T) {
 		t.Error("quoted rewrite on a frame without a quote reported true")
 	}
 }
+
+func BenchmarkRewriteNAT(b *testing.B) {
+	frame := tcpFrame(b)
+	var p Parsed
+	p.Decode(frame)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.SetIPv4Src(ipC)
+		p.SetSrcPort(61000)
+		p.DecTTL()
+		p.SetTTL(64)
+		p.SetEthDst(macC)
+	}
+}
