@@ -89,7 +89,9 @@ func TestChecks(t *testing.T) {
 		{"arp", func(tb testing.TB) {
 			Frame(tb, packet.AppendARPRequest(nil, mac1, ip1, ip2), ARP(packet.ARPRequest, ip1, ip2), EthDst(packet.BroadcastMAC))
 		}, ""},
-		{"wrong arp", func(tb testing.TB) { Frame(tb, packet.AppendARPRequest(nil, mac1, ip1, ip2), ARP(packet.ARPReply, ip1, ip2)) }, "ARP op 1"},
+		{"wrong arp", func(tb testing.TB) {
+			Frame(tb, packet.AppendARPRequest(nil, mac1, ip1, ip2), ARP(packet.ARPReply, ip1, ip2))
+		}, "ARP op 1"},
 		{"vxlan inner", func(tb testing.TB) {
 			IPv4(tb, vx, VXLAN(packet.VXLANPort, 77, SrcAddr(netip.AddrFrom4(ip1)), UDP(DstPort(53))))
 		}, ""},
