@@ -276,8 +276,8 @@ func TestGoldenCycle(t *testing.T) {
 		putCheck: map[string]any{"name": "q2", "tenant_id": nil},
 	}, {
 		name: "trace request", collection: "/traces",
-		body: map[string]any{"name": "tr", "deviceType": "ROUTER", "deviceId": nil, "condition": map[string]any{}},
-		keys: []string{"id", "name", "deviceType", "deviceId", "condition", "limit", "enabled", "creationTimestampMs", "uri"},
+		body:     map[string]any{"name": "tr", "deviceType": "ROUTER", "deviceId": nil, "condition": map[string]any{}},
+		keys:     []string{"id", "name", "deviceType", "deviceId", "condition", "limit", "enabled", "creationTimestampMs", "uri"},
 		defaults: map[string]any{"enabled": false},
 	}}
 	router := create(t, "/routers", map[string]any{"name": "trace-target"})
