@@ -131,7 +131,23 @@ func checkParsedInvariants(t *testing.T, p *Parsed, frame []byte) {
 		}
 	}
 	if tcp := p.TCP(); tcp != nil {
-		_ = tcp[tcp.DataOffset()-1]
+		hdr := tcp[:tcp.DataOffset()]
+		re := make(TCP, len(hdr))
+		re.Encode(TCPFields{SrcPort: tcp.SrcPort(), DstPort: tcp.DstPort(), Seq: tcp.Seq(), Ack: tcp.Ack(),
+			Flags: tcp.Flags(), Window: tcp.Window(), Checksum: tcp.Checksum(), Urgent: tcp.Urgent(), Options: tcp.Options()})
+		// The reserved bits next to the data offset are not carried by TCPFields.
+		re[12] |= hdr[12] & 0x0f
+		if !bytes.Equal(re, hdr) {
+			t.Fatalf("TCP header re-encodes to %x, decoded from %x", re, hdr)
+		}
+	}
+	if p.EthType == EtherTypeARP && p.Layer >= Layer3 {
+		a := ARP(frame[p.L3Off : p.L3Off+ARPIPv4Len])
+		re := make(ARP, ARPIPv4Len)
+		re.Encode(ARPFields{Op: p.ARPOp, SHA: p.ARPSHA, THA: p.ARPTHA, SPA: p.ARPSPA, TPA: p.ARPTPA})
+		if !bytes.Equal(re, a) {
+			t.Fatalf("ARP re-encodes to %x, decoded from %x", re, a)
+		}
 	}
 	_ = p.Payload()
 	if vni, inner, ok := p.VXLAN(VXLANPort); ok {

@@ -410,6 +410,42 @@ func (t TCP) Checksum() uint16 { return binary.BigEndian.Uint16(t[16:]) }
 // SetChecksum sets the checksum field.
 func (t TCP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(t[16:], v) }
 
+// Options returns the TCP options, a sub-slice of t; t must hold
+// DataOffset bytes.
+func (t TCP) Options() []byte { return t[TCPMinHeaderLen:t.DataOffset()] }
+
+// TCPFields is the input of TCP.Encode. Options must be a multiple of 4
+// bytes and at most 40.
+type TCPFields struct {
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	Flags            uint8
+	Window           uint16
+	Checksum         uint16
+	Urgent           uint16
+	Options          []byte
+}
+
+// Encode writes the header described by f, options included, at the start
+// of t, which must hold 20+len(f.Options) bytes. The checksum is written as
+// given: it covers the payload and pseudo header, which t may not hold yet.
+func (t TCP) Encode(f TCPFields) {
+	hl := TCPMinHeaderLen + len(f.Options)
+	binary.BigEndian.PutUint16(t[0:], f.SrcPort)
+	binary.BigEndian.PutUint16(t[2:], f.DstPort)
+	binary.BigEndian.PutUint32(t[4:], f.Seq)
+	binary.BigEndian.PutUint32(t[8:], f.Ack)
+	t[12] = uint8(hl/4) << 4
+	t[13] = f.Flags
+	binary.BigEndian.PutUint16(t[14:], f.Window)
+	binary.BigEndian.PutUint16(t[16:], f.Checksum)
+	binary.BigEndian.PutUint16(t[18:], f.Urgent)
+	copy(t[TCPMinHeaderLen:hl], f.Options)
+}
+
+// Urgent returns the urgent pointer.
+func (t TCP) Urgent() uint16 { return binary.BigEndian.Uint16(t[18:]) }
+
 // UDP is a view of a UDP header (UDPHeaderLen bytes).
 type UDP []byte
 
