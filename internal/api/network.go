@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/rand"
 	"errors"
+	mrand "math/rand/v2"
 	"net/http"
 
 	"github.com/midonet/midonet/internal/nsdb"
@@ -306,11 +307,9 @@ func (s *Server) prepareNewPort(tx *nsdb.Tx, p *topology.Port, devKind, portType
 	p.DeviceID = devID
 	p.HostID, p.InterfaceName, p.PeerID, p.Active = nil, nil, nil, false
 	p.InsertionIDs, p.ServiceContainerID, p.BGPStatus, p.VtepID = nil, nil, nil, nil
-	key, err := tx.NextSequence("tunnel_key")
-	if err != nil {
+	if err := topology.AllocateTunnelKey(tx, p, mrand.Int64N); err != nil {
 		return err
 	}
-	p.TunnelKey = key
 	if t == topology.PortTypeRouter {
 		p.PrepareRouterPort()
 		if p.PortMAC == nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Object is a stored object.
@@ -284,6 +285,11 @@ func deletePort(s Store, id string) error {
 	}
 	if err := tracesOn(s, p.ID); err != nil {
 		return err
+	}
+	if p.TunnelKey != 0 {
+		if err := s.Delete(KindTunnelKey, strconv.FormatInt(p.TunnelKey, 10)); err != nil {
+			return err
+		}
 	}
 	if err := updateWhere(s, func(g *PortGroup) bool {
 		if !hasID(g.PortIDs, p.ID) {

@@ -335,3 +335,38 @@ func removeID(l []ID, id ID) []ID {
 }
 
 func lower(s string) string { return strings.ToLower(s) }
+
+// KindTunnelKey holds the claims on port tunnel keys.
+const KindTunnelKey = "tunnel_keys"
+
+// TunnelKeyClaim reserves a tunnel key for a port. Keys are picked at random
+// in the 24-bit VXLAN VNI space and claimed by creating this object, so that
+// concurrent port creations do not contend on one counter.
+type TunnelKeyClaim struct {
+	Key    int64 `json:"key"`
+	PortID ID    `json:"portId"`
+}
+
+func (TunnelKeyClaim) Kind() string       { return KindTunnelKey }
+func (c TunnelKeyClaim) ObjectID() string { return strconv.FormatInt(c.Key, 10) }
+
+// MaxTunnelKey bounds port tunnel keys: they travel as the VXLAN VNI, and
+// 0xFFFFFF is reserved for flow-state messages.
+const MaxTunnelKey = 1<<24 - 2
+
+// AllocateTunnelKey gives a port a free tunnel key, drawing candidates from
+// random (which returns values in [0, n)).
+func AllocateTunnelKey(s Store, p *Port, random func(n int64) int64) error {
+	for range 32 {
+		key := 1 + random(MaxTunnelKey)
+		taken, err := s.Exists(KindTunnelKey, strconv.FormatInt(key, 10))
+		if err != nil {
+			return err
+		}
+		if !taken {
+			p.TunnelKey = key
+			return s.Create(&TunnelKeyClaim{Key: key, PortID: p.ID})
+		}
+	}
+	return Errorf(ErrBusy, "no free tunnel key found for port %s; retry", p.ID)
+}
