@@ -14,19 +14,25 @@ import (
 	"github.com/midonet/midonet/internal/datapath/engine"
 )
 
-// An AF_PACKET port has one socket with two TPACKET_V3 rings mapped
-// together: the receive ring (blocks the kernel fills and hands over whole)
-// followed by the transmit ring (fixed-size frames we fill and the kernel
-// sends on a sendto, once per batch).
+// An AF_PACKET port has one socket with two rings mapped together: the
+// receive ring followed by the transmit ring (fixed-size frames we fill and
+// the kernel sends on a sendto, once per batch).
 //
 //	mmap: | rx block 0 | ... | rx block N-1 | tx frame 0 | ... | tx frame M-1 |
+//
+// With TPACKET_V3 the kernel packs received frames into blocks and hands a
+// block over when it is full or its 1 ms timer expires: few wake-ups under
+// load, but up to that timer's latency per hop when traffic is light. With
+// TPACKET_V2 each frame has its own slot and the reader wakes per frame
+// when idle, batching only under load.
 
 const (
 	txFrameSize = 2048
 	txFrames    = 256
-	// txDataOff is where a frame's bytes start in a TPACKET_V3 transmit
-	// slot: the aligned tpacket3_hdr.
-	txDataOff = (unix.SizeofTpacket3Hdr + 15) &^ 15
+	// tx3DataOff and tx2DataOff are where a frame's bytes start in a
+	// transmit slot: after the aligned tpacket3_hdr or tpacket2_hdr.
+	tx3DataOff = (unix.SizeofTpacket3Hdr + 15) &^ 15
+	tx2DataOff = (unix.SizeofTpacket2Hdr + 15) &^ 15
 	// blockStatusOff and friends locate the fields of a receive block's
 	// descriptor (struct tpacket_block_desc with tpacket_hdr_v1).
 	blockStatusOff   = 8
@@ -42,6 +48,8 @@ type afpacketPort struct {
 	index int
 	mtu   int
 
+	version   int // unix.TPACKET_V2 or unix.TPACKET_V3
+	rxFrame   int // V2 receive slot size
 	fd        int
 	ring      []byte
 	rx        []byte // the receive blocks
@@ -75,7 +83,19 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
 	p := &afpacketPort{d: d, name: name, index: index, mtu: mtu, fd: -1, done: make(chan struct{}),
-		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks}
+		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
+	if d.cfg.Ring == RingV2 {
+		p.version = unix.TPACKET_V2
+		// A slot holds the header, the largest frame the MTU allows and
+		// room for the kernel's alignment.
+		p.rxFrame = 2048
+		for p.rxFrame < mtu+18+128 {
+			p.rxFrame *= 2
+		}
+		if p.rxFrame > p.blockSize {
+			p.blockSize = p.rxFrame
+		}
+	}
 	err := d.inNS(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err != nil {
@@ -96,8 +116,8 @@ func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, err
 
 func (p *afpacketPort) setup() error {
 	fd := p.fd
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
-		return fmt.Errorf("TPACKET_V3: %w", err)
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, p.version); err != nil {
+		return fmt.Errorf("PACKET_VERSION %d: %w", p.version+1, err)
 	}
 	// Our own transmissions must not come back as receptions.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
@@ -108,25 +128,46 @@ func (p *afpacketPort) setup() error {
 		return fmt.Errorf("PACKET_LOSS: %w", err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1) // best effort
-	rxReq := unix.TpacketReq3{
-		Block_size:     uint32(p.blockSize),
-		Block_nr:       uint32(p.blocks),
-		Frame_size:     txFrameSize,
-		Frame_nr:       uint32(p.blockSize / txFrameSize * p.blocks),
-		Retire_blk_tov: 1, // ms: bounds the latency a partly filled block adds
-	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
-		return fmt.Errorf("PACKET_RX_RING: %w", err)
-	}
 	txBlock := 1 << 16
-	txReq := unix.TpacketReq3{
-		Block_size: uint32(txBlock),
-		Block_nr:   uint32(txFrames * txFrameSize / txBlock),
-		Frame_size: txFrameSize,
-		Frame_nr:   txFrames,
-	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
-		return fmt.Errorf("PACKET_TX_RING: %w", err)
+	if p.version == unix.TPACKET_V3 {
+		rxReq := unix.TpacketReq3{
+			Block_size:     uint32(p.blockSize),
+			Block_nr:       uint32(p.blocks),
+			Frame_size:     txFrameSize,
+			Frame_nr:       uint32(p.blockSize / txFrameSize * p.blocks),
+			Retire_blk_tov: 1, // ms: bounds the latency a partly filled block adds
+		}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+			return fmt.Errorf("PACKET_RX_RING: %w", err)
+		}
+		txReq := unix.TpacketReq3{
+			Block_size: uint32(txBlock),
+			Block_nr:   uint32(txFrames * txFrameSize / txBlock),
+			Frame_size: txFrameSize,
+			Frame_nr:   txFrames,
+		}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
+			return fmt.Errorf("PACKET_TX_RING: %w", err)
+		}
+	} else {
+		rxReq := unix.TpacketReq{
+			Block_size: uint32(p.blockSize),
+			Block_nr:   uint32(p.blocks),
+			Frame_size: uint32(p.rxFrame),
+			Frame_nr:   uint32(p.blockSize / p.rxFrame * p.blocks),
+		}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+			return fmt.Errorf("PACKET_RX_RING: %w", err)
+		}
+		txReq := unix.TpacketReq{
+			Block_size: uint32(txBlock),
+			Block_nr:   uint32(txFrames * txFrameSize / txBlock),
+			Frame_size: txFrameSize,
+			Frame_nr:   txFrames,
+		}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
+			return fmt.Errorf("PACKET_TX_RING: %w", err)
+		}
 	}
 	rxLen := p.blockSize * p.blocks
 	ring, err := unix.Mmap(fd, 0, rxLen+txFrames*txFrameSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
@@ -146,6 +187,10 @@ func (p *afpacketPort) setup() error {
 func (p *afpacketPort) ifindex() int { return p.index }
 
 func (p *afpacketPort) start(ep *engine.Port) {
+	if p.version == unix.TPACKET_V2 {
+		go p.receiveV2(ep)
+		return
+	}
 	go p.receive(ep)
 }
 
@@ -176,13 +221,79 @@ func (p *afpacketPort) release() {
 	}
 }
 
-// receive is the port's receive loop: it hands each packet of each block
-// the kernel retires to a Worker, one batch per block.
+// handle passes one received frame, at ring[start:start+snaplen], to w.
+// When status has TP_STATUS_VLAN_VALID, the kernel took out a tag with
+// tci (and tpid, if TP_STATUS_VLAN_TPID_VALID) and handle puts it back.
+func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, start int, snaplen, length, status uint32, tci, tpid uint16, vlanBuf *[]byte) {
+	end := start + int(snaplen)
+	if end > len(ring) || snaplen != length {
+		ep.RxPackets.Add(1)
+		ep.RxDropped.Add(1) // truncated: larger than a ring slot
+		return
+	}
+	frame := ring[start:end]
+	if status&unix.TP_STATUS_CSUMNOTREADY != 0 {
+		engine.CompleteChecksum(frame)
+	}
+	if status&unix.TP_STATUS_VLAN_VALID != 0 && len(frame) >= 12 {
+		if status&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {
+			tpid = 0x8100
+		}
+		b := append((*vlanBuf)[:0], frame[:12]...)
+		b = binary.BigEndian.AppendUint16(b, tpid)
+		b = binary.BigEndian.AppendUint16(b, tci)
+		b = append(b, frame[12:]...)
+		*vlanBuf = b
+		frame = b
+	}
+	w.Receive(ep, frame, nil)
+}
+
+// receiveV2 is the receive loop for TPACKET_V2: it hands each frame whose
+// slot the kernel released to a Worker, ending a batch when the ring is
+// empty or after rxBatch frames.
+func (p *afpacketPort) receiveV2(ep *engine.Port) {
+	defer close(p.done)
+	w := p.d.e.NewWorker()
+	defer w.Close()
+	vlanBuf := make([]byte, 0, p.rxFrame+4)
+	slots := len(p.rx) / p.rxFrame
+	cur, batch := 0, 0
+	w.Begin()
+	for {
+		slot := p.rx[cur*p.rxFrame : (cur+1)*p.rxFrame]
+		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
+		if atomic.LoadUint32(&h.Status)&unix.TP_STATUS_USER == 0 {
+			if batch > 0 {
+				w.Flush()
+				batch = 0
+			}
+			if !p.poll.wait(-1) {
+				return
+			}
+			w.Begin()
+			continue
+		}
+		p.handle(w, ep, slot, int(h.Mac), h.Snaplen, h.Len, h.Status, h.Vlan_tci, h.Vlan_tpid, &vlanBuf)
+		atomic.StoreUint32(&h.Status, unix.TP_STATUS_KERNEL)
+		cur = (cur + 1) % slots
+		if batch++; batch == rxBatch {
+			w.Flush()
+			w.Begin()
+			batch = 0
+		}
+	}
+}
+
+const rxBatch = 64
+
+// receive is the port's receive loop for TPACKET_V3: it hands each packet
+// of each block the kernel retires to a Worker, one batch per block.
 func (p *afpacketPort) receive(ep *engine.Port) {
 	defer close(p.done)
 	w := p.d.e.NewWorker()
 	defer w.Close()
-	vlanBuf := make([]byte, 0, p.blockSize)
+	vlanBuf := make([]byte, 0, 2048)
 	cur := 0
 	for {
 		block := p.rx[cur*p.blockSize : (cur+1)*p.blockSize]
@@ -201,30 +312,7 @@ func (p *afpacketPort) receive(ep *engine.Port) {
 				break
 			}
 			h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&block[off]))
-			start := off + int(h.Mac)
-			end := start + int(h.Snaplen)
-			if end <= len(block) && h.Snaplen == h.Len {
-				frame := block[start:end]
-				if h.Status&unix.TP_STATUS_CSUMNOTREADY != 0 {
-					engine.CompleteChecksum(frame)
-				}
-				if h.Status&unix.TP_STATUS_VLAN_VALID != 0 && len(frame) >= 12 {
-					// The kernel took the tag out; put it back.
-					tpid := uint16(0x8100)
-					if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Hv1.Vlan_tpid != 0 {
-						tpid = h.Hv1.Vlan_tpid
-					}
-					vlanBuf = append(vlanBuf[:0], frame[:12]...)
-					vlanBuf = binary.BigEndian.AppendUint16(vlanBuf, tpid)
-					vlanBuf = binary.BigEndian.AppendUint16(vlanBuf, uint16(h.Hv1.Vlan_tci))
-					vlanBuf = append(vlanBuf, frame[12:]...)
-					frame = vlanBuf
-				}
-				w.Receive(ep, frame, nil)
-			} else {
-				ep.RxPackets.Add(1)
-				ep.RxDropped.Add(1) // truncated: larger than a ring block
-			}
+			p.handle(w, ep, block, off+int(h.Mac), h.Snaplen, h.Len, h.Status, uint16(h.Hv1.Vlan_tci), h.Hv1.Vlan_tpid, &vlanBuf)
 			if h.Next_offset == 0 {
 				break
 			}
@@ -252,25 +340,38 @@ func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 	if p.closed {
 		return errPortClosed
 	}
-	if len(frame) > txFrameSize-txDataOff {
+	dataOff := tx3DataOff
+	if p.version == unix.TPACKET_V2 {
+		dataOff = tx2DataOff
+	}
+	if len(frame) > txFrameSize-dataOff {
 		// Jumbo frames bypass the ring.
 		_, err := unix.Write(p.fd, frame)
 		return err
 	}
 	slot := p.tx[p.txCur*txFrameSize : (p.txCur+1)*txFrameSize]
-	h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&slot[0]))
-	if st := atomic.LoadUint32(&h.Status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
+	var status *uint32
+	if p.version == unix.TPACKET_V2 {
+		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
+		status = &h.Status
+		h.Len = uint32(len(frame))
+		h.Snaplen = uint32(len(frame))
+	} else {
+		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&slot[0]))
+		status = &h.Status
+		h.Len = uint32(len(frame))
+		h.Snaplen = uint32(len(frame))
+		h.Next_offset = 0
+	}
+	if st := atomic.LoadUint32(status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
 		p.flushLocked()
-		if st = atomic.LoadUint32(&h.Status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
+		if st = atomic.LoadUint32(status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
 			p.txFull.Add(1)
 			return errRingFull
 		}
 	}
-	copy(slot[txDataOff:], frame)
-	h.Len = uint32(len(frame))
-	h.Snaplen = uint32(len(frame))
-	h.Next_offset = 0
-	atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
+	copy(slot[dataOff:], frame)
+	atomic.StoreUint32(status, unix.TP_STATUS_SEND_REQUEST)
 	p.txCur = (p.txCur + 1) % txFrames
 	p.txQueued++
 	if p.txQueued >= txFrames/2 {

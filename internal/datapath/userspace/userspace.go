@@ -41,12 +41,25 @@ type Config struct {
 	// the zero value with NetNSSet false means the current one.
 	NetNS    netns.NsHandle
 	NetNSSet bool
+	// Ring selects the AF_PACKET ring version; the zero value is RingV3.
+	Ring RingVersion
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive
 	// ring; a block must hold the largest frame. Defaults 256 KiB and 8.
 	RingBlockSize int
 	RingBlocks    int
 	Logger        *slog.Logger
 }
+
+// RingVersion selects the AF_PACKET ring layout of netdev ports.
+type RingVersion uint8
+
+// Ring versions. RingV3 batches by blocks the kernel retires when full or
+// after 1 ms: the fewest wake-ups, but up to that much latency per hop at
+// low rates. RingV2 wakes the reader per frame when idle: lowest latency.
+const (
+	RingV3 RingVersion = iota
+	RingV2
+)
 
 // Defaults for Config.
 const (

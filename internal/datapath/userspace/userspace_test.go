@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -19,7 +20,12 @@ import (
 
 func newDatapath(t *testing.T, ns netns.NsHandle) *Datapath {
 	t.Helper()
-	d, err := New(Config{NetNS: ns, NetNSSet: true, RingBlockSize: 64 << 10, RingBlocks: 4})
+	return newDatapathRing(t, ns, RingV3)
+}
+
+func newDatapathRing(t *testing.T, ns netns.NsHandle, ring RingVersion) *Datapath {
+	t.Helper()
+	d, err := New(Config{NetNS: ns, NetNSSet: true, Ring: ring, RingBlockSize: 64 << 10, RingBlocks: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,20 +63,36 @@ type twoVMs struct {
 
 func newTwoVMs(t *testing.T) *twoVMs {
 	t.Helper()
+	return newTwoVMsRing(t, RingV3)
+}
+
+func newTwoVMsRing(t *testing.T, ring RingVersion) *twoVMs {
+	t.Helper()
 	requireRoot(t)
 	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
 	veth(t, r.dpNS, "a1", r.nsA, "a0")
 	veth(t, r.dpNS, "b1", r.nsB, "b0")
 	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
 	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
-	r.d = newDatapath(t, r.dpNS)
+	r.d = newDatapathRing(t, r.dpNS, ring)
 	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
 	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
 	return r
 }
 
+var rings = []struct {
+	name string
+	ring RingVersion
+}{{"tpacket-v3", RingV3}, {"tpacket-v2", RingV2}}
+
 func TestForwardBetweenVeths(t *testing.T) {
-	r := newTwoVMs(t)
+	for _, rc := range rings {
+		t.Run(rc.name, func(t *testing.T) { testForward(t, rc.ring) })
+	}
+}
+
+func testForward(t *testing.T, ring RingVersion) {
+	r := newTwoVMsRing(t, ring)
 	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
 	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
 	ca := udpConn(t, r.nsA, "10.9.0.1:7000")
@@ -438,4 +460,98 @@ func checkOuterHeader(t *testing.T, fd int, vni uint32) {
 		return
 	}
 	t.Fatal("no VXLAN packet seen on the underlay")
+}
+
+// A tagged frame arrives on a port with its tag (AF_PACKET reports it
+// apart; the datapath puts it back): pop it on the way in, push one on the
+// way back, and check both on the wire with raw sockets.
+func TestVLANPushPop(t *testing.T) {
+	for _, rc := range rings {
+		t.Run(rc.name, func(t *testing.T) {
+			r := newTwoVMsRing(t, rc.ring)
+			tagged := packet.FlowKey{InPort: uint32(r.pa), VLAN: 100 | packet.VLANPresent}
+			vlanMask := packet.FlowKey{InPort: ^uint32(0), VLAN: 0x1fff}
+			putFlow(t, r.d, tagged, vlanMask, datapath.PopVLAN(), datapath.Output(r.pb))
+			putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.PushVLAN(0x2064), datapath.Output(r.pa))
+			rawA := rawSocket(t, r.nsA, "a0")
+			rawB := rawSocket(t, r.nsB, "b0")
+			if err := unix.SetsockoptInt(rawA, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+				t.Fatal(err)
+			}
+
+			in := udpFrameVLAN(t, 100, 7007)
+			untagged := func(f gopacket.Packet) bool {
+				udp, _ := f.Layer(layers.LayerTypeUDP).(*layers.UDP)
+				return udp != nil && udp.DstPort == 7007 && f.Layer(layers.LayerTypeDot1Q) == nil
+			}
+			sendUntil(t, rawA, in, rawB, untagged, nil)
+
+			back := udpFrameVLAN(t, 0, 7008)
+			var tci uint16
+			sendUntil(t, rawB, back, rawA, func(f gopacket.Packet) bool {
+				udp, _ := f.Layer(layers.LayerTypeUDP).(*layers.UDP)
+				return udp != nil && udp.DstPort == 7008
+			}, &tci)
+			if tci != 0x2064 {
+				t.Errorf("frame pushed to a0 carried TCI %#x, want 0x2064", tci)
+			}
+		})
+	}
+}
+
+// udpFrameVLAN builds a UDP frame, tagged with vid unless it is 0.
+func udpFrameVLAN(t *testing.T, vid uint16, dport uint16) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 9, 1, 1}, DstIP: net.IP{10, 9, 1, 2}}
+	udp := &layers.UDP{SrcPort: 7000, DstPort: layers.UDPPort(dport)}
+	udp.SetNetworkLayerForChecksum(ip)
+	ls := []gopacket.SerializableLayer{eth}
+	if vid != 0 {
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append(ls, &layers.Dot1Q{VLANIdentifier: vid, Type: layers.EthernetTypeIPv4})
+	}
+	ls = append(ls, ip, udp, gopacket.Payload("vlan test"))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sendUntil writes frame on out until a frame for which match is true is
+// read from in. If tci is not nil, it receives the TCI of a tag the kernel
+// reported apart (PACKET_AUXDATA must be on for in).
+func sendUntil(t *testing.T, out int, frame []byte, in int, match func(gopacket.Packet) bool, tci *uint16) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	oob := make([]byte, 256)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := unix.Write(out, frame); err != nil {
+			t.Fatalf("raw send: %v", err)
+		}
+		for {
+			n, oobn, _, _, err := unix.Recvmsg(in, buf, oob, 0)
+			if err != nil {
+				break
+			}
+			if !match(gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)) {
+				continue
+			}
+			if tci != nil {
+				cms, _ := unix.ParseSocketControlMessage(oob[:oobn])
+				for _, cm := range cms {
+					if cm.Header.Level == unix.SOL_PACKET && cm.Header.Type == unix.PACKET_AUXDATA && len(cm.Data) >= int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+						aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&cm.Data[0]))
+						if aux.Status&unix.TP_STATUS_VLAN_VALID != 0 {
+							*tci = aux.Vlan_tci
+						}
+					}
+				}
+			}
+			return
+		}
+	}
+	t.Fatal("the expected frame never arrived")
 }
