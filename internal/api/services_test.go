@@ -1,0 +1,228 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestDHCP(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "dhcp"})
+	s := create(t, b["dhcpSubnets"].(string), map[string]any{
+		"subnetPrefix": "10.0.0.0", "subnetLength": 24, "defaultGateway": "10.0.0.1",
+		"dnsServerAddrs": []string{"8.8.8.8"}, "opt121Routes": []any{map[string]any{"destinationPrefix": "10.9.0.0", "destinationLength": 16, "gatewayAddr": "10.0.0.254"}},
+	})
+	if s["uri"] != b["dhcpSubnets"].(string)+"/10.0.0.0_24" || s["enabled"] != true {
+		t.Errorf("subnet %v", s)
+	}
+	checkKeys(t, s, []string{"subnetPrefix", "subnetLength", "defaultGateway", "serverAddr", "dnsServerAddrs",
+		"interfaceMTU", "opt121Routes", "enabled", "uri", "hosts"})
+	expect(t, do(t, "POST", b["dhcpSubnets"].(string), map[string]any{"subnetPrefix": "10.0.0.0", "subnetLength": 24}), 409)
+	expectViolation(t, do(t, "POST", b["dhcpSubnets"].(string), map[string]any{"subnetLength": 24}), "subnetPrefix")
+	h := create(t, s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0A", "ipAddr": "10.0.0.10", "name": "vm"})
+	if h["uri"] != s["hosts"].(string)+"/02:00:00:00:00:0A" || h["extraDhcpOpts"] == nil {
+		t.Errorf("dhcp host %v", h)
+	}
+	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}), 409)
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "nope", "ipAddr": "10.0.0.11"}), "macAddr")
+	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"macAddr": "02:00:00:00:00:0A", "ipAddr": "10.0.0.12"}), 204)
+	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["ipAddr"] != "10.0.0.12" {
+		t.Errorf("host after PUT %v", got)
+	}
+	expect(t, do(t, "PUT", s["uri"].(string), map[string]any{"subnetPrefix": "10.0.0.0", "subnetLength": 24, "enabled": false}), 204)
+	got := expect(t, do(t, "GET", s["uri"].(string), nil), 200).obj(t)
+	if got["enabled"] != false || got["defaultGateway"] != nil {
+		t.Errorf("subnet after PUT %v", got)
+	}
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("PUT of the subnet lost its hosts: %v", l)
+	}
+	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", h["uri"].(string), nil), 404)
+	expect(t, do(t, "DELETE", s["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", s["uri"].(string), nil), 404)
+}
+
+func TestMACAndARPTables(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "tables"})
+	p := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	vp := create(t, b["ports"].(string), map[string]any{"type": "Bridge", "vlanId": 10})
+	other := create(t, "/bridges", map[string]any{"name": "other"})
+	op := create(t, other["ports"].(string), map[string]any{"type": "Bridge"})
+	mac := b["macTable"].(string)
+	e := create(t, mac, map[string]any{"macAddr": "02:00:00:00:00:01", "portId": id(p)})
+	if e["uri"] != mac+"/02-00-00-00-00-01_"+id(p) || e["vlanId"] != float64(0) {
+		t.Errorf("mac entry %v", e)
+	}
+	expect(t, do(t, "POST", mac, map[string]any{"macAddr": "02:00:00:00:00:02", "portId": id(op)}), 400)
+	expect(t, do(t, "POST", mac, map[string]any{"macAddr": "02:00:00:00:00:02", "portId": id(vp)}), 400)
+	expect(t, do(t, "POST", mac, map[string]any{"macAddr": "02-00", "portId": id(p)}), 400)
+	expect(t, do(t, "POST", mac, map[string]any{"macAddr": "02:00:00:00:00:02", "portId": uuid.NewString()}), 404)
+	vlanMAC := strings.Replace(b["vlanMacTableTemplate"].(string), "{vlanId}", "10", 1)
+	ve := create(t, vlanMAC, map[string]any{"macAddr": "02:00:00:00:00:03", "portId": id(vp)})
+	if !strings.Contains(ve["uri"].(string), "/vlans/10/mac_table/") || ve["vlanId"] != float64(10) {
+		t.Errorf("vlan mac entry %v", ve)
+	}
+	if l := expect(t, do(t, "GET", mac, nil), 200).list(t); len(l) != 2 {
+		t.Errorf("mac table of all VLANs: %v", l)
+	}
+	if l := expect(t, do(t, "GET", vlanMAC, nil), 200).list(t); len(l) != 1 {
+		t.Errorf("mac table of VLAN 10: %v", l)
+	}
+	expect(t, do(t, "DELETE", e["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", e["uri"].(string), nil), 404)
+
+	arp := b["arpTable"].(string)
+	a := create(t, arp, map[string]any{"ip": "10.0.0.5", "mac": "02:00:00:00:00:05"})
+	if a["uri"] != arp+"/10.0.0.5_02-00-00-00-00-05" {
+		t.Errorf("arp entry %v", a)
+	}
+	expectViolation(t, do(t, "POST", arp, map[string]any{"ip": "10.0.0.256", "mac": "02:00:00:00:00:05"}), "ip")
+	expectViolation(t, do(t, "POST", arp, map[string]any{"ip": "10.0.0.6"}), "mac")
+	expect(t, do(t, "DELETE", a["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", a["uri"].(string), nil), 404)
+}
+
+func TestLoadBalancing(t *testing.T) {
+	lb := create(t, "/load_balancers", map[string]any{})
+	expect(t, do(t, "POST", "/load_balancers", map[string]any{"routerId": uuid.NewString()}), 400)
+	hm := create(t, "/health_monitors", map[string]any{"type": "TCP", "delay": 1, "timeout": 1, "maxRetries": 3})
+	pool := create(t, lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN", "healthMonitorId": id(hm)})
+	if pool["protocol"] != "TCP" || pool["status"] != "ACTIVE" || pool["loadBalancerId"] != id(lb) {
+		t.Errorf("pool %v", pool)
+	}
+	expectViolation(t, do(t, "POST", lb["pools"].(string), map[string]any{}), "lbMethod")
+	m := create(t, pool["poolMembers"].(string), map[string]any{"address": "10.0.0.10", "protocolPort": 80})
+	if m["weight"] != float64(1) || m["adminStateUp"] != true || m["status"] != "ACTIVE" {
+		t.Errorf("member %v", m)
+	}
+	expectViolation(t, do(t, "POST", pool["poolMembers"].(string), map[string]any{"protocolPort": 80}), "address")
+	expect(t, do(t, "PUT", m["uri"].(string), map[string]any{"poolId": id(pool), "address": "10.0.0.99", "protocolPort": 81, "weight": 5}), 204)
+	got := expect(t, do(t, "GET", m["uri"].(string), nil), 200).obj(t)
+	if got["address"] != "10.0.0.10" || got["protocolPort"] != float64(80) || got["weight"] != float64(5) {
+		t.Errorf("member after PUT (address and port are immutable) %v", got)
+	}
+	vip := create(t, pool["vips"].(string), map[string]any{"address": "192.0.2.10", "protocolPort": 80, "sessionPersistence": "SOURCE_IP"})
+	if vip["loadBalancerId"] != id(lb) {
+		t.Errorf("vip %v", vip)
+	}
+	expect(t, do(t, "POST", "/vips", map[string]any{"poolId": uuid.NewString(), "address": "192.0.2.11"}), 400)
+	if l := expect(t, do(t, "GET", lb["vips"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("lb vips %v", l)
+	}
+	if l := expect(t, do(t, "GET", "/pools?hm_id="+id(hm), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("pools?hm_id %v", l)
+	}
+	// Attaching to a router, and the router delete refusal while attached.
+	r := create(t, "/routers", map[string]any{"name": "lbr", "loadBalancerId": id(lb)})
+	if got := expect(t, do(t, "GET", lb["uri"].(string), nil), 200).obj(t); got["routerId"] != id(r) {
+		t.Errorf("lb routerId %v", got["routerId"])
+	}
+	expect(t, do(t, "POST", "/routers", map[string]any{"name": "lbr2", "loadBalancerId": id(lb)}), 409)
+	expect(t, do(t, "DELETE", r["uri"].(string), nil), 409)
+	expect(t, do(t, "DELETE", hm["uri"].(string), nil), 204)
+	if got := expect(t, do(t, "GET", pool["uri"].(string), nil), 200).obj(t); got["healthMonitorId"] != nil {
+		t.Errorf("pool keeps a deleted health monitor")
+	}
+	expect(t, do(t, "DELETE", lb["uri"].(string), nil), 204)
+	for _, o := range []map[string]any{pool, m, vip} {
+		expect(t, do(t, "GET", o["uri"].(string), nil), 404)
+	}
+	expect(t, do(t, "DELETE", pool["uri"].(string), nil), 204) // idempotent
+	if got := expect(t, do(t, "GET", r["uri"].(string), nil), 200).obj(t); got["loadBalancerId"] != nil {
+		t.Errorf("router keeps a deleted load balancer")
+	}
+}
+
+func TestBGP(t *testing.T) {
+	r := create(t, "/routers", map[string]any{"name": "bgp"})
+	peer := create(t, r["bgpPeers"].(string), map[string]any{"asNumber": 65001, "address": "192.0.2.1", "keepAlive": 30})
+	if peer["router"] != r["uri"] {
+		t.Errorf("peer %v", peer)
+	}
+	expect(t, do(t, "POST", r["bgpPeers"].(string), map[string]any{"asNumber": 65001, "address": "192.0.2.1"}), 400)
+	expectViolation(t, do(t, "POST", r["bgpPeers"].(string), map[string]any{"asNumber": 65001}), "address")
+	expectViolation(t, do(t, "POST", r["bgpPeers"].(string), map[string]any{"asNumber": 65001, "address": "192.0.2.9", "holdTime": 1}), "holdTime")
+	n := create(t, r["bgpNetworks"].(string), map[string]any{"subnetAddress": "203.0.113.0", "subnetLength": 24})
+	expect(t, do(t, "DELETE", r["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", peer["uri"].(string), nil), 404)
+	expect(t, do(t, "GET", n["uri"].(string), nil), 404)
+}
+
+func TestMirrorsAndQoS(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "mq"})
+	p := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	m := create(t, "/mirrors", map[string]any{"toPortId": id(p), "conditions": []any{map[string]any{"nwProto": 6}}})
+	conds := m["conditions"].([]any)
+	if len(conds) != 1 || conds[0].(map[string]any)["uri"] != nil || conds[0].(map[string]any)["nwProto"] != float64(6) {
+		t.Errorf("mirror %v", m)
+	}
+	expect(t, do(t, "POST", "/mirrors", map[string]any{"toPortId": uuid.NewString()}), 404)
+	b2 := create(t, "/bridges", map[string]any{"name": "mirrored", "inboundMirrorIds": []string{id(m)}})
+	expect(t, do(t, "DELETE", m["uri"].(string), nil), 204)
+	if got := expect(t, do(t, "GET", b2["uri"].(string), nil), 200).obj(t); len(got["inboundMirrorIds"].([]any)) != 0 {
+		t.Errorf("bridge keeps a deleted mirror: %v", got["inboundMirrorIds"])
+	}
+
+	q := create(t, "/qos_policies", map[string]any{"name": "gold", "rules": []any{
+		map[string]any{"id": uuid.NewString(), "type": "bandwidth_limit", "max_kbps": 1000, "max_burst_kbps": 100},
+		map[string]any{"id": uuid.NewString(), "type": "dscp_marking", "dscp_mark": 10},
+	}})
+	if l := expect(t, do(t, "GET", q["bwLimitRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["maxKbps"] != float64(1000) {
+		t.Errorf("bw rules %v", l)
+	}
+	d := create(t, q["dscpRules"].(string), map[string]any{"dscpMark": 20})
+	if d["policyId"] != id(q) {
+		t.Errorf("dscp rule %v", d)
+	}
+	expectViolation(t, do(t, "POST", q["dscpRules"].(string), map[string]any{"dscpMark": 64}), "dscpMark")
+	bq := create(t, "/bridges", map[string]any{"name": "qos", "qosPolicyId": id(q)})
+	expect(t, do(t, "DELETE", q["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", d["uri"].(string), nil), 404)
+	if got := expect(t, do(t, "GET", bq["uri"].(string), nil), 200).obj(t); got["qosPolicyId"] != nil {
+		t.Errorf("bridge keeps a deleted QoS policy")
+	}
+}
+
+func TestPortGroupsAndIPAddrGroups(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "groups"})
+	p := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	g := create(t, "/port_groups", map[string]any{"name": "sg", "stateful": true})
+	m := create(t, g["ports"].(string), map[string]any{"portId": id(p)})
+	if m["portGroupId"] != id(g) || m["portId"] != id(p) {
+		t.Errorf("member %v", m)
+	}
+	expect(t, do(t, "POST", g["ports"].(string), map[string]any{"portId": uuid.NewString()}), 404)
+	if l := expect(t, do(t, "GET", p["portGroups"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("port's groups %v", l)
+	}
+	if l := expect(t, do(t, "GET", "/port_groups?port_id="+id(p), nil), 200).list(t); len(l) != 1 || id(l[0]) != id(g) {
+		t.Errorf("port_groups?port_id %v", l)
+	}
+	expect(t, do(t, "PUT", g["uri"].(string), map[string]any{"name": "sg2"}), 204)
+	if l := expect(t, do(t, "GET", g["ports"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("PUT lost membership: %v", l)
+	}
+	expect(t, do(t, "DELETE", m["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", m["uri"].(string), nil), 404)
+
+	ig := create(t, "/ip_addr_groups", map[string]any{"name": "web"})
+	expectViolation(t, do(t, "POST", "/ip_addr_groups", map[string]any{}), "name")
+	a := create(t, ig["addrs"].(string), map[string]any{"addr": "10.0.0.1", "version": 4})
+	if a["uri"] != ig["uri"].(string)+"/versions/4/ip_addrs/10.0.0.1" {
+		t.Errorf("address %v", a)
+	}
+	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.1", "version": 4}), 409)
+	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.2"}), 400)
+	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.300", "version": 4}), 400)
+	create(t, ig["addrs"].(string), map[string]any{"addr": "2001:db8::1", "version": 6})
+	got := expect(t, do(t, "GET", ig["uri"].(string), nil), 200).obj(t)
+	if l := got["ipAddrPorts"].([]any); len(l) != 2 {
+		t.Errorf("ipAddrPorts %v", l)
+	}
+	expect(t, do(t, "GET", ig["uri"].(string)+"/versions/5/ip_addrs/10.0.0.1", nil), 400)
+	expect(t, do(t, "DELETE", a["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", a["uri"].(string), nil), 404)
+	expect(t, do(t, "DELETE", a["uri"].(string), nil), 204)
+}
