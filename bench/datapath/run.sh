@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Compare two network namespaces joined by
 #   veth      a plain veth pair (kernel baseline; "-nooff" = TX offloads off)
-#   dpfwd     our userspace datapath (bench/datapath/dpfwd) with installed flows
+#   dpfwd-vN  our userspace datapath (bench/datapath/dpfwd) with installed flows,
+#             AF_PACKET ring version N (2: wake per frame, 3: per 1 ms block)
 #   ovs       Open vSwitch's userspace datapath (datapath_type=netdev), if installed
 # measuring ping RTT, iperf3 TCP throughput (one stream) and the 64-byte packet
-# rate delivered (pktblast on one side, the receiver's rx counter on the other).
+# rate delivered (pktblast on one side, the receiver's rx counter on the other;
+# the frames go to an absent MAC so the receiving stack drops them at once and
+# the rate measures the path, not the receiver's UDP stack).
 #
 # Everything runs in namespaces named dpb<pid>-*, removed on exit. Needs root,
 # iperf3, ping and ethtool (installed with apt-get when missing and APT=1).
@@ -15,7 +18,7 @@ set -euo pipefail
 
 DUR=${DUR:-5}
 PINGS=${PINGS:-200}
-MODES=${MODES:-"veth veth-nooff dpfwd ovs"}
+MODES=${MODES:-"veth veth-nooff dpfwd-v2 dpfwd-v3 ovs"}
 OVS_PORT_TYPE=${OVS_PORT_TYPE:-afxdp}
 DP_CPU=${DP_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
@@ -100,14 +103,17 @@ try: print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_secon
 except Exception: print("-")')
 	t1=$( [ -n "$spid" ] && cpu_ticks "$spid" || echo 0)
 	local cpu=$(( (t1 - t0) * 100 / $(getconf CLK_TCK) / DUR ))
-	local mac rx0 rx1
-	mac=$(ip -n "$P-B" -o link show b0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+	local mac=02:00:00:00:00:99 rx0 rx1
 	rx0=$(ip netns exec "$P-B" cat /sys/class/net/b0/statistics/rx_packets)
+	t0=$( [ -n "$spid" ] && cpu_ticks "$spid" || echo 0)
 	local sent
 	sent=$(ip netns exec "$P-A" taskset -c "$GEN_CPU" "$WORK/pktblast" -i a0 -dst-mac "$mac" -d "${DUR}s" | sed -n 's/.*: \([0-9]*\) pps/\1/p')
 	rx1=$(ip netns exec "$P-B" cat /sys/class/net/b0/statistics/rx_packets)
+	t1=$( [ -n "$spid" ] && cpu_ticks "$spid" || echo 0)
+	local pcpu=$(( (t1 - t0) * 100 / $(getconf CLK_TCK) / DUR ))
 	pps=$(( (rx1 - rx0) / DUR ))
-	printf '%-12s %-14s %-12s %-10s %-12s %s\n' "$mode" "$rtt" "$mbps" "${cpu}%" "$pps" "$sent"
+	printf '%-12s %-14s %-12s %-8s %-12s %-10s %-8s %s\n' "$mode" "$rtt" "$mbps" "${cpu}%" "$pps" "$sent" "${pcpu}%" \
+		"$([ "$pcpu" -gt 0 ] && echo $((pps * 100 / pcpu)) || echo -)"
 }
 
 ovs_start() {
@@ -139,19 +145,19 @@ ovs_stop() {
 
 need
 build
-printf '%-12s %-14s %-12s %-10s %-12s %s\n' mode "rtt p50/p99us" "iperf3 Mb/s" "sw cpu" "64B rx pps" "64B offered pps"
+printf '%-12s %-14s %-12s %-8s %-12s %-10s %-8s %s\n' mode "rtt p50/p99us" "iperf3 Mb/s" "sw cpu" "64B rx pps" "offered" "sw cpu" "pps/core"
 for mode in $MODES; do
 	topology "$mode"
 	case $mode in
 	veth | veth-nooff)
 		measure "$mode"
 		;;
-	dpfwd)
-		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+	dpfwd-v2 | dpfwd-v3)
+		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -ring "${mode#dpfwd-}" -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")
 		sleep 0.5
-		measure dpfwd "$pid"
+		measure "$mode" "$pid"
 		kill "$pid"; wait "$pid" || true
 		echo "  dpfwd counters: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["Stats"]); [print("   ", p["Spec"]["Name"], p["Stats"]) for p in d["Ports"]]' "$WORK/dpfwd.json" 2>/dev/null)"
 		;;

@@ -23,6 +23,7 @@ import (
 func main() {
 	a := flag.String("a", "", "first interface")
 	b := flag.String("b", "", "second interface")
+	ring := flag.String("ring", "v2", "AF_PACKET ring version: v2 (lowest latency) or v3 (fewest wake-ups)")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -30,14 +31,23 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*a, *b, *exact, log); err != nil {
+	rv := userspace.RingV2
+	switch *ring {
+	case "v2":
+	case "v3":
+		rv = userspace.RingV3
+	default:
+		fmt.Fprintln(os.Stderr, "-ring must be v2 or v3")
+		os.Exit(2)
+	}
+	if err := run(*a, *b, rv, *exact, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(a, b string, exact bool, log *slog.Logger) error {
-	d, err := userspace.New(userspace.Config{Logger: log})
+func run(a, b string, ring userspace.RingVersion, exact bool, log *slog.Logger) error {
+	d, err := userspace.New(userspace.Config{Logger: log, Ring: ring})
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,7 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
 	p := &afpacketPort{d: d, name: name, index: index, mtu: mtu, fd: -1, done: make(chan struct{}),
 		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
-	if d.cfg.Ring == RingV2 {
+	if d.cfg.Ring != RingV3 {
 		p.version = unix.TPACKET_V2
 		// A slot holds the header, the largest frame the MTU allows and
 		// room for the kernel's alignment.

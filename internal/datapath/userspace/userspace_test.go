@@ -20,7 +20,7 @@ import (
 
 func newDatapath(t *testing.T, ns netns.NsHandle) *Datapath {
 	t.Helper()
-	return newDatapathRing(t, ns, RingV3)
+	return newDatapathRing(t, ns, RingV2)
 }
 
 func newDatapathRing(t *testing.T, ns netns.NsHandle, ring RingVersion) *Datapath {
@@ -63,7 +63,7 @@ type twoVMs struct {
 
 func newTwoVMs(t *testing.T) *twoVMs {
 	t.Helper()
-	return newTwoVMsRing(t, RingV3)
+	return newTwoVMsRing(t, RingV2)
 }
 
 func newTwoVMsRing(t *testing.T, ring RingVersion) *twoVMs {
