@@ -1,0 +1,318 @@
+package cli
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+)
+
+const (
+	dhcpSubnetMedia = "DhcpSubnet-v2"
+	dhcpHostMedia   = "DhcpHost-v2"
+)
+
+// dhcpSubnetFields are the writable fields of a DHCP subnet besides its prefix.
+func dhcpSubnetFields() []field {
+	return []field{
+		{flag: "gateway", key: "defaultGateway", kind: kIP, usage: "default gateway offered to clients"},
+		{flag: "server-addr", key: "serverAddr", kind: kIP, usage: "address the DHCP server answers from"},
+		{flag: "dns", key: "dnsServerAddrs", kind: kIPList, usage: "DNS server addresses (repeatable or comma-separated)"},
+		{flag: "mtu", key: "interfaceMTU", kind: kInt, usage: "interface MTU offered to clients"},
+		{flag: "enabled", key: "enabled", kind: kBool, usage: "serve DHCP on the subnet (default true)"},
+	}
+}
+
+// findSubnet returns the DHCP subnet of bridge b whose prefix is cidr,
+// reached through the bridge's dhcpSubnets link.
+func (s *session) findSubnet(b Object, cidr string) (Object, error) {
+	want, err := parsePrefix(cidr)
+	if err != nil {
+		return nil, err
+	}
+	u, err := link(bridgeKind, b, "dhcpSubnets")
+	if err != nil {
+		return nil, err
+	}
+	list, err := s.client.List(s.ctx, u, dhcpSubnetMedia)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range list {
+		a, err := netip.ParseAddr(o.Str("subnetPrefix"))
+		if err != nil {
+			continue
+		}
+		var bits int
+		fmt.Sscan(format(o["subnetLength"]), &bits)
+		if p, err := a.Prefix(bits); err == nil && p == want.Masked() {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("bridge %s has no DHCP subnet %s (see `midonet dhcp list --bridge %s`)", b.Str("id"), cidr, b.Str("id"))
+}
+
+func dhcpCommand(o *options) *cobra.Command {
+	cols := []column{prefixCol("SUBNET", "subnetPrefix", "subnetLength"), col("GATEWAY", "defaultGateway"),
+		col("SERVER", "serverAddr"), col("DNS", "dnsServerAddrs"), col("MTU", "interfaceMTU"), col("ENABLED", "enabled")}
+	bridgeFlag := refField("bridge", "", bridgeKind, "bridge name or id")
+	fields := dhcpSubnetFields()
+	root := &cobra.Command{Use: "dhcp", Short: "DHCP subnets of a bridge (hosts: see dhcp-host)"}
+
+	// withSubnet runs fn with the bridge and the subnet named by args[0].
+	withSubnet := func(fn func(s *session, cmd *cobra.Command, b, sub Object) error) func(*cobra.Command, []string) error {
+		return o.run(func(s *session, cmd *cobra.Command, args []string) error {
+			b, err := s.flagObject(cmd, "bridge", bridgeKind)
+			if err != nil {
+				return err
+			}
+			sub, err := s.findSubnet(b, args[0])
+			if err != nil {
+				return err
+			}
+			return fn(s, cmd, b, sub)
+		})
+	}
+
+	list := &cobra.Command{
+		Use:     "list --bridge NAME|ID",
+		Short:   "List the DHCP subnets of a bridge",
+		Example: "  midonet dhcp list --bridge tenant-net",
+		Args:    cobra.NoArgs,
+		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+			b, err := s.flagObject(cmd, "bridge", bridgeKind)
+			if err != nil {
+				return err
+			}
+			u, err := link(bridgeKind, b, "dhcpSubnets")
+			if err != nil {
+				return err
+			}
+			items, err := s.client.List(s.ctx, u, dhcpSubnetMedia)
+			if err != nil {
+				return err
+			}
+			return s.printList(cols, items)
+		}),
+	}
+	requiredFlags(list, bridgeFlag)
+
+	show := &cobra.Command{
+		Use:     "show --bridge NAME|ID CIDR",
+		Short:   "Show one DHCP subnet",
+		Example: "  midonet dhcp show --bridge tenant-net 10.0.0.0/24",
+		Args:    cobra.ExactArgs(1),
+		RunE: withSubnet(func(s *session, _ *cobra.Command, _, sub Object) error {
+			return s.printObject(sub)
+		}),
+	}
+	requiredFlags(show, bridgeFlag)
+
+	create := &cobra.Command{
+		Use:     "create --bridge NAME|ID --subnet CIDR",
+		Short:   "Serve DHCP on a subnet of a bridge",
+		Example: "  midonet dhcp create --bridge tenant-net --subnet 10.0.0.0/24 --gateway 10.0.0.1 --dns 192.0.2.53",
+		Args:    cobra.NoArgs,
+		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+			b, err := s.flagObject(cmd, "bridge", bridgeKind)
+			if err != nil {
+				return err
+			}
+			body := Object{}
+			all := append([]field{{flag: "subnet", key: "subnetPrefix", key2: "subnetLength", kind: kPrefix}}, fields...)
+			if err := s.applyFields(cmd, all, body); err != nil {
+				return err
+			}
+			u, err := link(bridgeKind, b, "dhcpSubnets")
+			if err != nil {
+				return err
+			}
+			return s.createAndShow(u, dhcpSubnetMedia, body)
+		}),
+	}
+	requiredFlags(create, bridgeFlag, field{flag: "subnet", kind: kPrefix, usage: "the subnet, e.g. 10.0.0.0/24"})
+	for i := range fields {
+		fields[i].addTo(create.Flags())
+	}
+
+	update := &cobra.Command{
+		Use:     "update --bridge NAME|ID CIDR",
+		Short:   "Change fields of a DHCP subnet (flags not given keep their value)",
+		Example: "  midonet dhcp update --bridge tenant-net 10.0.0.0/24 --gateway 10.0.0.254 --enabled=false",
+		Args:    cobra.ExactArgs(1),
+		RunE: withSubnet(func(s *session, cmd *cobra.Command, _, sub Object) error {
+			if err := s.applyFields(cmd, fields, sub); err != nil {
+				return err
+			}
+			u, err := link(&kind{noun: "DHCP subnet"}, sub, "uri")
+			if err != nil {
+				return err
+			}
+			if err := s.client.Update(s.ctx, u, dhcpSubnetMedia, sub); err != nil {
+				return err
+			}
+			return s.showAgain(sub, &kind{noun: "DHCP subnet", media: dhcpSubnetMedia})
+		}),
+	}
+	requiredFlags(update, bridgeFlag)
+	for i := range fields {
+		fields[i].addTo(update.Flags())
+	}
+
+	del := &cobra.Command{
+		Use:     "delete --bridge NAME|ID CIDR",
+		Short:   "Stop serving DHCP on a subnet (its hosts go too)",
+		Example: "  midonet dhcp delete --bridge tenant-net 10.0.0.0/24",
+		Args:    cobra.ExactArgs(1),
+		RunE: withSubnet(func(s *session, _ *cobra.Command, _, sub Object) error {
+			u, err := link(&kind{noun: "DHCP subnet"}, sub, "uri")
+			if err != nil {
+				return err
+			}
+			return s.client.Delete(s.ctx, u)
+		}),
+	}
+	requiredFlags(del, bridgeFlag)
+	root.AddCommand(list, show, create, update, del)
+	return root
+}
+
+func dhcpHostCommand(o *options) *cobra.Command {
+	cols := []column{col("MAC", "macAddr"), col("IP", "ipAddr"), col("NAME", "name")}
+	bridgeFlag := refField("bridge", "", bridgeKind, "bridge name or id")
+	subnetFlag := field{flag: "subnet", kind: kPrefix, usage: "the bridge's DHCP subnet, e.g. 10.0.0.0/24"}
+	fields := []field{
+		{flag: "ip", key: "ipAddr", kind: kIP, usage: "fixed address given to the host"},
+		{flag: "name", key: "name", usage: "host name given to the host"},
+	}
+	hostKindOf := &kind{noun: "DHCP host", media: dhcpHostMedia}
+	root := &cobra.Command{Use: "dhcp-host", Short: "Fixed DHCP assignments (MAC → IP) of a bridge's DHCP subnet"}
+
+	// hostsURL returns the hosts link of the subnet named by the flags.
+	hostsURL := func(s *session, cmd *cobra.Command) (string, error) {
+		b, err := s.flagObject(cmd, "bridge", bridgeKind)
+		if err != nil {
+			return "", err
+		}
+		cidr, err := flagText(cmd, "subnet")
+		if err != nil {
+			return "", err
+		}
+		sub, err := s.findSubnet(b, cidr)
+		if err != nil {
+			return "", err
+		}
+		return link(&kind{noun: "DHCP subnet " + cidr}, sub, "hosts")
+	}
+	withHost := func(fn func(s *session, cmd *cobra.Command, h Object) error) func(*cobra.Command, []string) error {
+		return o.run(func(s *session, cmd *cobra.Command, args []string) error {
+			u, err := hostsURL(s, cmd)
+			if err != nil {
+				return err
+			}
+			h, err := s.member(u, dhcpHostMedia, "macAddr", args[0])
+			if err != nil {
+				return err
+			}
+			if h == nil {
+				return fmt.Errorf("no DHCP host with MAC %s in subnet %s", args[0], cmd.Flag("subnet").Value)
+			}
+			return fn(s, cmd, h)
+		})
+	}
+
+	list := &cobra.Command{
+		Use:     "list --bridge NAME|ID --subnet CIDR",
+		Short:   "List the DHCP hosts of a subnet",
+		Example: "  midonet dhcp-host list --bridge tenant-net --subnet 10.0.0.0/24",
+		Args:    cobra.NoArgs,
+		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+			u, err := hostsURL(s, cmd)
+			if err != nil {
+				return err
+			}
+			items, err := s.client.List(s.ctx, u, dhcpHostMedia)
+			if err != nil {
+				return err
+			}
+			return s.printList(cols, items)
+		}),
+	}
+	requiredFlags(list, bridgeFlag, subnetFlag)
+
+	show := &cobra.Command{
+		Use:     "show --bridge NAME|ID --subnet CIDR MAC",
+		Short:   "Show one DHCP host",
+		Example: "  midonet dhcp-host show --bridge tenant-net --subnet 10.0.0.0/24 aa:bb:cc:00:00:01",
+		Args:    cobra.ExactArgs(1),
+		RunE: withHost(func(s *session, _ *cobra.Command, h Object) error {
+			return s.printObject(h)
+		}),
+	}
+	requiredFlags(show, bridgeFlag, subnetFlag)
+
+	create := &cobra.Command{
+		Use:     "create --bridge NAME|ID --subnet CIDR --mac MAC --ip IP",
+		Short:   "Give a MAC address a fixed IP address",
+		Example: "  midonet dhcp-host create --bridge tenant-net --subnet 10.0.0.0/24 --mac aa:bb:cc:00:00:01 --ip 10.0.0.5 --name vm1",
+		Args:    cobra.NoArgs,
+		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+			u, err := hostsURL(s, cmd)
+			if err != nil {
+				return err
+			}
+			body := Object{}
+			all := append([]field{{flag: "mac", key: "macAddr", kind: kMAC}}, fields...)
+			if err := s.applyFields(cmd, all, body); err != nil {
+				return err
+			}
+			return s.createAndShow(u, dhcpHostMedia, body)
+		}),
+	}
+	requiredFlags(create, bridgeFlag, subnetFlag, field{flag: "mac", kind: kMAC, usage: "the client's MAC address"})
+	for i := range fields {
+		fields[i].addTo(create.Flags())
+	}
+	create.MarkFlagRequired("ip")
+
+	update := &cobra.Command{
+		Use:     "update --bridge NAME|ID --subnet CIDR MAC",
+		Short:   "Change a DHCP host (flags not given keep their value)",
+		Example: "  midonet dhcp-host update --bridge tenant-net --subnet 10.0.0.0/24 aa:bb:cc:00:00:01 --ip 10.0.0.6",
+		Args:    cobra.ExactArgs(1),
+		RunE: withHost(func(s *session, cmd *cobra.Command, h Object) error {
+			if err := s.applyFields(cmd, fields, h); err != nil {
+				return err
+			}
+			u, err := link(hostKindOf, h, "uri")
+			if err != nil {
+				return err
+			}
+			if err := s.client.Update(s.ctx, u, dhcpHostMedia, h); err != nil {
+				return err
+			}
+			return s.showAgain(h, hostKindOf)
+		}),
+	}
+	requiredFlags(update, bridgeFlag, subnetFlag)
+	for i := range fields {
+		fields[i].addTo(update.Flags())
+	}
+
+	del := &cobra.Command{
+		Use:     "delete --bridge NAME|ID --subnet CIDR MAC",
+		Short:   "Remove a DHCP host",
+		Example: "  midonet dhcp-host delete --bridge tenant-net --subnet 10.0.0.0/24 aa:bb:cc:00:00:01",
+		Args:    cobra.ExactArgs(1),
+		RunE: withHost(func(s *session, _ *cobra.Command, h Object) error {
+			u, err := link(hostKindOf, h, "uri")
+			if err != nil {
+				return err
+			}
+			return s.client.Delete(s.ctx, u)
+		}),
+	}
+	requiredFlags(del, bridgeFlag, subnetFlag)
+	root.AddCommand(list, show, create, update, del)
+	return root
+}
