@@ -1,0 +1,146 @@
+package sim
+
+import (
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// bridgeProcess is a bridge's forwarding decision for a frame that entered
+// through s.inPort (MidoNet's Bridge.scala, reference §2.5).
+func (s *Simulator) bridgeProcess(b *bridge) verdict {
+	s.enterDevice(b.id, "bridge")
+	in := s.inPort
+	src := s.ethSrc()
+	if isMulticastMAC(src) {
+		return s.drop(ReasonMulticastSource)
+	}
+	if !b.adminUp {
+		return s.drop(ReasonDeviceAdminDown)
+	}
+	// A frame entering a VLAN-aware bridge from an interior port with a
+	// VLAN id gets that tag; trunk frames keep theirs.
+	if in.vlan != 0 && in.peer != nil {
+		if s.vlan() != 0 {
+			return s.drop(ReasonVLAN)
+		}
+		s.setVLAN(in.vlan | packet.VLANPresent)
+	}
+	tci := s.vlan()
+	vid := tci & 0x0fff
+	// VLAN-tagged frames bypass the bridge's chains.
+	filter := actAccept
+	if tci == 0 {
+		filter = s.runChains(b.inChains)
+	}
+	// MAC learning happens even when the inbound chain drops, except for
+	// the MACs of linked router ports, which the bridge knows already.
+	if _, isRouter := b.rtrMACs[src]; !isRouter {
+		s.res.LearnedMACs = append(s.res.LearnedMACs, MACLearning{Bridge: b.id, VLAN: vid, MAC: src, Port: in.id})
+		s.tag(MACTag(b.id, vid, src, in.id))
+	}
+	if filter != actAccept {
+		return s.drop(s.chainDropReason())
+	}
+	dst := s.ethDst()
+	if isMulticastMAC(dst) {
+		if s.isARP() {
+			return s.bridgeARP(b, vid, dst == broadcastMAC)
+		}
+		s.tag(BroadcastTag(b.id))
+		return s.flood(b, vid)
+	}
+	if rp, ok := b.rtrMACs[dst]; ok {
+		return s.bridgeUnicast(b, rp)
+	}
+	out, ok := b.macs[macKey{vid, dst}]
+	if !ok {
+		s.tag(FloodTag(b.id, vid, dst))
+		return s.flood(b, vid)
+	}
+	if out == in {
+		return s.tempDrop(ReasonSameInOutPort)
+	}
+	s.tag(MACTag(b.id, vid, dst, out.id))
+	return s.bridgeUnicast(b, out)
+}
+
+// bridgeARP handles a broadcast or multicast ARP frame: the bridge answers
+// requests for addresses it knows, sends requests for a linked router's
+// address to that router only, and floods the rest.
+func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
+	op := s.nwProto()
+	spa, tpa := s.nwSrc(), s.nwDst()
+	if op == arpOpRequest && broadcast && s.wc.VLAN == 0 && spa != tpa {
+		var mac [6]byte
+		known := false
+		if rp, ok := b.rtrIPs[tpa]; ok {
+			mac, known = rp.peer.mac, true
+		} else if m, ok := b.ipMAC[tpa]; ok {
+			mac, known = m, true
+		}
+		if known {
+			sha := s.arpSHA()
+			frame := s.buildARP(arpOpReply, mac, tpa, sha, spa, sha)
+			s.generate(s.inPort, frame)
+			if s.tracing {
+				s.trace("bridge", b.id, "arp reply", addr4(tpa).String()+" is-at "+macString(mac))
+			}
+			return vConsumed
+		}
+	}
+	if rp, ok := b.rtrIPs[tpa]; ok {
+		return s.bridgeUnicast(b, rp)
+	}
+	if spa == tpa {
+		// Gratuitous ARP: learn the address, flood, and see every such
+		// packet in userspace.
+		s.res.LearnedARP = append(s.res.LearnedARP, ARPLearning{Device: b.id, IP: addr4(spa), MAC: s.arpSHA()})
+		s.userspace = true
+		return s.flood(b, vid)
+	}
+	s.tag(ARPRequestsTag(b.id))
+	return s.flood(b, vid)
+}
+
+// bridgeUnicast applies the bridge's outbound chains (untagged frames only)
+// and sends the frame out of port out.
+func (s *Simulator) bridgeUnicast(b *bridge, out *port) verdict {
+	if s.wc.VLAN == 0 && len(b.outChains) > 0 {
+		s.outPort = out
+		if s.runChains(b.outChains) != actAccept {
+			return s.drop(s.chainDropReason())
+		}
+	}
+	return s.portEgress(out)
+}
+
+// flood sends the frame out of every exterior port of the bridge but the
+// ingress one, and for a tagged frame out of the interior port with its
+// VLAN. Branches are simulated one after the other from the same state; a
+// dropped branch does not affect the others.
+func (s *Simulator) flood(b *bridge, vid uint16) verdict {
+	if s.wc.VLAN == 0 && len(b.outChains) > 0 {
+		s.outPort = nil
+		if s.runChains(b.outChains) != actAccept {
+			return s.drop(s.chainDropReason())
+		}
+	}
+	if s.tracing {
+		s.trace("bridge", b.id, "flood", "")
+	}
+	saved := s.save()
+	for _, p := range b.flood {
+		if p == saved.inPort {
+			continue
+		}
+		s.restore(&saved)
+		s.portEgress(p)
+	}
+	if vid != 0 {
+		if p, ok := b.vlanPorts[vid]; ok && p != saved.inPort {
+			s.restore(&saved)
+			s.portEgress(p)
+		}
+	}
+	s.restore(&saved)
+	return vForward
+}

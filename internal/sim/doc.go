@@ -1,0 +1,17 @@
+// Package sim simulates a packet through the virtual topology: ingress port,
+// filter chains, bridges and routers, NAT and connection tracking, to the
+// exterior ports it leaves by. It returns a Result the agent turns into a
+// datapath flow: egress ports with header rewrites, the megaflow mask made of
+// the header fields the simulation read, the flow tags that invalidate the
+// flow when what it depends on changes, the flow-state keys to replicate, and
+// any packets the devices generated (ARP and ICMP replies and errors).
+//
+// The package is pure: it reads an immutable Snapshot and the flow-state
+// tables, takes the time and a random source as inputs, performs no I/O and
+// starts no goroutines. Anything that must wait (an unresolved next-hop MAC)
+// is a result kind the agent acts on before simulating the packet again.
+//
+// A Simulator holds one worker's scratch space. Simulating a packet on the
+// bridge and router paths does not allocate once the scratch has grown; the
+// Result it returns points into that scratch and is valid until the next call.
+package sim

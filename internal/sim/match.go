@@ -1,0 +1,210 @@
+package sim
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// Field is one header field of a Match; a FieldSet is a set of them. The
+// simulation marks every field a device reads as seen (the megaflow mask)
+// and every field it changes as written (the set-actions).
+type Field uint32
+
+// FieldSet is a set of Fields.
+type FieldSet = Field
+
+// Match fields.
+const (
+	FieldEthSrc Field = 1 << iota
+	FieldEthDst
+	FieldVLAN
+	FieldEthType
+	FieldNwSrc
+	FieldNwDst
+	FieldNwProto
+	FieldNwTOS
+	FieldNwTTL
+	FieldNwFrag
+	FieldTpSrc
+	FieldTpDst
+	FieldARPSHA
+	FieldARPTHA
+	// FieldICMPID and FieldICMPData are not datapath match fields: a flow
+	// that reads them cannot be installed and every packet is simulated.
+	FieldICMPID
+	FieldICMPData
+
+	fieldsUserspace = FieldICMPID | FieldICMPData
+	fieldsL3        = FieldNwSrc | FieldNwDst | FieldNwProto | FieldNwTOS | FieldNwTTL | FieldNwFrag
+	fieldsL4        = FieldTpSrc | FieldTpDst
+)
+
+var fieldNames = [...]string{"eth_src", "eth_dst", "vlan", "eth_type", "nw_src", "nw_dst", "nw_proto", "nw_tos",
+	"nw_ttl", "nw_frag", "tp_src", "tp_dst", "arp_sha", "arp_tha", "icmp_id", "icmp_data"}
+
+// String lists the fields of the set, separated by commas.
+func (f Field) String() string {
+	s := ""
+	for i, n := range fieldNames {
+		if f&(1<<i) != 0 {
+			if s != "" {
+				s += ","
+			}
+			s += n
+		}
+	}
+	return s
+}
+
+// ICMPData is the header an ICMP error quotes: the packet that caused it.
+type ICMPData struct {
+	Valid            bool
+	Src, Dst         [4]byte
+	Proto            uint8
+	SrcPort, DstPort uint16 // TCP/UDP ports, or the ICMP echo identifier in both
+}
+
+// Match is the packet as the simulation sees it: the datapath flow key
+// fields the devices read, plus the ICMP fields a datapath cannot match.
+// Conventions follow packet.FlowKey: for ARP NwSrc/NwDst are the sender and
+// target protocol addresses and NwProto the opcode; for ICMP TpSrc is the
+// type and TpDst the code.
+type Match struct {
+	EthSrc, EthDst [6]byte
+	VLAN           uint16 // TCI with packet.VLANPresent set, or 0 when untagged
+	EthType        uint16
+	NwSrc, NwDst   [4]byte // IPv4 only; IPv6 addresses are not simulated
+	NwProto        uint8
+	NwTOS          uint8
+	NwTTL          uint8
+	NwFrag         uint8
+	TpSrc, TpDst   uint16
+	ARPSHA, ARPTHA [6]byte
+	ICMPID         uint16 // identifier of an ICMP echo request or reply
+	ICMPData       ICMPData
+}
+
+// MatchFromFlowKey returns the match of a datapath flow key. The ICMP fields
+// a flow key lacks stay zero; FillICMP adds them from the decoded frame.
+func MatchFromFlowKey(k *packet.FlowKey) Match {
+	return Match{
+		EthSrc: k.EthSrc, EthDst: k.EthDst, VLAN: k.VLAN, EthType: k.EthType,
+		NwSrc: k.NwSrc, NwDst: k.NwDst, NwProto: k.NwProto, NwTOS: k.NwTOS, NwTTL: k.NwTTL, NwFrag: k.NwFrag,
+		TpSrc: k.TpSrc, TpDst: k.TpDst, ARPSHA: k.ArpSHA, ARPTHA: k.ArpTHA,
+	}
+}
+
+// FlowKey returns the datapath flow key of the match on port inPort.
+func (m *Match) FlowKey(inPort uint32) packet.FlowKey {
+	return packet.FlowKey{
+		InPort: inPort, EthSrc: m.EthSrc, EthDst: m.EthDst, VLAN: m.VLAN, EthType: m.EthType,
+		NwSrc: m.NwSrc, NwDst: m.NwDst, NwProto: m.NwProto, NwTOS: m.NwTOS, NwTTL: m.NwTTL, NwFrag: m.NwFrag,
+		TpSrc: m.TpSrc, TpDst: m.TpDst, ArpSHA: m.ARPSHA, ArpTHA: m.ARPTHA,
+	}
+}
+
+// FillICMP sets the ICMP echo identifier and the quoted header of an ICMP
+// error from a decoded frame. It does not allocate.
+func (m *Match) FillICMP(p *packet.Parsed) {
+	m.ICMPID, m.ICMPData = 0, ICMPData{}
+	if p.Layer < packet.Layer4 || p.IPVersion != 4 || p.IPProto != packet.IPProtoICMP {
+		return
+	}
+	m.ICMPID = p.ICMPIdent
+	q := p.Quoted()
+	if q == nil {
+		return
+	}
+	d := &m.ICMPData
+	d.Valid = true
+	d.Src, d.Dst, d.Proto = q.Src(), q.Dst(), q.Protocol()
+	l4 := p.QuotedL4()
+	switch d.Proto {
+	case packet.IPProtoTCP, packet.IPProtoUDP:
+		d.SrcPort, d.DstPort = binary.BigEndian.Uint16(l4[0:]), binary.BigEndian.Uint16(l4[2:])
+	case packet.IPProtoICMP:
+		id := binary.BigEndian.Uint16(l4[4:])
+		d.SrcPort, d.DstPort = id, id
+	}
+}
+
+// MatchFromFrame decodes frame and returns its match; ok is false when the
+// frame is too short to be Ethernet.
+func MatchFromFrame(frame []byte) (m Match, ok bool) {
+	var p packet.Parsed
+	p.Decode(frame)
+	if p.Layer < packet.Layer2 {
+		return m, false
+	}
+	var k packet.FlowKey
+	p.FlowKey(0, &k)
+	m = MatchFromFlowKey(&k)
+	m.FillICMP(&p)
+	return m, true
+}
+
+func addr4(b [4]byte) netip.Addr { return netip.AddrFrom4(b) }
+
+func u32(b [4]byte) uint32 { return binary.BigEndian.Uint32(b[:]) }
+
+func isMulticastMAC(m [6]byte) bool { return m[0]&1 != 0 }
+
+var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// maskFor builds the megaflow mask of a simulation that read the fields in
+// seen and wrote those in written, following MidoNet's rules: the input port
+// is always exact; seen Ethernet fields exact; any seen L3 field makes the
+// ethertype and (for IPv4) the fragment type exact; any seen L4 field makes
+// the protocol exact; a rewrite of an IP or L4 field makes ethertype and
+// protocol exact so the set-action is valid.
+func maskFor(seen, written FieldSet) packet.FlowKey {
+	var k packet.FlowKey
+	k.InPort = ^uint32(0)
+	if seen&FieldEthSrc != 0 {
+		k.EthSrc = broadcastMAC
+	}
+	if seen&FieldEthDst != 0 {
+		k.EthDst = broadcastMAC
+	}
+	if seen&FieldVLAN != 0 {
+		k.VLAN = 0xffff
+	}
+	l3 := seen&(fieldsL3|fieldsL4|FieldARPSHA|FieldARPTHA) != 0 || written&(fieldsL3|fieldsL4) != 0
+	l4 := seen&fieldsL4 != 0 || written&fieldsL4 != 0
+	if seen&FieldEthType != 0 || l3 {
+		k.EthType = 0xffff
+	}
+	if l3 {
+		k.NwFrag = 0xff
+	}
+	if seen&FieldNwSrc != 0 {
+		k.NwSrc = [4]byte{0xff, 0xff, 0xff, 0xff}
+	}
+	if seen&FieldNwDst != 0 {
+		k.NwDst = [4]byte{0xff, 0xff, 0xff, 0xff}
+	}
+	if seen&FieldNwProto != 0 || l4 || written&fieldsL3 != 0 {
+		k.NwProto = 0xff
+	}
+	if seen&FieldNwTOS != 0 {
+		k.NwTOS = 0xff
+	}
+	if seen&FieldNwTTL != 0 {
+		k.NwTTL = 0xff
+	}
+	if seen&FieldTpSrc != 0 {
+		k.TpSrc = 0xffff
+	}
+	if seen&FieldTpDst != 0 {
+		k.TpDst = 0xffff
+	}
+	if seen&FieldARPSHA != 0 {
+		k.ArpSHA = broadcastMAC
+	}
+	if seen&FieldARPTHA != 0 {
+		k.ArpTHA = broadcastMAC
+	}
+	return k
+}

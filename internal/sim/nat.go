@@ -1,0 +1,295 @@
+package sim
+
+import (
+	"encoding/binary"
+
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// applyNAT applies a NAT rule whose condition matched; it reports whether
+// the rule applied (a reverse rule without a binding does not, and
+// evaluation continues). It sets s.natFailed when no port is left.
+func (s *Simulator) applyNAT(r *rule) bool {
+	if !s.isIPv4() {
+		return false
+	}
+	switch r.nat {
+	case natDNAT, natSNAT:
+		if r.static {
+			return s.staticNAT(r)
+		}
+		return s.dynamicNAT(r)
+	case natRevSNAT:
+		return s.reverseNAT(flowstate.RevSNAT)
+	case natRevDNAT:
+		return s.reverseNAT(flowstate.RevDNAT)
+	}
+	return false
+}
+
+// staticNAT is a stateless 1:1 rewrite (floating IP). For an ICMP error the
+// quoted header's matching address is rewritten too.
+func (s *Simulator) staticNAT(r *rule) bool {
+	var ip [4]byte
+	binary.BigEndian.PutUint32(ip[:], r.target[0].ipFrom)
+	icmpErr := s.isICMPError()
+	if r.nat == natDNAT {
+		old := s.nwDst()
+		if icmpErr {
+			if d := s.icmpData(); d.Valid && d.Src == old {
+				d.Src = ip
+				s.setICMPData(d)
+			}
+		}
+		s.setNwDst(ip)
+		s.nwDstRewritten = true
+	} else {
+		old := s.nwSrc()
+		if icmpErr {
+			if d := s.icmpData(); d.Valid && d.Dst == old {
+				d.Dst = ip
+				s.setICMPData(d)
+			}
+		}
+		s.setNwSrc(ip)
+	}
+	if s.tracing {
+		s.trace("rule", r.id, "nat", natKindNames[r.nat]+" to "+addr4(ip).String())
+	}
+	return true
+}
+
+// natTuple reads the protocol and the ports NAT keys use: TCP/UDP ports,
+// or the ICMP echo identifier in both.
+func (s *Simulator) natTuple() (proto uint8, sp, dp uint16, ok bool) {
+	if s.nwFrag() == packet.FragLater {
+		return 0, 0, 0, false
+	}
+	switch proto = s.nwProto(); proto {
+	case packet.IPProtoTCP, packet.IPProtoUDP:
+		return proto, s.tpSrc(), s.tpDst(), true
+	case packet.IPProtoICMP:
+		if s.isICMPEcho() {
+			id := s.icmpID()
+			return proto, id, id, true
+		}
+	}
+	return 0, 0, 0, false
+}
+
+func (s *Simulator) lookupNAT(k flowstate.NATKey) (flowstate.NATBinding, bool) {
+	s.tag(NATTag(k))
+	for i := range s.res.NAT {
+		if s.res.NAT[i].Key == k {
+			return s.res.NAT[i].Binding, true
+		}
+	}
+	if s.state == nil {
+		return flowstate.NATBinding{}, false
+	}
+	return s.state.NAT(k)
+}
+
+// natKeyFree reports whether no binding uses k, without tagging: probing
+// candidate ports must not make the flow depend on every one of them.
+func (s *Simulator) natKeyFree(k flowstate.NATKey) bool {
+	for i := range s.res.NAT {
+		if s.res.NAT[i].Key == k {
+			return false
+		}
+	}
+	if s.state == nil {
+		return true
+	}
+	_, used := s.state.NAT(k)
+	return !used
+}
+
+func (s *Simulator) recordNAT(k flowstate.NATKey, b flowstate.NATBinding) {
+	for i := range s.res.NAT {
+		if s.res.NAT[i].Key == k {
+			s.res.NAT[i].Binding = b
+			return
+		}
+	}
+	s.res.NAT = append(s.res.NAT, flowstate.NATEntry{Key: k, Binding: b})
+}
+
+// dynamicNAT translates a connection statefully: an existing forward key is
+// reused, otherwise a binding is allocated and both the forward and the
+// reverse key are recorded (reference §2.7).
+func (s *Simulator) dynamicNAT(r *rule) bool {
+	proto, sp, dp, ok := s.natTuple()
+	if !ok {
+		return false
+	}
+	src, dst := s.nwSrc(), s.nwDst()
+	dev := s.device
+	fwdType := flowstate.FwdSNAT
+	if r.nat == natDNAT {
+		fwdType = flowstate.FwdDNAT
+	}
+	fwd := flowstate.NATKey{Type: fwdType, Src: addr4(src), Dst: addr4(dst), SrcPort: sp, DstPort: dp, Proto: proto, Device: dev}
+	b, found := s.lookupNAT(fwd)
+	if !found {
+		if r.nat == natDNAT {
+			b = s.allocDNAT(r, dp, proto)
+		} else if b, ok = s.allocSNAT(r, dst, sp, dp, proto); !ok {
+			s.natFailed = true
+			return true
+		}
+	}
+	var rev flowstate.NATKey
+	var orig flowstate.NATBinding
+	if r.nat == natSNAT {
+		rev = flowstate.NATKey{Type: flowstate.RevSNAT, Src: addr4(dst), Dst: b.IP, SrcPort: dp, DstPort: b.Port, Proto: proto, Device: dev}
+		orig = flowstate.NATBinding{IP: addr4(src), Port: sp}
+	} else {
+		rev = flowstate.NATKey{Type: flowstate.RevDNAT, Src: b.IP, Dst: addr4(src), SrcPort: b.Port, DstPort: sp, Proto: proto, Device: dev}
+		orig = flowstate.NATBinding{IP: addr4(dst), Port: dp}
+	}
+	s.recordNAT(fwd, b)
+	s.recordNAT(rev, orig)
+	ip := b.IP.As4()
+	ports := proto != packet.IPProtoICMP
+	if r.nat == natSNAT {
+		s.setNwSrc(ip)
+		if ports {
+			s.setTpSrc(b.Port)
+		}
+	} else {
+		s.setNwDst(ip)
+		if ports {
+			s.setTpDst(b.Port)
+		}
+		s.nwDstRewritten = true
+	}
+	if s.tracing {
+		s.trace("rule", r.id, "nat", natKindNames[r.nat]+" "+fwd.String()+" → "+b.IP.String()+":"+itoa(int(b.Port)))
+	}
+	return true
+}
+
+// allocDNAT picks a random target, address and port. ICMP identifiers and
+// targets without a port range keep the original port.
+func (s *Simulator) allocDNAT(r *rule, dp uint16, proto uint8) flowstate.NATBinding {
+	t := &r.target[s.rng.IntN(len(r.target))]
+	ip := t.ipFrom + uint32(s.rng.Uint64N(uint64(t.ipTo-t.ipFrom)+1))
+	port := dp
+	if proto != packet.IPProtoICMP && t.portTo != 0 {
+		port = t.portFrom + uint16(s.rng.IntN(int(t.portTo-t.portFrom)+1))
+	}
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], ip)
+	return flowstate.NATBinding{IP: addr4(a), Port: port}
+}
+
+// allocSNAT picks a source address and port whose reverse key towards this
+// destination is free, so that no (NAT address, port) is used twice towards
+// the same (dst, dst port). The search starts at a random target, address
+// and port and probes linearly. ICMP keeps its identifier.
+func (s *Simulator) allocSNAT(r *rule, dst [4]byte, sp, dp uint16, proto uint8) (flowstate.NATBinding, bool) {
+	rev := flowstate.NATKey{Type: flowstate.RevSNAT, Src: addr4(dst), SrcPort: dp, Proto: proto, Device: s.device}
+	t0 := s.rng.IntN(len(r.target))
+	for ti := range r.target {
+		t := &r.target[(t0+ti)%len(r.target)]
+		nIPs := uint64(t.ipTo-t.ipFrom) + 1
+		ip0 := s.rng.Uint64N(nIPs)
+		lo, hi := t.portFrom, t.portTo
+		if proto == packet.IPProtoICMP || (lo == 0 && hi == 0) {
+			lo, hi = sp, sp
+		}
+		if lo == 0 {
+			lo = 1
+		}
+		nPorts := uint32(hi-lo) + 1
+		p0 := uint32(s.rng.Uint64N(uint64(nPorts)))
+		for i := range nIPs {
+			var a [4]byte
+			binary.BigEndian.PutUint32(a[:], t.ipFrom+uint32((ip0+i)%nIPs))
+			rev.Dst = addr4(a)
+			for j := range nPorts {
+				rev.DstPort = lo + uint16((p0+j)%nPorts)
+				if s.natKeyFree(rev) {
+					return flowstate.NATBinding{IP: rev.Dst, Port: rev.DstPort}, true
+				}
+			}
+		}
+	}
+	return flowstate.NATBinding{}, false
+}
+
+// reverseNAT undoes a translation for return traffic when the device holds
+// a reverse key for the packet; for an ICMP error the key comes from the
+// quoted header, and both the outer and the quoted addresses are restored.
+func (s *Simulator) reverseNAT(typ flowstate.NATKeyType) bool {
+	if s.isICMPError() {
+		return s.reverseNATICMPError(typ)
+	}
+	proto, sp, dp, ok := s.natTuple()
+	if !ok {
+		return false
+	}
+	k := flowstate.NATKey{Type: typ, Src: addr4(s.nwSrc()), Dst: addr4(s.nwDst()), SrcPort: sp, DstPort: dp, Proto: proto, Device: s.device}
+	b, found := s.lookupNAT(k)
+	if !found {
+		return false
+	}
+	ports := proto != packet.IPProtoICMP
+	if typ == flowstate.RevSNAT {
+		s.setNwDst(b.IP.As4())
+		if ports {
+			s.setTpDst(b.Port)
+		}
+		s.nwDstRewritten = true
+	} else {
+		s.setNwSrc(b.IP.As4())
+		if ports {
+			s.setTpSrc(b.Port)
+		}
+	}
+	if s.tracing {
+		s.trace("device", s.device, "nat", typ.String()+" "+k.String()+" → "+b.IP.String()+":"+itoa(int(b.Port)))
+	}
+	return true
+}
+
+func (s *Simulator) reverseNATICMPError(typ flowstate.NATKeyType) bool {
+	d := s.icmpData()
+	if !d.Valid {
+		return false
+	}
+	k := flowstate.NATKey{Type: typ, Src: addr4(d.Dst), Dst: addr4(d.Src), SrcPort: d.DstPort, DstPort: d.SrcPort, Proto: d.Proto, Device: s.device}
+	b, found := s.lookupNAT(k)
+	if !found {
+		return false
+	}
+	ip := b.IP.As4()
+	ports := d.Proto != packet.IPProtoICMP
+	if typ == flowstate.RevSNAT {
+		// The quoted packet left with the translated source; restore it,
+		// and send the error to the original sender.
+		if s.nwDst() == d.Src {
+			s.setNwDst(ip)
+			s.nwDstRewritten = true
+		}
+		d.Src = ip
+		if ports {
+			d.SrcPort = b.Port
+		}
+	} else {
+		if s.nwSrc() == d.Dst {
+			s.setNwSrc(ip)
+		}
+		d.Dst = ip
+		if ports {
+			d.DstPort = b.Port
+		}
+	}
+	s.setICMPData(d)
+	if s.tracing {
+		s.trace("device", s.device, "nat", typ.String()+" (icmp error) "+k.String())
+	}
+	return true
+}

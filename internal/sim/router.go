@@ -1,0 +1,205 @@
+package sim
+
+import (
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// routerProcess routes a packet that entered router r through s.inPort
+// (MidoNet's RouterBase.scala and Router.scala, reference §2.6).
+func (s *Simulator) routerProcess(r *router) verdict {
+	s.enterDevice(r.id, "router")
+	in := s.inPort
+	if v := s.vlan(); v != 0 {
+		// A priority tag (VLAN 0) is stripped; other tags are not routed.
+		if v&0x0fff != 0 {
+			return s.drop(ReasonVLAN)
+		}
+		s.setVLAN(0)
+	}
+	et := s.ethType()
+	if et != packet.EtherTypeIPv4 && et != packet.EtherTypeARP {
+		return s.drop(ReasonNotIPv4)
+	}
+	if !r.adminUp {
+		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		return s.drop(ReasonDeviceAdminDown)
+	}
+	dst := s.ethDst()
+	if isMulticastMAC(dst) {
+		if et != packet.EtherTypeARP {
+			return s.drop(ReasonNotForRouter)
+		}
+	} else if dst != in.mac {
+		return s.drop(ReasonNotForRouter)
+	}
+	if et == packet.EtherTypeARP {
+		return s.routerARP(r, in)
+	}
+
+	switch s.runChains(r.inChains) {
+	case actDrop:
+		// A dropped first fragment gets "fragmentation needed" and a short
+		// drop, so the sender hears it again (reference §2.18).
+		if s.nwFrag() == packet.FragFirst {
+			s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeFragNeeded)
+			return s.tempDrop(ReasonChain)
+		}
+		return s.drop(s.chainDropReason())
+	case actReject:
+		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		return s.drop(ReasonChain)
+	}
+
+	src, dstIP := s.nwSrc(), s.nwDst()
+	rs, weight, ok := r.table.lookup(u32(src), u32(dstIP))
+	if !ok {
+		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeNetUnreachable)
+		return s.tempDrop(ReasonNoRoute)
+	}
+	rt := rs[0]
+	if n := candidates(rs, u32(src), weight); n > 1 {
+		rt = nthCandidate(rs, u32(src), weight, int(s.connHash()%uint32(n)))
+	} else {
+		rt = nthCandidate(rs, u32(src), weight, 0)
+	}
+	s.tag(RouteTag(rt.id))
+	if rt.dst.bits != 32 {
+		s.tag(DstIPTag(r.id, addr4(dstIP)))
+	}
+	if s.tracing {
+		s.trace("router", r.id, "route", rt.id.String()+" "+rt.kind.String()+" for "+addr4(dstIP).String())
+	}
+	switch rt.kind {
+	case routeLocal:
+		if s.isICMPEcho() && uint8(s.wc.TpSrc) == packet.ICMPEchoRequest {
+			s.echoReply(in)
+			return vConsumed
+		}
+		return s.tempDrop(ReasonLocalRoute)
+	case routeBlackhole:
+		return s.tempDrop(ReasonBlackhole)
+	case routeReject:
+		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		return s.tempDrop(ReasonRejectRoute)
+	}
+	ttl := s.nwTTL()
+	if ttl <= 1 {
+		s.icmpError(in, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded)
+		return s.tempDrop(ReasonTTLExceeded)
+	}
+	s.setNwTTL(ttl - 1)
+
+	out := rt.port
+	if !out.hasAddr || dstIP == out.addr {
+		return s.drop(ReasonBadEgressPort)
+	}
+	s.outPort = out
+	switch s.runChains(r.outChains) {
+	case actDrop:
+		return s.drop(s.chainDropReason())
+	case actReject:
+		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		return s.drop(ReasonChain)
+	}
+
+	gw := s.wc.NwDst
+	if rt.hasGateway {
+		gw = rt.gateway
+	}
+	mac, ok := s.nextHopMAC(r, out, gw)
+	if !ok {
+		s.res.ARP = ARPRequest{Router: r.id, Port: out.id, IP: addr4(gw)}
+		s.generate(out, s.buildARP(arpOpRequest, out.mac, out.addr, [6]byte{}, gw, broadcastMAC))
+		if s.tracing {
+			s.trace("router", r.id, "arp needed", addr4(gw).String())
+		}
+		return vARP
+	}
+	s.setEthSrc(out.mac)
+	s.setEthDst(mac)
+	return s.portEgress(out)
+}
+
+// nextHopMAC resolves the MAC of next hop gw behind port out: a linked
+// router port's MAC, a bridge's knowledge of its router ports and its ARP
+// suppression table, then the router's ARP table.
+func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool) {
+	if peer := out.peer; peer != nil {
+		if peer.router != nil {
+			return peer.mac, true
+		}
+		if b := peer.bridge; b != nil {
+			if bp, ok := b.rtrIPs[gw]; ok {
+				return bp.peer.mac, true
+			}
+			if m, ok := b.ipMAC[gw]; ok {
+				return m, true
+			}
+		}
+	}
+	s.tag(ARPTag(r.id, addr4(gw)))
+	e, ok := r.arp[gw]
+	if !ok || (e.expiry != 0 && e.expiry <= s.now) {
+		return [6]byte{}, false
+	}
+	return e.mac, true
+}
+
+// routerARP handles ARP addressed to the router: requests for the ingress
+// port's address from its subnet are answered (and the sender learned),
+// gratuitous ARPs and replies from the subnet are learned.
+func (s *Simulator) routerARP(r *router, in *port) verdict {
+	op := s.nwProto()
+	spa, tpa := s.nwSrc(), s.nwDst()
+	sha := s.arpSHA()
+	inSubnet := in.hasAddr && in.subnet.contains(u32(spa))
+	learn := func() {
+		s.res.LearnedARP = append(s.res.LearnedARP, ARPLearning{Device: r.id, IP: addr4(spa), MAC: sha})
+	}
+	switch {
+	case op == arpOpRequest && spa == tpa, op == arpOpReply && spa == tpa:
+		if inSubnet {
+			learn()
+			return vConsumed
+		}
+	case op == arpOpRequest:
+		if inSubnet && tpa == in.addr {
+			learn()
+			s.generate(in, s.buildARP(arpOpReply, in.mac, in.addr, sha, spa, sha))
+			if s.tracing {
+				s.trace("router", r.id, "arp reply", addr4(tpa).String()+" is-at "+macString(in.mac))
+			}
+			return vConsumed
+		}
+	case op == arpOpReply:
+		if inSubnet && tpa == in.addr {
+			learn()
+			return vConsumed
+		}
+	}
+	return s.drop(ReasonARP)
+}
+
+// connHash hashes the packet's 5-tuple to pick among equal-cost routes, so
+// that a connection sticks to one path.
+func (s *Simulator) connHash() uint32 {
+	src, dst := s.nwSrc(), s.nwDst()
+	h := uint32(2166136261)
+	mix := func(b byte) { h = (h ^ uint32(b)) * 16777619 }
+	for _, b := range src {
+		mix(b)
+	}
+	for _, b := range dst {
+		mix(b)
+	}
+	proto := s.nwProto()
+	mix(proto)
+	if proto == packet.IPProtoTCP || proto == packet.IPProtoUDP {
+		sp, dp := s.tpSrc(), s.tpDst()
+		mix(byte(sp >> 8))
+		mix(byte(sp))
+		mix(byte(dp >> 8))
+		mix(byte(dp))
+	}
+	return h
+}

@@ -1,0 +1,707 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// MaxDevicesTraversed bounds the devices a packet may cross (MidoNet's loop
+// guard); beyond it the packet is dropped for a short while.
+const MaxDevicesTraversed = 12
+
+// maxJumpDepth bounds nested chain jumps.
+const maxJumpDepth = 32
+
+// StateReader is the flow state a simulation reads; flowstate.View
+// implements it. Implementations must not allocate.
+type StateReader interface {
+	HasConn(flowstate.ConnKey) bool
+	NAT(flowstate.NATKey) (flowstate.NATBinding, bool)
+}
+
+// Packet is the input of one simulation.
+type Packet struct {
+	// Port is the virtual port the packet arrived on, or for a Generated
+	// packet the port it is emitted from.
+	Port ID
+	// Match is the packet's match (MatchFromFlowKey plus FillICMP, or
+	// MatchFromFrame).
+	Match Match
+	// Frame is the raw frame, read-only; devices copy from it into the
+	// packets they generate (ICMP echo replies and errors). It may be nil.
+	Frame []byte
+	// Generated packets come from a device: they are simulated from the
+	// egress of Port and are always return traffic for conntrack.
+	Generated bool
+	// Trace records what each device does in Result.Trace.
+	Trace bool
+}
+
+type verdict uint8
+
+const (
+	vForward verdict = iota
+	vDrop
+	vTempDrop
+	vConsumed
+	vARP
+)
+
+type connDir uint8
+
+const (
+	connUnknown connDir = iota
+	connForward
+	connReturn
+)
+
+// pathState is the part of the simulation context that a flood saves
+// before each branch and restores after it.
+type pathState struct {
+	wc             Match
+	written        FieldSet
+	inPort         *port
+	outPort        *port
+	device         ID
+	ndev           int
+	nwDstRewritten bool
+}
+
+// Simulator is one worker's simulation engine and scratch space. It is not
+// safe for concurrent use; give each worker its own.
+type Simulator struct {
+	rng *rand.Rand
+
+	snap    *Snapshot
+	state   StateReader
+	now     int64
+	pkt     *Packet
+	tracing bool
+
+	orig, wc   Match
+	preRouting Match
+	seen       FieldSet
+	written    FieldSet // written on the current path
+	writtenAll FieldSet // written on any path that was emitted
+
+	inputPort      *port
+	inPort         *port
+	outPort        *port
+	device         ID // device whose chains run: the current port's owner or the current device
+	devices        [MaxDevicesTraversed + 1]ID
+	ndev           int
+	nwDstRewritten bool
+	conn           connDir
+	connKey        flowstate.ConnKey
+	connTracked    bool
+	userspace      bool
+	natFailed      bool
+	reason         DropReason
+
+	chainStack [maxJumpDepth]*chain
+	nstack     int
+
+	genBuf []byte
+	res    Result
+}
+
+// NewSimulator returns a simulator whose random choices (NAT ports, DNAT
+// targets) come from a PCG source seeded with seed.
+func NewSimulator(seed uint64) *Simulator {
+	return &Simulator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), genBuf: make([]byte, 0, 1024)}
+}
+
+// Simulate runs pkt through snap at time now. state may be nil (no flow
+// state). The result points into the simulator's scratch space and is valid
+// until the next call. Simulate does not allocate on the bridge and router
+// paths once the scratch space has grown, unless tracing.
+func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now time.Time) *Result {
+	s.reset(snap, state, pkt, now)
+	p, ok := snap.ports[pkt.Port]
+	var v verdict
+	switch {
+	case !ok:
+		v = s.tempDrop(ReasonUnknownPort)
+	case pkt.Generated:
+		s.inputPort = p
+		s.conn = connReturn
+		v = s.portEgress(p)
+	default:
+		s.inputPort = p
+		v = s.portIngress(p)
+	}
+	s.finish(v)
+	return &s.res
+}
+
+func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now time.Time) {
+	s.snap, s.state, s.pkt, s.now, s.tracing = snap, state, pkt, now.UnixNano(), pkt.Trace
+	s.orig, s.wc, s.preRouting = pkt.Match, pkt.Match, pkt.Match
+	s.seen, s.written, s.writtenAll = 0, 0, 0
+	s.inputPort, s.inPort, s.outPort, s.device = nil, nil, nil, ID{}
+	s.ndev, s.nwDstRewritten, s.conn, s.connTracked = 0, false, connUnknown, false
+	s.userspace, s.natFailed, s.reason, s.nstack = false, false, ReasonNone, 0
+	s.genBuf = s.genBuf[:0]
+	r := &s.res
+	*r = Result{
+		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0],
+		LearnedMACs: r.LearnedMACs[:0], LearnedARP: r.LearnedARP[:0], Generated: r.Generated[:0], Trace: r.Trace[:0],
+	}
+}
+
+func (s *Simulator) finish(v verdict) {
+	r := &s.res
+	switch v {
+	case vForward:
+		switch {
+		case len(r.Egress) == 0:
+			r.Kind, r.Reason = Drop, ReasonNoEgress
+		case s.userspace || s.seen&fieldsUserspace != 0 || s.writtenAll&fieldsUserspace != 0:
+			r.Kind = UserspaceOnly
+		default:
+			r.Kind = Forward
+		}
+	case vDrop:
+		r.Kind, r.Reason = Drop, s.reason
+	case vTempDrop:
+		r.Kind, r.Reason = TemporaryDrop, s.reason
+	case vConsumed:
+		r.Kind = Consumed
+	case vARP:
+		r.Kind = ARPNeeded
+	}
+	switch r.Kind {
+	case Forward:
+		r.HardTimeout = FlowTimeout
+		if r.IsStateful() {
+			r.HardTimeout = StatefulFlowTimeout
+		}
+	case Drop:
+		r.HardTimeout = FlowTimeout
+		r.Egress = r.Egress[:0]
+	case TemporaryDrop:
+		// MidoNet clears the tags of temporary drops: they expire soon
+		// anyway and must not pin state.
+		r.HardTimeout = TemporaryDropTimeout
+		r.Tags = r.Tags[:0]
+		r.Egress = r.Egress[:0]
+	}
+	r.Seen = s.seen
+	r.Mask = maskFor(s.seen, s.writtenAll)
+	if s.tracing {
+		s.trace("port", s.pkt.Port, "result", r.Kind.String()+reasonSuffix(r.Reason))
+	}
+}
+
+func reasonSuffix(r DropReason) string {
+	if r == ReasonNone {
+		return ""
+	}
+	return " (" + r.String() + ")"
+}
+
+func (s *Simulator) drop(r DropReason) verdict {
+	s.reason = r
+	if s.tracing {
+		s.trace("device", s.device, "drop", r.String())
+	}
+	return vDrop
+}
+
+func (s *Simulator) tempDrop(r DropReason) verdict {
+	s.reason = r
+	if s.tracing {
+		s.trace("device", s.device, "temporary drop", r.String())
+	}
+	return vTempDrop
+}
+
+func (s *Simulator) tag(t Tag) { s.res.Tags = append(s.res.Tags, t) }
+
+func (s *Simulator) save() pathState {
+	return pathState{wc: s.wc, written: s.written, inPort: s.inPort, outPort: s.outPort, device: s.device,
+		ndev: s.ndev, nwDstRewritten: s.nwDstRewritten}
+}
+
+func (s *Simulator) restore(p *pathState) {
+	s.wc, s.written, s.inPort, s.outPort, s.device = p.wc, p.written, p.inPort, p.outPort, p.device
+	s.ndev, s.nwDstRewritten = p.ndev, p.nwDstRewritten
+}
+
+// enterDevice records a bridge or router on the path.
+func (s *Simulator) enterDevice(id ID, typ string) {
+	s.device = id
+	if s.ndev < len(s.devices) {
+		s.devices[s.ndev] = id
+	}
+	s.tag(DeviceTag(id))
+	if s.tracing {
+		s.trace(typ, id, "process", "")
+	}
+}
+
+func (s *Simulator) traversed(id ID) bool {
+	for i := 0; i < s.ndev && i < len(s.devices); i++ {
+		if s.devices[i] == id {
+			return true
+		}
+	}
+	return false
+}
+
+// portIngress handles a packet entering port p: loop guard, tags, admin
+// state, the port's inbound chains, then the owning device.
+func (s *Simulator) portIngress(p *port) verdict {
+	s.device = p.deviceID()
+	if s.ndev >= MaxDevicesTraversed {
+		return s.tempDrop(ReasonLoop)
+	}
+	s.ndev++
+	s.tag(DeviceTag(p.id))
+	if s.tracing {
+		s.trace("port", p.id, "ingress", "")
+	}
+	s.inPort, s.outPort, s.nwDstRewritten = p, nil, false
+	if p.router != nil {
+		s.preRouting = s.wc
+	}
+	if !p.adminUp {
+		if p.router != nil {
+			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		}
+		return s.drop(ReasonPortAdminDown)
+	}
+	switch s.runChains(p.inChains) {
+	case actDrop:
+		return s.drop(s.chainDropReason())
+	case actReject:
+		if p.router != nil {
+			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		}
+		return s.drop(ReasonChain)
+	}
+	if p.bridge != nil {
+		return s.bridgeProcess(p.bridge)
+	}
+	return s.routerProcess(p.router)
+}
+
+// portEgress handles a packet leaving through port p: VLAN pop on a
+// VLAN-aware bridge's interior port, tags, the port's outbound chains, then
+// emission (exterior), hand-off to the peer (interior) or a drop (unplugged).
+func (s *Simulator) portEgress(p *port) verdict {
+	if p.bridge != nil && p.vlan != 0 && p.peer != nil {
+		if s.vlan()&0x0fff != p.vlan {
+			return s.drop(ReasonVLAN)
+		}
+		s.setVLAN(0)
+	}
+	s.tag(DeviceTag(p.id))
+	if s.tracing {
+		s.trace("port", p.id, "egress", "")
+	}
+	s.device = p.deviceID()
+	s.outPort = p
+	if !p.adminUp {
+		return s.drop(ReasonPortAdminDown)
+	}
+	switch s.runChains(p.outChains) {
+	case actDrop:
+		return s.drop(s.chainDropReason())
+	case actReject:
+		return s.drop(ReasonChain)
+	}
+	switch {
+	case p.peer != nil:
+		return s.portIngress(p.peer)
+	case p.exterior:
+		s.emit(p)
+		return vForward
+	}
+	return s.tempDrop(ReasonUnplugged)
+}
+
+func (s *Simulator) chainDropReason() DropReason {
+	if s.natFailed {
+		return ReasonNATExhausted
+	}
+	return ReasonChain
+}
+
+// emit adds an egress action to exterior port p and tracks the connection
+// on p's device.
+func (s *Simulator) emit(p *port) {
+	s.res.Egress = append(s.res.Egress, Egress{Port: p.id, Set: s.written, Values: s.wc})
+	s.writtenAll |= s.written
+	s.trackConnection(p.deviceID())
+	if s.tracing {
+		s.trace("port", p.id, "emit", "set "+s.written.String())
+	}
+}
+
+// Field accessors: reading a field marks it seen, writing it marks it
+// written. Devices must read through them so that the megaflow mask covers
+// every field a decision depended on.
+
+func (s *Simulator) ethSrc() [6]byte    { s.seen |= FieldEthSrc; return s.wc.EthSrc }
+func (s *Simulator) ethDst() [6]byte    { s.seen |= FieldEthDst; return s.wc.EthDst }
+func (s *Simulator) vlan() uint16       { s.seen |= FieldVLAN; return s.wc.VLAN }
+func (s *Simulator) ethType() uint16    { s.seen |= FieldEthType; return s.wc.EthType }
+func (s *Simulator) nwSrc() [4]byte     { s.seen |= FieldNwSrc; return s.wc.NwSrc }
+func (s *Simulator) nwDst() [4]byte     { s.seen |= FieldNwDst; return s.wc.NwDst }
+func (s *Simulator) nwProto() uint8     { s.seen |= FieldNwProto; return s.wc.NwProto }
+func (s *Simulator) nwTOS() uint8       { s.seen |= FieldNwTOS; return s.wc.NwTOS }
+func (s *Simulator) nwTTL() uint8       { s.seen |= FieldNwTTL; return s.wc.NwTTL }
+func (s *Simulator) nwFrag() uint8      { s.seen |= FieldNwFrag; return s.wc.NwFrag }
+func (s *Simulator) tpSrc() uint16      { s.seen |= FieldTpSrc; return s.wc.TpSrc }
+func (s *Simulator) tpDst() uint16      { s.seen |= FieldTpDst; return s.wc.TpDst }
+func (s *Simulator) arpSHA() [6]byte    { s.seen |= FieldARPSHA; return s.wc.ARPSHA }
+func (s *Simulator) icmpID() uint16     { s.seen |= FieldICMPID; return s.wc.ICMPID }
+func (s *Simulator) icmpData() ICMPData { s.seen |= FieldICMPData; return s.wc.ICMPData }
+
+func (s *Simulator) isIPv4() bool { return s.ethType() == packet.EtherTypeIPv4 }
+func (s *Simulator) isARP() bool  { return s.ethType() == packet.EtherTypeARP }
+
+// hasNwAddrs reports whether NwSrc/NwDst hold addresses (IPv4 or ARP).
+func (s *Simulator) hasNwAddrs() bool {
+	t := s.ethType()
+	return t == packet.EtherTypeIPv4 || t == packet.EtherTypeARP
+}
+
+// hasPorts reports whether TpSrc/TpDst hold ports or an ICMP type and code.
+func (s *Simulator) hasPorts() bool {
+	if !s.isIPv4() || s.nwFrag() == packet.FragLater {
+		return false
+	}
+	switch s.nwProto() {
+	case packet.IPProtoTCP, packet.IPProtoUDP, packet.IPProtoICMP:
+		return true
+	}
+	return false
+}
+
+// isICMPError reports whether the packet is an ICMP error message.
+func (s *Simulator) isICMPError() bool {
+	if !s.isIPv4() || s.nwProto() != packet.IPProtoICMP || s.nwFrag() == packet.FragLater {
+		return false
+	}
+	t := uint8(s.tpSrc())
+	return t == packet.ICMPDestUnreachable || t == packet.ICMPTimeExceeded || t == packet.ICMPParameterProblem
+}
+
+func (s *Simulator) isICMPEcho() bool {
+	if !s.isIPv4() || s.nwProto() != packet.IPProtoICMP || s.nwFrag() == packet.FragLater {
+		return false
+	}
+	t := uint8(s.tpSrc())
+	return t == packet.ICMPEchoRequest || t == packet.ICMPEchoReply
+}
+
+func (s *Simulator) setEthSrc(v [6]byte) { s.wc.EthSrc = v; s.written |= FieldEthSrc }
+func (s *Simulator) setEthDst(v [6]byte) { s.wc.EthDst = v; s.written |= FieldEthDst }
+func (s *Simulator) setVLAN(v uint16)    { s.wc.VLAN = v; s.written |= FieldVLAN }
+func (s *Simulator) setNwSrc(v [4]byte)  { s.wc.NwSrc = v; s.written |= FieldNwSrc }
+func (s *Simulator) setNwDst(v [4]byte)  { s.wc.NwDst = v; s.written |= FieldNwDst }
+func (s *Simulator) setNwTTL(v uint8)    { s.wc.NwTTL = v; s.written |= FieldNwTTL }
+func (s *Simulator) setTpSrc(v uint16)   { s.wc.TpSrc = v; s.written |= FieldTpSrc }
+func (s *Simulator) setTpDst(v uint16)   { s.wc.TpDst = v; s.written |= FieldTpDst }
+func (s *Simulator) setICMPData(d ICMPData) {
+	s.wc.ICMPData = d
+	s.written |= FieldICMPData
+}
+
+// runChains applies a device's or port's filter chains in order; the first
+// chain that does not accept decides. It returns actAccept, actDrop or
+// actReject.
+func (s *Simulator) runChains(chains []*chain) ruleAction {
+	for _, c := range chains {
+		s.nstack = 0
+		switch a := s.runChain(c); a {
+		case actDrop, actReject:
+			return a
+		}
+	}
+	return actAccept
+}
+
+// runChain evaluates c's rules; it returns a decisive action, actReturn, or
+// actContinue when no rule decided.
+func (s *Simulator) runChain(c *chain) ruleAction {
+	s.tag(DeviceTag(c.id))
+	if s.tracing {
+		s.trace("chain", c.id, "evaluate", c.name)
+	}
+	s.chainStack[s.nstack] = c
+	s.nstack++
+	a := s.runRules(c)
+	s.nstack--
+	return a
+}
+
+func (s *Simulator) runRules(c *chain) ruleAction {
+	for i := range c.rules {
+		r := &c.rules[i]
+		if !s.condMatches(&r.cond) {
+			continue
+		}
+		if r.nat != natNone {
+			if !s.applyNAT(r) {
+				continue
+			}
+			if s.natFailed {
+				if s.tracing {
+					s.trace("rule", r.id, "nat failed", "no free port")
+				}
+				return actDrop
+			}
+		}
+		if s.tracing {
+			s.trace("rule", r.id, "matched", r.typ+" → "+r.action.String())
+		}
+		switch r.action {
+		case actContinue:
+			continue
+		case actJump:
+			if r.jump == nil || s.nstack >= maxJumpDepth || s.onStack(r.jump) {
+				if s.tracing {
+					s.trace("rule", r.id, "jump ignored", "missing chain or loop: "+r.jumpID.String())
+				}
+				continue
+			}
+			switch a := s.runChain(r.jump); a {
+			case actAccept, actDrop, actReject:
+				return a
+			}
+		default:
+			return r.action
+		}
+	}
+	return actContinue
+}
+
+func (s *Simulator) onStack(c *chain) bool {
+	for i := 0; i < s.nstack; i++ {
+		if s.chainStack[i] == c {
+			return true
+		}
+	}
+	return false
+}
+
+// condMatches evaluates a rule condition. The fragment policy is checked
+// outside the inversion, as MidoNet does.
+func (s *Simulator) condMatches(c *cond) bool {
+	if c.frag != fragAny {
+		frag := packet.FragNone
+		if s.isIPv4() {
+			frag = s.nwFrag()
+		}
+		switch c.frag {
+		case fragHeader:
+			if frag == packet.FragLater {
+				return false
+			}
+		case fragNonheader:
+			if frag != packet.FragLater {
+				return false
+			}
+		case fragUnfragmented:
+			if frag != packet.FragNone {
+				return false
+			}
+		}
+	}
+	return s.conjunction(c) != c.invertAll
+}
+
+func (s *Simulator) conjunction(c *cond) bool {
+	if c.fwdFlow && !s.isForward() {
+		return false
+	}
+	if c.retFlow && s.isForward() {
+		return false
+	}
+	if c.dstRewrite && !s.nwDstRewritten {
+		return false
+	}
+	for f := c.set; f != 0; f &= f - 1 {
+		bit := f & -f
+		if s.condField(c, bit) == (c.inv&bit != 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// condField reports whether the packet matches one condition field, before
+// inversion. A field the packet lacks (an address of a non-IP frame) does
+// not match.
+func (s *Simulator) condField(c *cond, f condField) bool {
+	switch f {
+	case cfInPorts:
+		return s.inPort != nil && hasID(c.inPorts, s.inPort.id)
+	case cfOutPorts:
+		return s.outPort != nil && hasID(c.outPorts, s.outPort.id)
+	case cfPortGroup:
+		return s.inputPort != nil && s.inputPort.exterior && s.inputPort.inGroup(c.portGroup)
+	case cfInPortGroup:
+		return s.inPort != nil && s.inPort.inGroup(c.inPortGroup)
+	case cfOutPortGroup:
+		return s.outPort != nil && s.outPort.inGroup(c.outPortGrp)
+	case cfIPGroupSrc:
+		if !s.isIPv4() {
+			return false
+		}
+		_, ok := c.ipGroupSrc[s.nwSrc()]
+		return ok
+	case cfIPGroupDst:
+		if !s.isIPv4() {
+			return false
+		}
+		_, ok := c.ipGroupDst[s.nwDst()]
+		return ok
+	case cfTraversed:
+		return s.traversed(c.traversed)
+	case cfDlType:
+		return s.ethType() == c.dlType
+	case cfDlSrc:
+		return maskedMAC(s.ethSrc(), c.dlSrcMask) == c.dlSrc
+	case cfDlDst:
+		return maskedMAC(s.ethDst(), c.dlDstMask) == c.dlDst
+	case cfVLAN:
+		v := s.vlan()
+		return v&packet.VLANPresent != 0 && v&0x0fff == c.vlan
+	case cfNoVLAN:
+		return s.vlan()&packet.VLANPresent == 0
+	case cfNwTos:
+		return s.isIPv4() && s.nwTOS() == c.nwTos
+	case cfNwProto:
+		return s.isIPv4() && s.nwProto() == c.nwProto
+	case cfNwSrc:
+		return s.hasNwAddrs() && c.nwSrc.contains(u32(s.nwSrc()))
+	case cfNwDst:
+		return s.hasNwAddrs() && c.nwDst.contains(u32(s.nwDst()))
+	case cfTpSrc:
+		if !s.hasPorts() {
+			return false
+		}
+		v := s.tpSrc()
+		return v >= c.tpSrc[0] && v <= c.tpSrc[1]
+	case cfTpDst:
+		if !s.hasPorts() {
+			return false
+		}
+		v := s.tpDst()
+		return v >= c.tpDst[0] && v <= c.tpDst[1]
+	case cfICMPDataSrc:
+		if !s.isICMPError() {
+			return false
+		}
+		d := s.icmpData()
+		return d.Valid && c.icmpDataSrc.contains(u32(d.Src))
+	case cfICMPDataDst:
+		if !s.isICMPError() {
+			return false
+		}
+		d := s.icmpData()
+		return d.Valid && c.icmpDataDst.contains(u32(d.Dst))
+	}
+	return false
+}
+
+func hasID(l []ID, id ID) bool {
+	for _, x := range l {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func maskedMAC(m, mask [6]byte) [6]byte {
+	for i := range m {
+		m[i] &= mask[i]
+	}
+	return m
+}
+
+// connTuple reads the connection tuple of the packet as it entered the
+// simulation. ok is false for traffic conntrack does not follow.
+func (s *Simulator) connTuple() (k flowstate.ConnKey, ok bool) {
+	m := &s.orig
+	s.seen |= FieldEthType
+	if m.EthType != packet.EtherTypeIPv4 {
+		return k, false
+	}
+	s.seen |= FieldNwProto | FieldNwSrc | FieldNwDst | FieldNwFrag
+	k.Src, k.Dst, k.Proto = addr4(m.NwSrc), addr4(m.NwDst), m.NwProto
+	switch m.NwProto {
+	case packet.IPProtoTCP, packet.IPProtoUDP:
+		if m.NwFrag == packet.FragLater {
+			return k, false
+		}
+		s.seen |= FieldTpSrc | FieldTpDst
+		k.SrcPort, k.DstPort = m.TpSrc, m.TpDst
+	case packet.IPProtoICMP:
+		if m.NwFrag == packet.FragLater {
+			return k, false
+		}
+		s.seen |= FieldTpSrc
+		if t := uint8(m.TpSrc); t == packet.ICMPEchoRequest || t == packet.ICMPEchoReply {
+			s.seen |= FieldICMPID
+			k.SrcPort, k.DstPort = m.ICMPID, m.ICMPID
+		}
+	default:
+		return k, false
+	}
+	return k, true
+}
+
+// isForward reports whether the packet belongs to a connection's forward
+// direction, looking the conntrack table up the first time it is asked:
+// the packet is a return packet when the table holds its tuple keyed by the
+// device of the simulation's ingress port.
+func (s *Simulator) isForward() bool {
+	if s.conn != connUnknown {
+		return s.conn == connForward
+	}
+	s.conn = connForward
+	k, ok := s.connTuple()
+	if !ok {
+		return true
+	}
+	s.connTracked = true
+	k.Device = s.inputPort.deviceID()
+	s.tag(ConnTag(k))
+	if s.state != nil && s.state.HasConn(k) {
+		s.conn = connReturn
+	}
+	if s.tracing {
+		s.trace("device", k.Device, "conntrack", k.String()+" forward="+strconv.FormatBool(s.conn == connForward))
+	}
+	return s.conn == connForward
+}
+
+// trackConnection records the return key of a forward connection emitted
+// from device dev: the packet as emitted, reversed, keyed by dev. Only
+// connections whose direction a rule asked about are tracked, as in MidoNet.
+func (s *Simulator) trackConnection(dev ID) {
+	if s.conn != connForward || !s.connTracked {
+		return
+	}
+	m := &s.wc
+	k := flowstate.ConnKey{Src: addr4(m.NwDst), Dst: addr4(m.NwSrc), SrcPort: m.TpDst, DstPort: m.TpSrc, Proto: m.NwProto, Device: dev}
+	if m.NwProto == packet.IPProtoICMP {
+		k.SrcPort, k.DstPort = m.ICMPID, m.ICMPID
+	}
+	for _, x := range s.res.Conntrack {
+		if x == k {
+			return
+		}
+	}
+	s.res.Conntrack = append(s.res.Conntrack, k)
+}

@@ -1,0 +1,449 @@
+package sim
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// ID is a topology object id.
+type ID = topology.ID
+
+// MACEntry is a bridge MAC table entry: frames to MAC on VLAN go to Port.
+type MACEntry struct {
+	Bridge ID
+	VLAN   uint16
+	MAC    [6]byte
+	Port   ID
+}
+
+// IPMACEntry is an entry of a bridge's IPv4→MAC (ARP suppression) table.
+type IPMACEntry struct {
+	Bridge ID
+	IP     netip.Addr
+	MAC    [6]byte
+}
+
+// ARPEntry is an entry of a router's ARP table. A zero Expiry never expires.
+type ARPEntry struct {
+	Router ID
+	IP     netip.Addr
+	MAC    [6]byte
+	Expiry time.Time
+}
+
+// PortBinding says a port is active: bound to an interface on Host, where
+// its traffic arrives with tunnel key TunnelKey.
+type PortBinding struct {
+	Port      ID
+	Host      ID
+	TunnelKey uint32
+}
+
+// SnapshotInput is everything a Snapshot is compiled from: the topology
+// objects and the state tables. The slices are read, not kept.
+type SnapshotInput struct {
+	Bridges      []topology.Bridge
+	Routers      []topology.Router
+	Ports        []topology.Port
+	Routes       []topology.Route
+	Chains       []topology.Chain
+	Rules        []topology.Rule
+	PortGroups   []topology.PortGroup
+	IPAddrGroups []topology.IPAddrGroup
+
+	MACTable    []MACEntry
+	IPMACTable  []IPMACEntry
+	ARPTable    []ARPEntry
+	PortBinding []PortBinding
+
+	// BridgeARP lets bridges answer ARP requests from their IPv4→MAC tables
+	// (MidoNet's agent.midolman.enable_bridge_arp). Bridges always answer for
+	// the addresses of router ports linked to them.
+	BridgeARP bool
+}
+
+// ErrTopology is wrapped by NewSnapshot's errors.
+var ErrTopology = errors.New("sim: inconsistent topology")
+
+// Snapshot is an immutable, compiled view of the virtual topology and its
+// state tables, shared by all workers. Build a new one on every change.
+type Snapshot struct {
+	ports   map[ID]*port
+	bridges map[ID]*bridge
+	routers map[ID]*router
+	chains  map[ID]*chain
+	groups  map[ID]*portGroup
+}
+
+// PortInfo describes a port for the agent's translation of egress ports to
+// datapath outputs and tunnels.
+type PortInfo struct {
+	ID            ID
+	Device        ID
+	Host          ID // zero when the port is not active
+	TunnelKey     uint32
+	InterfaceName string
+	Exterior      bool
+	Active        bool
+	AdminUp       bool
+}
+
+// Port returns what the agent needs to know about port id.
+func (s *Snapshot) Port(id ID) (PortInfo, bool) {
+	p, ok := s.ports[id]
+	if !ok {
+		return PortInfo{}, false
+	}
+	return PortInfo{ID: p.id, Device: p.deviceID(), Host: p.host, TunnelKey: p.tunnelKey, InterfaceName: p.ifName,
+		Exterior: p.exterior, Active: p.active, AdminUp: p.adminUp}, true
+}
+
+// StatefulGroupPeers returns the ports of the stateful port groups id
+// belongs to (id included), to which flow state must also be replicated.
+func (s *Snapshot) StatefulGroupPeers(id ID) []ID {
+	p, ok := s.ports[id]
+	if !ok {
+		return nil
+	}
+	var out []ID
+	for _, g := range p.groups {
+		if g.stateful {
+			out = append(out, g.ports...)
+		}
+	}
+	return out
+}
+
+type port struct {
+	id        ID
+	bridge    *bridge
+	router    *router
+	peer      *port
+	exterior  bool // bound to a host interface, or a VXLAN port
+	active    bool
+	adminUp   bool
+	host      ID
+	tunnelKey uint32
+	ifName    string
+	inChains  []*chain
+	outChains []*chain
+	groups    []*portGroup
+	vlan      uint16 // bridge interior port of a VLAN-aware bridge
+
+	// Router ports.
+	mac     [6]byte
+	addr    [4]byte
+	hasAddr bool
+	subnet  prefix4
+}
+
+func (p *port) deviceID() ID {
+	if p.bridge != nil {
+		return p.bridge.id
+	}
+	if p.router != nil {
+		return p.router.id
+	}
+	return ID{}
+}
+
+func (p *port) inGroup(g ID) bool {
+	for _, x := range p.groups {
+		if x.id == g {
+			return true
+		}
+	}
+	return false
+}
+
+type portGroup struct {
+	id       ID
+	stateful bool
+	ports    []ID
+}
+
+type macKey struct {
+	vlan uint16
+	mac  [6]byte
+}
+
+type bridge struct {
+	id        ID
+	adminUp   bool
+	inChains  []*chain
+	outChains []*chain
+	macs      map[macKey]*port
+	ipMAC     map[[4]byte][6]byte // ARP suppression table
+	rtrMACs   map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
+	rtrIPs    map[[4]byte]*port   // address of a peer router port → this bridge's interior port
+	flood     []*port             // exterior ports, by id
+	vlanPorts map[uint16]*port    // interior ports with a VLAN id
+}
+
+type router struct {
+	id        ID
+	adminUp   bool
+	inChains  []*chain
+	outChains []*chain
+	table     routingTable
+	arp       map[[4]byte]arpEntry
+}
+
+type arpEntry struct {
+	mac    [6]byte
+	expiry int64 // Unix nanoseconds, 0 = never
+}
+
+// prefix4 is an IPv4 prefix as integers.
+type prefix4 struct {
+	addr uint32
+	bits uint8
+}
+
+func (p prefix4) contains(ip uint32) bool {
+	return p.bits == 0 || (ip^p.addr)>>(32-p.bits) == 0
+}
+
+func toPrefix4(p netip.Prefix) prefix4 {
+	if !p.IsValid() || !p.Addr().Is4() {
+		return prefix4{}
+	}
+	return prefix4{addr: u32(p.Masked().Addr().As4()), bits: uint8(p.Bits())}
+}
+
+// NewSnapshot compiles in. It fails on references that make the topology
+// unusable (a port whose device is missing); references that MidoNet
+// tolerates (a jump to a missing chain, a route to a missing port) are kept
+// and handled by the simulation as MidoNet does.
+func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
+	s := &Snapshot{
+		ports:   make(map[ID]*port, len(in.Ports)),
+		bridges: make(map[ID]*bridge, len(in.Bridges)),
+		routers: make(map[ID]*router, len(in.Routers)),
+		chains:  make(map[ID]*chain, len(in.Chains)),
+		groups:  make(map[ID]*portGroup, len(in.PortGroups)),
+	}
+	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, in.IPAddrGroups); err != nil {
+		return nil, err
+	}
+	chainList := func(ids ...*ID) []*chain {
+		var out []*chain
+		for _, id := range ids {
+			if id == nil {
+				continue
+			}
+			if c, ok := s.chains[*id]; ok {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	for i := range in.Bridges {
+		b := &in.Bridges[i]
+		s.bridges[b.ID] = &bridge{id: b.ID, adminUp: b.AdminStateUp,
+			inChains: chainList(b.InboundFilterID), outChains: chainList(b.OutboundFilterID),
+			macs: map[macKey]*port{}, ipMAC: map[[4]byte][6]byte{}, rtrMACs: map[[6]byte]*port{},
+			rtrIPs: map[[4]byte]*port{}, vlanPorts: map[uint16]*port{}}
+	}
+	for i := range in.Routers {
+		r := &in.Routers[i]
+		s.routers[r.ID] = &router{id: r.ID, adminUp: r.AdminStateUp,
+			inChains:  chainList(r.LocalRedirectChainID, r.InboundFilterID),
+			outChains: chainList(r.ForwardChainID, r.OutboundFilterID),
+			arp:       map[[4]byte]arpEntry{}}
+	}
+	for _, b := range in.PortBinding {
+		_ = b // applied below, once ports exist
+	}
+	for i := range in.Ports {
+		tp := &in.Ports[i]
+		p := &port{id: tp.ID, adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
+			inChains: chainList(tp.InboundFilterID), outChains: chainList(tp.OutboundFilterID)}
+		if tp.HostID != nil {
+			p.host = *tp.HostID
+		}
+		if tp.InterfaceName != nil {
+			p.ifName = *tp.InterfaceName
+		}
+		p.exterior = tp.IsExterior() || tp.Type == topology.PortTypeVxlan
+		p.tunnelKey = uint32(tp.TunnelKey)
+		switch tp.Type {
+		case topology.PortTypeRouter:
+			r, ok := s.routers[tp.DeviceID]
+			if !ok {
+				return nil, fmt.Errorf("%w: port %s: router %s does not exist", ErrTopology, tp.ID, tp.DeviceID)
+			}
+			p.router = r
+			if tp.PortMAC != nil {
+				p.mac, _ = topology.ParseMAC(*tp.PortMAC)
+			}
+			for _, sub := range tp.PortSubnet {
+				pfx, err := netip.ParsePrefix(sub)
+				if err == nil && pfx.Addr().Is4() {
+					p.addr, p.hasAddr, p.subnet = pfx.Addr().As4(), true, toPrefix4(pfx)
+					break
+				}
+			}
+			if !p.hasAddr && tp.PortAddress != nil {
+				if a, ok := topology.ParseIPv4(*tp.PortAddress); ok {
+					p.addr, p.hasAddr = a.As4(), true
+					p.subnet = toPrefix4(netip.PrefixFrom(a, tp.NetworkLength))
+				}
+			}
+		default:
+			b, ok := s.bridges[tp.DeviceID]
+			if !ok {
+				return nil, fmt.Errorf("%w: port %s: bridge %s does not exist", ErrTopology, tp.ID, tp.DeviceID)
+			}
+			p.bridge = b
+		}
+		s.ports[p.id] = p
+	}
+	for _, b := range in.PortBinding {
+		if p, ok := s.ports[b.Port]; ok {
+			p.active, p.host, p.tunnelKey = true, b.Host, b.TunnelKey
+		}
+	}
+	for i := range in.Ports {
+		tp := &in.Ports[i]
+		if tp.PeerID == nil {
+			continue
+		}
+		p := s.ports[tp.ID]
+		if peer, ok := s.ports[*tp.PeerID]; ok {
+			p.peer = peer
+			p.exterior = false
+		}
+	}
+	for i := range in.PortGroups {
+		g := &in.PortGroups[i]
+		pg := s.groups[g.ID]
+		for _, pid := range g.PortIDs {
+			if p, ok := s.ports[pid]; ok {
+				p.groups = append(p.groups, pg)
+			}
+		}
+	}
+	// Bridge port sets and the router ports linked to each bridge.
+	for _, p := range s.ports {
+		b := p.bridge
+		if b == nil {
+			continue
+		}
+		if p.exterior {
+			b.flood = append(b.flood, p)
+		}
+		if p.peer != nil && p.vlan != 0 {
+			b.vlanPorts[p.vlan] = p
+		}
+		if rp := p.peer; rp != nil && rp.router != nil {
+			b.rtrMACs[rp.mac] = p
+			if rp.hasAddr {
+				b.rtrIPs[rp.addr] = p
+			}
+		}
+	}
+	for _, b := range s.bridges {
+		slices.SortFunc(b.flood, func(x, y *port) int { return cmp.Compare(x.id.String(), y.id.String()) })
+	}
+	for _, e := range in.MACTable {
+		b, ok := s.bridges[e.Bridge]
+		p, pok := s.ports[e.Port]
+		if ok && pok {
+			b.macs[macKey{e.VLAN, e.MAC}] = p
+		}
+	}
+	if in.BridgeARP {
+		for _, e := range in.IPMACTable {
+			if b, ok := s.bridges[e.Bridge]; ok && e.IP.Is4() {
+				b.ipMAC[e.IP.As4()] = e.MAC
+			}
+		}
+	}
+	for _, e := range in.ARPTable {
+		if r, ok := s.routers[e.Router]; ok && e.IP.Is4() {
+			var exp int64
+			if !e.Expiry.IsZero() {
+				exp = e.Expiry.UnixNano()
+			}
+			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
+		}
+	}
+	s.compileRoutes(in.Routes)
+	return s, nil
+}
+
+// compileRoutes fills the routers' tables with the stored routes plus the
+// routes every router port implies (LOCAL /32 for its address, a PORT route
+// for its subnet) when the store does not hold them already.
+func (s *Snapshot) compileRoutes(routes []topology.Route) {
+	byRouter := map[ID][]*route{}
+	type implied struct {
+		dst  prefix4
+		kind routeKind
+		port ID
+	}
+	have := map[implied]bool{}
+	for i := range routes {
+		tr := &routes[i]
+		r, ok := s.routers[tr.RouterID]
+		if !ok {
+			continue
+		}
+		rt := &route{id: tr.ID, src: toPrefix4(tr.SrcPrefix()), dst: toPrefix4(tr.DstPrefix()), weight: tr.Weight}
+		switch tr.Type {
+		case topology.RouteBlackHole:
+			rt.kind = routeBlackhole
+		case topology.RouteReject:
+			rt.kind = routeReject
+		case topology.RouteLocal:
+			rt.kind = routeLocal
+		default:
+			rt.kind = routePort
+		}
+		if tr.NextHopPort != nil {
+			rt.portID = *tr.NextHopPort
+			if p, ok := s.ports[*tr.NextHopPort]; ok && p.router == r {
+				rt.port = p
+			}
+		}
+		if rt.kind == routePort {
+			// MidoNet keeps routes through an exterior port only while the
+			// port is up and active, and ignores routes to unknown ports.
+			if rt.port == nil || (rt.port.exterior && (!rt.port.adminUp || !rt.port.active)) {
+				continue
+			}
+		}
+		if tr.NextHopGateway != nil {
+			if a, ok := topology.ParseIPv4(*tr.NextHopGateway); ok && a != netip.IPv4Unspecified() {
+				rt.gateway, rt.hasGateway = a.As4(), true
+			}
+		}
+		have[implied{rt.dst, rt.kind, rt.portID}] = true
+		byRouter[r.id] = append(byRouter[r.id], rt)
+	}
+	for _, p := range s.ports {
+		r := p.router
+		if r == nil || !p.hasAddr {
+			continue
+		}
+		local := implied{prefix4{u32(p.addr), 32}, routeLocal, p.id}
+		if !have[local] {
+			byRouter[r.id] = append(byRouter[r.id], &route{id: uuid.NewSHA1(p.id, []byte("local")), dst: local.dst, kind: routeLocal, port: p, portID: p.id})
+		}
+		sub := implied{p.subnet, routePort, p.id}
+		if !have[sub] && (!p.exterior || (p.adminUp && p.active)) {
+			byRouter[r.id] = append(byRouter[r.id], &route{id: uuid.NewSHA1(p.id, []byte("subnet")), dst: sub.dst, kind: routePort, port: p, portID: p.id})
+		}
+	}
+	for id, rs := range byRouter {
+		s.routers[id].table = newRoutingTable(rs)
+	}
+}

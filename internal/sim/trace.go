@@ -1,0 +1,42 @@
+package sim
+
+import (
+	"strings"
+)
+
+// TraceEvent is one step of a traced simulation.
+type TraceEvent struct {
+	// DeviceType is "port", "bridge", "router", "chain" or "rule".
+	DeviceType string `json:"deviceType"`
+	Device     ID     `json:"device"`
+	// Event is a short constant: "ingress", "egress", "rule matched",
+	// "route", "nat", "drop", ...
+	Event  string `json:"event"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// String formats the event on one line.
+func (e TraceEvent) String() string {
+	s := e.DeviceType + " " + e.Device.String() + ": " + e.Event
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Trace is the list of events of a traced simulation, in order.
+type Trace []TraceEvent
+
+// String formats the trace one event per line.
+func (t Trace) String() string {
+	var b strings.Builder
+	for _, e := range t {
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (s *Simulator) trace(typ string, id ID, event, detail string) {
+	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Event: event, Detail: detail})
+}
