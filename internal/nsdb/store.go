@@ -9,6 +9,28 @@
 // or overwrote; on a conflict it runs again. Referential integrity relies on
 // one rule: whoever writes a reference to an object reads that object in the
 // same transaction, so a concurrent delete of the object conflicts with it.
+//
+// Keys, under the store prefix (default /midonet/v1):
+//
+//	/topology/<kind>/<id>                       object JSON              (Tx)
+//	/seq/<name>                                 last value of a counter  (Tx.NextSequence)
+//	/state/hosts/<host>/alive                   agent running            leased
+//	/state/hosts/<host>/interfaces/<name>       an interface of the host leased
+//	/state/ports/<port>/active                  → host id                leased
+//	/state/bridges/<bridge>/vlans/<vlan>/mac/<mac> → port id             seeded or learned
+//	/state/bridges/<bridge>/arp/<ip>            → mac                    seeded or learned
+//	/state/routers/<router>/arp/<ip>            → mac                    leased
+//
+// MACs are spelt lowercase with colons (FormatMAC), IPs as netip.Addr
+// spells them, VLANs in decimal (0: untagged). A leased key is written
+// through a Session and vanishes when the session closes or its lease
+// expires (the agent died or lost the store for longer than the TTL). A
+// seeded key is persistent, written by an operator through the API
+// (Store.PutState, SeedMAC, SeedBridgeARP); a learned entry never replaces
+// a seeded one, and a seeded one replaces a learned one.
+//
+// Readers follow changes with Snapshot or ListState, then Watch from the
+// revision they returned.
 package nsdb
 
 import (

@@ -1,0 +1,534 @@
+package nsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// StatePrefix is the Watch and ListState prefix of every state key.
+const StatePrefix = "/state/"
+
+// DefaultSessionTTL is how long a session's keys outlive its last
+// keepalive: a host is declared dead this long after it stops answering.
+const DefaultSessionTTL = 5 * time.Second
+
+// ErrSessionClosed is returned by the methods of a closed Session.
+var ErrSessionClosed = errors.New("nsdb: session closed")
+
+// HostAliveKey is present while the agent of the host runs.
+func HostAliveKey(hostID string) string { return "/state/hosts/" + hostID + "/alive" }
+
+// HostInterfacesPrefix is the prefix of the host's interface keys.
+func HostInterfacesPrefix(hostID string) string { return "/state/hosts/" + hostID + "/interfaces/" }
+
+// HostInterfaceKey holds what the agent of the host reports about one of
+// its interfaces.
+func HostInterfaceKey(hostID, name string) string { return HostInterfacesPrefix(hostID) + name }
+
+// PortActiveKey is present, holding the id of the host, while the agent
+// of that host has the port bound and up.
+func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
+
+// BridgeMACPrefix is the prefix of the MAC table of one VLAN of a bridge
+// (VLAN 0: untagged).
+func BridgeMACPrefix(bridgeID string, vlan uint16) string {
+	return "/state/bridges/" + bridgeID + "/vlans/" + strconv.FormatUint(uint64(vlan), 10) + "/mac/"
+}
+
+// BridgeMACKey maps a MAC in a VLAN of a bridge to the id of the port
+// behind which it lives.
+func BridgeMACKey(bridgeID string, vlan uint16, mac [6]byte) string {
+	return BridgeMACPrefix(bridgeID, vlan) + FormatMAC(mac)
+}
+
+// BridgeARPPrefix is the prefix of a bridge's ARP table.
+func BridgeARPPrefix(bridgeID string) string { return "/state/bridges/" + bridgeID + "/arp/" }
+
+// BridgeARPKey maps an IP address known on a bridge to its MAC.
+func BridgeARPKey(bridgeID string, ip netip.Addr) string {
+	return BridgeARPPrefix(bridgeID) + ip.String()
+}
+
+// RouterARPPrefix is the prefix of a router's ARP table.
+func RouterARPPrefix(routerID string) string { return "/state/routers/" + routerID + "/arp/" }
+
+// RouterARPKey maps an IP address a router resolved to its MAC.
+func RouterARPKey(routerID string, ip netip.Addr) string {
+	return RouterARPPrefix(routerID) + ip.String()
+}
+
+// FormatMAC spells a MAC the one way state keys and values use:
+// lowercase, colon-separated.
+func FormatMAC(mac [6]byte) string { return net.HardwareAddr(mac[:]).String() }
+
+// ParseMAC parses a MAC spelt as FormatMAC spells it; any other spelling
+// is refused, so that one MAC has one key.
+func ParseMAC(s string) (mac [6]byte, ok bool) {
+	if len(s) != 17 {
+		return mac, false
+	}
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return mac, false
+	}
+	copy(mac[:], hw)
+	return mac, FormatMAC(mac) == s
+}
+
+// parseIP parses an address spelt as netip.Addr.String spells it.
+func parseIP(s string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" || ip.String() != s {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
+// cutStateKey splits a key of the form /state/<collection>/<id>/<rest>.
+func cutStateKey(key, collection string) (id, rest string, ok bool) {
+	after, ok := strings.CutPrefix(key, "/state/"+collection+"/")
+	if !ok {
+		return "", "", false
+	}
+	id, rest, ok = strings.Cut(after, "/")
+	return id, rest, ok && id != ""
+}
+
+// ParseHostAliveKey returns the host id of a HostAliveKey.
+func ParseHostAliveKey(key string) (hostID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "hosts")
+	return id, ok && rest == "alive"
+}
+
+// ParseHostInterfaceKey returns the host id and interface name of a
+// HostInterfaceKey.
+func ParseHostInterfaceKey(key string) (hostID, name string, ok bool) {
+	id, rest, ok := cutStateKey(key, "hosts")
+	name, ok2 := strings.CutPrefix(rest, "interfaces/")
+	return id, name, ok && ok2 && name != "" && !strings.Contains(name, "/")
+}
+
+// ParsePortActiveKey returns the port id of a PortActiveKey.
+func ParsePortActiveKey(key string) (portID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "ports")
+	return id, ok && rest == "active"
+}
+
+// ParseBridgeMACKey splits a BridgeMACKey.
+func ParseBridgeMACKey(key string) (bridgeID string, vlan uint16, mac [6]byte, ok bool) {
+	id, rest, ok := cutStateKey(key, "bridges")
+	if !ok {
+		return "", 0, mac, false
+	}
+	rest, ok = strings.CutPrefix(rest, "vlans/")
+	if !ok {
+		return "", 0, mac, false
+	}
+	v, m, ok := strings.Cut(rest, "/mac/")
+	if !ok {
+		return "", 0, mac, false
+	}
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || strconv.FormatUint(n, 10) != v {
+		return "", 0, mac, false
+	}
+	mac, ok = ParseMAC(m)
+	return id, uint16(n), mac, ok
+}
+
+// ParseBridgeARPKey splits a BridgeARPKey.
+func ParseBridgeARPKey(key string) (bridgeID string, ip netip.Addr, ok bool) {
+	return parseARPKey(key, "bridges")
+}
+
+// ParseRouterARPKey splits a RouterARPKey.
+func ParseRouterARPKey(key string) (routerID string, ip netip.Addr, ok bool) {
+	return parseARPKey(key, "routers")
+}
+
+func parseARPKey(key, collection string) (string, netip.Addr, bool) {
+	id, rest, ok := cutStateKey(key, collection)
+	if !ok {
+		return "", netip.Addr{}, false
+	}
+	s, ok := strings.CutPrefix(rest, "arp/")
+	if !ok {
+		return "", netip.Addr{}, false
+	}
+	ip, ok := parseIP(s)
+	return id, ip, ok
+}
+
+// StateEntry is one state key.
+type StateEntry struct {
+	// Key is relative to the store prefix, as the key functions build it.
+	Key   string
+	Value []byte
+	// Leased reports whether the key lives only as long as a session
+	// (learned, liveness); otherwise it is persistent (seeded by an
+	// operator).
+	Leased      bool
+	ModRevision int64
+}
+
+func (s *Store) stateKey(key string) (string, error) {
+	if !strings.HasPrefix(key, StatePrefix) || strings.HasSuffix(key, "/") {
+		return "", fmt.Errorf("nsdb: %q is not a state key; build keys with the nsdb key functions", key)
+	}
+	return s.prefix + key, nil
+}
+
+// PutState writes a persistent state key, bound to no session: a MAC or
+// ARP entry seeded by an operator. It replaces a learned entry.
+func (s *Store) PutState(ctx context.Context, key string, value []byte) error {
+	full, err := s.stateKey(key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(ctx, full, string(value)); err != nil {
+		return fmt.Errorf("nsdb: write %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteState deletes a state key, persistent or leased; deleting an
+// absent key is not an error.
+func (s *Store) DeleteState(ctx context.Context, key string) error {
+	full, err := s.stateKey(key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, full); err != nil {
+		return fmt.Errorf("nsdb: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetState reads a state key, or returns ErrNotFound.
+func (s *Store) GetState(ctx context.Context, key string) (StateEntry, error) {
+	full, err := s.stateKey(key)
+	if err != nil {
+		return StateEntry{}, err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, full)
+	if err != nil {
+		return StateEntry{}, fmt.Errorf("nsdb: read %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return StateEntry{}, fmt.Errorf("state %s: %w", key, ErrNotFound)
+	}
+	kv := resp.Kvs[0]
+	return StateEntry{Key: key, Value: kv.Value, Leased: kv.Lease != 0, ModRevision: kv.ModRevision}, nil
+}
+
+// ListState reads every state key under prefix (e.g. BridgeMACPrefix) at
+// one revision, in key order, and returns that revision: Watch from it to
+// follow the keys.
+func (s *Store) ListState(ctx context.Context, prefix string) ([]StateEntry, int64, error) {
+	if !strings.HasPrefix(prefix, StatePrefix) {
+		return nil, 0, fmt.Errorf("nsdb: %q is not a state prefix; build prefixes with the nsdb key functions", prefix)
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("nsdb: list %s: %w", prefix, err)
+	}
+	out := make([]StateEntry, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, StateEntry{Key: string(kv.Key[len(s.prefix):]), Value: kv.Value,
+			Leased: kv.Lease != 0, ModRevision: kv.ModRevision})
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// SessionConfig configures a Session.
+type SessionConfig struct {
+	// TTL is how long the session's keys outlive its last keepalive;
+	// default DefaultSessionTTL. etcd counts it in whole seconds, at
+	// least one.
+	TTL time.Duration
+}
+
+// Session binds state keys to the life of a process through an etcd lease
+// it keeps alive. Its keys vanish when it is closed, or TTL after the
+// process dies or loses the store. If the lease expires while the process
+// lives (the store was unreachable for longer than TTL), the session takes
+// a new lease and writes its keys again.
+type Session struct {
+	s      *Store
+	ttl    int64 // seconds
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the keepalive loop ends
+
+	mu     sync.Mutex            // serializes writes of the session's keys
+	lease  clientv3.LeaseID      // guarded by mu
+	keys   map[string]sessionKey // guarded by mu: full key → what to write again
+	closed bool                  // guarded by mu
+}
+
+type sessionKey struct {
+	value []byte
+	// unlessPersistent: write only if no persistent entry holds the key.
+	unlessPersistent bool
+}
+
+// NewSession takes a lease and keeps it alive until Close.
+func (s *Store) NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultSessionTTL
+	}
+	ttl := max(int64((cfg.TTL+time.Second-1)/time.Second), 1)
+	se := &Session{s: s, ttl: ttl, done: make(chan struct{}), keys: map[string]sessionKey{}}
+	lease, err := se.grant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	se.lease = lease
+	runCtx, cancel := context.WithCancel(context.Background())
+	se.cancel = cancel
+	go se.run(runCtx)
+	return se, nil
+}
+
+func (se *Session) grant(ctx context.Context) (clientv3.LeaseID, error) {
+	ctx, cancel := se.s.reqCtx(ctx)
+	defer cancel()
+	resp, err := se.s.cli.Grant(ctx, se.ttl)
+	if err != nil {
+		return 0, fmt.Errorf("nsdb: take a lease of %ds: %w", se.ttl, err)
+	}
+	return resp.ID, nil
+}
+
+// Lease is the id of the session's current lease.
+func (se *Session) Lease() int64 {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return int64(se.lease)
+}
+
+// run keeps the lease alive, and replaces it when it is lost.
+func (se *Session) run(ctx context.Context) {
+	defer close(se.done)
+	backoff := backoffStart
+	for {
+		se.mu.Lock()
+		lease := se.lease
+		se.mu.Unlock()
+		if ka, err := se.s.cli.KeepAlive(ctx, lease); err == nil {
+			for range ka {
+				backoff = backoffStart
+			}
+		}
+		if ctx.Err() != nil || se.s.cli.Ctx().Err() != nil {
+			return
+		}
+		se.mu.Lock()
+		var err error
+		if se.lease == lease { // not replaced meanwhile by a write
+			se.s.log.Warn("state session lost its lease", "lease", int64(lease))
+			err = se.renewLocked(ctx)
+		}
+		se.mu.Unlock()
+		if err != nil {
+			se.s.log.Warn("state session cannot renew its lease", "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, backoffMax)
+		}
+	}
+}
+
+// renewLocked replaces the lease and writes the session's keys again.
+func (se *Session) renewLocked(ctx context.Context) error {
+	lease, err := se.grant(ctx)
+	if err != nil {
+		return err
+	}
+	for key, k := range se.keys {
+		if _, err := se.putLocked(ctx, lease, key, k); err != nil {
+			rctx, cancel := se.s.reqCtx(ctx)
+			se.s.cli.Revoke(rctx, lease)
+			cancel()
+			return fmt.Errorf("nsdb: write %s again under a new lease: %w", key[len(se.s.prefix):], err)
+		}
+	}
+	old := se.lease
+	se.lease = lease
+	// Let go of the old lease, if it still exists, so that keys written
+	// under it by concurrent calls vanish now rather than never.
+	rctx, cancel := se.s.reqCtx(ctx)
+	defer cancel()
+	se.s.cli.Revoke(rctx, old)
+	se.s.log.Info("state session renewed", "lease", int64(lease), "keys", len(se.keys))
+	return nil
+}
+
+// putLocked writes one key under lease.
+func (se *Session) putLocked(ctx context.Context, lease clientv3.LeaseID, full string, k sessionKey) (bool, error) {
+	ctx, cancel := se.s.reqCtx(ctx)
+	defer cancel()
+	put := clientv3.OpPut(full, string(k.value), clientv3.WithLease(lease))
+	if !k.unlessPersistent {
+		_, err := se.s.cli.Do(ctx, put)
+		return true, err
+	}
+	// A persistent entry exists if the key exists with no lease.
+	resp, err := se.s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(full), ">", 0),
+			clientv3.Compare(clientv3.LeaseValue(full), "=", clientv3.NoLease)).
+		Else(put).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return !resp.Succeeded, nil
+}
+
+// set writes a key bound to the session, taking a new lease first if the
+// current one is gone.
+func (se *Session) set(ctx context.Context, key string, value []byte, unlessPersistent bool) (bool, error) {
+	full, err := se.s.stateKey(key)
+	if err != nil {
+		return false, err
+	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return false, ErrSessionClosed
+	}
+	k := sessionKey{value: value, unlessPersistent: unlessPersistent}
+	written, err := se.putLocked(ctx, se.lease, full, k)
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		if err = se.renewLocked(ctx); err == nil {
+			written, err = se.putLocked(ctx, se.lease, full, k)
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("nsdb: write %s: %w", key, err)
+	}
+	if written {
+		se.keys[full] = k
+	} else {
+		delete(se.keys, full)
+	}
+	return written, nil
+}
+
+// SetState writes key, bound to the session.
+func (se *Session) SetState(ctx context.Context, key string, value []byte) error {
+	_, err := se.set(ctx, key, value, false)
+	return err
+}
+
+// LearnState writes key bound to the session unless a persistent entry
+// holds it (an operator's entry wins over a learned one), and reports
+// whether it wrote. Learned MAC and ARP entries go through it.
+func (se *Session) LearnState(ctx context.Context, key string, value []byte) (bool, error) {
+	return se.set(ctx, key, value, true)
+}
+
+// DeleteState deletes key if the session holds it; a persistent entry or
+// another session's entry stays.
+func (se *Session) DeleteState(ctx context.Context, key string) error {
+	full, err := se.s.stateKey(key)
+	if err != nil {
+		return err
+	}
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return ErrSessionClosed
+	}
+	delete(se.keys, full)
+	rctx, cancel := se.s.reqCtx(ctx)
+	defer cancel()
+	_, err = se.s.cli.Txn(rctx).
+		If(clientv3.Compare(clientv3.LeaseValue(full), "=", se.lease)).
+		Then(clientv3.OpDelete(full)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("nsdb: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// Close ends the session: its keys vanish now.
+func (se *Session) Close() error {
+	se.mu.Lock()
+	if se.closed {
+		se.mu.Unlock()
+		return nil
+	}
+	se.closed = true
+	se.mu.Unlock()
+	se.cancel()
+	<-se.done
+	se.mu.Lock()
+	lease := se.lease
+	se.mu.Unlock()
+	ctx, cancel := se.s.reqCtx(context.Background())
+	defer cancel()
+	if _, err := se.s.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("nsdb: close session: revoke lease %x: %w", int64(lease), err)
+	}
+	return nil
+}
+
+// LearnMAC records that mac lives behind port portID in a VLAN of a
+// bridge, for the life of the session, unless an operator seeded the
+// entry; it reports whether it wrote.
+func (se *Session) LearnMAC(ctx context.Context, bridgeID string, vlan uint16, mac [6]byte, portID string) (bool, error) {
+	return se.LearnState(ctx, BridgeMACKey(bridgeID, vlan, mac), []byte(portID))
+}
+
+// SeedMAC records a persistent MAC table entry (an operator's).
+func (s *Store) SeedMAC(ctx context.Context, bridgeID string, vlan uint16, mac [6]byte, portID string) error {
+	return s.PutState(ctx, BridgeMACKey(bridgeID, vlan, mac), []byte(portID))
+}
+
+// LearnBridgeARP records the MAC of an IP address seen on a bridge for the
+// life of the session, unless an operator seeded the entry; it reports
+// whether it wrote.
+func (se *Session) LearnBridgeARP(ctx context.Context, bridgeID string, ip netip.Addr, mac [6]byte) (bool, error) {
+	return se.LearnState(ctx, BridgeARPKey(bridgeID, ip), []byte(FormatMAC(mac)))
+}
+
+// SeedBridgeARP records a persistent ARP entry of a bridge (an
+// operator's, for ARP suppression).
+func (s *Store) SeedBridgeARP(ctx context.Context, bridgeID string, ip netip.Addr, mac [6]byte) error {
+	return s.PutState(ctx, BridgeARPKey(bridgeID, ip), []byte(FormatMAC(mac)))
+}
+
+// SetRouterARP records the MAC a router resolved for an IP address, for
+// the life of the session.
+func (se *Session) SetRouterARP(ctx context.Context, routerID string, ip netip.Addr, mac [6]byte) error {
+	return se.SetState(ctx, RouterARPKey(routerID, ip), []byte(FormatMAC(mac)))
+}
+
+// SetPortActive marks a port active on a host for the life of the session.
+func (se *Session) SetPortActive(ctx context.Context, portID, hostID string) error {
+	return se.SetState(ctx, PortActiveKey(portID), []byte(hostID))
+}
