@@ -13,7 +13,8 @@
 # iperf3, ping and ethtool (installed with apt-get when missing and APT=1).
 # Knobs: DUR (seconds per measurement, default 5), PINGS (default 200),
 # MODES (default "veth veth-nooff dpfwd ovs"), OVS_PORT_TYPE (afxdp|system,
-# default afxdp), DP_CPU / GEN_CPU (cores for the switch and the generators).
+# default afxdp), DP_CPU / GEN_CPU (cores for the switch and the generators),
+# DPFWD_ARGS (extra dpfwd flags, e.g. "-cpuprofile /tmp/dpfwd.prof").
 set -euo pipefail
 
 DUR=${DUR:-5}
@@ -153,7 +154,7 @@ for mode in $MODES; do
 		measure "$mode"
 		;;
 	dpfwd-v2 | dpfwd-v3)
-		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -ring "${mode#dpfwd-}" -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -ring "${mode#dpfwd-}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")
 		sleep 0.5

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -24,6 +25,7 @@ func main() {
 	a := flag.String("a", "", "first interface")
 	b := flag.String("b", "", "second interface")
 	ring := flag.String("ring", "v2", "AF_PACKET ring version: v2 (lowest latency) or v3 (fewest wake-ups)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -40,8 +42,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-ring must be v2 or v3")
 		os.Exit(2)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Error("cpu profile", "error", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*a, *b, rv, *exact, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

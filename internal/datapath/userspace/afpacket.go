@@ -46,7 +46,7 @@ type afpacketPort struct {
 	d     *Datapath
 	name  string
 	index int
-	mtu   int
+	mtu   atomic.Int64 // follows the interface's MTU
 
 	version   int // unix.TPACKET_V2 or unix.TPACKET_V3
 	rxFrame   int // V2 receive slot size
@@ -63,8 +63,6 @@ type afpacketPort struct {
 	txCur    int
 	txQueued int
 	closed   bool
-
-	txFull atomic.Uint64 // frames dropped because the ring was full
 }
 
 func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
@@ -82,8 +80,9 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 }
 
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
-	p := &afpacketPort{d: d, name: name, index: index, mtu: mtu, fd: -1, done: make(chan struct{}),
+	p := &afpacketPort{d: d, name: name, index: index, fd: -1, done: make(chan struct{}),
 		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
+	p.mtu.Store(int64(mtu))
 	if d.cfg.Ring != RingV3 {
 		p.version = unix.TPACKET_V2
 		// A slot holds the header, the largest frame the MTU allows and
@@ -185,6 +184,8 @@ func (p *afpacketPort) setup() error {
 }
 
 func (p *afpacketPort) ifindex() int { return p.index }
+
+func (p *afpacketPort) setMTU(mtu int) { p.mtu.Store(int64(mtu)) }
 
 func (p *afpacketPort) start(ep *engine.Port) {
 	if p.version == unix.TPACKET_V2 {
@@ -332,7 +333,7 @@ var (
 // Transmit implements engine.Transmitter: it queues frame in the transmit
 // ring; Flush hands the queued frames to the kernel.
 func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
-	if len(frame) > p.mtu+18 { // Ethernet header and one VLAN tag
+	if int64(len(frame)) > p.mtu.Load()+18 { // Ethernet header and one VLAN tag
 		return errTooBig
 	}
 	p.txMu.Lock()
@@ -366,7 +367,6 @@ func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 	if st := atomic.LoadUint32(status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
 		p.flushLocked()
 		if st = atomic.LoadUint32(status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
-			p.txFull.Add(1)
 			return errRingFull
 		}
 	}

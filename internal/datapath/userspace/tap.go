@@ -83,6 +83,10 @@ func (p *tapPort) configure(spec datapath.PortSpec) error {
 
 func (p *tapPort) ifindex() int { return p.index }
 
+// setMTU needs nothing: the kernel checks what the host sends, and what
+// the datapath writes to a tap is not limited by its MTU.
+func (p *tapPort) setMTU(int) {}
+
 func (p *tapPort) start(ep *engine.Port) { go p.receive(ep) }
 
 func (p *tapPort) receive(ep *engine.Port) {

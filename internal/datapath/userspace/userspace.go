@@ -79,6 +79,8 @@ type port interface {
 	// port's resources; Transmit fails afterwards.
 	close()
 	ifindex() int // 0 for ports without an interface
+	// setMTU reports a new MTU of the port's interface.
+	setMTU(mtu int)
 }
 
 // Datapath is the userspace datapath.
@@ -342,6 +344,11 @@ func (d *Datapath) linkUpdate(u netlink.LinkUpdate) {
 		}
 		d.e.PortEvent(datapath.PortEvent{Kind: datapath.PortRemoved, Port: st.no, Name: st.name})
 		return
+	}
+	if u.Link != nil && u.Link.Attrs().MTU > 0 {
+		if p := d.ports[st.no]; p != nil {
+			p.setMTU(u.Link.Attrs().MTU)
+		}
 	}
 	up := u.Flags&unix.IFF_UP != 0 && u.Flags&unix.IFF_RUNNING != 0
 	if up == st.up {

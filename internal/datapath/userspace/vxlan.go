@@ -75,6 +75,8 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 
 func (p *vxlanPort) ifindex() int { return 0 }
 
+func (p *vxlanPort) setMTU(int) {}
+
 func (p *vxlanPort) start(ep *engine.Port) { go p.receive(ep) }
 
 // receive decapsulates datagrams: the VNI, the outer source and destination
