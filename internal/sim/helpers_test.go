@@ -221,3 +221,5 @@ func sameIDs(a, b []ID) bool {
 	}
 	return true
 }
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
