@@ -210,7 +210,8 @@ func (r *resource) parentFlags() string {
 
 // command builds `midonet <use> list|show|create|update|delete`.
 func (r *resource) command(o *options) *cobra.Command {
-	root := &cobra.Command{Use: r.use, Aliases: r.aliases, Short: r.short}
+	root := group(r.use, r.short)
+	root.Aliases = r.aliases
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -382,4 +383,26 @@ func (r *resource) refWord() string {
 		return "name|id"
 	}
 	return "id"
+}
+
+// group returns a command that only holds verbs. Run with arguments it
+// names the verbs it has: cobra would otherwise print help and succeed on
+// `midonet chain update x` when chains have no update.
+func group(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			var verbs []string
+			for _, c := range cmd.Commands() {
+				if c.IsAvailableCommand() {
+					verbs = append(verbs, c.Name())
+				}
+			}
+			return fmt.Errorf("unknown verb %q for %q; try one of: %s", args[0], cmd.CommandPath(), strings.Join(verbs, ", "))
+		},
+	}
 }

@@ -57,7 +57,7 @@ func dhcpCommand(o *options) *cobra.Command {
 		col("SERVER", "serverAddr"), col("DNS", "dnsServerAddrs"), col("MTU", "interfaceMTU"), col("ENABLED", "enabled")}
 	bridgeFlag := refField("bridge", "", bridgeKind, "bridge name or id")
 	fields := dhcpSubnetFields()
-	root := &cobra.Command{Use: "dhcp", Short: "DHCP subnets of a bridge (hosts: see dhcp-host)"}
+	root := group("dhcp", "DHCP subnets of a bridge (hosts: see dhcp-host)")
 
 	// withSubnet runs fn with the bridge and the subnet named by args[0].
 	withSubnet := func(fn func(s *session, cmd *cobra.Command, b, sub Object) error) func(*cobra.Command, []string) error {
@@ -186,7 +186,7 @@ func dhcpHostCommand(o *options) *cobra.Command {
 		{flag: "name", key: "name", usage: "host name given to the host"},
 	}
 	hostKindOf := &kind{noun: "DHCP host", media: dhcpHostMedia}
-	root := &cobra.Command{Use: "dhcp-host", Short: "Fixed DHCP assignments (MAC → IP) of a bridge's DHCP subnet"}
+	root := group("dhcp-host", "Fixed DHCP assignments (MAC → IP) of a bridge's DHCP subnet")
 
 	// hostsURL returns the hosts link of the subnet named by the flags.
 	hostsURL := func(s *session, cmd *cobra.Command) (string, error) {
