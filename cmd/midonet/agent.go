@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/midonet/midonet/internal/agent"
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/userspace"
+	"github.com/midonet/midonet/internal/nsdb"
+)
+
+func agentCommand() *cobra.Command {
+	var (
+		cfg           agent.Config
+		nsdbURLs      string
+		dpKind        string
+		metricsListen string
+		logLevel      string
+		tunnelPort    uint16
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the per-host agent: simulate the virtual network and program the datapath",
+		Example: `  midonet agent --host h1 --nsdb http://10.0.0.1:2379 --metrics-listen :9100
+  midonet agent --host h1 --nsdb http://10.0.0.1:2379 --datapath ovs`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := newLogger(logLevel)
+			ctx := cmd.Context()
+			store, err := nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			dp, err := openDatapath(dpKind, log)
+			if err != nil {
+				return err
+			}
+			cfg.Store, cfg.Datapath, cfg.Logger = store, dp, log
+			cfg.TunnelPort = tunnelPort
+			cfg.PublishInterfaces = true
+			a, err := agent.New(cfg)
+			if err != nil {
+				dp.Close()
+				return err
+			}
+			if metricsListen != "" {
+				ln, err := net.Listen("tcp", metricsListen)
+				if err != nil {
+					dp.Close()
+					return fmt.Errorf("metrics: listen on %s: %w", metricsListen, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", promhttp.HandlerFor(a.Metrics().Registry(), promhttp.HandlerOpts{}))
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go srv.Serve(ln)
+				defer srv.Shutdown(context.Background())
+				log.Info("metrics serving", "addr", ln.Addr().String())
+			}
+			err = a.Run(ctx)
+			dp.Close()
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HostName, "host", "", "name of this host (default: the hostname)")
+	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated")
+	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
+	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and saved flow state")
+	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100")
+	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
+	f.IntVar(&cfg.FlowLimit, "flow-limit", agent.DefaultFlowLimit, "maximum installed flows; the oldest are evicted beyond it")
+	f.Uint16Var(&tunnelPort, "tunnel-port", datapath.DefaultVXLANPort, "UDP port of the VXLAN overlay")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// openDatapath opens the datapath backend the operator chose.
+func openDatapath(kind string, log interface{ Info(string, ...any) }) (datapath.Datapath, error) {
+	switch kind {
+	case "userspace", "auto":
+		if kind == "auto" {
+			if dp, err := openOVS(); err == nil {
+				log.Info("datapath chosen", "kind", "ovs")
+				return dp, nil
+			} else {
+				log.Info("datapath chosen", "kind", "userspace", "why", err.Error())
+			}
+		}
+		return userspace.New(userspace.Config{})
+	case "ovs":
+		return openOVS()
+	}
+	return nil, fmt.Errorf("unknown datapath %q: use userspace, ovs or auto", kind)
+}
+
+// openOVS is replaced when the OVS kernel backend is linked in.
+var openOVS = func() (datapath.Datapath, error) {
+	return nil, errors.New("the ovs datapath backend is not built into this binary")
+}

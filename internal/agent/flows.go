@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/sim"
+)
+
+// flowEntry is a flow the agent installed, with what it depends on.
+type flowEntry struct {
+	key, mask packet.FlowKey // key is masked on add
+	actions   []datapath.Action
+	tags      []sim.Tag
+	expires   time.Time
+	// The flow state the flow holds references on, released with it.
+	shard *flowstate.Shard
+	conns []flowstate.ConnKey
+	nats  []flowstate.NATEntry
+
+	elem *list.Element // in the insertion order, for eviction
+}
+
+type flowID struct{ key, mask packet.FlowKey }
+
+// flowTable is the agent's index of installed flows: by tag for
+// invalidation, by age for eviction at the flow limit, by expiry for hard
+// timeouts. It mirrors the datapath's flow table.
+type flowTable struct {
+	dp      datapath.Datapath
+	limit   int
+	metrics *Metrics
+
+	mu    sync.Mutex
+	flows map[flowID]*flowEntry
+	byTag map[sim.Tag]map[*flowEntry]struct{}
+	order *list.List
+}
+
+func newFlowTable(dp datapath.Datapath, limit int, m *Metrics) *flowTable {
+	return &flowTable{dp: dp, limit: limit, metrics: m, flows: map[flowID]*flowEntry{},
+		byTag: map[sim.Tag]map[*flowEntry]struct{}{}, order: list.New()}
+}
+
+// add installs a flow, replacing one with the same key and mask.
+func (t *flowTable) add(e *flowEntry) {
+	e.key = e.key.Masked(&e.mask)
+	id := flowID{e.key, e.mask}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.flows[id]; ok {
+		t.forgetLocked(old)
+	}
+	for len(t.flows) >= t.limit && t.order.Len() > 0 {
+		oldest := t.order.Front().Value.(*flowEntry)
+		t.removeLocked(oldest)
+		t.metrics.flowsEvicted.Inc()
+	}
+	if err := t.dp.PutFlow(&e.key, &e.mask, e.actions, datapath.FlowCreate|datapath.FlowModify); err != nil {
+		t.metrics.flowPutErrors.Inc()
+		e.release()
+		return
+	}
+	t.flows[id] = e
+	for _, tag := range e.tags {
+		s := t.byTag[tag]
+		if s == nil {
+			s = map[*flowEntry]struct{}{}
+			t.byTag[tag] = s
+		}
+		s[e] = struct{}{}
+	}
+	e.elem = t.order.PushBack(e)
+	t.metrics.flowsInstalled.Inc()
+	t.metrics.flowsCurrent.Set(float64(len(t.flows)))
+}
+
+// forgetLocked drops an entry from the indexes without touching the
+// datapath (it is being replaced there).
+func (t *flowTable) forgetLocked(e *flowEntry) {
+	delete(t.flows, flowID{e.key, e.mask})
+	for _, tag := range e.tags {
+		if s := t.byTag[tag]; s != nil {
+			delete(s, e)
+			if len(s) == 0 {
+				delete(t.byTag, tag)
+			}
+		}
+	}
+	if e.elem != nil {
+		t.order.Remove(e.elem)
+		e.elem = nil
+	}
+	e.release()
+}
+
+// removeLocked removes a flow from the datapath and the indexes.
+func (t *flowTable) removeLocked(e *flowEntry) {
+	if _, err := t.dp.DeleteFlow(&e.key, &e.mask); err != nil && !errors.Is(err, datapath.ErrFlowNotFound) {
+		t.metrics.flowPutErrors.Inc()
+	}
+	t.forgetLocked(e)
+	t.metrics.flowsRemoved.Inc()
+	t.metrics.flowsCurrent.Set(float64(len(t.flows)))
+}
+
+// release drops the flow's references on flow state.
+func (e *flowEntry) release() {
+	if e.shard != nil && (len(e.conns) > 0 || len(e.nats) > 0) {
+		e.shard.Release(e.conns, e.nats, time.Now())
+		e.shard = nil
+	}
+}
+
+// invalidate removes every flow carrying one of tags and returns how many.
+func (t *flowTable) invalidate(tags []sim.Tag) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, tag := range tags {
+		for e := range t.byTag[tag] {
+			t.removeLocked(e)
+			n++
+		}
+	}
+	t.metrics.flowsInvalidated.Add(float64(n))
+	return n
+}
+
+// expire removes the flows whose hard timeout passed.
+func (t *flowTable) expire(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var dead []*flowEntry
+	for _, e := range t.flows {
+		if now.After(e.expires) {
+			dead = append(dead, e)
+		}
+	}
+	for _, e := range dead {
+		t.removeLocked(e)
+	}
+	return len(dead)
+}
+
+// len returns the number of installed flows.
+func (t *flowTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.flows)
+}
+
+// expireLoop enforces hard timeouts and expires idle flow state, each
+// expired key invalidating the flows that depend on it.
+func (a *Agent) expireLoop(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := a.now()
+		a.flows.expire(now)
+		var tags []sim.Tag
+		for i := range a.state.Len() {
+			s := a.state.Shard(i)
+			s.Conntrack.Expire(now, func(k flowstate.ConnKey, _ struct{}) { tags = append(tags, sim.ConnTag(k)) })
+			s.NAT.Expire(now, func(k flowstate.NATKey, _ flowstate.NATBinding) { tags = append(tags, sim.NATTag(k)) })
+		}
+		if len(tags) > 0 {
+			a.flows.invalidate(tags)
+		}
+		a.metrics.datapathStats(a.dp.Stats())
+	}
+}

@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// publishInterfacesLoop publishes the host's interfaces (name, MAC,
+// addresses, up/down, MTU) and keeps them current; it also retries
+// bindings whose interface did not exist, as interfaces appear.
+func (a *Agent) publishInterfacesLoop(ctx context.Context) {
+	published := map[string]string{}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		current := map[string]string{}
+		itfs, err := net.Interfaces()
+		if err == nil {
+			for _, itf := range itfs {
+				b, _ := json.Marshal(interfaceOf(a.hostID, itf))
+				current[itf.Name] = string(b)
+			}
+		}
+		appeared := false
+		for name, v := range current {
+			if published[name] == v {
+				continue
+			}
+			if _, ok := published[name]; !ok {
+				appeared = true
+			}
+			if err := a.session.SetState(ctx, nsdb.HostInterfaceKey(a.hostID.String(), name), []byte(v)); err == nil {
+				published[name] = v
+			}
+		}
+		for name := range published {
+			if _, ok := current[name]; !ok {
+				if err := a.session.DeleteState(ctx, nsdb.HostInterfaceKey(a.hostID.String(), name)); err == nil {
+					delete(published, name)
+				}
+			}
+		}
+		if appeared {
+			a.retryBindings()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// interfaceOf describes a network interface as MidoNet's API shows it.
+func interfaceOf(host topology.ID, itf net.Interface) topology.Interface {
+	out := topology.Interface{HostID: host, Name: itf.Name, MTU: itf.MTU, Type: "Virtual", Endpoint: "UNKNOWN",
+		Addresses: []string{}}
+	if len(itf.HardwareAddr) > 0 {
+		out.MAC = topology.Str(itf.HardwareAddr.String())
+	}
+	if itf.Flags&net.FlagUp != 0 {
+		out.Status |= topology.InterfaceUp
+	}
+	if itf.Flags&net.FlagRunning != 0 {
+		out.Status |= topology.InterfaceHasLink
+	}
+	if itf.Flags&net.FlagLoopback != 0 {
+		out.Endpoint = "LOCALHOST"
+	}
+	if addrs, err := itf.Addrs(); err == nil {
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok {
+				out.Addresses = append(out.Addresses, ipn.IP.String())
+			}
+		}
+	}
+	return out
+}
+
+// stateFile keeps the flow state across agent restarts.
+func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, "flowstate.bin") }
+
+// saveState writes the conntrack and NAT keys this agent holds, so that a
+// restarted agent keeps established connections (and their NAT) working.
+func (a *Agent) saveState() {
+	var m flowstate.Message
+	m.Sender = a.hostID
+	for i := range a.state.Len() {
+		s := a.state.Shard(i)
+		s.Conntrack.Range(func(k flowstate.ConnKey, _ struct{}) bool { m.Conntrack = append(m.Conntrack, k); return true })
+		s.NAT.Range(func(k flowstate.NATKey, b flowstate.NATBinding) bool {
+			m.NAT = append(m.NAT, flowstate.NATEntry{Key: k, Binding: b})
+			return true
+		})
+	}
+	// One message holds a bounded number of keys; write as many as fit in
+	// consecutive records.
+	var out []byte
+	for len(m.Conntrack) > 0 || len(m.NAT) > 0 {
+		chunk := flowstate.Message{Sender: m.Sender}
+		nc, nn := min(len(m.Conntrack), 16), min(len(m.NAT), 8)
+		chunk.Conntrack, chunk.NAT = m.Conntrack[:nc], m.NAT[:nn]
+		m.Conntrack, m.NAT = m.Conntrack[nc:], m.NAT[nn:]
+		b, err := chunk.MarshalBinary()
+		if err != nil {
+			continue
+		}
+		out = append(out, byte(len(b)>>8), byte(len(b)))
+		out = append(out, b...)
+	}
+	if err := os.WriteFile(a.stateFile(), out, 0o600); err != nil {
+		a.log.Warn("flow state not saved", "err", err)
+		return
+	}
+	a.log.Info("flow state saved", "file", a.stateFile(), "bytes", len(out))
+}
+
+// loadState imports the flow state a previous run saved; keys then idle
+// out unless traffic refreshes them.
+func (a *Agent) loadState() {
+	b, err := os.ReadFile(a.stateFile())
+	if err != nil {
+		return
+	}
+	shard := a.state.Shard(a.state.Len() - 1)
+	n := 0
+	for len(b) >= 2 {
+		l := int(b[0])<<8 | int(b[1])
+		if len(b) < 2+l {
+			break
+		}
+		var m flowstate.Message
+		if m.UnmarshalBinary(b[2:2+l]) == nil {
+			shard.Import(&m, a.now())
+			n += len(m.Conntrack) + len(m.NAT)
+		}
+		b = b[2+l:]
+	}
+	a.log.Info("flow state restored", "keys", n)
+}

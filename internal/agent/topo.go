@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/sim"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// topoCache is the agent's copy of the topology and of the state tables the
+// simulation reads, kept current by the NSDB watch. Only followTopology
+// touches it.
+type topoCache struct {
+	bridges  map[string]topology.Bridge
+	routers  map[string]topology.Router
+	ports    map[string]topology.Port
+	routes   map[string]topology.Route
+	chains   map[string]topology.Chain
+	rules    map[string]topology.Rule
+	pgroups  map[string]topology.PortGroup
+	ipgroups map[string]topology.IPAddrGroup
+	zones    map[string]topology.TunnelZone
+
+	macs   map[string]sim.MACEntry   // by state key
+	ipmacs map[string]sim.IPMACEntry // by state key
+	arps   map[string]sim.ARPEntry   // by state key
+	active map[topology.ID]topology.ID
+}
+
+func newTopoCache() *topoCache {
+	c := &topoCache{}
+	c.reset()
+	return c
+}
+
+func (c *topoCache) reset() {
+	*c = topoCache{
+		bridges: map[string]topology.Bridge{}, routers: map[string]topology.Router{},
+		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
+		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
+		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
+		zones: map[string]topology.TunnelZone{},
+		macs:  map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
+		active: map[topology.ID]topology.ID{},
+	}
+}
+
+// applyObject applies a put (value non-nil) or delete of a topology object
+// and returns the tags of the flows the change may affect.
+func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
+	var tags []sim.Tag
+	devTag := func(s string) {
+		if uid, err := topology.ParseID(s); err == nil {
+			tags = append(tags, sim.DeviceTag(uid))
+		}
+	}
+	switch kind {
+	case topology.KindBridge:
+		apply(c.bridges, id, value)
+		devTag(id)
+	case topology.KindRouter:
+		apply(c.routers, id, value)
+		devTag(id)
+	case topology.KindPort:
+		if old, ok := c.ports[id]; ok {
+			tags = append(tags, sim.DeviceTag(old.DeviceID))
+		}
+		apply(c.ports, id, value)
+		if p, ok := c.ports[id]; ok {
+			tags = append(tags, sim.DeviceTag(p.DeviceID))
+		}
+		devTag(id)
+	case topology.KindRoute:
+		if old, ok := c.routes[id]; ok {
+			tags = append(tags, sim.DeviceTag(old.RouterID))
+		}
+		apply(c.routes, id, value)
+		if r, ok := c.routes[id]; ok {
+			tags = append(tags, sim.DeviceTag(r.RouterID))
+		}
+	case topology.KindChain:
+		apply(c.chains, id, value)
+		devTag(id)
+	case topology.KindRule:
+		if old, ok := c.rules[id]; ok {
+			tags = append(tags, sim.DeviceTag(old.ChainID))
+		}
+		apply(c.rules, id, value)
+		if r, ok := c.rules[id]; ok {
+			tags = append(tags, sim.DeviceTag(r.ChainID))
+		}
+	case topology.KindPortGroup:
+		apply(c.pgroups, id, value)
+		devTag(id)
+	case topology.KindIPAddrGroup:
+		apply(c.ipgroups, id, value)
+		devTag(id)
+	case topology.KindTunnelZone:
+		apply(c.zones, id, value)
+	}
+	return tags
+}
+
+// apply decodes value into m[id], or deletes m[id] for a nil value.
+func apply[T any](m map[string]T, id string, value []byte) {
+	if value == nil {
+		delete(m, id)
+		return
+	}
+	var v T
+	if err := json.Unmarshal(value, &v); err != nil {
+		return
+	}
+	m[id] = v
+}
+
+// applyState applies a state key change and returns the tags it affects.
+func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
+	switch {
+	case strings.HasPrefix(key, "/state/bridges/") && strings.Contains(key, "/mac/"):
+		bridge, vlan, mac, ok := nsdb.ParseBridgeMACKey(key)
+		if !ok {
+			return nil
+		}
+		bid, err := topology.ParseID(bridge)
+		if err != nil {
+			return nil
+		}
+		var tags []sim.Tag
+		if old, ok := c.macs[key]; ok {
+			tags = append(tags, sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port))
+		}
+		if value == nil {
+			delete(c.macs, key)
+			return tags
+		}
+		port, err := topology.ParseID(string(value))
+		if err != nil {
+			return tags
+		}
+		c.macs[key] = sim.MACEntry{Bridge: bid, VLAN: vlan, MAC: mac, Port: port}
+		return append(tags, sim.FloodTag(bid, vlan, mac))
+	case strings.HasPrefix(key, "/state/bridges/") && strings.Contains(key, "/arp/"):
+		bridge, ip, ok := nsdb.ParseBridgeARPKey(key)
+		bid, err := topology.ParseID(bridge)
+		if !ok || err != nil {
+			return nil
+		}
+		if value == nil {
+			delete(c.ipmacs, key)
+			return nil
+		}
+		if mac, ok := nsdb.ParseMAC(string(value)); ok {
+			c.ipmacs[key] = sim.IPMACEntry{Bridge: bid, IP: ip, MAC: mac}
+		}
+		return nil
+	case strings.HasPrefix(key, "/state/routers/"):
+		router, ip, ok := nsdb.ParseRouterARPKey(key)
+		rid, err := topology.ParseID(router)
+		if !ok || err != nil {
+			return nil
+		}
+		tags := []sim.Tag{sim.ARPTag(rid, ip)}
+		if value == nil {
+			delete(c.arps, key)
+			return tags
+		}
+		if mac, ok := nsdb.ParseMAC(string(value)); ok {
+			c.arps[key] = sim.ARPEntry{Router: rid, IP: ip, MAC: mac}
+		}
+		return tags
+	case strings.HasPrefix(key, "/state/ports/"):
+		port, ok := nsdb.ParsePortActiveKey(key)
+		pid, err := topology.ParseID(port)
+		if !ok || err != nil {
+			return nil
+		}
+		if value == nil {
+			delete(c.active, pid)
+		} else if host, err := topology.ParseID(string(value)); err == nil {
+			c.active[pid] = host
+		}
+		return []sim.Tag{sim.DeviceTag(pid)}
+	}
+	return nil
+}
+
+// input assembles the simulation's input from the cache.
+func (c *topoCache) input() sim.SnapshotInput {
+	in := sim.SnapshotInput{
+		Bridges: values(c.bridges), Routers: values(c.routers), Ports: values(c.ports),
+		Routes: values(c.routes), Chains: values(c.chains), Rules: values(c.rules),
+		PortGroups: values(c.pgroups), IPAddrGroups: values(c.ipgroups),
+		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
+		BridgeARP: true,
+	}
+	for i := range in.Ports {
+		p := &in.Ports[i]
+		if p.HostID == nil || p.InterfaceName == nil {
+			continue
+		}
+		// A bound port is usable once its host's agent reports it active.
+		if host, ok := c.active[p.ID]; ok && host == *p.HostID {
+			in.PortBinding = append(in.PortBinding, sim.PortBinding{Port: p.ID, Host: host, TunnelKey: uint32(p.TunnelKey)})
+		}
+	}
+	return in
+}
+
+func values[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// followTopology loads the topology and state, then follows every change,
+// rebuilding the snapshot after each batch of events. When the store is
+// unreachable the last snapshot stays in use; a lost history reloads.
+func (a *Agent) followTopology(ctx context.Context) {
+	first := true
+	for ctx.Err() == nil {
+		rev, err := a.load(ctx)
+		if err != nil {
+			a.log.Warn("topology load failed; forwarding with the last snapshot", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		a.rebuild(ctx, nil)
+		if first {
+			close(a.ready)
+			first = false
+		}
+		events := a.store.Watch(ctx, "/", rev)
+		if !a.follow(ctx, events) {
+			return
+		}
+		a.log.Warn("topology history lost; reloading")
+	}
+}
+
+// load reads the whole topology and the state tables into a fresh cache.
+func (a *Agent) load(ctx context.Context) (int64, error) {
+	rev, objs, err := a.store.Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c := newTopoCache()
+	for _, o := range objs {
+		c.applyObject(o.Kind, o.ID, o.Value)
+	}
+	for _, prefix := range []string{"/state/bridges/", "/state/routers/", "/state/ports/"} {
+		entries, _, err := a.store.ListState(ctx, prefix)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range entries {
+			c.applyState(e.Key, e.Value)
+		}
+	}
+	a.topo = c
+	return rev, nil
+}
+
+// follow applies watch events in batches. It returns false when ctx ended,
+// true when the history was lost and the topology must be reloaded.
+func (a *Agent) follow(ctx context.Context, events <-chan nsdb.Event) bool {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		var ev nsdb.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return false
+		case <-a.topoKick:
+			a.reconcileBindings(ctx)
+			continue
+		case <-retry.C:
+			// Bound interfaces that did not exist yet may have appeared.
+			if a.pendingBindings() {
+				a.reconcileBindings(ctx)
+			}
+			continue
+		case ev, ok = <-events:
+		}
+		if !ok {
+			return ctx.Err() == nil
+		}
+		var tags []sim.Tag
+		changed := false
+		for {
+			if ev.Type == nsdb.EventResync {
+				return true
+			}
+			t, c := a.applyEvent(ev)
+			tags = append(tags, t...)
+			changed = changed || c
+			// Drain what is already queued into the same rebuild.
+			select {
+			case ev, ok = <-events:
+				if ok {
+					continue
+				}
+			default:
+			}
+			break
+		}
+		if changed {
+			a.rebuild(ctx, tags)
+		}
+		if !ok {
+			return ctx.Err() == nil
+		}
+	}
+}
+
+// applyEvent applies one event; changed reports whether the simulation's
+// input changed.
+func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
+	var value []byte
+	if ev.Type == nsdb.EventPut {
+		value = ev.Value
+	}
+	switch {
+	case ev.Kind != "":
+		return a.topo.applyObject(ev.Kind, ev.ID, value), true
+	case strings.HasPrefix(ev.Key, "/state/bridges/"), strings.HasPrefix(ev.Key, "/state/routers/"),
+		strings.HasPrefix(ev.Key, "/state/ports/"):
+		return a.topo.applyState(ev.Key, value), true
+	}
+	return nil, false
+}
+
+// rebuild compiles a new snapshot, publishes it, reconciles the bindings
+// and tunnels of this host, and invalidates the flows the change affects.
+func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
+	start := time.Now()
+	snap, err := sim.NewSnapshot(a.topo.input())
+	if err != nil {
+		a.log.Error("topology does not compile; keeping the previous snapshot", "err", err)
+		return
+	}
+	a.snap.Store(snap)
+	routers := make(map[topology.ID]bool, len(a.topo.routers))
+	for _, r := range a.topo.routers {
+		routers[r.ID] = true
+	}
+	a.routerSet.Store(&routers)
+	a.metrics.snapshotBuild.Observe(time.Since(start).Seconds())
+	a.reconcileTunnels(ctx)
+	a.reconcileBindings(ctx)
+	if len(tags) > 0 {
+		n := a.flows.invalidate(tags)
+		if n > 0 {
+			a.log.Debug("flows invalidated", "flows", n, "tags", len(tags))
+		}
+	}
+}
+
+// localZoneAddr returns this host's address in its first tunnel zone.
+func (a *Agent) localZoneAddr() (netip.Addr, bool) {
+	for _, z := range a.topo.zones {
+		if m, ok := z.Member(a.hostID); ok {
+			if addr, err := netip.ParseAddr(m.IPAddress); err == nil {
+				return addr, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// pendingBindings reports whether a port bound to this host is not plugged.
+func (a *Agent) pendingBindings() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.topo.ports {
+		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
+			if _, ok := a.bound[p.ID]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}

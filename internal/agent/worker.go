@@ -1,0 +1,530 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/maphash"
+	"net/netip"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/sim"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// workerQueue bounds each worker's queue of upcalls; beyond it misses are
+// dropped and counted, and the datapath's next miss retries.
+const workerQueue = 1024
+
+// ARP resolution: how often a parked packet is simulated again and how long
+// it waits for the next hop's MAC before it is dropped.
+const (
+	arpRetryInterval = 20 * time.Millisecond
+	arpRequestEvery  = time.Second
+	arpTimeout       = 3 * time.Second
+)
+
+// upcall is a miss copied out of the datapath for a worker.
+type upcall struct {
+	inPort datapath.PortNo
+	key    packet.FlowKey
+	frame  []byte
+	// parked since, for packets waiting for ARP.
+	parkedAt, lastARP time.Time
+}
+
+// worker simulates the misses of its share of connections. It owns its
+// simulator scratch space and its flow-state shard.
+type worker struct {
+	a      *Agent
+	id     int
+	ch     chan *upcall
+	sim    *sim.Simulator
+	shard  *flowstate.Shard
+	view   *flowstate.View
+	parsed packet.Parsed
+	acts   []datapath.Action
+	parked []*upcall
+	msg    flowstate.Message
+}
+
+func newWorker(a *Agent, id int) *worker {
+	return &worker{
+		a: a, id: id, ch: make(chan *upcall, workerQueue),
+		sim:   sim.NewSimulator(uint64(time.Now().UnixNano()) + uint64(id)),
+		shard: a.state.Shard(id), view: a.state.View(id),
+	}
+}
+
+var hashSeed = maphash.MakeSeed()
+
+// connHash hashes a flow key so both directions of a connection give the
+// same value: the endpoints are ordered before hashing.
+func connHash(k *packet.FlowKey) uint64 {
+	var b [32]byte
+	a1, a2 := k.NwSrc, k.NwDst
+	p1, p2 := k.TpSrc, k.TpDst
+	if string(a1[:]) > string(a2[:]) || (a1 == a2 && p1 > p2) {
+		a1, a2, p1, p2 = a2, a1, p2, p1
+	}
+	copy(b[0:4], a1[:])
+	copy(b[4:8], a2[:])
+	binary.BigEndian.PutUint16(b[8:], p1)
+	binary.BigEndian.PutUint16(b[10:], p2)
+	b[12] = k.NwProto
+	if k.EthType != packet.EtherTypeIPv4 {
+		m1, m2 := k.EthSrc, k.EthDst
+		if string(m1[:]) > string(m2[:]) {
+			m1, m2 = m2, m1
+		}
+		copy(b[13:19], m1[:])
+		copy(b[19:25], m2[:])
+	}
+	return maphash.Bytes(hashSeed, b[:])
+}
+
+// dispatch is the datapath's upcall handler: it copies the miss and hands
+// it to the worker of its connection.
+func (a *Agent) dispatch(u *datapath.Upcall) {
+	a.metrics.upcalls.Inc()
+	w := a.workers[connHash(&u.Key)%uint64(len(a.workers))]
+	if u.Key.TunID == StateVNI {
+		// Flow state from a peer: any worker may import it.
+		w = a.workers[0]
+	}
+	up := &upcall{inPort: u.InPort, key: u.Key, frame: append([]byte(nil), u.Packet...)}
+	select {
+	case w.ch <- up:
+	default:
+		a.metrics.upcallQueueDrops.Inc()
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	tick := time.NewTicker(arpRetryInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-w.ch:
+			w.handle(u)
+		case <-tick.C:
+			w.retryParked()
+		}
+	}
+}
+
+// handle processes one miss.
+func (w *worker) handle(u *upcall) {
+	t := w.a.dpPortsView.Load()
+	if t.vxlan != 0 && u.inPort == t.vxlan {
+		w.fromOverlay(t, u)
+		return
+	}
+	port, ok := t.byDP[u.inPort]
+	if !ok {
+		w.a.metrics.drops.WithLabelValues("unbound-port").Inc()
+		return
+	}
+	w.simulate(t, u, port)
+}
+
+// fromOverlay delivers a packet from a peer by its tunnel key without
+// simulating it, or imports a flow-state message.
+func (w *worker) fromOverlay(t *portTables, u *upcall) {
+	if u.key.TunID == StateVNI {
+		w.importState(u.frame)
+		return
+	}
+	dp, ok := t.byKey[u.key.TunID]
+	if !ok {
+		w.a.metrics.drops.WithLabelValues("unknown-tunnel-key").Inc()
+		return
+	}
+	var mask packet.FlowKey
+	mask.InPort, mask.TunID = ^uint32(0), ^uint32(0)
+	acts := []datapath.Action{datapath.Output(dp)}
+	w.a.flows.add(&flowEntry{
+		key: u.key, mask: mask, actions: acts, tags: []sim.Tag{sim.DeviceTag(w.a.portOfDP(t, dp))},
+		expires: w.a.now().Add(tunnelFlowTimeout),
+	})
+	if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
+		w.a.metrics.drops.WithLabelValues("execute").Inc()
+	}
+}
+
+// tunnelFlowTimeout is the hard timeout of overlay delivery flows.
+const tunnelFlowTimeout = 300 * time.Second
+
+func (a *Agent) portOfDP(t *portTables, dp datapath.PortNo) topology.ID { return t.byDP[dp] }
+
+// simulate runs one packet through the virtual network and acts on the
+// result.
+func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
+	snap := w.a.snap.Load()
+	if snap == nil {
+		return
+	}
+	w.parsed.Decode(u.frame)
+	pkt := sim.Packet{Port: port, Match: sim.MatchFromFlowKey(&u.key), Frame: u.frame}
+	pkt.Match.FillICMP(&w.parsed)
+	now := w.a.now()
+	start := time.Now()
+	res := w.sim.Simulate(snap, w.view, &pkt, now)
+	w.a.metrics.simulations.WithLabelValues(res.Kind.String()).Inc()
+	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
+
+	for _, l := range res.LearnedMACs {
+		w.a.writer.learnMAC(l)
+	}
+	for _, l := range res.LearnedARP {
+		w.a.writer.learnARP(l, w.a.isRouter(l.Device))
+	}
+	// Copy what the next simulation would overwrite.
+	generated := make([]sim.Generated, len(res.Generated))
+	for i, g := range res.Generated {
+		generated[i] = sim.Generated{Port: g.Port, Frame: append([]byte(nil), g.Frame...)}
+	}
+
+	switch res.Kind {
+	case sim.Forward:
+		acts := w.translate(t, snap, res.Egress, &pkt.Match)
+		w.replicate(t, snap, port, res)
+		w.shard.Commit(res.Conntrack, res.NAT)
+		w.a.flows.add(&flowEntry{
+			key: u.key, mask: res.Mask, actions: acts, tags: append([]sim.Tag(nil), res.Tags...),
+			expires: now.Add(res.HardTimeout), shard: w.shard,
+			conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...),
+		})
+		if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
+			w.a.metrics.drops.WithLabelValues("execute").Inc()
+		}
+	case sim.UserspaceOnly:
+		w.replicate(t, snap, port, res)
+		w.executeInUserspace(t, snap, res.Egress, u)
+	case sim.Drop, sim.TemporaryDrop:
+		w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()
+		var tags []sim.Tag
+		if res.Kind == sim.Drop {
+			tags = append(tags, res.Tags...)
+		}
+		w.a.flows.add(&flowEntry{key: u.key, mask: res.Mask, tags: tags, expires: now.Add(res.HardTimeout)})
+	case sim.ARPNeeded:
+		if u.parkedAt.IsZero() {
+			u.parkedAt, u.lastARP = now, now
+			w.parked = append(w.parked, u)
+		} else if now.Sub(u.lastARP) < arpRequestEvery {
+			generated = nil // asked recently: do not flood the network with requests
+		} else {
+			u.lastARP = now
+		}
+	case sim.Consumed:
+	}
+	for _, g := range generated {
+		w.emitGenerated(t, snap, g)
+	}
+}
+
+// retryParked simulates again the packets waiting for ARP.
+func (w *worker) retryParked() {
+	if len(w.parked) == 0 {
+		return
+	}
+	now := w.a.now()
+	t := w.a.dpPortsView.Load()
+	parked := w.parked
+	w.parked = nil
+	for _, u := range parked {
+		if now.Sub(u.parkedAt) > arpTimeout {
+			w.a.metrics.drops.WithLabelValues("arp-timeout").Inc()
+			continue
+		}
+		port, ok := t.byDP[u.inPort]
+		if !ok {
+			continue
+		}
+		w.simulate(t, u, port)
+	}
+}
+
+// emitGenerated simulates a packet a device produced from the egress of its
+// port and sends it, without installing a flow.
+func (w *worker) emitGenerated(t *portTables, snap *sim.Snapshot, g sim.Generated) {
+	m, ok := sim.MatchFromFrame(g.Frame)
+	if !ok {
+		return
+	}
+	pkt := sim.Packet{Port: g.Port, Match: m, Frame: g.Frame, Generated: true}
+	res := w.sim.Simulate(snap, w.view, &pkt, w.a.now())
+	if res.Kind != sim.Forward && res.Kind != sim.UserspaceOnly {
+		return
+	}
+	w.executeInUserspace(t, snap, res.Egress, &upcall{frame: g.Frame, key: m.FlowKey(0)})
+}
+
+// output appends the actions that send the packet to a virtual port: an
+// output to its datapath port here, or a tunnel to its host.
+func (w *worker) output(acts []datapath.Action, t *portTables, snap *sim.Snapshot, port topology.ID) []datapath.Action {
+	if dp, ok := t.byPort[port]; ok {
+		return append(acts, datapath.Output(dp))
+	}
+	info, ok := snap.Port(port)
+	if !ok || info.Host == (topology.ID{}) || t.vxlan == 0 {
+		w.a.metrics.drops.WithLabelValues("egress-unreachable").Inc()
+		return acts
+	}
+	ip, ok := t.peers[info.Host]
+	if !ok {
+		w.a.metrics.drops.WithLabelValues("no-tunnel-peer").Inc()
+		return acts
+	}
+	return append(acts,
+		datapath.SetTunnel(datapath.TunnelSet{VNI: info.TunnelKey, Dst: ip, Src: t.localIP}),
+		datapath.Output(t.vxlan))
+}
+
+// translate turns the egress list of a result into datapath actions: for
+// each egress, the header sets that turn the packet as it is into the
+// packet that egress wants, then its output.
+func (w *worker) translate(t *portTables, snap *sim.Snapshot, egress []sim.Egress, orig *sim.Match) []datapath.Action {
+	acts := w.acts[:0]
+	cur := *orig
+	for i := range egress {
+		e := &egress[i]
+		want := *orig
+		applyFields(&want, e.Set, &e.Values)
+		acts = appendSets(acts, &cur, &want)
+		cur = want
+		acts = w.output(acts, t, snap, e.Port)
+	}
+	w.acts = acts
+	return append([]datapath.Action(nil), acts...)
+}
+
+// applyFields copies the fields of set from values into m.
+func applyFields(m *sim.Match, set sim.FieldSet, v *sim.Match) {
+	if set&sim.FieldEthSrc != 0 {
+		m.EthSrc = v.EthSrc
+	}
+	if set&sim.FieldEthDst != 0 {
+		m.EthDst = v.EthDst
+	}
+	if set&sim.FieldVLAN != 0 {
+		m.VLAN = v.VLAN
+	}
+	if set&sim.FieldNwSrc != 0 {
+		m.NwSrc = v.NwSrc
+	}
+	if set&sim.FieldNwDst != 0 {
+		m.NwDst = v.NwDst
+	}
+	if set&sim.FieldNwTOS != 0 {
+		m.NwTOS = v.NwTOS
+	}
+	if set&sim.FieldNwTTL != 0 {
+		m.NwTTL = v.NwTTL
+	}
+	if set&sim.FieldTpSrc != 0 {
+		m.TpSrc = v.TpSrc
+	}
+	if set&sim.FieldTpDst != 0 {
+		m.TpDst = v.TpDst
+	}
+	if set&sim.FieldICMPID != 0 {
+		m.ICMPID = v.ICMPID
+	}
+	if set&sim.FieldICMPData != 0 {
+		m.ICMPData = v.ICMPData
+	}
+}
+
+// appendSets appends the set actions that turn cur into want.
+func appendSets(acts []datapath.Action, cur, want *sim.Match) []datapath.Action {
+	if cur.EthSrc != want.EthSrc || cur.EthDst != want.EthDst {
+		var s datapath.EthernetSet
+		if cur.EthSrc != want.EthSrc {
+			s.Src, s.Fields = want.EthSrc, s.Fields|datapath.SetSrc
+		}
+		if cur.EthDst != want.EthDst {
+			s.Dst, s.Fields = want.EthDst, s.Fields|datapath.SetDst
+		}
+		acts = append(acts, datapath.SetEthernet(s))
+	}
+	if cur.EthType == packet.EtherTypeIPv4 {
+		var s datapath.IPv4Set
+		if cur.NwSrc != want.NwSrc {
+			s.Src, s.Fields = want.NwSrc, s.Fields|datapath.SetSrc
+		}
+		if cur.NwDst != want.NwDst {
+			s.Dst, s.Fields = want.NwDst, s.Fields|datapath.SetDst
+		}
+		if cur.NwTOS != want.NwTOS {
+			s.TOS, s.Fields = want.NwTOS, s.Fields|datapath.SetTOS
+		}
+		if cur.NwTTL != want.NwTTL {
+			s.TTL, s.Fields = want.NwTTL, s.Fields|datapath.SetTTL
+		}
+		if s.Fields != 0 {
+			acts = append(acts, datapath.SetIPv4(s))
+		}
+		if cur.NwFrag != packet.FragLater && (cur.NwProto == packet.IPProtoTCP || cur.NwProto == packet.IPProtoUDP) {
+			var l datapath.L4Set
+			if cur.TpSrc != want.TpSrc {
+				l.Src, l.Fields = want.TpSrc, l.Fields|datapath.SetSrc
+			}
+			if cur.TpDst != want.TpDst {
+				l.Dst, l.Fields = want.TpDst, l.Fields|datapath.SetDst
+			}
+			if l.Fields != 0 {
+				if cur.NwProto == packet.IPProtoTCP {
+					acts = append(acts, datapath.SetTCP(l))
+				} else {
+					acts = append(acts, datapath.SetUDP(l))
+				}
+			}
+		}
+	}
+	if cur.VLAN != want.VLAN {
+		if cur.VLAN&packet.VLANPresent != 0 {
+			acts = append(acts, datapath.PopVLAN())
+		}
+		if want.VLAN&packet.VLANPresent != 0 {
+			acts = append(acts, datapath.PushVLAN(want.VLAN))
+		}
+	}
+	return acts
+}
+
+// executeInUserspace applies each egress's rewrites to its own copy of the
+// frame here (including the ICMP fields a datapath cannot set) and executes
+// only its output.
+func (w *worker) executeInUserspace(t *portTables, snap *sim.Snapshot, egress []sim.Egress, u *upcall) {
+	for i := range egress {
+		e := &egress[i]
+		frame := append([]byte(nil), u.frame...)
+		var p packet.Parsed
+		p.Decode(frame)
+		v := &e.Values
+		if e.Set&sim.FieldEthSrc != 0 {
+			p.SetEthSrc(v.EthSrc)
+		}
+		if e.Set&sim.FieldEthDst != 0 {
+			p.SetEthDst(v.EthDst)
+		}
+		if e.Set&sim.FieldNwSrc != 0 {
+			p.SetIPv4Src(v.NwSrc)
+		}
+		if e.Set&sim.FieldNwDst != 0 {
+			p.SetIPv4Dst(v.NwDst)
+		}
+		if e.Set&sim.FieldNwTOS != 0 {
+			p.SetTOS(v.NwTOS)
+		}
+		if e.Set&sim.FieldNwTTL != 0 {
+			p.SetTTL(v.NwTTL)
+		}
+		if e.Set&sim.FieldTpSrc != 0 {
+			p.SetSrcPort(v.TpSrc)
+		}
+		if e.Set&sim.FieldTpDst != 0 {
+			p.SetDstPort(v.TpDst)
+		}
+		if e.Set&sim.FieldICMPID != 0 {
+			p.SetICMPEchoIdent(v.ICMPID)
+		}
+		if e.Set&sim.FieldICMPData != 0 && v.ICMPData.Valid {
+			p.SetQuotedIPv4Src(v.ICMPData.Src)
+			p.SetQuotedIPv4Dst(v.ICMPData.Dst)
+			p.SetQuotedSrcPort(v.ICMPData.SrcPort)
+			p.SetQuotedDstPort(v.ICMPData.DstPort)
+		}
+		var acts []datapath.Action
+		if e.Set&sim.FieldVLAN != 0 {
+			cur := sim.Match{VLAN: u.key.VLAN}
+			want := sim.Match{VLAN: v.VLAN}
+			acts = appendSets(acts, &cur, &want)
+		}
+		acts = w.output(acts, t, snap, e.Port)
+		if err := w.a.dp.Execute(frame, acts, u.inPort); err != nil {
+			w.a.metrics.drops.WithLabelValues("execute").Inc()
+		}
+	}
+}
+
+// replicate sends the flow state a simulation created to every peer that
+// may see the connection's traffic, before the packet is forwarded.
+func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.ID, res *sim.Result) {
+	if !res.IsStateful() || t.vxlan == 0 {
+		return
+	}
+	hosts := map[topology.ID]bool{}
+	addPort := func(p topology.ID) {
+		if info, ok := snap.Port(p); ok && info.Host != (topology.ID{}) && info.Host != w.a.hostID {
+			hosts[info.Host] = true
+		}
+	}
+	egress := make([]topology.ID, 0, len(res.Egress))
+	for _, e := range res.Egress {
+		egress = append(egress, e.Port)
+		addPort(e.Port)
+		for _, p := range snap.StatefulGroupPeers(e.Port) {
+			addPort(p)
+		}
+	}
+	for _, p := range snap.StatefulGroupPeers(ingress) {
+		addPort(p)
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	w.msg = flowstate.Message{Sender: w.a.hostID, IngressPort: ingress, EgressPorts: egress,
+		Conntrack: res.Conntrack, NAT: res.NAT}
+	frame := make([]byte, 14, 256)
+	binary.BigEndian.PutUint16(frame[12:], stateEtherType)
+	frame, err := w.msg.AppendBinary(frame)
+	if err != nil {
+		w.a.log.Warn("flow state message too large", "err", err)
+		return
+	}
+	for h := range hosts {
+		ip, ok := t.peers[h]
+		if !ok {
+			continue
+		}
+		acts := []datapath.Action{
+			datapath.SetTunnel(datapath.TunnelSet{VNI: StateVNI, Dst: ip, Src: t.localIP}),
+			datapath.Output(t.vxlan),
+		}
+		if err := w.a.dp.Execute(frame, acts, 0); err != nil {
+			w.a.metrics.drops.WithLabelValues("state-send").Inc()
+			continue
+		}
+		w.a.metrics.stateSent.Inc()
+	}
+}
+
+// importState imports a flow-state message from a peer.
+func (w *worker) importState(frame []byte) {
+	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:]) != stateEtherType {
+		w.a.metrics.drops.WithLabelValues("bad-state-message").Inc()
+		return
+	}
+	var m flowstate.Message
+	if err := m.UnmarshalBinary(frame[14:]); err != nil {
+		w.a.metrics.drops.WithLabelValues("bad-state-message").Inc()
+		return
+	}
+	w.a.state.Shard(w.a.state.Len()-1).Import(&m, w.a.now())
+	w.a.metrics.stateReceived.Inc()
+}
+
+// isRouter reports whether id is a router of the current topology.
+func (a *Agent) isRouter(id topology.ID) bool {
+	rs := a.routerSet.Load()
+	return rs != nil && (*rs)[id]
+}
+
+var _ = netip.Addr{}
