@@ -68,6 +68,7 @@ type pathState struct {
 	outPort        *port
 	device         ID
 	ndev           int
+	ntrav          int
 	nwDstRewritten bool
 }
 
@@ -91,9 +92,10 @@ type Simulator struct {
 	inputPort      *port
 	inPort         *port
 	outPort        *port
-	device         ID // device whose chains run: the current port's owner or the current device
-	devices        [MaxDevicesTraversed + 1]ID
-	ndev           int
+	device         ID                      // device whose chains run: the current port's owner or the current device
+	devices        [MaxDevicesTraversed]ID // bridges and routers on the path, for traversed-device conditions
+	ntrav          int
+	ndev           int // ports entered, for the loop guard
 	nwDstRewritten bool
 	conn           connDir
 	connKey        flowstate.ConnKey
@@ -143,7 +145,7 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	s.orig, s.wc, s.preRouting = pkt.Match, pkt.Match, pkt.Match
 	s.seen, s.written, s.writtenAll = 0, 0, 0
 	s.inputPort, s.inPort, s.outPort, s.device = nil, nil, nil, ID{}
-	s.ndev, s.nwDstRewritten, s.conn, s.connTracked = 0, false, connUnknown, false
+	s.ndev, s.ntrav, s.nwDstRewritten, s.conn, s.connTracked = 0, 0, false, connUnknown, false
 	s.userspace, s.natFailed, s.reason, s.nstack = false, false, ReasonNone, 0
 	s.genBuf = s.genBuf[:0]
 	r := &s.res
@@ -224,19 +226,20 @@ func (s *Simulator) tag(t Tag) { s.res.Tags = append(s.res.Tags, t) }
 
 func (s *Simulator) save() pathState {
 	return pathState{wc: s.wc, written: s.written, inPort: s.inPort, outPort: s.outPort, device: s.device,
-		ndev: s.ndev, nwDstRewritten: s.nwDstRewritten}
+		ndev: s.ndev, ntrav: s.ntrav, nwDstRewritten: s.nwDstRewritten}
 }
 
 func (s *Simulator) restore(p *pathState) {
 	s.wc, s.written, s.inPort, s.outPort, s.device = p.wc, p.written, p.inPort, p.outPort, p.device
-	s.ndev, s.nwDstRewritten = p.ndev, p.nwDstRewritten
+	s.ndev, s.ntrav, s.nwDstRewritten = p.ndev, p.ntrav, p.nwDstRewritten
 }
 
 // enterDevice records a bridge or router on the path.
 func (s *Simulator) enterDevice(id ID, typ string) {
 	s.device = id
-	if s.ndev < len(s.devices) {
-		s.devices[s.ndev] = id
+	if s.ntrav < len(s.devices) {
+		s.devices[s.ntrav] = id
+		s.ntrav++
 	}
 	s.tag(DeviceTag(id))
 	if s.tracing {
@@ -245,7 +248,7 @@ func (s *Simulator) enterDevice(id ID, typ string) {
 }
 
 func (s *Simulator) traversed(id ID) bool {
-	for i := 0; i < s.ndev && i < len(s.devices); i++ {
+	for i := 0; i < s.ntrav; i++ {
 		if s.devices[i] == id {
 			return true
 		}

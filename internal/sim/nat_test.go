@@ -1,0 +1,233 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+const (
+	fipIP = "192.0.2.50"
+	vipIP = "192.0.2.80"
+)
+
+func natRule(typ string, cond topology.Condition, targets ...topology.NatTarget) topology.Rule {
+	return topology.Rule{Type: typ, FlowAction: topology.Str(topology.FlowAccept), Condition: cond, NatTargets: targets}
+}
+
+func target(from, to string, pFrom, pTo int) topology.NatTarget {
+	return topology.NatTarget{AddressFrom: topology.Str(from), AddressTo: topology.Str(to), PortFrom: pFrom, PortTo: pTo}
+}
+
+// natTopo is routerTopo with Neutron-style NAT on the tenant router:
+// inbound [FIP DNAT, dynamic DNAT of a VIP, reverse SNAT], outbound
+// [FIP SNAT, reverse DNAT, default SNAT to the uplink address].
+func natTopo(t testing.TB, portFrom, portTo int) (*topo, map[string]ID) {
+	tp, ids := routerTopo(t)
+	tp.arp(ids["rtr"], vmIP, vmMAC)
+	up := []ID{ids["up"]}
+	in := tp.chain("rtr-in",
+		natRule(topology.RuleDNAT, topology.Condition{NwDstAddress: topology.Str(fipIP), NwDstLength: 32}, target(vmIP, vmIP, 0, 0)),
+		natRule(topology.RuleDNAT, topology.Condition{NwDstAddress: topology.Str(vipIP), NwDstLength: 32, NwProto: ptr(6)},
+			target(vmIP, vmIP, 8080, 8080)),
+		natRule(topology.RuleRevSNAT, topology.Condition{InPorts: up, NwDstAddress: topology.Str(upIP), NwDstLength: 32}),
+	)
+	out := tp.chain("rtr-out",
+		natRule(topology.RuleSNAT, topology.Condition{OutPorts: up, NwSrcAddress: topology.Str("10.0.0.12"), NwSrcLength: 32},
+			target(fipIP, fipIP, 0, 0)),
+		natRule(topology.RuleRevDNAT, topology.Condition{OutPorts: up}),
+		natRule(topology.RuleSNAT, topology.Condition{OutPorts: up, NwSrcAddress: topology.Str("10.0.0.0"), NwSrcLength: 24},
+			target(upIP, upIP, portFrom, portTo)),
+	)
+	tp.in.Routers[0].InboundFilterID = topology.IDPtr(in)
+	tp.in.Routers[0].OutboundFilterID = topology.IDPtr(out)
+	return tp, ids
+}
+
+func natEntry(r *Result, typ flowstate.NATKeyType) (flowstate.NATEntry, bool) {
+	for _, e := range r.NAT {
+		if e.Key.Type == typ {
+			return e, true
+		}
+	}
+	return flowstate.NATEntry{}, false
+}
+
+func TestDynamicSNATAndReturn(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	view := tables.View(0)
+
+	fwd := run(t, snap, view, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
+	if fwd.Kind != Forward || !sameIDs(egressPorts(fwd), []ID{ids["up"]}) {
+		t.Fatalf("forward: %v %v %v", fwd.Kind, fwd.Reason, egressPorts(fwd))
+	}
+	v := fwd.Egress[0].Values
+	if v.NwSrc != ip(upIP).As4() || v.TpSrc < 1024 || fwd.Egress[0].Set&(FieldNwSrc|FieldTpSrc) != FieldNwSrc|FieldTpSrc {
+		t.Fatalf("SNAT rewrite: src %v:%d set %v", addr4(v.NwSrc), v.TpSrc, fwd.Egress[0].Set)
+	}
+	if fwd.HardTimeout != StatefulFlowTimeout || len(fwd.NAT) != 2 {
+		t.Fatalf("stateful flow: timeout %v, %d NAT entries", fwd.HardTimeout, len(fwd.NAT))
+	}
+	rev, ok := natEntry(fwd, flowstate.RevSNAT)
+	wantRev := flowstate.NATKey{Type: flowstate.RevSNAT, Src: ip("8.8.8.8"), Dst: ip(upIP), SrcPort: 443, DstPort: v.TpSrc, Proto: 6, Device: ids["rtr"]}
+	if !ok || rev.Key != wantRev || rev.Binding != (flowstate.NATBinding{IP: ip(vmIP), Port: 40000}) {
+		t.Fatalf("reverse entry %+v, want key %+v", rev, wantRev)
+	}
+	if fwd.Mask.NwSrc != [4]byte{255, 255, 255, 255} || fwd.Mask.TpSrc != 0xffff || fwd.Mask.TpDst != 0xffff {
+		t.Errorf("SNAT flow must match the whole 5-tuple: %+v", fwd.Mask)
+	}
+	natPort := v.TpSrc
+
+	// Without the state, the reply is addressed to the router itself.
+	reply := tcp(gwMAC, upMAC, "8.8.8.8", upIP, 443, natPort)
+	if r := run(t, snap, view, ids["up"], reply); r.Kind != TemporaryDrop || r.Reason != ReasonLocalRoute {
+		t.Fatalf("reply before commit: %v %v", r.Kind, r.Reason)
+	}
+	commit(tables.Shard(0), fwd)
+	back := run(t, snap, view, ids["up"], reply)
+	if back.Kind != Forward || !sameIDs(egressPorts(back), []ID{ids["vm1"]}) {
+		t.Fatalf("reply: %v %v %v", back.Kind, back.Reason, egressPorts(back))
+	}
+	if bv := back.Egress[0].Values; bv.NwDst != ip(vmIP).As4() || bv.TpDst != 40000 {
+		t.Errorf("reverse SNAT: dst %v:%d", addr4(bv.NwDst), bv.TpDst)
+	}
+	if len(back.NAT) != 0 || !hasTag(back, NATTag(wantRev)) {
+		t.Errorf("return flow: %d NAT entries (want 0), tagged with the key: %v", len(back.NAT), hasTag(back, NATTag(wantRev)))
+	}
+
+	// The same connection simulated again keeps its binding.
+	again := run(t, snap, view, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
+	if again.Egress[0].Values.TpSrc != natPort {
+		t.Errorf("re-simulation changed the NAT port %d → %d", natPort, again.Egress[0].Values.TpSrc)
+	}
+}
+
+func TestSNATNeverReusesPortTowardsSameDestination(t *testing.T) {
+	tp, ids := natTopo(t, 5000, 5001)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(2, flowstate.DefaultIdleTTL)
+	sim := NewSimulator(7)
+	used := map[uint16]bool{}
+	for i, sp := range []uint16{1000, 1001} {
+		r := sim.Simulate(snap, tables.View(i%2), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", sp, 443)), testNow)
+		if r.Kind != Forward {
+			t.Fatalf("connection %d: %v %v", i, r.Kind, r.Reason)
+		}
+		p := r.Egress[0].Values.TpSrc
+		if used[p] {
+			t.Fatalf("port %d allocated twice towards 8.8.8.8:443", p)
+		}
+		used[p] = true
+		tables.Shard(i%2).Commit(r.Conntrack, r.NAT)
+	}
+	r := sim.Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 1002, 443)), testNow)
+	if r.Kind != Drop || r.Reason != ReasonNATExhausted {
+		t.Fatalf("third connection: %v %v, want nat-exhausted drop", r.Kind, r.Reason)
+	}
+	r = sim.Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.4.4", 1002, 443)), testNow)
+	if r.Kind != Forward {
+		t.Fatalf("another destination may reuse the ports: %v %v", r.Kind, r.Reason)
+	}
+}
+
+func TestSNATOfICMPEchoKeepsIdentifier(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	fwd := run(t, snap, tables.View(0), ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4242))
+	if fwd.Kind != UserspaceOnly {
+		t.Fatalf("ICMP through dynamic NAT: %v %v, want userspace-only (the identifier is not a datapath field)", fwd.Kind, fwd.Reason)
+	}
+	if v := fwd.Egress[0].Values; v.NwSrc != ip(upIP).As4() || v.ICMPID != 4242 || fwd.Egress[0].Set&FieldTpSrc != 0 {
+		t.Fatalf("ICMP SNAT: %+v set %v", v, fwd.Egress[0].Set)
+	}
+	commit(tables.Shard(0), fwd)
+	reply := PacketSpec{EthSrc: mac(gwMAC), EthDst: mac(upMAC), Src: ip("8.8.8.8"), Dst: ip(upIP), Proto: packet.IPProtoICMP,
+		SrcPort: uint16(packet.ICMPEchoReply), ICMPID: 4242}
+	back := run(t, snap, tables.View(0), ids["up"], reply)
+	if back.Kind != UserspaceOnly || back.Egress[0].Values.NwDst != ip(vmIP).As4() {
+		t.Fatalf("echo reply: %v %v %+v", back.Kind, back.Reason, back.Egress)
+	}
+}
+
+func TestICMPErrorIsReverseNATed(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	fwd := run(t, snap, tables.View(0), ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 5353, 53))
+	commit(tables.Shard(0), fwd)
+	natPort := fwd.Egress[0].Values.TpSrc
+
+	// 8.8.8.8 answers "port unreachable", quoting the translated datagram.
+	sent, _ := (&PacketSpec{EthSrc: mac(upMAC), EthDst: mac(gwMAC), Src: ip(upIP), Dst: ip("8.8.8.8"),
+		Proto: packet.IPProtoUDP, SrcPort: natPort, DstPort: 53}).Frame()
+	quoted := sent[packet.EthernetHeaderLen:]
+	errSpec := PacketSpec{EthSrc: mac(gwMAC), EthDst: mac(upMAC), Src: ip("8.8.8.8"), Dst: ip(upIP), Proto: packet.IPProtoICMP,
+		SrcPort: uint16(packet.ICMPDestUnreachable), DstPort: uint16(packet.ICMPCodePortUnreachable), Payload: quoted}
+	r := run(t, snap, tables.View(0), ids["up"], errSpec)
+	// ICMPID of the spec lands in the unused field; irrelevant for errors.
+	if r.Kind != UserspaceOnly || !sameIDs(egressPorts(r), []ID{ids["vm1"]}) {
+		t.Fatalf("ICMP error: %v %v %v", r.Kind, r.Reason, egressPorts(r))
+	}
+	e := r.Egress[0]
+	d := e.Values.ICMPData
+	if e.Values.NwDst != ip(vmIP).As4() || e.Set&FieldICMPData == 0 || d.Src != ip(vmIP).As4() || d.SrcPort != 5353 || d.Dst != ip("8.8.8.8").As4() {
+		t.Fatalf("ICMP error translation: dst %v quoted %+v set %v", addr4(e.Values.NwDst), d, e.Set)
+	}
+}
+
+func TestStaticFloatingIP(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	tp.arp(ids["rtr"], "10.0.0.12", "02:00:00:00:00:12")
+	snap := tp.snapshot()
+	in := run(t, snap, nil, ids["up"], tcp(gwMAC, upMAC, "8.8.8.8", fipIP, 5555, 22))
+	if in.Kind != Forward || in.Egress[0].Values.NwDst != ip(vmIP).As4() || len(in.NAT) != 0 || in.HardTimeout != FlowTimeout {
+		t.Fatalf("FIP DNAT: %v %v %+v NAT %d timeout %v", in.Kind, in.Reason, in.Egress, len(in.NAT), in.HardTimeout)
+	}
+	out := run(t, snap, nil, ids["vm1"], tcp("02:00:00:00:00:12", rtrMAC, "10.0.0.12", "8.8.8.8", 22, 5555))
+	if out.Kind != Forward || out.Egress[0].Values.NwSrc != ip(fipIP).As4() || out.Egress[0].Set&FieldTpSrc != 0 {
+		t.Fatalf("FIP SNAT: %v %v %+v", out.Kind, out.Reason, out.Egress)
+	}
+}
+
+func TestDynamicDNATAndReverse(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	in := run(t, snap, tables.View(0), ids["up"], tcp(gwMAC, upMAC, "8.8.8.8", vipIP, 6000, 80))
+	if in.Kind != Forward || in.Egress[0].Values.NwDst != ip(vmIP).As4() || in.Egress[0].Values.TpDst != 8080 {
+		t.Fatalf("DNAT: %v %v %+v", in.Kind, in.Reason, in.Egress)
+	}
+	if e, ok := natEntry(in, flowstate.RevDNAT); !ok || e.Key.Src != ip(vmIP) || e.Key.SrcPort != 8080 || e.Binding.Port != 80 {
+		t.Fatalf("reverse DNAT entry %+v", e)
+	}
+	commit(tables.Shard(0), in)
+	out := run(t, snap, tables.View(0), ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 8080, 6000))
+	if out.Kind != Forward {
+		t.Fatalf("reply: %v %v", out.Kind, out.Reason)
+	}
+	if v := out.Egress[0].Values; v.NwSrc != ip(vipIP).As4() || v.TpSrc != 80 {
+		t.Errorf("reverse DNAT: src %v:%d, want the VIP", addr4(v.NwSrc), v.TpSrc)
+	}
+}
+
+func TestNATStateExpiresWithoutReferences(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, time.Minute)
+	fwd := run(t, snap, tables.View(0), ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
+	sh := tables.Shard(0)
+	sh.Commit(fwd.Conntrack, fwd.NAT)
+	natPort := fwd.Egress[0].Values.TpSrc
+	sh.Release(fwd.Conntrack, fwd.NAT, testNow)
+	sh.NAT.Expire(testNow.Add(2*time.Minute), nil)
+	r := run(t, snap, tables.View(0), ids["up"], tcp(gwMAC, upMAC, "8.8.8.8", upIP, 443, natPort))
+	if r.Kind == Forward {
+		t.Fatal("reply still translated after the binding expired")
+	}
+}
