@@ -3,6 +3,7 @@ package userspace
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -197,7 +198,7 @@ func (p *vxlanPort) Transmit(frame []byte, tun *datapath.TunnelSet) error {
 
 func appendCmsgInt(b []byte, typ int, v int32) []byte {
 	start := len(b)
-	b = b[:start+unix.CmsgSpace(4)]
+	b = slices.Grow(b, unix.CmsgSpace(4))[:start+unix.CmsgSpace(4)]
 	clear(b[start:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
 	h.Level, h.Type = unix.IPPROTO_IP, int32(typ)
@@ -208,7 +209,7 @@ func appendCmsgInt(b []byte, typ int, v int32) []byte {
 
 func appendPktinfo(b []byte, src [4]byte) []byte {
 	start := len(b)
-	b = b[:start+unix.CmsgSpace(unix.SizeofInet4Pktinfo)]
+	b = slices.Grow(b, unix.CmsgSpace(unix.SizeofInet4Pktinfo))[:start+unix.CmsgSpace(unix.SizeofInet4Pktinfo)]
 	clear(b[start:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
 	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
