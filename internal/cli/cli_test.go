@@ -528,6 +528,9 @@ func TestRuleFlags(t *testing.T) {
 				if format(tp["start"]) != "8000" || format(tp["end"]) != "8080" {
 					t.Errorf("tpDst = %v, want 8000-8080", o["tpDst"])
 				}
+				if got, want := ruleMatch(o), "proto=tcp !nw-src=10.0.0.0/8 nw-dst=192.0.2.7/32 tp-dst=8000-8080"; got != want {
+					t.Errorf("MATCH column = %q, want %q", got, want)
+				}
 			},
 		},
 		{
@@ -682,5 +685,26 @@ func TestEveryVerbHasExample(t *testing.T) {
 	walk(root)
 	if verbs < 60 {
 		t.Errorf("found %d verbs, want the full set", verbs)
+	}
+}
+
+// TestShowTable checks the human form of one object: data fields, no links.
+func TestShowTable(t *testing.T) {
+	t.Parallel()
+	name := unique("table")
+	id := object(t, "bridge", "create", "--name", name).Str("id")
+	out := must(t, "bridge", "show", name)
+	for _, want := range []string{"id ", id, "name ", name, "inboundFilterId ", "adminStateUp "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"http://", "inboundFilter  ", "\nuri "} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("show table carries link text %q:\n%s", unwanted, out)
+		}
+	}
+	if first, _, _ := strings.Cut(out, "\n"); !strings.HasPrefix(first, "id") {
+		t.Errorf("show table does not start with the id: %q", first)
 	}
 }

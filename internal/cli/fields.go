@@ -92,7 +92,7 @@ func (v *fieldValue) Type() string {
 	case kEthertype:
 		return "ethertype"
 	case kEnum:
-		return strings.Join(v.f.enum, "|")
+		return "string"
 	case kRef:
 		return v.f.ref.noun
 	case kRefList:
@@ -113,7 +113,11 @@ func (f *field) isList() bool {
 
 // addTo declares the field's flag on fs.
 func (f *field) addTo(fs *pflag.FlagSet) {
-	fs.Var(&fieldValue{f: f}, f.flag, f.usage)
+	usage := f.usage
+	if f.kind == kEnum {
+		usage += ": " + strings.Join(f.enum, ", ")
+	}
+	fs.Var(&fieldValue{f: f}, f.flag, usage)
 	if f.kind == kBool {
 		fs.Lookup(f.flag).NoOptDefVal = "true"
 	}

@@ -97,13 +97,27 @@ func writeTable(w io.Writer, cols []column, list []Object) error {
 	return tw.Flush()
 }
 
+// isLink reports whether o's key k holds a link rather than data: a URI of
+// the API, or an unset link beside its id field (inboundFilter beside
+// inboundFilterId).
+func isLink(o Object, k string, v any, linkPrefix string) bool {
+	switch v := v.(type) {
+	case string:
+		return k == "uri" || linkPrefix != "" && strings.HasPrefix(v, linkPrefix)
+	case nil:
+		_, hasID := o[k+"Id"]
+		return hasID
+	}
+	return false
+}
+
 // writeFields writes one object as aligned "field value" lines: id first,
 // then every other field that is not a link, by name.
 func writeFields(w io.Writer, o Object, linkPrefix string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	keys := make([]string, 0, len(o))
 	for k, v := range o {
-		if s, ok := v.(string); ok && (k == "uri" || linkPrefix != "" && strings.HasPrefix(s, linkPrefix)) {
+		if isLink(o, k, v, linkPrefix) {
 			continue
 		}
 		keys = append(keys, k)

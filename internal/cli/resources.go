@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/rand"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -358,7 +359,7 @@ func ruleMatch(o Object) string {
 	add("dl-type", format(o["dlType"]), "invDlType")
 	add("dl-src", format(o["dlSrc"]), "invDlSrc")
 	add("dl-dst", format(o["dlDst"]), "invDlDst")
-	add("proto", format(o["nwProto"]), "invNwProto")
+	add("proto", protoName(format(o["nwProto"])), "invNwProto")
 	add("nw-src", prefix(o, "nwSrcAddress", "nwSrcLength"), "invNwSrc")
 	add("nw-dst", prefix(o, "nwDstAddress", "nwDstLength"), "invNwDst")
 	add("tp-src", portRange("tpSrc"), "invTpSrc")
@@ -406,4 +407,14 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// protoName turns an IP protocol number into the name --proto accepts.
+func protoName(num string) string {
+	for name, n := range protocols {
+		if strconv.Itoa(n) == num {
+			return name
+		}
+	}
+	return num
 }
