@@ -1,0 +1,106 @@
+package sim
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+type benchCase struct {
+	name  string
+	snap  *Snapshot
+	state StateReader
+	pkt   *Packet
+	want  Kind
+}
+
+// benchCases are the steady-state paths: a bridged unicast, a routed
+// packet, and the reference path with its NAT binding already in place.
+func benchCases(tb testing.TB) []benchCase {
+	btp, bids := bridgeTopo(tb)
+	rtp, rids := routerTopo(tb)
+	ftp, fids := referenceTopo(tb)
+	fsnap := ftp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	refPkt := mkPacket(tb, fids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
+	first := NewSimulator(1).Simulate(fsnap, tables.View(0), refPkt, testNow)
+	tables.Shard(0).Commit(first.Conntrack, first.NAT)
+	return []benchCase{
+		{"bridge", btp.snapshot(), nil, mkPacket(tb, bids["vm1"], udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 1, 2)), Forward},
+		{"router", rtp.snapshot(), nil, mkPacket(tb, rids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443)), Forward},
+		{"reference", fsnap, tables.View(0), refPkt, Forward},
+	}
+}
+
+func BenchmarkSimulate(b *testing.B) {
+	for _, bc := range benchCases(b) {
+		b.Run(bc.name, func(b *testing.B) {
+			s := NewSimulator(1)
+			if r := s.Simulate(bc.snap, bc.state, bc.pkt, testNow); r.Kind != bc.want {
+				b.Fatalf("kind %v %v", r.Kind, r.Reason)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Simulate(bc.snap, bc.state, bc.pkt, testNow)
+			}
+		})
+	}
+}
+
+// TestSimulateDoesNotAllocate holds the hot paths to zero allocations once
+// a simulator's scratch space has grown.
+func TestSimulateDoesNotAllocate(t *testing.T) {
+	for _, bc := range benchCases(t) {
+		t.Run(bc.name, func(t *testing.T) {
+			s := NewSimulator(1)
+			if r := s.Simulate(bc.snap, bc.state, bc.pkt, testNow); r.Kind != bc.want {
+				t.Fatalf("kind %v %v", r.Kind, r.Reason)
+			}
+			if a := testing.AllocsPerRun(100, func() { s.Simulate(bc.snap, bc.state, bc.pkt, testNow) }); a != 0 {
+				t.Errorf("%v allocations per simulation, want 0", a)
+			}
+		})
+	}
+}
+
+// largeInput is a tenant-scale topology: 1000 VM ports over 50 bridges,
+// each with a security-group chain pair, linked to 10 routers.
+func largeInput(tb testing.TB) SnapshotInput {
+	tp := newTopo(tb)
+	sg := tp.chain("sg", accept(topology.Condition{MatchReturnFlow: true}),
+		accept(topology.Condition{NwProto: ptr(6), TpDst: &topology.PortRange{Start: 22, End: 22}}), dropAll())
+	for r := range 10 {
+		rid := tp.router("r" + strconv.Itoa(r))
+		for b := range 5 {
+			n := strconv.Itoa(r*5 + b)
+			bid := tp.bridge("b" + n)
+			bp := tp.bridgePort(bid, "b"+n+"-r")
+			rp := tp.routerPort(rid, "r-b"+n, "10."+n+".0.1/24", "ac:ca:ba:00:"+hex2(r)+":"+hex2(b), false)
+			tp.link(bp, rp)
+			for v := range 20 {
+				vn := n + "-" + strconv.Itoa(v)
+				pid := tp.vmPort(bid, "vm"+vn)
+				tp.port(pid).OutboundFilterID = topology.IDPtr(sg)
+				tp.in.MACTable = append(tp.in.MACTable, MACEntry{Bridge: bid, MAC: [6]byte{2, 0, byte(r), byte(b), byte(v)}, Port: pid})
+			}
+		}
+	}
+	return tp.in
+}
+
+func hex2(n int) string {
+	const h = "0123456789abcdef"
+	return string([]byte{h[n>>4&15], h[n&15]})
+}
+
+func BenchmarkNewSnapshot(b *testing.B) {
+	in := largeInput(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewSnapshot(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
