@@ -59,7 +59,11 @@ func startMember(t testing.TB) *embedded.Server {
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		start := time.Now()
+		srv.Close()
+		t.Logf("member closed in %v", time.Since(start))
+	})
 	return srv
 }
 
@@ -134,9 +138,11 @@ func startCluster(t testing.TB) *cluster {
 	t.Cleanup(func() {
 		// Killing is quicker than a graceful stop, which moves
 		// the leadership first; the data is thrown away anyway.
+		start := time.Now()
 		for i := range c.members {
 			c.kill(i)
 		}
+		t.Logf("cluster killed in %v", time.Since(start))
 	})
 	// A member is ready only once a quorum is up: start them together.
 	var wg sync.WaitGroup
@@ -163,13 +169,6 @@ func (c *cluster) start(i int) error {
 	c.members[i] = srv
 	c.mu.Unlock()
 	return nil
-}
-
-// stop closes member i, if running.
-func (c *cluster) stop(i int) {
-	if srv := c.take(i); srv != nil {
-		srv.Close()
-	}
 }
 
 // kill stops member i as a crash would.

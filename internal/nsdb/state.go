@@ -475,7 +475,8 @@ func (se *Session) DeleteState(ctx context.Context, key string) error {
 	return nil
 }
 
-// Close ends the session: its keys vanish now.
+// Close ends the session: its keys vanish now (or when the lease expires,
+// if the store was closed first).
 func (se *Session) Close() error {
 	se.mu.Lock()
 	if se.closed {
@@ -489,6 +490,11 @@ func (se *Session) Close() error {
 	se.mu.Lock()
 	lease := se.lease
 	se.mu.Unlock()
+	if se.s.cli.Ctx().Err() != nil {
+		// The store was closed first: the lease expires on its own,
+		// and a revoke would only retry until its timeout.
+		return nil
+	}
 	ctx, cancel := se.s.reqCtx(context.Background())
 	defer cancel()
 	if _, err := se.s.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {

@@ -219,7 +219,9 @@ func TestSessionKeysVanishWhenLeaseExpires(t *testing.T) {
 		t.Fatalf("event %+v, want the delete of %s", ev, HostAliveKey("h1"))
 	}
 	t.Logf("alive key expired %v after the agent died", time.Since(start).Round(time.Millisecond))
+	closeStart := time.Now()
 	se.Close() // only stops the session; its client is gone
+	t.Logf("session closed in %v", time.Since(closeStart))
 }
 
 func TestSessionRenewsALostLease(t *testing.T) {
