@@ -58,7 +58,10 @@ func ipv4L4(f []byte) (ip, l4 []byte) {
 	return ip, ip[ihl:]
 }
 
-func setIPv4(f []byte, s *datapath.IPv4Set) bool {
+// setIPv4 rewrites IPv4 fields. partial says the L4 checksum field holds
+// only the pseudo-header sum (offload pending), which moves with the
+// addresses the other way.
+func setIPv4(f []byte, s *datapath.IPv4Set, partial bool) bool {
 	ip, l4 := ipv4L4(f)
 	if ip == nil {
 		return false
@@ -72,7 +75,7 @@ func setIPv4(f []byte, s *datapath.IPv4Set) bool {
 		}
 		copy(field, addr[:])
 		check = packet.ChecksumUpdate4(check, old, addr)
-		updateL4Pseudo(l4, proto, old, addr)
+		updateL4Pseudo(l4, proto, old, addr, partial)
 	}
 	if s.Fields&datapath.SetSrc != 0 {
 		setAddr(ip[12:16], s.Src)
@@ -95,8 +98,26 @@ func setIPv4(f []byte, s *datapath.IPv4Set) bool {
 }
 
 // updateL4Pseudo patches the TCP or UDP checksum for an address change in
-// the pseudo header.
-func updateL4Pseudo(l4 []byte, proto uint8, old, new [4]byte) {
+// the pseudo header. With partial, the field is the uncomplemented
+// pseudo-header sum.
+func updateL4Pseudo(l4 []byte, proto uint8, old, new [4]byte, partial bool) {
+	var off int
+	switch proto {
+	case 6:
+		off = 16
+	case 17:
+		off = 6
+	default:
+		return
+	}
+	if len(l4) < off+2 {
+		return
+	}
+	if partial {
+		c := binary.BigEndian.Uint16(l4[off:])
+		binary.BigEndian.PutUint16(l4[off:], ^packet.ChecksumUpdate4(^c, old, new))
+		return
+	}
 	switch proto {
 	case 6:
 		if len(l4) >= 18 {
@@ -118,7 +139,9 @@ func updateL4Pseudo(l4 []byte, proto uint8, old, new [4]byte) {
 	}
 }
 
-func setL4Ports(f []byte, s *datapath.L4Set, wantProto uint8) bool {
+// setL4Ports rewrites TCP or UDP ports. With partial, the checksum field
+// is the pseudo-header sum, which ports are not part of: it stays.
+func setL4Ports(f []byte, s *datapath.L4Set, wantProto uint8, partial bool) bool {
 	ip, l4 := ipv4L4(f)
 	if ip == nil || ip[9] != wantProto {
 		// TODO(datapath): IPv6 transport rewrites.
@@ -150,7 +173,7 @@ func setL4Ports(f []byte, s *datapath.L4Set, wantProto uint8) bool {
 	if s.Fields&datapath.SetDst != 0 {
 		set(2, s.Dst)
 	}
-	if noCsum {
+	if noCsum || partial {
 		return true
 	}
 	if wantProto == 17 && c == 0 {

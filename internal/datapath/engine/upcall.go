@@ -45,6 +45,28 @@ func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.
 	return true
 }
 
+// pushOffload is push for a frame with offload work pending: the copy in
+// the queue gets its checksum finished, so the handler sees a valid packet.
+func (q *upcallQueue) pushOffload(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte, o *Offload) bool {
+	if o == nil || !o.NeedsCsum {
+		return q.push(kind, cookie, key, frame)
+	}
+	q.mu.Lock()
+	if q.tail-q.head >= uint64(len(q.slots)) {
+		q.mu.Unlock()
+		q.dropped.Add(1)
+		return false
+	}
+	s := &q.slots[q.tail%uint64(len(q.slots))]
+	s.kind, s.cookie, s.key = kind, cookie, *key
+	s.buf = append(s.buf[:0], frame...)
+	oc := *o
+	finishChecksum(s.buf, &oc)
+	q.tail++
+	q.mu.Unlock()
+	return true
+}
+
 // deliverOne hands the oldest upcall to h and reports whether there was one.
 func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.UpcallHandler, u *datapath.Upcall) bool {
 	q.mu.Lock()

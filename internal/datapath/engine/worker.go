@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,8 @@ const (
 	// maxFrame is the largest frame a worker handles (a GSO super-frame).
 	maxFrame = 65536 + 64
 )
+
+var errNeedsSegmentation = errors.New("GSO super-frame for a port without segmentation offload")
 
 type counters struct {
 	hits, emcHits, misses, lost atomic.Uint64
@@ -49,6 +52,7 @@ type Worker struct {
 	buf   []byte
 	now   int64
 	dirty []Flusher
+	ofl   Offload // executeOffload's working copy
 }
 
 // NewWorker returns a Worker registered for Stats; Close it when done.
@@ -101,6 +105,14 @@ func (w *Worker) Flush() {
 // the caller owns it; Receive copies before rewriting, so the caller's
 // bytes are left unchanged. Receive counts the frame on in.
 func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
+	w.ReceiveOffload(in, frame, tun, nil)
+}
+
+// ReceiveOffload is Receive for a frame with offload work pending (off is
+// nil if none): the checksum or segmentation is done by the egress port's
+// kernel when it can, else the checksum is finished in software and a
+// super-frame is dropped. Upcalls carry finished checksums.
+func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offload) {
 	in.RxPackets.Add(1)
 	in.RxBytes.Add(uint64(len(frame)))
 	// ExtractFlowKey keeps the tunnel fields as set here.
@@ -116,10 +128,9 @@ func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
 	ent, emcHit := classifier.LookupCached(w.e.flows, w.emc, &w.key)
 	if ent == nil {
 		w.c.misses.Add(1)
-		if !in.upq.push(datapath.UpcallMiss, 0, &w.key, frame) {
-			return
+		if in.upq.pushOffload(datapath.UpcallMiss, 0, &w.key, frame, off) {
+			w.e.kick()
 		}
-		w.e.kick()
 		return
 	}
 	w.c.hits.Add(1)
@@ -137,7 +148,7 @@ func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
 			fs.tcpFlags.Or(fl)
 		}
 	}
-	w.execute(in, frame, *fs.actions.Load(), &w.key)
+	w.executeOffload(in, frame, *fs.actions.Load(), &w.key, off)
 }
 
 // modifies reports whether actions change the packet, so that it must be
@@ -156,27 +167,50 @@ func modifies(actions []datapath.Action) bool {
 // execute runs actions on frame. key is frame's flow key (used for
 // userspace upcalls). in may be nil.
 func (w *Worker) execute(in *Port, frame []byte, actions []datapath.Action, key *packet.FlowKey) {
+	w.executeOffload(in, frame, actions, key, nil)
+}
+
+func (w *Worker) executeOffload(in *Port, frame []byte, actions []datapath.Action, key *packet.FlowKey, ofl *Offload) {
 	pkt := frame
 	off := 0
+	copied := false
 	if modifies(actions) {
 		off = headroom
 		n := copy(w.buf[off:], frame)
 		pkt = w.buf[off : off+n]
+		copied = true
 	}
+	var o *Offload
+	if ofl.pending() {
+		w.ofl = *ofl // ours to adjust as headers move
+		o = &w.ofl
+	}
+	partial := func() bool { return o != nil && o.NeedsCsum }
 	var tun *datapath.TunnelSet
 	for i := range actions {
 		a := &actions[i]
 		switch a.Kind {
 		case datapath.ActOutput:
-			w.output(a.Port, pkt, tun)
+			if o.pending() && !copied {
+				if p := w.e.Port(a.Port); p != nil {
+					if _, ok := p.tx.(OffloadTransmitter); !ok {
+						// Finishing the checksum writes: copy first.
+						off = headroom
+						n := copy(w.buf[off:], pkt)
+						pkt = w.buf[off : off+n]
+						copied = true
+					}
+				}
+			}
+			w.output(a.Port, pkt, tun, o)
 		case datapath.ActSetEth:
 			setEthernet(pkt, &a.Eth)
 		case datapath.ActSetIPv4:
-			setIPv4(pkt, &a.IPv4)
+			setIPv4(pkt, &a.IPv4, partial())
 		case datapath.ActSetTCP:
-			setL4Ports(pkt, &a.L4, 6)
+			setL4Ports(pkt, &a.L4, 6, partial())
 		case datapath.ActSetUDP:
-			setL4Ports(pkt, &a.L4, 17)
+			setL4Ports(pkt, &a.L4, 17, partial())
 		case datapath.ActSetTunnel:
 			tun = &a.Tunnel
 		case datapath.ActPushVLAN:
@@ -190,6 +224,7 @@ func (w *Worker) execute(in *Port, frame []byte, actions []datapath.Action, key 
 			binary.BigEndian.PutUint16(w.buf[off+12:], 0x8100)
 			binary.BigEndian.PutUint16(w.buf[off+14:], a.TCI&^packet.VLANPresent)
 			pkt = w.buf[off : off+n+4]
+			o.shift(4)
 		case datapath.ActPopVLAN:
 			if len(pkt) < 18 || binary.BigEndian.Uint16(pkt[12:]) != 0x8100 {
 				continue
@@ -198,19 +233,22 @@ func (w *Worker) execute(in *Port, frame []byte, actions []datapath.Action, key 
 			copy(w.buf[off+4:off+16], w.buf[off:off+12])
 			off += 4
 			pkt = w.buf[off : off+n-4]
+			o.shift(-4)
 		case datapath.ActUserspace:
 			q := &w.e.localQ
 			if in != nil {
 				q = &in.upq
 			}
-			if q.push(datapath.UpcallUserspace, a.Cookie, key, pkt) {
+			if q.pushOffload(datapath.UpcallUserspace, a.Cookie, key, pkt, o) {
 				w.e.kick()
 			}
 		}
 	}
 }
 
-func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet) {
+// output sends pkt to port no. With offload work pending, pkt must be the
+// worker's own copy unless the port is an OffloadTransmitter.
+func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet, o *Offload) {
 	p := w.e.Port(no)
 	if p == nil {
 		w.c.lost.Add(1)
@@ -220,7 +258,19 @@ func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet)
 		p.TxDropped.Add(1)
 		return
 	}
-	if err := p.tx.Transmit(pkt, tun); err != nil {
+	var err error
+	if o.pending() {
+		if ot, ok := p.tx.(OffloadTransmitter); ok {
+			err = ot.TransmitOffload(pkt, tun, o)
+		} else if o.IsGSO() || (o.NeedsCsum && !finishChecksum(pkt, o)) {
+			err = errNeedsSegmentation
+		} else {
+			err = p.tx.Transmit(pkt, tun)
+		}
+	} else {
+		err = p.tx.Transmit(pkt, tun)
+	}
+	if err != nil {
 		p.TxDropped.Add(1)
 		return
 	}

@@ -74,8 +74,10 @@ func (e *encoder) str(typ uint16, s string) {
 
 // begin opens a nested attribute; end closes it.
 func (e *encoder) begin(typ uint16) int {
+	// No NLA_F_NESTED: the OVS families parse nests by position, and the
+	// OVS userland does not set it either.
 	off := len(e.b)
-	e.header(typ|attrNested, 0)
+	e.header(typ, 0)
 	return off
 }
 

@@ -248,24 +248,10 @@ func decodeKey(b []byte, k *packet.FlowKey, isMask bool) bool {
 }
 
 func decodeTunnel(b []byte, k *packet.FlowKey) bool {
-	a := attrs{b: b}
-	for a.next() {
-		switch a.typ {
-		case tunAttrID:
-			k.TunID = uint32(a.be64())
-		case tunAttrIPv4Src:
-			if p := a.want(4); p != nil {
-				copy(k.TunSrc[:], p)
-			}
-		case tunAttrIPv4Dst:
-			if p := a.want(4); p != nil {
-				copy(k.TunDst[:], p)
-			}
-		case tunAttrTOS:
-			k.TunTOS = a.u8()
-		case tunAttrTTL:
-			k.TunTTL = a.u8()
-		}
+	var t tunnelFields
+	if !t.decode(b) {
+		return false
 	}
-	return !a.bad
+	k.TunID, k.TunSrc, k.TunDst, k.TunTOS, k.TunTTL = t.id, t.src, t.dst, t.tos, t.ttl
+	return true
 }
