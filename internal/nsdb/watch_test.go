@@ -3,7 +3,9 @@ package nsdb
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,4 +244,71 @@ func TestWatchSurvivesMemberKills(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged, %d events delivered", len(acked), len(seen))
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestWatchResumesAfterQuorumLoss leaves the watcher's only member without
+// a leader: the member cancels the watch, and the watch must come back
+// from where it was once the quorum is back, losing nothing.
+func TestWatchResumesAfterQuorumLoss(t *testing.T) {
+	c := startCluster(t)
+	var logs syncBuffer
+	watcher, err := Open(context.Background(), Config{
+		Endpoints: c.endpoints()[:1],
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watcher.Close() })
+	writer := openStore(t, c.endpoints()...)
+	rev, err := watcher.Revision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := watcher.Watch(ctx, TopologyWatchPrefix, rev)
+	write := func(id string) {
+		t.Helper()
+		mustUpdate(t, writer, func(tx *Tx) error { return tx.Create(widget{ID: id}) })
+	}
+	write("a")
+	write("b")
+	if ev := nextEvent(t, ch); ev.ID != "a" {
+		t.Fatalf("first event %+v", ev)
+	}
+	c.kill(1)
+	c.kill(2)
+	waitFor(t, "the leaderless member to cancel the watch", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "watch interrupted")
+	})
+	for i := 1; i <= 2; i++ {
+		if err := c.start(i); err != nil {
+			t.Fatalf("restart member %d: %v", i, err)
+		}
+	}
+	write("c")
+	for _, want := range []string{"b", "c"} {
+		if ev := nextEvent(t, ch); ev.ID != want || ev.Type != EventPut {
+			t.Fatalf("event %+v, want the put of %s", ev, want)
+		}
+	}
 }
