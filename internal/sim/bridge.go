@@ -7,7 +7,7 @@ import (
 // bridgeProcess is a bridge's forwarding decision for a frame that entered
 // through s.inPort (MidoNet's Bridge.scala, reference §2.5).
 func (s *Simulator) bridgeProcess(b *bridge) verdict {
-	s.enterDevice(b.id, "bridge")
+	s.enterDevice(b.id, b.tag, "bridge")
 	in := s.inPort
 	src := s.ethSrc()
 	if isMulticastMAC(src) {

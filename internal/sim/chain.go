@@ -53,6 +53,7 @@ type rule struct {
 
 type chain struct {
 	id    ID
+	tag   Tag
 	name  string
 	rules []rule
 }
@@ -136,7 +137,7 @@ func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule,
 	}
 	for i := range chains {
 		c := &chains[i]
-		ch := &chain{id: c.ID}
+		ch := &chain{id: c.ID, tag: DeviceTag(c.ID)}
 		if c.Name != nil {
 			ch.name = *c.Name
 		}

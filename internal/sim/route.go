@@ -20,6 +20,7 @@ func (k routeKind) String() string { return routeKindNames[k] }
 
 type route struct {
 	id         ID
+	tag        Tag
 	src, dst   prefix4
 	kind       routeKind
 	port       *port // next-hop port (PORT and LOCAL routes)

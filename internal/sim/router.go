@@ -7,7 +7,7 @@ import (
 // routerProcess routes a packet that entered router r through s.inPort
 // (MidoNet's RouterBase.scala and Router.scala, reference §2.6).
 func (s *Simulator) routerProcess(r *router) verdict {
-	s.enterDevice(r.id, "router")
+	s.enterDevice(r.id, r.tag, "router")
 	in := s.inPort
 	if v := s.vlan(); v != 0 {
 		// A priority tag (VLAN 0) is stripped; other tags are not routed.
@@ -62,7 +62,7 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	} else {
 		rt = nthCandidate(rs, u32(src), weight, 0)
 	}
-	s.tag(RouteTag(rt.id))
+	s.tag(rt.tag)
 	if rt.dst.bits != 32 {
 		s.tag(DstIPTag(r.id, addr4(dstIP)))
 	}

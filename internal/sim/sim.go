@@ -235,13 +235,13 @@ func (s *Simulator) restore(p *pathState) {
 }
 
 // enterDevice records a bridge or router on the path.
-func (s *Simulator) enterDevice(id ID, typ string) {
+func (s *Simulator) enterDevice(id ID, tag Tag, typ string) {
 	s.device = id
 	if s.ntrav < len(s.devices) {
 		s.devices[s.ntrav] = id
 		s.ntrav++
 	}
-	s.tag(DeviceTag(id))
+	s.tag(tag)
 	if s.tracing {
 		s.trace(typ, id, "process", "")
 	}
@@ -264,7 +264,7 @@ func (s *Simulator) portIngress(p *port) verdict {
 		return s.tempDrop(ReasonLoop)
 	}
 	s.ndev++
-	s.tag(DeviceTag(p.id))
+	s.tag(p.tag)
 	if s.tracing {
 		s.trace("port", p.id, "ingress", "")
 	}
@@ -303,7 +303,7 @@ func (s *Simulator) portEgress(p *port) verdict {
 		}
 		s.setVLAN(0)
 	}
-	s.tag(DeviceTag(p.id))
+	s.tag(p.tag)
 	if s.tracing {
 		s.trace("port", p.id, "egress", "")
 	}
@@ -434,7 +434,7 @@ func (s *Simulator) runChains(chains []*chain) ruleAction {
 // runChain evaluates c's rules; it returns a decisive action, actReturn, or
 // actContinue when no rule decided.
 func (s *Simulator) runChain(c *chain) ruleAction {
-	s.tag(DeviceTag(c.id))
+	s.tag(c.tag)
 	if s.tracing {
 		s.trace("chain", c.id, "evaluate", c.name)
 	}

@@ -123,6 +123,7 @@ func (s *Snapshot) StatefulGroupPeers(id ID) []ID {
 
 type port struct {
 	id        ID
+	tag       Tag // DeviceTag(id), computed once
 	bridge    *bridge
 	router    *router
 	peer      *port
@@ -176,6 +177,7 @@ type macKey struct {
 
 type bridge struct {
 	id        ID
+	tag       Tag
 	adminUp   bool
 	inChains  []*chain
 	outChains []*chain
@@ -189,6 +191,7 @@ type bridge struct {
 
 type router struct {
 	id        ID
+	tag       Tag
 	adminUp   bool
 	inChains  []*chain
 	outChains []*chain
@@ -247,24 +250,21 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	for i := range in.Bridges {
 		b := &in.Bridges[i]
-		s.bridges[b.ID] = &bridge{id: b.ID, adminUp: b.AdminStateUp,
+		s.bridges[b.ID] = &bridge{id: b.ID, tag: DeviceTag(b.ID), adminUp: b.AdminStateUp,
 			inChains: chainList(b.InboundFilterID), outChains: chainList(b.OutboundFilterID),
 			macs: map[macKey]*port{}, ipMAC: map[[4]byte][6]byte{}, rtrMACs: map[[6]byte]*port{},
 			rtrIPs: map[[4]byte]*port{}, vlanPorts: map[uint16]*port{}}
 	}
 	for i := range in.Routers {
 		r := &in.Routers[i]
-		s.routers[r.ID] = &router{id: r.ID, adminUp: r.AdminStateUp,
+		s.routers[r.ID] = &router{id: r.ID, tag: DeviceTag(r.ID), adminUp: r.AdminStateUp,
 			inChains:  chainList(r.LocalRedirectChainID, r.InboundFilterID),
 			outChains: chainList(r.ForwardChainID, r.OutboundFilterID),
 			arp:       map[[4]byte]arpEntry{}}
 	}
-	for _, b := range in.PortBinding {
-		_ = b // applied below, once ports exist
-	}
 	for i := range in.Ports {
 		tp := &in.Ports[i]
-		p := &port{id: tp.ID, adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
+		p := &port{id: tp.ID, tag: DeviceTag(tp.ID), adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
 			inChains: chainList(tp.InboundFilterID), outChains: chainList(tp.OutboundFilterID)}
 		if tp.HostID != nil {
 			p.host = *tp.HostID
@@ -397,7 +397,7 @@ func (s *Snapshot) compileRoutes(routes []topology.Route) {
 		if !ok {
 			continue
 		}
-		rt := &route{id: tr.ID, src: toPrefix4(tr.SrcPrefix()), dst: toPrefix4(tr.DstPrefix()), weight: tr.Weight}
+		rt := &route{id: tr.ID, tag: RouteTag(tr.ID), src: toPrefix4(tr.SrcPrefix()), dst: toPrefix4(tr.DstPrefix()), weight: tr.Weight}
 		switch tr.Type {
 		case topology.RouteBlackHole:
 			rt.kind = routeBlackhole
@@ -436,11 +436,13 @@ func (s *Snapshot) compileRoutes(routes []topology.Route) {
 		}
 		local := implied{prefix4{u32(p.addr), 32}, routeLocal, p.id}
 		if !have[local] {
-			byRouter[r.id] = append(byRouter[r.id], &route{id: uuid.NewSHA1(p.id, []byte("local")), dst: local.dst, kind: routeLocal, port: p, portID: p.id})
+			rid := uuid.NewSHA1(p.id, []byte("local"))
+			byRouter[r.id] = append(byRouter[r.id], &route{id: rid, tag: RouteTag(rid), dst: local.dst, kind: routeLocal, port: p, portID: p.id})
 		}
 		sub := implied{p.subnet, routePort, p.id}
 		if !have[sub] && (!p.exterior || (p.adminUp && p.active)) {
-			byRouter[r.id] = append(byRouter[r.id], &route{id: uuid.NewSHA1(p.id, []byte("subnet")), dst: sub.dst, kind: routePort, port: p, portID: p.id})
+			rid := uuid.NewSHA1(p.id, []byte("subnet"))
+			byRouter[r.id] = append(byRouter[r.id], &route{id: rid, tag: RouteTag(rid), dst: sub.dst, kind: routePort, port: p, portID: p.id})
 		}
 	}
 	for id, rs := range byRouter {
