@@ -75,6 +75,7 @@ type Agent struct {
 	dp     datapath.Datapath
 	hostID topology.ID
 	now    func() time.Time
+	debug  bool // log a trace of every simulation
 
 	session *nsdb.Session
 
@@ -170,6 +171,7 @@ func New(cfg Config) (*Agent, error) {
 		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
 		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
 	}
+	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
 	a.metrics = newMetrics()
 	a.flows = newFlowTable(a.dp, cfg.FlowLimit, a.metrics)
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)

@@ -176,6 +176,14 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
 	w.a.metrics.simulations.WithLabelValues(res.Kind.String()).Inc()
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
+	if w.a.debug {
+		// Simulate again with a trace: per-packet detail for debugging only.
+		pkt.Trace = true
+		tr := w.sim.Simulate(snap, w.view, &pkt, now).Trace.String()
+		pkt.Trace = false
+		res = w.sim.Simulate(snap, w.view, &pkt, now)
+		w.a.log.Debug("simulated", "port_id", port, "result", res.Kind.String(), "reason", res.Reason.String(), "trace", tr)
+	}
 
 	for _, l := range res.LearnedMACs {
 		w.a.writer.learnMAC(l)
@@ -213,14 +221,17 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 		}
 		w.a.flows.add(&flowEntry{key: u.key, mask: res.Mask, tags: tags, expires: now.Add(res.HardTimeout)})
 	case sim.ARPNeeded:
-		if u.parkedAt.IsZero() {
+		// Park the packet; it is simulated again until the MAC is known
+		// or the wait times out.
+		switch {
+		case u.parkedAt.IsZero():
 			u.parkedAt, u.lastARP = now, now
-			w.parked = append(w.parked, u)
-		} else if now.Sub(u.lastARP) < arpRequestEvery {
+		case now.Sub(u.lastARP) < arpRequestEvery:
 			generated = nil // asked recently: do not flood the network with requests
-		} else {
+		default:
 			u.lastARP = now
 		}
+		w.parked = append(w.parked, u)
 	case sim.Consumed:
 	}
 	for _, g := range generated {

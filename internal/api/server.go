@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -236,7 +239,23 @@ func decode(r *http.Request, v any) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	err = json.Unmarshal(body, v)
+	// MidoNet's JSON mapper takes a string holding a number for a numeric
+	// field (python-midonetclient sends prefix lengths as "24"): convert
+	// such strings where the decoder refused them, and decode again.
+	for range 16 {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) || te.Value != "string" || te.Field == "" || !isNumberKind(te.Type.Kind()) {
+			break
+		}
+		fixed, ok := coerceNumericString(body, strings.Split(te.Field, "."))
+		if !ok {
+			break
+		}
+		body = fixed
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return &topology.ValidationError{Violations: []topology.Violation{{
@@ -246,6 +265,59 @@ func decode(r *http.Request, v any) error {
 		return badRequest("malformed JSON body: %v", err)
 	}
 	return nil
+}
+
+func isNumberKind(k reflect.Kind) bool {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// coerceNumericString rewrites, at the JSON path (arrays crossed
+// transparently), every string that parses as a number into that number.
+func coerceNumericString(body []byte, path []string) ([]byte, bool) {
+	var doc any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if d.Decode(&doc) != nil {
+		return nil, false
+	}
+	changed := false
+	var walk func(v any, path []string) any
+	walk = func(v any, path []string) any {
+		switch x := v.(type) {
+		case []any:
+			for i := range x {
+				x[i] = walk(x[i], path)
+			}
+			return x
+		case map[string]any:
+			if len(path) == 0 {
+				return x
+			}
+			if c, ok := x[path[0]]; ok {
+				x[path[0]] = walk(c, path[1:])
+			}
+			return x
+		case string:
+			if len(path) == 0 {
+				if _, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil {
+					changed = true
+					return json.Number(strings.TrimSpace(x))
+				}
+			}
+		}
+		return v
+	}
+	doc = walk(doc, path)
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(doc)
+	return out, err == nil
 }
 
 func jsonTypeName(kind string) string {

@@ -226,3 +226,23 @@ func TestPortGroupsAndIPAddrGroups(t *testing.T) {
 	expect(t, do(t, "GET", a["uri"].(string), nil), 404)
 	expect(t, do(t, "DELETE", a["uri"].(string), nil), 204)
 }
+
+// python-midonetclient sends some numbers as strings ("subnetLength": "24")
+// and the burst of a bandwidth rule as maxBurstKbps; MidoNet accepts both.
+func TestPythonClientQuirks(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "quirks"})
+	s := create(t, b["dhcpSubnets"].(string), map[string]any{"subnetPrefix": "10.1.0.0", "subnetLength": "24",
+		"opt121Routes": []any{map[string]any{"destinationPrefix": "172.16.0.0", "destinationLength": "16", "gatewayAddr": "10.1.0.254"}}})
+	if s["subnetLength"] != float64(24) {
+		t.Errorf("subnetLength %v", s["subnetLength"])
+	}
+	if r := s["opt121Routes"].([]any)[0].(map[string]any); r["destinationLength"] != float64(16) {
+		t.Errorf("opt121 route %v", r)
+	}
+	expectViolation(t, do(t, "POST", b["dhcpSubnets"].(string), map[string]any{"subnetPrefix": "10.2.0.0", "subnetLength": "wide"}), "subnetLength")
+	q := create(t, "/qos_policies", map[string]any{"name": "burst"})
+	rule := create(t, q["bwLimitRules"].(string), map[string]any{"maxKbps": 1000, "maxBurstKbps": 100})
+	if rule["maxBurstKbps"] != float64(100) || rule["maxBurstKb"] != float64(100) {
+		t.Errorf("bw rule %v", rule)
+	}
+}

@@ -300,17 +300,26 @@ func (q *QOSPolicy) Validate() error {
 	return v.err()
 }
 
-// QOSBWLimitRule limits the bandwidth of a port or bridge.
+// QOSBWLimitRule limits the bandwidth of a port or bridge. The burst is
+// maxBurstKb in the API contract and maxBurstKbps in MidoNet's server and
+// Python client: both names are accepted and shown.
 type QOSBWLimitRule struct {
 	ID         ID   `json:"id"`
 	MaxKbps    int  `json:"maxKbps"`
 	MaxBurstKb *int `json:"maxBurstKb"`
 	PolicyID   *ID  `json:"policyId"`
+	// MaxBurstKbps mirrors MaxBurstKb under MidoNet's own name.
+	MaxBurstKbps *int `json:"maxBurstKbps"`
 }
 
 func (QOSBWLimitRule) Kind() string       { return KindQOSBWLimitRule }
 func (r QOSBWLimitRule) ObjectID() string { return r.ID.String() }
-func (r *QOSBWLimitRule) Normalize()      {}
+func (r *QOSBWLimitRule) Normalize() {
+	if r.MaxBurstKb == nil {
+		r.MaxBurstKb = r.MaxBurstKbps
+	}
+	r.MaxBurstKbps = r.MaxBurstKb
+}
 func (r *QOSBWLimitRule) Validate() error {
 	var v violations
 	if r.MaxKbps < 0 {
