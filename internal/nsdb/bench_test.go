@@ -32,11 +32,30 @@ func benchMember(b *testing.B, fsync bool) *embedded.Server {
 // transaction to its event reaching a watcher on another connection, as an
 // agent would follow the API's writes.
 func BenchmarkWatchLatency(b *testing.B) {
-	for _, fsync := range []bool{false, true} {
-		b.Run(fmt.Sprintf("fsync=%v", fsync), func(b *testing.B) {
-			srv := benchMember(b, fsync)
-			writer := openStore(b, srv.ClientURL)
-			watcher := openStore(b, srv.ClientURL)
+	setups := []struct {
+		name string
+		// stores returns the writer's and the watcher's endpoints.
+		stores func(b *testing.B) (writer, watcher []string)
+	}{
+		{"members=1/fsync=false", func(b *testing.B) ([]string, []string) {
+			ep := []string{benchMember(b, false).ClientURL}
+			return ep, ep
+		}},
+		{"members=1/fsync=true", func(b *testing.B) ([]string, []string) {
+			ep := []string{benchMember(b, true).ClientURL}
+			return ep, ep
+		}},
+		{"members=3/fsync=false", func(b *testing.B) ([]string, []string) {
+			// Writer and watcher on different members.
+			eps := startCluster(b).endpoints()
+			return eps[:1], eps[1:2]
+		}},
+	}
+	for _, setup := range setups {
+		b.Run(setup.name, func(b *testing.B) {
+			weps, reps := setup.stores(b)
+			writer := openStore(b, weps...)
+			watcher := openStore(b, reps...)
 			ctx := b.Context()
 			rev, err := watcher.Revision(ctx)
 			if err != nil {

@@ -59,11 +59,7 @@ func startMember(t testing.TB) *embedded.Server {
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
-	t.Cleanup(func() {
-		start := time.Now()
-		srv.Close()
-		t.Logf("member closed in %v", time.Since(start))
-	})
+	t.Cleanup(srv.Close)
 	return srv
 }
 
@@ -138,11 +134,9 @@ func startCluster(t testing.TB) *cluster {
 	t.Cleanup(func() {
 		// Killing is quicker than a graceful stop, which moves
 		// the leadership first; the data is thrown away anyway.
-		start := time.Now()
 		for i := range c.members {
 			c.kill(i)
 		}
-		t.Logf("cluster killed in %v", time.Since(start))
 	})
 	// A member is ready only once a quorum is up: start them together.
 	var wg sync.WaitGroup
