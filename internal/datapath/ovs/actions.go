@@ -15,9 +15,10 @@ import (
 // as SET, so decoding accepts both forms.
 
 // appendActions appends the OVS_ACTION_ATTR_* list of actions. upcallPID is
-// the netlink port userspace actions send to. The caller has validated the
-// actions with datapath.ValidateActions.
-func appendActions(e *encoder, actions []datapath.Action, upcallPID uint32) {
+// the netlink port userspace actions send to, tunnelSrc the outer source
+// of a set-tunnel without one (zero: the kernel's route decides). The
+// caller has validated the actions with datapath.ValidateActions.
+func appendActions(e *encoder, actions []datapath.Action, upcallPID uint32, tunnelSrc [4]byte) {
 	for i := range actions {
 		a := &actions[i]
 		switch a.Kind {
@@ -76,7 +77,7 @@ func appendActions(e *encoder, actions []datapath.Action, upcallPID uint32) {
 			if ttl == 0 {
 				ttl = datapath.DefaultTunnelTTL
 			}
-			var src [4]byte
+			src := tunnelSrc
 			if t.Src.Is4() {
 				src = t.Src.As4()
 			}

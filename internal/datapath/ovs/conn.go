@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -21,6 +20,9 @@ type sock struct {
 	pid  uint32
 	seq  uint32
 	e    encoder // the request(s) being built
+	// starts maps the requests of a batch to the caller's indices and
+	// their offsets in e.
+	starts []batchEntry
 	rbuf []byte
 
 	// Scratch for the RawConn callbacks, kept here so that the callbacks
@@ -133,9 +135,10 @@ func (s *sock) recv() ([]byte, error) {
 
 // reply is one message received in answer to a request.
 type reply struct {
-	seq  uint32
-	typ  uint16
-	cmd  uint8  // generic netlink command, for data messages
+	seq     uint32
+	typ     uint16
+	cmd     uint8 // generic netlink command, for data messages
+	ifindex int32 // the OVS header's datapath, for data messages
 	data []byte // the attributes after the OVS header, for data messages
 	done bool   // an ack (error 0), or the end of a dump
 	err  *Error // a failure of the request seq
@@ -181,6 +184,7 @@ func messages(b []byte, fn func(r *reply) bool) {
 				return
 			}
 			r.cmd = m[nlmsgHdrLen]
+			r.ifindex = int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen+genlHdrLen:]))
 			r.data = m[msgHdrLen:]
 		}
 		if !fn(&r) {
@@ -242,9 +246,3 @@ func (e *Error) Unwrap() []error {
 
 var errNotAvailable = errors.New("the openvswitch kernel module is not loaded")
 
-// isClosed reports whether err comes from a closed socket.
-func isClosed(err error) bool {
-	return errors.Is(err, os.ErrClosed) || errors.Is(err, netErrClosing)
-}
-
-var netErrClosing = errors.New("use of closed file")
