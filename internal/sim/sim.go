@@ -436,7 +436,7 @@ func (s *Simulator) runChains(chains []*chain) ruleAction {
 func (s *Simulator) runChain(c *chain) ruleAction {
 	s.tag(c.tag)
 	if s.tracing {
-		s.trace("chain", c.id, "evaluate", c.name)
+		s.trace("chain", c.id, "evaluate", "")
 	}
 	s.chainStack[s.nstack] = c
 	s.nstack++
@@ -463,7 +463,11 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 			}
 		}
 		if s.tracing {
-			s.trace("rule", r.id, "matched", r.typ+" → "+r.action.String())
+			detail := r.typ + " → " + r.action.String()
+			if r.action == actJump {
+				detail = "jump to " + r.jumpID.String()
+			}
+			s.trace("rule", r.id, "matched", detail)
 		}
 		switch r.action {
 		case actContinue:

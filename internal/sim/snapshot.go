@@ -80,6 +80,7 @@ type Snapshot struct {
 	routers map[ID]*router
 	chains  map[ID]*chain
 	groups  map[ID]*portGroup
+	names   map[ID]string // for traces
 }
 
 // PortInfo describes a port for the agent's translation of egress ports to
@@ -232,6 +233,24 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		routers: make(map[ID]*router, len(in.Routers)),
 		chains:  make(map[ID]*chain, len(in.Chains)),
 		groups:  make(map[ID]*portGroup, len(in.PortGroups)),
+		names:   map[ID]string{},
+	}
+	name := func(id ID, n *string) {
+		if n != nil && *n != "" {
+			s.names[id] = *n
+		}
+	}
+	for i := range in.Bridges {
+		name(in.Bridges[i].ID, in.Bridges[i].Name)
+	}
+	for i := range in.Routers {
+		name(in.Routers[i].ID, in.Routers[i].Name)
+	}
+	for i := range in.Chains {
+		name(in.Chains[i].ID, in.Chains[i].Name)
+	}
+	for i := range in.Ports {
+		name(in.Ports[i].ID, in.Ports[i].InterfaceName)
 	}
 	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, in.IPAddrGroups); err != nil {
 		return nil, err

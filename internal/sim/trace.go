@@ -9,6 +9,8 @@ type TraceEvent struct {
 	// DeviceType is "port", "bridge", "router", "chain" or "rule".
 	DeviceType string `json:"deviceType"`
 	Device     ID     `json:"device"`
+	// Name is the object's name, when it has one (a port's interface).
+	Name string `json:"name,omitempty"`
 	// Event is a short constant: "ingress", "egress", "rule matched",
 	// "route", "nat", "drop", ...
 	Event  string `json:"event"`
@@ -17,7 +19,13 @@ type TraceEvent struct {
 
 // String formats the event on one line.
 func (e TraceEvent) String() string {
-	s := e.DeviceType + " " + e.Device.String() + ": " + e.Event
+	s := e.DeviceType + " "
+	if e.Name != "" {
+		s += e.Name + " (" + e.Device.String() + ")"
+	} else {
+		s += e.Device.String()
+	}
+	s += ": " + e.Event
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
@@ -37,6 +45,21 @@ func (t Trace) String() string {
 	return b.String()
 }
 
+// deviceType names the kind of device id for a trace event.
+func (s *Simulator) deviceType(id ID) string {
+	if _, ok := s.snap.bridges[id]; ok {
+		return "bridge"
+	}
+	if _, ok := s.snap.routers[id]; ok {
+		return "router"
+	}
+	return "device"
+}
+
 func (s *Simulator) trace(typ string, id ID, event, detail string) {
-	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Event: event, Detail: detail})
+	if typ == "device" {
+		typ = s.deviceType(id)
+	}
+	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Name: s.snap.names[id],
+		Event: event, Detail: detail})
 }
