@@ -15,15 +15,15 @@ import (
 // round trip allocates nothing beyond what the caller's callbacks do. A sock
 // is not safe for concurrent use; the Datapath guards each with a mutex.
 type sock struct {
-	c    *netlink.Conn
-	rc   syscall.RawConn
-	pid  uint32
-	seq  uint32
-	e    encoder // the request(s) being built
+	c   *netlink.Conn
+	rc  syscall.RawConn
+	pid uint32
+	seq uint32
+	e   encoder // the request(s) being built
 	// starts maps the requests of a batch to the caller's indices and
 	// their offsets in e.
 	starts []batchEntry
-	rbuf []byte
+	rbuf   []byte
 
 	// Scratch for the RawConn callbacks, kept here so that the callbacks
 	// are built once and the hot path does not allocate closures.
@@ -137,11 +137,11 @@ func (s *sock) recv() ([]byte, error) {
 type reply struct {
 	seq     uint32
 	typ     uint16
-	cmd     uint8 // generic netlink command, for data messages
-	ifindex int32 // the OVS header's datapath, for data messages
-	data []byte // the attributes after the OVS header, for data messages
-	done bool   // an ack (error 0), or the end of a dump
-	err  *Error // a failure of the request seq
+	cmd     uint8  // generic netlink command, for data messages
+	ifindex int32  // the OVS header's datapath, for data messages
+	data    []byte // the attributes after the OVS header, for data messages
+	done    bool   // an ack (error 0), or the end of a dump
+	err     *Error // a failure of the request seq
 }
 
 // messages walks the netlink messages of a datagram. It stops at the
@@ -245,4 +245,3 @@ func (e *Error) Unwrap() []error {
 }
 
 var errNotAvailable = errors.New("the openvswitch kernel module is not loaded")
-

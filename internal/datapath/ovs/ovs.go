@@ -1064,4 +1064,3 @@ func (d *Datapath) Stats() datapath.Stats {
 
 func ne64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }
 func ne32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
-
