@@ -32,9 +32,10 @@ type Tx struct {
 	// overwritten: the commit succeeds only if none has changed.
 	seen map[string]int64
 	// listed holds mod revisions of keys seen only through List; they
-	// guard a write of the key, not the whole commit.
+	// guard the commit only once the key is written or read by Get.
 	listed map[string]int64
-	// vals caches values read and holds values written (nil: deleted).
+	// vals caches values read or listed and holds values written (nil:
+	// absent or deleted).
 	vals map[string][]byte
 	// writes lists written keys in order; a key appears once, as etcd
 	// refuses a transaction that names a key twice.
