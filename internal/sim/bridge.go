@@ -114,8 +114,8 @@ func (s *Simulator) bridgeUnicast(b *bridge, out *port) verdict {
 }
 
 // flood sends the frame out of every exterior port of the bridge but the
-// ingress one, and for a tagged frame out of the interior port with its
-// VLAN. Branches are simulated one after the other from the same state; a
+// ingress one, for a tagged frame out of the interior port with its VLAN,
+// and out of the ports linking the bridge to a VLAN-aware bridge. Branches are simulated one after the other from the same state; a
 // dropped branch does not affect the others.
 func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 	if s.wc.VLAN == 0 && len(b.outChains) > 0 {
@@ -137,6 +137,13 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 	}
 	if vid != 0 {
 		if p, ok := b.vlanPorts[vid]; ok && p != saved.inPort {
+			s.restore(&saved)
+			s.portEgress(p)
+		}
+	}
+	// A bridge linked to a VLAN-aware bridge floods to it too.
+	for _, p := range b.vabPeers {
+		if p != saved.inPort {
 			s.restore(&saved)
 			s.portEgress(p)
 		}

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -188,6 +187,7 @@ type bridge struct {
 	rtrIPs    map[[4]byte]*port   // address of a peer router port → this bridge's interior port
 	flood     []*port             // exterior ports, by id
 	vlanPorts map[uint16]*port    // interior ports with a VLAN id
+	vabPeers  []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
 }
 
 type router struct {
@@ -362,6 +362,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		if p.peer != nil && p.vlan != 0 {
 			b.vlanPorts[p.vlan] = p
 		}
+		if q := p.peer; q != nil && q.bridge != nil && q.vlan != 0 {
+			b.vabPeers = append(b.vabPeers, p)
+		}
 		if rp := p.peer; rp != nil && rp.router != nil {
 			b.rtrMACs[rp.mac] = p
 			if rp.hasAddr {
@@ -370,7 +373,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 	}
 	for _, b := range s.bridges {
-		slices.SortFunc(b.flood, func(x, y *port) int { return cmp.Compare(x.id.String(), y.id.String()) })
+		byID := func(x, y *port) int { return slices.Compare(x.id[:], y.id[:]) }
+		slices.SortFunc(b.flood, byID)
+		slices.SortFunc(b.vabPeers, byID)
 	}
 	for _, e := range in.MACTable {
 		b, ok := s.bridges[e.Bridge]
