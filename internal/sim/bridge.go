@@ -74,7 +74,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 		known := false
 		if rp, ok := b.rtrIPs[tpa]; ok {
 			mac, known = rp.peer.mac, true
-		} else if m, ok := b.ipMAC[tpa]; ok {
+		} else if m, ok := b.ipMAC[tpa]; ok && b.answerARP {
 			mac, known = m, true
 		}
 		if known {

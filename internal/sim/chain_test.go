@@ -221,3 +221,22 @@ func TestConntrackOfICMPIsUserspaceOnly(t *testing.T) {
 	}
 	_ = packet.IPProtoICMP
 }
+
+func TestConntrackICMPErrorIsRelatedReturnTraffic(t *testing.T) {
+	tp, ids := bridgeTopo(t)
+	tp.port(ids["vm1"]).OutboundFilterID = topology.IDPtr(tp.chain("to-vm1", accept(topology.Condition{MatchReturnFlow: true}), dropAll()))
+	tp.port(ids["vm2"]).OutboundFilterID = topology.IDPtr(tp.chain("to-vm2", accept(topology.Condition{MatchForwardFlow: true})))
+	tp.learn(ids["br"], "02:00:00:00:00:01", ids["vm1"])
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	conn := udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 5000, 9)
+	errSpec := icmpError(t, "02:00:00:00:00:02", "02:00:00:00:00:01", "10.0.0.12", "10.0.0.11", conn)
+	if r := run(t, snap, tables.View(0), ids["vm2"], errSpec); r.Kind != Drop {
+		t.Fatalf("error about an unknown connection: %v, want drop", r.Kind)
+	}
+	commit(tables.Shard(0), run(t, snap, tables.View(0), ids["vm1"], conn))
+	r := run(t, snap, tables.View(0), ids["vm2"], errSpec)
+	if r.Kind != UserspaceOnly || !sameIDs(egressPorts(r), []ID{ids["vm1"]}) {
+		t.Fatalf("error about a tracked connection: %v %v, want it delivered (in userspace)", r.Kind, r.Reason)
+	}
+}

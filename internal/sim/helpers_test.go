@@ -223,3 +223,16 @@ func sameIDs(a, b []ID) bool {
 }
 
 func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// icmpError describes an ICMP port-unreachable from src to dst quoting the
+// IP datagram of quoted.
+func icmpError(t testing.TB, ethSrc, ethDst, src, dst string, quoted PacketSpec) PacketSpec {
+	t.Helper()
+	f, err := quoted.Frame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return PacketSpec{EthSrc: mac(ethSrc), EthDst: mac(ethDst), Src: ip(src), Dst: ip(dst), Proto: packet.IPProtoICMP,
+		SrcPort: uint16(packet.ICMPDestUnreachable), DstPort: uint16(packet.ICMPCodePortUnreachable),
+		Payload: f[packet.EthernetHeaderLen:]}
+}

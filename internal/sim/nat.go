@@ -120,6 +120,14 @@ func (s *Simulator) recordNAT(k flowstate.NATKey, b flowstate.NATBinding) {
 // reused, otherwise a binding is allocated and both the forward and the
 // reverse key are recorded (reference §2.7).
 func (s *Simulator) dynamicNAT(r *rule) bool {
+	if s.isICMPError() {
+		// An error about a translated connection follows its binding; an
+		// error never creates one.
+		if r.nat == natDNAT {
+			return s.icmpErrorNAT(flowstate.FwdDNAT)
+		}
+		return s.icmpErrorNAT(flowstate.FwdSNAT)
+	}
 	proto, sp, dp, ok := s.natTuple()
 	if !ok {
 		return false
@@ -225,7 +233,7 @@ func (s *Simulator) allocSNAT(r *rule, dst [4]byte, sp, dp uint16, proto uint8) 
 // quoted header, and both the outer and the quoted addresses are restored.
 func (s *Simulator) reverseNAT(typ flowstate.NATKeyType) bool {
 	if s.isICMPError() {
-		return s.reverseNATICMPError(typ)
+		return s.icmpErrorNAT(typ)
 	}
 	proto, sp, dp, ok := s.natTuple()
 	if !ok {
@@ -255,7 +263,12 @@ func (s *Simulator) reverseNAT(typ flowstate.NATKeyType) bool {
 	return true
 }
 
-func (s *Simulator) reverseNATICMPError(typ flowstate.NATKeyType) bool {
+// icmpErrorNAT translates an ICMP error about a translated connection. The
+// quoted datagram is a packet of the connection travelling the other way,
+// so its reversed tuple is the key: a reverse SNAT or forward DNAT key
+// restores the quoted source and the outer destination, a reverse DNAT or
+// forward SNAT key the quoted destination and the outer source.
+func (s *Simulator) icmpErrorNAT(typ flowstate.NATKeyType) bool {
 	d := s.icmpData()
 	if !d.Valid {
 		return false
@@ -267,9 +280,7 @@ func (s *Simulator) reverseNATICMPError(typ flowstate.NATKeyType) bool {
 	}
 	ip := b.IP.As4()
 	ports := d.Proto != packet.IPProtoICMP
-	if typ == flowstate.RevSNAT {
-		// The quoted packet left with the translated source; restore it,
-		// and send the error to the original sender.
+	if typ == flowstate.RevSNAT || typ == flowstate.FwdDNAT {
 		if s.nwDst() == d.Src {
 			s.setNwDst(ip)
 			s.nwDstRewritten = true

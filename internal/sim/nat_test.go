@@ -231,3 +231,27 @@ func TestNATStateExpiresWithoutReferences(t *testing.T) {
 		t.Fatal("reply still translated after the binding expired")
 	}
 }
+
+func TestICMPErrorFromInsideIsForwardNATed(t *testing.T) {
+	// vm1 talks to 8.8.8.8 through SNAT; 8.8.8.8's reply reaches vm1, which
+	// answers "port unreachable": the error leaves with the NAT address
+	// and the quoted reply's destination translated too.
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	fwd := run(t, snap, tables.View(0), ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 5353, 53))
+	commit(tables.Shard(0), fwd)
+	natPort := fwd.Egress[0].Values.TpSrc
+	spec := icmpError(t, vmMAC, rtrMAC, vmIP, "8.8.8.8", udp(gwMAC, vmMAC, "8.8.8.8", vmIP, 53, 5353))
+	r := run(t, snap, tables.View(0), ids["vm1"], spec)
+	if r.Kind != UserspaceOnly || !sameIDs(egressPorts(r), []ID{ids["up"]}) {
+		t.Fatalf("%v %v %v", r.Kind, r.Reason, egressPorts(r))
+	}
+	v := r.Egress[0].Values
+	if v.NwSrc != ip(upIP).As4() || v.ICMPData.Dst != ip(upIP).As4() || v.ICMPData.DstPort != natPort || v.ICMPData.Src != ip("8.8.8.8").As4() {
+		t.Fatalf("outer src %v, quoted %+v (NAT port %d)", addr4(v.NwSrc), v.ICMPData, natPort)
+	}
+	if len(r.NAT) != 0 {
+		t.Errorf("an ICMP error created NAT state: %+v", r.NAT)
+	}
+}

@@ -74,11 +74,12 @@ const (
 	ReasonARP
 	ReasonNoEgress
 	ReasonMalformed
+	ReasonARPTimeout
 )
 
 var reasonNames = [...]string{"", "unknown-port", "port-admin-down", "device-admin-down", "unplugged-port", "loop",
 	"chain", "multicast-source", "same-in-out-port", "vlan", "not-ipv4", "not-for-router", "no-route", "blackhole-route",
-	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed"}
+	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout"}
 
 // String returns the reason's name.
 func (r DropReason) String() string {

@@ -107,6 +107,14 @@ func (s *Simulator) routerProcess(r *router) verdict {
 		gw = rt.gateway
 	}
 	mac, ok := s.nextHopMAC(r, out, gw)
+	if !ok && s.pkt.ARPFailed {
+		code := packet.ICMPCodeHostUnreachable
+		if rt.hasGateway {
+			code = packet.ICMPCodeNetUnreachable
+		}
+		s.icmpError(in, packet.ICMPDestUnreachable, code)
+		return s.tempDrop(ReasonARPTimeout)
+	}
 	if !ok {
 		s.res.ARP = ARPRequest{Router: r.id, Port: out.id, IP: addr4(gw)}
 		s.generate(out, s.buildARP(arpOpRequest, out.mac, out.addr, [6]byte{}, gw, broadcastMAC))

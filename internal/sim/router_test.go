@@ -333,3 +333,33 @@ func TestRouterToRouterAndBackToBridge(t *testing.T) {
 		t.Errorf("in: rewrite %+v", v)
 	}
 }
+
+func TestRouterARPFailureAnswersUnreachable(t *testing.T) {
+	tp, ids := routerTopo(t)
+	tp.in.ARPTable = nil
+	pkt := mkPacket(t, ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 1, 2))
+	pkt.ARPFailed = true
+	r := NewSimulator(1).Simulate(tp.snapshot(), nil, pkt, testNow)
+	if r.Kind != TemporaryDrop || r.Reason != ReasonARPTimeout {
+		t.Fatalf("%v %v", r.Kind, r.Reason)
+	}
+	// The route has a gateway: net unreachable.
+	if p := decodeGenerated(t, r, ids["rtr-br"]); p.ICMPType != packet.ICMPDestUnreachable || p.ICMPCode != packet.ICMPCodeNetUnreachable {
+		t.Errorf("ICMP %d/%d", p.ICMPType, p.ICMPCode)
+	}
+}
+
+func TestRouterResolvesNextHopFromBridgeTables(t *testing.T) {
+	tp, ids := routerTopo(t)
+	tp.in.BridgeARP = false // the bridge does not answer ARP, the router still uses its table
+	tp.in.IPMACTable = []IPMACEntry{{Bridge: ids["br"], IP: ip("10.0.0.12"), MAC: mac("02:00:00:00:00:12")}}
+	tp.learn(ids["br"], "02:00:00:00:00:12", tp.vmPort(ids["br"], "vm2"))
+	snap := tp.snapshot()
+	r := run(t, snap, nil, ids["up"], udp(gwMAC, upMAC, "8.8.8.8", "10.0.0.12", 1, 2))
+	if r.Kind != Forward || r.Egress[0].Values.EthDst != mac("02:00:00:00:00:12") {
+		t.Fatalf("%v %v %+v", r.Kind, r.Reason, r.Egress)
+	}
+	if r := run(t, snap, nil, ids["vm1"], arpReq(vmMAC, vmIP, "10.0.0.12")); r.Kind != Forward {
+		t.Errorf("bridge answered ARP with bridge ARP disabled: %v", r.Kind)
+	}
+}

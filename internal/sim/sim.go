@@ -39,6 +39,10 @@ type Packet struct {
 	Generated bool
 	// Trace records what each device does in Result.Trace.
 	Trace bool
+	// ARPFailed says the agent gave up resolving the next hop this packet
+	// waited for (an ARPNeeded result): the router now answers with ICMP
+	// host or net unreachable instead of asking again.
+	ARPFailed bool
 }
 
 type verdict uint8
@@ -191,6 +195,11 @@ func (s *Simulator) finish(v verdict) {
 		r.HardTimeout = TemporaryDropTimeout
 		r.Tags = r.Tags[:0]
 		r.Egress = r.Egress[:0]
+	}
+	if s.orig.EthType < 0x0600 {
+		// An 802.3 frame's "ethertype" is a length: match the MACs exactly
+		// rather than install a flow that catches every such frame.
+		s.seen |= FieldEthSrc | FieldEthDst | FieldEthType
 	}
 	r.Seen = s.seen
 	r.Mask = maskFor(s.seen, s.writtenAll)
@@ -658,9 +667,19 @@ func (s *Simulator) connTuple() (k flowstate.ConnKey, ok bool) {
 			return k, false
 		}
 		s.seen |= FieldTpSrc
-		if t := uint8(m.TpSrc); t == packet.ICMPEchoRequest || t == packet.ICMPEchoReply {
+		switch uint8(m.TpSrc) {
+		case packet.ICMPEchoRequest, packet.ICMPEchoReply:
 			s.seen |= FieldICMPID
 			k.SrcPort, k.DstPort = m.ICMPID, m.ICMPID
+		case packet.ICMPDestUnreachable, packet.ICMPTimeExceeded, packet.ICMPParameterProblem:
+			// An error belongs to the connection of the datagram it quotes,
+			// which travelled the other way: look up its reversed tuple.
+			s.seen |= FieldICMPData
+			d := &m.ICMPData
+			if !d.Valid {
+				return k, false
+			}
+			k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = addr4(d.Dst), addr4(d.Src), d.DstPort, d.SrcPort, d.Proto
 		}
 	default:
 		return k, false
@@ -701,6 +720,9 @@ func (s *Simulator) trackConnection(dev ID) {
 		return
 	}
 	m := &s.wc
+	if m.NwProto == packet.IPProtoICMP && uint8(m.TpSrc) != packet.ICMPEchoRequest && uint8(m.TpSrc) != packet.ICMPEchoReply {
+		return // errors and other ICMP open no connection
+	}
 	k := flowstate.ConnKey{Src: addr4(m.NwDst), Dst: addr4(m.NwSrc), SrcPort: m.TpDst, DstPort: m.TpSrc, Proto: m.NwProto, Device: dev}
 	if m.NwProto == packet.IPProtoICMP {
 		k.SrcPort, k.DstPort = m.ICMPID, m.ICMPID

@@ -64,7 +64,8 @@ type SnapshotInput struct {
 
 	// BridgeARP lets bridges answer ARP requests from their IPv4→MAC tables
 	// (MidoNet's agent.midolman.enable_bridge_arp). Bridges always answer for
-	// the addresses of router ports linked to them.
+	// the addresses of router ports linked to them, and routers always use
+	// the tables to resolve next hops on the bridge.
 	BridgeARP bool
 }
 
@@ -183,6 +184,7 @@ type bridge struct {
 	outChains []*chain
 	macs      map[macKey]*port
 	ipMAC     map[[4]byte][6]byte // ARP suppression table
+	answerARP bool                // answer ARP requests from ipMAC (SnapshotInput.BridgeARP)
 	rtrMACs   map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
 	rtrIPs    map[[4]byte]*port   // address of a peer router port → this bridge's interior port
 	flood     []*port             // exterior ports, by id
@@ -384,12 +386,13 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			b.macs[macKey{e.VLAN, e.MAC}] = p
 		}
 	}
-	if in.BridgeARP {
-		for _, e := range in.IPMACTable {
-			if b, ok := s.bridges[e.Bridge]; ok && e.IP.Is4() {
-				b.ipMAC[e.IP.As4()] = e.MAC
-			}
+	for _, e := range in.IPMACTable {
+		if b, ok := s.bridges[e.Bridge]; ok && e.IP.Is4() {
+			b.ipMAC[e.IP.As4()] = e.MAC
 		}
+	}
+	for _, b := range s.bridges {
+		b.answerARP = in.BridgeARP
 	}
 	for _, e := range in.ARPTable {
 		if r, ok := s.routers[e.Router]; ok && e.IP.Is4() {
