@@ -25,6 +25,7 @@ func main() {
 	a := flag.String("a", "", "first interface")
 	b := flag.String("b", "", "second interface")
 	ring := flag.String("ring", "v2", "AF_PACKET ring version: v2 (lowest latency) or v3 (fewest wake-ups)")
+	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
@@ -51,15 +52,15 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*a, *b, rv, *exact, log); err != nil {
+	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload}, *a, *b, *exact, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(a, b string, ring userspace.RingVersion, exact bool, log *slog.Logger) error {
-	d, err := userspace.New(userspace.Config{Logger: log, Ring: ring})
+func run(cfg userspace.Config, a, b string, exact bool, log *slog.Logger) error {
+	d, err := userspace.New(cfg)
 	if err != nil {
 		return err
 	}

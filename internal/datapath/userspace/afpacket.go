@@ -48,9 +48,12 @@ type afpacketPort struct {
 	index int
 	mtu   atomic.Int64 // follows the interface's MTU
 
-	version   int // unix.TPACKET_V2 or unix.TPACKET_V3
-	rxFrame   int // V2 receive slot size
+	version   int            // unix.TPACKET_V2 or unix.TPACKET_V3
+	vnet      bool           // PACKET_VNET_HDR: frames carry a virtio_net_hdr
+	rxOffload engine.Offload // the receiver's scratch
+	rxFrame   int            // V2 receive slot size
 	fd        int
+	bigfd     int // a ringless socket for frames too big for a ring slot
 	ring      []byte
 	rx        []byte // the receive blocks
 	blockSize int
@@ -76,13 +79,21 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 		return nil, fmt.Errorf("netdev port %q: no such interface in the datapath's namespace: %w", spec.Name, err)
 	}
 	attrs := link.Attrs()
-	return d.openAFPacket(spec.Name, attrs.Index, attrs.MTU)
+	p, err := d.openAFPacket(spec.Name, attrs.Index, attrs.MTU)
+	if err != nil {
+		return nil, err
+	}
+	if p.vnet {
+		return afpacketOffloadPort{p}, nil
+	}
+	return p, nil
 }
 
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
-	p := &afpacketPort{d: d, name: name, index: index, fd: -1, done: make(chan struct{}),
+	p := &afpacketPort{d: d, name: name, index: index, fd: -1, bigfd: -1, done: make(chan struct{}),
 		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
 	p.mtu.Store(int64(mtu))
+	p.vnet = d.cfg.Offload
 	if d.cfg.Ring != RingV3 {
 		p.version = unix.TPACKET_V2
 		// A slot holds the header, the largest frame the MTU allows and
@@ -90,6 +101,9 @@ func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, err
 		p.rxFrame = 2048
 		for p.rxFrame < mtu+18+128 {
 			p.rxFrame *= 2
+		}
+		if d.cfg.Offload {
+			p.rxFrame = 65536 + 4096 // a whole GSO super-frame
 		}
 		if p.rxFrame > p.blockSize {
 			p.blockSize = p.rxFrame
@@ -101,6 +115,9 @@ func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, err
 			return fmt.Errorf("socket: %w", err)
 		}
 		p.fd = fd
+		if p.bigfd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -121,6 +138,19 @@ func (p *afpacketPort) setup() error {
 	// Our own transmissions must not come back as receptions.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		return fmt.Errorf("PACKET_IGNORE_OUTGOING: %w", err)
+	}
+	if p.vnet {
+		for _, s := range []int{fd, p.bigfd} {
+			if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+				return fmt.Errorf("PACKET_VNET_HDR: %w", err)
+			}
+		}
+	}
+	unix.SetsockoptInt(p.bigfd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1) // best effort
+	// Protocol 0: the socket only sends; the kernel reads the ethertype
+	// from each frame.
+	if err := unix.Bind(p.bigfd, &unix.SockaddrLinklayer{Ifindex: p.index}); err != nil {
+		return fmt.Errorf("bind to ifindex %d: %w", p.index, err)
 	}
 	// A malformed transmit frame is skipped rather than stalling the ring.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1); err != nil {
@@ -220,6 +250,9 @@ func (p *afpacketPort) release() {
 	if p.fd >= 0 {
 		unix.Close(p.fd)
 	}
+	if p.bigfd >= 0 {
+		unix.Close(p.bigfd)
+	}
 }
 
 // handle passes one received frame, at ring[start:start+snaplen], to w.
@@ -233,7 +266,12 @@ func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, st
 		return
 	}
 	frame := ring[start:end]
-	if status&unix.TP_STATUS_CSUMNOTREADY != 0 {
+	var off *engine.Offload
+	if p.vnet {
+		if start >= vnetHdrLen && getVnetHdr(ring[start-vnetHdrLen:start], &p.rxOffload) {
+			off = &p.rxOffload
+		}
+	} else if status&unix.TP_STATUS_CSUMNOTREADY != 0 {
 		engine.CompleteChecksum(frame)
 	}
 	if status&unix.TP_STATUS_VLAN_VALID != 0 && len(frame) >= 12 {
@@ -246,8 +284,17 @@ func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, st
 		b = append(b, frame[12:]...)
 		*vlanBuf = b
 		frame = b
+		if off != nil {
+			// The kernel's offsets count without the tag.
+			if off.NeedsCsum {
+				off.CsumStart += 4
+			}
+			if off.HdrLen != 0 {
+				off.HdrLen += 4
+			}
+		}
 	}
-	w.Receive(ep, frame, nil)
+	w.ReceiveOffload(ep, frame, nil, off)
 }
 
 // receiveV2 is the receive loop for TPACKET_V2: it hands each frame whose
@@ -258,11 +305,14 @@ func (p *afpacketPort) receiveV2(ep *engine.Port) {
 	w := p.d.e.NewWorker()
 	defer w.Close()
 	vlanBuf := make([]byte, 0, p.rxFrame+4)
-	slots := len(p.rx) / p.rxFrame
+	// Slots do not straddle blocks: a block holds perBlock whole slots.
+	perBlock := p.blockSize / p.rxFrame
+	slots := perBlock * p.blocks
 	cur, batch := 0, 0
 	w.Begin()
 	for {
-		slot := p.rx[cur*p.rxFrame : (cur+1)*p.rxFrame]
+		at := cur/perBlock*p.blockSize + cur%perBlock*p.rxFrame
+		slot := p.rx[at : at+p.rxFrame]
 		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
 		if atomic.LoadUint32(&h.Status)&unix.TP_STATUS_USER == 0 {
 			if batch > 0 {
@@ -333,8 +383,58 @@ var (
 // Transmit implements engine.Transmitter: it queues frame in the transmit
 // ring; Flush hands the queued frames to the kernel.
 func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
-	if int64(len(frame)) > p.mtu.Load()+18 { // Ethernet header and one VLAN tag
+	return p.send(frame, nil)
+}
+
+// afpacketOffloadPort is an AF_PACKET port opened with PACKET_VNET_HDR: it
+// also takes frames with a pending checksum or segmentation.
+type afpacketOffloadPort struct{ *afpacketPort }
+
+// TransmitOffload implements engine.OffloadTransmitter.
+func (p afpacketOffloadPort) TransmitOffload(frame []byte, _ *datapath.TunnelSet, o *engine.Offload) error {
+	return p.send(frame, o)
+}
+
+const vnetHdrLen = 10 // struct virtio_net_hdr
+
+// putVnetHdr writes o (nil: nothing pending) as a virtio_net_hdr.
+func putVnetHdr(b []byte, o *engine.Offload) {
+	clear(b[:vnetHdrLen])
+	if o == nil {
+		return
+	}
+	if o.NeedsCsum {
+		b[0] = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+		binary.LittleEndian.PutUint16(b[6:], o.CsumStart)
+		binary.LittleEndian.PutUint16(b[8:], o.CsumOffset)
+	}
+	if o.IsGSO() {
+		b[1] = o.GSOType
+		binary.LittleEndian.PutUint16(b[2:], o.HdrLen)
+		binary.LittleEndian.PutUint16(b[4:], o.GSOSize)
+	}
+}
+
+// getVnetHdr reads a virtio_net_hdr; it reports false if nothing is pending.
+func getVnetHdr(b []byte, o *engine.Offload) bool {
+	*o = engine.Offload{
+		NeedsCsum:  b[0]&1 != 0,
+		GSOType:    b[1],
+		HdrLen:     binary.LittleEndian.Uint16(b[2:]),
+		GSOSize:    binary.LittleEndian.Uint16(b[4:]),
+		CsumStart:  binary.LittleEndian.Uint16(b[6:]),
+		CsumOffset: binary.LittleEndian.Uint16(b[8:]),
+	}
+	return o.NeedsCsum || o.IsGSO()
+}
+
+func (p *afpacketPort) send(frame []byte, o *engine.Offload) error {
+	if !o.IsGSO() && int64(len(frame)) > p.mtu.Load()+18 { // Ethernet header and one VLAN tag
 		return errTooBig
+	}
+	hdr := 0
+	if p.vnet {
+		hdr = vnetHdrLen
 	}
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
@@ -345,24 +445,26 @@ func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 	if p.version == unix.TPACKET_V2 {
 		dataOff = tx2DataOff
 	}
-	if len(frame) > txFrameSize-dataOff {
-		// Jumbo frames bypass the ring.
-		_, err := unix.Write(p.fd, frame)
+	if hdr+len(frame) > txFrameSize-dataOff {
+		// Jumbo and super-frames bypass the ring, on the second socket:
+		// with a transmit ring, every send on fd sends the ring instead.
+		var vh [vnetHdrLen]byte
+		if p.vnet {
+			putVnetHdr(vh[:], o)
+		}
+		_, err := unix.Writev(p.bigfd, [][]byte{vh[:hdr], frame})
 		return err
 	}
 	slot := p.tx[p.txCur*txFrameSize : (p.txCur+1)*txFrameSize]
 	var status *uint32
+	var h2 *unix.Tpacket2Hdr
+	var h3 *unix.Tpacket3Hdr
 	if p.version == unix.TPACKET_V2 {
-		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
-		status = &h.Status
-		h.Len = uint32(len(frame))
-		h.Snaplen = uint32(len(frame))
+		h2 = (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
+		status = &h2.Status
 	} else {
-		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&slot[0]))
-		status = &h.Status
-		h.Len = uint32(len(frame))
-		h.Snaplen = uint32(len(frame))
-		h.Next_offset = 0
+		h3 = (*unix.Tpacket3Hdr)(unsafe.Pointer(&slot[0]))
+		status = &h3.Status
 	}
 	if st := atomic.LoadUint32(status); st != unix.TP_STATUS_AVAILABLE && st != unix.TP_STATUS_WRONG_FORMAT {
 		p.flushLocked()
@@ -370,7 +472,16 @@ func (p *afpacketPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 			return errRingFull
 		}
 	}
-	copy(slot[dataOff:], frame)
+	n := uint32(hdr + len(frame))
+	if h2 != nil {
+		h2.Len, h2.Snaplen = n, n
+	} else {
+		h3.Len, h3.Snaplen, h3.Next_offset = n, n, 0
+	}
+	if p.vnet {
+		putVnetHdr(slot[dataOff:], o)
+	}
+	copy(slot[dataOff+hdr:], frame)
 	atomic.StoreUint32(status, unix.TP_STATUS_SEND_REQUEST)
 	p.txCur = (p.txCur + 1) % txFrames
 	p.txQueued++

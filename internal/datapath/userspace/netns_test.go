@@ -180,7 +180,7 @@ func exchange(t *testing.T, c *net.UDPConn, dst string, recv *net.UDPConn, msg s
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 2048)
+	buf := make([]byte, 65536)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := c.WriteToUDP([]byte(msg), ua); err != nil {
@@ -192,7 +192,7 @@ func exchange(t *testing.T, c *net.UDPConn, dst string, recv *net.UDPConn, msg s
 			return from
 		}
 	}
-	t.Fatalf("%q never reached %s", msg, dst)
+	t.Fatalf("a %d-byte message never reached %s", len(msg), dst)
 	return nil
 }
 

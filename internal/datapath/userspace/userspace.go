@@ -9,11 +9,12 @@
 // never moved. Without a handle it uses the namespace of the process's
 // threads at New.
 //
-// Offloads: sockets are opened without PACKET_VNET_HDR, so a GSO
+// Offloads: by default sockets are opened without PACKET_VNET_HDR, so a GSO
 // super-frame larger than the egress MTU is dropped (and counted), and a
 // frame whose checksum was left to hardware (TP_STATUS_CSUMNOTREADY) has its
-// TCP or UDP checksum completed in software. Peers should disable TSO on
-// attached veths (ethtool -K dev tx off) for TCP throughput.
+// TCP or UDP checksum completed in software; peers should then disable TSO
+// on attached veths (ethtool -K dev tx off). With Config.Offload, sockets
+// use PACKET_VNET_HDR and super-frames pass whole between netdev ports.
 package userspace
 
 import (
@@ -41,6 +42,13 @@ type Config struct {
 	// the zero value with NetNSSet false means the current one.
 	NetNS    netns.NsHandle
 	NetNSSet bool
+	// Offload opens netdev ports with PACKET_VNET_HDR: checksums left to
+	// offload and GSO super-frames pass whole between such ports (the
+	// kernel finishes them on output), so peers may keep TSO on. A
+	// super-frame that must go to another kind of port is dropped and
+	// counted. Ring slots then hold 64 KiB frames, so RingV3, which packs
+	// frames by size, is the better partner.
+	Offload bool
 	// Ring selects the AF_PACKET ring version; the zero value is RingV2.
 	Ring RingVersion
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -602,4 +603,107 @@ func TestEgressMTU(t *testing.T) {
 		t.Fatal(err)
 	}
 	exchange(t, ca, "10.9.0.2:7009", cb, big)
+}
+
+// With Config.Offload, TCP between peers that keep TSO and checksum offload
+// on flows through the datapath: super-frames pass whole.
+func TestOffloadTCPWithTSO(t *testing.T) {
+	for _, rc := range rings {
+		t.Run(rc.name, func(t *testing.T) {
+			requireRoot(t)
+			r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
+			veth(t, r.dpNS, "a1", r.nsA, "a0")
+			veth(t, r.dpNS, "b1", r.nsB, "b0")
+			addAddr(t, r.nsA, "a0", "10.9.0.1/24")
+			addAddr(t, r.nsB, "b0", "10.9.0.2/24")
+			d, err := New(Config{NetNS: r.dpNS, NetNSSet: true, Ring: rc.ring, Offload: true, RingBlockSize: 256 << 10, RingBlocks: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			pa := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
+			pb := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+			putFlow(t, d, fromPort(pa), inPortMask, datapath.Output(pb))
+			putFlow(t, d, fromPort(pb), inPortMask, datapath.Output(pa))
+
+			const size = 16 << 20
+			var ln net.Listener
+			inNS(t, r.nsB, func() { ln, err = net.Listen("tcp4", "10.9.0.2:7010") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			got := make(chan int64, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- -1
+					return
+				}
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				got <- n
+			}()
+			var c net.Conn
+			inNS(t, r.nsA, func() { c, err = net.DialTimeout("tcp4", "10.9.0.2:7010", 10*time.Second) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Write(make([]byte, size)); err != nil {
+				t.Fatalf("write: %v; ports %+v; stats %+v", err, d.Ports(), d.Stats())
+			}
+			c.Close()
+			select {
+			case n := <-got:
+				if n != size {
+					t.Fatalf("received %d bytes, want %d", n, size)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("transfer did not finish")
+			}
+			for _, p := range d.Ports() {
+				if p.No == pa && p.Stats.RxBytes/max(p.Stats.RxPackets, 1) < 3000 {
+					t.Errorf("a1 averaged %d bytes per frame: no super-frames passed", p.Stats.RxBytes/max(p.Stats.RxPackets, 1))
+				}
+			}
+		})
+	}
+}
+
+// Frames too big for a transmit ring slot (jumbo frames) take the ringless
+// socket.
+func TestJumboFrames(t *testing.T) {
+	requireRoot(t)
+	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
+	veth(t, r.dpNS, "a1", r.nsA, "a0")
+	veth(t, r.dpNS, "b1", r.nsB, "b0")
+	for _, l := range []struct {
+		ns   netns.NsHandle
+		name string
+	}{{r.dpNS, "a1"}, {r.dpNS, "b1"}, {r.nsA, "a0"}, {r.nsB, "b0"}} {
+		h := nlHandle(t, l.ns)
+		link, err := h.LinkByName(l.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetMTU(link, 9000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
+	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
+	r.d = newDatapath(t, r.dpNS)
+	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
+	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ports %+v", r.d.Ports())
+		}
+	})
+	ca := udpConn(t, r.nsA, "10.9.0.1:7011")
+	cb := udpConn(t, r.nsB, "10.9.0.2:7011")
+	exchange(t, ca, "10.9.0.2:7011", cb, string(make([]byte, 8000)))
 }
