@@ -51,8 +51,10 @@ type traceFlags struct {
 	arp              bool
 }
 
-func traceCommand(o *options) *cobra.Command {
-	f := &traceFlags{}
+func traceCommand(o *options) *cobra.Command { return traceCommandWith(o, &traceFlags{}) }
+
+// traceCommandWith builds the command around f, which tests read.
+func traceCommandWith(o *options, f *traceFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "trace --port ID --src-ip A --dst-ip B [flags]",
 		Short: "Simulate a packet through the virtual topology and show what each device does with it",
@@ -641,8 +643,8 @@ type TraceReport struct {
 	Steps  []TraceStep `json:"steps"`
 	// Result is the simulation's kind: forward, drop, temporary-drop,
 	// userspace-only, consumed or arp-needed.
-	Result string `json:"result"`
-	Reason string `json:"reason,omitempty"`
+	Result string        `json:"result"`
+	Reason string        `json:"reason,omitempty"`
 	Egress []TraceEgress `json:"egress"`
 	// Generated lists the packets devices answered with (ICMP errors,
 	// echo and ARP replies, ARP requests).
