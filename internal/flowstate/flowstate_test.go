@@ -209,3 +209,30 @@ func FuzzMessageDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestTableExpiryIgnoresStaleQueueEntries(t *testing.T) {
+	tb := NewTable[ConnKey, struct{}](time.Minute)
+	tb.Touch(connAB, struct{}{}, t0)
+	tb.Ref(connAB, struct{}{}) // a flow took it before it expired
+	if n := tb.Expire(t0.Add(2*time.Minute), nil); n != 0 {
+		t.Fatal("expired a key a flow references")
+	}
+	tb.Unref(connAB, t0.Add(3*time.Minute))
+	if n := tb.Expire(t0.Add(3*time.Minute+59*time.Second), nil); n != 0 {
+		t.Fatal("expired before the TTL since the release")
+	}
+	if n := tb.Expire(t0.Add(4*time.Minute), nil); n != 1 {
+		t.Fatal("did not expire after the release plus TTL")
+	}
+	for i := range 1000 {
+		k := connAB
+		k.SrcPort = uint16(i)
+		tb.Touch(k, struct{}{}, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := tb.Expire(t0.Add(time.Minute+499*time.Millisecond), nil); n != 500 {
+		t.Fatalf("expired %d, want the 500 oldest", n)
+	}
+	if tb.Len() != 500 {
+		t.Fatalf("%d left", tb.Len())
+	}
+}

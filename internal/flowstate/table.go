@@ -13,13 +13,26 @@ type entry[V any] struct {
 	expires int64
 }
 
+// pending is an entry that started idling: Expire looks at it after at.
+type pending[K comparable] struct {
+	k  K
+	at int64
+}
+
 // Table is a map of flow-state keys with reference counts and an idle TTL.
 // It is safe for concurrent use: its owner writes, other workers read.
+//
+// Entries that start idling are queued in time order (the TTL is the same
+// for all and callers pass non-decreasing times), so Expire costs what it
+// removes, not the size of the table. A key refreshed while queued stays in
+// the queue and is checked against its current expiry when its turn comes.
 type Table[K comparable, V any] struct {
 	ttl time.Duration
 
-	mu sync.RWMutex
-	m  map[K]entry[V] // guarded by mu
+	mu    sync.RWMutex
+	m     map[K]entry[V] // guarded by mu
+	queue []pending[K]   // guarded by mu; idle entries by expiry time
+	head  int            // guarded by mu; first unexamined queue slot
 }
 
 // NewTable returns an empty table whose unreferenced entries live for ttl.
@@ -54,6 +67,7 @@ func (t *Table[K, V]) Touch(k K, v V, now time.Time) {
 	e.value = v
 	if e.refs <= 0 {
 		e.expires = now.Add(t.ttl).UnixNano()
+		t.queue = append(t.queue, pending[K]{k, e.expires})
 	}
 	t.m[k] = e
 	t.mu.Unlock()
@@ -69,6 +83,7 @@ func (t *Table[K, V]) Unref(k K, now time.Time) {
 		}
 		if e.refs == 0 {
 			e.expires = now.Add(t.ttl).UnixNano()
+			t.queue = append(t.queue, pending[K]{k, e.expires})
 		}
 		t.m[k] = e
 	}
@@ -109,14 +124,21 @@ func (t *Table[K, V]) Expire(now time.Time, expired func(K, V)) int {
 	removed := 0
 	deadline := now.UnixNano()
 	t.mu.Lock()
-	for k, e := range t.m {
-		if e.refs <= 0 && e.expires <= deadline {
+	for t.head < len(t.queue) && t.queue[t.head].at <= deadline {
+		k := t.queue[t.head].k
+		t.queue[t.head] = pending[K]{}
+		t.head++
+		if e, ok := t.m[k]; ok && e.refs <= 0 && e.expires <= deadline {
 			delete(t.m, k)
 			removed++
 			if expired != nil {
 				gone = append(gone, kv{k, e.value})
 			}
 		}
+	}
+	if t.head > len(t.queue)/2 {
+		t.queue = t.queue[:copy(t.queue, t.queue[t.head:])]
+		t.head = 0
 	}
 	t.mu.Unlock()
 	for _, x := range gone {
