@@ -115,3 +115,38 @@ func BenchmarkCreateParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdateReadMostly runs transactions shaped like an API update:
+// four reads of referenced objects, one list, one write.
+func BenchmarkUpdateReadMostly(b *testing.B) {
+	s := openStore(b, benchMember(b, false).ClientURL)
+	ctx := context.Background()
+	for i := range 4 {
+		mustUpdate(b, s, func(tx *Tx) error { return tx.Create(widget{ID: strconv.Itoa(i)}) })
+	}
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := next.Add(1)
+			err := s.Update(ctx, func(tx *Tx) error {
+				for i := range 4 {
+					if _, err := Get[widget](tx, strconv.Itoa(i)); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.ListRaw("others"); err != nil {
+					return err
+				}
+				return tx.Put(widget{ID: "x" + strconv.FormatInt(n, 10)})
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "txns/s")
+}

@@ -3,6 +3,7 @@ package nsdb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/topology"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -43,6 +45,8 @@ type Tx struct {
 	written map[string]bool
 	// created keeps the order keys were created in by this tx.
 	created []string
+	// attempt counts the runs of the Update before this one.
+	attempt int
 }
 
 // maxAttempts bounds the retries of a conflicting transaction.
@@ -55,6 +59,7 @@ const maxAttempts = 64
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		tx := s.newTx(ctx)
+		tx.attempt = attempt
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -104,11 +109,28 @@ func (s *Store) newTx(ctx context.Context) *Tx {
 // first read).
 func (tx *Tx) Revision() int64 { return tx.rev }
 
-func (tx *Tx) getOpts() []clientv3.OpOption {
+// get reads at the transaction's revision, or at the current one (which
+// becomes the transaction's) for the first read.
+func (tx *Tx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	ctx, cancel := tx.s.reqCtx(tx.ctx)
+	defer cancel()
 	if tx.rev == 0 {
-		return nil
+		resp, err := tx.s.cli.Get(ctx, key, opts...)
+		if err == nil {
+			tx.rev = resp.Header.Revision
+		}
+		return resp, err
 	}
-	return []clientv3.OpOption{clientv3.WithRev(tx.rev)}
+	// The store at a past revision never changes, so any member that
+	// has applied it can answer alone, without the round of the
+	// leader a linearizable read costs. A member lagging behind says
+	// so, and the leader answers.
+	opts = append(opts, clientv3.WithRev(tx.rev))
+	resp, err := tx.s.cli.Get(ctx, key, append(opts, clientv3.WithSerializable())...)
+	if errors.Is(err, rpctypes.ErrFutureRev) {
+		resp, err = tx.s.cli.Get(ctx, key, opts...)
+	}
+	return resp, err
 }
 
 // readKey returns the value of key, nil if absent.
@@ -120,14 +142,9 @@ func (tx *Tx) readKey(key string) ([]byte, error) {
 		}
 		return v, nil
 	}
-	ctx, cancel := tx.s.reqCtx(tx.ctx)
-	defer cancel()
-	resp, err := tx.s.cli.Get(ctx, key, tx.getOpts()...)
+	resp, err := tx.get(key)
 	if err != nil {
 		return nil, fmt.Errorf("nsdb: read %s: %w", key, err)
-	}
-	if tx.rev == 0 {
-		tx.rev = resp.Header.Revision
 	}
 	var v []byte
 	var mod int64
@@ -214,6 +231,14 @@ func (tx *Tx) Get(kind, id string, out any) error {
 // Create stores a new object; ErrExists if its id is taken.
 func (tx *Tx) Create(o Object) error {
 	key := tx.s.objectKey(o.Kind(), o.ObjectID())
+	if _, known := tx.vals[key]; !known && tx.attempt == 0 {
+		// Assume the id is free instead of reading it: the commit is
+		// guarded by the key's absence, and if the id was taken the
+		// next attempt reads it and reports ErrExists. This saves a
+		// round trip per create.
+		tx.seen[key] = 0
+		tx.vals[key] = nil
+	}
 	v, err := tx.readKey(key)
 	if err != nil {
 		return err
@@ -260,16 +285,10 @@ func (tx *Tx) Delete(kind, id string) error {
 // of them is guarded by the revision listed.
 func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
 	prefix := tx.s.objectPrefix(kind)
-	ctx, cancel := tx.s.reqCtx(tx.ctx)
-	defer cancel()
-	opts := append(tx.getOpts(), clientv3.WithPrefix(),
+	resp, err := tx.get(prefix, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-	resp, err := tx.s.cli.Get(ctx, prefix, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nsdb: list %s: %w", kind, err)
-	}
-	if tx.rev == 0 {
-		tx.rev = resp.Header.Revision
 	}
 	out := make([][]byte, 0, len(resp.Kvs))
 	var inSnapshot map[string]bool // keys of this list that this tx also created

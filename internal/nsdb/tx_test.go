@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 func TestCRUD(t *testing.T) {
@@ -411,5 +413,44 @@ func TestParseObjectKey(t *testing.T) {
 		if ok != tc.ok || (ok && (kind != tc.kind || id != tc.id)) {
 			t.Errorf("ParseObjectKey(%q) = %q, %q, %v; want %q, %q, %v", tc.key, kind, id, ok, tc.kind, tc.id, tc.ok)
 		}
+	}
+}
+
+func TestConcurrentCreatesOfOneID(t *testing.T) {
+	s := newStore(t)
+	const writers = 8
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			errs <- s.Update(context.Background(), func(tx *Tx) error { return tx.Create(widget{ID: "one", N: i}) })
+		})
+	}
+	wg.Wait()
+	close(errs)
+	created := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, ErrExists):
+			t.Errorf("create: %v, want nil or ErrExists", err)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d creates of one id succeeded, want 1", created)
+	}
+}
+
+func TestReadAtAFutureRevisionFails(t *testing.T) {
+	s := newStore(t)
+	rev, err := s.Revision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := s.newTx(context.Background())
+	tx.rev = rev + 1000
+	if _, err := tx.GetRaw("widgets", "w"); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Errorf("read at a future revision: %v, want ErrFutureRev", err)
 	}
 }
