@@ -50,9 +50,23 @@ func BenchmarkSimulate(b *testing.B) {
 }
 
 // TestSimulateDoesNotAllocate holds the hot paths to zero allocations once
-// a simulator's scratch space has grown.
+// a simulator's scratch space has grown: the benchmark's paths, a flood, a
+// bridge answering ARP, a router answering ping and a NAT reply.
 func TestSimulateDoesNotAllocate(t *testing.T) {
-	for _, bc := range benchCases(t) {
+	btp, bids := bridgeTopo(t)
+	rtp, rids := routerTopo(t)
+	ntp, nids := natTopo(t, 1024, 65535)
+	nsnap := ntp.snapshot()
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	fwd := NewSimulator(1).Simulate(nsnap, tables.View(0), mkPacket(t, nids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443)), testNow)
+	tables.Shard(0).Commit(fwd.Conntrack, fwd.NAT)
+	cases := append(benchCases(t),
+		benchCase{"flood", btp.snapshot(), nil, mkPacket(t, bids["vm1"], udp(vmMAC, "ff:ff:ff:ff:ff:ff", vmIP, "10.0.0.255", 1, 2)), Forward},
+		benchCase{"bridge-arp-reply", btp.snapshot(), nil, mkPacket(t, bids["vm1"], arpReq(vmMAC, vmIP, "10.0.0.1")), Consumed},
+		benchCase{"router-echo-reply", rtp.snapshot(), nil, mkPacket(t, rids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, rtrIP, 5)), Consumed},
+		benchCase{"reverse-snat", nsnap, tables.View(0), mkPacket(t, nids["up"], tcp(gwMAC, upMAC, "8.8.8.8", upIP, 443, fwd.Egress[0].Values.TpSrc)), Forward},
+	)
+	for _, bc := range cases {
 		t.Run(bc.name, func(t *testing.T) {
 			s := NewSimulator(1)
 			if r := s.Simulate(bc.snap, bc.state, bc.pkt, testNow); r.Kind != bc.want {
