@@ -23,7 +23,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(clusterCommand(), agentCommand())
+	root.AddCommand(clusterCommand(), agentCommand(), sandboxCommand())
 	registerCLI(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "midonet:", err)

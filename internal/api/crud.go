@@ -72,6 +72,9 @@ type resource[T any, P interface {
 	// onUpdate runs in the update transaction: it copies the fields a PUT
 	// preserves from old into o and checks the change.
 	onUpdate func(tx *nsdb.Tx, r *http.Request, old, o P) error
+	// enrich fills fields that come from state keys (a port's active
+	// flag) into objects about to be shown.
+	enrich func(r *http.Request, objs []P) error
 }
 
 func (rs *resource[T, P]) collectionMedia() []string {
@@ -108,7 +111,7 @@ func (rs *resource[T, P]) list(w http.ResponseWriter, r *http.Request, match fun
 		if err != nil {
 			return err
 		}
-		out = make([]view, 0, len(raws))
+		objs := make([]P, 0, len(raws))
 		for _, b := range raws {
 			o := P(new(T))
 			if err := json.Unmarshal(b, o); err != nil {
@@ -117,7 +120,16 @@ func (rs *resource[T, P]) list(w http.ResponseWriter, r *http.Request, match fun
 			if (match != nil && !match(o)) || (rs.filter != nil && !rs.filter(r, o)) {
 				continue
 			}
-			out = append(out, rs.render(r, o))
+			objs = append(objs, o)
+		}
+		if rs.enrich != nil {
+			if err := rs.enrich(r, objs); err != nil {
+				return err
+			}
+		}
+		out = make([]view, len(objs))
+		for i, o := range objs {
+			out[i] = rs.render(r, o)
 		}
 		return nil
 	})
@@ -149,6 +161,11 @@ func (rs *resource[T, P]) getByID(w http.ResponseWriter, r *http.Request, id str
 	})
 	if err != nil {
 		return err
+	}
+	if rs.enrich != nil {
+		if err := rs.enrich(r, []P{o}); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, r, http.StatusOK, rs.media, rs.render(r, o))
 }

@@ -94,6 +94,7 @@ func (s *Server) networkRoutes() {
 		defaults: func(p *topology.Port) { p.AdminStateUp = true },
 		links:    portLinks,
 		onUpdate: s.updatePort,
+		enrich:   s.portsActive,
 	}
 	s.handle("GET /ports", func(w http.ResponseWriter, r *http.Request) error { return ports.list(w, r, nil) })
 	s.handle("GET /ports/{id}", ports.get)
@@ -483,4 +484,35 @@ func (s *Server) unlinkPorts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return noContent(w)
+}
+
+// portsActive sets the active flag of ports from the state their agents
+// publish: a port is active while its agent has it plugged and up.
+func (s *Server) portsActive(r *http.Request, ports []*topology.Port) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	var active map[string]bool
+	if len(ports) == 1 {
+		e, err := s.store.GetState(r.Context(), nsdb.PortActiveKey(ports[0].ID.String()))
+		if err != nil && !errors.Is(err, topology.ErrNotFound) {
+			return err
+		}
+		ports[0].Active = err == nil && ports[0].HostID != nil && string(e.Value) == ports[0].HostID.String()
+		return nil
+	}
+	entries, _, err := s.store.ListState(r.Context(), "/state/ports/")
+	if err != nil {
+		return err
+	}
+	active = make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if id, ok := nsdb.ParsePortActiveKey(e.Key); ok {
+			active[id+"/"+string(e.Value)] = true
+		}
+	}
+	for _, p := range ports {
+		p.Active = p.HostID != nil && active[p.ID.String()+"/"+p.HostID.String()]
+	}
+	return nil
 }

@@ -1,0 +1,347 @@
+// Package sandbox builds a whole MidoNet cloud on one machine: an embedded
+// cluster, agents on three hosts (network namespaces joined by an underlay
+// bridge), VMs (namespaces plugged into the hosts through veth pairs), an
+// "external" network behind a provider router, and a demo topology with two
+// tenant networks, SNAT, a floating IP and a security group. It then checks
+// connectivity with real packets and reports a table. Everything it creates
+// is named with the "mnsb-" prefix so that a later run can clean up what a
+// crashed one left.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/midonet/midonet/internal/cluster"
+)
+
+// Names and addresses of the sandbox.
+const (
+	prefix       = "mnsb-"
+	underlayBr   = prefix + "br"
+	underlayNet  = "10.250.0."
+	storeAddr    = underlayNet + "254"
+	extNS        = prefix + "ext"
+	extAddr      = "192.0.2.1"
+	uplinkAddr   = "192.0.2.2"
+	publicNet    = "203.0.113."
+	snatAddr     = publicNet + "1"
+	floatingAddr = publicNet + "10"
+)
+
+// Config configures a sandbox run.
+type Config struct {
+	// Binary is the midonet executable the agents run as (default: this
+	// process's executable).
+	Binary string
+	// DataDir keeps the store and the agents' state; default a temporary
+	// directory removed at the end.
+	DataDir string
+	// Listen is the REST API's address (default :8181).
+	Listen string
+	// Datapath is the agents' datapath backend.
+	Datapath string
+	// Out receives progress and the result table.
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// Sandbox is a running sandbox.
+type Sandbox struct {
+	cfg     Config
+	out     io.Writer
+	log     *slog.Logger
+	cluster *cluster.Cluster
+	agents  []*exec.Cmd
+	tmpData bool
+	api     string
+	ids     map[string]string // names of the demo objects -> ids
+}
+
+// host is one simulated hypervisor.
+type host struct {
+	name string
+	ns   string
+	addr string
+}
+
+var hosts = []host{
+	{"host1", prefix + "h1", underlayNet + "1"},
+	{"host2", prefix + "h2", underlayNet + "2"},
+	{"host3", prefix + "h3", underlayNet + "3"},
+}
+
+// vm is a namespace plugged into a host as a virtual machine.
+type vm struct {
+	name    string
+	host    int // index in hosts
+	network string
+	addr    string
+	gateway string
+}
+
+var vms = []vm{
+	{"vm-a1", 0, "net-a", "10.0.1.10", "10.0.1.1"},
+	{"vm-a2", 1, "net-a", "10.0.1.11", "10.0.1.1"},
+	{"vm-b1", 1, "net-b", "10.0.2.10", "10.0.2.1"},
+	{"vm-b2", 2, "net-b", "10.0.2.11", "10.0.2.1"},
+}
+
+func nsOf(v vm) string  { return prefix + v.name }
+func tapOf(v vm) string { return "tap-" + v.name }
+
+// Start builds the sandbox: cleanup of leftovers, underlay, cluster,
+// agents, VMs and the demo topology.
+func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sandbox: run as root: it creates network namespaces and links")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, errors.New("sandbox: the ip command is missing; apt-get install iproute2")
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = ":8181"
+	}
+	if cfg.Datapath == "" {
+		cfg.Datapath = "userspace"
+	}
+	if cfg.Binary == "" {
+		if cfg.Binary, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	sb = &Sandbox{cfg: cfg, out: cfg.Out, log: cfg.Logger, ids: map[string]string{}}
+	if cfg.DataDir == "" {
+		if sb.cfg.DataDir, err = os.MkdirTemp("", "midonet-sandbox-"); err != nil {
+			return nil, err
+		}
+		sb.tmpData = true
+	}
+	defer func() {
+		if err != nil {
+			sb.Close()
+			sb = nil
+		}
+	}()
+	sb.step("cleaning up what a previous run left")
+	Cleanup()
+	sb.step("building the underlay: bridge %s, hosts %s, %s, %s", underlayBr, hosts[0].ns, hosts[1].ns, hosts[2].ns)
+	if err := sb.underlay(); err != nil {
+		return sb, err
+	}
+	sb.step("starting the cluster: embedded store on %s:2379, REST API on %s", storeAddr, cfg.Listen)
+	sb.cluster, err = cluster.Start(ctx, cluster.Config{
+		Listen: cfg.Listen, DataDir: filepath.Join(sb.cfg.DataDir, "nsdb"),
+		NSDBListen: storeAddr + ":2379", Logger: cfg.Logger,
+	})
+	if err != nil {
+		return sb, err
+	}
+	sb.api = sb.cluster.APIURL
+	sb.step("starting an agent on each host (%s datapath)", cfg.Datapath)
+	if err := sb.startAgents(); err != nil {
+		return sb, err
+	}
+	sb.step("plugging VMs: %s", vmNames())
+	if err := sb.plugVMs(); err != nil {
+		return sb, err
+	}
+	sb.step("building the demo topology through the REST API")
+	if err := sb.buildTopology(ctx); err != nil {
+		return sb, err
+	}
+	sb.step("waiting for the agents to plug every bound port")
+	if err := sb.waitActive(ctx); err != nil {
+		return sb, err
+	}
+	return sb, nil
+}
+
+func vmNames() string {
+	var s []string
+	for _, v := range vms {
+		s = append(s, fmt.Sprintf("%s (%s on %s)", v.name, v.addr, hosts[v.host].name))
+	}
+	return strings.Join(s, ", ")
+}
+
+// APIURL is the REST API's base URL.
+func (sb *Sandbox) APIURL() string { return sb.api }
+
+func (sb *Sandbox) step(format string, args ...any) {
+	fmt.Fprintf(sb.out, "==> "+format+"\n", args...)
+}
+
+// ip runs an ip(8) command.
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ipAll runs ip commands in order, stopping at the first error.
+func ipAll(cmds ...[]string) error {
+	for _, c := range cmds {
+		if err := ip(c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sb *Sandbox) underlay() error {
+	if err := ipAll(
+		[]string{"link", "add", underlayBr, "type", "bridge"},
+		[]string{"addr", "add", storeAddr + "/24", "dev", underlayBr},
+		[]string{"link", "set", underlayBr, "up"},
+	); err != nil {
+		return err
+	}
+	for i, h := range hosts {
+		peer := prefix + "u" + strconv.Itoa(i+1)
+		if err := ipAll(
+			[]string{"netns", "add", h.ns},
+			[]string{"link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", h.ns},
+			[]string{"link", "set", peer, "master", underlayBr, "up"},
+			[]string{"-n", h.ns, "addr", "add", h.addr + "/24", "dev", "eth0"},
+			[]string{"-n", h.ns, "link", "set", "eth0", "up"},
+			[]string{"-n", h.ns, "link", "set", "lo", "up"},
+		); err != nil {
+			return err
+		}
+	}
+	// The external network hangs off host3 through the uplink interface.
+	return ipAll(
+		[]string{"netns", "add", extNS},
+		[]string{"link", "add", "uplink", "netns", hosts[2].ns, "type", "veth", "peer", "name", "eth0", "netns", extNS},
+		[]string{"-n", hosts[2].ns, "link", "set", "uplink", "up"},
+		[]string{"-n", extNS, "addr", "add", extAddr + "/24", "dev", "eth0"},
+		[]string{"-n", extNS, "link", "set", "eth0", "up"},
+		[]string{"-n", extNS, "link", "set", "lo", "up"},
+		[]string{"-n", extNS, "route", "add", publicNet + "0/24", "via", uplinkAddr},
+	)
+}
+
+func (sb *Sandbox) startAgents() error {
+	for _, h := range hosts {
+		logf, err := os.Create(filepath.Join(sb.cfg.DataDir, h.name+".log"))
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command("ip", "netns", "exec", h.ns, sb.cfg.Binary, "agent",
+			"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
+			"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
+			"--metrics-listen", "127.0.0.1:9100")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			return fmt.Errorf("start agent on %s: %w", h.name, err)
+		}
+		logf.Close()
+		sb.agents = append(sb.agents, cmd)
+		os.WriteFile(filepath.Join(os.TempDir(), prefix+h.name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	}
+	return nil
+}
+
+func (sb *Sandbox) plugVMs() error {
+	for _, v := range vms {
+		h := hosts[v.host]
+		if err := ipAll(
+			[]string{"netns", "add", nsOf(v)},
+			[]string{"link", "add", tapOf(v), "netns", h.ns, "type", "veth", "peer", "name", "eth0", "netns", nsOf(v)},
+			[]string{"-n", h.ns, "link", "set", tapOf(v), "up"},
+			[]string{"-n", nsOf(v), "addr", "add", v.addr + "/24", "dev", "eth0"},
+			[]string{"-n", nsOf(v), "link", "set", "eth0", "up"},
+			[]string{"-n", nsOf(v), "link", "set", "lo", "up"},
+			[]string{"-n", nsOf(v), "route", "add", "default", "via", v.gateway},
+		); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops the agents and the cluster and removes everything the
+// sandbox created.
+func (sb *Sandbox) Close() {
+	for _, a := range sb.agents {
+		if a.Process != nil {
+			a.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, a := range sb.agents {
+		done := make(chan struct{})
+		go func() { a.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			a.Process.Kill()
+			<-done
+		}
+	}
+	sb.agents = nil
+	if sb.cluster != nil {
+		sb.cluster.Close()
+		sb.cluster = nil
+	}
+	Cleanup()
+	if sb.tmpData {
+		os.RemoveAll(sb.cfg.DataDir)
+	}
+}
+
+// Cleanup removes every namespace and link a sandbox creates, and stops
+// agents a crashed run left behind.
+func Cleanup() {
+	pids, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*.pid"))
+	for _, f := range pids {
+		if b, err := os.ReadFile(f); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				// Only signal a midonet agent: the pid may have been reused.
+				if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(cmdline), "agent") {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		os.Remove(f)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.HasPrefix(name, prefix) {
+			ip("netns", "del", name)
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if strings.HasPrefix(name, prefix) {
+				ip("link", "del", name)
+			}
+		}
+	}
+}
+
+var _ = netip.Addr{}
