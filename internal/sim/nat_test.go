@@ -255,3 +255,16 @@ func TestICMPErrorFromInsideIsForwardNATed(t *testing.T) {
 		t.Errorf("an ICMP error created NAT state: %+v", r.NAT)
 	}
 }
+
+func TestICMPFieldsComeFromTheFrame(t *testing.T) {
+	// The agent hands Simulate a match made from the datapath flow key,
+	// which has no ICMP identifier; the frame supplies it.
+	tp, ids := natTopo(t, 1024, 65535)
+	pkt := mkPacket(t, ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4242))
+	k := pkt.Match.FlowKey(0)
+	pkt.Match = MatchFromFlowKey(&k)
+	r := NewSimulator(1).Simulate(tp.snapshot(), nil, pkt, testNow)
+	if r.Kind != UserspaceOnly || len(r.NAT) == 0 || r.NAT[0].Key.SrcPort != 4242 {
+		t.Fatalf("%v NAT %+v", r.Kind, r.NAT)
+	}
+}
