@@ -7,12 +7,12 @@ import (
 	"github.com/midonet/midonet/internal/packet"
 )
 
-// Field is one header field of a Match; a FieldSet is a set of them. The
+// Field is one header field of a Match, a bit of a FieldSet. The
 // simulation marks every field a device reads as seen (the megaflow mask)
 // and every field it changes as written (the set-actions).
 type Field uint32
 
-// FieldSet is a set of Fields.
+// FieldSet is a set of Fields, the union of their bits.
 type FieldSet = Field
 
 // Match fields.

@@ -56,12 +56,13 @@ func (s *Simulator) routerProcess(r *router) verdict {
 		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeNetUnreachable)
 		return s.tempDrop(ReasonNoRoute)
 	}
-	rt := rs[0]
+	// Equal-cost routes: the connection's hash picks one, so that a
+	// connection keeps its path.
+	choice := 0
 	if n := candidates(rs, u32(src), weight); n > 1 {
-		rt = nthCandidate(rs, u32(src), weight, int(s.connHash()%uint32(n)))
-	} else {
-		rt = nthCandidate(rs, u32(src), weight, 0)
+		choice = int(s.connHash() % uint32(n))
 	}
+	rt := nthCandidate(rs, u32(src), weight, choice)
 	s.tag(rt.tag)
 	if rt.dst.bits != 32 {
 		s.tag(DstIPTag(r.id, addr4(dstIP)))
