@@ -240,3 +240,65 @@ func TestConntrackICMPErrorIsRelatedReturnTraffic(t *testing.T) {
 		t.Fatalf("error about a tracked connection: %v %v, want it delivered (in userspace)", r.Kind, r.Reason)
 	}
 }
+
+func TestMoreConditionFields(t *testing.T) {
+	const vm1, vm2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
+	tagged := udp(vm1, vm2, "10.0.0.11", "10.0.0.12", 1, 2)
+	tagged.VLAN = 5
+	quoted := udp(vm2, vm1, "10.0.0.12", "192.168.7.7", 9, 9)
+	icmpErr := icmpError(t, vm1, vm2, "10.0.0.11", "10.0.0.12", quoted)
+	tests := []struct {
+		name  string
+		where string // "port-in" (vm1's inbound), "port-out" (vm2's outbound)
+		rule  topology.Rule
+		spec  PacketSpec
+		want  Kind
+	}{
+		{"vlan id", "port-in", dropIf(topology.Condition{VLAN: ptr(5)}), tagged, Drop},
+		{"other vlan id", "port-in", dropIf(topology.Condition{VLAN: ptr(6)}), tagged, Forward},
+		{"no vlan on a tagged frame", "port-in", dropIf(topology.Condition{NoVLAN: true}), tagged, Forward},
+		{"out ports", "port-out", dropIf(topology.Condition{OutPorts: []ID{id("vm2")}}), udp(vm1, vm2, "10.0.0.11", "10.0.0.12", 1, 2), Drop},
+		{"out ports of another port", "port-out", dropIf(topology.Condition{OutPorts: []ID{id("vm3")}}), udp(vm1, vm2, "10.0.0.11", "10.0.0.12", 1, 2), Forward},
+		{"ICMP data source", "port-in", dropIf(topology.Condition{IcmpDataSrcIPAddress: topology.Str("10.0.0.12"), IcmpDataSrcIPLength: 32}), icmpErr, Drop},
+		{"ICMP data destination", "port-in", dropIf(topology.Condition{IcmpDataDstIPAddress: topology.Str("192.168.0.0"), IcmpDataDstIPLength: 16}), icmpErr, Drop},
+		{"ICMP data destination elsewhere", "port-in", dropIf(topology.Condition{IcmpDataDstIPAddress: topology.Str("10.0.0.0"), IcmpDataDstIPLength: 8}), icmpErr, UserspaceOnly},
+		{"ICMP data on a non-error", "port-in", dropIf(topology.Condition{IcmpDataSrcIPAddress: topology.Str("0.0.0.0"), IcmpDataSrcIPLength: 0}),
+			udp(vm1, vm2, "10.0.0.11", "10.0.0.12", 1, 2), Forward},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, ids := bridgeTopo(t)
+			c := topology.IDPtr(tp.chain("c", tc.rule))
+			if tc.where == "port-in" {
+				tp.port(ids["vm1"]).InboundFilterID = c
+			} else {
+				tp.port(ids["vm2"]).OutboundFilterID = c
+			}
+			tp.in.MACTable = append(tp.in.MACTable, MACEntry{Bridge: ids["br"], VLAN: 5, MAC: mac(vm2), Port: ids["vm2"]})
+			r := run(t, tp.snapshot(), nil, ids["vm1"], tc.spec)
+			if r.Kind != tc.want {
+				t.Fatalf("kind %v (%v), want %v", r.Kind, r.Reason, tc.want)
+			}
+		})
+	}
+}
+
+func TestMatchNwDstRewritten(t *testing.T) {
+	// A router that DNATs a floating IP and then, in the same inbound
+	// chain, accepts only what it rewrote.
+	tp, ids := routerTopo(t)
+	tp.arp(ids["rtr"], vmIP, vmMAC)
+	tp.in.Routers[0].InboundFilterID = topology.IDPtr(tp.chain("in",
+		topology.Rule{Type: topology.RuleDNAT, FlowAction: topology.Str(topology.FlowContinue),
+			Condition:  topology.Condition{NwDstAddress: topology.Str(fipIP), NwDstLength: 32},
+			NatTargets: []topology.NatTarget{target(vmIP, vmIP, 0, 0)}},
+		accept(topology.Condition{MatchNwDstRewritten: true}),
+		dropAll()))
+	snap := tp.snapshot()
+	if r := run(t, snap, nil, ids["up"], udp(gwMAC, upMAC, "8.8.8.8", fipIP, 1, 2)); r.Kind != Forward {
+		t.Errorf("to the floating IP: %v %v", r.Kind, r.Reason)
+	}
+	if r := run(t, snap, nil, ids["up"], udp(gwMAC, upMAC, "8.8.8.8", vmIP, 1, 2)); r.Kind != Drop {
+		t.Errorf("straight to the VM: %v", r.Kind)
+	}
+}
