@@ -3,6 +3,9 @@
 #   veth      a plain veth pair (kernel baseline; "-nooff" = TX offloads off)
 #   dpfwd-vN  our userspace datapath (bench/datapath/dpfwd) with installed flows,
 #             AF_PACKET ring version N (2: wake per frame, 3: per 1 ms block)
+#   dpfwd-vN-gso  the same with PACKET_VNET_HDR offload; the peers keep TSO on
+#   upcalls   dpfwd with no flows: every 64-byte frame is a miss; reports the
+#             misses delivered to the handler per second and those dropped
 #   ovs       Open vSwitch's userspace datapath (datapath_type=netdev), if installed
 # measuring ping RTT, iperf3 TCP throughput (one stream) and the 64-byte packet
 # rate delivered (pktblast on one side, the receiver's rx counter on the other;
@@ -19,7 +22,7 @@ set -euo pipefail
 
 DUR=${DUR:-5}
 PINGS=${PINGS:-200}
-MODES=${MODES:-"veth veth-nooff dpfwd-v2 dpfwd-v3 ovs"}
+MODES=${MODES:-"veth veth-nooff dpfwd-v2 dpfwd-v3 dpfwd-v2-gso dpfwd-v3-gso upcalls ovs"}
 OVS_PORT_TYPE=${OVS_PORT_TYPE:-afxdp}
 DP_CPU=${DP_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
@@ -71,7 +74,7 @@ topology() {
 	fi
 	ip -n "$P-A" addr add 10.9.0.1/24 dev a0; ip -n "$P-A" link set a0 up
 	ip -n "$P-B" addr add 10.9.0.2/24 dev b0; ip -n "$P-B" link set b0 up
-	if [[ $mode != veth ]]; then
+	if [[ $mode != veth && $mode != *-gso ]]; then
 		# Userspace switches forward MTU-sized frames only: no TSO/checksum offload.
 		ip netns exec "$P-A" ethtool -K a0 tx off >/dev/null
 		ip netns exec "$P-B" ethtool -K b0 tx off >/dev/null
@@ -153,14 +156,25 @@ for mode in $MODES; do
 	veth | veth-nooff)
 		measure "$mode"
 		;;
-	dpfwd-v2 | dpfwd-v3)
-		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -ring "${mode#dpfwd-}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+	dpfwd-*)
+		local_args=(-ring "$(echo "$mode" | cut -d- -f2)")
+		[[ $mode == *-gso ]] && local_args+=(-offload)
+		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" "${local_args[@]}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")
 		sleep 0.5
 		measure "$mode" "$pid"
 		kill "$pid"; wait "$pid" || true
 		echo "  dpfwd counters: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["Stats"]); [print("   ", p["Spec"]["Name"], p["Stats"]) for p in d["Ports"]]' "$WORK/dpfwd.json" 2>/dev/null)"
+		;;
+	upcalls)
+		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -upcalls-only -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+		pid=$!
+		PIDS+=("$pid")
+		sleep 0.5
+		ip netns exec "$P-A" taskset -c "$GEN_CPU" "$WORK/pktblast" -i a0 -dst-mac 02:00:00:00:00:99 -flows 1000 -d "${DUR}s" >/dev/null
+		kill "$pid"; wait "$pid" || true
+		python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["Stats"]; d=int(sys.argv[2]); print("%-12s misses delivered %d/s, dropped %d/s (per-port queue full)" % ("upcalls", s["Upcalls"]//d, s["UpcallDropped"]//d))' "$WORK/dpfwd.json" "$DUR"
 		;;
 	ovs)
 		if ovs_start; then

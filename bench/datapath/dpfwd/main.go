@@ -25,6 +25,7 @@ func main() {
 	a := flag.String("a", "", "first interface")
 	b := flag.String("b", "", "second interface")
 	ring := flag.String("ring", "v2", "AF_PACKET ring version: v2 (lowest latency) or v3 (fewest wake-ups)")
+	upcallsOnly := flag.Bool("upcalls-only", false, "install no flows; count upcalls only (measures miss delivery)")
 	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
@@ -52,14 +53,14 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload}, *a, *b, *exact, log); err != nil {
+	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload}, *a, *b, *exact, *upcallsOnly, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(cfg userspace.Config, a, b string, exact bool, log *slog.Logger) error {
+func run(cfg userspace.Config, a, b string, exact, upcallsOnly bool, log *slog.Logger) error {
 	d, err := userspace.New(cfg)
 	if err != nil {
 		return err
@@ -78,6 +79,11 @@ func run(cfg userspace.Config, a, b string, exact bool, log *slog.Logger) error 
 		mask.EthType = 0xffff
 		mask.NwSrc = [4]byte{255, 255, 255, 255}
 		mask.NwDst = [4]byte{255, 255, 255, 255}
+	}
+	if upcallsOnly {
+		// Stats counts delivered upcalls; the handler has nothing to do.
+		d.SetUpcallHandler(datapath.UpcallHandlerFunc(func(*datapath.Upcall) {}))
+		return wait(d, log, a, b)
 	}
 	d.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
 		// Install a flow for what missed: forward to the other port.
@@ -99,6 +105,11 @@ func run(cfg userspace.Config, a, b string, exact bool, log *slog.Logger) error 
 		}
 	}
 	log.Info("forwarding", "a", a, "b", b, "exact", exact)
+	return wait(d, log, a, b)
+}
+
+// wait runs until SIGINT or SIGTERM, then prints the counters.
+func wait(d *userspace.Datapath, log *slog.Logger, a, b string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,8 @@ type Worker struct {
 	now   int64
 	dirty []Flusher
 	ofl   Offload // executeOffload's working copy
+	// queued records that the batch queued upcalls.
+	queued bool
 }
 
 // NewWorker returns a Worker registered for Stats; Close it when done.
@@ -91,8 +94,14 @@ func (w *Worker) Close() {
 // time of this call, which saves a clock read per packet.
 func (w *Worker) Begin() { w.now = time.Now().UnixNano() }
 
-// Flush ends a batch, flushing the batching ports transmitted to.
+// Flush ends a batch, flushing the batching ports transmitted to. If the
+// batch queued upcalls, it yields so the dispatcher gets to deliver them
+// even when receivers and dispatcher share one processor.
 func (w *Worker) Flush() {
+	if w.queued {
+		w.queued = false
+		runtime.Gosched()
+	}
 	for i, f := range w.dirty {
 		f.Flush()
 		w.dirty[i] = nil
@@ -130,6 +139,7 @@ func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offloa
 		w.c.misses.Add(1)
 		if in.upq.pushOffload(datapath.UpcallMiss, 0, &w.key, frame, off) {
 			w.e.kick()
+			w.queued = true
 		}
 		return
 	}
