@@ -653,7 +653,10 @@ type TraceReport struct {
 	ARPNeeded *TraceARP `json:"arpNeeded,omitempty"`
 	// Match lists the header fields the installed flow matches exactly,
 	// besides the input port (the megaflow mask).
-	Match              []string `json:"megaflowMatch"`
+	Match []string `json:"megaflowMatch"`
+	// AssumedActive lists the bound ports on the path (in and out) that
+	// no agent reports active: the trace takes them as up.
+	AssumedActive      []string `json:"assumedActive,omitempty"`
 	FlowTags           int      `json:"flowTags"`
 	HardTimeout        string   `json:"hardTimeout"`
 	HardTimeoutSeconds float64  `json:"hardTimeoutSeconds"`
@@ -754,11 +757,24 @@ func (t *topo) report(port topology.ID, m *sim.Match, res *sim.Result) *TraceRep
 	if res.Kind == sim.ARPNeeded {
 		rep.ARPNeeded = &TraceARP{Router: res.ARP.Router.String(), Port: res.ARP.Port.String(), IP: res.ARP.IP.String()}
 	}
+	for _, id := range append([]topology.ID{port}, egressPorts(res)...) {
+		if p, ok := t.ports[id]; ok && p.IsExterior() && !p.Active && !slices.Contains(rep.AssumedActive, id.String()) {
+			rep.AssumedActive = append(rep.AssumedActive, id.String())
+		}
+	}
 	rep.Match = []string{}
 	if res.Seen != 0 {
 		rep.Match = strings.Split(res.Seen.String(), ",")
 	}
 	return rep
+}
+
+func egressPorts(res *sim.Result) []topology.ID {
+	ids := make([]topology.ID, len(res.Egress))
+	for i, e := range res.Egress {
+		ids[i] = e.Port
+	}
+	return ids
 }
 
 // name says which object id is, for people.
@@ -955,6 +971,9 @@ func (r *TraceReport) write(w io.Writer) error {
 	}
 	if a := r.ARPNeeded; a != nil {
 		fmt.Fprintf(tw, "arp needed\trouter %s has no MAC for %s on port %s: the agent would ARP for it and simulate again\n", a.Router, a.IP, a.Port)
+	}
+	if len(r.AssumedActive) > 0 {
+		fmt.Fprintf(tw, "assumed active\t%s (bound, but no agent reports them up)\n", strings.Join(r.AssumedActive, " "))
 	}
 	fmt.Fprintf(tw, "flow matches\tin_port %s\n", strings.Join(r.Match, " "))
 	fmt.Fprintf(tw, "flow tags\t%d\n", r.FlowTags)

@@ -135,6 +135,10 @@ func TestTrace(t *testing.T) {
 		if !slices.Contains(r.Match, "nw_dst") || !slices.Contains(r.Match, "tp_dst") {
 			t.Errorf("megaflow matches %v, want nw_dst (route) and tp_dst (rule #2)", r.Match)
 		}
+		// No agent runs in the test cluster: both VM ports are assumed up.
+		if !slices.Equal(r.AssumedActive, []string{n.vm1, n.vm2}) {
+			t.Errorf("assumed active %v, want [%s %s]", r.AssumedActive, n.vm1, n.vm2)
+		}
 		if r.FlowTags == 0 || r.HardTimeout != "1m0s" || r.HardTimeoutSeconds != 60 {
 			t.Errorf("flow tags %d, hard timeout %s (%v s), want tags and 1m0s", r.FlowTags, r.HardTimeout, r.HardTimeoutSeconds)
 		}
@@ -187,14 +191,27 @@ func TestTrace(t *testing.T) {
 	})
 
 	t.Run("table output", func(t *testing.T) {
-		out := must(t, "trace", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--dst-port", "22")
-		for _, want := range []string{"tcp 10.61.1.5:49152 → 10.61.2.5:22 ttl 64", n.dropRule, "rule #2", "matched",
-			"result        drop (chain)", "flow matches", "hard timeout  1m0s"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("output lacks %q:\n%s", want, out)
-			}
+		cases := []struct {
+			name string
+			args []string
+			want []string
+		}{
+			{"drop", []string{"--dst-port", "22"}, []string{"tcp 10.61.1.5:49152 → 10.61.2.5:22 ttl 64", n.dropRule,
+				"rule #2", "matched", "result          drop (chain)", "flow matches", "hard timeout    1m0s"}},
+			{"forward", []string{"--dst-port", "80"}, []string{"result          forward",
+				"egress          port " + n.vm2, "set eth_src=" + n.rp2MAC + " eth_dst=" + n.vm2MAC + " nw_ttl=63",
+				"assumed active  " + n.vm1 + " " + n.vm2}},
 		}
-		t.Logf("\n%s", out)
+		for _, tc := range cases {
+			args := append([]string{"trace", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5"}, tc.args...)
+			out := must(t, args...)
+			for _, want := range tc.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s: output lacks %q:\n%s", tc.name, want, out)
+				}
+			}
+			t.Logf("%s:\n%s", tc.name, out)
+		}
 	})
 
 	t.Run("unknown port", func(t *testing.T) {
