@@ -23,6 +23,8 @@ type StateReader interface {
 	NAT(flowstate.NATKey) (flowstate.NATBinding, bool)
 }
 
+var _ StateReader = (*flowstate.View)(nil)
+
 // Packet is the input of one simulation.
 type Packet struct {
 	// Port is the virtual port the packet arrived on, or for a Generated
