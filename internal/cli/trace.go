@@ -66,7 +66,8 @@ then the result: where the packet leaves and with which header rewrites, or
 why it is dropped; and the flow the agent would install (the header fields
 its megaflow matches, its tag count and hard timeout).
 
-Every port bound to a host interface is taken as active. Routers' ARP caches
+Every port bound to a host interface is taken as active; the bound ports on
+the path that no agent reports up are listed as "assumed active". Routers' ARP caches
 live in the agents and are not visible through the API: a next hop that no
 bridge ARP table knows gives "arp-needed" (the agent would send an ARP request
 and simulate the packet again when the reply arrives).
