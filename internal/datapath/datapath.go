@@ -99,6 +99,7 @@ type FlowStats struct {
 }
 
 // Flow is one installed flow as reported by DumpFlows. Key is already masked.
+// Actions is shared with the datapath: read it, do not modify it.
 type Flow struct {
 	Key     packet.FlowKey
 	Mask    packet.FlowKey

@@ -574,3 +574,25 @@ func BenchmarkReceiveHit(b *testing.B) {
 		w.Receive(in, f, nil)
 	}
 }
+
+// A jumbo frame grows the worker's copy buffer and is rewritten correctly.
+func TestJumboFrameRewrite(t *testing.T) {
+	r := newRig(t, 2)
+	r.wildcard(t, datapath.SetIPv4(datapath.IPv4Set{Src: [4]byte{1, 2, 3, 4}, Fields: datapath.SetSrc}),
+		datapath.PushVLAN(7), datapath.Output(r.out[0].No))
+	eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	udp := &layers.UDP{SrcPort: 40001, DstPort: 7000}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{0xab}, 9000))); err != nil {
+		t.Fatal(err)
+	}
+	r.receive(buf.Bytes())
+	out := r.outs[0].last(t)
+	if len(out) != len(buf.Bytes())+4 {
+		t.Fatalf("output %d bytes, want %d", len(out), len(buf.Bytes())+4)
+	}
+	checkChecksums(t, out)
+}

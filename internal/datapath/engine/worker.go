@@ -72,7 +72,7 @@ func (e *Engine) newWorker(emcSize int) *Worker {
 	w := &Worker{
 		e:     e,
 		emc:   classifier.NewEMC[flowState](emcSize),
-		buf:   make([]byte, headroom+maxFrame),
+		buf:   make([]byte, headroom+2048),
 		dirty: make([]Flusher, 0, 8),
 	}
 	w.c = &w.own
@@ -161,6 +161,16 @@ func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offloa
 	w.executeOffload(in, frame, *fs.actions.Load(), &w.key, off)
 }
 
+// scratch returns the worker's copy buffer with room for headroom and an
+// n-byte frame. It starts small, since most workers never see jumbo or
+// super-frames, and grows once for those that do.
+func (w *Worker) scratch(n int) []byte {
+	if len(w.buf) < headroom+n {
+		w.buf = make([]byte, headroom+max(n, 2*len(w.buf)))
+	}
+	return w.buf
+}
+
 // modifies reports whether actions change the packet, so that it must be
 // copied first.
 func modifies(actions []datapath.Action) bool {
@@ -186,7 +196,7 @@ func (w *Worker) executeOffload(in *Port, frame []byte, actions []datapath.Actio
 	copied := false
 	if modifies(actions) {
 		off = headroom
-		n := copy(w.buf[off:], frame)
+		n := copy(w.scratch(len(frame))[off:], frame)
 		pkt = w.buf[off : off+n]
 		copied = true
 	}
@@ -206,7 +216,7 @@ func (w *Worker) executeOffload(in *Port, frame []byte, actions []datapath.Actio
 					if _, ok := p.tx.(OffloadTransmitter); !ok {
 						// Finishing the checksum writes: copy first.
 						off = headroom
-						n := copy(w.buf[off:], pkt)
+						n := copy(w.scratch(len(pkt))[off:], pkt)
 						pkt = w.buf[off : off+n]
 						copied = true
 					}
