@@ -243,25 +243,34 @@ func (sb *Sandbox) underlay() error {
 
 func (sb *Sandbox) startAgents() error {
 	for _, h := range hosts {
-		logf, err := os.Create(filepath.Join(sb.cfg.DataDir, h.name+".log"))
+		cmd, err := sb.startAgent(h)
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command("ip", "netns", "exec", h.ns, sb.cfg.Binary, "agent",
-			"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
-			"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
-			"--metrics-listen", "127.0.0.1:9100")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			return fmt.Errorf("start agent on %s: %w", h.name, err)
-		}
-		logf.Close()
 		sb.agents = append(sb.agents, cmd)
-		os.WriteFile(filepath.Join(os.TempDir(), prefix+h.name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
 	}
 	return nil
+}
+
+// startAgent starts the agent of a host as a process in its namespace.
+func (sb *Sandbox) startAgent(h host) (*exec.Cmd, error) {
+	logf, err := os.OpenFile(filepath.Join(sb.cfg.DataDir, h.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", "netns", "exec", h.ns, sb.cfg.Binary, "agent",
+		"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
+		"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
+		"--metrics-listen", "127.0.0.1:9100")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start agent on %s: %w", h.name, err)
+	}
+	logf.Close()
+	os.WriteFile(filepath.Join(os.TempDir(), prefix+h.name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	return cmd, nil
 }
 
 func (sb *Sandbox) plugVMs() error {
@@ -345,3 +354,37 @@ func Cleanup() {
 }
 
 var _ = netip.Addr{}
+
+// ID returns the id of a demo object by its name in the build ("net-a",
+// "tenant-router", "port:vm-a1", "host:host2", "sg"...).
+func (sb *Sandbox) ID(name string) string { return sb.ids[name] }
+
+// HostNS returns the namespace of host i (0-based).
+func HostNS(i int) string { return hosts[i].ns }
+
+// VMNS returns the namespace of the named VM.
+func VMNS(name string) string { return prefix + name }
+
+// ExtNS is the namespace of the external network.
+const ExtNS = extNS
+
+// RestartAgent stops the agent of host i and starts it again, as an
+// operator upgrading it would.
+func (sb *Sandbox) RestartAgent(i int) error {
+	a := sb.agents[i]
+	a.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { a.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		a.Process.Kill()
+		<-done
+	}
+	cmd, err := sb.startAgent(hosts[i])
+	if err != nil {
+		return err
+	}
+	sb.agents[i] = cmd
+	return nil
+}

@@ -1,0 +1,350 @@
+// Package e2e runs the sandbox (real agents in host namespaces, VMs as
+// namespaces, real packets) and checks the virtual network's behaviour
+// end to end. It needs root; without it the tests skip, saying why.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/midonet/midonet/internal/sandbox"
+)
+
+var (
+	sb       *sandbox.Sandbox
+	skipWhy  string
+	startErr error
+)
+
+func TestMain(m *testing.M) {
+	switch {
+	case os.Geteuid() != 0:
+		skipWhy = "end-to-end tests need root to build network namespaces"
+	default:
+		if _, err := exec.LookPath("ping"); err != nil {
+			skipWhy = "ping is missing (apt-get install iputils-ping)"
+		}
+	}
+	code := 0
+	if skipWhy == "" {
+		code = run(m)
+	} else {
+		code = m.Run()
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "midonet-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "midonet")
+	build := exec.Command("go", "build", "-o", bin, "github.com/midonet/midonet/cmd/midonet")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building midonet: %v\n%s", err, out)
+		return 1
+	}
+	var log bytes.Buffer
+	sb, startErr = sandbox.Start(context.Background(), sandbox.Config{
+		Binary: bin, DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:18181", Out: &log,
+	})
+	if startErr != nil {
+		fmt.Fprintf(os.Stderr, "sandbox: %v\n%s", startErr, log.String())
+		dumpLogs(filepath.Join(dir, "data"))
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		dumpLogs(filepath.Join(dir, "data"))
+	}
+	sb.Close()
+	return code
+}
+
+// dumpLogs prints the tail of the agents' logs to help diagnose a failure.
+func dumpLogs(dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range logs {
+		b, _ := os.ReadFile(f)
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", f, b)
+	}
+}
+
+func need(t *testing.T) {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+}
+
+// pingCount pings from a namespace and returns how many replies came back.
+func pingCount(ns, addr string, n int, extra ...string) int {
+	args := append([]string{"netns", "exec", ns, "ping", "-n", "-c", fmt.Sprint(n), "-i", "0.2", "-W", "0.5"}, extra...)
+	out, _ := exec.Command("ip", append(args, addr)...).CombinedOutput()
+	var tx, rx int
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &tx, &rx)
+		}
+	}
+	return rx
+}
+
+// eventually retries cond until it holds, and fails when no attempt that
+// started within timeout succeeded. It returns when the successful attempt
+// started: for a probe that waits for a reply, that is when the probe was
+// sent, not when it gave up waiting.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		attempt := time.Now()
+		if cond() {
+			return attempt.Sub(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func api(t *testing.T, method, p string, body any) *http.Response {
+	t.Helper()
+	var b []byte
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	req, _ := http.NewRequest(method, sb.APIURL()+p, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %s", method, p, resp.Status)
+	}
+	return resp
+}
+
+func TestSandboxChecks(t *testing.T) {
+	need(t)
+	var out bytes.Buffer
+	checks := sb.RunChecks(context.Background())
+	if failed := sandbox.PrintTable(&out, checks); failed > 0 {
+		t.Fatalf("%d checks failed:\n%s", failed, out.String())
+	}
+	t.Logf("\n%s", out.String())
+}
+
+func TestL2AcrossHostsLearnsAndFloods(t *testing.T) {
+	need(t)
+	// vm-a1 (host1) and vm-a2 (host2) share net-a: the first ARP floods
+	// across the overlay, the reply is learned, then unicast follows.
+	exec.Command("ip", "netns", "exec", sandbox.VMNS("vm-a1"), "ip", "neigh", "flush", "all").Run()
+	if n := pingCount(sandbox.VMNS("vm-a1"), "10.0.1.11", 5); n < 4 {
+		t.Fatalf("%d of 5 pings across hosts on one bridge", n)
+	}
+	var macs []map[string]any
+	resp, err := http.Get(sb.APIURL() + "/bridges/" + sb.ID("net-a") + "/mac_table")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&macs)
+	resp.Body.Close()
+	ports := map[string]bool{}
+	for _, m := range macs {
+		ports[m["portId"].(string)] = true
+	}
+	if !ports[sb.ID("port:vm-a1")] || !ports[sb.ID("port:vm-a2")] {
+		t.Errorf("the agents did not learn both VMs' MACs into the shared table: %v", macs)
+	}
+}
+
+func TestRoutingAcrossHostsWithLargePackets(t *testing.T) {
+	need(t)
+	// 3000-byte pings are fragmented by the VM: fragments cross the
+	// router and the overlay.
+	if n := pingCount(sandbox.VMNS("vm-a1"), "10.0.2.11", 4, "-s", "3000"); n < 3 {
+		t.Fatalf("%d of 4 large pings across the router", n)
+	}
+}
+
+func TestICMPErrorTranslatedBackThroughSNAT(t *testing.T) {
+	need(t)
+	// A UDP datagram to a closed port of the external host comes back as
+	// an ICMP port unreachable to the SNAT address; the tenant router must
+	// translate the error and the datagram it quotes back to vm-b1.
+	var err error
+	inNS(t, sandbox.VMNS("vm-b1"), func() {
+		var c net.Conn
+		c, err = net.Dial("udp4", "192.0.2.1:9")
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 16)
+		for i := 0; i < 5; i++ {
+			c.Write([]byte("probe"))
+			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, err = c.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		}
+	})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("want ECONNREFUSED from a translated ICMP port unreachable, got %v", err)
+	}
+}
+
+// inNS runs fn on a thread inside a namespace.
+func inNS(t *testing.T, name string, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	fn()
+}
+
+func TestRuleChangeInvalidatesFlowsWithinASecond(t *testing.T) {
+	need(t)
+	vm, dst := sandbox.VMNS("vm-a1"), "10.0.2.11"
+	if n := pingCount(vm, dst, 3); n < 2 {
+		t.Fatalf("baseline: %d of 3 pings", n)
+	}
+	// A drop rule for ICMP at the head of vm-b2's ingress security group.
+	resp := api(t, "POST", "/chains/"+sb.ID("sg")+"/rules", map[string]any{"type": "drop", "nwProto": 1, "position": 1})
+	rule := resp.Header.Get("Location")
+	t.Cleanup(func() {
+		req, _ := http.NewRequest("DELETE", rule, nil)
+		if r, err := http.DefaultClient.Do(req); err == nil {
+			r.Body.Close()
+		}
+	})
+	took := eventually(t, time.Second, "installed flows invalidated by the new rule", func() bool {
+		return pingCount(vm, dst, 1) == 0
+	})
+	t.Logf("the first ping dropped was sent %s after the rule was created", took)
+	req, _ := http.NewRequest("DELETE", rule, nil)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	eventually(t, 2*time.Second, "traffic flows again once the rule is deleted", func() bool {
+		return pingCount(vm, dst, 1) == 1
+	})
+}
+
+func TestInterfaceDownAndUp(t *testing.T) {
+	need(t)
+	host, tap := sandbox.HostNS(1), "tap-vm-a2"
+	vm, dst := sandbox.VMNS("vm-a1"), "10.0.1.11"
+	set := func(state string) {
+		if out, err := exec.Command("ip", "-n", host, "link", "set", tap, state).CombinedOutput(); err != nil {
+			t.Fatalf("ip link set %s: %v %s", state, err, out)
+		}
+	}
+	t.Cleanup(func() { set("up") })
+	set("down")
+	eventually(t, 3*time.Second, "no traffic while the VM's interface is down", func() bool {
+		return pingCount(vm, dst, 1) == 0
+	})
+	set("up")
+	eventually(t, 5*time.Second, "traffic again once the interface is up", func() bool {
+		return pingCount(vm, dst, 1) == 1
+	})
+}
+
+func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
+	need(t)
+	// An echo server in the external network that keeps connections open.
+	var ln net.Listener
+	inNS(t, sandbox.ExtNS, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", "0.0.0.0:7100"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					fmt.Fprintf(c, "%s %s\n", host, s.Text())
+				}
+			}()
+		}
+	}()
+	var c net.Conn
+	inNS(t, sandbox.VMNS("vm-b1"), func() {
+		var err error
+		if c, err = net.DialTimeout("tcp4", "192.0.2.1:7100", 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer c.Close()
+	r := bufio.NewReader(c)
+	say := func(msg string) string {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "%s\n", msg)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection broke: %v", err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := say("before"); got != "203.0.113.1 before" {
+		t.Fatalf("echo %q, want it from the SNAT address", got)
+	}
+	// vm-b1 lives on host2: restart its agent (and with it the userspace
+	// datapath and every flow).
+	if err := sb.RestartAgent(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := say("after"); got != "203.0.113.1 after" {
+		t.Fatalf("echo after the restart %q: the connection must keep its NAT mapping", got)
+	}
+}
