@@ -11,8 +11,11 @@ import (
 // Fabric is an in-memory underlay joining the VXLAN ports of mem datapaths:
 // output to a VXLAN port with tunnel destination D reaches the VXLAN port
 // bound to D (and the same UDP port), which receives the inner frame with
-// the tunnel metadata in its flow key. Delivery is synchronous, in the
-// sender's goroutine.
+// the tunnel metadata in its flow key. Delivery is asynchronous, as on a
+// wire: each VXLAN port has a bounded inbound queue drained by its own
+// goroutine, and a frame sent to a full queue is dropped (counted as
+// TxDropped on the sender). So flows that bounce between hosts can neither
+// deadlock nor recurse.
 type Fabric struct {
 	mu        sync.RWMutex
 	endpoints map[netip.AddrPort]*port // guarded by mu
@@ -60,10 +63,30 @@ func (f *Fabric) send(from *port, frame []byte, tun *datapath.TunnelSet) error {
 		ttl = datapath.DefaultTunnelTTL
 	}
 	t := Tunnel{ID: tun.VNI, Src: src.As4(), Dst: tun.Dst.As4(), TOS: tun.TOS, TTL: ttl}
-	if to == from {
-		// Looping back into the sender would need its own lock.
-		return fmt.Errorf("vxlan endpoint %v sends to itself", dst)
+	select {
+	case to.fabricIn <- fabricFrame{tun: t, data: append([]byte(nil), frame...)}:
+		return nil
+	default:
+		return errFabricQueueFull
 	}
-	to.receive(frame, &t)
-	return nil
+}
+
+var errFabricQueueFull = fmt.Errorf("vxlan endpoint's inbound queue is full")
+
+type fabricFrame struct {
+	tun  Tunnel
+	data []byte
+}
+
+// deliverFabric is a VXLAN port's receive loop for frames from the fabric.
+func (p *port) deliverFabric() {
+	defer close(p.fabricDone)
+	for {
+		select {
+		case f := <-p.fabricIn:
+			p.receive(f.data, &f.tun)
+		case <-p.fabricStop:
+			return
+		}
+	}
 }

@@ -62,7 +62,10 @@ type port struct {
 	mu sync.Mutex // serializes Receive on w
 	w  *engine.Worker
 
-	vxlan netip.AddrPort // for the VXLAN port
+	vxlan      netip.AddrPort // for the VXLAN port on a fabric
+	fabricIn   chan fabricFrame
+	fabricStop chan struct{}
+	fabricDone chan struct{}
 }
 
 // New returns a datapath with no ports.
@@ -107,11 +110,15 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 	p.w = d.e.NewWorker()
 	if spec.Kind == datapath.PortVXLAN && d.cfg.Fabric != nil {
 		p.vxlan = netip.AddrPortFrom(spec.LocalAddr, spec.UDPPort)
+		p.fabricIn = make(chan fabricFrame, d.cfg.OutputQueueLen)
+		p.fabricStop = make(chan struct{})
+		p.fabricDone = make(chan struct{})
 		if err := d.cfg.Fabric.attach(p.vxlan, p); err != nil {
 			d.e.RemovePort(ep.No)
 			p.w.Close()
 			return 0, err
 		}
+		go p.deliverFabric()
 	}
 	d.mu.Lock()
 	d.ports[ep.No] = p
@@ -132,6 +139,8 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	if p != nil {
 		if p.vxlan.IsValid() {
 			d.cfg.Fabric.detach(p.vxlan, p)
+			close(p.fabricStop)
+			<-p.fabricDone
 		}
 		p.mu.Lock()
 		p.w.Close()
