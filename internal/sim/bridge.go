@@ -16,6 +16,7 @@ func (s *Simulator) bridgeProcess(b *bridge) verdict {
 	if !b.adminUp {
 		return s.drop(ReasonDeviceAdminDown)
 	}
+	s.mirrorTo(b.mirrorsIn)
 	// A frame entering a VLAN-aware bridge from an interior port with a
 	// VLAN id gets that tag; trunk frames keep theirs.
 	if in.vlan != 0 && in.peer != nil {
@@ -110,6 +111,7 @@ func (s *Simulator) bridgeUnicast(b *bridge, out *port) verdict {
 			return s.drop(s.chainDropReason())
 		}
 	}
+	s.mirrorTo(b.mirrorsOut)
 	return s.portEgress(out)
 }
 
@@ -124,6 +126,7 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 			return s.drop(s.chainDropReason())
 		}
 	}
+	s.mirrorTo(b.mirrorsOut)
 	if s.tracing {
 		s.trace("bridge", b.id, "flood", "")
 	}

@@ -89,6 +89,13 @@ func newRandomWorld(t testing.TB, r *rand.Rand) *randomWorld {
 			tp.port(pid).OutboundFilterID = topology.IDPtr(w.randomChain(tp, pid.String()+"-out", allPorts))
 		}
 	}
+	if r.IntN(2) == 0 {
+		tap := tp.vmPort(tp.bridge("taps"), "tap")
+		cond := w.randomRule(tp, "mirror-cond", allPorts, nil).Condition
+		tp.in.Mirrors = append(tp.in.Mirrors, topology.Mirror{ID: id("mirror"), ToPortID: topology.IDPtr(tap),
+			Conditions: []topology.MirrorCondition{{Condition: cond}}})
+		tp.in.Bridges[0].InboundMirrorIDs = []ID{id("mirror")}
+	}
 	// NAT on the router: a floating IP, the default SNAT, and their reverses.
 	in := []topology.Rule{
 		natRule(topology.RuleDNAT, topology.Condition{NwDstAddress: topology.Str("192.0.2.50"), NwDstLength: 32}, target("10.0.0.10", "10.0.0.10", 0, 0)),

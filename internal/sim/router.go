@@ -24,6 +24,7 @@ func (s *Simulator) routerProcess(r *router) verdict {
 		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		return s.drop(ReasonDeviceAdminDown)
 	}
+	s.mirrorTo(r.mirrorsIn)
 	dst := s.ethDst()
 	if isMulticastMAC(dst) {
 		if et != packet.EtherTypeARP {
@@ -126,6 +127,7 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	}
 	s.setEthSrc(out.mac)
 	s.setEthDst(mac)
+	s.mirrorTo(r.mirrorsOut)
 	return s.portEgress(out)
 }
 

@@ -181,10 +181,19 @@ func (s *Simulator) finish(v verdict) {
 		default:
 			r.Kind = Forward
 		}
-	case vDrop:
+	case vDrop, vTempDrop:
 		r.Kind, r.Reason = Drop, s.reason
-	case vTempDrop:
-		r.Kind, r.Reason = TemporaryDrop, s.reason
+		if v == vTempDrop {
+			r.Kind = TemporaryDrop
+		}
+		if len(r.Egress) > 0 {
+			// Mirrored copies left before the original was dropped: a drop
+			// is neutral when merged with them, as in MidoNet's forks.
+			r.Kind, r.Reason = Forward, ReasonNone
+			if s.userspace || s.seen&fieldsUserspace != 0 || s.writtenAll&fieldsUserspace != 0 {
+				r.Kind = UserspaceOnly
+			}
+		}
 	case vConsumed:
 		r.Kind = Consumed
 	case vARP:
@@ -297,6 +306,7 @@ func (s *Simulator) portIngress(p *port) verdict {
 		}
 		return s.drop(ReasonPortAdminDown)
 	}
+	s.mirrorTo(p.mirrorsIn)
 	switch s.runChains(p.inChains) {
 	case actDrop:
 		return s.drop(s.chainDropReason())
@@ -306,6 +316,7 @@ func (s *Simulator) portIngress(p *port) verdict {
 		}
 		return s.drop(ReasonChain)
 	}
+	s.mirrorTo(p.mirrorsPostIn)
 	if p.bridge != nil {
 		return s.bridgeProcess(p.bridge)
 	}
@@ -331,12 +342,14 @@ func (s *Simulator) portEgress(p *port) verdict {
 	if !p.adminUp {
 		return s.drop(ReasonPortAdminDown)
 	}
+	s.mirrorTo(p.mirrorsPreOut)
 	switch s.runChains(p.outChains) {
 	case actDrop:
 		return s.drop(s.chainDropReason())
 	case actReject:
 		return s.drop(ReasonChain)
 	}
+	s.mirrorTo(p.mirrorsOut)
 	switch {
 	case p.peer != nil:
 		return s.portIngress(p.peer)

@@ -56,6 +56,7 @@ type SnapshotInput struct {
 	Rules        []topology.Rule
 	PortGroups   []topology.PortGroup
 	IPAddrGroups []topology.IPAddrGroup
+	Mirrors      []topology.Mirror
 
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
@@ -139,6 +140,9 @@ type port struct {
 	groups    []*portGroup
 	vlan      uint16 // bridge interior port of a VLAN-aware bridge
 
+	// Mirrors at the port's four mirror points, in traversal order.
+	mirrorsIn, mirrorsPostIn, mirrorsPreOut, mirrorsOut []*mirror
+
 	// Router ports.
 	mac     [6]byte
 	addr    [4]byte
@@ -177,29 +181,33 @@ type macKey struct {
 }
 
 type bridge struct {
-	id        ID
-	tag       Tag
-	adminUp   bool
-	inChains  []*chain
-	outChains []*chain
-	macs      map[macKey]*port
-	ipMAC     map[[4]byte][6]byte // ARP suppression table
-	answerARP bool                // answer ARP requests from ipMAC (SnapshotInput.BridgeARP)
-	rtrMACs   map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
-	rtrIPs    map[[4]byte]*port   // address of a peer router port → this bridge's interior port
-	flood     []*port             // exterior ports, by id
-	vlanPorts map[uint16]*port    // interior ports with a VLAN id
-	vabPeers  []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
+	id         ID
+	tag        Tag
+	adminUp    bool
+	inChains   []*chain
+	outChains  []*chain
+	mirrorsIn  []*mirror
+	mirrorsOut []*mirror
+	macs       map[macKey]*port
+	ipMAC      map[[4]byte][6]byte // ARP suppression table
+	answerARP  bool                // answer ARP requests from ipMAC (SnapshotInput.BridgeARP)
+	rtrMACs    map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
+	rtrIPs     map[[4]byte]*port   // address of a peer router port → this bridge's interior port
+	flood      []*port             // exterior ports, by id
+	vlanPorts  map[uint16]*port    // interior ports with a VLAN id
+	vabPeers   []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
 }
 
 type router struct {
-	id        ID
-	tag       Tag
-	adminUp   bool
-	inChains  []*chain
-	outChains []*chain
-	table     routingTable
-	arp       map[[4]byte]arpEntry
+	id         ID
+	tag        Tag
+	adminUp    bool
+	inChains   []*chain
+	outChains  []*chain
+	mirrorsIn  []*mirror
+	mirrorsOut []*mirror
+	table      routingTable
+	arp        map[[4]byte]arpEntry
 }
 
 type arpEntry struct {
@@ -269,16 +277,39 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 		return out
 	}
+	mirrors := make(map[ID]*mirror, len(in.Mirrors))
+	for i := range in.Mirrors {
+		m := &in.Mirrors[i]
+		cm := &mirror{id: m.ID, tag: DeviceTag(m.ID), conds: make([]cond, len(m.Conditions))}
+		if m.ToPortID != nil {
+			cm.toID = *m.ToPortID
+		}
+		for j := range m.Conditions {
+			if err := s.compileCond(&cm.conds[j], &m.Conditions[j].Condition, nil); err != nil {
+				return nil, fmt.Errorf("%w: mirror %s: condition %d: %w", ErrTopology, m.ID, j, err)
+			}
+		}
+		mirrors[m.ID] = cm
+	}
+	mirrorList := func(ids []ID) []*mirror {
+		var out []*mirror
+		for _, id := range ids {
+			if m, ok := mirrors[id]; ok {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
 	for i := range in.Bridges {
 		b := &in.Bridges[i]
-		s.bridges[b.ID] = &bridge{id: b.ID, tag: DeviceTag(b.ID), adminUp: b.AdminStateUp,
+		s.bridges[b.ID] = &bridge{mirrorsIn: mirrorList(b.InboundMirrorIDs), mirrorsOut: mirrorList(b.OutboundMirrorIDs), id: b.ID, tag: DeviceTag(b.ID), adminUp: b.AdminStateUp,
 			inChains: chainList(b.InboundFilterID), outChains: chainList(b.OutboundFilterID),
 			macs: map[macKey]*port{}, ipMAC: map[[4]byte][6]byte{}, rtrMACs: map[[6]byte]*port{},
 			rtrIPs: map[[4]byte]*port{}, vlanPorts: map[uint16]*port{}}
 	}
 	for i := range in.Routers {
 		r := &in.Routers[i]
-		s.routers[r.ID] = &router{id: r.ID, tag: DeviceTag(r.ID), adminUp: r.AdminStateUp,
+		s.routers[r.ID] = &router{mirrorsIn: mirrorList(r.InboundMirrorIDs), mirrorsOut: mirrorList(r.OutboundMirrorIDs), id: r.ID, tag: DeviceTag(r.ID), adminUp: r.AdminStateUp,
 			inChains:  chainList(r.LocalRedirectChainID, r.InboundFilterID),
 			outChains: chainList(r.ForwardChainID, r.OutboundFilterID),
 			arp:       map[[4]byte]arpEntry{}}
@@ -286,7 +317,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	for i := range in.Ports {
 		tp := &in.Ports[i]
 		p := &port{id: tp.ID, tag: DeviceTag(tp.ID), adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
-			inChains: chainList(tp.InboundFilterID), outChains: chainList(tp.OutboundFilterID)}
+			inChains: chainList(tp.InboundFilterID), outChains: chainList(tp.OutboundFilterID),
+			mirrorsIn: mirrorList(tp.InboundMirrorIDs), mirrorsPostIn: mirrorList(tp.PostInFilterMirrorIDs),
+			mirrorsPreOut: mirrorList(tp.PreOutFilterMirrorIDs), mirrorsOut: mirrorList(tp.OutboundMirrorIDs)}
 		if tp.HostID != nil {
 			p.host = *tp.HostID
 		}
@@ -326,6 +359,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			p.bridge = b
 		}
 		s.ports[p.id] = p
+	}
+	for _, m := range mirrors {
+		m.to = s.ports[m.toID]
 	}
 	for _, b := range in.PortBinding {
 		if p, ok := s.ports[b.Port]; ok {
