@@ -114,3 +114,37 @@ func FuzzExecute(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOffload feeds arbitrary frames with arbitrary offload metadata, as a
+// buggy or hostile sender's virtio_net_hdr could carry: nothing may panic.
+func FuzzOffload(f *testing.F) {
+	fr := frame(f, "tcp")
+	f.Add(fr, true, uint16(34), uint16(16), uint8(GSOTCPv4), uint16(8), true)
+	f.Add(fr, true, uint16(60000), uint16(60000), uint8(GSONone), uint16(0), false)
+	f.Add(fr[:40], false, uint16(0), uint16(0), uint8(GSOTCPv4), uint16(1), true)
+	f.Add(fr, true, uint16(34), uint16(6), uint8(GSOUDP), uint16(100), false)
+	f.Fuzz(func(t *testing.T, fr []byte, csum bool, start, off uint16, gso uint8, size uint16, push bool) {
+		if len(fr) > 9000 {
+			return
+		}
+		e := New(Config{UpcallQueueLen: 4})
+		defer e.Close()
+		in, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &capture{})
+		plain, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "plain"}, &capture{})
+		ofp, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "ofl"}, &offloadCapture{})
+		key := packet.FlowKey{InPort: uint32(in.No)}
+		mask := packet.FlowKey{InPort: ^uint32(0)}
+		acts := []datapath.Action{datapath.SetIPv4(datapath.IPv4Set{Src: [4]byte{1, 2, 3, 4}, Fields: datapath.SetSrc})}
+		if push {
+			acts = append(acts, datapath.PushVLAN(3))
+		}
+		acts = append(acts, datapath.Output(ofp.No), datapath.Output(plain.No), datapath.Userspace(1))
+		e.PutFlow(&key, &mask, acts, 0)
+		w := e.NewWorker()
+		defer w.Close()
+		o := Offload{NeedsCsum: csum, CsumStart: start, CsumOffset: off, GSOType: gso, GSOSize: size}
+		w.Begin()
+		w.ReceiveOffload(in, fr, nil, &o)
+		w.Flush()
+	})
+}

@@ -74,3 +74,60 @@ func (o *Offload) shift(n int) {
 		o.HdrLen = uint16(int(o.HdrLen) + n)
 	}
 }
+
+// segmentTCPv4 splits a TCP/IPv4 GSO super-frame into segments of at most
+// o.GSOSize payload bytes, each with its own headers and full checksums, as
+// the kernel's GSO would, and passes each to emit (valid only during the
+// call). buf is scratch space, grown as needed and returned. It reports
+// false, emitting nothing, if the frame is not a TCP/IPv4 segment.
+func segmentTCPv4(f []byte, o *Offload, buf []byte, emit func(seg []byte)) ([]byte, bool) {
+	l3, et := l3Offset(f)
+	if l3 < 0 || et != 0x0800 || len(f) < l3+20 || o.GSOSize == 0 {
+		return buf, false
+	}
+	ip := f[l3:]
+	ihl := int(ip[0]&0x0f) * 4
+	if ip[0]>>4 != 4 || ihl < 20 || ip[9] != 6 || len(ip) < ihl+20 {
+		return buf, false
+	}
+	tcp := ip[ihl:]
+	thl := int(tcp[12]>>4) * 4
+	if thl < 20 || len(tcp) < thl {
+		return buf, false
+	}
+	hdrs := l3 + ihl + thl
+	payload := f[hdrs:]
+	mss := int(o.GSOSize)
+	if need := hdrs + mss; len(buf) < need {
+		buf = make([]byte, need)
+	}
+	copy(buf, f[:hdrs])
+	sip, stcp := buf[l3:], buf[l3+ihl:]
+	id := binary.BigEndian.Uint16(ip[4:])
+	seq := binary.BigEndian.Uint32(tcp[4:])
+	flags := tcp[13]
+	for i := 0; len(payload) > 0; i++ {
+		n := min(mss, len(payload))
+		seg := buf[:hdrs+n]
+		copy(seg[hdrs:], payload[:n])
+		payload = payload[n:]
+		binary.BigEndian.PutUint16(sip[2:], uint16(ihl+thl+n))
+		binary.BigEndian.PutUint16(sip[4:], id+uint16(i))
+		sip[10], sip[11] = 0, 0
+		binary.BigEndian.PutUint16(sip[10:], packet.Checksum(sip[:ihl], 0))
+		binary.BigEndian.PutUint32(stcp[4:], seq+uint32(i*mss))
+		fl := flags
+		if len(payload) > 0 {
+			fl &^= 0x09 // FIN and PSH only on the last segment
+		}
+		if i > 0 {
+			fl &^= 0x80 // CWR only on the first
+		}
+		stcp[13] = fl
+		stcp[16], stcp[17] = 0, 0
+		sum := packet.PseudoHeaderSum4([4]byte(sip[12:16]), [4]byte(sip[16:20]), 6, uint16(thl+n))
+		binary.BigEndian.PutUint16(stcp[16:], packet.Checksum(seg[l3+ihl:], sum))
+		emit(seg)
+	}
+	return buf, true
+}

@@ -1,8 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/binary"
+	"net"
 	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/packet"
@@ -76,7 +81,26 @@ func TestPendingChecksumFollowsRewrites(t *testing.T) {
 	}
 }
 
-func TestGSOFrameToPlainPortIsDropped(t *testing.T) {
+// gsoTCP builds a TCP/IPv4 super-frame with payload bytes of payload as a
+// sender with TSO leaves it: partial checksum, GSO metadata for mss.
+func gsoTCP(t *testing.T, payload []byte, mss uint16) ([]byte, Offload) {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 100, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1000, Ack: 5, ACK: true, PSH: true, Window: 500}
+	tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	f := buf.Bytes()
+	sum := packet.PseudoHeaderSum4([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 6, uint16(20+len(payload)))
+	binary.BigEndian.PutUint16(f[14+20+16:], uint16(sum))
+	return f, Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16, GSOType: GSOTCPv4, GSOSize: mss, HdrLen: 54}
+}
+
+func TestGSOFrameIsSegmentedForPlainPort(t *testing.T) {
 	e := New(Config{})
 	t.Cleanup(e.Close)
 	in, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &capture{})
@@ -86,17 +110,39 @@ func TestGSOFrameToPlainPortIsDropped(t *testing.T) {
 	t.Cleanup(w.Close)
 	key := packet.FlowKey{InPort: uint32(in.No)}
 	mask := packet.FlowKey{InPort: ^uint32(0)}
-	e.PutFlow(&key, &mask, []datapath.Action{datapath.Output(pp.No)}, 0)
-	f, o := partialTCP(t)
-	o.GSOType, o.GSOSize, o.HdrLen = GSOTCPv4, 1448, 54
+	e.PutFlow(&key, &mask, []datapath.Action{
+		datapath.SetIPv4(datapath.IPv4Set{Src: [4]byte{192, 0, 2, 1}, Fields: datapath.SetSrc}),
+		datapath.Output(pp.No),
+	}, 0)
+	payload := make([]byte, 3500)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	f, o := gsoTCP(t, payload, 1000)
 	w.Begin()
 	w.ReceiveOffload(in, f, nil, &o)
 	w.Flush()
-	if len(plain.frames) != 0 {
-		t.Fatal("a GSO super-frame went to a port that cannot segment")
+	if len(plain.frames) != 4 {
+		t.Fatalf("got %d segments, want 4", len(plain.frames))
 	}
-	if pp.Stats().TxDropped != 1 {
-		t.Errorf("TxDropped = %d, want 1", pp.Stats().TxDropped)
+	var joined []byte
+	for i, seg := range plain.frames {
+		p := checkChecksums(t, seg)
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !ip.SrcIP.Equal(net.IP{192, 0, 2, 1}) || ip.Id != uint16(100+i) {
+			t.Errorf("segment %d: src %v id %d", i, ip.SrcIP, ip.Id)
+		}
+		if tcp.Seq != uint32(1000+1000*i) || tcp.PSH != (i == 3) || !tcp.ACK {
+			t.Errorf("segment %d: seq %d psh %v ack %v", i, tcp.Seq, tcp.PSH, tcp.ACK)
+		}
+		joined = append(joined, tcp.Payload...)
+	}
+	if !bytes.Equal(joined, payload) {
+		t.Error("the segments' payloads do not add up to the super-frame's")
+	}
+	if st := pp.Stats(); st.TxPackets != 4 || st.TxDropped != 0 {
+		t.Errorf("port stats %+v, want 4 sent, none dropped", st)
 	}
 }
 

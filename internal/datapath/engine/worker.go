@@ -20,7 +20,7 @@ const (
 	maxFrame = 65536 + 64
 )
 
-var errNeedsSegmentation = errors.New("GSO super-frame for a port without segmentation offload")
+var errBadOffload = errors.New("offload offsets outside the frame")
 
 type counters struct {
 	hits, emcHits, misses, lost atomic.Uint64
@@ -45,15 +45,16 @@ type Tunnel struct {
 // execution or upcall. A Worker belongs to one goroutine (typically a
 // port's receive loop). Receive does not allocate on a flow hit.
 type Worker struct {
-	e     *Engine
-	emc   *classifier.EMC[flowState]
-	c     *counters
-	own   counters
-	key   packet.FlowKey
-	buf   []byte
-	now   int64
-	dirty []Flusher
-	ofl   Offload // executeOffload's working copy
+	e      *Engine
+	emc    *classifier.EMC[flowState]
+	c      *counters
+	own    counters
+	key    packet.FlowKey
+	buf    []byte
+	now    int64
+	dirty  []Flusher
+	ofl    Offload // executeOffload's working copy
+	segBuf []byte  // software segmentation's scratch
 	// queued records that the batch queued upcalls.
 	queued bool
 }
@@ -282,8 +283,11 @@ func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet,
 	if o.pending() {
 		if ot, ok := p.tx.(OffloadTransmitter); ok {
 			err = ot.TransmitOffload(pkt, tun, o)
-		} else if o.IsGSO() || (o.NeedsCsum && !finishChecksum(pkt, o)) {
-			err = errNeedsSegmentation
+		} else if o.IsGSO() {
+			w.segment(p, pkt, tun, o)
+			return
+		} else if o.NeedsCsum && !finishChecksum(pkt, o) {
+			err = errBadOffload
 		} else {
 			err = p.tx.Transmit(pkt, tun)
 		}
@@ -296,6 +300,33 @@ func (w *Worker) output(no datapath.PortNo, pkt []byte, tun *datapath.TunnelSet,
 	}
 	p.TxPackets.Add(1)
 	p.TxBytes.Add(uint64(len(pkt)))
+	w.dirtyPort(p)
+}
+
+// segment sends a GSO super-frame to a port that cannot segment, in
+// software; only TCP over IPv4 is segmented, other kinds are dropped.
+func (w *Worker) segment(p *Port, pkt []byte, tun *datapath.TunnelSet, o *Offload) {
+	if o.GSOType&^GSOECN != GSOTCPv4 {
+		p.TxDropped.Add(1)
+		return
+	}
+	var ok bool
+	w.segBuf, ok = segmentTCPv4(pkt, o, w.segBuf, func(seg []byte) {
+		if err := p.tx.Transmit(seg, tun); err != nil {
+			p.TxDropped.Add(1)
+			return
+		}
+		p.TxPackets.Add(1)
+		p.TxBytes.Add(uint64(len(seg)))
+	})
+	if !ok {
+		p.TxDropped.Add(1)
+		return
+	}
+	w.dirtyPort(p)
+}
+
+func (w *Worker) dirtyPort(p *Port) {
 	if f, ok := p.tx.(Flusher); ok {
 		for _, d := range w.dirty {
 			if d == f {
