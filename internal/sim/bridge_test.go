@@ -220,3 +220,27 @@ func TestBridge8023FramesMatchMACsExactly(t *testing.T) {
 		t.Fatalf("%v mask %+v", r.Kind, r.Mask)
 	}
 }
+
+func TestBridgePortDSCPMarking(t *testing.T) {
+	tp, ids := bridgeTopo(t)
+	pol, netPol := id("policy"), id("net-policy")
+	tp.port(ids["vm1"]).QOSPolicyID = topology.IDPtr(pol)
+	tp.in.Bridges[0].QOSPolicyID = topology.IDPtr(netPol)
+	tp.in.DSCPRules = []topology.QOSDSCPRule{{ID: id("d1"), DSCPMark: 46, PolicyID: &pol}, {ID: id("d2"), DSCPMark: 10, PolicyID: &netPol}}
+	snap := tp.snapshot()
+	pkt := mkPacket(t, ids["vm1"], udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 1, 2))
+	pkt.Match.NwTOS = 0x03 // ECN bits survive the marking
+	r := NewSimulator(1).Simulate(snap, nil, pkt, testNow)
+	if r.Kind != Forward || r.Egress[0].Set&FieldNwTOS == 0 || r.Egress[0].Values.NwTOS != 46<<2|3 {
+		t.Fatalf("port policy: %v set %v tos %#x", r.Kind, r.Egress[0].Set, r.Egress[0].Values.NwTOS)
+	}
+	// vm3 has no policy of its own: the bridge's applies.
+	r = run(t, snap, nil, ids["vm3"], udp("02:00:00:00:00:03", "02:00:00:00:00:02", "10.0.0.13", "10.0.0.12", 1, 2))
+	if r.Egress[0].Values.NwTOS != 10<<2 {
+		t.Fatalf("bridge policy: tos %#x", r.Egress[0].Values.NwTOS)
+	}
+	// ARP is not IP: nothing to mark.
+	if r := run(t, snap, nil, ids["vm1"], arpReq("02:00:00:00:00:01", "10.0.0.11", "10.0.0.77")); r.Egress[0].Set&FieldNwTOS != 0 {
+		t.Fatal("marked an ARP frame")
+	}
+}

@@ -11,6 +11,17 @@
 // starts no goroutines. Anything that must wait (an unresolved next-hop MAC)
 // is a result kind the agent acts on before simulating the packet again.
 //
+// What is simulated: ports (filter chains, mirrors, admin state, exterior
+// emission, interior hand-off, the 12-device loop guard), bridges (MAC
+// learning per VLAN, flooding, ARP answering, VLAN-aware bridges), routers
+// (longest-prefix routing with source prefixes, weights and ECMP, local,
+// blackhole and reject routes, ARP, TTL, ICMP echo replies and errors),
+// chains and rules with every condition field, static and dynamic NAT,
+// connection tracking and QoS DSCP marking. Not simulated yet (2026-11): L4
+// load balancers, L2 insertion and redirect rules, trace rules (tracing is
+// requested per packet instead), VTEP router ports, DHCP, BGP traffic
+// shuttling, IPv6 routing and router hairpinning.
+//
 // A Simulator holds one worker's scratch space. Simulating a packet on the
 // bridge and router paths does not allocate once the scratch has grown; the
 // Result it returns points into that scratch and is valid until the next call.

@@ -317,6 +317,10 @@ func (s *Simulator) portIngress(p *port) verdict {
 		return s.drop(ReasonChain)
 	}
 	s.mirrorTo(p.mirrorsPostIn)
+	if p.dscp >= 0 && s.isIPv4() {
+		// QoS DSCP marking keeps the ECN bits.
+		s.setNwTOS(uint8(p.dscp)<<2 | s.nwTOS()&3)
+	}
 	if p.bridge != nil {
 		return s.bridgeProcess(p.bridge)
 	}
@@ -442,6 +446,7 @@ func (s *Simulator) setVLAN(v uint16)    { s.wc.VLAN = v; s.written |= FieldVLAN
 func (s *Simulator) setNwSrc(v [4]byte)  { s.wc.NwSrc = v; s.written |= FieldNwSrc }
 func (s *Simulator) setNwDst(v [4]byte)  { s.wc.NwDst = v; s.written |= FieldNwDst }
 func (s *Simulator) setNwTTL(v uint8)    { s.wc.NwTTL = v; s.written |= FieldNwTTL }
+func (s *Simulator) setNwTOS(v uint8)    { s.wc.NwTOS = v; s.written |= FieldNwTOS }
 func (s *Simulator) setTpSrc(v uint16)   { s.wc.TpSrc = v; s.written |= FieldTpSrc }
 func (s *Simulator) setTpDst(v uint16)   { s.wc.TpDst = v; s.written |= FieldTpDst }
 func (s *Simulator) setICMPData(d ICMPData) {

@@ -57,6 +57,9 @@ type SnapshotInput struct {
 	PortGroups   []topology.PortGroup
 	IPAddrGroups []topology.IPAddrGroup
 	Mirrors      []topology.Mirror
+	// DSCPRules mark the IPv4 traffic entering bridge ports whose QoS
+	// policy (or whose bridge's, when the port has none) holds one.
+	DSCPRules []topology.QOSDSCPRule
 
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
@@ -139,6 +142,7 @@ type port struct {
 	outChains []*chain
 	groups    []*portGroup
 	vlan      uint16 // bridge interior port of a VLAN-aware bridge
+	dscp      int16  // DSCP mark for IPv4 entering this bridge port, or -1
 
 	// Mirrors at the port's four mirror points, in traversal order.
 	mirrorsIn, mirrorsPostIn, mirrorsPreOut, mirrorsOut []*mirror
@@ -314,9 +318,19 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			outChains: chainList(r.ForwardChainID, r.OutboundFilterID),
 			arp:       map[[4]byte]arpEntry{}}
 	}
+	dscp := map[ID]int16{}
+	for _, r := range in.DSCPRules {
+		if r.PolicyID != nil && r.DSCPMark >= 0 && r.DSCPMark < 64 {
+			dscp[*r.PolicyID] = int16(r.DSCPMark)
+		}
+	}
+	bridgePolicy := map[ID]*ID{}
+	for i := range in.Bridges {
+		bridgePolicy[in.Bridges[i].ID] = in.Bridges[i].QOSPolicyID
+	}
 	for i := range in.Ports {
 		tp := &in.Ports[i]
-		p := &port{id: tp.ID, tag: DeviceTag(tp.ID), adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
+		p := &port{dscp: -1, id: tp.ID, tag: DeviceTag(tp.ID), adminUp: tp.AdminStateUp, active: tp.Active, vlan: tp.VLANID,
 			inChains: chainList(tp.InboundFilterID), outChains: chainList(tp.OutboundFilterID),
 			mirrorsIn: mirrorList(tp.InboundMirrorIDs), mirrorsPostIn: mirrorList(tp.PostInFilterMirrorIDs),
 			mirrorsPreOut: mirrorList(tp.PreOutFilterMirrorIDs), mirrorsOut: mirrorList(tp.OutboundMirrorIDs)}
@@ -357,6 +371,15 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 				return nil, fmt.Errorf("%w: port %s: bridge %s does not exist", ErrTopology, tp.ID, tp.DeviceID)
 			}
 			p.bridge = b
+			policy := tp.QOSPolicyID
+			if policy == nil {
+				policy = bridgePolicy[b.id]
+			}
+			if policy != nil {
+				if d, ok := dscp[*policy]; ok {
+					p.dscp = d
+				}
+			}
 		}
 		s.ports[p.id] = p
 	}
