@@ -283,3 +283,6 @@ func (a *Agent) register(ctx context.Context) error {
 	a.log.Info("host registered", "name", a.cfg.HostName)
 	return nil
 }
+
+// Flows returns the number of flows the agent has installed.
+func (a *Agent) Flows() int { return a.flows.len() }

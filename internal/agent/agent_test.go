@@ -1,0 +1,307 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/mem"
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/nsdb/embedded"
+	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+var storeURL string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agent-test")
+	if err != nil {
+		panic(err)
+	}
+	member, err := embedded.Start(embedded.Config{DataDir: dir, ClientURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		panic(err)
+	}
+	storeURL = member.ClientURL
+	code := m.Run()
+	member.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var prefixSeq atomic.Int64
+
+// cloud is a store namespace of its own with agents on mem datapaths joined
+// by one in-memory underlay.
+type cloud struct {
+	t      testing.TB
+	store  *nsdb.Store
+	fabric *mem.Fabric
+	agents []*testAgent
+	zone   topology.ID
+}
+
+type testAgent struct {
+	*Agent
+	dp     *mem.Datapath
+	addr   netip.Addr
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newCloud(t testing.TB) *cloud {
+	t.Helper()
+	prefix := fmt.Sprintf("/agent-test/%d-%d", os.Getpid(), prefixSeq.Add(1))
+	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: []string{storeURL}, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cloud{t: t, store: store, fabric: mem.NewFabric(), zone: topology.NewID()}
+	c.update(func(tx *nsdb.Tx) error {
+		return tx.Create(&topology.TunnelZone{ID: c.zone, Name: topology.Str("tz"), Type: topology.Str("vxlan")})
+	})
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *cloud) update(fn func(tx *nsdb.Tx) error) {
+	c.t.Helper()
+	if err := c.store.Update(context.Background(), fn); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// addAgent starts an agent whose host is in the tunnel zone at addr.
+func (c *cloud) addAgent(name, addr string) *testAgent {
+	c.t.Helper()
+	dp := mem.New(mem.Config{Fabric: c.fabric})
+	a, err := New(Config{HostName: name, StateDir: c.t.TempDir(), Store: c.store, Datapath: dp, Workers: 2,
+		SessionTTL: 2 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ta := &testAgent{Agent: a, dp: dp, addr: netip.MustParseAddr(addr), cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(ta.done); a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("agent %s not ready", name)
+	}
+	c.update(func(tx *nsdb.Tx) error {
+		var z topology.TunnelZone
+		if err := tx.Get(topology.KindTunnelZone, c.zone.String(), &z); err != nil {
+			return err
+		}
+		z.Members = append(z.Members, topology.TunnelZoneMember{HostID: a.HostID(), IPAddress: addr})
+		return tx.Put(&z)
+	})
+	c.agents = append(c.agents, ta)
+	return ta
+}
+
+func (c *cloud) close() {
+	for _, a := range c.agents {
+		a.cancel()
+		<-a.done
+		a.dp.Close()
+	}
+	c.store.Close()
+}
+
+// bridgePort creates a port on bridge and binds it to iface on a's host.
+func (c *cloud) bridgePort(bridge topology.ID, a *testAgent, iface string) topology.ID {
+	c.t.Helper()
+	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true,
+		HostID: topology.IDPtr(a.HostID()), InterfaceName: topology.Str(iface)}
+	c.update(func(tx *nsdb.Tx) error {
+		if err := topology.AllocateTunnelKey(tx, &p, func(n int64) int64 { return time.Now().UnixNano() % n }); err != nil {
+			return err
+		}
+		return tx.Create(&p)
+	})
+	return p.ID
+}
+
+// dpPort waits until the agent has plugged iface and the whole cloud sees
+// the port active, and returns its datapath port.
+func (a *testAgent) dpPort(t testing.TB, iface string, port topology.ID) datapath.PortNo {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range a.dp.Ports() {
+			if p.Spec.Name == iface {
+				if _, err := a.store.GetState(context.Background(), nsdb.PortActiveKey(port.String())); err == nil {
+					return p.No
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("interface %s not plugged and active", iface)
+	return 0
+}
+
+// waitActive waits until the agent's snapshot shows port active.
+func (a *testAgent) waitActive(t testing.TB, port topology.ID) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if snap := a.snap.Load(); snap != nil {
+			if info, ok := snap.Port(port); ok && info.Active {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("port %s never active in the agent's view", port)
+}
+
+func mac(last byte) [6]byte { return [6]byte{2, 0, 0, 0, 0, last} }
+
+func udpFrame(src, dst [6]byte, srcIP, dstIP string, sport, dport uint16) []byte {
+	return packet.AppendIPv4UDP(nil, packet.UDP4Fields{EthSrc: src, EthDst: dst,
+		Src: netip.MustParseAddr(srcIP).As4(), Dst: netip.MustParseAddr(dstIP).As4(), TTL: 64,
+		SrcPort: sport, DstPort: dport, Checksum: true}, []byte("hello"))
+}
+
+// expectFrame waits for a frame on a port and checks its destination MAC.
+func expectFrame(t testing.TB, a *testAgent, port datapath.PortNo, dst [6]byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for {
+		f, err := a.dp.Read(ctx, port)
+		if err != nil {
+			t.Fatalf("no frame to %x on port %d: %v", dst, port, err)
+		}
+		var p packet.Parsed
+		p.Decode(f.Data)
+		if p.EthDst == dst {
+			return
+		}
+	}
+}
+
+// expectNoFrame checks that nothing reaches a port for a while.
+func expectNoFrame(t testing.TB, a *testAgent, port datapath.PortNo, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if f, err := a.dp.Read(ctx, port); err == nil {
+		t.Fatalf("unexpected frame on port %d: %x", port, f.Data)
+	}
+}
+
+func TestBridgeAcrossHostsFloodsThenLearns(t *testing.T) {
+	c := newCloud(t)
+	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
+	bridge := topology.NewID()
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h2, "vm2")
+	dp1, dp2 := h1.dpPort(t, "vm1", p1), h2.dpPort(t, "vm2", p2)
+	// The remote port must be active in h1's view before it can flood there.
+	h1.waitActive(t, p2)
+
+	// Unknown destination: flooded across the overlay to vm2.
+	if err := h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, h2, dp2, mac(2))
+	// The reply is unicast to the MAC h2 learned from the flood... through
+	// the shared MAC table.
+	if err := h2.dp.Inject(dp2, udpFrame(mac(2), mac(1), "10.0.0.2", "10.0.0.1", 2000, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, h1, dp1, mac(1))
+	if h1.Flows() == 0 || h2.Flows() == 0 {
+		t.Errorf("flows installed: h1 %d, h2 %d", h1.Flows(), h2.Flows())
+	}
+}
+
+func TestRuleChangeInvalidatesInstalledFlows(t *testing.T) {
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	bridge, chain := topology.NewID(), topology.NewID()
+	c.update(func(tx *nsdb.Tx) error {
+		if err := tx.Create(&topology.Chain{ID: chain}); err != nil {
+			return err
+		}
+		return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true, InboundFilterID: topology.IDPtr(chain)})
+	})
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
+	dp1, dp2 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2)
+	frame := udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, 2000)
+	h1.dp.Inject(dp1, frame)
+	expectFrame(t, h1, dp2, mac(2))
+	// The flow is installed: the next packet is forwarded by the datapath.
+	h1.dp.Inject(dp1, frame)
+	expectFrame(t, h1, dp2, mac(2))
+	before := h1.dp.Stats().Hits
+
+	rule := topology.Rule{ID: topology.NewID(), Type: topology.RuleDrop, ChainID: chain}
+	rule.NwProto = new(int)
+	*rule.NwProto = 17
+	rule.Validate()
+	start := time.Now()
+	c.update(func(tx *nsdb.Tx) error {
+		var ch topology.Chain
+		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
+			return err
+		}
+		ch.RuleIDs = append(ch.RuleIDs, rule.ID)
+		if err := tx.Put(&ch); err != nil {
+			return err
+		}
+		return tx.Create(&rule)
+	})
+	// The forwarding flow goes within a second.
+	for {
+		drop := false
+		h1.dp.DumpFlows(func(f *datapath.Flow) bool {
+			drop = len(f.Actions) == 0
+			return !drop
+		})
+		if h1.Flows() == 0 || drop {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("flow still installed %s after the rule change", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("invalidated after %s", time.Since(start))
+	h1.dp.Inject(dp1, frame)
+	expectNoFrame(t, h1, dp2, 200*time.Millisecond)
+	if h1.dp.Stats().Hits < before {
+		t.Fatal("stats went backwards")
+	}
+}
+
+func TestInterfaceDownDeactivatesPort(t *testing.T) {
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	bridge := topology.NewID()
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	p1 := c.bridgePort(bridge, h1, "vm1")
+	dp1 := h1.dpPort(t, "vm1", p1)
+	h1.dp.SetLinkState(dp1, false)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if _, err := c.store.GetState(context.Background(), nsdb.PortActiveKey(p1.String())); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("port still active after its interface went down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h1.dp.SetLinkState(dp1, true)
+	h1.dpPort(t, "vm1", p1) // active again
+}
