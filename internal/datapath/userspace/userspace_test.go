@@ -626,42 +626,7 @@ func TestOffloadTCPWithTSO(t *testing.T) {
 			putFlow(t, d, fromPort(pa), inPortMask, datapath.Output(pb))
 			putFlow(t, d, fromPort(pb), inPortMask, datapath.Output(pa))
 
-			const size = 16 << 20
-			var ln net.Listener
-			inNS(t, r.nsB, func() { ln, err = net.Listen("tcp4", "10.9.0.2:7010") })
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			got := make(chan int64, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					got <- -1
-					return
-				}
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				got <- n
-			}()
-			var c net.Conn
-			inNS(t, r.nsA, func() { c, err = net.DialTimeout("tcp4", "10.9.0.2:7010", 10*time.Second) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			if _, err := c.Write(make([]byte, size)); err != nil {
-				t.Fatalf("write: %v; ports %+v; stats %+v", err, d.Ports(), d.Stats())
-			}
-			c.Close()
-			select {
-			case n := <-got:
-				if n != size {
-					t.Fatalf("received %d bytes, want %d", n, size)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("transfer did not finish")
-			}
+			tcpTransfer(t, r.nsA, r.nsB, "10.9.0.2:7010", 16<<20)
 			for _, p := range d.Ports() {
 				if p.No == pa && p.Stats.RxBytes/max(p.Stats.RxPackets, 1) < 3000 {
 					t.Errorf("a1 averaged %d bytes per frame: no super-frames passed", p.Stats.RxBytes/max(p.Stats.RxPackets, 1))
@@ -706,4 +671,81 @@ func TestJumboFrames(t *testing.T) {
 	ca := udpConn(t, r.nsA, "10.9.0.1:7011")
 	cb := udpConn(t, r.nsB, "10.9.0.2:7011")
 	exchange(t, ca, "10.9.0.2:7011", cb, string(make([]byte, 8000)))
+}
+
+// tcpTransfer sends size bytes over TCP from namespace from to addr, served
+// in namespace to, and checks they all arrive.
+func tcpTransfer(t *testing.T, from, to netns.NsHandle, addr string, size int) {
+	t.Helper()
+	var (
+		ln  net.Listener
+		err error
+	)
+	inNS(t, to, func() { ln, err = net.Listen("tcp4", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		n, _ := io.Copy(io.Discard, c)
+		got <- n
+	}()
+	var c net.Conn
+	inNS(t, from, func() { c, err = net.DialTimeout("tcp4", addr, 10*time.Second) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	c.Close()
+	select {
+	case n := <-got:
+		if n != int64(size) {
+			t.Fatalf("received %d bytes, want %d", n, size)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("transfer did not finish")
+	}
+}
+
+// With Offload and TSO on at the VMs, super-frames headed for the overlay
+// are segmented in software before encapsulation.
+func TestVXLANOffloadTCP(t *testing.T) {
+	requireRoot(t)
+	dp1NS, dp2NS, nsA, nsB := newNS(t), newNS(t), newNS(t), newNS(t)
+	veth(t, dp1NS, "u1", dp2NS, "u2")
+	addAddr(t, dp1NS, "u1", "10.1.0.1/24")
+	addAddr(t, dp2NS, "u2", "10.1.0.2/24")
+	veth(t, dp1NS, "a1", nsA, "a0")
+	veth(t, dp2NS, "b1", nsB, "b0")
+	addAddr(t, nsA, "a0", "10.9.0.1/24")
+	addAddr(t, nsB, "b0", "10.9.0.2/24")
+	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	const vni = 77
+	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
+	for _, h := range []struct {
+		ns            netns.NsHandle
+		local, remote netip.Addr
+		vm            string
+	}{{dp1NS, u1, u2, "a1"}, {dp2NS, u2, u1, "b1"}} {
+		d, err := New(Config{NetNS: h.ns, NetNSSet: true, Offload: true, Ring: RingV3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		vm := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: h.vm})
+		vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: h.local})
+		putFlow(t, d, fromPort(vm), inPortMask, datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: h.remote}), datapath.Output(vx))
+		putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni}, tunMask, datapath.Output(vm))
+	}
+	tcpTransfer(t, nsA, nsB, "10.9.0.2:7012", 4<<20)
 }
