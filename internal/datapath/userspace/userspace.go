@@ -317,7 +317,13 @@ func (d *Datapath) Close() error {
 func (d *Datapath) watchLinks() error {
 	ch := make(chan netlink.LinkUpdate, 64)
 	opts := netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { d.log.Warn("link updates", "error", err) },
+		ErrorCallback: func(err error) {
+			select {
+			case <-d.nlDone: // the socket was closed on purpose
+			default:
+				d.log.Warn("link updates failed; port events may be missed", "error", err)
+			}
+		},
 	}
 	if d.ns.IsOpen() {
 		ns := d.ns
