@@ -46,6 +46,12 @@ const (
 	// asked for each port's upcall socket: the per-port upcall queue.
 	DefaultUpcallSocketBuffer = 1 << 20
 	batchBytes                = 48 << 10 // a batch datagram stays under this
+	// batchMax bounds the requests per datagram: their acks (about 1 KiB
+	// of socket buffer each) must fit the default receive buffer.
+	batchMax = 64
+	// requestTimeout bounds the wait for each reply datagram, so that a
+	// lost reply fails the request instead of hanging it.
+	requestTimeout = 30 * time.Second
 )
 
 // Config configures Open.
@@ -354,6 +360,7 @@ func (d *Datapath) exchange(s *sock, first uint32, n int, fn func(i int, r *repl
 	}
 	pending := n
 	for pending > 0 {
+		_ = s.c.SetReadDeadline(time.Now().Add(requestTimeout))
 		b, err := s.recv()
 		if err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
@@ -767,7 +774,7 @@ func (d *Datapath) PutFlows(puts []FlowPut, errs []error) int {
 		s.e.b = s.e.b[:0]
 		first, n := uint32(0), 0
 		starts := s.starts[:0]
-		for ; i < len(puts) && len(s.e.b) < batchBytes; i++ {
+		for ; i < len(puts) && len(s.e.b) < batchBytes && n < batchMax; i++ {
 			p := &puts[i]
 			errs[i] = datapath.ValidateActions(p.Actions)
 			if errs[i] == nil && p.Flags&datapath.FlowResetStats != 0 && p.Flags&datapath.FlowCreate != 0 && p.Flags&datapath.FlowModify != 0 {
