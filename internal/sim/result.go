@@ -75,11 +75,12 @@ const (
 	ReasonNoEgress
 	ReasonMalformed
 	ReasonARPTimeout
+	ReasonLoadBalancer
 )
 
 var reasonNames = [...]string{"", "unknown-port", "port-admin-down", "device-admin-down", "unplugged-port", "loop",
 	"chain", "multicast-source", "same-in-out-port", "vlan", "not-ipv4", "not-for-router", "no-route", "blackhole-route",
-	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout"}
+	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer"}
 
 // String returns the reason's name.
 func (r DropReason) String() string {

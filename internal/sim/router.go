@@ -37,7 +37,17 @@ func (s *Simulator) routerProcess(r *router) verdict {
 		return s.routerARP(r, in)
 	}
 
-	switch s.runChains(r.inChains) {
+	lbv := lbContinue
+	if r.lb != nil {
+		if lbv = s.lbInbound(r.lb); lbv == lbDrop {
+			return s.drop(ReasonLoadBalancer)
+		}
+	}
+	inFilter := actAccept
+	if lbv != lbAccept {
+		inFilter = s.runChains(r.inChains)
+	}
+	switch inFilter {
 	case actDrop:
 		// A dropped first fragment gets "fragmentation needed" and a short
 		// drop, so the sender hears it again (reference §2.18).
@@ -96,7 +106,17 @@ func (s *Simulator) routerProcess(r *router) verdict {
 		return s.drop(ReasonBadEgressPort)
 	}
 	s.outPort = out
-	switch s.runChains(r.outChains) {
+	outFilter := actAccept
+	lbv = lbContinue
+	if r.lb != nil {
+		if lbv = s.lbOutbound(r.lb); lbv == lbDrop {
+			return s.drop(ReasonLoadBalancer)
+		}
+	}
+	if lbv != lbAccept {
+		outFilter = s.runChains(r.outChains)
+	}
+	switch outFilter {
 	case actDrop:
 		return s.drop(s.chainDropReason())
 	case actReject:

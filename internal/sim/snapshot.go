@@ -60,6 +60,13 @@ type SnapshotInput struct {
 	// DSCPRules mark the IPv4 traffic entering bridge ports whose QoS
 	// policy (or whose bridge's, when the port has none) holds one.
 	DSCPRules []topology.QOSDSCPRule
+	// L4 load balancers, attached to routers by LoadBalancer.RouterID or
+	// Router.LoadBalancerID. A member's Status is "ACTIVE" (or empty) when
+	// healthy.
+	LoadBalancers []topology.LoadBalancer
+	Pools         []topology.Pool
+	PoolMembers   []topology.PoolMember
+	VIPs          []topology.VIP
 
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
@@ -211,6 +218,7 @@ type router struct {
 	mirrorsIn  []*mirror
 	mirrorsOut []*mirror
 	table      routingTable
+	lb         *loadBalancer
 	arp        map[[4]byte]arpEntry
 }
 
@@ -463,6 +471,7 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 	}
 	s.compileRoutes(in.Routes)
+	s.compileLoadBalancers(&in)
 	return s, nil
 }
 
