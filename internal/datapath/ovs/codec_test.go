@@ -138,8 +138,8 @@ func TestKeyShapeFollowsKernelRules(t *testing.T) {
 		encapAttrs []uint16 // inside ENCAP of the key, if tagged
 	}{
 		{"tcp", tcp, exactMask,
-			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4, keyAttrTCP},
-			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4, keyAttrTCP}, nil},
+			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4, keyAttrTCP, keyAttrTCPFlags},
+			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4, keyAttrTCP, keyAttrTCPFlags}, nil},
 		{"later fragment: no l4", later, exactMask,
 			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4},
 			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrIPv4}, nil},
@@ -152,7 +152,7 @@ func TestKeyShapeFollowsKernelRules(t *testing.T) {
 		{"tagged nests in encap", tagged, exactMask,
 			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrVLAN, keyAttrEncap},
 			[]uint16{keyAttrInPort, keyAttrEthernet, keyAttrEthertype, keyAttrVLAN, keyAttrEncap},
-			[]uint16{keyAttrEthertype, keyAttrIPv4, keyAttrTCP}},
+			[]uint16{keyAttrEthertype, keyAttrIPv4, keyAttrTCP, keyAttrTCPFlags}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

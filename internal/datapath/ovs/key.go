@@ -148,6 +148,11 @@ func appendL4(e *encoder, s, v *packet.FlowKey, isMask bool, icmpProto uint8, ic
 	b := e.fixed(attr, 4)
 	binary.BigEndian.PutUint16(b[0:2], v.TpSrc)
 	binary.BigEndian.PutUint16(b[2:4], v.TpDst)
+	if attr == keyAttrTCP {
+		// The kernel expects TCP flags with every TCP key; FlowKey has
+		// none, so the mask leaves them free.
+		e.be16(keyAttrTCPFlags, 0)
+	}
 }
 
 // appendTunnel encodes an OVS_KEY_ATTR_TUNNEL nest. A key (not a mask)
