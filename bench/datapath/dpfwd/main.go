@@ -25,6 +25,8 @@ func main() {
 	a := flag.String("a", "", "first interface")
 	b := flag.String("b", "", "second interface")
 	ring := flag.String("ring", "v2", "AF_PACKET ring version: v2 (lowest latency) or v3 (fewest wake-ups)")
+	blockSize := flag.Int("block-size", 0, "AF_PACKET receive ring block size in bytes (0: the datapath's default)")
+	blocks := flag.Int("blocks", 0, "AF_PACKET receive ring blocks (0: the datapath's default)")
 	upcallsOnly := flag.Bool("upcalls-only", false, "install no flows; count upcalls only (measures miss delivery)")
 	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
@@ -53,7 +55,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload}, *a, *b, *exact, *upcallsOnly, log); err != nil {
+	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
