@@ -17,8 +17,8 @@
 // (longest-prefix routing with source prefixes, weights and ECMP, local,
 // blackhole and reject routes, ARP, TTL, ICMP echo replies and errors),
 // chains and rules with every condition field, static and dynamic NAT,
-// connection tracking and QoS DSCP marking. Not simulated yet (2026-11): L4
-// load balancers, L2 insertion and redirect rules, trace rules (tracing is
+// connection tracking, L4 load balancers and QoS DSCP marking. Not
+// simulated yet (2026-11): L2 insertion and redirect rules, trace rules (tracing is
 // requested per packet instead), VTEP router ports, DHCP, BGP traffic
 // shuttling, IPv6 routing and router hairpinning.
 //

@@ -96,6 +96,19 @@ func newRandomWorld(t testing.TB, r *rand.Rand) *randomWorld {
 			Conditions: []topology.MirrorCondition{{Condition: cond}}})
 		tp.in.Bridges[0].InboundMirrorIDs = []ID{id("mirror")}
 	}
+	if r.IntN(2) == 0 {
+		lb, pool := id("lb"), id("pool")
+		tp.in.LoadBalancers = []topology.LoadBalancer{{ID: lb, RouterID: topology.IDPtr(rtr), AdminStateUp: true}}
+		tp.in.Pools = []topology.Pool{{ID: pool, AdminStateUp: true}}
+		tp.in.VIPs = []topology.VIP{{ID: id("vip"), PoolID: &pool, LoadBalancerID: &lb, Address: topology.Str("192.0.2.80"),
+			ProtocolPort: 80, AdminStateUp: true, SessionPersistence: []*string{nil, topology.Str("SOURCE_IP")}[r.IntN(2)]}}
+		for i := range 1 + r.IntN(3) {
+			a := w.ips[r.IntN(len(w.ips))]
+			tp.in.PoolMembers = append(tp.in.PoolMembers, topology.PoolMember{ID: id(fmt.Sprint("m", i)), PoolID: &pool,
+				Address: topology.Str(a.String()), ProtocolPort: 80, Weight: 1 + r.IntN(3), AdminStateUp: r.IntN(4) != 0})
+		}
+		w.ips = append(w.ips, ip("192.0.2.80"))
+	}
 	// NAT on the router: a floating IP, the default SNAT, and their reverses.
 	in := []topology.Rule{
 		natRule(topology.RuleDNAT, topology.Condition{NwDstAddress: topology.Str("192.0.2.50"), NwDstLength: 32}, target("10.0.0.10", "10.0.0.10", 0, 0)),
@@ -209,6 +222,12 @@ func (w *randomWorld) randomKey() packet.FlowKey {
 	k.NwFrag = []uint8{packet.FragNone, packet.FragNone, packet.FragNone, packet.FragFirst, packet.FragLater}[r.IntN(5)]
 	k.TpSrc, k.TpDst = w.tport(), w.tport()
 	k.ArpSHA, k.ArpTHA = w.mac(), w.mac()
+	if r.IntN(5) == 0 {
+		// Aim at the router's services: the uplink MAC, the floating IP or
+		// the VIP, a TCP service port.
+		k.EthDst, k.EthType, k.NwProto, k.TpDst = w.macs[0], packet.EtherTypeIPv4, packet.IPProtoTCP, 80
+		k.NwDst = []netip.Addr{ip("192.0.2.50"), ip("192.0.2.80")}[r.IntN(2)].As4()
+	}
 	normalize(&k)
 	return k
 }
@@ -329,6 +348,9 @@ func TestMegaflowProperty(t *testing.T) {
 			tables = flowstate.NewTables(1, flowstate.DefaultIdleTTL)
 		}
 		in := w.ports[r.IntN(len(w.ports))]
+		if r.IntN(4) == 0 {
+			in = w.ports[0] // the uplink
+		}
 		k := w.randomKey()
 		pk := &Packet{Port: in, Match: MatchFromFlowKey(&k)}
 		a := sim1.Simulate(w.snap, tables.View(0), pk, testNow)
