@@ -229,3 +229,45 @@ func BenchmarkUpcall(b *testing.B) {
 	b.ReportMetric(float64(got.Load())/b.Elapsed().Seconds(), "misses/s")
 	b.ReportMetric(float64(d.Stats().UpcallDropped), "dropped")
 }
+
+// A hundred hosts on one fabric, each tunnelling to the next: every VM
+// receives its neighbour's frame, and Close leaves nothing running.
+func TestHundredHostsOnAFabric(t *testing.T) {
+	const n = 100
+	fab := NewFabric()
+	type host struct {
+		d      *Datapath
+		vm, vx datapath.PortNo
+		addr   netip.Addr
+	}
+	hosts := make([]host, n)
+	for i := range hosts {
+		h := &hosts[i]
+		h.d = newDP(t, Config{Fabric: fab})
+		h.addr = netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})
+		h.vm = addPort(t, h.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "vm"})
+		h.vx = addPort(t, h.d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: h.addr})
+	}
+	for i := range hosts {
+		h, next := &hosts[i], &hosts[(i+1)%n]
+		inPortFlow(t, h.d, h.vm, datapath.SetTunnel(datapath.TunnelSet{VNI: uint32(i + 1), Dst: next.addr}), datapath.Output(h.vx))
+		key := packet.FlowKey{InPort: uint32(next.vx), TunID: uint32(i + 1)}
+		mask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
+		if err := next.d.PutFlow(&key, &mask, []datapath.Action{datapath.Output(next.vm)}, datapath.FlowCreate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range hosts {
+		f := udpFrame([4]byte{10, 0, 0, byte(i)}, [4]byte{10, 0, 1, byte(i)}, uint16(i), 9)
+		if err := hosts[i].d.Inject(hosts[i].vm, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range hosts {
+		got := read(t, hosts[i].d, hosts[i].vm)
+		from := (i + n - 1) % n
+		if got.Data[14+12+3] != byte(from) {
+			t.Errorf("host %d received a frame from 10.0.0.%d, want from host %d", i, got.Data[14+12+3], from)
+		}
+	}
+}
