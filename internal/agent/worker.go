@@ -174,7 +174,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 	now := w.a.now()
 	start := time.Now()
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
-	w.a.metrics.simulations.WithLabelValues(res.Kind.String()).Inc()
+	w.a.metrics.simulated(res.Kind)
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
 	if w.a.debug {
 		// Simulate again with a trace: per-packet detail for debugging only.
