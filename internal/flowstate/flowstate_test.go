@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,4 +236,63 @@ func TestTableExpiryIgnoresStaleQueueEntries(t *testing.T) {
 	if tb.Len() != 500 {
 		t.Fatalf("%d left", tb.Len())
 	}
+}
+
+// TestConcurrentShards runs owners writing their shards while other
+// workers read through their views; run it with -race.
+func TestConcurrentShards(t *testing.T) {
+	tables := NewTables(4, time.Minute)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			sh, v := tables.Shard(w), tables.View(w)
+			for i := range 2000 {
+				k := connAB
+				k.SrcPort, k.DstPort = uint16(w), uint16(i)
+				sh.Commit([]ConnKey{k}, nil)
+				other := k
+				other.SrcPort = uint16((w + 1) % 4)
+				v.HasConn(other)
+				sh.Release([]ConnKey{k}, nil, t0)
+				if i%500 == 0 {
+					sh.Conntrack.Expire(t0.Add(time.Duration(i)*time.Second), nil)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for w := range 4 {
+		k := connAB
+		k.SrcPort, k.DstPort = uint16(w), 1999
+		if !tables.View((w+2)%4).HasConn(k) {
+			t.Errorf("worker %d's last key is not visible to another worker", w)
+		}
+	}
+}
+
+func BenchmarkViewLookup(b *testing.B) {
+	tables := NewTables(4, time.Minute)
+	for w := range 4 {
+		for i := range 10000 {
+			k := connAB
+			k.SrcPort, k.DstPort = uint16(w), uint16(i)
+			tables.Shard(w).Commit([]ConnKey{k}, nil)
+		}
+	}
+	v := tables.View(0)
+	hit, miss := connAB, connAB
+	hit.SrcPort, hit.DstPort = 0, 42
+	miss.SrcPort = 9
+	b.Run("own-shard-hit", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			v.HasConn(hit)
+		}
+	})
+	b.Run("miss-all-shards", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			v.HasConn(miss)
+		}
+	})
 }
