@@ -264,7 +264,7 @@ func TestConcurrentShards(t *testing.T) {
 	for w := range 4 {
 		k := connAB
 		k.SrcPort, k.DstPort = uint16(w), 1999
-		if !tables.View((w+2)%4).HasConn(k) {
+		if !tables.View((w + 2) % 4).HasConn(k) {
 			t.Errorf("worker %d's last key is not visible to another worker", w)
 		}
 	}
