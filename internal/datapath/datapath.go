@@ -147,7 +147,9 @@ type Upcall struct {
 	InPort PortNo
 	Packet []byte
 	// Key is the parsed flow key, with InPort and, for packets from the
-	// overlay, TunID/TunSrc/TunDst/TunTOS/TunTTL set.
+	// overlay, TunID/TunSrc/TunDst/TunTOS/TunTTL set. For UpcallUserspace
+	// it is the key of the packet as it entered the datapath, while Packet
+	// carries the rewrites of the actions before the Userspace action.
 	Key    packet.FlowKey
 	Cookie uint64 // the Userspace action's cookie, for UpcallUserspace
 }
