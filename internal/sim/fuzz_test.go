@@ -5,6 +5,7 @@ import (
 
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // FuzzSimulate feeds arbitrary frames, on any port of the reference
@@ -12,6 +13,7 @@ import (
 // panic or loop, and its result must be coherent.
 func FuzzSimulate(f *testing.F) {
 	seeds := []PacketSpec{
+		tcp(gwMAC, upMAC, "8.8.8.8", vipIP, 5000, 80),
 		tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443),
 		udp(vmMAC, "02:00:00:00:00:02", vmIP, "10.0.0.12", 1, 2),
 		icmpEcho(vmMAC, rtrMAC, vmIP, rtrIP, 1),
@@ -25,6 +27,7 @@ func FuzzSimulate(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b, uint8(i), false)
+		f.Add(b, uint8(128+i), false)
 		f.Add(b[:len(b)/2], uint8(i), false) // truncated
 	}
 	icmpErr, _ := (&PacketSpec{EthSrc: mac(gwMAC), EthDst: mac("ac:ca:ba:00:01:03"), Src: ip("8.8.8.8"), Dst: ip("192.0.2.10"),
@@ -32,15 +35,27 @@ func FuzzSimulate(f *testing.F) {
 	f.Add(icmpErr, uint8(5), false)
 	f.Add([]byte{}, uint8(0), true)
 
+	// Two worlds: the reference path, and a router with a load balancer,
+	// NAT and a mirror on its bridge.
 	tp, ids := referenceTopo(f)
-	snap := tp.snapshot()
-	ports := []ID{ids["vm1"], ids["vm2"], ids["uplink"], ids["net-t"], ids["t-p"], ids["p-t"], id("nowhere")}
+	ref := tp.snapshot()
+	refPorts := []ID{ids["vm1"], ids["vm2"], ids["uplink"], ids["net-t"], ids["t-p"], ids["p-t"], id("nowhere")}
+	ltp, lids := lbTopo(f, false, nil)
+	tap := ltp.vmPort(ltp.bridge("taps"), "tap")
+	ltp.in.Mirrors = []topology.Mirror{mirrorOf("m", tap, topology.Condition{NwProto: ptr(6)})}
+	ltp.in.Bridges[0].InboundMirrorIDs = []ID{id("m")}
+	lb := ltp.snapshot()
+	lbPorts := []ID{lids["vm1"], lids["vm2"], lids["up"], lids["br-rtr"], lids["rtr-br"], tap}
 	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
 	sim := NewSimulator(1)
 	f.Fuzz(func(t *testing.T, frame []byte, port uint8, generated bool) {
 		m, ok := MatchFromFrame(frame)
 		if !ok {
 			return // the agent counts and drops frames shorter than Ethernet
+		}
+		snap, ports := ref, refPorts
+		if port >= 128 {
+			snap, ports = lb, lbPorts
 		}
 		pkt := &Packet{Port: ports[int(port)%len(ports)], Match: m, Frame: frame, Generated: generated}
 		r := sim.Simulate(snap, tables.View(0), pkt, testNow)

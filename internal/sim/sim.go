@@ -199,6 +199,11 @@ func (s *Simulator) finish(v verdict) {
 	case vARP:
 		r.Kind = ARPNeeded
 	}
+	if r.Kind == Consumed || r.Kind == ARPNeeded {
+		// Mirrored copies are not sent for a packet that is answered, or
+		// that waits to be simulated again (its copies come then).
+		r.Egress = r.Egress[:0]
+	}
 	switch r.Kind {
 	case Forward:
 		r.HardTimeout = FlowTimeout
