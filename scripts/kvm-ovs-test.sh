@@ -81,7 +81,9 @@ if [ ! -s "$VMLINUX" ]; then
 fi
 
 # --- modules: openvswitch, the tunnel vports (no modprobe in the guest to
-# autoload them) and veth, with their dependency closure in load order.
+# autoload them), veth, and xfrm_user (the userspace backend's netlink
+# handle opens NETLINK_XFRM and NETLINK_NETFILTER; it runs in the benchmarks for comparison),
+# with their dependency closure in load order.
 declare -A FILE=() SEEN=()
 while IFS= read -r f; do n=$(basename "$f"); n=${n%%.ko*}; FILE[${n//-/_}]=$f; done < <(find "$MODROOT" -name '*.ko*')
 ORDER=()
@@ -98,10 +100,11 @@ visit() {
   for d in $(modinfo -F depends "$f" | tr ',' ' '); do visit "$d"; done
   ORDER+=("$m")
 }
-for r in openvswitch vport_vxlan veth; do visit "$r"; done
+ROOTS=(openvswitch vport_vxlan veth xfrm_user nfnetlink)
+for r in "${ROOTS[@]}"; do visit "$r"; done
 
 # --- base image (busybox, modules, init), cached per kernel
-BASE=$CACHE/base-$KVER.cpio
+BASE=$CACHE/base-$KVER-$(echo "${ROOTS[*]}" | md5sum | cut -c1-8).cpio
 if [ ! -s "$BASE" ]; then
   R=$(mktemp -d)
   mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,lib/modules}
@@ -178,7 +181,9 @@ failed=$((failed + skipped)) # a skip inside the VM is a broken setup
 rc=$(tr -d '\r' < "$LOG" | sed -n 's/^VM-TEST-EXIT=\([0-9]*\).*/\1/p' | tail -1)
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v q="$qrc" -v s="$skipped" 'BEGIN{printf "kvm-ovs: prepare %.1fs, vm %.1fs, qemu exit %d, %d skipped (counted as failed)\n", b-a, c-b, q, s}'
 echo "$passed passed, $failed failed"
-if [ "${rc:-x}" != 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+min_passed=1
+[ "${BENCH:-}" = 1 ] && min_passed=0 # benchmarks alone (-test.run=^$) run no tests
+if [ "${rc:-x}" != 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -lt "$min_passed" ]; then
   [ "${rc:-x}" = x ] && echo "kvm-ovs: the VM did not report an exit status (timeout $TIMEOUT s or crash)" >&2
   exit 1
 fi
