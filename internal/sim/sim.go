@@ -105,7 +105,6 @@ type Simulator struct {
 	ndev           int // ports entered, for the loop guard
 	nwDstRewritten bool
 	conn           connDir
-	connKey        flowstate.ConnKey
 	connTracked    bool
 	userspace      bool
 	natFailed      bool
