@@ -107,6 +107,23 @@ func TestAdminDown(t *testing.T) {
 		}
 		decodeGenerated(t, r, ids["rtr-br"])
 	})
+	t.Run("router egress port", func(t *testing.T) {
+		// An interior port that is down keeps its routes (an exterior one
+		// would lose them): route through it.
+		tp2, ids2 := routerTopo(t)
+		down := tp2.routerPort(ids2["rtr"], "down", "198.51.100.1/24", up2MAC, false)
+		peer := tp2.routerPort(tp2.router("other"), "other-down", "198.51.100.2/24", gw2MAC, false)
+		tp2.link(down, peer)
+		tp2.port(down).AdminStateUp = false
+		tp2.route(ids2["rtr"], "to-down", "203.0.113.0/24", down, "198.51.100.2", 0)
+		r := run(t, tp2.snapshot(), nil, ids2["vm1"], udp(vmMAC, rtrMAC, vmIP, "203.0.113.9", 1, 2))
+		if r.Kind != Drop || r.Reason != ReasonPortAdminDown {
+			t.Fatalf("%v %v", r.Kind, r.Reason)
+		}
+		if p := decodeGenerated(t, r, ids2["rtr-br"]); p.ICMPCode != packet.ICMPCodeAdminProhibited {
+			t.Errorf("ICMP code %d, want admin prohibited", p.ICMPCode)
+		}
+	})
 	t.Run("bridge", func(t *testing.T) {
 		tp, ids := bridgeTopo(t)
 		tp.in.Bridges[0].AdminStateUp = false

@@ -348,6 +348,10 @@ func (s *Simulator) portEgress(p *port) verdict {
 	s.device = p.deviceID()
 	s.outPort = p
 	if !p.adminUp {
+		if p.router != nil && s.inPort != nil && s.inPort.router == p.router {
+			// Routed to a port that is down: the router tells the sender.
+			s.icmpError(s.inPort, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
+		}
 		return s.drop(ReasonPortAdminDown)
 	}
 	s.mirrorTo(p.mirrorsPreOut)
