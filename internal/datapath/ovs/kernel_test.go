@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,4 +472,26 @@ func TestPutFlowsBatch(t *testing.T) {
 	if n := countFlows(t, d); n != 0 {
 		t.Errorf("%d flows after flush", n)
 	}
+}
+
+// TestKernelErrorNamesAttribute sends a request whose attribute fails the
+// family's policy (a 2-byte upcall PID): the error names the attribute.
+func TestKernelErrorNamesAttribute(t *testing.T) {
+	requireKernel(t)
+	ns := newNetNS(t)
+	d := openDP(t, ns, Config{})
+	ls := &d.ctl
+	ls.mu.Lock()
+	s := ls.s
+	s.e.b = s.e.b[:0]
+	off, seq := s.begin(d.fam.datapath, cmdSet, versionDatapath, flagAck, d.ifindex)
+	s.e.u16(dpAttrUpcallPID, 1)
+	s.finish(off)
+	err := d.roundTrip(s, seq, "datapath set", nil)
+	ls.mu.Unlock()
+	var e *Error
+	if !errors.As(err, &e) || e.Errno != syscall.EINVAL || e.Attr != "2" {
+		t.Fatalf("err %v, want EINVAL naming attribute 2 (OVS_DP_ATTR_UPCALL_PID)", err)
+	}
+	t.Logf("kernel error: %v", err)
 }

@@ -874,17 +874,17 @@ func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error {
 	s.finish(off)
 	stop := false
 	var decodeErr error
-	var f datapath.Flow
 	err := d.roundTrip(s, seq, "flow dump", func(r *reply) {
 		if stop || r.ifindex != d.ifindex {
 			return // drain the rest of the dump
 		}
-		if err := decodeFlow(r.data, &f); err != nil {
+		f := new(datapath.Flow) // fn may keep it
+		if err := decodeFlow(r.data, f); err != nil {
 			decodeErr = err
 			stop = true
 			return
 		}
-		if !fn(&f) {
+		if !fn(f) {
 			stop = true
 		}
 	})
@@ -894,8 +894,8 @@ func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error {
 	return decodeErr
 }
 
-// decodeFlow fills f from the attributes of a flow message, reusing
-// f.Actions' storage.
+// decodeFlow fills f from the attributes of a flow message, appending to
+// f.Actions.
 func decodeFlow(b []byte, f *datapath.Flow) error {
 	var key, mask packet.FlowKey
 	hasMask := false
