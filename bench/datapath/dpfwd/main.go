@@ -28,6 +28,7 @@ func main() {
 	blockSize := flag.Int("block-size", 0, "AF_PACKET receive ring block size in bytes (0: the datapath's default)")
 	blocks := flag.Int("blocks", 0, "AF_PACKET receive ring blocks (0: the datapath's default)")
 	upcallsOnly := flag.Bool("upcalls-only", false, "install no flows; count upcalls only (measures miss delivery)")
+	xdp := flag.Bool("xdp", false, "attach the interfaces with AF_XDP where possible")
 	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
@@ -55,7 +56,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
+	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload, XDP: *xdp, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)

@@ -79,6 +79,13 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 		return nil, fmt.Errorf("netdev port %q: no such interface in the datapath's namespace: %w", spec.Name, err)
 	}
 	attrs := link.Attrs()
+	if d.cfg.XDP {
+		xp, err := d.openXDP(spec, link)
+		if err == nil {
+			return xp, nil
+		}
+		d.log.Info("AF_XDP unavailable, using AF_PACKET", "port_name", spec.Name, "reason", err)
+	}
 	p, err := d.openAFPacket(spec.Name, attrs.Index, attrs.MTU)
 	if err != nil {
 		return nil, err

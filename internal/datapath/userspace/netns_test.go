@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -217,4 +218,34 @@ func rawSocket(t *testing.T, ns netns.NsHandle, name string) int {
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	return fd
+}
+
+// disableTxChecksum turns TX checksum offload (and with it TSO) off on an
+// interface, as ethtool -K name tx off does.
+func disableTxChecksum(t *testing.T, ns netns.NsHandle, name string) {
+	t.Helper()
+	const ethtoolSTXCSUM = 0x17
+	value := struct{ cmd, data uint32 }{ethtoolSTXCSUM, 0}
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [16]byte
+	}
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(&value)
+	var err error
+	inNS(t, ns, func() {
+		fd, serr := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if serr != nil {
+			err = serr
+			return
+		}
+		defer unix.Close(fd)
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
+			err = errno
+		}
+	})
+	if err != nil {
+		t.Fatalf("ethtool -K %s tx off: %v", name, err)
+	}
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// counted. Ring slots then hold 64 KiB frames, so RingV3, which packs
 	// frames by size, is the better partner.
 	Offload bool
+	// XDP attaches netdev ports with AF_XDP where the interface allows it
+	// (an XDP program redirecting receive queue 0 to an XSK socket; MTU up
+	// to 1500), falling back to AF_PACKET otherwise. Offload does not apply
+	// to AF_XDP ports, and their peers must send complete checksums (TX
+	// checksum offload off): XDP frames say nothing about pending ones.
+	XDP bool
 	// Ring selects the AF_PACKET ring version; the zero value is RingV2.
 	Ring RingVersion
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive

@@ -749,3 +749,51 @@ func TestVXLANOffloadTCP(t *testing.T) {
 	}
 	tcpTransfer(t, nsA, nsB, "10.9.0.2:7012", 4<<20)
 }
+
+// With Config.XDP the ports are AF_XDP sockets and forwarding works as with
+// AF_PACKET.
+func TestForwardBetweenVethsXDP(t *testing.T) {
+	requireRoot(t)
+	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
+	veth(t, r.dpNS, "a1", r.nsA, "a0")
+	veth(t, r.dpNS, "b1", r.nsB, "b0")
+	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
+	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
+	disableTxChecksum(t, r.nsA, "a0")
+	disableTxChecksum(t, r.nsB, "b0")
+	d, err := New(Config{NetNS: r.dpNS, NetNSSet: true, XDP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	r.d = d
+	r.pa = addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
+	r.pb = addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+	d.mu.Lock()
+	_, isXDP := d.ports[r.pa].(*xdpPort)
+	d.mu.Unlock()
+	if !isXDP {
+		t.Skip("the kernel refused AF_XDP on a veth; the datapath fell back to AF_PACKET")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ports %+v stats %+v", d.Ports(), d.Stats())
+		}
+	})
+	putFlow(t, d, fromPort(r.pa), inPortMask, datapath.SetIPv4(datapath.IPv4Set{TTL: 33, Fields: datapath.SetTTL}), datapath.Output(r.pb))
+	putFlow(t, d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	ca := udpConn(t, r.nsA, "10.9.0.1:7013")
+	cb := udpConn(t, r.nsB, "10.9.0.2:7013")
+	exchange(t, ca, "10.9.0.2:7013", cb, "a to b over AF_XDP")
+	exchange(t, cb, "10.9.0.1:7013", ca, "b to a over AF_XDP")
+	if err := d.RemovePort(r.pa); err != nil {
+		t.Fatal(err)
+	}
+	link, err := nlHandle(t, r.dpNS).LinkByName("a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := link.Attrs().Xdp; x != nil && x.Attached {
+		t.Error("the XDP program is still attached after the port was removed")
+	}
+}
