@@ -47,8 +47,8 @@ func FuzzDecodeKey(f *testing.F) {
 	e.b = nil
 	k = packet.FlowKey{InPort: 1, EthType: 0x0806, NwProto: 2, TunID: 9, TunDst: [4]byte{1, 2, 3, 4}, TunTTL: 5}
 	appendKey(&e, &k)
-	f.Add(e.b) // arp with tunnel
-	f.Add([]byte{4, 0, 1, 0})                  // empty encap
+	f.Add(e.b)                                   // arp with tunnel
+	f.Add([]byte{4, 0, 1, 0})                    // empty encap
 	f.Add([]byte{8, 0, 16, 0, 4, 0, 0xff, 0x00}) // broken tunnel nest
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got packet.FlowKey
@@ -82,7 +82,7 @@ func FuzzDecodeActions(f *testing.F) {
 		datapath.PushVLAN(3), datapath.PopVLAN(), datapath.Userspace(7), datapath.Output(2),
 	}, 5, [4]byte{})
 	f.Add(e.b)
-	f.Add([]byte{8, 0, 3, 0, 4, 0, 9, 0})  // set with a short nest
+	f.Add([]byte{8, 0, 3, 0, 4, 0, 9, 0})   // set with a short nest
 	f.Add([]byte{12, 0, 11, 0, 8, 0, 9, 0}) // masked set of a truncated tcp
 	f.Fuzz(func(t *testing.T, b []byte) {
 		acts, err := decodeActions(nil, b)
