@@ -4,6 +4,7 @@
 #   dpfwd-vN  our userspace datapath (bench/datapath/dpfwd) with installed flows,
 #             AF_PACKET ring version N (2: wake per frame, 3: per 1 ms block)
 #   dpfwd-vN-gso  the same with PACKET_VNET_HDR offload; the peers keep TSO on
+#   dpfwd-xdp our datapath with AF_XDP ports
 #   upcalls   dpfwd with no flows: every 64-byte frame is a miss; reports the
 #             misses delivered to the handler per second and those dropped
 #   ovs       Open vSwitch's userspace datapath (datapath_type=netdev), if installed
@@ -22,7 +23,7 @@ set -euo pipefail
 
 DUR=${DUR:-5}
 PINGS=${PINGS:-200}
-MODES=${MODES:-"veth veth-nooff dpfwd-v2 dpfwd-v3 dpfwd-v2-gso dpfwd-v3-gso upcalls ovs"}
+MODES=${MODES:-"veth veth-nooff dpfwd-v2 dpfwd-v3 dpfwd-v2-gso dpfwd-v3-gso dpfwd-xdp upcalls ovs"}
 OVS_PORT_TYPE=${OVS_PORT_TYPE:-afxdp}
 DP_CPU=${DP_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
@@ -157,7 +158,11 @@ for mode in $MODES; do
 		measure "$mode"
 		;;
 	dpfwd-*)
-		local_args=(-ring "$(echo "$mode" | cut -d- -f2)")
+		if [[ $mode == dpfwd-xdp ]]; then
+			local_args=(-xdp)
+		else
+			local_args=(-ring "$(echo "$mode" | cut -d- -f2)")
+		fi
 		[[ $mode == *-gso ]] && local_args+=(-offload)
 		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" "${local_args[@]}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
