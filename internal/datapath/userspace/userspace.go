@@ -1,7 +1,8 @@
 // Package userspace is a datapath in the agent's process for Linux: ports
-// attach to existing interfaces with AF_PACKET (TPACKET_V3 rings), internal
-// ports are tap devices, and one VXLAN port per datapath carries the overlay
-// on a UDP socket. Flows, actions and upcalls run in the shared engine.
+// attach to existing interfaces with AF_PACKET (TPACKET_V2 or V3 rings) or,
+// with Config.XDP, AF_XDP; internal ports are tap devices, and one VXLAN
+// port per datapath carries the overlay on a UDP socket. Flows, actions and
+// upcalls run in the shared engine.
 //
 // Network namespaces: a Datapath opens every socket, tap and netlink
 // subscription in the namespace given by Config.NetNS (by handle), from a
