@@ -154,7 +154,7 @@ trap 'rm -rf "$W"' EXIT
 cat "$BASE" "$W/tests.cpio" | gzip -1 > "$W/initramfs.gz"
 
 args=${1:+$(echo "$*" | tr ' ' ',')}
-if [ "${BENCH:-}" = 1 ]; then args="${args:+$args,}-test.bench=.,-test.benchtime=2000x,-test.benchmem"; fi
+if [ "${BENCH:-}" = 1 ]; then args="${args:+$args,}-test.bench=.,-test.benchtime=${BENCHTIME:-2000x},-test.benchmem"; fi
 
 accel=(-accel tcg -cpu max)
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ ! -d /sys/module/kvm_pvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
