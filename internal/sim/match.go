@@ -58,6 +58,10 @@ func (f Field) String() string {
 	return s
 }
 
+// MarshalText implements encoding.TextMarshaler: the field names, comma
+// separated.
+func (f Field) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
 // ICMPData is the header an ICMP error quotes: the packet that caused it.
 type ICMPData struct {
 	Valid            bool

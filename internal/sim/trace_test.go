@@ -36,11 +36,14 @@ func TestTracePacket(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || len(back) != len(r.Trace) || back[0] != r.Trace[0] {
 		t.Fatalf("trace does not round-trip through JSON: %v", err)
 	}
-	if _, err := json.Marshal(struct {
-		Kind   Kind
-		Reason DropReason
-	}{r.Kind, r.Reason}); err != nil {
+	whole, err := json.Marshal(r)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{`"Kind":"forward"`, `"Set":"eth_src,eth_dst,nw_src,nw_ttl,tp_src"`} {
+		if !strings.Contains(string(whole), want) {
+			t.Errorf("JSON result lacks %s: %s", want, whole)
+		}
 	}
 	// A dropped packet says why.
 	r, _ = TracePacket(snap, nil, ids["vm1"], tcp(vmMAC, rtrMAC, "10.0.0.99", "8.8.8.8", 1, 2), testNow)
