@@ -68,6 +68,11 @@ func dialSock(rbufSize, sockRcvBuf int) (*sock, error) {
 	if sockRcvBuf > 0 {
 		_ = c.SetReadBuffer(sockRcvBuf) // best effort: capped by net.core.rmem_max
 	}
+	return newSock(c, rbufSize)
+}
+
+// newSock wraps an open netlink connection.
+func newSock(c *netlink.Conn, rbufSize int) (*sock, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()

@@ -84,6 +84,7 @@ type Datapath struct {
 
 	actionUp *upcallSock // receives the upcalls of userspace actions
 	events   *sock       // vport notifications
+	links    *sock       // rtnetlink link changes
 
 	mu        sync.Mutex
 	ports     map[datapath.PortNo]*vport // guarded by mu
@@ -113,6 +114,7 @@ type vport struct {
 	spec     datapath.PortSpec
 	up       *upcallSock
 	removing bool // RemovePort is deleting it; guarded by Datapath.mu
+	linkUp   bool // the interface is up with carrier; guarded by Datapath.mu
 }
 
 type families struct {
@@ -220,6 +222,9 @@ func Open(cfg Config) (d *Datapath, err error) {
 	if err = d.listenPortEvents(); err != nil {
 		return nil, err
 	}
+	if err = d.watchLinks(); err != nil {
+		return nil, err
+	}
 	d.startUpcalls(d.actionUp)
 	d.log.Info("datapath opened", "ifindex", d.ifindex, "reused", d.reused, "megaflow", d.megaflow)
 	return d, nil
@@ -316,6 +321,9 @@ func (d *Datapath) closeSockets() {
 	}
 	if d.events != nil {
 		d.events.close()
+	}
+	if d.links != nil {
+		d.links.close()
 	}
 	d.mu.Lock()
 	for _, p := range d.ports {
@@ -491,8 +499,9 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 			d.log.Warn("internal port not brought up", "port_name", spec.Name, "error", err)
 		}
 	}
+	linkUp := spec.Kind != datapath.PortVXLAN && currentLinkUp(spec.Name)
 	d.mu.Lock()
-	d.ports[no] = &vport{no: no, spec: spec, up: up}
+	d.ports[no] = &vport{no: no, spec: spec, up: up, linkUp: linkUp}
 	if spec.Kind == datapath.PortVXLAN && spec.LocalAddr.Is4() && d.tunnelSrc == ([4]byte{}) {
 		d.tunnelSrc = spec.LocalAddr.As4()
 	}
@@ -659,8 +668,9 @@ func (d *Datapath) adoptPorts() error {
 			up.s.close()
 			return err
 		}
+		linkUp := f.spec.Kind != datapath.PortVXLAN && currentLinkUp(f.spec.Name)
 		d.mu.Lock()
-		d.ports[f.no] = &vport{no: f.no, spec: f.spec, up: up}
+		d.ports[f.no] = &vport{no: f.no, spec: f.spec, up: up, linkUp: linkUp}
 		d.mu.Unlock()
 		d.startUpcalls(up)
 		d.log.Info("port adopted", "port_no", f.no, "port_name", f.spec.Name, "port_kind", f.spec.Kind)
@@ -1024,7 +1034,8 @@ func (d *Datapath) SetUpcallHandler(h datapath.UpcallHandler) {
 }
 
 // SetPortEventHandler implements datapath.Upcaller. Events report ports
-// whose interface disappeared (the kernel detaches the vport).
+// whose interface went up or down (carrier included) or disappeared (the
+// kernel then detaches the vport).
 func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) {
 	if h == nil {
 		d.evHandler.Store(nil)
