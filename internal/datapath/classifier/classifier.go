@@ -24,12 +24,14 @@ import (
 // key is already installed.
 var ErrExists = errors.New("classifier: flow exists")
 
-// Entry is an installed flow. Key is stored masked. Value is set at insert
-// and never changes; use an atomic inside V to mutate what it holds.
+// Entry is an installed flow. Key is stored masked. Value lives in the
+// entry (one allocation per flow, one pointer less on a hit); it is
+// initialized before the entry is published, and must be changed only
+// through atomics inside V afterwards.
 type Entry[V any] struct {
 	Key   packet.FlowKey
 	Mask  packet.FlowKey
-	Value *V
+	Value V
 	dead  atomic.Bool
 }
 
@@ -79,10 +81,11 @@ func (t *Table[V]) Get(key, mask *packet.FlowKey) *Entry[V] {
 	return st.flows[maskKey(key, mask)]
 }
 
-// Insert installs value under (key masked by mask, mask). It fails with
-// ErrExists if that flow is already installed.
-func (t *Table[V]) Insert(key, mask *packet.FlowKey, value *V) (*Entry[V], error) {
-	e := &Entry[V]{Key: maskKey(key, mask), Mask: *mask, Value: value}
+// Insert installs a flow under (key masked by mask, mask), with its value
+// set by init (which may be nil) before any reader can see it. It fails
+// with ErrExists if that flow is already installed.
+func (t *Table[V]) Insert(key, mask *packet.FlowKey, init func(v *V)) (*Entry[V], error) {
+	e := newEntry(key, mask, init)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.subtableLocked(mask)
@@ -94,10 +97,10 @@ func (t *Table[V]) Insert(key, mask *packet.FlowKey, value *V) (*Entry[V], error
 	return e, nil
 }
 
-// Replace installs value under (key masked by mask, mask), replacing and
-// killing any entry there, which it returns (nil if none).
-func (t *Table[V]) Replace(key, mask *packet.FlowKey, value *V) (added, old *Entry[V]) {
-	e := &Entry[V]{Key: maskKey(key, mask), Mask: *mask, Value: value}
+// Replace installs a flow as Insert does, replacing and killing any entry
+// there, which it returns (nil if none).
+func (t *Table[V]) Replace(key, mask *packet.FlowKey, init func(v *V)) (added, old *Entry[V]) {
+	e := newEntry(key, mask, init)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.subtableLocked(mask)
@@ -109,6 +112,14 @@ func (t *Table[V]) Replace(key, mask *packet.FlowKey, value *V) (added, old *Ent
 	}
 	st.flows[e.Key] = e
 	return e, old
+}
+
+func newEntry[V any](key, mask *packet.FlowKey, init func(v *V)) *Entry[V] {
+	e := &Entry[V]{Key: maskKey(key, mask), Mask: *mask}
+	if init != nil {
+		init(&e.Value)
+	}
+	return e
 }
 
 func (t *Table[V]) subtableLocked(mask *packet.FlowKey) *subtable[V] {

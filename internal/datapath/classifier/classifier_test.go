@@ -11,6 +11,8 @@ import (
 
 type val struct{ name string }
 
+func setVal(name string) func(v *val) { return func(v *val) { v.name = name } }
+
 func ip(a, b, c, d byte) [4]byte { return [4]byte{a, b, c, d} }
 
 // fullMask returns a mask with every bit of the given fields set.
@@ -57,7 +59,7 @@ func TestLookupOverlappingMasks(t *testing.T) {
 		{"port2-tcp-443-from-1.2.3.4", pkt(2, ip(1, 2, 3, 4), ip(0, 0, 0, 0), 6, 443), maskOf("inport", "ethtype", "proto", "tpdst", "nwsrc")},
 	}
 	for _, f := range flows {
-		if _, err := tb.Insert(&f.key, &f.mask, &val{f.name}); err != nil {
+		if _, err := tb.Insert(&f.key, &f.mask, setVal(f.name)); err != nil {
 			t.Fatalf("insert %s: %v", f.name, err)
 		}
 	}
@@ -105,12 +107,12 @@ func TestLookupOverlappingMasks(t *testing.T) {
 func TestInsertDuplicateFails(t *testing.T) {
 	tb := New[val]()
 	k, m := pkt(1, ip(1, 1, 1, 1), ip(2, 2, 2, 2), 6, 80), maskOf("inport", "nwdst")
-	if _, err := tb.Insert(&k, &m, &val{"a"}); err != nil {
+	if _, err := tb.Insert(&k, &m, setVal("a")); err != nil {
 		t.Fatal(err)
 	}
 	other := k
 	other.NwSrc = ip(3, 3, 3, 3) // outside the mask: same flow
-	if _, err := tb.Insert(&other, &m, &val{"b"}); err != ErrExists {
+	if _, err := tb.Insert(&other, &m, setVal("b")); err != ErrExists {
 		t.Fatalf("second insert: err = %v, want ErrExists", err)
 	}
 	if tb.Len() != 1 {
@@ -123,7 +125,7 @@ func TestEMCInvalidatedOnDelete(t *testing.T) {
 	emc := NewEMC[val](16)
 	wide, wideMask := pkt(1, ip(0, 0, 0, 0), ip(0, 0, 0, 0), 0, 0), maskOf("inport")
 	narrow, narrowMask := pkt(1, ip(0, 0, 0, 0), ip(10, 0, 0, 1), 0, 0), maskOf("inport", "nwdst")
-	if _, err := tb.Insert(&narrow, &narrowMask, &val{"narrow"}); err != nil {
+	if _, err := tb.Insert(&narrow, &narrowMask, setVal("narrow")); err != nil {
 		t.Fatal(err)
 	}
 	k := pkt(1, ip(5, 5, 5, 5), ip(10, 0, 0, 1), 6, 80)
@@ -133,7 +135,7 @@ func TestEMCInvalidatedOnDelete(t *testing.T) {
 	if e, hit := LookupCached(tb, emc, &k); e == nil || !hit {
 		t.Fatalf("second lookup: emc hit = %v, want a hit", hit)
 	}
-	if _, err := tb.Insert(&wide, &wideMask, &val{"wide"}); err != nil {
+	if _, err := tb.Insert(&wide, &wideMask, setVal("wide")); err != nil {
 		t.Fatal(err)
 	}
 	if tb.Delete(&narrow, &narrowMask) == nil {
@@ -161,12 +163,12 @@ func TestEMCInvalidatedOnReplace(t *testing.T) {
 	tb := New[val]()
 	emc := NewEMC[val](16)
 	fk, m := pkt(1, ip(0, 0, 0, 0), ip(10, 0, 0, 1), 0, 0), maskOf("inport", "nwdst")
-	if _, err := tb.Insert(&fk, &m, &val{"v1"}); err != nil {
+	if _, err := tb.Insert(&fk, &m, setVal("v1")); err != nil {
 		t.Fatal(err)
 	}
 	k := pkt(1, ip(5, 5, 5, 5), ip(10, 0, 0, 1), 6, 80)
 	LookupCached(tb, emc, &k)
-	_, old := tb.Replace(&fk, &m, &val{"v2"})
+	_, old := tb.Replace(&fk, &m, setVal("v2"))
 	if old == nil || old.Alive() {
 		t.Fatalf("Replace returned old=%v alive=%v, want the dead v1", old, old != nil && old.Alive())
 	}
@@ -188,7 +190,7 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	for i := range 8 {
 		k, m := pkt(uint32(i), ip(0, 0, 0, 0), ip(10, 0, byte(i), 0), 0, 0), maskOf("inport", "nwdst/24")
 		m.TpDst = uint16(i) // distinct masks
-		if _, err := tb.Insert(&k, &m, &val{"x"}); err != nil {
+		if _, err := tb.Insert(&k, &m, setVal("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +218,7 @@ func BenchmarkLookupHit(b *testing.B) {
 	for i := range 16 {
 		k, m := pkt(uint32(i), ip(0, 0, 0, 0), ip(10, 0, byte(i), 0), 0, 0), maskOf("inport", "nwdst/24")
 		m.TpDst = uint16(i)
-		tb.Insert(&k, &m, &val{"x"})
+		tb.Insert(&k, &m, setVal("x"))
 	}
 	k := pkt(15, ip(1, 1, 1, 1), ip(10, 0, 15, 9), 17, 0)
 	b.Run("emc", func(b *testing.B) {

@@ -296,9 +296,7 @@ func (e *Engine) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, f
 				return datapath.ErrFlowNotFound
 			}
 		}
-		fs := &flowState{}
-		fs.actions.Store(&acts)
-		_, err := e.flows.Insert(key, mask, fs)
+		_, err := e.flows.Insert(key, mask, func(fs *flowState) { fs.actions.Store(&acts) })
 		if err == nil {
 			return nil
 		}
@@ -315,7 +313,7 @@ func (e *Engine) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, erro
 	if ent == nil {
 		return datapath.FlowStats{}, datapath.ErrFlowNotFound
 	}
-	return flowStats(ent.Value), nil
+	return flowStats(&ent.Value), nil
 }
 
 // FlushFlows deletes every flow.
@@ -340,7 +338,7 @@ func (e *Engine) DumpFlows(fn func(f *datapath.Flow) bool) error {
 		if !ent.Alive() {
 			continue
 		}
-		f = datapath.Flow{Key: ent.Key, Mask: ent.Mask, Actions: *ent.Value.actions.Load(), Stats: flowStats(ent.Value)}
+		f = datapath.Flow{Key: ent.Key, Mask: ent.Mask, Actions: *ent.Value.actions.Load(), Stats: flowStats(&ent.Value)}
 		if !fn(&f) {
 			break
 		}

@@ -148,7 +148,7 @@ func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offloa
 	if emcHit {
 		w.c.emcHits.Add(1)
 	}
-	fs := ent.Value
+	fs := &ent.Value
 	fs.packets.Add(1)
 	fs.bytes.Add(uint64(len(frame)))
 	if fs.used.Load() != w.now {
