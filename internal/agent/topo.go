@@ -272,11 +272,17 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
+// coalesceWindow is how long the topology follower waits for more events
+// before rebuilding the snapshot.
+const coalesceWindow = 2 * time.Millisecond
+
 // follow applies watch events in batches. It returns false when ctx ended,
 // true when the history was lost and the topology must be reloaded.
 func (a *Agent) follow(ctx context.Context, events <-chan nsdb.Event) bool {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	coalesce := time.NewTimer(coalesceWindow)
+	defer coalesce.Stop()
 	for {
 		var ev nsdb.Event
 		var ok bool
@@ -306,13 +312,23 @@ func (a *Agent) follow(ctx context.Context, events <-chan nsdb.Event) bool {
 			t, c := a.applyEvent(ev)
 			tags = append(tags, t...)
 			changed = changed || c
-			// Drain what is already queued into the same rebuild.
+			// Fold what is queued, and what arrives within a moment, into
+			// the same rebuild: a storm of learned MACs then costs a few
+			// rebuilds, not one per entry.
 			select {
 			case ev, ok = <-events:
 				if ok {
 					continue
 				}
 			default:
+				coalesce.Reset(coalesceWindow)
+				select {
+				case ev, ok = <-events:
+					if ok {
+						continue
+					}
+				case <-coalesce.C:
+				}
 			}
 			break
 		}

@@ -249,15 +249,38 @@ func (w *worker) retryParked() {
 	parked := w.parked
 	w.parked = nil
 	for _, u := range parked {
-		if now.Sub(u.parkedAt) > arpTimeout {
-			w.a.metrics.drops.WithLabelValues("arp-timeout").Inc()
-			continue
-		}
 		port, ok := t.byDP[u.inPort]
 		if !ok {
 			continue
 		}
+		if now.Sub(u.parkedAt) > arpTimeout {
+			// The next hop never answered: simulate once more as MidoNet
+			// does, so the router sends the sender a host unreachable.
+			w.a.metrics.drops.WithLabelValues("arp-timeout").Inc()
+			w.arpFailed(t, u, port)
+			continue
+		}
 		w.simulate(t, u, port)
+	}
+}
+
+// arpFailed simulates a packet whose next hop did not answer ARP and sends
+// what the devices generate (an ICMP host unreachable to the sender).
+func (w *worker) arpFailed(t *portTables, u *upcall, port topology.ID) {
+	snap := w.a.snap.Load()
+	if snap == nil {
+		return
+	}
+	w.parsed.Decode(u.frame)
+	pkt := sim.Packet{Port: port, Match: sim.MatchFromFlowKey(&u.key), Frame: u.frame, ARPFailed: true}
+	pkt.Match.FillICMP(&w.parsed)
+	res := w.sim.Simulate(snap, w.view, &pkt, w.a.now())
+	generated := make([]sim.Generated, len(res.Generated))
+	for i, g := range res.Generated {
+		generated[i] = sim.Generated{Port: g.Port, Frame: append([]byte(nil), g.Frame...)}
+	}
+	for _, g := range generated {
+		w.emitGenerated(t, snap, g)
 	}
 }
 
