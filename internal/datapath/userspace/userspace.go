@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -390,6 +391,7 @@ func (d *Datapath) linkUpdate(u netlink.LinkUpdate) {
 type poller struct {
 	fd, stopfd int
 	fds        [2]unix.PollFd
+	wakeups    atomic.Uint64 // for tests: a spinning receiver shows here
 }
 
 func newPoller(fd int) (*poller, error) {
@@ -408,6 +410,13 @@ func (p *poller) wait(timeoutMs int) bool {
 		_, err := unix.Poll(p.fds[:], timeoutMs)
 		if err == unix.EINTR {
 			continue
+		}
+		p.wakeups.Add(1)
+		if p.fds[0].Revents&unix.POLLERR != 0 {
+			// A packet socket reports its interface going down as a
+			// pending error (ENETDOWN); reading it clears POLLERR, which
+			// would otherwise wake us forever.
+			unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 		}
 		return p.fds[1].Revents == 0
 	}

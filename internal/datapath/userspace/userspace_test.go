@@ -331,6 +331,16 @@ func TestLinkEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(datapath.PortDown)
+	// While the link is down the receiver must sleep, not spin on the
+	// socket's error.
+	r.d.mu.Lock()
+	pb := r.d.ports[r.pb].(*afpacketPort)
+	r.d.mu.Unlock()
+	before := pb.poll.wakeups.Load()
+	time.Sleep(300 * time.Millisecond) // measuring wake-ups over an interval
+	if n := pb.poll.wakeups.Load() - before; n > 20 {
+		t.Errorf("receiver woke %d times in 300 ms with its link down", n)
+	}
 	if err := h.LinkSetUp(link); err != nil {
 		t.Fatal(err)
 	}
