@@ -23,6 +23,7 @@ type sock struct {
 	// starts maps the requests of a batch to the caller's indices and
 	// their offsets in e.
 	starts []batchEntry
+	r      reply // the reply being parsed
 	rbuf   []byte
 
 	// Scratch for the RawConn callbacks, kept here so that the callbacks
@@ -152,51 +153,62 @@ type reply struct {
 // messages walks the netlink messages of a datagram. It stops at the
 // first malformed one.
 func messages(b []byte, fn func(r *reply) bool) {
-	for len(b) >= nlmsgHdrLen {
-		n := int(binary.NativeEndian.Uint32(b))
-		if n < nlmsgHdrLen || n > len(b) {
+	var r reply
+	for {
+		var ok bool
+		if b, ok = nextMessage(b, &r); !ok || !fn(&r) {
 			return
 		}
-		m := b[:n]
-		r := reply{
-			typ: binary.NativeEndian.Uint16(m[4:]),
-			seq: binary.NativeEndian.Uint32(m[8:]),
-		}
-		flags := binary.NativeEndian.Uint16(m[6:])
-		switch r.typ {
-		case nlmsgError:
-			if len(m) < nlmsgHdrLen+4 {
-				return
-			}
-			code := int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen:]))
-			if code == 0 {
-				r.done = true
-			} else {
-				r.err = &Error{Errno: syscall.Errno(-code)}
-				if flags&flagAckTLVs != 0 && len(m) >= nlmsgHdrLen+4+nlmsgHdrLen {
-					parseExtAck(m[nlmsgHdrLen+4+nlmsgHdrLen:], r.err)
-				}
-			}
-		case nlmsgDone:
-			r.done = true
-			if len(m) >= nlmsgHdrLen+4 {
-				if code := int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen:])); code < 0 {
-					r.err = &Error{Errno: syscall.Errno(-code)}
-				}
-			}
-		default:
-			if len(m) < msgHdrLen {
-				return
-			}
-			r.cmd = m[nlmsgHdrLen]
-			r.ifindex = int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen+genlHdrLen:]))
-			r.data = m[msgHdrLen:]
-		}
-		if !fn(&r) {
-			return
-		}
-		b = b[min(align4(n), len(b)):]
 	}
+}
+
+// nextMessage parses the first netlink message of b into r and returns
+// the rest of b. It reports false at the end or at a malformed message.
+// Only a failure allocates (the *Error).
+func nextMessage(b []byte, r *reply) ([]byte, bool) {
+	if len(b) < nlmsgHdrLen {
+		return nil, false
+	}
+	n := int(binary.NativeEndian.Uint32(b))
+	if n < nlmsgHdrLen || n > len(b) {
+		return nil, false
+	}
+	m := b[:n]
+	*r = reply{
+		typ: binary.NativeEndian.Uint16(m[4:]),
+		seq: binary.NativeEndian.Uint32(m[8:]),
+	}
+	flags := binary.NativeEndian.Uint16(m[6:])
+	switch r.typ {
+	case nlmsgError:
+		if len(m) < nlmsgHdrLen+4 {
+			return nil, false
+		}
+		code := int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen:]))
+		if code == 0 {
+			r.done = true
+		} else {
+			r.err = &Error{Errno: syscall.Errno(-code)}
+			if flags&flagAckTLVs != 0 && len(m) >= nlmsgHdrLen+4+nlmsgHdrLen {
+				parseExtAck(m[nlmsgHdrLen+4+nlmsgHdrLen:], r.err)
+			}
+		}
+	case nlmsgDone:
+		r.done = true
+		if len(m) >= nlmsgHdrLen+4 {
+			if code := int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen:])); code < 0 {
+				r.err = &Error{Errno: syscall.Errno(-code)}
+			}
+		}
+	default:
+		if len(m) < msgHdrLen {
+			return nil, false
+		}
+		r.cmd = m[nlmsgHdrLen]
+		r.ifindex = int32(binary.NativeEndian.Uint32(m[nlmsgHdrLen+genlHdrLen:]))
+		r.data = m[msgHdrLen:]
+	}
+	return b[min(align4(n), len(b)):], true
 }
 
 func parseExtAck(b []byte, e *Error) {

@@ -230,6 +230,10 @@ func TestFlowForwardsBetweenVeths(t *testing.T) {
 		t.Errorf("stats %+v, want 2 packets and a last-used time", f.Stats)
 	}
 
+	// Create-or-replace on an existing flow replaces its actions.
+	if err := d.PutFlow(&key, &mask, actions, datapath.FlowCreate|datapath.FlowModify); err != nil {
+		t.Errorf("create-or-replace of an existing flow: %v", err)
+	}
 	// Modify: drop instead; the counters stay unless reset.
 	if err := d.PutFlow(&key, &mask, nil, datapath.FlowModify); err != nil {
 		t.Fatal(err)
@@ -597,6 +601,36 @@ func TestNoisyPortDoesNotStarveOthers(t *testing.T) {
 		}
 		if p.No == noisy {
 			t.Logf("noisy port: %d upcall overruns", p.Stats.UpcallDropped)
+		}
+	}
+}
+
+// TestHotPathsDoNotAllocate: executing a packet and putting a flow cost no
+// Go allocations.
+func TestHotPathsDoNotAllocate(t *testing.T) {
+	requireKernel(t)
+	ns := newNetNS(t)
+	vethPair(t, ns, "al0")
+	d := openDP(t, ns, Config{})
+	no := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "al0"})
+	frame := udpFrame(1, 2, "alloc")
+	acts := []datapath.Action{datapath.SetIPv4(datapath.IPv4Set{TTL: 9, Fields: datapath.SetTTL}), datapath.Output(no)}
+	key, mask := exactKey(frame, no)
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"execute", func() error { return d.Execute(frame, acts, no) }},
+		{"flow put", func() error {
+			return d.PutFlow(&key, &mask, acts, datapath.FlowCreate|datapath.FlowModify)
+		}},
+	}
+	for _, tc := range tests {
+		if err := tc.op(); err != nil { // warm up buffers
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if n := testing.AllocsPerRun(50, func() { _ = tc.op() }); n != 0 {
+			t.Errorf("%s allocates %v times per call", tc.name, n)
 		}
 	}
 }

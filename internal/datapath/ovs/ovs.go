@@ -333,25 +333,59 @@ func (d *Datapath) closeSockets() {
 }
 
 // roundTrip sends the one request encoded in s.e and waits for its answer;
-// fn, if not nil, sees the data replies.
+// fn, if not nil, sees the data replies. Without a failure it does not
+// allocate: it is the path of every execute and flow put.
 func (d *Datapath) roundTrip(s *sock, seq uint32, op string, fn func(r *reply)) error {
-	var rerr *Error
-	err := d.exchange(s, seq, 1, func(_ int, r *reply) {
-		if r.err != nil {
-			rerr = r.err
-		} else if fn != nil {
-			fn(r)
-		}
-	})
-	if err != nil {
+	if d.closed.Load() {
+		return datapath.ErrClosed
+	}
+	if err := s.send(); err != nil {
 		return fmt.Errorf("ovs %s: %w", op, err)
 	}
-	if rerr != nil {
-		rerr.Op = op
-		rerr.Attr = describeOffset(s.e.b, rerr.offset)
-		return rerr
+	r := &s.r // not a local: fn would make it escape
+	for {
+		b, err := d.recvReply(s)
+		if err != nil {
+			return fmt.Errorf("ovs %s: %w", op, err)
+		}
+		for {
+			var ok bool
+			if b, ok = nextMessage(b, r); !ok {
+				break
+			}
+			if r.seq != seq {
+				continue // left over from an abandoned exchange
+			}
+			if r.err != nil {
+				r.err.Op = op
+				r.err.Attr = describeOffset(s.e.b, r.err.offset)
+				return r.err
+			}
+			if r.data != nil && fn != nil {
+				fn(r)
+			}
+			if r.done {
+				return nil
+			}
+		}
 	}
-	return nil
+}
+
+// recvReply reads one reply datagram, bounded by requestTimeout.
+func (d *Datapath) recvReply(s *sock) ([]byte, error) {
+	_ = s.c.SetReadDeadline(time.Now().Add(requestTimeout))
+	b, err := s.recv()
+	if err != nil {
+		if errors.Is(err, unix.ENOBUFS) {
+			// Replies were lost: the requests' outcome is unknown.
+			return nil, fmt.Errorf("netlink receive buffer overrun: %w", err)
+		}
+		if d.closed.Load() {
+			return nil, datapath.ErrClosed
+		}
+		return nil, fmt.Errorf("netlink receive: %w", err)
+	}
+	return b, nil
 }
 
 // exchange sends the n requests in s.e (sequence numbers first to
@@ -368,17 +402,9 @@ func (d *Datapath) exchange(s *sock, first uint32, n int, fn func(i int, r *repl
 	}
 	pending := n
 	for pending > 0 {
-		_ = s.c.SetReadDeadline(time.Now().Add(requestTimeout))
-		b, err := s.recv()
+		b, err := d.recvReply(s)
 		if err != nil {
-			if errors.Is(err, unix.ENOBUFS) {
-				// Replies were lost: the requests' outcome is unknown.
-				return fmt.Errorf("netlink receive buffer overrun: %w", err)
-			}
-			if d.closed.Load() {
-				return datapath.ErrClosed
-			}
-			return fmt.Errorf("netlink receive: %w", err)
+			return err
 		}
 		messages(b, func(r *reply) bool {
 			i := int(r.seq - first)
@@ -713,10 +739,13 @@ func (d *Datapath) putFlowLocked(s *sock, key, mask *packet.FlowKey, actions []d
 
 // encodePut appends one flow put request to s.e.
 func (d *Datapath) encodePut(s *sock, key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) uint32 {
-	cmd, nlflags := uint8(cmdNew), uint16(flagAck|flagCreate)
+	// OVS_FLOW_CMD_NEW fails with EEXIST on an existing flow if either
+	// NLM_F_CREATE or NLM_F_EXCL is set, and otherwise replaces its
+	// actions; OVS_FLOW_CMD_SET fails with ENOENT on a missing flow.
+	cmd, nlflags := uint8(cmdNew), uint16(flagAck)
 	switch {
 	case flags&datapath.FlowModify == 0:
-		nlflags |= flagExcl
+		nlflags |= flagCreate | flagExcl
 	case flags&datapath.FlowCreate == 0:
 		cmd = cmdSet
 	}
@@ -748,6 +777,9 @@ func (d *Datapath) tunnelSource() [4]byte {
 
 // flowError adds the datapath sentinel an errno means for a flow request.
 func flowError(err error, flags datapath.FlowFlags) error {
+	if err == nil {
+		return nil // before errors.As, whose target would escape
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Errno {
