@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -14,7 +15,10 @@ import (
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 var storeURL string
@@ -81,7 +85,7 @@ func (c *cloud) update(fn func(tx *nsdb.Tx) error) {
 func (c *cloud) addAgent(name, addr string) *testAgent {
 	c.t.Helper()
 	dp := mem.New(mem.Config{Fabric: c.fabric})
-	a, err := New(Config{HostName: name, StateDir: c.t.TempDir(), Store: c.store, Datapath: dp, Workers: 2,
+	a, err := New(Config{HostName: name, StateDir: c.t.TempDir(), Store: c.store, Datapath: dp, Workers: 2, Logger: testLogger,
 		SessionTTL: 2 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
@@ -261,24 +265,39 @@ func TestRuleChangeInvalidatesInstalledFlows(t *testing.T) {
 		}
 		return tx.Create(&rule)
 	})
-	// The forwarding flow goes within a second.
+	// Within a second the installed flow is gone and packets are dropped
+	// by the new rule instead of forwarded by the datapath.
 	for {
-		drop := false
-		h1.dp.DumpFlows(func(f *datapath.Flow) bool {
-			drop = len(f.Actions) == 0
-			return !drop
-		})
-		if h1.Flows() == 0 || drop {
+		h1.dp.Inject(dp1, frame)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := h1.dp.Read(ctx, dp2)
+		cancel()
+		if err != nil {
 			break
 		}
 		if time.Since(start) > time.Second {
-			t.Fatalf("flow still installed %s after the rule change", time.Since(start))
+			t.Fatalf("still forwarded %s after the rule change", time.Since(start))
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("invalidated after %s", time.Since(start))
-	h1.dp.Inject(dp1, frame)
+	t.Logf("dropped %s after the rule change", time.Since(start))
 	expectNoFrame(t, h1, dp2, 200*time.Millisecond)
+	drops := false
+	h1.dp.DumpFlows(func(f *datapath.Flow) bool {
+		drops = len(f.Actions) == 0 && f.Key.InPort == uint32(dp1)
+		return !drops
+	})
+	if !drops {
+		h1.dp.DumpFlows(func(f *datapath.Flow) bool {
+			t.Logf("flow in_port=%d actions=%v", f.Key.InPort, f.Actions)
+			return true
+		})
+		for k, c := range h1.metrics.byKind {
+			t.Logf("sim %v: %v", sim.Kind(k), counterValue(c))
+		}
+		t.Logf("flow errors %v installed %v removed %v", counterValue(h1.metrics.flowPutErrors),
+			counterValue(h1.metrics.flowsInstalled), counterValue(h1.metrics.flowsRemoved))
+		t.Error("no drop flow installed for the blocked packets")
+	}
 	if h1.dp.Stats().Hits < before {
 		t.Fatal("stats went backwards")
 	}
@@ -305,3 +324,16 @@ func TestInterfaceDownDeactivatesPort(t *testing.T) {
 	h1.dp.SetLinkState(dp1, true)
 	h1.dpPort(t, "vm1", p1) // active again
 }
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+var testLogger = func() *slog.Logger {
+	if os.Getenv("AGENT_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}()

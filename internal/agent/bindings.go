@@ -5,6 +5,8 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
+	"sync"
+	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/nsdb"
@@ -183,6 +185,9 @@ func (a *Agent) publishPortsLocked() {
 type stateWriter struct {
 	a  *Agent
 	ch chan func(ctx context.Context) error
+
+	mu   sync.Mutex
+	macs map[sim.MACLearning]time.Time // recently written MAC mappings
 }
 
 func newStateWriter(a *Agent) *stateWriter {
@@ -223,11 +228,28 @@ func (w *stateWriter) setActive(port topology.ID, active bool) {
 }
 
 func (w *stateWriter) learnMAC(l sim.MACLearning) {
+	// Packets keep reporting a MAC until the snapshot has it: write each
+	// mapping once.
+	w.mu.Lock()
+	if w.macs == nil || len(w.macs) > 1<<16 {
+		w.macs = map[sim.MACLearning]time.Time{}
+	}
+	key := l
+	if last, ok := w.macs[key]; ok && time.Since(last) < learnRewriteAfter {
+		w.mu.Unlock()
+		return
+	}
+	w.macs[key] = time.Now()
+	w.mu.Unlock()
 	w.submit(func(ctx context.Context) error {
 		_, err := w.a.session.LearnMAC(ctx, l.Bridge.String(), l.VLAN, l.MAC, l.Port.String())
 		return err
 	})
 }
+
+// learnRewriteAfter is how long the same learned MAC mapping is not
+// written again.
+const learnRewriteAfter = 5 * time.Second
 
 func (w *stateWriter) learnARP(l sim.ARPLearning, router bool) {
 	w.submit(func(ctx context.Context) error {

@@ -131,20 +131,27 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 		if err != nil {
 			return nil
 		}
-		var tags []sim.Tag
-		if old, ok := c.macs[key]; ok {
-			tags = append(tags, sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port))
-		}
+		old, had := c.macs[key]
 		if value == nil {
+			if !had {
+				return nil
+			}
 			delete(c.macs, key)
-			return tags
+			return []sim.Tag{sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port)}
 		}
 		port, err := topology.ParseID(string(value))
 		if err != nil {
-			return tags
+			return nil
+		}
+		if had && old.Port == port {
+			return nil // relearned where it was: nothing changes
 		}
 		c.macs[key] = sim.MACEntry{Bridge: bid, VLAN: vlan, MAC: mac, Port: port}
-		return append(tags, sim.FloodTag(bid, vlan, mac))
+		tags := []sim.Tag{sim.FloodTag(bid, vlan, mac)}
+		if had {
+			tags = append(tags, sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port))
+		}
+		return tags
 	case strings.HasPrefix(key, "/state/bridges/") && strings.Contains(key, "/arp/"):
 		bridge, ip, ok := nsdb.ParseBridgeARPKey(key)
 		bid, err := topology.ParseID(bridge)
