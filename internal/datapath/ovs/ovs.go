@@ -194,9 +194,16 @@ func Open(cfg Config) (d *Datapath, err error) {
 		ports: make(map[datapath.PortNo]*vport),
 	}
 	defer func() {
-		if err != nil {
-			d.closeSockets()
+		if err == nil {
+			return
 		}
+		// Undo what was begun: a datapath created here goes away again.
+		if d.ifindex != 0 && !d.reused {
+			_ = d.deleteKernelDatapath()
+		}
+		d.closed.Store(true)
+		d.closeSockets()
+		d.wg.Wait()
 	}()
 	for _, ls := range []*lockedSock{&d.ctl, &d.flows, &d.dump, &d.exec} {
 		if ls.s, err = dialSock(requestBufSize, 0); err != nil {
@@ -280,19 +287,23 @@ func (d *Datapath) parseDatapath(r *reply) {
 // Delete removes the kernel datapath, with all its vports and flows, and
 // closes d.
 func (d *Datapath) Delete() error {
-	ls := &d.ctl
-	ls.mu.Lock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.datapath, cmdDel, versionDatapath, flagAck, d.ifindex)
-	s.finish(off)
-	err := d.roundTrip(s, seq, "datapath delete "+d.cfg.Name, nil)
-	ls.mu.Unlock()
+	err := d.deleteKernelDatapath()
 	cerr := d.Close()
 	if err != nil {
 		return err
 	}
 	return cerr
+}
+
+func (d *Datapath) deleteKernelDatapath() error {
+	ls := &d.ctl
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s := ls.s
+	s.e.b = s.e.b[:0]
+	off, seq := s.begin(d.fam.datapath, cmdDel, versionDatapath, flagAck, d.ifindex)
+	s.finish(off)
+	return d.roundTrip(s, seq, "datapath delete "+d.cfg.Name, nil)
 }
 
 // Close stops the upcall and event goroutines and closes the sockets. The
