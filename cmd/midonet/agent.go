@@ -35,15 +35,16 @@ func agentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
-			store, err := nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
-			if err != nil {
-				return err
-			}
-			defer store.Close()
 			dp, err := openDatapath(dpKind, log)
 			if err != nil {
 				return err
 			}
+			store, err := nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
+			if err != nil {
+				dp.Close()
+				return err
+			}
+			defer store.Close()
 			cfg.Store, cfg.Datapath, cfg.Logger = store, dp, log
 			cfg.TunnelPort = tunnelPort
 			cfg.PublishInterfaces = true
