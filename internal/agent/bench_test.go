@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,4 +221,57 @@ func TestConvergence100Agents(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	t.Logf("convergence over %d agents, %d rounds: p50 %s p99 %s (heap in use %d MB)", agents, rounds,
 		lat[len(lat)/2], lat[len(lat)*99/100], ms.HeapInuse>>20)
+}
+
+// TestMemoryAt100kFlows installs 100,000 flows through one agent on the mem
+// datapath and reports the memory they take (heap growth, since the test
+// process also runs the store). Set MIDONET_MEMORY=1 to run it.
+func TestMemoryAt100kFlows(t *testing.T) {
+	if os.Getenv("MIDONET_MEMORY") == "" {
+		t.Skip("set MIDONET_MEMORY=1 to measure the agent's memory at 100k flows")
+	}
+	const flows = 100_000
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	bridge := statefulBridge(c)
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
+	dp1, dp2 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2)
+	c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String())
+	out, _ := h1.dp.Output(dp2)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	sem := make(chan struct{}, inFlight)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range flows {
+			select {
+			case <-out:
+				<-sem
+			case <-time.After(5 * time.Second):
+				return
+			}
+		}
+	}()
+	for i := range flows {
+		sem <- struct{}{}
+		h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", uint16(1024+i/60000), uint16(1+i%60000)))
+	}
+	<-done
+	if n := h1.Flows(); n < flows {
+		t.Fatalf("%d flows installed, want %d", n, flows)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	rss, _ := os.ReadFile("/proc/self/status")
+	var vmRSS string
+	for _, line := range strings.Split(string(rss), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			vmRSS = strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+		}
+	}
+	t.Logf("%d flows: heap in use grew by %d MB (%d bytes/flow, agent and mem datapath together); process RSS %s (store included)",
+		h1.Flows(), (after.HeapInuse-before.HeapInuse)>>20, (after.HeapInuse-before.HeapInuse)/uint64(flows), vmRSS)
 }
