@@ -119,11 +119,14 @@ func (c *cloud) close() {
 	c.store.Close()
 }
 
-// bridgePort creates a port on bridge and binds it to iface on a's host.
+// bridgePort creates a port on bridge and binds it to iface on a's host
+// (an unbound, interior port when a is nil).
 func (c *cloud) bridgePort(bridge topology.ID, a *testAgent, iface string) topology.ID {
 	c.t.Helper()
-	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true,
-		HostID: topology.IDPtr(a.HostID()), InterfaceName: topology.Str(iface)}
+	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true}
+	if a != nil {
+		p.HostID, p.InterfaceName = topology.IDPtr(a.HostID()), topology.Str(iface)
+	}
 	c.update(func(tx *nsdb.Tx) error {
 		if err := topology.AllocateTunnelKey(tx, &p, func(n int64) int64 { return time.Now().UnixNano() % n }); err != nil {
 			return err
