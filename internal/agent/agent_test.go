@@ -59,10 +59,13 @@ type testAgent struct {
 	done   chan struct{}
 }
 
-func newCloud(t testing.TB) *cloud {
+func newCloud(t testing.TB) *cloud { return newCloudOn(t, []string{storeURL}) }
+
+// newCloudOn builds a cloud on the store at endpoints.
+func newCloudOn(t testing.TB, endpoints []string) *cloud {
 	t.Helper()
 	prefix := fmt.Sprintf("/agent-test/%d-%d", os.Getpid(), prefixSeq.Add(1))
-	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: []string{storeURL}, Prefix: prefix})
+	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: endpoints, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}

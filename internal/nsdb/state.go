@@ -477,6 +477,9 @@ func (se *Session) DeleteState(ctx context.Context, key string) error {
 
 // Close ends the session: its keys vanish now (or when the lease expires,
 // if the store was closed first).
+// revokeTimeout bounds the lease revocation of Session.Close.
+const revokeTimeout = 2 * time.Second
+
 func (se *Session) Close() error {
 	se.mu.Lock()
 	if se.closed {
@@ -495,7 +498,9 @@ func (se *Session) Close() error {
 		// and a revoke would only retry until its timeout.
 		return nil
 	}
-	ctx, cancel := se.s.reqCtx(context.Background())
+	// Revoking only hastens what the lease's expiry does anyway: bound it
+	// tightly, so a process stopping while a member is down stops quickly.
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
 	defer cancel()
 	if _, err := se.s.cli.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("nsdb: close session: revoke lease %x: %w", int64(lease), err)

@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/nsdb/embedded"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// startStoreCluster starts a three-member etcd cluster on loopback and
+// returns its members and client URLs.
+func startStoreCluster(t *testing.T) ([]*embedded.Server, []string) {
+	t.Helper()
+	var cfgs []embedded.Config
+	var initial []string
+	for i := range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := "http://" + l.Addr().String()
+		l.Close()
+		name := fmt.Sprintf("m%d", i)
+		cfgs = append(cfgs, embedded.Config{Name: name, DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0",
+			PeerURL: peer, Fast: true, StartTimeout: 20 * time.Second})
+		initial = append(initial, name+"="+peer)
+	}
+	members := make([]*embedded.Server, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		cfgs[i].InitialCluster = strings.Join(initial, ",")
+		wg.Go(func() { members[i], errs[i] = embedded.Start(cfgs[i]) })
+	}
+	wg.Wait()
+	var urls []string
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		urls = append(urls, members[i].ClientURL)
+	}
+	return members, urls
+}
+
+// TestForwardingContinuesWhenAStoreMemberDies kills one member of a
+// three-member store: new flows keep being simulated and forwarded, and
+// topology changes keep reaching the agents through the other members.
+func TestForwardingContinuesWhenAStoreMemberDies(t *testing.T) {
+	members, urls := startStoreCluster(t)
+	killed := make([]bool, len(members))
+	defer func() {
+		for i, m := range members {
+			if !killed[i] {
+				m.Kill()
+			}
+		}
+	}()
+	c := newCloudOn(t, urls)
+	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
+	bridge, chain := topology.NewID(), topology.NewID()
+	c.update(func(tx *nsdb.Tx) error {
+		if err := tx.Create(&topology.Chain{ID: chain}); err != nil {
+			return err
+		}
+		return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true, InboundFilterID: &chain})
+	})
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h2, "vm2")
+	dp1, dp2 := h1.dpPort(t, "vm1", p1), h2.dpPort(t, "vm2", p2)
+	h1.waitActive(t, p2)
+	c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String())
+	send := func(port uint16) {
+		h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, port))
+	}
+	send(1)
+	expectFrame(t, h2, dp2, mac(2))
+
+	// Kill the member the agents' store client is most likely using.
+	members[0].Kill()
+	killed[0] = true
+	start := time.Now()
+	for port := uint16(2); port < 50; port++ {
+		send(port) // each a new flow: simulated from the agent's snapshot
+		expectFrame(t, h2, dp2, mac(2))
+	}
+	t.Logf("48 new flows forwarded in %s after the member died", time.Since(start))
+
+	// A change made now still reaches the agents: a drop rule blocks the
+	// traffic once h1 sees it.
+	rule := topology.Rule{ID: topology.NewID(), Type: topology.RuleDrop, ChainID: chain}
+	rule.Validate()
+	c.update(func(tx *nsdb.Tx) error {
+		var ch topology.Chain
+		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
+			return err
+		}
+		ch.RuleIDs = append(ch.RuleIDs, rule.ID)
+		if err := tx.Put(&ch); err != nil {
+			return err
+		}
+		return tx.Create(&rule)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for port := uint16(100); ; port++ {
+		send(port)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := h2.dp.Read(ctx, dp2)
+		cancel()
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rule made after the member died never reached the agent")
+		}
+	}
+}
