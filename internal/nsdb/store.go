@@ -54,6 +54,9 @@ var (
 	// ErrConflict means a transaction kept conflicting with concurrent
 	// writers and gave up.
 	ErrConflict = topology.ErrConflict
+	// ErrUnavailable wraps failures to reach the store (no quorum, a
+	// leader election, timeouts): the operation may be retried.
+	ErrUnavailable = topology.ErrBusy
 	// ErrReadOnly means a View tried to write.
 	ErrReadOnly = errors.New("write in a read-only transaction")
 )

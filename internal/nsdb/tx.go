@@ -144,7 +144,7 @@ func (tx *Tx) readKey(key string) ([]byte, error) {
 	}
 	resp, err := tx.get(key)
 	if err != nil {
-		return nil, fmt.Errorf("nsdb: read %s: %w", key, err)
+		return nil, fmt.Errorf("nsdb: read %s: %w: %w", key, ErrUnavailable, err)
 	}
 	var v []byte
 	var mod int64
@@ -192,7 +192,7 @@ func (tx *Tx) commit() (bool, error) {
 	defer cancel()
 	resp, err := tx.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return false, fmt.Errorf("nsdb: commit of %d writes: %w", len(ops), err)
+		return false, fmt.Errorf("nsdb: commit of %d writes (outcome unknown): %w: %w", len(ops), ErrUnavailable, err)
 	}
 	return resp.Succeeded, nil
 }
@@ -288,7 +288,7 @@ func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
 	resp, err := tx.get(prefix, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
-		return nil, fmt.Errorf("nsdb: list %s: %w", kind, err)
+		return nil, fmt.Errorf("nsdb: list %s: %w: %w", kind, ErrUnavailable, err)
 	}
 	out := make([][]byte, 0, len(resp.Kvs))
 	var inSnapshot map[string]bool // keys of this list that this tx also created

@@ -1,0 +1,103 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/nsdb/embedded"
+)
+
+// TestAPISurvivesStoreMemberDeath runs the API on a three-member etcd
+// cluster, kills one member while clients create bridges, and checks that
+// the API keeps answering and that every acknowledged create is there.
+func TestAPISurvivesStoreMemberDeath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-member etcd cluster")
+	}
+	var cfgs []embedded.Config
+	var initial []string
+	for i := range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := "http://" + l.Addr().String()
+		l.Close()
+		name := fmt.Sprintf("m%d", i)
+		cfgs = append(cfgs, embedded.Config{Name: name, DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0",
+			PeerURL: peer, Fast: true, StartTimeout: 20 * time.Second})
+		initial = append(initial, name+"="+peer)
+	}
+	members := make([]*embedded.Server, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		cfgs[i].InitialCluster = strings.Join(initial, ",")
+		wg.Go(func() { members[i], errs[i] = embedded.Start(cfgs[i]) })
+	}
+	wg.Wait()
+	var urls []string
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		urls = append(urls, members[i].ClientURL)
+	}
+	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: urls, Prefix: "/api-cluster-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewServer(api.New(api.Config{Store: store}))
+	defer func() {
+		s.Close()
+		store.Close()
+		for _, m := range members[1:] {
+			m.Kill()
+		}
+	}()
+	var acked []string
+	create := func(i int) {
+		r := do(t, "POST", s.URL+"/midonet-api/bridges", map[string]any{"name": fmt.Sprintf("b%d", i)})
+		switch r.status {
+		case 201:
+			acked = append(acked, r.header.Get("Location"))
+		case 503:
+			// The store is electing a leader: the client may retry.
+		default:
+			t.Errorf("create during a member's death: %d %s", r.status, r.body)
+		}
+	}
+	for i := range 20 {
+		create(i)
+	}
+	members[0].Kill()
+	failures := 0
+	for i := 20; i < 80; i++ {
+		n := len(acked)
+		create(i)
+		if len(acked) == n {
+			failures++
+		}
+	}
+	// A request may fail while a new leader is elected; then the API works.
+	if failures > 10 {
+		t.Fatalf("%d of 60 creates failed after a member died", failures)
+	}
+	for _, loc := range acked {
+		expect(t, do(t, "GET", loc, nil), 200)
+	}
+	// A create that failed with an unknown outcome may have been stored;
+	// an acknowledged one must be.
+	if n := len(expect(t, do(t, "GET", s.URL+"/midonet-api/bridges", nil), 200).list(t)); n < len(acked) {
+		t.Fatalf("%d bridges listed, %d creates acknowledged", n, len(acked))
+	}
+	t.Logf("%d creates acknowledged, %d failed during the election, none lost", len(acked), failures)
+}
