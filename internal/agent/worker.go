@@ -191,11 +191,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 	for _, l := range res.LearnedARP {
 		w.a.writer.learnARP(l, w.a.isRouter(l.Device))
 	}
-	// Copy what the next simulation would overwrite.
-	generated := make([]sim.Generated, len(res.Generated))
-	for i, g := range res.Generated {
-		generated[i] = sim.Generated{Port: g.Port, Frame: append([]byte(nil), g.Frame...)}
-	}
+	generated := copyGenerated(res.Generated)
 
 	switch res.Kind {
 	case sim.Forward:
@@ -275,13 +271,19 @@ func (w *worker) arpFailed(t *portTables, u *upcall, port topology.ID) {
 	pkt := sim.Packet{Port: port, Match: sim.MatchFromFlowKey(&u.key), Frame: u.frame, ARPFailed: true}
 	pkt.Match.FillICMP(&w.parsed)
 	res := w.sim.Simulate(snap, w.view, &pkt, w.a.now())
-	generated := make([]sim.Generated, len(res.Generated))
-	for i, g := range res.Generated {
-		generated[i] = sim.Generated{Port: g.Port, Frame: append([]byte(nil), g.Frame...)}
-	}
-	for _, g := range generated {
+	for _, g := range copyGenerated(res.Generated) {
 		w.emitGenerated(t, snap, g)
 	}
+}
+
+// copyGenerated copies the packets a simulation generated out of the
+// simulator's scratch space, which the next simulation overwrites.
+func copyGenerated(gs []sim.Generated) []sim.Generated {
+	out := make([]sim.Generated, len(gs))
+	for i, g := range gs {
+		out[i] = sim.Generated{Port: g.Port, Frame: append([]byte(nil), g.Frame...)}
+	}
+	return out
 }
 
 // emitGenerated simulates a packet a device produced from the egress of its
