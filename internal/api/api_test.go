@@ -26,7 +26,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	member, err := embedded.Start(embedded.Config{DataDir: dir, ClientURL: "http://127.0.0.1:0", Fast: true})
+	// Tests skip fsync for speed; MIDONET_BENCH_FSYNC=1 measures the
+	// benchmarks against a durable store, as `midonet cluster` runs it.
+	fast := os.Getenv("MIDONET_BENCH_FSYNC") == ""
+	member, err := embedded.Start(embedded.Config{DataDir: dir, ClientURL: "http://127.0.0.1:0", Fast: fast})
 	if err != nil {
 		panic(err)
 	}
