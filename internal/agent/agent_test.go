@@ -343,3 +343,62 @@ var testLogger = func() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }()
+
+// TestMACMoveInvalidatesFlows moves a MAC from a port on host1 to a port on
+// host2: host1's flow towards the old port must go within a second and the
+// traffic follow the MAC.
+func TestMACMoveInvalidatesFlows(t *testing.T) {
+	c := newCloud(t)
+	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
+	bridge := topology.NewID()
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	p1, p2, p3 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2"), c.bridgePort(bridge, h2, "vm3")
+	dp1, dp2, dp3 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2), h2.dpPort(t, "vm3", p3)
+	h1.waitActive(t, p3)
+	h2.waitActive(t, p1)
+	moving := mac(7)
+	// vm1 sends from the moving MAC: it is learned on p1.
+	h1.dp.Inject(dp1, udpFrame(moving, mac(2), "10.0.0.7", "10.0.0.2", 1, 2))
+	expectFrame(t, h1, dp2, mac(2))
+	toMoving := udpFrame(mac(2), moving, "10.0.0.2", "10.0.0.7", 2, 1)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		h1.dp.Inject(dp2, toMoving)
+		if readTo(h1, dp1, moving, 100*time.Millisecond) && !readTo(h2, dp3, moving, 20*time.Millisecond) {
+			break // unicast to p1 only: the MAC is known there
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the MAC was never learned on p1")
+		}
+	}
+	// The MAC shows up behind vm3 on host2.
+	h2.dp.Inject(dp3, udpFrame(moving, mac(2), "10.0.0.7", "10.0.0.2", 1, 2))
+	start := time.Now()
+	for {
+		h1.dp.Inject(dp2, toMoving)
+		if readTo(h2, dp3, moving, 100*time.Millisecond) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("traffic still goes to the old port %s after the move", time.Since(start))
+		}
+	}
+	t.Logf("traffic followed the MAC after %s", time.Since(start))
+}
+
+// readTo reports whether a frame to dst leaves port within d.
+func readTo(a *testAgent, port datapath.PortNo, dst [6]byte, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		f, err := a.dp.Read(ctx, port)
+		if err != nil {
+			return false
+		}
+		var p packet.Parsed
+		p.Decode(f.Data)
+		if p.EthDst == dst {
+			return true
+		}
+	}
+}
