@@ -90,6 +90,9 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		delete(a.byKey, b.tunnelKey)
 		deactivate = append(deactivate, id)
 		a.log.Info("port unbound", "port_id", id, "interface", b.iface)
+		if _, exists := a.topo.ports[id.String()]; exists {
+			a.writer.recordLastHost(id) // the port may be bound elsewhere next
+		}
 	}
 	for id, p := range want {
 		if _, ok := a.bound[id]; ok {
@@ -112,6 +115,8 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 	for _, id := range activate {
 		a.writer.setActive(id, true)
 		a.flows.invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.pullState(ctx, id) }()
 	}
 	for _, id := range deactivate {
 		a.writer.setActive(id, false)

@@ -91,25 +91,9 @@ func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, "flows
 // saveState writes the conntrack and NAT keys this agent holds, so that a
 // restarted agent keeps established connections (and their NAT) working.
 func (a *Agent) saveState() {
-	var m flowstate.Message
-	m.Sender = a.hostID
-	for i := range a.state.Len() {
-		s := a.state.Shard(i)
-		s.Conntrack.Range(func(k flowstate.ConnKey, _ struct{}) bool { m.Conntrack = append(m.Conntrack, k); return true })
-		s.NAT.Range(func(k flowstate.NATKey, b flowstate.NATBinding) bool {
-			m.NAT = append(m.NAT, flowstate.NATEntry{Key: k, Binding: b})
-			return true
-		})
-	}
-	// One message holds a bounded number of keys; write as many as fit in
-	// consecutive records.
 	var out []byte
-	for len(m.Conntrack) > 0 || len(m.NAT) > 0 {
-		chunk := flowstate.Message{Sender: m.Sender}
-		nc, nn := min(len(m.Conntrack), 16), min(len(m.NAT), 8)
-		chunk.Conntrack, chunk.NAT = m.Conntrack[:nc], m.NAT[:nn]
-		m.Conntrack, m.NAT = m.Conntrack[nc:], m.NAT[nn:]
-		b, err := chunk.MarshalBinary()
+	for _, m := range a.stateChunks() {
+		b, err := m.MarshalBinary()
 		if err != nil {
 			continue
 		}

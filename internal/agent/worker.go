@@ -136,6 +136,10 @@ func (w *worker) handle(u *upcall) {
 // simulating it, or imports a flow-state message.
 func (w *worker) fromOverlay(t *portTables, u *upcall) {
 	if u.key.TunID == StateVNI {
+		if len(u.frame) >= 14 && binary.BigEndian.Uint16(u.frame[12:]) == pullEtherType {
+			w.a.answerPull(u.frame)
+			return
+		}
 		w.importState(u.frame)
 		return
 	}

@@ -348,3 +348,146 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 		t.Fatalf("echo after the restart %q: the connection must keep its NAT mapping", got)
 	}
 }
+
+// migrate moves a VM from one host to another as a cloud would: unbind the
+// port, move the VM's interface (same MAC and address) to a tap on the new
+// host, bind the port there, and wait until the new host reports it active.
+func migrate(t *testing.T, vmName string, from, to int) {
+	t.Helper()
+	vm, tap := sandbox.VMNS(vmName), "tap-"+vmName
+	port := sb.ID("port:" + vmName)
+	fromHost, toHost := sb.ID(fmt.Sprintf("host:host%d", from+1)), sb.ID(fmt.Sprintf("host:host%d", to+1))
+	out, err := exec.Command("ip", "-n", vm, "-o", "link", "show", "eth0").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	var mac string
+	for i, x := range f {
+		if x == "link/ether" && i+1 < len(f) {
+			mac = f[i+1]
+		}
+	}
+	var addr string
+	if out, err := exec.Command("ip", "-n", vm, "-o", "-4", "addr", "show", "eth0").Output(); err == nil {
+		if g := strings.Fields(string(out)); len(g) > 3 {
+			addr = g[3]
+		}
+	}
+	route, _ := exec.Command("ip", "-n", vm, "route", "show", "default").Output()
+	gw := strings.Fields(string(route))
+	api(t, "DELETE", "/hosts/"+fromHost+"/ports/"+port, nil)
+	run := func(args ...string) {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("-n", sandbox.HostNS(from), "link", "del", tap)
+	run("link", "add", tap, "netns", sandbox.HostNS(to), "type", "veth", "peer", "name", "eth0", "netns", vm)
+	run("-n", vm, "link", "set", "eth0", "address", mac)
+	run("-n", vm, "addr", "add", addr, "dev", "eth0")
+	run("-n", vm, "link", "set", "eth0", "up")
+	run("-n", sandbox.HostNS(to), "link", "set", tap, "up")
+	if len(gw) >= 3 {
+		run("-n", vm, "route", "replace", "default", "via", gw[2])
+	}
+	api(t, "POST", "/hosts/"+toHost+"/ports", map[string]any{"portId": port, "interfaceName": tap})
+	eventually(t, 10*time.Second, "the port active on its new host", func() bool {
+		resp, err := http.Get(sb.APIURL() + "/ports/" + port)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var p struct {
+			HostID *string `json:"hostId"`
+			Active bool    `json:"active"`
+		}
+		json.NewDecoder(resp.Body).Decode(&p)
+		return p.Active && p.HostID != nil && *p.HostID == toHost
+	})
+}
+
+// stateReceived reads a host agent's count of flow-state messages received.
+func stateReceived(t *testing.T, host int) int {
+	var n int
+	inNS(t, sandbox.HostNS(host), func() {
+		// Dial on this thread, which is in the host's namespace: an
+		// http.Client would dial from another thread.
+		conn, err := net.DialTimeout("tcp4", "127.0.0.1:9100", time.Second)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+		s := bufio.NewScanner(conn)
+		s.Buffer(make([]byte, 64<<10), 1<<20)
+		for s.Scan() {
+			if v, ok := strings.CutPrefix(s.Text(), "midonet_agent_state_messages_received_total "); ok {
+				fmt.Sscanf(v, "%d", &n)
+			}
+		}
+	})
+	return n
+}
+
+func TestNATConnectionSurvivesPortMigration(t *testing.T) {
+	need(t)
+	var ln net.Listener
+	inNS(t, sandbox.ExtNS, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", "0.0.0.0:7101"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				host, port, _ := net.SplitHostPort(c.RemoteAddr().String())
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					fmt.Fprintf(c, "%s:%s %s\n", host, port, s.Text())
+				}
+			}()
+		}
+	}()
+	var c net.Conn
+	inNS(t, sandbox.VMNS("vm-b1"), func() {
+		var err error
+		if c, err = net.DialTimeout("tcp4", "192.0.2.1:7101", 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer c.Close()
+	r := bufio.NewReader(c)
+	say := func(msg string) string {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "%s\n", msg)
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection broke: %v", err)
+		}
+		return strings.TrimSpace(line)
+	}
+	before := say("before")
+	if !strings.HasPrefix(before, "203.0.113.1:") {
+		t.Fatalf("echo %q, want it from the SNAT address", before)
+	}
+	seen, _, _ := strings.Cut(before, " ")
+	// vm-b1 moves from host2 to host1, and back at the end.
+	received := stateReceived(t, 0)
+	migrate(t, "vm-b1", 1, 0)
+	t.Cleanup(func() { migrate(t, "vm-b1", 0, 1) })
+	eventually(t, 5*time.Second, "host1 pulled the flow state from host2", func() bool {
+		return stateReceived(t, 0) > received
+	})
+	if got := say("after"); got != seen+" after" {
+		t.Fatalf("echo after the migration %q: the connection must keep its NAT mapping %s", got, seen)
+	}
+}

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// Port migration. When a port leaves a host, that host records itself as
+// the port's last host in the NSDB. The host the port moves to asks the
+// last host, over the overlay, for its flow state, so that established
+// connections (and their NAT mappings) keep working after the move.
+
+// pullEtherType marks the inner frame of a flow-state pull request: the
+// requesting host's id and the port's id follow the Ethernet header.
+const pullEtherType = 0x88b6
+
+// lastHostKey is the state key that names the host a port was last bound
+// to.
+func lastHostKey(port topology.ID) string { return "/state/ports/" + port.String() + "/last-host" }
+
+// recordLastHost notes that port was bound here, for the port's next host.
+func (w *stateWriter) recordLastHost(port topology.ID) {
+	host := w.a.hostID.String()
+	w.submit(func(ctx context.Context) error {
+		return w.a.store.PutState(ctx, lastHostKey(port), []byte(host))
+	})
+}
+
+// pullState asks the port's previous host for its flow state. It waits for
+// the overlay to reach that host, for a few seconds at most.
+func (a *Agent) pullState(ctx context.Context, port topology.ID) {
+	e, err := a.store.GetState(ctx, lastHostKey(port))
+	if err != nil {
+		return
+	}
+	prev, err := topology.ParseID(string(e.Value))
+	if err != nil || prev == a.hostID {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		t := a.dpPortsView.Load()
+		if ip, ok := t.peers[prev]; ok && t.vxlan != 0 {
+			frame := make([]byte, 14+32)
+			binary.BigEndian.PutUint16(frame[12:], pullEtherType)
+			copy(frame[14:], a.hostID[:])
+			copy(frame[30:], port[:])
+			acts := []datapath.Action{
+				datapath.SetTunnel(datapath.TunnelSet{VNI: StateVNI, Dst: ip, Src: t.localIP}),
+				datapath.Output(t.vxlan),
+			}
+			if err := a.dp.Execute(frame, acts, 0); err != nil {
+				a.log.Warn("flow state pull failed", "port_id", port, "from_host", prev, "err", err)
+			} else {
+				a.log.Info("flow state pulled from the port's previous host", "port_id", port, "from_host", prev)
+			}
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			a.log.Warn("previous host of a migrated port unreachable; its connections restart", "port_id", port, "host", prev)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// answerPull sends all the flow state this host holds to the host that
+// asked for it.
+func (a *Agent) answerPull(frame []byte) {
+	if len(frame) < 14+32 {
+		return
+	}
+	var host topology.ID
+	copy(host[:], frame[14:30])
+	t := a.dpPortsView.Load()
+	ip, ok := t.peers[host]
+	if !ok || t.vxlan == 0 {
+		return
+	}
+	acts := []datapath.Action{
+		datapath.SetTunnel(datapath.TunnelSet{VNI: StateVNI, Dst: ip, Src: t.localIP}),
+		datapath.Output(t.vxlan),
+	}
+	sent := 0
+	for _, m := range a.stateChunks() {
+		frame := make([]byte, 14, 14+flowstate.MaxMessageLen)
+		binary.BigEndian.PutUint16(frame[12:], stateEtherType)
+		frame, err := m.AppendBinary(frame)
+		if err != nil {
+			continue
+		}
+		if a.dp.Execute(frame, acts, 0) == nil {
+			sent++
+			a.metrics.stateSent.Inc()
+		}
+	}
+	a.log.Info("flow state sent to a migrated port's new host", "host", host, "messages", sent)
+}
+
+// stateChunks returns every conntrack and NAT key this agent holds, in
+// messages small enough for one overlay packet each.
+func (a *Agent) stateChunks() []flowstate.Message {
+	var conns []flowstate.ConnKey
+	var nats []flowstate.NATEntry
+	for i := range a.state.Len() {
+		s := a.state.Shard(i)
+		s.Conntrack.Range(func(k flowstate.ConnKey, _ struct{}) bool { conns = append(conns, k); return true })
+		s.NAT.Range(func(k flowstate.NATKey, b flowstate.NATBinding) bool {
+			nats = append(nats, flowstate.NATEntry{Key: k, Binding: b})
+			return true
+		})
+	}
+	var out []flowstate.Message
+	for len(conns) > 0 || len(nats) > 0 {
+		nc, nn := min(len(conns), 16), min(len(nats), 8)
+		out = append(out, flowstate.Message{Sender: a.hostID, Conntrack: conns[:nc], NAT: nats[:nn]})
+		conns, nats = conns[nc:], nats[nn:]
+	}
+	return out
+}
