@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -85,7 +86,7 @@ func agentCommand() *cobra.Command {
 }
 
 // openDatapath opens the datapath backend the operator chose.
-func openDatapath(kind string, log interface{ Info(string, ...any) }) (datapath.Datapath, error) {
+func openDatapath(kind string, log *slog.Logger) (datapath.Datapath, error) {
 	switch kind {
 	case "userspace", "auto":
 		if kind == "auto" {
@@ -96,7 +97,9 @@ func openDatapath(kind string, log interface{ Info(string, ...any) }) (datapath.
 				log.Info("datapath chosen", "kind", "userspace", "why", err.Error())
 			}
 		}
-		return userspace.New(userspace.Config{})
+		// Offload: GSO super-frames from VMs with TSO on pass whole (or
+		// are segmented for the overlay), so guests need no ethtool tweaks.
+		return userspace.New(userspace.Config{Offload: true, Logger: log})
 	case "ovs":
 		return openOVS()
 	}

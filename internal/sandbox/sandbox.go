@@ -38,6 +38,7 @@ const (
 	publicNet    = "203.0.113."
 	snatAddr     = publicNet + "1"
 	floatingAddr = publicNet + "10"
+	underlayMTU  = "9000"
 )
 
 // Config configures a sandbox run.
@@ -209,8 +210,10 @@ func ipAll(cmds ...[]string) error {
 }
 
 func (sb *Sandbox) underlay() error {
+	// A jumbo underlay carries the VMs' 1500-byte frames plus the 50 bytes
+	// of VXLAN headers without fragmenting them, as a real fabric would.
 	if err := ipAll(
-		[]string{"link", "add", underlayBr, "type", "bridge"},
+		[]string{"link", "add", underlayBr, "mtu", underlayMTU, "type", "bridge"},
 		[]string{"addr", "add", storeAddr + "/24", "dev", underlayBr},
 		[]string{"link", "set", underlayBr, "up"},
 	); err != nil {
@@ -220,7 +223,7 @@ func (sb *Sandbox) underlay() error {
 		peer := prefix + "u" + strconv.Itoa(i+1)
 		if err := ipAll(
 			[]string{"netns", "add", h.ns},
-			[]string{"link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", h.ns},
+			[]string{"link", "add", peer, "mtu", underlayMTU, "type", "veth", "peer", "name", "eth0", "mtu", underlayMTU, "netns", h.ns},
 			[]string{"link", "set", peer, "master", underlayBr, "up"},
 			[]string{"-n", h.ns, "addr", "add", h.addr + "/24", "dev", "eth0"},
 			[]string{"-n", h.ns, "link", "set", "eth0", "up"},
