@@ -97,6 +97,10 @@ type Agent struct {
 	topoKick  chan struct{}
 	routerSet atomic.Pointer[map[topology.ID]bool]
 
+	// importMsg is the decoding scratch of importState, which runs on the
+	// one datapath goroutine that delivers upcalls.
+	importMsg flowstate.Message
+
 	flows   *flowTable
 	state   *flowstate.Tables
 	workers []*worker

@@ -89,10 +89,16 @@ func connHash(k *packet.FlowKey) uint64 {
 // it to the worker of its connection.
 func (a *Agent) dispatch(u *datapath.Upcall) {
 	a.metrics.upcalls.Inc()
+	if u.Key.TunID == StateVNI && len(u.Packet) >= 14 && binary.BigEndian.Uint16(u.Packet[12:]) == stateEtherType {
+		// Flow state from a peer is imported here, before any packet
+		// queued after it is simulated: the peer sent it ahead of the
+		// packet whose reply may already be on its way in.
+		a.importState(u.Packet)
+		return
+	}
 	w := a.workers[connHash(&u.Key)%uint64(len(a.workers))]
 	if u.Key.TunID == StateVNI {
-		// Flow state from a peer: any worker may import it.
-		w = a.workers[0]
+		w = a.workers[0] // a pull request
 	}
 	up := &upcall{inPort: u.InPort, key: u.Key, frame: append([]byte(nil), u.Packet...)}
 	select {
@@ -138,9 +144,7 @@ func (w *worker) fromOverlay(t *portTables, u *upcall) {
 	if u.key.TunID == StateVNI {
 		if len(u.frame) >= 14 && binary.BigEndian.Uint16(u.frame[12:]) == pullEtherType {
 			w.a.answerPull(u.frame)
-			return
 		}
-		w.importState(u.frame)
 		return
 	}
 	dp, ok := t.byKey[u.key.TunID]
@@ -546,19 +550,16 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 	}
 }
 
-// importState imports a flow-state message from a peer.
-func (w *worker) importState(frame []byte) {
-	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:]) != stateEtherType {
-		w.a.metrics.drops.WithLabelValues("bad-state-message").Inc()
-		return
-	}
-	var m flowstate.Message
+// importState imports a flow-state message from a peer into the shard kept
+// for imported state. It runs on the datapath's upcall goroutine.
+func (a *Agent) importState(frame []byte) {
+	m := &a.importMsg
 	if err := m.UnmarshalBinary(frame[14:]); err != nil {
-		w.a.metrics.drops.WithLabelValues("bad-state-message").Inc()
+		a.metrics.drops.WithLabelValues("bad-state-message").Inc()
 		return
 	}
-	w.a.state.Shard(w.a.state.Len()-1).Import(&m, w.a.now())
-	w.a.metrics.stateReceived.Inc()
+	a.state.Shard(a.state.Len()-1).Import(m, a.now())
+	a.metrics.stateReceived.Inc()
 }
 
 // isRouter reports whether id is a router of the current topology.
