@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
-	"net/netip"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -568,4 +567,3 @@ func (a *Agent) isRouter(id topology.ID) bool {
 	return rs != nil && (*rs)[id]
 }
 
-var _ = netip.Addr{}

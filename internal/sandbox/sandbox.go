@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,7 +355,6 @@ func Cleanup() {
 	}
 }
 
-var _ = netip.Addr{}
 
 // ID returns the id of a demo object by its name in the build ("net-a",
 // "tenant-router", "port:vm-a1", "host:host2", "sg"...).
