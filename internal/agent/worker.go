@@ -566,4 +566,3 @@ func (a *Agent) isRouter(id topology.ID) bool {
 	rs := a.routerSet.Load()
 	return rs != nil && (*rs)[id]
 }
-

@@ -355,7 +355,6 @@ func Cleanup() {
 	}
 }
 
-
 // ID returns the id of a demo object by its name in the build ("net-a",
 // "tenant-router", "port:vm-a1", "host:host2", "sg"...).
 func (sb *Sandbox) ID(name string) string { return sb.ids[name] }
