@@ -18,6 +18,13 @@ func (s *Server) routes() {
 		s.handle(m+" /tenants", s.tenantsReadOnly)
 		s.handle(m+" /tenants/{id}", s.tenantsReadOnly)
 	}
+	// Collections that exist only under their parent: the top-level path
+	// answers 405, as MidoNet does.
+	for _, p := range []string{"/routes", "/rules", "/bgp_peers", "/bgp_networks", "/qos_bw_limit_rules", "/qos_dscp_rules"} {
+		for _, m := range []string{"GET", "POST"} {
+			s.handle(m+" "+p, s.methodNotAllowed)
+		}
+	}
 	s.networkRoutes()
 	s.filterRoutes()
 	s.hostRoutes()
@@ -120,4 +127,8 @@ func (s *Server) tenant(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) tenantsReadOnly(w http.ResponseWriter, r *http.Request) error {
 	return errStatus(http.StatusMethodNotAllowed, "Tenants cannot be created, updated or deleted via the REST API.")
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	return errStatus(http.StatusMethodNotAllowed, "%s is not supported on %s; use the collection under the parent object", r.Method, r.URL.Path)
 }

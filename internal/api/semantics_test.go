@@ -329,6 +329,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown parent", "GET", "/bridges/" + uuid.NewString() + "/ports", "", 404},
 		{"post under unknown parent", "POST", "/routers/" + uuid.NewString() + "/ports", `{"type":"Router","portAddress":"10.0.0.1","networkLength":24}`, 404},
 		{"method not allowed", "PUT", "/chains/" + uuid.NewString(), `{}`, 405},
+		{"no top-level route list", "GET", "/routes", "", 405},
+		{"no top-level rule create", "POST", "/rules", `{"type":"accept"}`, 405},
+		{"no route update", "PUT", "/routes/" + uuid.NewString(), `{}`, 405},
 		{"foreign content type", "POST", "/bridges", `{}`, 415},
 	}
 	for _, tc := range cases {
