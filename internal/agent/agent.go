@@ -44,7 +44,9 @@ const (
 type Config struct {
 	// HostName names the host in the NSDB.
 	HostName string
-	// StateDir keeps the host id and the flow state across restarts.
+	// StateDir keeps the host id and the flow state across restarts, in a
+	// directory per host name: agents of several simulated hosts can share
+	// one state directory without sharing an identity.
 	StateDir string
 	// Store is the NSDB connection.
 	Store *nsdb.Store
@@ -146,6 +148,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
 	}
+	cfg.StateDir = filepath.Join(cfg.StateDir, "hosts", safeName(cfg.HostName))
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
@@ -192,6 +195,17 @@ func (a *Agent) Metrics() *Metrics { return a.metrics }
 
 // Ready is closed once the agent has loaded the topology and bound its ports.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// safeName turns a host name into a directory name.
+func safeName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') || (c == '.' && i == 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
 
 // loadHostID reads the host id kept in the state directory, creating it on
 // first start so the host keeps its identity across restarts.

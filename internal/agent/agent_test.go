@@ -402,3 +402,27 @@ func readTo(a *testAgent, port datapath.PortNo, dst [6]byte, d time.Duration) bo
 		}
 	}
 }
+
+// TestHostIdentity checks that an agent keeps its host id across restarts,
+// and that agents of different hosts sharing a state directory do not
+// share an identity.
+func TestHostIdentity(t *testing.T) {
+	dir := t.TempDir()
+	id := func(name string) topology.ID {
+		a, err := New(Config{HostName: name, StateDir: dir, Store: &nsdb.Store{}, Datapath: mem.New(mem.Config{})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.HostID()
+	}
+	h1 := id("h1")
+	if again := id("h1"); again != h1 {
+		t.Errorf("host id changed across restarts: %s then %s", h1, again)
+	}
+	if h2 := id("h2"); h2 == h1 {
+		t.Error("two hosts sharing a state directory got one id")
+	}
+	if odd := id("../etc"); odd == h1 {
+		t.Error("odd host name shares an id")
+	}
+}
