@@ -78,6 +78,9 @@ type Agent struct {
 	hostID topology.ID
 	now    func() time.Time
 	debug  bool // log a trace of every simulation
+	// freshID: the id was made at this start, so an operator's host
+	// object of the same name may be adopted instead.
+	freshID bool
 
 	session *nsdb.Session
 
@@ -167,12 +170,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	id, err := loadHostID(cfg.StateDir)
+	id, fresh, err := loadHostID(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	a := &Agent{
-		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, hostID: id, now: cfg.Now,
+		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, hostID: id, freshID: fresh, now: cfg.Now,
 		log:   cfg.Logger.With("host_id", id.String(), "host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
 		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
@@ -209,25 +212,29 @@ func safeName(name string) string {
 
 // loadHostID reads the host id kept in the state directory, creating it on
 // first start so the host keeps its identity across restarts.
-func loadHostID(dir string) (topology.ID, error) {
+func loadHostID(dir string) (id topology.ID, fresh bool, err error) {
 	path := filepath.Join(dir, "host_id")
 	if b, err := os.ReadFile(path); err == nil {
 		id, err := topology.ParseID(strings.TrimSpace(string(b)))
 		if err != nil {
-			return id, fmt.Errorf("agent: %s holds %q, not a host id; remove it to get a new one", path, b)
+			return id, false, fmt.Errorf("agent: %s holds %q, not a host id; remove it to get a new one", path, b)
 		}
-		return id, nil
+		return id, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return topology.ID{}, fmt.Errorf("agent: read host id: %w", err)
+		return topology.ID{}, false, fmt.Errorf("agent: read host id: %w", err)
 	}
+	id = topology.NewID()
+	return id, true, saveHostID(dir, id)
+}
+
+func saveHostID(dir string, id topology.ID) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return topology.ID{}, fmt.Errorf("agent: state directory: %w", err)
+		return fmt.Errorf("agent: state directory: %w", err)
 	}
-	id := topology.NewID()
-	if err := os.WriteFile(path, []byte(id.String()+"\n"), 0o644); err != nil {
-		return id, fmt.Errorf("agent: write host id: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, "host_id"), []byte(id.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("agent: write host id: %w", err)
 	}
-	return id, nil
+	return nil
 }
 
 // Run runs the agent until ctx ends.
@@ -273,6 +280,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // register makes sure the host object exists with its name and starts the
 // session that keeps the host alive.
 func (a *Agent) register(ctx context.Context) error {
+	if a.freshID {
+		if err := a.adoptHost(ctx); err != nil {
+			return err
+		}
+	}
 	err := a.store.Update(ctx, func(tx *nsdb.Tx) error {
 		var h topology.Host
 		err := tx.Get(topology.KindHost, a.hostID.String(), &h)
@@ -299,6 +311,38 @@ func (a *Agent) register(ctx context.Context) error {
 		return fmt.Errorf("agent: mark host alive: %w", err)
 	}
 	a.log.Info("host registered", "name", a.cfg.HostName)
+	return nil
+}
+
+// adoptHost takes over the id of a host object an operator created with
+// this agent's name (POST /hosts before the agent first ran, to bind
+// ports in advance), unless an agent already keeps that host alive.
+func (a *Agent) adoptHost(ctx context.Context) error {
+	var match []topology.Host
+	err := a.store.View(ctx, func(tx *nsdb.Tx) error {
+		hosts, err := topology.ListOf[topology.Host](tx)
+		for _, h := range hosts {
+			if h.Name != nil && *h.Name == a.cfg.HostName && h.ID != a.hostID {
+				match = append(match, h)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("agent: look up host %s: %w", a.cfg.HostName, err)
+	}
+	if len(match) != 1 {
+		return nil
+	}
+	if _, err := a.store.GetState(ctx, nsdb.HostAliveKey(match[0].ID.String())); err == nil {
+		return nil // another agent runs as this host
+	}
+	if err := saveHostID(a.cfg.StateDir, match[0].ID); err != nil {
+		return err
+	}
+	a.hostID = match[0].ID
+	a.log = a.cfg.Logger.With("host_id", a.hostID.String(), "host", a.cfg.HostName)
+	a.log.Info("host adopted: an operator created it with this name")
 	return nil
 }
 

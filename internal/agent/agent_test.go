@@ -426,3 +426,25 @@ func TestHostIdentity(t *testing.T) {
 		t.Error("odd host name shares an id")
 	}
 }
+
+// TestAgentAdoptsHostCreatedByOperator: an operator creates the host (POST
+// /hosts) and binds ports to it before the agent ever ran; the agent started
+// with that name takes the host over and plugs the ports.
+func TestAgentAdoptsHostCreatedByOperator(t *testing.T) {
+	c := newCloud(t)
+	host, bridge := topology.NewID(), topology.NewID()
+	c.update(func(tx *nsdb.Tx) error {
+		if err := tx.Create(&topology.Host{ID: host, Name: topology.Str("pre")}); err != nil {
+			return err
+		}
+		return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true})
+	})
+	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true,
+		HostID: &host, InterfaceName: topology.Str("vm1")}
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&p) })
+	a := c.addAgent("pre", "10.9.0.1")
+	if a.HostID() != host {
+		t.Fatalf("agent runs as host %s, want the operator's %s", a.HostID(), host)
+	}
+	a.dpPort(t, "vm1", p.ID)
+}
