@@ -40,10 +40,21 @@ func agentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store, err := nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
-			if err != nil {
-				dp.Close()
-				return err
+			// The store may not be up yet (hosts often boot before the
+			// cluster): keep trying, as a supervisor restarting us would.
+			var store *nsdb.Store
+			for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+				store, err = nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
+				if err == nil {
+					break
+				}
+				log.Warn("store unreachable; retrying", "nsdb", nsdbURLs, "err", err, "retry_in", wait)
+				select {
+				case <-ctx.Done():
+					dp.Close()
+					return nil
+				case <-time.After(wait):
+				}
 			}
 			defer store.Close()
 			cfg.Store, cfg.Datapath, cfg.Logger = store, dp, log
