@@ -6,9 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
@@ -22,30 +19,29 @@ type (
 // hostState reads what agents publish about a host: whether it is alive
 // and its interfaces.
 func (s *Server) hostState(ctx context.Context, h *topology.Host) error {
-	prefix := s.store.Prefix() + "/state/hosts/" + h.ID.String() + "/"
-	resp, err := s.store.Client().Get(ctx, prefix, clientv3.WithPrefix())
+	id := h.ID.String()
+	_, err := s.store.GetState(ctx, nsdb.HostAliveKey(id))
+	if err != nil && !errors.Is(err, topology.ErrNotFound) {
+		return err
+	}
+	h.Alive = err == nil
+	entries, _, err := s.store.ListState(ctx, nsdb.HostInterfacesPrefix(id))
 	if err != nil {
 		return err
 	}
-	h.Alive = false
 	h.HostInterfaces = []topology.Interface{}
 	h.Addresses = []string{}
-	for _, kv := range resp.Kvs {
-		rest := strings.TrimPrefix(string(kv.Key), prefix)
-		switch {
-		case rest == "alive":
-			h.Alive = true
-		case strings.HasPrefix(rest, "interfaces/"):
-			var itf topology.Interface
-			if json.Unmarshal(kv.Value, &itf) == nil {
-				itf.HostID = h.ID
-				if itf.Addresses == nil {
-					itf.Addresses = []string{}
-				}
-				h.HostInterfaces = append(h.HostInterfaces, itf)
-				h.Addresses = append(h.Addresses, itf.Addresses...)
-			}
+	for _, e := range entries {
+		var itf topology.Interface
+		if json.Unmarshal(e.Value, &itf) != nil {
+			continue
 		}
+		itf.HostID = h.ID
+		if itf.Addresses == nil {
+			itf.Addresses = []string{}
+		}
+		h.HostInterfaces = append(h.HostInterfaces, itf)
+		h.Addresses = append(h.Addresses, itf.Addresses...)
 	}
 	return nil
 }

@@ -2,25 +2,19 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
 
-// The bridges' MAC and ARP tables are state in the NSDB, shared with the
-// agents that learn into them: <prefix>/state/bridges/<id>/vlans/<vlan>/mac/<mac>
-// holds a port id, <prefix>/state/bridges/<id>/arp/<ip> a MAC. Entries
+// The bridges' MAC and ARP tables are state in the NSDB (see package nsdb
+// for the keys), shared with the agents that learn into them. Entries
 // written through the API are persistent (no lease); learned ones are bound
 // to their agent's session.
-
-func (s *Server) bridgeStatePrefix(bridge topology.ID) string {
-	return s.store.Prefix() + "/state/bridges/" + bridge.String() + "/"
-}
 
 type macEntry struct {
 	bridge topology.ID
@@ -30,38 +24,36 @@ type macEntry struct {
 }
 
 func (e macEntry) view(base string) view {
-	mac, port := e.mac, e.port
 	u := base + "/bridges/" + e.bridge.String()
 	if e.vlan != 0 {
 		u += "/vlans/" + strconv.Itoa(e.vlan)
 	}
-	u += "/mac_table/" + strings.ReplaceAll(mac, ":", "-") + "_" + port
-	var vlan any = e.vlan
-	return view{"macAddr": mac, "portId": port, "vlanId": vlan, "uri": u}
+	u += "/mac_table/" + strings.ReplaceAll(e.mac, ":", "-") + "_" + e.port
+	return view{"macAddr": e.mac, "portId": e.port, "vlanId": e.vlan, "uri": u}
+}
+
+func (e macEntry) key() string {
+	mac, _ := topology.ParseMAC(e.mac)
+	return nsdb.BridgeMACKey(e.bridge.String(), uint16(e.vlan), mac)
 }
 
 // macEntries lists a bridge's MAC table; vlan < 0 means every VLAN.
 func (s *Server) macEntries(ctx context.Context, bridge topology.ID, vlan int) ([]macEntry, error) {
-	prefix := s.bridgeStatePrefix(bridge) + "vlans/"
+	prefix := nsdb.BridgeMACsPrefix(bridge.String())
 	if vlan >= 0 {
-		prefix += strconv.Itoa(vlan) + "/"
+		prefix = nsdb.BridgeMACPrefix(bridge.String(), uint16(vlan))
 	}
-	resp, err := s.store.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	entries, _, err := s.store.ListState(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
 	var out []macEntry
-	base := s.bridgeStatePrefix(bridge) + "vlans/"
-	for _, kv := range resp.Kvs {
-		parts := strings.Split(strings.TrimPrefix(string(kv.Key), base), "/")
-		if len(parts) != 3 || parts[1] != "mac" {
+	for _, e := range entries {
+		_, v, mac, ok := nsdb.ParseBridgeMACKey(e.Key)
+		if !ok {
 			continue
 		}
-		v, err := strconv.Atoi(parts[0])
-		if err != nil {
-			continue
-		}
-		out = append(out, macEntry{bridge: bridge, vlan: v, mac: parts[2], port: string(kv.Value)})
+		out = append(out, macEntry{bridge: bridge, vlan: int(v), mac: topology.FormatMAC(mac), port: string(e.Value)})
 	}
 	return out, nil
 }
@@ -162,8 +154,7 @@ func (s *Server) tableRoutes() {
 		if err != nil {
 			return err
 		}
-		key := s.bridgeStatePrefix(bid) + "vlans/" + strconv.Itoa(vlan) + "/mac/" + e.mac
-		if _, err := s.store.Client().Put(r.Context(), key, e.port); err != nil {
+		if err := s.store.PutState(r.Context(), e.key(), []byte(e.port)); err != nil {
 			return err
 		}
 		return created(w, e.view(baseURI(r))["uri"].(string))
@@ -196,26 +187,22 @@ func (s *Server) tableRoutes() {
 		if _, err := s.parentExists(r, topology.KindBridge); err != nil {
 			return err
 		}
-		resp, err := s.store.Client().Get(r.Context(), s.bridgeStatePrefix(bid)+"vlans/"+strconv.Itoa(vlan)+"/mac/"+e.mac)
-		if err != nil {
+		st, err := s.store.GetState(r.Context(), e.key())
+		if err != nil && !errors.Is(err, topology.ErrNotFound) {
 			return err
 		}
-		if len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != e.port {
+		if err != nil || string(st.Value) != e.port {
 			return notFound("bridge %s has no MAC entry %s -> %s on VLAN %d", bid, e.mac, e.port, vlan)
 		}
 		return writeJSON(w, r, http.StatusOK, macMedia, e.view(baseURI(r)))
 	}
 	delMAC := func(w http.ResponseWriter, r *http.Request) error {
-		bid, vlan, e, err := macItem(r)
+		_, _, e, err := macItem(r)
 		if err != nil {
 			return err
 		}
-		key := s.bridgeStatePrefix(bid) + "vlans/" + strconv.Itoa(vlan) + "/mac/" + e.mac
 		// Delete only if the entry still points at the port named.
-		_, err = s.store.Client().Txn(r.Context()).
-			If(clientv3.Compare(clientv3.Value(key), "=", e.port)).
-			Then(clientv3.OpDelete(key)).Commit()
-		if err != nil {
+		if _, err := s.store.DeleteStateIf(r.Context(), e.key(), []byte(e.port)); err != nil {
 			return err
 		}
 		return noContent(w)
@@ -236,14 +223,15 @@ func (s *Server) tableRoutes() {
 		if err != nil {
 			return err
 		}
-		prefix := s.bridgeStatePrefix(bid) + "arp/"
-		resp, err := s.store.Client().Get(r.Context(), prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+		entries, _, err := s.store.ListState(r.Context(), nsdb.BridgeARPPrefix(bid.String()))
 		if err != nil {
 			return err
 		}
-		out := make([]view, 0, len(resp.Kvs))
-		for _, kv := range resp.Kvs {
-			out = append(out, arpView(baseURI(r), bid, strings.TrimPrefix(string(kv.Key), prefix), string(kv.Value)))
+		out := make([]view, 0, len(entries))
+		for _, e := range entries {
+			if _, ip, ok := nsdb.ParseBridgeARPKey(e.Key); ok {
+				out = append(out, arpView(baseURI(r), bid, ip.String(), string(e.Value)))
+			}
 		}
 		return writeJSON(w, r, http.StatusOK, []string{"collection.IP4Mac-v1"}, out)
 	})
@@ -275,7 +263,8 @@ func (s *Server) tableRoutes() {
 		}
 		mac, _ := topology.ParseMAC(*body.MAC)
 		m := topology.FormatMAC(mac)
-		if _, err := s.store.Client().Put(r.Context(), s.bridgeStatePrefix(bid)+"arp/"+*body.IP, m); err != nil {
+		ip, _ := topology.ParseIPv4(*body.IP)
+		if err := s.store.SeedBridgeARP(r.Context(), bid.String(), ip, mac); err != nil {
 			return err
 		}
 		return created(w, arpView(baseURI(r), bid, *body.IP, m)["uri"].(string))
@@ -297,11 +286,12 @@ func (s *Server) tableRoutes() {
 		if err != nil {
 			return err
 		}
-		resp, err := s.store.Client().Get(r.Context(), s.bridgeStatePrefix(bid)+"arp/"+ip)
-		if err != nil {
+		addr, _ := topology.ParseIPv4(ip)
+		st, err := s.store.GetState(r.Context(), nsdb.BridgeARPKey(bid.String(), addr))
+		if err != nil && !errors.Is(err, topology.ErrNotFound) {
 			return err
 		}
-		if len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != mac {
+		if err != nil || string(st.Value) != mac {
 			return notFound("bridge %s has no ARP entry %s -> %s", bid, ip, mac)
 		}
 		return writeJSON(w, r, http.StatusOK, arpMedia, arpView(baseURI(r), bid, ip, mac))
@@ -311,11 +301,8 @@ func (s *Server) tableRoutes() {
 		if err != nil {
 			return err
 		}
-		key := s.bridgeStatePrefix(bid) + "arp/" + ip
-		_, err = s.store.Client().Txn(r.Context()).
-			If(clientv3.Compare(clientv3.Value(key), "=", mac)).
-			Then(clientv3.OpDelete(key)).Commit()
-		if err != nil {
+		addr, _ := topology.ParseIPv4(ip)
+		if _, err := s.store.DeleteStateIf(r.Context(), nsdb.BridgeARPKey(bid.String(), addr), []byte(mac)); err != nil {
 			return err
 		}
 		return noContent(w)

@@ -51,6 +51,9 @@ func BridgeMACKey(bridgeID string, vlan uint16, mac [6]byte) string {
 	return BridgeMACPrefix(bridgeID, vlan) + FormatMAC(mac)
 }
 
+// BridgeMACsPrefix is the prefix of a bridge's MAC tables of every VLAN.
+func BridgeMACsPrefix(bridgeID string) string { return "/state/bridges/" + bridgeID + "/vlans/" }
+
 // BridgeARPPrefix is the prefix of a bridge's ARP table.
 func BridgeARPPrefix(bridgeID string) string { return "/state/bridges/" + bridgeID + "/arp/" }
 
@@ -216,6 +219,23 @@ func (s *Store) DeleteState(ctx context.Context, key string) error {
 		return fmt.Errorf("nsdb: delete %s: %w", key, err)
 	}
 	return nil
+}
+
+// DeleteStateIf deletes a state key if it holds value, and reports whether
+// it did: an entry that changed meanwhile (a MAC learned elsewhere) stays.
+func (s *Store) DeleteStateIf(ctx context.Context, key string, value []byte) (bool, error) {
+	full, err := s.stateKey(key)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(full), "=", string(value))).
+		Then(clientv3.OpDelete(full)).Commit()
+	if err != nil {
+		return false, fmt.Errorf("nsdb: delete %s: %w: %w", key, ErrUnavailable, err)
+	}
+	return resp.Succeeded, nil
 }
 
 // GetState reads a state key, or returns ErrNotFound.
