@@ -150,7 +150,10 @@ fi
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 (cd "$ROOT" && CGO_ENABLED=0 go test -c -trimpath -o "$W/tests" "$PKG")
-(cd "$W" && echo tests | cpio -o -H newc --quiet -R 0:0) > "$W/tests.cpio"
+# The midonet binary too, so that `midonet agent --datapath ovs` itself runs
+# against the module (TestMidonetAgentBinaryForwardsThroughKernel).
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$W/midonet" ./cmd/midonet)
+(cd "$W" && printf 'tests\nmidonet\n' | cpio -o -H newc --quiet -R 0:0) > "$W/tests.cpio"
 cat "$BASE" "$W/tests.cpio" | gzip -1 > "$W/initramfs.gz"
 
 args=${1:+$(echo "$*" | tr ' ' ',')}
