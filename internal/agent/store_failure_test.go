@@ -2,10 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,34 +14,13 @@ import (
 // returns its members and client URLs.
 func startStoreCluster(t *testing.T) ([]*embedded.Server, []string) {
 	t.Helper()
-	var cfgs []embedded.Config
-	var initial []string
-	for i := range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peer := "http://" + l.Addr().String()
-		l.Close()
-		name := fmt.Sprintf("m%d", i)
-		cfgs = append(cfgs, embedded.Config{Name: name, DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0",
-			PeerURL: peer, Fast: true, StartTimeout: 20 * time.Second})
-		initial = append(initial, name+"="+peer)
+	members, err := embedded.StartLocalCluster([]string{t.TempDir(), t.TempDir(), t.TempDir()}, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	members := make([]*embedded.Server, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		cfgs[i].InitialCluster = strings.Join(initial, ",")
-		wg.Go(func() { members[i], errs[i] = embedded.Start(cfgs[i]) })
-	}
-	wg.Wait()
 	var urls []string
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("member %d: %v", i, err)
-		}
-		urls = append(urls, members[i].ClientURL)
+	for _, m := range members {
+		urls = append(urls, m.ClientURL)
 	}
 	return members, urls
 }

@@ -3,12 +3,8 @@ package api_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/midonet/midonet/internal/api"
 	"github.com/midonet/midonet/internal/nsdb"
@@ -22,34 +18,13 @@ func TestAPISurvivesStoreMemberDeath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-member etcd cluster")
 	}
-	var cfgs []embedded.Config
-	var initial []string
-	for i := range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peer := "http://" + l.Addr().String()
-		l.Close()
-		name := fmt.Sprintf("m%d", i)
-		cfgs = append(cfgs, embedded.Config{Name: name, DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0",
-			PeerURL: peer, Fast: true, StartTimeout: 20 * time.Second})
-		initial = append(initial, name+"="+peer)
+	members, err := embedded.StartLocalCluster([]string{t.TempDir(), t.TempDir(), t.TempDir()}, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	members := make([]*embedded.Server, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		cfgs[i].InitialCluster = strings.Join(initial, ",")
-		wg.Go(func() { members[i], errs[i] = embedded.Start(cfgs[i]) })
-	}
-	wg.Wait()
 	var urls []string
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("member %d: %v", i, err)
-		}
-		urls = append(urls, members[i].ClientURL)
+	for _, m := range members {
+		urls = append(urls, m.ClientURL)
 	}
 	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: urls, Prefix: "/api-cluster-test"})
 	if err != nil {

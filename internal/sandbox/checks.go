@@ -22,9 +22,10 @@ type Check struct {
 	Detail                 string
 }
 
-// inNS runs fn on a thread switched into the named network namespace, so
-// that sockets fn creates live there.
-func inNS(name string, fn func() error) error {
+// InNS runs fn on a thread switched into the named network namespace, so
+// that sockets fn creates live there (an http.Client, which dials from
+// other goroutines, does not stay in it: dial in fn).
+func InNS(name string, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -53,7 +54,7 @@ type echoServer struct {
 
 func serveEcho(ns, addr string) (*echoServer, error) {
 	s := &echoServer{}
-	err := inNS(ns, func() error {
+	err := InNS(ns, func() error {
 		var err error
 		s.ln, err = net.Listen("tcp4", addr)
 		return err
@@ -83,7 +84,7 @@ func (s *echoServer) close() { s.ln.Close(); s.wg.Wait() }
 // dialEcho connects from a namespace and returns the address the server saw.
 func dialEcho(ns, addr string, timeout time.Duration) (string, error) {
 	var c net.Conn
-	err := inNS(ns, func() error {
+	err := InNS(ns, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp4", addr, timeout)
 		return err

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -199,4 +200,42 @@ func freePort(host string) (string, error) {
 	defer l.Close()
 	_, p, err := net.SplitHostPort(l.Addr().String())
 	return p, err
+}
+
+// StartLocalCluster starts n members on loopback, each with a data
+// directory from dirs, peer ports picked beforehand, and returns them once a
+// quorum serves clients: a real multi-member cluster in one process, for
+// tests and for trying failover on one machine.
+func StartLocalCluster(dirs []string, fast bool) ([]*Server, error) {
+	n := len(dirs)
+	cfgs := make([]Config, n)
+	initial := make([]string, n)
+	for i := range n {
+		p, err := freePort("127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		peer := "http://127.0.0.1:" + p
+		name := fmt.Sprintf("m%d", i)
+		cfgs[i] = Config{Name: name, DataDir: dirs[i], ClientURL: "http://127.0.0.1:0", PeerURL: peer, Fast: fast,
+			StartTimeout: 20 * time.Second}
+		initial[i] = name + "=" + peer
+	}
+	members := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		cfgs[i].InitialCluster = strings.Join(initial, ",")
+		wg.Go(func() { members[i], errs[i] = Start(cfgs[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, m := range members {
+			if m != nil {
+				m.Kill()
+			}
+		}
+		return nil, err
+	}
+	return members, nil
 }
