@@ -75,6 +75,9 @@ type resource[T any, P interface {
 	// enrich fills fields that come from state keys (a port's active
 	// flag) into objects about to be shown.
 	enrich func(r *http.Request, objs []P) error
+	// afterDelete removes the state that belonged to a deleted object
+	// (a bridge's MAC and ARP tables).
+	afterDelete func(r *http.Request, id string) error
 }
 
 func (rs *resource[T, P]) collectionMedia() []string {
@@ -296,6 +299,11 @@ func (rs *resource[T, P]) deleteID(w http.ResponseWriter, r *http.Request, id st
 	})
 	if err != nil {
 		return err
+	}
+	if rs.afterDelete != nil {
+		if err := rs.afterDelete(r, id); err != nil {
+			return err
+		}
 	}
 	w.WriteHeader(status)
 	return nil

@@ -52,6 +52,12 @@ func (s *Server) networkRoutes() {
 			return nil
 		},
 	}
+	bridges.afterDelete = func(r *http.Request, id string) error {
+		if err := s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeMACsPrefix(id)); err != nil {
+			return err
+		}
+		return s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeARPPrefix(id))
+	}
 	s.handle("GET /bridges", func(w http.ResponseWriter, r *http.Request) error { return bridges.list(w, r, nil) })
 	s.handle("POST /bridges", bridges.post)
 	s.handle("GET /bridges/{id}", bridges.get)
@@ -82,6 +88,9 @@ func (s *Server) networkRoutes() {
 		onUpdate: func(tx *nsdb.Tx, r *http.Request, old, x *topology.Router) error {
 			return s.attachLoadBalancer(tx, x, old)
 		},
+	}
+	routers.afterDelete = func(r *http.Request, id string) error {
+		return s.store.DeleteStatePrefix(r.Context(), nsdb.RouterARPPrefix(id))
 	}
 	s.handle("GET /routers", func(w http.ResponseWriter, r *http.Request) error { return routers.list(w, r, nil) })
 	s.handle("POST /routers", routers.post)

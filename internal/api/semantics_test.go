@@ -291,12 +291,21 @@ func TestBridgeDeleteCascades(t *testing.T) {
 	expect(t, do(t, "POST", pg["ports"].(string), map[string]any{"portId": id(p)}), 201)
 	expect(t, do(t, "POST", pg["ports"].(string), map[string]any{"portId": id(p)}), 409)
 	expect(t, do(t, "POST", b["dhcpSubnets"].(string), map[string]any{"subnetPrefix": "10.0.0.0", "subnetLength": 24}), 201)
+	expect(t, do(t, "POST", b["macTable"].(string), map[string]any{"macAddr": "02:00:00:00:00:09", "portId": id(p)}), 201)
+	expect(t, do(t, "POST", b["arpTable"].(string), map[string]any{"ip": "10.0.0.9", "mac": "02:00:00:00:00:09"}), 201)
 	expect(t, do(t, "DELETE", b["uri"].(string), nil), 204)
 	expect(t, do(t, "GET", p["uri"].(string), nil), 404)
 	if l := expect(t, do(t, "GET", pg["ports"].(string), nil), 200).list(t); len(l) != 0 {
 		t.Errorf("deleted port still in its port group: %v", l)
 	}
 	expect(t, do(t, "GET", b["dhcpSubnets"].(string), nil), 404)
+	// A bridge made again with the same id starts with empty tables.
+	again := create(t, "/bridges", map[string]any{"id": id(b), "name": "cascade"})
+	for _, table := range []string{"macTable", "arpTable"} {
+		if l := expect(t, do(t, "GET", again[table].(string), nil), 200).list(t); len(l) != 0 {
+			t.Errorf("%s of a deleted bridge survived: %v", table, l)
+		}
+	}
 }
 
 func TestChainDeleteClearsFilters(t *testing.T) {

@@ -238,6 +238,20 @@ func (s *Store) DeleteStateIf(ctx context.Context, key string, value []byte) (bo
 	return resp.Succeeded, nil
 }
 
+// DeleteStatePrefix deletes every state key under prefix: the tables of a
+// deleted device.
+func (s *Store) DeleteStatePrefix(ctx context.Context, prefix string) error {
+	if !strings.HasPrefix(prefix, StatePrefix) || !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("nsdb: %q is not a state prefix; build prefixes with the nsdb key functions", prefix)
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, s.prefix+prefix, clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("nsdb: delete %s: %w: %w", prefix, ErrUnavailable, err)
+	}
+	return nil
+}
+
 // GetState reads a state key, or returns ErrNotFound.
 func (s *Store) GetState(ctx context.Context, key string) (StateEntry, error) {
 	full, err := s.stateKey(key)
