@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,27 @@ type flowEntry struct {
 	nats  []flowstate.NATEntry
 
 	elem *list.Element // in the insertion order, for eviction
+	dead bool          // removed: tag sets drop it lazily
+}
+
+// tagSet lists the flows that carry a tag. Flows are appended and removed
+// lazily (marked dead, skipped, and compacted away once they are the
+// majority): a tag every flow of a busy device carries would otherwise make
+// each install pay for a hash set's growth.
+type tagSet struct {
+	flows []*flowEntry
+	dead  int
+}
+
+func (s *tagSet) compact() {
+	live := s.flows[:0]
+	for _, e := range s.flows {
+		if !e.dead {
+			live = append(live, e)
+		}
+	}
+	clear(s.flows[len(live):])
+	s.flows, s.dead = live, 0
 }
 
 type flowID struct{ key, mask packet.FlowKey }
@@ -39,13 +61,13 @@ type flowTable struct {
 
 	mu    sync.Mutex
 	flows map[flowID]*flowEntry
-	byTag map[sim.Tag]map[*flowEntry]struct{}
+	byTag map[sim.Tag]*tagSet
 	order *list.List
 }
 
 func newFlowTable(dp datapath.Datapath, limit int, m *Metrics) *flowTable {
 	return &flowTable{dp: dp, limit: limit, metrics: m, flows: map[flowID]*flowEntry{},
-		byTag: map[sim.Tag]map[*flowEntry]struct{}{}, order: list.New()}
+		byTag: map[sim.Tag]*tagSet{}, order: list.New()}
 }
 
 // add installs a flow, replacing one with the same key and mask.
@@ -71,10 +93,10 @@ func (t *flowTable) add(e *flowEntry) {
 	for _, tag := range e.tags {
 		s := t.byTag[tag]
 		if s == nil {
-			s = map[*flowEntry]struct{}{}
+			s = &tagSet{}
 			t.byTag[tag] = s
 		}
-		s[e] = struct{}{}
+		s.flows = append(s.flows, e)
 	}
 	e.elem = t.order.PushBack(e)
 	t.metrics.flowsInstalled.Inc()
@@ -85,11 +107,15 @@ func (t *flowTable) add(e *flowEntry) {
 // datapath (it is being replaced there).
 func (t *flowTable) forgetLocked(e *flowEntry) {
 	delete(t.flows, flowID{e.key, e.mask})
+	e.dead = true
 	for _, tag := range e.tags {
 		if s := t.byTag[tag]; s != nil {
-			delete(s, e)
-			if len(s) == 0 {
+			s.dead++
+			switch {
+			case s.dead == len(s.flows):
 				delete(t.byTag, tag)
+			case s.dead > 16 && s.dead > len(s.flows)/2:
+				s.compact()
 			}
 		}
 	}
@@ -124,9 +150,16 @@ func (t *flowTable) invalidate(tags []sim.Tag) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, tag := range tags {
-		for e := range t.byTag[tag] {
-			t.removeLocked(e)
-			n++
+		s := t.byTag[tag]
+		if s == nil {
+			continue
+		}
+		// removeLocked may compact s while we walk it: walk a copy.
+		for _, e := range slices.Clone(s.flows) {
+			if !e.dead {
+				t.removeLocked(e)
+				n++
+			}
 		}
 	}
 	t.metrics.flowsInvalidated.Add(float64(n))
