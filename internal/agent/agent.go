@@ -183,6 +183,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
 	a.metrics = newMetrics()
+	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
 	a.flows = newFlowTable(a.dp, cfg.FlowLimit, a.metrics)
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
 	a.topo = newTopoCache()

@@ -89,6 +89,47 @@ func (m *Metrics) simulated(k sim.Kind) {
 	m.simulations.WithLabelValues(k.String()).Inc()
 }
 
+// portCollector exports the datapath's per-port counters at scrape time.
+type portCollector struct {
+	dp   datapath.Datapath
+	desc map[string]*prometheus.Desc
+}
+
+func newPortCollector(dp datapath.Datapath) *portCollector {
+	c := &portCollector{dp: dp, desc: map[string]*prometheus.Desc{}}
+	for _, n := range []struct{ name, help string }{
+		{"rx_packets", "Packets received on a datapath port."},
+		{"rx_bytes", "Bytes received on a datapath port."},
+		{"tx_packets", "Packets sent out of a datapath port."},
+		{"tx_bytes", "Bytes sent out of a datapath port."},
+		{"rx_dropped", "Packets received on a datapath port and dropped (malformed, no room)."},
+		{"tx_dropped", "Packets that could not be sent out of a datapath port."},
+		{"upcall_dropped", "Misses dropped because the port's upcall queue was full."},
+	} {
+		c.desc[n.name] = prometheus.NewDesc("midonet_agent_port_"+n.name+"_total", n.help, []string{"port", "kind"}, nil)
+	}
+	return c
+}
+
+func (c *portCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.desc {
+		ch <- d
+	}
+}
+
+func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.dp.Ports() {
+		labels := []string{p.Spec.Name, p.Spec.Kind.String()}
+		st := p.Stats
+		for name, v := range map[string]uint64{
+			"rx_packets": st.RxPackets, "rx_bytes": st.RxBytes, "tx_packets": st.TxPackets, "tx_bytes": st.TxBytes,
+			"rx_dropped": st.RxDropped, "tx_dropped": st.TxDropped, "upcall_dropped": st.UpcallDropped,
+		} {
+			ch <- prometheus.MustNewConstMetric(c.desc[name], prometheus.CounterValue, float64(v), labels...)
+		}
+	}
+}
+
 // Registry is the registry to serve on /metrics.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
