@@ -18,8 +18,12 @@ import (
 )
 
 // srv is one API server over an embedded store, shared by the tests; each
-// test creates its own objects.
-var srv *httptest.Server
+// test creates its own objects. testStore is that store, for state that
+// only agents write.
+var (
+	srv       *httptest.Server
+	testStore *nsdb.Store
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "api-test")
@@ -37,6 +41,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	testStore = store
 	srv = httptest.NewServer(api.New(api.Config{Store: store}))
 	code := m.Run()
 	srv.Close()

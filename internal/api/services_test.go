@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/midonet/midonet/internal/nsdb"
 )
 
 func TestDHCP(t *testing.T) {
@@ -245,4 +249,25 @@ func TestPythonClientQuirks(t *testing.T) {
 	if rule["maxBurstKbps"] != float64(100) || rule["maxBurstKb"] != float64(100) {
 		t.Errorf("bw rule %v", rule)
 	}
+}
+
+// TestRouterARPTable shows the ARP entries agents learned for a router.
+func TestRouterARPTable(t *testing.T) {
+	r := create(t, "/routers", map[string]any{"name": "arp"})
+	if l := expect(t, do(t, "GET", r["uri"].(string)+"/arp_table", nil), 200).list(t); len(l) != 0 {
+		t.Fatalf("new router's ARP table %v", l)
+	}
+	key := nsdb.RouterARPKey(id(r), netip.MustParseAddr("10.0.0.7"))
+	if err := testStore.PutState(context.Background(), key, []byte("02:00:00:00:00:07")); err != nil {
+		t.Fatal(err)
+	}
+	l := expect(t, do(t, "GET", r["uri"].(string)+"/arp_table", nil), 200).list(t)
+	if len(l) != 1 || l[0]["ip"] != "10.0.0.7" || l[0]["mac"] != "02:00:00:00:00:07" {
+		t.Errorf("router ARP table %v", l)
+	}
+	expect(t, do(t, "DELETE", r["uri"].(string), nil), 204)
+	if _, err := testStore.GetState(context.Background(), key); err == nil {
+		t.Error("the router's ARP table outlived the router")
+	}
+	expect(t, do(t, "GET", "/routers/"+uuid.NewString()+"/arp_table", nil), 404)
 }

@@ -218,6 +218,25 @@ func (s *Server) tableRoutes() {
 		return view{"ip": ip, "mac": mac,
 			"uri": base + "/bridges/" + bid.String() + "/arp_table/" + ip + "_" + strings.ReplaceAll(mac, ":", "-")}
 	}
+	// A router's ARP table, as its agents learned it: read-only, an
+	// addition to MidoNet's API for operators and `midonet trace`.
+	s.handle("GET /routers/{id}/arp_table", func(w http.ResponseWriter, r *http.Request) error {
+		rid, err := s.parentExists(r, topology.KindRouter)
+		if err != nil {
+			return err
+		}
+		entries, _, err := s.store.ListState(r.Context(), nsdb.RouterARPPrefix(rid.String()))
+		if err != nil {
+			return err
+		}
+		out := make([]view, 0, len(entries))
+		for _, e := range entries {
+			if _, ip, ok := nsdb.ParseRouterARPKey(e.Key); ok {
+				out = append(out, view{"ip": ip.String(), "mac": string(e.Value)})
+			}
+		}
+		return writeJSON(w, r, http.StatusOK, []string{"collection.IP4Mac-v1"}, out)
+	})
 	s.handle("GET /bridges/{id}/arp_table", func(w http.ResponseWriter, r *http.Request) error {
 		bid, err := s.parentExists(r, topology.KindBridge)
 		if err != nil {

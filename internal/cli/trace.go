@@ -435,6 +435,22 @@ func fetchTopology(s *session) (*topo, error) {
 			in.Routers = append(in.Routers, r)
 			in.Routes = append(in.Routes, routes...)
 		}
+		// The ARP entries the agents learned, where the server shows them.
+		if u, err := link(routerKind, routerObjs[i], "uri"); err == nil {
+			arps, _, err := listAs[struct {
+				IP  string `json:"ip"`
+				MAC string `json:"mac"`
+			}](s, u+"/arp_table", "IP4Mac-v1")
+			if err == nil {
+				for _, e := range arps {
+					ip, okIP := topology.ParseIPv4(e.IP)
+					mac, okMAC := topology.ParseMAC(e.MAC)
+					if okIP && okMAC {
+						in.ARPTable = append(in.ARPTable, sim.ARPEntry{Router: r.ID, IP: ip, MAC: mac})
+					}
+				}
+			}
+		}
 	}
 	for i, c := range chains {
 		t.kinds[c.ID], t.devices[c.ID] = "chain", deref(c.Name)
