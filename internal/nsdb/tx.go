@@ -204,7 +204,7 @@ func (tx *Tx) GetRaw(kind, id string) ([]byte, error) {
 		return nil, err
 	}
 	if v == nil {
-		return nil, fmt.Errorf("%s %s: %w", singular(kind), id, ErrNotFound)
+		return nil, fmt.Errorf("%s %s: %w", topology.Singular(kind), id, ErrNotFound)
 	}
 	return v, nil
 }
@@ -223,7 +223,7 @@ func (tx *Tx) Get(kind, id string, out any) error {
 		return err
 	}
 	if err := json.Unmarshal(v, out); err != nil {
-		return fmt.Errorf("nsdb: decode %s %s: %w", singular(kind), id, err)
+		return fmt.Errorf("nsdb: decode %s %s: %w", topology.Singular(kind), id, err)
 	}
 	return nil
 }
@@ -244,11 +244,11 @@ func (tx *Tx) Create(o Object) error {
 		return err
 	}
 	if v != nil {
-		return fmt.Errorf("%s %s: %w", singular(o.Kind()), o.ObjectID(), ErrExists)
+		return fmt.Errorf("%s %s: %w", topology.Singular(o.Kind()), o.ObjectID(), ErrExists)
 	}
 	b, err := json.Marshal(o)
 	if err != nil {
-		return fmt.Errorf("nsdb: encode %s %s: %w", singular(o.Kind()), o.ObjectID(), err)
+		return fmt.Errorf("nsdb: encode %s %s: %w", topology.Singular(o.Kind()), o.ObjectID(), err)
 	}
 	tx.created = append(tx.created, key)
 	return tx.writeKey(key, b)
@@ -258,7 +258,7 @@ func (tx *Tx) Create(o Object) error {
 func (tx *Tx) Put(o Object) error {
 	b, err := json.Marshal(o)
 	if err != nil {
-		return fmt.Errorf("nsdb: encode %s %s: %w", singular(o.Kind()), o.ObjectID(), err)
+		return fmt.Errorf("nsdb: encode %s %s: %w", topology.Singular(o.Kind()), o.ObjectID(), err)
 	}
 	key := tx.s.objectKey(o.Kind(), o.ObjectID())
 	if v, err := tx.readKey(key); err != nil {
@@ -330,29 +330,10 @@ func (tx *Tx) ListRaw(kind string) ([][]byte, error) {
 }
 
 // Get decodes one object of type T.
-func Get[T Object](tx *Tx, id string) (T, error) {
-	var o T
-	err := tx.Get(o.Kind(), id, &o)
-	return o, err
-}
+func Get[T Object](tx *Tx, id string) (T, error) { return topology.GetOf[T](tx, id) }
 
 // List decodes every object of type T, in creation order.
-func List[T Object](tx *Tx) ([]T, error) {
-	var zero T
-	raws, err := tx.ListRaw(zero.Kind())
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(raws))
-	for _, b := range raws {
-		var o T
-		if err := json.Unmarshal(b, &o); err != nil {
-			return nil, fmt.Errorf("nsdb: decode %s: %w", singular(zero.Kind()), err)
-		}
-		out = append(out, o)
-	}
-	return out, nil
-}
+func List[T Object](tx *Tx) ([]T, error) { return topology.ListOf[T](tx) }
 
 // NextSequence returns the next value of a named counter, starting at 1.
 // Tunnel keys of ports come from one.
@@ -370,15 +351,4 @@ func (tx *Tx) NextSequence(name string) (int64, error) {
 	}
 	n++
 	return n, tx.writeKey(key, []byte(strconv.FormatInt(n, 10)))
-}
-
-// singular turns a collection kind into a word for messages.
-func singular(kind string) string {
-	switch {
-	case strings.HasSuffix(kind, "ies"):
-		return kind[:len(kind)-3] + "y"
-	case strings.HasSuffix(kind, "s"):
-		return kind[:len(kind)-1]
-	}
-	return kind
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // bridgeProcess is a bridge's forwarding decision for a frame that entered
@@ -83,7 +84,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 			frame := s.buildARP(arpOpReply, mac, tpa, sha, spa, sha)
 			s.generate(s.inPort, frame)
 			if s.tracing {
-				s.trace("bridge", b.id, "arp reply", addr4(tpa).String()+" is-at "+macString(mac))
+				s.trace("bridge", b.id, "arp reply", addr4(tpa).String()+" is-at "+topology.FormatMAC(mac))
 			}
 			return vConsumed
 		}

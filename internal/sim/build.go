@@ -189,15 +189,3 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
-
-func macString(m [6]byte) string {
-	const hex = "0123456789abcdef"
-	b := make([]byte, 0, 17)
-	for i, x := range m {
-		if i > 0 {
-			b = append(b, ':')
-		}
-		b = append(b, hex[x>>4], hex[x&15])
-	}
-	return string(b)
-}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // routerProcess routes a packet that entered router r through s.inPort
@@ -198,7 +199,7 @@ func (s *Simulator) routerARP(r *router, in *port) verdict {
 			learn()
 			s.generate(in, s.buildARP(arpOpReply, in.mac, in.addr, sha, spa, sha))
 			if s.tracing {
-				s.trace("router", r.id, "arp reply", addr4(tpa).String()+" is-at "+macString(in.mac))
+				s.trace("router", r.id, "arp reply", addr4(tpa).String()+" is-at "+topology.FormatMAC(in.mac))
 			}
 			return vConsumed
 		}
