@@ -207,8 +207,9 @@ func (s *Server) filterRoutes() {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
-		if body.PortID == nil {
-			return &topology.ValidationError{Violations: []topology.Violation{{Property: "portId", Message: "may not be null"}}}
+		var c topology.Checks
+		if c.Required("portId", body.PortID != nil); c.Err() != nil {
+			return c.Err()
 		}
 		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			g, err := groups.load(tx, id.String())
@@ -232,11 +233,7 @@ func (s *Server) filterRoutes() {
 		return created(w, baseURI(r)+"/port_groups/"+id.String()+"/ports/"+body.PortID.String())
 	})
 	s.handle("GET /port_groups/{id}/ports/{portId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		pid, err := pathID(r, "portId")
+		id, pid, err := memberIDs(r, "portId")
 		if err != nil {
 			return err
 		}
@@ -256,11 +253,7 @@ func (s *Server) filterRoutes() {
 		return writeJSON(w, r, http.StatusOK, []string{"PortGroupPort-v1"}, portGroupPortView(r, id, pid))
 	})
 	s.handle("DELETE /port_groups/{id}/ports/{portId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		pid, err := pathID(r, "portId")
+		id, pid, err := memberIDs(r, "portId")
 		if err != nil {
 			return err
 		}
@@ -393,8 +386,9 @@ func (s *Server) ipAddrGroupRoutes() {
 		if *body.Version != 4 && *body.Version != 6 {
 			return badRequest("version must be 4 or 6, not %d", *body.Version)
 		}
-		if body.Addr == nil {
-			return &topology.ValidationError{Violations: []topology.Violation{{Property: "addr", Message: "may not be null"}}}
+		var c topology.Checks
+		if c.Required("addr", body.Addr != nil); c.Err() != nil {
+			return c.Err()
 		}
 		a, err := netip.ParseAddr(*body.Addr)
 		if err != nil || (*body.Version == 4) != a.Is4() {

@@ -155,18 +155,13 @@ func (s *Server) hostRoutes() {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
-		var vs []topology.Violation
-		for _, f := range []struct {
-			name string
-			nil  bool
-		}{{"floodingProxyWeight", body.FloodingProxyWeight == nil}, {"containerWeight", body.ContainerWeight == nil},
-			{"containerLimit", body.ContainerLimit == nil}, {"enforceContainerLimit", body.EnforceContainerLimit == nil}} {
-			if f.nil {
-				vs = append(vs, topology.Violation{Property: f.name, Message: "may not be null"})
-			}
-		}
-		if len(vs) > 0 {
-			return &topology.ValidationError{Violations: vs}
+		var c topology.Checks
+		c.Required("floodingProxyWeight", body.FloodingProxyWeight != nil)
+		c.Required("containerWeight", body.ContainerWeight != nil)
+		c.Required("containerLimit", body.ContainerLimit != nil)
+		c.Required("enforceContainerLimit", body.EnforceContainerLimit != nil)
+		if err := c.Err(); err != nil {
+			return err
 		}
 		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			h, err := hosts.load(tx, id.String())
@@ -259,11 +254,7 @@ func (s *Server) hostRoutes() {
 	})
 	s.handle("POST /hosts/{id}/ports", s.bindPort)
 	s.handle("GET /hosts/{id}/ports/{portId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		pid, err := pathID(r, "portId")
+		id, pid, err := memberIDs(r, "portId")
 		if err != nil {
 			return err
 		}
@@ -283,11 +274,7 @@ func (s *Server) hostRoutes() {
 		return writeJSON(w, r, http.StatusOK, []string{"HostInterfacePort-v1"}, bindingView(r, &p))
 	})
 	s.handle("DELETE /hosts/{id}/ports/{portId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		pid, err := pathID(r, "portId")
+		id, pid, err := memberIDs(r, "portId")
 		if err != nil {
 			return err
 		}
@@ -328,15 +315,11 @@ func (s *Server) bindPort(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	var vs []topology.Violation
-	if body.PortID == nil {
-		vs = append(vs, topology.Violation{Property: "portId", Message: "may not be null"})
-	}
-	if body.InterfaceName == nil || *body.InterfaceName == "" {
-		vs = append(vs, topology.Violation{Property: "interfaceName", Message: "may not be null"})
-	}
-	if len(vs) > 0 {
-		return &topology.ValidationError{Violations: vs}
+	var c topology.Checks
+	c.Required("portId", body.PortID != nil)
+	c.Required("interfaceName", body.InterfaceName != nil && *body.InterfaceName != "")
+	if err := c.Err(); err != nil {
+		return err
 	}
 	err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 		if ok, err := tx.Exists(topology.KindHost, id.String()); err != nil {
@@ -464,17 +447,11 @@ func (s *Server) tunnelZoneRoutes() {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
-		var vs []topology.Violation
-		if body.HostID == nil {
-			vs = append(vs, topology.Violation{Property: "hostId", Message: "may not be null"})
-		}
-		if body.IPAddress == nil {
-			vs = append(vs, topology.Violation{Property: "ipAddress", Message: "may not be null"})
-		} else if !topology.IsIPv4(*body.IPAddress) {
-			vs = append(vs, topology.Violation{Property: "ipAddress", Message: "is an invalid IP format"})
-		}
-		if len(vs) > 0 {
-			return &topology.ValidationError{Violations: vs}
+		var c topology.Checks
+		c.Required("hostId", body.HostID != nil)
+		c.IPv4("ipAddress", body.IPAddress)
+		if err := c.Err(); err != nil {
+			return err
 		}
 		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			z, err := zones.load(tx, id.String())
@@ -498,11 +475,7 @@ func (s *Server) tunnelZoneRoutes() {
 		return created(w, baseURI(r)+"/tunnel_zones/"+id.String()+"/hosts/"+body.HostID.String())
 	})
 	s.handle("GET /tunnel_zones/{id}/hosts/{hostId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		hid, err := pathID(r, "hostId")
+		id, hid, err := memberIDs(r, "hostId")
 		if err != nil {
 			return err
 		}
@@ -524,11 +497,7 @@ func (s *Server) tunnelZoneRoutes() {
 		return writeJSON(w, r, http.StatusOK, memberMedia, memberView(r, id, m))
 	})
 	s.handle("DELETE /tunnel_zones/{id}/hosts/{hostId}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		hid, err := pathID(r, "hostId")
+		id, hid, err := memberIDs(r, "hostId")
 		if err != nil {
 			return err
 		}

@@ -438,8 +438,9 @@ func (s *Server) linkPorts(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	if body.PeerID == nil {
-		return &topology.ValidationError{Violations: []topology.Violation{{Property: "peerId", Message: "may not be null"}}}
+	var c topology.Checks
+	if c.Required("peerId", body.PeerID != nil); c.Err() != nil {
+		return c.Err()
 	}
 	err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 		var a, b topology.Port

@@ -375,3 +375,13 @@ func writeBody(w http.ResponseWriter, v any) {
 	b, _ := json.Marshal(v)
 	w.Write(b)
 }
+
+// memberIDs parses the ids of a member path, /{id}/.../{child}: the parent
+// (a port group, host or tunnel zone) and the member.
+func memberIDs(r *http.Request, child string) (parent, member topology.ID, err error) {
+	if parent, err = pathID(r, "id"); err != nil {
+		return parent, member, err
+	}
+	member, err = pathID(r, child)
+	return parent, member, err
+}

@@ -109,17 +109,11 @@ func (s *Server) tableRoutes() {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
-		var vs []topology.Violation
-		if body.MacAddr == nil {
-			vs = append(vs, topology.Violation{Property: "macAddr", Message: "may not be null"})
-		} else if _, ok := topology.ParseMAC(*body.MacAddr); !ok || strings.Contains(*body.MacAddr, "-") {
-			vs = append(vs, topology.Violation{Property: "macAddr", Message: "is not a valid MAC address"})
-		}
-		if body.PortID == nil {
-			vs = append(vs, topology.Violation{Property: "portId", Message: "may not be null"})
-		}
-		if len(vs) > 0 {
-			return &topology.ValidationError{Violations: vs}
+		var c topology.Checks
+		c.MAC("macAddr", body.MacAddr)
+		c.Required("portId", body.PortID != nil)
+		if err := c.Err(); err != nil {
+			return err
 		}
 		vlan := 0
 		if body.VlanID != nil {
@@ -266,19 +260,11 @@ func (s *Server) tableRoutes() {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
-		var vs []topology.Violation
-		if body.IP == nil {
-			vs = append(vs, topology.Violation{Property: "ip", Message: "may not be null"})
-		} else if !topology.IsIPv4(*body.IP) {
-			vs = append(vs, topology.Violation{Property: "ip", Message: "is an invalid IP format"})
-		}
-		if body.MAC == nil {
-			vs = append(vs, topology.Violation{Property: "mac", Message: "may not be null"})
-		} else if _, ok := topology.ParseMAC(*body.MAC); !ok || strings.Contains(*body.MAC, "-") {
-			vs = append(vs, topology.Violation{Property: "mac", Message: "is not a valid MAC address"})
-		}
-		if len(vs) > 0 {
-			return &topology.ValidationError{Violations: vs}
+		var c topology.Checks
+		c.IPv4("ip", body.IP)
+		c.MAC("mac", body.MAC)
+		if err := c.Err(); err != nil {
+			return err
 		}
 		mac, _ := topology.ParseMAC(*body.MAC)
 		m := topology.FormatMAC(mac)

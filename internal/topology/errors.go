@@ -84,3 +84,23 @@ func Singular(kind string) string {
 	}
 	return kind
 }
+
+// Checks validates request bodies that are not model objects (a binding, a
+// link, a table entry) with the same rules and messages as the model.
+type Checks struct{ v violations }
+
+// Required reports prop missing unless present.
+func (c *Checks) Required(prop string, present bool) {
+	if !present {
+		c.v.add(prop, "may not be null")
+	}
+}
+
+// IPv4 checks a required IPv4 address.
+func (c *Checks) IPv4(prop string, s *string) { c.v.checkIPv4(prop, s, true) }
+
+// MAC checks a required MAC address.
+func (c *Checks) MAC(prop string, s *string) { c.v.checkMAC(prop, s, true) }
+
+// Err returns the violations found, or nil.
+func (c *Checks) Err() error { return c.v.err() }
