@@ -274,17 +274,20 @@ func TestInterfaceDownAndUp(t *testing.T) {
 	})
 }
 
-func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
-	need(t)
-	// An echo server in the external network that keeps connections open.
+// natConversation opens a TCP connection from vm-b1 (SNATed by the tenant
+// router) to a line-echo server in the external network on port, and
+// returns a function that sends a line and returns the echo, prefixed with
+// the address and port the server saw the client at.
+func natConversation(t *testing.T, port int) func(msg string) string {
+	t.Helper()
 	var ln net.Listener
 	inNS(t, sandbox.ExtNS, func() {
 		var err error
-		if ln, err = net.Listen("tcp4", "0.0.0.0:7100"); err != nil {
+		if ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -293,10 +296,9 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 				s := bufio.NewScanner(c)
 				for s.Scan() {
-					fmt.Fprintf(c, "%s %s\n", host, s.Text())
+					fmt.Fprintf(c, "%s %s\n", c.RemoteAddr(), s.Text())
 				}
 			}()
 		}
@@ -304,14 +306,14 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 	var c net.Conn
 	inNS(t, sandbox.VMNS("vm-b1"), func() {
 		var err error
-		if c, err = net.DialTimeout("tcp4", "192.0.2.1:7100", 3*time.Second); err != nil {
+		if c, err = net.DialTimeout("tcp4", fmt.Sprintf("192.0.2.1:%d", port), 3*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	r := bufio.NewReader(c)
-	say := func(msg string) string {
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+	return func(msg string) string {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "%s\n", msg)
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -319,16 +321,23 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 		}
 		return strings.TrimSpace(line)
 	}
-	if got := say("before"); got != "203.0.113.1 before" {
-		t.Fatalf("echo %q, want it from the SNAT address", got)
+}
+
+func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
+	need(t)
+	say := natConversation(t, 7100)
+	before := say("before")
+	if !strings.HasPrefix(before, "203.0.113.1:") {
+		t.Fatalf("echo %q, want it from the SNAT address", before)
 	}
+	seen, _, _ := strings.Cut(before, " ")
 	// vm-b1 lives on host2: restart its agent (and with it the userspace
 	// datapath and every flow).
 	if err := sb.RestartAgent(1); err != nil {
 		t.Fatal(err)
 	}
-	if got := say("after"); got != "203.0.113.1 after" {
-		t.Fatalf("echo after the restart %q: the connection must keep its NAT mapping", got)
+	if got := say("after"); got != seen+" after" {
+		t.Fatalf("echo after the restart %q: the connection must keep its NAT mapping %s", got, seen)
 	}
 }
 
@@ -416,48 +425,7 @@ func stateReceived(t *testing.T, host int) int {
 
 func TestNATConnectionSurvivesPortMigration(t *testing.T) {
 	need(t)
-	var ln net.Listener
-	inNS(t, sandbox.ExtNS, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", "0.0.0.0:7101"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				host, port, _ := net.SplitHostPort(c.RemoteAddr().String())
-				s := bufio.NewScanner(c)
-				for s.Scan() {
-					fmt.Fprintf(c, "%s:%s %s\n", host, port, s.Text())
-				}
-			}()
-		}
-	}()
-	var c net.Conn
-	inNS(t, sandbox.VMNS("vm-b1"), func() {
-		var err error
-		if c, err = net.DialTimeout("tcp4", "192.0.2.1:7101", 3*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer c.Close()
-	r := bufio.NewReader(c)
-	say := func(msg string) string {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "%s\n", msg)
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("connection broke: %v", err)
-		}
-		return strings.TrimSpace(line)
-	}
+	say := natConversation(t, 7101)
 	before := say("before")
 	if !strings.HasPrefix(before, "203.0.113.1:") {
 		t.Fatalf("echo %q, want it from the SNAT address", before)
