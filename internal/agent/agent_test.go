@@ -122,6 +122,22 @@ func (c *cloud) close() {
 	c.store.Close()
 }
 
+// appendRule adds a rule at the end of a chain.
+func (c *cloud) appendRule(chain topology.ID, rule topology.Rule) {
+	c.t.Helper()
+	c.update(func(tx *nsdb.Tx) error {
+		var ch topology.Chain
+		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
+			return err
+		}
+		ch.RuleIDs = append(ch.RuleIDs, rule.ID)
+		if err := tx.Put(&ch); err != nil {
+			return err
+		}
+		return tx.Create(&rule)
+	})
+}
+
 // bridgePort creates a port on bridge and binds it to iface on a's host
 // (an unbound, interior port when a is nil).
 func (c *cloud) bridgePort(bridge topology.ID, a *testAgent, iface string) topology.ID {
@@ -260,17 +276,7 @@ func TestRuleChangeInvalidatesInstalledFlows(t *testing.T) {
 	*rule.NwProto = 17
 	rule.Validate()
 	start := time.Now()
-	c.update(func(tx *nsdb.Tx) error {
-		var ch topology.Chain
-		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
-			return err
-		}
-		ch.RuleIDs = append(ch.RuleIDs, rule.ID)
-		if err := tx.Put(&ch); err != nil {
-			return err
-		}
-		return tx.Create(&rule)
-	})
+	c.appendRule(chain, rule)
 	// Within a second the installed flow is gone and packets are dropped
 	// by the new rule instead of forwarded by the datapath.
 	for {

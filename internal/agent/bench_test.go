@@ -119,9 +119,9 @@ func hasFlowFrom(a *testAgent, in datapath.PortNo) bool {
 	return found
 }
 
-// waitForSleep polls cond every millisecond until it holds or the timeout
+// waitFor polls cond every millisecond until it holds or the timeout
 // passes, leaving the CPU to the agents in between.
-func waitForSleep(cond func() bool, timeout time.Duration) bool {
+func waitFor(cond func() bool, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -135,20 +135,9 @@ func waitForSleep(cond func() bool, timeout time.Duration) bool {
 // inFlight bounds the misses a flow-setup benchmark keeps outstanding.
 const inFlight = 128
 
-func waitFor(cond func() bool, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		runtime.Gosched()
-	}
-	return true
-}
-
 // TestConvergence100Agents measures, with 100 agents on one store, the time
 // from a committed topology change to the last agent having invalidated the
-// flows it affects. Run it with -convergence (it takes about a minute).
+// flows it affects. Set MIDONET_CONVERGENCE=1 to run it (it takes about half a minute).
 func TestConvergence100Agents(t *testing.T) {
 	if os.Getenv("MIDONET_CONVERGENCE") == "" {
 		t.Skip("set MIDONET_CONVERGENCE=1 to run the 100-agent convergence measurement")
@@ -187,7 +176,7 @@ func TestConvergence100Agents(t *testing.T) {
 			installed := false
 			for try := 0; try < 25 && !installed; try++ {
 				v.a.dp.Inject(v.in, v.frame)
-				installed = waitForSleep(func() bool { return hasFlowFrom(v.a, v.in) }, 200*time.Millisecond)
+				installed = waitFor(func() bool { return hasFlowFrom(v.a, v.in) }, 200*time.Millisecond)
 			}
 			if !installed {
 				t.Fatalf("round %d: agent %s installed no flow", r, v.a.HostID())
@@ -196,20 +185,10 @@ func TestConvergence100Agents(t *testing.T) {
 		start := time.Now()
 		rule := topology.Rule{ID: topology.NewID(), Type: topology.RuleAccept, ChainID: chain}
 		rule.Validate()
-		c.update(func(tx *nsdb.Tx) error {
-			var ch topology.Chain
-			if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
-				return err
-			}
-			ch.RuleIDs = append(ch.RuleIDs, rule.ID)
-			if err := tx.Put(&ch); err != nil {
-				return err
-			}
-			return tx.Create(&rule)
-		})
+		c.appendRule(chain, rule)
 		committed := time.Since(start)
 		for _, v := range vms {
-			if !waitForSleep(func() bool { return !hasFlowFrom(v.a, v.in) }, 5*time.Second) {
+			if !waitFor(func() bool { return !hasFlowFrom(v.a, v.in) }, 5*time.Second) {
 				t.Fatalf("round %d: an agent kept its flow", r)
 			}
 		}

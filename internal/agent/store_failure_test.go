@@ -71,17 +71,7 @@ func TestForwardingContinuesWhenAStoreMemberDies(t *testing.T) {
 	// traffic once h1 sees it.
 	rule := topology.Rule{ID: topology.NewID(), Type: topology.RuleDrop, ChainID: chain}
 	rule.Validate()
-	c.update(func(tx *nsdb.Tx) error {
-		var ch topology.Chain
-		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
-			return err
-		}
-		ch.RuleIDs = append(ch.RuleIDs, rule.ID)
-		if err := tx.Put(&ch); err != nil {
-			return err
-		}
-		return tx.Create(&rule)
-	})
+	c.appendRule(chain, rule)
 	deadline := time.Now().Add(10 * time.Second)
 	for port := uint16(100); ; port++ {
 		send(port)

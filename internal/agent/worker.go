@@ -155,7 +155,7 @@ func (w *worker) fromOverlay(t *portTables, u *upcall) {
 	mask.InPort, mask.TunID = ^uint32(0), ^uint32(0)
 	acts := []datapath.Action{datapath.Output(dp)}
 	w.a.flows.add(&flowEntry{
-		key: u.key, mask: mask, actions: acts, tags: []sim.Tag{sim.DeviceTag(w.a.portOfDP(t, dp))},
+		key: u.key, mask: mask, actions: acts, tags: []sim.Tag{sim.DeviceTag(t.byDP[dp])},
 		expires: w.a.now().Add(tunnelFlowTimeout),
 	})
 	if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
@@ -165,8 +165,6 @@ func (w *worker) fromOverlay(t *portTables, u *upcall) {
 
 // tunnelFlowTimeout is the hard timeout of overlay delivery flows.
 const tunnelFlowTimeout = 300 * time.Second
-
-func (a *Agent) portOfDP(t *portTables, dp datapath.PortNo) topology.ID { return t.byDP[dp] }
 
 // simulate runs one packet through the virtual network and acts on the
 // result.
