@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/midonet/midonet/internal/topology"
 	"net"
 	"net/netip"
 	"strconv"
@@ -72,7 +73,7 @@ func RouterARPKey(routerID string, ip netip.Addr) string {
 
 // FormatMAC spells a MAC the one way state keys and values use:
 // lowercase, colon-separated.
-func FormatMAC(mac [6]byte) string { return net.HardwareAddr(mac[:]).String() }
+func FormatMAC(mac [6]byte) string { return topology.FormatMAC(mac) }
 
 // ParseMAC parses a MAC spelt as FormatMAC spells it; any other spelling
 // is refused, so that one MAC has one key.
