@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/midonet/midonet/internal/topology"
 	"net"
 	"net/netip"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // StatePrefix is the Watch and ListState prefix of every state key.
