@@ -5,7 +5,8 @@
 # the OVN/Open vSwitch peer benchmark in the project's shared notes
 # (bench/README.md there): routed on one host, routed across hosts through
 # the overlay, SNAT out, floating IP in. Run as root. DUR sets iperf3's
-# seconds (default 5).
+# seconds (default 5); SCEN, a space-separated list of scenario names,
+# runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH
@@ -48,6 +49,7 @@ connrate() { # client server-ns addr p
 }
 printf '%-28s %-12s %-12s %-10s %-26s %-26s\n' scenario "ping p50 us" "ping p99 us" "iperf Gb/s" "conns/s p=1" "conns/s p=8"
 while read -r name from to addr connaddr; do
+  [ -z "${SCEN:-}" ] || [[ " $SCEN " == *" $name "* ]] || continue
   read -r p50 p99 <<<"$(pingstats "$from" "$addr")"
   g=$(iperf "$from" "$to" "$addr")
   c1=$(connrate "$from" "$to" "$connaddr" 1)

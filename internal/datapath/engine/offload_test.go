@@ -83,7 +83,7 @@ func TestPendingChecksumFollowsRewrites(t *testing.T) {
 
 // gsoTCP builds a TCP/IPv4 super-frame with payload bytes of payload as a
 // sender with TSO leaves it: partial checksum, GSO metadata for mss.
-func gsoTCP(t *testing.T, payload []byte, mss uint16) ([]byte, Offload) {
+func gsoTCP(t testing.TB, payload []byte, mss uint16) ([]byte, Offload) {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 100, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}}

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -731,8 +732,29 @@ func tcpTransfer(t *testing.T, from, to netns.NsHandle, addr string, size int) {
 // are segmented in software before encapsulation.
 func TestVXLANOffloadTCP(t *testing.T) {
 	requireRoot(t)
+	// With a jumbo underlay, a TSO burst crosses in UDP_SEGMENT batches;
+	// with a 1500-byte one, every datagram is fragmented.
+	for _, underlayMTU := range []int{1500, 9000} {
+		t.Run(fmt.Sprintf("underlay-mtu-%d", underlayMTU), func(t *testing.T) { vxlanOffloadTCP(t, underlayMTU) })
+	}
+}
+
+func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
 	dp1NS, dp2NS, nsA, nsB := newNS(t), newNS(t), newNS(t), newNS(t)
 	veth(t, dp1NS, "u1", dp2NS, "u2")
+	for _, u := range []struct {
+		ns   netns.NsHandle
+		name string
+	}{{dp1NS, "u1"}, {dp2NS, "u2"}} {
+		h := nlHandle(t, u.ns)
+		link, err := h.LinkByName(u.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetMTU(link, underlayMTU); err != nil {
+			t.Fatal(err)
+		}
+	}
 	addAddr(t, dp1NS, "u1", "10.1.0.1/24")
 	addAddr(t, dp2NS, "u2", "10.1.0.2/24")
 	veth(t, dp1NS, "a1", nsA, "a0")
@@ -742,6 +764,7 @@ func TestVXLANOffloadTCP(t *testing.T) {
 	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	const vni = 77
 	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
+	var vxStats []func() datapath.PortStats
 	for _, h := range []struct {
 		ns            netns.NsHandle
 		local, remote netip.Addr
@@ -756,8 +779,30 @@ func TestVXLANOffloadTCP(t *testing.T) {
 		vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: h.local})
 		putFlow(t, d, fromPort(vm), inPortMask, datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: h.remote}), datapath.Output(vx))
 		putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni}, tunMask, datapath.Output(vm))
+		vxStats = append(vxStats, func() datapath.PortStats { return portStats(t, d, vx) })
 	}
-	tcpTransfer(t, nsA, nsB, "10.9.0.2:7012", 4<<20)
+	const size = 16 << 20
+	tcpTransfer(t, nsA, nsB, "10.9.0.2:7012", size)
+	for i, st := range vxStats {
+		if s := st(); s.TxDropped != 0 || s.RxDropped != 0 {
+			t.Errorf("overlay port of datapath %d dropped: %+v", i+1, s)
+		}
+	}
+	if underlayMTU < 9000 {
+		return
+	}
+	// The bursts are received coalesced (UDP_GRO) and merged again into
+	// super-frames for the receiving VM: it sees far fewer frames than
+	// MSS-sized segments.
+	link, err := nlHandle(t, nsB).LinkByName("b0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, segs := link.Attrs().Statistics.RxPackets, uint64(size/1448)
+	t.Logf("the receiving VM got %d frames for about %d segments", frames, segs)
+	if frames > segs/4 {
+		t.Errorf("the receiving VM got %d frames for about %d segments: bursts were not merged", frames, segs)
+	}
 }
 
 // With Config.XDP the ports are AF_XDP sockets and forwarding works as with
@@ -806,4 +851,15 @@ func TestForwardBetweenVethsXDP(t *testing.T) {
 	if x := link.Attrs().Xdp; x != nil && x.Attached {
 		t.Error("the XDP program is still attached after the port was removed")
 	}
+}
+
+func portStats(t *testing.T, d *Datapath, no datapath.PortNo) datapath.PortStats {
+	t.Helper()
+	for _, p := range d.Ports() {
+		if p.No == no {
+			return p.Stats
+		}
+	}
+	t.Fatalf("port %d not found", no)
+	return datapath.PortStats{}
 }

@@ -25,13 +25,41 @@ type vxlanPort struct {
 	poll  *poller
 	done  chan struct{}
 
+	ep  *engine.Port // for counting what a batched send fails to send
+	gro bool         // UDP_GRO: a receive may carry several datagrams
+
 	txMu   sync.Mutex // guards the fields below and fd use for sending
 	closed bool
-	txBuf  []byte
+	txBuf  []byte // the batch being built: datagrams back to back
 	txOOB  []byte
+	// The batch: datagrams of batchSize bytes for one destination (the
+	// last may be shorter), sent with UDP_SEGMENT in one system call.
+	batch     batchKey
+	batchN    int // bytes in txBuf
+	batchSize int
+	batchLen  int  // datagrams
+	batchDone bool // the last datagram was short: the batch is closed
+	// gso reports whether UDP_SEGMENT sends work; gsoMax, if not 0, is the
+	// smallest datagram size the kernel refused to segment (larger than the
+	// path MTU allows), which is sent alone from then on.
+	gso    bool
+	gsoMax int
 }
 
-const vxlanHeaderLen = 8
+// batchKey is what datagrams of one UDP_SEGMENT batch share.
+type batchKey struct {
+	dst, src [4]byte
+	ttl, tos uint8
+}
+
+const (
+	vxlanHeaderLen = 8
+	// maxBatchBytes is the most a UDP_SEGMENT send carries (one IPv4
+	// datagram's worth before segmentation); maxBatchLen is the kernel's
+	// oldest limit on segments per send.
+	maxBatchBytes = 65535 - 20 - 8
+	maxBatchLen   = 64
+)
 
 func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 	var local [4]byte
@@ -42,7 +70,7 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 		local = spec.LocalAddr.As4()
 	}
 	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, done: make(chan struct{}),
-		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 3*unix.CmsgSpace(unix.SizeofInet4Pktinfo))}
+		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 4*unix.CmsgSpace(unix.SizeofInet4Pktinfo))}
 	err := d.inNS(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -59,6 +87,9 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 				return fmt.Errorf("setsockopt %d: %w", o.opt, err)
 			}
 		}
+		// Best effort: without them each datagram costs a system call.
+		p.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		p.gso = true
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 		return unix.Bind(fd, &unix.SockaddrInet4{Addr: local, Port: int(spec.UDPPort)})
@@ -78,7 +109,12 @@ func (p *vxlanPort) ifindex() int { return 0 }
 
 func (p *vxlanPort) setMTU(int) {}
 
-func (p *vxlanPort) start(ep *engine.Port) { go p.receive(ep) }
+func (p *vxlanPort) start(ep *engine.Port) {
+	p.txMu.Lock()
+	p.ep = ep
+	p.txMu.Unlock()
+	go p.receive(ep)
+}
 
 // receive decapsulates datagrams: the VNI, the outer source and destination
 // addresses, TOS and TTL become the tunnel fields of the inner flow key.
@@ -86,7 +122,8 @@ func (p *vxlanPort) receive(ep *engine.Port) {
 	defer close(p.done)
 	w := p.d.e.NewWorker()
 	defer w.Close()
-	buf := make([]byte, 65536)
+	// With UDP_GRO one receive returns up to 64 KiB of datagrams.
+	buf := make([]byte, 1<<17)
 	oob := make([]byte, 256)
 	var (
 		from unix.RawSockaddrInet4
@@ -108,27 +145,41 @@ func (p *vxlanPort) receive(ep *engine.Port) {
 			if errno != 0 {
 				break
 			}
-			d := buf[:n]
-			if len(d) < vxlanHeaderLen+14 || d[0]&0x08 == 0 {
+			tun = engine.Tunnel{Src: from.Addr, Dst: p.local}
+			size := parseCmsgs(oob[:msg.Controllen], &tun)
+			if msg.Flags&unix.MSG_TRUNC != 0 {
 				ep.RxPackets.Add(1)
 				ep.RxDropped.Add(1)
 				continue
 			}
-			tun = engine.Tunnel{ID: uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6]), Src: from.Addr, Dst: p.local}
-			parseCmsgs(oob[:msg.Controllen], &tun)
-			w.Receive(ep, d[vxlanHeaderLen:], &tun)
+			all := buf[:n]
+			if size <= 0 {
+				size = len(all)
+			}
+			for len(all) > 0 {
+				d := all[:min(size, len(all))]
+				all = all[len(d):]
+				if len(d) < vxlanHeaderLen+14 || d[0]&0x08 == 0 {
+					ep.RxPackets.Add(1)
+					ep.RxDropped.Add(1)
+					continue
+				}
+				tun.ID = uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6])
+				w.Receive(ep, d[vxlanHeaderLen:], &tun)
+			}
 		}
 		w.Flush()
 	}
 }
 
-// parseCmsgs reads the outer TOS, TTL and destination address.
-func parseCmsgs(b []byte, tun *engine.Tunnel) {
+// parseCmsgs reads the outer TOS, TTL and destination address, and
+// returns the datagram size of a coalesced receive (0 if none).
+func parseCmsgs(b []byte, tun *engine.Tunnel) (gsoSize int) {
 	for len(b) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 		l := int(h.Len)
 		if l < unix.SizeofCmsghdr || l > len(b) {
-			return
+			return gsoSize
 		}
 		data := b[unix.CmsgLen(0):l]
 		if h.Level == unix.IPPROTO_IP {
@@ -147,63 +198,163 @@ func parseCmsgs(b []byte, tun *engine.Tunnel) {
 					tun.Dst = pi.Addr
 				}
 			}
+		} else if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(data) >= 4 {
+			gsoSize = int(binary.NativeEndian.Uint32(data))
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next > len(b) {
-			return
+			return gsoSize
 		}
 		b = b[next:]
 	}
+	return gsoSize
 }
 
 // Transmit implements engine.Transmitter: it encapsulates frame with the
-// tunnel metadata and sends it to the tunnel destination.
+// tunnel metadata and adds it to the batch for the tunnel destination;
+// Flush sends the batch. Consecutive datagrams of one size to one
+// destination, as a segmented TCP burst makes, go out in one UDP_SEGMENT
+// send that the kernel splits.
 func (p *vxlanPort) Transmit(frame []byte, tun *datapath.TunnelSet) error {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed {
 		return errPortClosed
 	}
-	if len(frame) > len(p.txBuf)-vxlanHeaderLen {
+	size := vxlanHeaderLen + len(frame)
+	if size > len(p.txBuf) {
 		return errTooBig
 	}
-	h := p.txBuf[:vxlanHeaderLen]
-	h[0], h[1], h[2], h[3] = 0x08, 0, 0, 0
-	h[4], h[5], h[6], h[7] = byte(tun.VNI>>16), byte(tun.VNI>>8), byte(tun.VNI), 0
-	n := vxlanHeaderLen + copy(p.txBuf[vxlanHeaderLen:], frame)
-
-	ttl := int32(tun.TTL)
+	ttl := tun.TTL
 	if ttl == 0 {
 		ttl = datapath.DefaultTunnelTTL
 	}
-	oob := p.txOOB[:0]
-	oob = appendCmsgInt(oob, unix.IP_TTL, ttl)
-	oob = appendCmsgInt(oob, unix.IP_TOS, int32(tun.TOS))
+	key := batchKey{dst: tun.Dst.As4(), ttl: ttl, tos: tun.TOS}
 	if tun.Src.IsValid() && tun.Src.As4() != p.local {
-		oob = appendPktinfo(oob, tun.Src.As4())
+		key.src = tun.Src.As4()
 	}
-	to := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: tun.Dst.As4()}
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&to.Port))[:], p.port)
-	iov := unix.Iovec{Base: &p.txBuf[0]}
-	iov.SetLen(n)
-	msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(&to)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1,
-		Control: &oob[0]}
-	msg.SetControllen(len(oob))
-	_, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
-	if errno != 0 {
-		return errno
+	if p.batchLen > 0 && (key != p.batch || p.batchDone || size > p.batchSize ||
+		p.batchN+size > maxBatchBytes || p.batchLen == maxBatchLen) {
+		p.sendBatchLocked()
+	}
+	if p.batchLen == 0 {
+		p.batch, p.batchSize, p.batchDone = key, size, false
+	}
+	h := p.txBuf[p.batchN : p.batchN+vxlanHeaderLen]
+	h[0], h[1], h[2], h[3] = 0x08, 0, 0, 0
+	h[4], h[5], h[6], h[7] = byte(tun.VNI>>16), byte(tun.VNI>>8), byte(tun.VNI), 0
+	copy(p.txBuf[p.batchN+vxlanHeaderLen:], frame)
+	p.batchN += size
+	p.batchLen++
+	p.batchDone = size < p.batchSize
+	if !p.gso || (p.gsoMax != 0 && size >= p.gsoMax) {
+		// Nothing to batch with: send now, and report the error.
+		return p.sendBatchLocked()
 	}
 	return nil
 }
 
-func appendCmsgInt(b []byte, typ int, v int32) []byte {
+// Flush implements engine.Flusher: it sends the batch.
+func (p *vxlanPort) Flush() {
+	p.txMu.Lock()
+	if !p.closed && p.batchLen > 0 {
+		p.sendBatchLocked()
+	}
+	p.txMu.Unlock()
+}
+
+// sendBatchLocked sends the batch and empties it. If the kernel refuses to
+// segment it (a datagram larger than the path allows without
+// fragmentation), the datagrams go one by one, and datagrams that large
+// are no longer batched. Datagrams that cannot be sent count as dropped.
+func (p *vxlanPort) sendBatchLocked() error {
+	b, key, size, n := p.txBuf[:p.batchN], p.batch, p.batchSize, p.batchLen
+	p.batchN, p.batchLen = 0, 0
+	if n == 1 {
+		return p.sendmsg(b, &key, 0)
+	}
+	err := p.sendmsg(b, &key, size)
+	if err == nil {
+		return nil
+	}
+	if err == unix.EINVAL || err == unix.EMSGSIZE || err == unix.EIO || err == unix.ENOPROTOOPT {
+		if p.gsoMax == 0 || size < p.gsoMax {
+			p.gsoMax = size
+		}
+		if err == unix.ENOPROTOOPT {
+			p.gso = false
+		}
+		var last error
+		for len(b) > 0 {
+			d := b[:min(size, len(b))]
+			b = b[len(d):]
+			if err := p.sendmsg(d, &key, 0); err != nil {
+				last = err
+				p.countDropped(1)
+			}
+		}
+		return last
+	}
+	p.countDropped(n)
+	return err
+}
+
+func (p *vxlanPort) countDropped(n int) {
+	if p.ep != nil {
+		p.ep.TxDropped.Add(uint64(n))
+	}
+}
+
+// sendmsg sends b to the batch's destination; segment, if not 0, asks the
+// kernel to split b into datagrams of that size.
+func (p *vxlanPort) sendmsg(b []byte, key *batchKey, segment int) error {
+	oob := p.txOOB[:0]
+	oob = appendCmsgInt(oob, unix.IPPROTO_IP, unix.IP_TTL, int32(key.ttl))
+	oob = appendCmsgInt(oob, unix.IPPROTO_IP, unix.IP_TOS, int32(key.tos))
+	if key.src != ([4]byte{}) {
+		oob = appendPktinfo(oob, key.src)
+	}
+	if segment > 0 {
+		oob = appendCmsgUint16(oob, unix.IPPROTO_UDP, unix.UDP_SEGMENT, uint16(segment))
+	}
+	to := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: key.dst}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&to.Port))[:], p.port)
+	iov := unix.Iovec{Base: &b[0]}
+	iov.SetLen(len(b))
+	msg := unix.Msghdr{Name: (*byte)(unsafe.Pointer(&to)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1,
+		Control: &oob[0]}
+	msg.SetControllen(len(oob))
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return errno
+	}
+}
+
+func appendCmsgInt(b []byte, level, typ int, v int32) []byte {
 	start := len(b)
 	b = slices.Grow(b, unix.CmsgSpace(4))[:start+unix.CmsgSpace(4)]
 	clear(b[start:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
-	h.Level, h.Type = unix.IPPROTO_IP, int32(typ)
+	h.Level, h.Type = int32(level), int32(typ)
 	h.SetLen(unix.CmsgLen(4))
 	binary.NativeEndian.PutUint32(b[start+unix.CmsgLen(0):], uint32(v))
+	return b
+}
+
+func appendCmsgUint16(b []byte, level, typ int, v uint16) []byte {
+	start := len(b)
+	b = slices.Grow(b, unix.CmsgSpace(2))[:start+unix.CmsgSpace(2)]
+	clear(b[start:])
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
+	h.Level, h.Type = int32(level), int32(typ)
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[start+unix.CmsgLen(0):], v)
 	return b
 }
 
