@@ -164,7 +164,7 @@ for mode in $MODES; do
 			local_args=(-ring "$(echo "$mode" | cut -d- -f2)")
 		fi
 		[[ $mode == *-gso ]] && local_args+=(-offload)
-		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" "${local_args[@]}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+		ip netns exec "$P-D" env GOMAXPROCS="${DP_PROCS:-1}" taskset -c "$DP_CPU" "$WORK/dpfwd" "${local_args[@]}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")
 		sleep 0.5
@@ -173,7 +173,7 @@ for mode in $MODES; do
 		echo "  dpfwd counters: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["Stats"]); [print("   ", p["Spec"]["Name"], p["Stats"]) for p in d["Ports"]]' "$WORK/dpfwd.json" 2>/dev/null)"
 		;;
 	upcalls)
-		ip netns exec "$P-D" env GOMAXPROCS=1 taskset -c "$DP_CPU" "$WORK/dpfwd" -upcalls-only -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
+		ip netns exec "$P-D" env GOMAXPROCS="${DP_PROCS:-1}" taskset -c "$DP_CPU" "$WORK/dpfwd" -upcalls-only -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")
 		sleep 0.5

@@ -31,6 +31,7 @@ func main() {
 	xdp := flag.Bool("xdp", false, "attach the interfaces with AF_XDP where possible")
 	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	busyPoll := flag.Duration("busy-poll", 0, "keep polling the ports this long after the last packet before sleeping (0: off)")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -56,7 +57,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(userspace.Config{Logger: log, Ring: rv, Offload: *offload, XDP: *xdp, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
+	if err := run(userspace.Config{Logger: log, BusyPoll: *busyPoll, Ring: rv, Offload: *offload, XDP: *xdp, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)

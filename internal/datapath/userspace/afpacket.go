@@ -60,6 +60,15 @@ type afpacketPort struct {
 	blocks    int
 	poll      *poller
 	done      chan struct{}
+	stopping  atomic.Bool // close has begun: the receiver must stop spinning
+
+	// rxMu guards the receive ring (V2), which the port's receiver and
+	// the datapath's spinner both drain.
+	rxMu     sync.Mutex
+	rxCur    int  // the next slot to read
+	rxClosed bool // the ring is unmapped
+	rxEP     *engine.Port
+	vlanBuf  []byte // scratch for putting back a VLAN tag
 
 	txMu     sync.Mutex // guards the fields below and fd use for sending
 	tx       []byte     // the transmit frames
@@ -234,13 +243,19 @@ func (p *afpacketPort) start(ep *engine.Port) {
 	p.ep = ep
 	p.txMu.Unlock()
 	if p.version == unix.TPACKET_V2 {
-		go p.receiveV2(ep)
+		p.rxMu.Lock()
+		p.rxEP = ep
+		p.rxMu.Unlock()
+		p.d.busy.add(p)
+		go p.receiveV2()
 		return
 	}
 	go p.receive(ep)
 }
 
 func (p *afpacketPort) close() {
+	p.stopping.Store(true)
+	p.d.busy.remove(p)
 	if p.poll != nil {
 		p.poll.stop()
 		<-p.done
@@ -249,6 +264,9 @@ func (p *afpacketPort) close() {
 }
 
 func (p *afpacketPort) release() {
+	p.rxMu.Lock()
+	p.rxClosed = true
+	p.rxMu.Unlock()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed {
@@ -312,43 +330,62 @@ func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, st
 	w.ReceiveOffload(ep, frame, nil, off)
 }
 
-// receiveV2 is the receive loop for TPACKET_V2: it hands each frame whose
-// slot the kernel released to a Worker, ending a batch when the ring is
-// empty or after rxBatch frames.
-func (p *afpacketPort) receiveV2(ep *engine.Port) {
+// receiveV2 is the receive loop for TPACKET_V2: it drains the ring, then
+// spins over all the datapath's ports while traffic lasts if no other
+// receiver does (busypoll.go), then sleeps until the kernel releases a slot.
+func (p *afpacketPort) receiveV2() {
 	defer close(p.done)
 	w := p.d.e.NewWorker()
 	defer w.Close()
-	vlanBuf := make([]byte, 0, p.rxFrame+4)
+	for {
+		for p.drainV2(w, true) > 0 {
+		}
+		p.d.busy.spin(w, &p.stopping)
+		if !p.poll.wait(-1) {
+			return
+		}
+	}
+}
+
+// drainSome implements drainer.
+func (p *afpacketPort) drainSome(w *engine.Worker) int { return p.drainV2(w, false) }
+
+// drainV2 hands up to rxBatch frames whose slots the kernel released to w,
+// as one batch. Unless wait is set it gives up at once when another
+// goroutine is draining the ring.
+func (p *afpacketPort) drainV2(w *engine.Worker, wait bool) int {
+	if wait {
+		p.rxMu.Lock()
+	} else if !p.rxMu.TryLock() {
+		return 0
+	}
+	defer p.rxMu.Unlock()
+	if p.rxClosed {
+		return 0
+	}
 	// Slots do not straddle blocks: a block holds perBlock whole slots.
 	perBlock := p.blockSize / p.rxFrame
 	slots := perBlock * p.blocks
-	cur, batch := 0, 0
-	w.Begin()
-	for {
-		at := cur/perBlock*p.blockSize + cur%perBlock*p.rxFrame
+	n := 0
+	for n < rxBatch {
+		at := p.rxCur/perBlock*p.blockSize + p.rxCur%perBlock*p.rxFrame
 		slot := p.rx[at : at+p.rxFrame]
 		h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&slot[0]))
 		if atomic.LoadUint32(&h.Status)&unix.TP_STATUS_USER == 0 {
-			if batch > 0 {
-				w.Flush()
-				batch = 0
-			}
-			if !p.poll.wait(-1) {
-				return
-			}
-			w.Begin()
-			continue
+			break
 		}
-		p.handle(w, ep, slot, int(h.Mac), h.Snaplen, h.Len, h.Status, h.Vlan_tci, h.Vlan_tpid, &vlanBuf)
+		if n == 0 {
+			w.Begin()
+		}
+		p.handle(w, p.rxEP, slot, int(h.Mac), h.Snaplen, h.Len, h.Status, h.Vlan_tci, h.Vlan_tpid, &p.vlanBuf)
 		atomic.StoreUint32(&h.Status, unix.TP_STATUS_KERNEL)
-		cur = (cur + 1) % slots
-		if batch++; batch == rxBatch {
-			w.Flush()
-			w.Begin()
-			batch = 0
-		}
+		p.rxCur = (p.rxCur + 1) % slots
+		n++
 	}
+	if n > 0 {
+		w.Flush()
+	}
+	return n
 }
 
 const rxBatch = 64

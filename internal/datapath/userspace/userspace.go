@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -59,6 +60,12 @@ type Config struct {
 	XDP bool
 	// Ring selects the AF_PACKET ring version; the zero value is RingV2.
 	Ring RingVersion
+	// BusyPoll is how long a receiver keeps polling all ports after the
+	// last packet before it sleeps (see busypoll.go): lower latency for
+	// request-reply traffic at the cost of a spinning core while traffic
+	// lasts. Zero turns it off. AF_PACKET V2 ports and the VXLAN port
+	// take part; V3 and AF_XDP ports keep their own receivers.
+	BusyPoll time.Duration
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive
 	// ring; a block must hold the largest frame. Defaults 256 KiB and 8.
 	RingBlockSize int
@@ -113,6 +120,8 @@ type Datapath struct {
 	nlDone  chan struct{}
 	nlWG    sync.WaitGroup
 	closeMu sync.Once
+
+	busy busyPoller
 }
 
 type linkState struct {
@@ -140,6 +149,7 @@ func New(cfg Config) (*Datapath, error) {
 		cfg.Engine.Logger = log
 	}
 	d := &Datapath{
+		busy:   busyPoller{window: cfg.BusyPoll},
 		cfg:    cfg,
 		log:    log,
 		ns:     netns.None(),

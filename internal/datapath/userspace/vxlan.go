@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,14 @@ type vxlanPort struct {
 
 	ep  *engine.Port // for counting what a batched send fails to send
 	gro bool         // UDP_GRO: a receive may carry several datagrams
+
+	stopping atomic.Bool // close has begun: the receiver must stop spinning
+	// rxMu guards the receive side, which the port's receiver and the
+	// datapath's spinner both drain.
+	rxMu     sync.Mutex
+	rxClosed bool
+	rxBuf    []byte
+	rxOOB    []byte
 
 	txMu   sync.Mutex // guards the fields below and fd use for sending
 	closed bool
@@ -113,63 +122,98 @@ func (p *vxlanPort) start(ep *engine.Port) {
 	p.txMu.Lock()
 	p.ep = ep
 	p.txMu.Unlock()
-	go p.receive(ep)
+	p.rxMu.Lock()
+	// With UDP_GRO one receive returns up to 64 KiB of datagrams.
+	p.rxBuf, p.rxOOB = make([]byte, 1<<17), make([]byte, 256)
+	p.rxMu.Unlock()
+	p.d.busy.add(p)
+	go p.receive()
 }
 
-// receive decapsulates datagrams: the VNI, the outer source and destination
-// addresses, TOS and TTL become the tunnel fields of the inner flow key.
-func (p *vxlanPort) receive(ep *engine.Port) {
+// receive is the port's receive loop: it drains the socket, then spins
+// over all the datapath's ports while traffic lasts if no other receiver
+// does (busypoll.go), then sleeps until a datagram arrives.
+func (p *vxlanPort) receive() {
 	defer close(p.done)
 	w := p.d.e.NewWorker()
 	defer w.Close()
-	// With UDP_GRO one receive returns up to 64 KiB of datagrams.
-	buf := make([]byte, 1<<17)
-	oob := make([]byte, 256)
+	for {
+		for p.drain(w, true) > 0 {
+		}
+		p.d.busy.spin(w, &p.stopping)
+		if !p.poll.wait(-1) {
+			return
+		}
+	}
+}
+
+// drainSome implements drainer.
+func (p *vxlanPort) drainSome(w *engine.Worker) int { return p.drain(w, false) }
+
+// drain decapsulates up to 64 receives as one batch: the VNI, the outer
+// source and destination addresses, TOS and TTL become the tunnel fields
+// of the inner flow key. Unless wait is set it gives up at once when
+// another goroutine is draining the socket. It reports the datagrams
+// handled.
+func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
+	if wait {
+		p.rxMu.Lock()
+	} else if !p.rxMu.TryLock() {
+		return 0
+	}
+	defer p.rxMu.Unlock()
+	if p.rxClosed {
+		return 0
+	}
+	ep := p.ep
 	var (
 		from unix.RawSockaddrInet4
 		iov  unix.Iovec
 		msg  unix.Msghdr
 		tun  engine.Tunnel
 	)
-	for {
-		if !p.poll.wait(-1) {
-			return
+	handled := 0
+	for range 64 {
+		iov.Base = &p.rxBuf[0]
+		iov.SetLen(len(p.rxBuf))
+		msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&from)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1, Control: &p.rxOOB[0]}
+		msg.SetControllen(len(p.rxOOB))
+		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
+		if errno != 0 {
+			break
 		}
-		w.Begin()
-		for range 64 {
-			iov.Base = &buf[0]
-			iov.SetLen(len(buf))
-			msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&from)), Namelen: unix.SizeofSockaddrInet4, Iov: &iov, Iovlen: 1, Control: &oob[0]}
-			msg.SetControllen(len(oob))
-			n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
-			if errno != 0 {
-				break
-			}
-			tun = engine.Tunnel{Src: from.Addr, Dst: p.local}
-			size := parseCmsgs(oob[:msg.Controllen], &tun)
-			if msg.Flags&unix.MSG_TRUNC != 0 {
+		if handled == 0 {
+			w.Begin()
+		}
+		tun = engine.Tunnel{Src: from.Addr, Dst: p.local}
+		size := parseCmsgs(p.rxOOB[:msg.Controllen], &tun)
+		if msg.Flags&unix.MSG_TRUNC != 0 {
+			ep.RxPackets.Add(1)
+			ep.RxDropped.Add(1)
+			handled++
+			continue
+		}
+		all := p.rxBuf[:n]
+		if size <= 0 {
+			size = len(all)
+		}
+		for len(all) > 0 {
+			d := all[:min(size, len(all))]
+			all = all[len(d):]
+			handled++
+			if len(d) < vxlanHeaderLen+14 || d[0]&0x08 == 0 {
 				ep.RxPackets.Add(1)
 				ep.RxDropped.Add(1)
 				continue
 			}
-			all := buf[:n]
-			if size <= 0 {
-				size = len(all)
-			}
-			for len(all) > 0 {
-				d := all[:min(size, len(all))]
-				all = all[len(d):]
-				if len(d) < vxlanHeaderLen+14 || d[0]&0x08 == 0 {
-					ep.RxPackets.Add(1)
-					ep.RxDropped.Add(1)
-					continue
-				}
-				tun.ID = uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6])
-				w.Receive(ep, d[vxlanHeaderLen:], &tun)
-			}
+			tun.ID = uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6])
+			w.Receive(ep, d[vxlanHeaderLen:], &tun)
 		}
+	}
+	if handled > 0 {
 		w.Flush()
 	}
+	return handled
 }
 
 // parseCmsgs reads the outer TOS, TTL and destination address, and
@@ -371,6 +415,8 @@ func appendPktinfo(b []byte, src [4]byte) []byte {
 }
 
 func (p *vxlanPort) close() {
+	p.stopping.Store(true)
+	p.d.busy.remove(p)
 	if p.poll != nil {
 		p.poll.stop()
 		<-p.done
@@ -379,6 +425,9 @@ func (p *vxlanPort) close() {
 }
 
 func (p *vxlanPort) release() {
+	p.rxMu.Lock()
+	p.rxClosed = true
+	p.rxMu.Unlock()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed {

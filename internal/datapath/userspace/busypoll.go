@@ -1,0 +1,105 @@
+package userspace
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/midonet/midonet/internal/datapath/engine"
+)
+
+// Busy polling. A receiver that sleeps until the kernel wakes it pays a
+// wake-up per packet when traffic is light, and a request and its reply pay
+// one at every hop: on this kind of virtual machine about half of a hop's
+// latency. After any port saw traffic, one receiver (the spinner) keeps
+// polling the receive queues of all the datapath's ports instead of
+// sleeping, and handles what arrives on any of them, until no port has seen
+// a packet for the busy-poll window; then it sleeps like the others. This is
+// an adaptive form of Open vSwitch's poll-mode threads: a busy datapath
+// spins on one core, an idle one costs nothing, and in between the replies
+// of a conversation find a receiver already running. While it spins with
+// nothing to do the spinner yields the processor to other threads.
+
+// drainer is a port whose receive queue any goroutine can drain.
+type drainer interface {
+	// drainSome hands up to rxBatch ready frames to w, unless another
+	// goroutine is draining the port; it reports how many it handled.
+	drainSome(w *engine.Worker) int
+}
+
+// busyPoller is the spinner role of a datapath.
+type busyPoller struct {
+	window time.Duration // 0: off
+	active atomic.Bool   // a receiver is spinning
+
+	mu    sync.Mutex                // serializes changes of ports
+	ports atomic.Pointer[[]drainer] // the ports the spinner polls
+
+	spins atomic.Uint64 // times a receiver became the spinner
+	found atomic.Uint64 // frames the spinner handled
+}
+
+func (b *busyPoller) add(p drainer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ps []drainer
+	if old := b.ports.Load(); old != nil {
+		ps = append(ps, *old...)
+	}
+	ps = append(ps, p)
+	b.ports.Store(&ps)
+}
+
+// remove stops polling p. The spinner may still be in p's drainSome; the
+// port's own lock makes it see the port closed.
+func (b *busyPoller) remove(p drainer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.ports.Load()
+	if old == nil {
+		return
+	}
+	ps := make([]drainer, 0, len(*old))
+	for _, q := range *old {
+		if q != p {
+			ps = append(ps, q)
+		}
+	}
+	b.ports.Store(&ps)
+}
+
+// spin makes the caller the spinner unless busy polling is off or another
+// receiver spins already: it polls every port, handling frames with w,
+// until the window passes without a frame or stopping reports true. It
+// reports whether the caller spun.
+func (b *busyPoller) spin(w *engine.Worker, stopping *atomic.Bool) bool {
+	if b.window <= 0 || !b.active.CompareAndSwap(false, true) {
+		return false
+	}
+	defer b.active.Store(false)
+	b.spins.Add(1)
+	last := time.Now()
+	for !stopping.Load() {
+		n := 0
+		if ps := b.ports.Load(); ps != nil {
+			for _, p := range *ps {
+				n += p.drainSome(w)
+			}
+		}
+		if n > 0 {
+			b.found.Add(uint64(n))
+			last = time.Now()
+			continue
+		}
+		if time.Since(last) > b.window {
+			break
+		}
+		// Let other goroutines, then other threads, have the processor.
+		runtime.Gosched()
+		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+	return true
+}
