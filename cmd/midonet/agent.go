@@ -15,6 +15,7 @@ import (
 
 	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/engine"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
 )
@@ -114,7 +115,10 @@ func openDatapath(kind string, busyPoll time.Duration, log *slog.Logger) (datapa
 		}
 		// Offload: GSO super-frames from VMs with TSO on pass whole (or
 		// are segmented for the overlay), so guests need no ethtool tweaks.
-		return userspace.New(userspace.Config{Offload: true, BusyPoll: busyPoll, Logger: log})
+		// InlineUpcalls: the agent's handler only hands misses to its
+		// workers, so receivers may call it directly.
+		return userspace.New(userspace.Config{Offload: true, BusyPoll: busyPoll, Logger: log,
+			Engine: engine.Config{InlineUpcalls: true}})
 	case "ovs":
 		return openOVS()
 	}

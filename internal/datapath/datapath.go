@@ -155,8 +155,11 @@ type Upcall struct {
 }
 
 // UpcallHandler receives upcalls. HandleUpcall is called from one datapath
-// goroutine at a time; it must not block for long, since while it runs
-// further upcalls wait in bounded per-port queues and overflow is dropped.
+// goroutine at a time (not always the same one: a backend may deliver a
+// miss on the goroutine that received it); it must not block for long,
+// since while it runs further upcalls wait in bounded per-port queues and
+// overflow is dropped, and it must not call back into the datapath's
+// upcall delivery.
 type UpcallHandler interface {
 	HandleUpcall(u *Upcall)
 }

@@ -45,7 +45,13 @@ type Config struct {
 	// EMCSize is the number of exact-match cache slots per worker.
 	// 0: DefaultEMCSize.
 	EMCSize int
-	Logger  *slog.Logger // nil: discard
+	// InlineUpcalls lets a receiver hand a miss to the upcall handler
+	// itself when the handler is idle and the port has nothing queued,
+	// instead of waking the dispatcher: lower first-packet latency. Only
+	// for handlers that return at once (that hand the miss on), since the
+	// receiver forwards nothing while the handler runs.
+	InlineUpcalls bool
+	Logger        *slog.Logger // nil: discard
 }
 
 // Port is a port of an Engine.
@@ -101,6 +107,10 @@ type Engine struct {
 
 	upcallH atomic.Pointer[upcallBox]
 	eventH  atomic.Pointer[portEventBox]
+	// handlerMu is held while the upcall handler runs, by the dispatcher
+	// or by a receiver delivering a miss inline, so the handler runs on
+	// one goroutine at a time.
+	handlerMu sync.Mutex
 
 	workerMu sync.Mutex
 	workers  map[*Worker]struct{} // guarded by workerMu

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -595,4 +597,86 @@ func TestJumboFrameRewrite(t *testing.T) {
 		t.Fatalf("output %d bytes, want %d", len(out), len(buf.Bytes())+4)
 	}
 	checkChecksums(t, out)
+}
+
+// With InlineUpcalls a miss reaches an idle handler before Receive returns,
+// with its pending checksum finished; while the handler is busy, misses
+// queue and the dispatcher delivers them after it, in order.
+func TestInlineUpcalls(t *testing.T) {
+	e := New(Config{InlineUpcalls: true})
+	t.Cleanup(e.Close)
+	in, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &capture{})
+	var (
+		mu     sync.Mutex
+		got    []uint16 // TCP destination ports, in delivery order
+		onRecv = make(chan struct{})
+		block  = make(chan struct{})
+		first  = true
+	)
+	e.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
+		mu.Lock()
+		got = append(got, u.Key.TpDst)
+		isFirst := first
+		first = false
+		mu.Unlock()
+		if len(u.Packet) > 34+16 && packet.Checksum(u.Packet[34:], packet.PseudoHeaderSum4([4]byte(u.Packet[26:30]), [4]byte(u.Packet[30:34]), 6, uint16(len(u.Packet)-34))) != 0 {
+			t.Errorf("upcall to port %d has a bad TCP checksum", u.Key.TpDst)
+		}
+		if isFirst {
+			close(onRecv)
+			<-block
+		}
+	}))
+	w := e.NewWorker()
+	defer w.Close()
+	tcpTo := func(port uint16) []byte {
+		f := frame(t, "tcp")
+		binary.BigEndian.PutUint16(f[34+2:], port)
+		ip := f[14:]
+		l4len := int(binary.BigEndian.Uint16(ip[2:])) - 20
+		sum := packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 6, uint16(l4len))
+		binary.BigEndian.PutUint16(f[34+16:], uint16(sum)) // left to offload
+		return f
+	}
+	pending := Offload{NeedsCsum: true, CsumStart: 34, CsumOffset: 16}
+	// The first miss blocks the handler on the receiving goroutine.
+	go func() {
+		o := pending
+		w.ReceiveOffload(in, tcpTo(1), nil, &o)
+	}()
+	<-onRecv
+	// Meanwhile another receiver's misses queue behind it.
+	w2 := e.NewWorker()
+	defer w2.Close()
+	for p := uint16(2); p <= 4; p++ {
+		o := pending
+		w2.ReceiveOffload(in, tcpTo(p), nil, &o)
+	}
+	mu.Lock()
+	if len(got) != 1 {
+		t.Errorf("%d upcalls delivered while the handler was busy, want 1", len(got))
+	}
+	mu.Unlock()
+	close(block)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 4 && in.upq.empty() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 4 upcalls delivered", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Once the queue is empty, a miss is delivered inline again.
+	o := pending
+	w2.ReceiveOffload(in, tcpTo(5), nil, &o)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []uint16{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Errorf("delivery order %v, want %v (the last one inline, before Receive returned)", got, want)
+	}
 }

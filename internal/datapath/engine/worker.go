@@ -57,6 +57,8 @@ type Worker struct {
 	segBuf []byte  // software segmentation's scratch
 	// queued records that the batch queued upcalls.
 	queued bool
+	up     datapath.Upcall // an upcall delivered inline
+	upBuf  []byte          // its packet when a checksum had to be finished
 }
 
 // NewWorker returns a Worker registered for Stats; Close it when done.
@@ -138,6 +140,9 @@ func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offloa
 	ent, emcHit := classifier.LookupCached(w.e.flows, w.emc, &w.key)
 	if ent == nil {
 		w.c.misses.Add(1)
+		if w.e.deliverInline(w, in, frame, off) {
+			return
+		}
 		if in.upq.pushOffload(datapath.UpcallMiss, 0, &w.key, frame, off) {
 			w.e.kick()
 			w.queued = true
