@@ -103,6 +103,10 @@ type Engine struct {
 
 	portMu sync.Mutex              // serializes port changes
 	ports  atomic.Pointer[[]*Port] // indexed by PortNo; nil holes
+	// removedQs are the queues of removed ports, for the dispatcher to
+	// empty; guarded by portMu.
+	removedQs []*upcallQueue
+	queued    atomic.Int64 // upcalls in all queues
 	localQ upcallQueue             // userspace actions of packets executed with no in-port
 
 	upcallH atomic.Pointer[upcallBox]
@@ -149,7 +153,7 @@ func New(cfg Config) *Engine {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	e.localQ.init(cfg.UpcallQueueLen)
+	e.localQ.init(cfg.UpcallQueueLen, &e.queued)
 	empty := []*Port{nil}
 	e.ports.Store(&empty)
 	e.execPool.New = func() any {
@@ -223,7 +227,7 @@ func (e *Engine) AddPort(spec datapath.PortSpec, tx Transmitter) (*Port, error) 
 		ports = append(ports, nil)
 	}
 	p := &Port{No: datapath.PortNo(free), Spec: spec, tx: tx}
-	p.upq.init(e.cfg.UpcallQueueLen)
+	p.upq.init(e.cfg.UpcallQueueLen, &e.queued)
 	ports[free] = p
 	e.ports.Store(&ports)
 	e.log.Info("port added", "port_no", p.No, "port_name", spec.Name, "port_kind", spec.Kind)
@@ -247,6 +251,9 @@ func (e *Engine) RemovePort(no datapath.PortNo) (*Port, error) {
 	}
 	p.removed.Store(true)
 	e.ports.Store(&ports)
+	p.upq.close()
+	e.removedQs = append(e.removedQs, &p.upq)
+	e.kick()
 	e.log.Info("port removed", "port_no", p.No, "port_name", p.Spec.Name)
 	return p, nil
 }

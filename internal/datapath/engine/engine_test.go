@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -609,13 +611,16 @@ func TestInlineUpcalls(t *testing.T) {
 	var (
 		mu     sync.Mutex
 		got    []uint16 // TCP destination ports, in delivery order
+		inline []bool   // whether each was delivered by its receiver
 		onRecv = make(chan struct{})
 		block  = make(chan struct{})
 		first  = true
 	)
 	e.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
+		byReceiver := strings.Contains(string(debug.Stack()), "ReceiveOffload")
 		mu.Lock()
 		got = append(got, u.Key.TpDst)
+		inline = append(inline, byReceiver)
 		isFirst := first
 		first = false
 		mu.Unlock()
@@ -663,7 +668,7 @@ func TestInlineUpcalls(t *testing.T) {
 		mu.Lock()
 		n := len(got)
 		mu.Unlock()
-		if n == 4 && in.upq.empty() {
+		if n == 4 && e.queued.Load() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -671,12 +676,77 @@ func TestInlineUpcalls(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// Once the queue is empty, a miss is delivered inline again.
+	// Once the queues are empty, a miss is delivered inline again.
 	o := pending
 	w2.ReceiveOffload(in, tcpTo(5), nil, &o)
+	// While any queue holds an upcall (as if the dispatcher had yet to
+	// deliver one), a miss on another port queues behind it.
+	other, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "other"}, &capture{})
+	e.queued.Add(1)
+	o = pending
+	w2.ReceiveOffload(other, tcpTo(6), nil, &o)
+	e.queued.Add(-1)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the queued miss was never delivered")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []uint16{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
-		t.Errorf("delivery order %v, want %v (the last one inline, before Receive returned)", got, want)
+	if want := []uint16{1, 2, 3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("delivery order %v, want %v", got, want)
+	}
+	if want := []bool{true, false, false, false, true, false}; !slices.Equal(inline, want) {
+		t.Errorf("delivered by the receiver: %v, want %v", inline, want)
+	}
+}
+
+// Upcalls left in a removed port's queue are dropped and counted, and no
+// longer hold back inline delivery.
+func TestRemovedPortQueueIsDiscarded(t *testing.T) {
+	e := New(Config{InlineUpcalls: true})
+	t.Cleanup(e.Close)
+	in, _ := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &capture{})
+	block := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	e.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
+		entered <- struct{}{}
+		<-block
+	}))
+	w := e.NewWorker()
+	defer w.Close()
+	f := frame(t, "udp")
+	go w.Receive(in, f, nil) // held in the handler
+	<-entered
+	w2 := e.NewWorker()
+	defer w2.Close()
+	w2.Receive(in, f, nil)
+	w2.Receive(in, f, nil)
+	if _, err := e.RemovePort(in.No); err != nil {
+		t.Fatal(err)
+	}
+	w2.Receive(in, f, nil) // a receiver still running after the removal
+	close(block)
+	// The dispatcher may have begun delivering one of the two queued
+	// before the removal; the rest are dropped, as is the late push.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		delivered := uint64(len(entered)) // after the first, inline one
+		if e.queued.Load() == 0 && in.Stats().UpcallDropped+delivered == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queued %d, dropped %d, delivered %d: want 0 queued, 3 dropped or delivered",
+				e.queued.Load(), in.Stats().UpcallDropped, delivered)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -16,7 +16,11 @@ type upcallQueue struct {
 	mu         sync.Mutex
 	slots      []upcallSlot // guarded by mu for the [head, tail) bookkeeping
 	head, tail uint64       // guarded by mu
+	closed     bool         // guarded by mu: the port is gone; pushes fail
 	dropped    atomic.Uint64
+	// queued is the engine's count of upcalls in all its queues, which
+	// inline delivery must not overtake.
+	queued *atomic.Int64
 }
 
 type upcallSlot struct {
@@ -26,13 +30,33 @@ type upcallSlot struct {
 	buf    []byte
 }
 
-func (q *upcallQueue) init(n int) { q.slots = make([]upcallSlot, n) }
+func (q *upcallQueue) init(n int, queued *atomic.Int64) {
+	q.slots, q.queued = make([]upcallSlot, n), queued
+}
+
+// close makes further pushes fail, once the port is removed.
+func (q *upcallQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}
+
+// discard drops what a closed queue holds, counting it. Only the
+// dispatcher calls it, so no delivery is under way.
+func (q *upcallQueue) discard() {
+	q.mu.Lock()
+	n := q.tail - q.head
+	q.head = q.tail
+	q.mu.Unlock()
+	q.dropped.Add(n)
+	q.queued.Add(-int64(n))
+}
 
 // push copies frame into a free slot. It reports false, counting a drop, if
 // the queue is full.
 func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte) bool {
 	q.mu.Lock()
-	if q.tail-q.head >= uint64(len(q.slots)) {
+	if q.closed || q.tail-q.head >= uint64(len(q.slots)) {
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		return false
@@ -41,6 +65,7 @@ func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.
 	s.kind, s.cookie, s.key = kind, cookie, *key
 	s.buf = append(s.buf[:0], frame...)
 	q.tail++
+	q.queued.Add(1)
 	q.mu.Unlock()
 	return true
 }
@@ -52,7 +77,7 @@ func (q *upcallQueue) pushOffload(kind datapath.UpcallKind, cookie uint64, key *
 		return q.push(kind, cookie, key, frame)
 	}
 	q.mu.Lock()
-	if q.tail-q.head >= uint64(len(q.slots)) {
+	if q.closed || q.tail-q.head >= uint64(len(q.slots)) {
 		q.mu.Unlock()
 		q.dropped.Add(1)
 		return false
@@ -63,6 +88,7 @@ func (q *upcallQueue) pushOffload(kind datapath.UpcallKind, cookie uint64, key *
 	oc := *o
 	finishChecksum(s.buf, &oc)
 	q.tail++
+	q.queued.Add(1)
 	q.mu.Unlock()
 	return true
 }
@@ -85,22 +111,19 @@ func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.Upc
 	}
 	q.mu.Lock()
 	q.head++
+	q.queued.Add(-1)
 	q.mu.Unlock()
 	return true
-}
-
-func (q *upcallQueue) empty() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.head == q.tail
 }
 
 // deliverInline hands a miss straight to the handler on the receiver's
 // goroutine when nothing is queued before it, which saves the hand-off to
 // the dispatcher (a thread wake-up, a large part of a new connection's
 // latency on a quiet host). It reports false, leaving the miss to the
-// queue, when the handler is busy, the port has upcalls waiting (they go
-// first) or there is no handler.
+// queue, when the handler is busy, any queue holds upcalls (they go
+// first: a peer's flow state waiting in the overlay port's queue must be
+// imported before a reply on another port is simulated) or there is no
+// handler.
 func (e *Engine) deliverInline(w *Worker, in *Port, frame []byte, o *Offload) bool {
 	if !e.cfg.InlineUpcalls {
 		return false
@@ -110,7 +133,7 @@ func (e *Engine) deliverInline(w *Worker, in *Port, frame []byte, o *Offload) bo
 		return false
 	}
 	defer e.handlerMu.Unlock()
-	if !in.upq.empty() {
+	if e.queued.Load() != 0 {
 		return false
 	}
 	pkt := frame
@@ -144,6 +167,13 @@ func (e *Engine) dispatch() {
 		case <-e.done:
 			return
 		case <-e.wake:
+		}
+		e.portMu.Lock()
+		gone := e.removedQs
+		e.removedQs = nil
+		e.portMu.Unlock()
+		for _, q := range gone {
+			q.discard()
 		}
 		for {
 			var h datapath.UpcallHandler
