@@ -213,6 +213,8 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 		}
 	case sim.UserspaceOnly:
 		w.replicate(t, snap, port, res)
+		// No flow holds the state: it idles out unless packets refresh it.
+		w.shard.Touch(res.Conntrack, res.NAT, now)
 		w.executeInUserspace(t, snap, res.Egress, u)
 	case sim.Drop, sim.TemporaryDrop:
 		w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()

@@ -35,16 +35,21 @@ func (s *Shard) Release(conns []ConnKey, nats []NATEntry, now time.Time) {
 	}
 }
 
-// Import touches every key of a replication message: the keys live for
-// their idle TTL unless a later message or a local flow refreshes them.
-func (s *Shard) Import(m *Message, now time.Time) {
-	for _, k := range m.Conntrack {
+// Touch stores the keys a simulation created or used without taking
+// references, for packets forwarded without a flow: the keys live for their
+// idle TTL unless a later packet or a flow refreshes them.
+func (s *Shard) Touch(conns []ConnKey, nats []NATEntry, now time.Time) {
+	for _, k := range conns {
 		s.Conntrack.Touch(k, struct{}{}, now)
 	}
-	for _, e := range m.NAT {
+	for _, e := range nats {
 		s.NAT.Touch(e.Key, e.Binding, now)
 	}
 }
+
+// Import touches every key of a replication message: the keys live for
+// their idle TTL unless a later message or a local flow refreshes them.
+func (s *Shard) Import(m *Message, now time.Time) { s.Touch(m.Conntrack, m.NAT, now) }
 
 // Tables is the set of per-worker shards of one agent.
 type Tables struct {

@@ -189,6 +189,19 @@ func TestRoutingAcrossHostsWithLargePackets(t *testing.T) {
 	}
 }
 
+// Pings through SNAT are simulated packet by packet (ICMP identifiers are
+// rewritten in userspace); the reply must find the NAT binding both on the
+// uplink's host when the VM is elsewhere (replicated state) and when the
+// VM is on the uplink's host itself (the worker's own state).
+func TestPingThroughSNAT(t *testing.T) {
+	need(t)
+	for _, vm := range []string{"vm-b1", "vm-b2"} {
+		if n := pingCount(sandbox.VMNS(vm), "192.0.2.1", 4); n < 3 {
+			t.Errorf("%s: %d of 4 pings to the external host through SNAT", vm, n)
+		}
+	}
+}
+
 func TestICMPErrorTranslatedBackThroughSNAT(t *testing.T) {
 	need(t)
 	// A UDP datagram to a closed port of the external host comes back as
