@@ -4,7 +4,8 @@
 # throughput and new TCP connections per second, on the same scenarios as
 # the OVN/Open vSwitch peer benchmark in the project's shared notes
 # (bench/README.md there): routed on one host, routed across hosts through
-# the overlay, SNAT out, floating IP in. Run as root. DUR sets iperf3's
+# the overlay, SNAT out (from another host than the uplink's, and from the
+# uplink's host), floating IP in. Run as root. DUR sets iperf3's
 # seconds (default 5); SCEN, a space-separated list of scenario names,
 # runs only those.
 set -euo pipefail
@@ -59,5 +60,6 @@ done <<'EOF2'
 routed-same-host vm-a2 vm-b1 10.0.2.10 10.0.2.10
 routed-across-hosts vm-a1 vm-b1 10.0.2.10 10.0.2.10
 snat-out vm-b1 ext 192.0.2.1 192.0.2.1
+snat-out-same-host vm-b2 ext 192.0.2.1 192.0.2.1
 floating-ip-in ext vm-a1 203.0.113.10 203.0.113.10
 EOF2

@@ -65,10 +65,11 @@ type afpacketPort struct {
 	// rxMu guards the receive ring (V2), which the port's receiver and
 	// the datapath's spinner both drain.
 	rxMu     sync.Mutex
-	rxCur    int  // the next slot to read
-	rxClosed bool // the ring is unmapped
-	rxEP     *engine.Port
+	rxCur    int    // the next slot to read
+	rxClosed bool   // the ring is unmapped
 	vlanBuf  []byte // scratch for putting back a VLAN tag
+
+	ep atomic.Pointer[engine.Port] // set by start
 
 	txMu     sync.Mutex // guards the fields below and fd use for sending
 	tx       []byte     // the transmit frames
@@ -79,7 +80,6 @@ type afpacketPort struct {
 	// ports only): one send instead of dozens, and one segment for the
 	// receiving stack to process and acknowledge.
 	gro engine.Coalescer
-	ep  *engine.Port // for counting what the coalescer fails to send
 }
 
 func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
@@ -239,13 +239,8 @@ func (p *afpacketPort) ifindex() int { return p.index }
 func (p *afpacketPort) setMTU(mtu int) { p.mtu.Store(int64(mtu)) }
 
 func (p *afpacketPort) start(ep *engine.Port) {
-	p.txMu.Lock()
-	p.ep = ep
-	p.txMu.Unlock()
+	p.ep.Store(ep)
 	if p.version == unix.TPACKET_V2 {
-		p.rxMu.Lock()
-		p.rxEP = ep
-		p.rxMu.Unlock()
 		p.d.busy.add(p)
 		go p.receiveV2()
 		return
@@ -377,7 +372,7 @@ func (p *afpacketPort) drainV2(w *engine.Worker, wait bool) int {
 		if n == 0 {
 			w.Begin()
 		}
-		p.handle(w, p.rxEP, slot, int(h.Mac), h.Snaplen, h.Len, h.Status, h.Vlan_tci, h.Vlan_tpid, &p.vlanBuf)
+		p.handle(w, p.ep.Load(), slot, int(h.Mac), h.Snaplen, h.Len, h.Status, h.Vlan_tci, h.Vlan_tpid, &p.vlanBuf)
 		atomic.StoreUint32(&h.Status, unix.TP_STATUS_KERNEL)
 		p.rxCur = (p.rxCur + 1) % slots
 		n++
@@ -520,8 +515,8 @@ func (p *afpacketPort) sendCoalescedLocked() {
 	} else {
 		err = p.enqueueLocked(f, o)
 	}
-	if err != nil && p.ep != nil {
-		p.ep.TxDropped.Add(1)
+	if ep := p.ep.Load(); err != nil && ep != nil {
+		ep.TxDropped.Add(1)
 	}
 }
 

@@ -817,7 +817,10 @@ func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
 	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	const vni = 77
 	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
-	var vxStats []func() datapath.PortStats
+	var (
+		vxStats []func() datapath.PortStats
+		vxPorts []*vxlanPort
+	)
 	for _, h := range []struct {
 		ns            netns.NsHandle
 		local, remote netip.Addr
@@ -833,6 +836,9 @@ func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
 		putFlow(t, d, fromPort(vm), inPortMask, datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: h.remote}), datapath.Output(vx))
 		putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni}, tunMask, datapath.Output(vm))
 		vxStats = append(vxStats, func() datapath.PortStats { return portStats(t, d, vx) })
+		d.mu.Lock()
+		vxPorts = append(vxPorts, d.ports[vx].(*vxlanPort))
+		d.mu.Unlock()
 	}
 	const size = 16 << 20
 	tcpTransfer(t, nsA, nsB, "10.9.0.2:7012", size)
@@ -841,8 +847,17 @@ func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
 			t.Errorf("overlay port of datapath %d dropped: %+v", i+1, s)
 		}
 	}
+	segmented := vxPorts[0].segmented.Load()
 	if underlayMTU < 9000 {
+		// The kernel refuses to segment datagrams larger than the path
+		// MTU; the port sends them one by one, and stops trying.
+		if segmented != 0 {
+			t.Errorf("%d UDP_SEGMENT sends over a 1500-byte underlay, want none", segmented)
+		}
 		return
+	}
+	if segmented == 0 {
+		t.Error("no burst was sent with UDP_SEGMENT over a jumbo underlay")
 	}
 	// The bursts are received coalesced (UDP_GRO) and merged again into
 	// super-frames for the receiving VM: it sees far fewer frames than

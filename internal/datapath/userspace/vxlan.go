@@ -26,8 +26,7 @@ type vxlanPort struct {
 	poll  *poller
 	done  chan struct{}
 
-	ep  *engine.Port // for counting what a batched send fails to send
-	gro bool         // UDP_GRO: a receive may carry several datagrams
+	ep atomic.Pointer[engine.Port] // set by start
 
 	stopping atomic.Bool // close has begun: the receiver must stop spinning
 	// rxMu guards the receive side, which the port's receiver and the
@@ -53,6 +52,8 @@ type vxlanPort struct {
 	// path MTU allows), which is sent alone from then on.
 	gso    bool
 	gsoMax int
+	// segmented counts the batches sent with UDP_SEGMENT.
+	segmented atomic.Uint64
 }
 
 // batchKey is what datagrams of one UDP_SEGMENT batch share.
@@ -79,7 +80,9 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 		local = spec.LocalAddr.As4()
 	}
 	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, done: make(chan struct{}),
-		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 4*unix.CmsgSpace(unix.SizeofInet4Pktinfo))}
+		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 4*unix.CmsgSpace(unix.SizeofInet4Pktinfo)),
+		// With UDP_GRO one receive returns up to 64 KiB of datagrams.
+		rxBuf: make([]byte, 1<<17), rxOOB: make([]byte, 256)}
 	err := d.inNS(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -96,8 +99,9 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 				return fmt.Errorf("setsockopt %d: %w", o.opt, err)
 			}
 		}
-		// Best effort: without them each datagram costs a system call.
-		p.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		// Best effort: without UDP_GRO each datagram costs a receive;
+		// UDP_SEGMENT is tried on the first batch (see sendBatchLocked).
+		unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 		p.gso = true
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
@@ -119,13 +123,7 @@ func (p *vxlanPort) ifindex() int { return 0 }
 func (p *vxlanPort) setMTU(int) {}
 
 func (p *vxlanPort) start(ep *engine.Port) {
-	p.txMu.Lock()
-	p.ep = ep
-	p.txMu.Unlock()
-	p.rxMu.Lock()
-	// With UDP_GRO one receive returns up to 64 KiB of datagrams.
-	p.rxBuf, p.rxOOB = make([]byte, 1<<17), make([]byte, 256)
-	p.rxMu.Unlock()
+	p.ep.Store(ep)
 	p.d.busy.add(p)
 	go p.receive()
 }
@@ -165,7 +163,7 @@ func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
 	if p.rxClosed {
 		return 0
 	}
-	ep := p.ep
+	ep := p.ep.Load()
 	var (
 		from unix.RawSockaddrInet4
 		iov  unix.Iovec
@@ -279,7 +277,7 @@ func (p *vxlanPort) Transmit(frame []byte, tun *datapath.TunnelSet) error {
 	}
 	if p.batchLen > 0 && (key != p.batch || p.batchDone || size > p.batchSize ||
 		p.batchN+size > maxBatchBytes || p.batchLen == maxBatchLen) {
-		p.sendBatchLocked()
+		p.flushLocked()
 	}
 	if p.batchLen == 0 {
 		p.batch, p.batchSize, p.batchDone = key, size, false
@@ -292,8 +290,10 @@ func (p *vxlanPort) Transmit(frame []byte, tun *datapath.TunnelSet) error {
 	p.batchLen++
 	p.batchDone = size < p.batchSize
 	if !p.gso || (p.gsoMax != 0 && size >= p.gsoMax) {
-		// Nothing to batch with: send now, and report the error.
-		return p.sendBatchLocked()
+		// Nothing to batch with (the batch holds just this datagram):
+		// send it now, and let the caller count an error.
+		_, err := p.sendBatchLocked()
+		return err
 	}
 	return nil
 }
@@ -302,51 +302,56 @@ func (p *vxlanPort) Transmit(frame []byte, tun *datapath.TunnelSet) error {
 func (p *vxlanPort) Flush() {
 	p.txMu.Lock()
 	if !p.closed && p.batchLen > 0 {
-		p.sendBatchLocked()
+		p.flushLocked()
 	}
 	p.txMu.Unlock()
 }
 
-// sendBatchLocked sends the batch and empties it. If the kernel refuses to
-// segment it (a datagram larger than the path allows without
+// flushLocked sends the batch, counting what cannot be sent as dropped:
+// its datagrams were counted as sent when Transmit took them.
+func (p *vxlanPort) flushLocked() {
+	if n, _ := p.sendBatchLocked(); n > 0 {
+		if ep := p.ep.Load(); ep != nil {
+			ep.TxDropped.Add(uint64(n))
+		}
+	}
+}
+
+// sendBatchLocked sends the batch and empties it; it returns how many
+// datagrams could not be sent and the last error. If the kernel refuses to
+// segment the batch (a datagram larger than the path allows without
 // fragmentation), the datagrams go one by one, and datagrams that large
-// are no longer batched. Datagrams that cannot be sent count as dropped.
-func (p *vxlanPort) sendBatchLocked() error {
+// are no longer batched.
+func (p *vxlanPort) sendBatchLocked() (failed int, err error) {
 	b, key, size, n := p.txBuf[:p.batchN], p.batch, p.batchSize, p.batchLen
 	p.batchN, p.batchLen = 0, 0
 	if n == 1 {
-		return p.sendmsg(b, &key, 0)
+		if err := p.sendmsg(b, &key, 0); err != nil {
+			return 1, err
+		}
+		return 0, nil
 	}
-	err := p.sendmsg(b, &key, size)
-	if err == nil {
-		return nil
-	}
-	if err == unix.EINVAL || err == unix.EMSGSIZE || err == unix.EIO || err == unix.ENOPROTOOPT {
+	switch err = p.sendmsg(b, &key, size); err {
+	case nil:
+		p.segmented.Add(1)
+		return 0, nil
+	case unix.EINVAL, unix.EMSGSIZE, unix.EIO, unix.ENOPROTOOPT:
 		if p.gsoMax == 0 || size < p.gsoMax {
 			p.gsoMax = size
 		}
-		if err == unix.ENOPROTOOPT {
-			p.gso = false
-		}
-		var last error
-		for len(b) > 0 {
-			d := b[:min(size, len(b))]
-			b = b[len(d):]
-			if err := p.sendmsg(d, &key, 0); err != nil {
-				last = err
-				p.countDropped(1)
-			}
-		}
-		return last
+		p.gso = err != unix.ENOPROTOOPT
+	default:
+		return n, err
 	}
-	p.countDropped(n)
-	return err
-}
-
-func (p *vxlanPort) countDropped(n int) {
-	if p.ep != nil {
-		p.ep.TxDropped.Add(uint64(n))
+	err = nil
+	for len(b) > 0 {
+		d := b[:min(size, len(b))]
+		b = b[len(d):]
+		if e := p.sendmsg(d, &key, 0); e != nil {
+			failed, err = failed+1, e
+		}
 	}
+	return failed, err
 }
 
 // sendmsg sends b to the batch's destination; segment, if not 0, asks the
