@@ -107,7 +107,7 @@ type Engine struct {
 	// empty; guarded by portMu.
 	removedQs []*upcallQueue
 	queued    atomic.Int64 // upcalls in all queues
-	localQ upcallQueue             // userspace actions of packets executed with no in-port
+	localQ    upcallQueue  // userspace actions of packets executed with no in-port
 
 	upcallH atomic.Pointer[upcallBox]
 	eventH  atomic.Pointer[portEventBox]
