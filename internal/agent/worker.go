@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -37,16 +39,21 @@ type upcall struct {
 // worker simulates the misses of its share of connections. It owns its
 // simulator scratch space and its flow-state shard.
 type worker struct {
-	a      *Agent
-	id     int
-	ch     chan *upcall
-	sim    *sim.Simulator
-	shard  *flowstate.Shard
-	view   *flowstate.View
-	parsed packet.Parsed
-	acts   []datapath.Action
-	parked []*upcall
-	msg    flowstate.Message
+	a  *Agent
+	id int
+	ch chan *upcall
+	// pending counts the upcalls handed to ch and not yet handled; mu is
+	// held while one is handled, by the worker's goroutine or by dispatch
+	// handling one inline. The fields below are guarded by mu.
+	pending atomic.Int64
+	mu      sync.Mutex
+	sim     *sim.Simulator
+	shard   *flowstate.Shard
+	view    *flowstate.View
+	parsed  packet.Parsed
+	acts    []datapath.Action
+	parked  []*upcall
+	msg     flowstate.Message
 }
 
 func newWorker(a *Agent, id int) *worker {
@@ -100,9 +107,20 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 		w = a.workers[0] // a pull request
 	}
 	up := &upcall{inPort: u.InPort, key: u.Key, frame: append([]byte(nil), u.Packet...)}
+	// An idle worker's miss is handled right here, on the datapath's
+	// goroutine, which saves waking the worker's (a large part of a first
+	// packet's latency on a quiet host). Calls to dispatch are serialized,
+	// so with nothing pending this miss is the worker's next in order.
+	if w.pending.Load() == 0 && w.mu.TryLock() {
+		w.handle(up)
+		w.mu.Unlock()
+		return
+	}
+	w.pending.Add(1)
 	select {
 	case w.ch <- up:
 	default:
+		w.pending.Add(-1)
 		a.metrics.upcallQueueDrops.Inc()
 	}
 }
@@ -115,9 +133,14 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case u := <-w.ch:
+			w.mu.Lock()
 			w.handle(u)
+			w.mu.Unlock()
+			w.pending.Add(-1)
 		case <-tick.C:
+			w.mu.Lock()
 			w.retryParked()
+			w.mu.Unlock()
 		}
 	}
 }
