@@ -7,7 +7,7 @@
 # the overlay, SNAT out (from another host than the uplink's, and from the
 # uplink's host), floating IP in. Run as root. DUR sets iperf3's
 # seconds (default 5); SCEN, a space-separated list of scenario names,
-# runs only those.
+# runs only those; AGENT_ARGS adds agent flags (e.g. "--busy-poll=0").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH
@@ -16,7 +16,9 @@ command -v iperf3 >/dev/null || { apt-get update -qq; apt-get install -y -qq ipe
 out=$(mktemp -d /tmp/midonet-bench.XXXXXX)
 go build -o "$out/midonet" ./cmd/midonet
 go build -o "$out/connrate" ./bench/agent/connrate
-"$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 >"$out/sandbox.log" 2>&1 &
+agentargs=()
+for a in ${AGENT_ARGS:-}; do agentargs+=(--agent-arg="$a"); done
+"$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 "${agentargs[@]}" >"$out/sandbox.log" 2>&1 &
 sbpid=$!
 cleanup() {
   kill -INT $sbpid 2>/dev/null || true

@@ -58,6 +58,7 @@ created, and what a crashed earlier run left.`,
 	f.StringVar(&cfg.Listen, "listen", ":8181", "address of the REST API")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the store and the agents' state and logs (default: a temporary one)")
 	f.StringVar(&cfg.Datapath, "datapath", "userspace", "the agents' datapath: userspace, ovs or auto")
+	f.StringArrayVar(&cfg.AgentArgs, "agent-arg", nil, "a flag for every agent, repeatable, e.g. --agent-arg=--busy-poll=1ms")
 	f.StringVar(&logLevel, "log-level", "warn", "log level of the cluster")
 	return cmd
 }

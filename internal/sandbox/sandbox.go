@@ -52,6 +52,8 @@ type Config struct {
 	Listen string
 	// Datapath is the agents' datapath backend.
 	Datapath string
+	// AgentArgs are more flags for every agent, e.g. --busy-poll 0.
+	AgentArgs []string
 	// Out receives progress and the result table.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -264,6 +266,7 @@ func (sb *Sandbox) startAgent(h host) (*exec.Cmd, error) {
 		"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
 		"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
 		"--metrics-listen", "127.0.0.1:9100")
+	cmd.Args = append(cmd.Args, sb.cfg.AgentArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
