@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/datapath/mem"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -48,23 +49,7 @@ func statefulBridge(c *cloud) topology.ID {
 // miss that is simulated (bridge with conntrack), installed and executed.
 // It reports new flows per second and checks none were lost.
 func BenchmarkNewFlows(b *testing.B) {
-	c := newCloud(b)
-	h1 := c.addAgent("h1", "10.9.0.1")
-	bridge := statefulBridge(c)
-	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
-	dp1, dp2 := h1.dpPort(b, "vm1", p1), h1.dpPort(b, "vm2", p2)
-	// Seed vm2's MAC so frames are unicast, not flooded.
-	if err := c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String()); err != nil {
-		b.Fatal(err)
-	}
-	out, _ := h1.dp.Output(dp2)
-	// Warm up: one packet through proves the pipeline is ready.
-	h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 1))
-	select {
-	case <-out:
-	case <-time.After(5 * time.Second):
-		b.Fatal("warm-up packet not forwarded")
-	}
+	h1, dp1, out, frames := newFlowsRig(b)
 	// A semaphore keeps fewer misses in flight than the datapath's upcall
 	// queue holds, so none is dropped: MidoNet's harness measures the
 	// rate with zero loss.
@@ -83,10 +68,6 @@ func BenchmarkNewFlows(b *testing.B) {
 			}
 		}
 	}()
-	frames := make([][]byte, b.N)
-	for i := range frames {
-		frames[i] = udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", uint16(1024+i/60000), uint16(1+i%60000))
-	}
 	b.ResetTimer()
 	start := time.Now()
 	for i := range frames {
@@ -113,25 +94,7 @@ func BenchmarkNewFlows(b *testing.B) {
 // egress port: upcall, simulation through a conntrack'd bridge, flow
 // install and execution. It reports the median and 99th percentile.
 func BenchmarkFirstPacketLatency(b *testing.B) {
-	c := newCloud(b)
-	h1 := c.addAgent("h1", "10.9.0.1")
-	bridge := statefulBridge(c)
-	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
-	dp1, dp2 := h1.dpPort(b, "vm1", p1), h1.dpPort(b, "vm2", p2)
-	if err := c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String()); err != nil {
-		b.Fatal(err)
-	}
-	out, _ := h1.dp.Output(dp2)
-	frames := make([][]byte, b.N+1)
-	for i := range frames {
-		frames[i] = udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", uint16(1024+i/60000), uint16(1+i%60000))
-	}
-	h1.dp.Inject(dp1, frames[b.N]) // warm-up
-	select {
-	case <-out:
-	case <-time.After(5 * time.Second):
-		b.Fatal("warm-up packet not forwarded")
-	}
+	h1, dp1, out, frames := newFlowsRig(b)
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
@@ -148,6 +111,35 @@ func BenchmarkFirstPacketLatency(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// newFlowsRig is one agent on the mem datapath with two VMs on a bridge
+// with conntrack, vm2's MAC known, and a packet already through: it returns
+// the agent, vm1's datapath port, vm2's output and b.N frames from vm1 to
+// vm2, each of a new connection (distinct UDP ports).
+func newFlowsRig(b *testing.B) (*testAgent, datapath.PortNo, <-chan mem.Frame, [][]byte) {
+	c := newCloud(b)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	bridge := statefulBridge(c)
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
+	dp1, dp2 := h1.dpPort(b, "vm1", p1), h1.dpPort(b, "vm2", p2)
+	// Seed vm2's MAC so frames are unicast, not flooded.
+	if err := c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String()); err != nil {
+		b.Fatal(err)
+	}
+	out, _ := h1.dp.Output(dp2)
+	// Warm up: one packet through proves the pipeline is ready.
+	h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1, 1))
+	select {
+	case <-out:
+	case <-time.After(5 * time.Second):
+		b.Fatal("warm-up packet not forwarded")
+	}
+	frames := make([][]byte, b.N)
+	for i := range frames {
+		frames[i] = udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", uint16(1024+i/60000), uint16(1+i%60000))
+	}
+	return h1, dp1, out, frames
 }
 
 // hasFlowFrom reports whether the agent's datapath has a flow for packets

@@ -62,12 +62,11 @@ type afpacketPort struct {
 	done      chan struct{}
 	stopping  atomic.Bool // close has begun: the receiver must stop spinning
 
-	// rxMu guards the receive ring (V2), which the port's receiver and
-	// the datapath's spinner both drain.
-	rxMu     sync.Mutex
-	rxCur    int    // the next slot to read
-	rxClosed bool   // the ring is unmapped
-	vlanBuf  []byte // scratch for putting back a VLAN tag
+	// rxLock guards the receive ring (V2), which the port's receiver and the
+	// datapath's spinner both drain, and the fields below.
+	rxLock  rxGuard
+	rxCur   int    // the next slot to read
+	vlanBuf []byte // scratch for putting back a VLAN tag
 
 	ep atomic.Pointer[engine.Port] // set by start
 
@@ -242,7 +241,7 @@ func (p *afpacketPort) start(ep *engine.Port) {
 	p.ep.Store(ep)
 	if p.version == unix.TPACKET_V2 {
 		p.d.busy.add(p)
-		go p.receiveV2()
+		go p.d.receiveLoop(p, p.poll, &p.stopping, p.done)
 		return
 	}
 	go p.receive(ep)
@@ -259,9 +258,7 @@ func (p *afpacketPort) close() {
 }
 
 func (p *afpacketPort) release() {
-	p.rxMu.Lock()
-	p.rxClosed = true
-	p.rxMu.Unlock()
+	p.rxLock.close()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed {
@@ -325,39 +322,13 @@ func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, st
 	w.ReceiveOffload(ep, frame, nil, off)
 }
 
-// receiveV2 is the receive loop for TPACKET_V2: it drains the ring, then
-// spins over all the datapath's ports while traffic lasts if no other
-// receiver does (busypoll.go), then sleeps until the kernel releases a slot.
-func (p *afpacketPort) receiveV2() {
-	defer close(p.done)
-	w := p.d.e.NewWorker()
-	defer w.Close()
-	for {
-		for p.drainV2(w, true) > 0 {
-		}
-		p.d.busy.spin(w, &p.stopping)
-		if !p.poll.wait(-1) {
-			return
-		}
-	}
-}
-
-// drainSome implements drainer.
-func (p *afpacketPort) drainSome(w *engine.Worker) int { return p.drainV2(w, false) }
-
-// drainV2 hands up to rxBatch frames whose slots the kernel released to w,
-// as one batch. Unless wait is set it gives up at once when another
-// goroutine is draining the ring.
-func (p *afpacketPort) drainV2(w *engine.Worker, wait bool) int {
-	if wait {
-		p.rxMu.Lock()
-	} else if !p.rxMu.TryLock() {
+// drain implements drainer for TPACKET_V2 rings: it hands up to rxBatch
+// frames whose slots the kernel released to w, as one batch.
+func (p *afpacketPort) drain(w *engine.Worker, wait bool) int {
+	if !p.rxLock.enter(wait) {
 		return 0
 	}
-	defer p.rxMu.Unlock()
-	if p.rxClosed {
-		return 0
-	}
+	defer p.rxLock.leave()
 	// Slots do not straddle blocks: a block holds perBlock whole slots.
 	perBlock := p.blockSize / p.rxFrame
 	slots := perBlock * p.blocks

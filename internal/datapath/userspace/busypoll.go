@@ -25,9 +25,59 @@ import (
 
 // drainer is a port whose receive queue any goroutine can drain.
 type drainer interface {
-	// drainSome hands up to rxBatch ready frames to w, unless another
-	// goroutine is draining the port; it reports how many it handled.
-	drainSome(w *engine.Worker) int
+	// drain hands up to a batch of ready frames to w and reports how many
+	// it handled. Unless wait is set it gives up at once when another
+	// goroutine is draining the port.
+	drain(w *engine.Worker, wait bool) int
+}
+
+// rxGuard serializes the draining of a port's receive side and stops it
+// once the port closes its sockets.
+type rxGuard struct {
+	mu     sync.Mutex
+	closed bool // guarded by mu
+}
+
+// enter reports whether the caller may drain: the port is open and no one
+// else drains it (with wait, once the other is done). leave must follow.
+func (g *rxGuard) enter(wait bool) bool {
+	if wait {
+		g.mu.Lock()
+	} else if !g.mu.TryLock() {
+		return false
+	}
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (g *rxGuard) leave() { g.mu.Unlock() }
+
+// close waits for a drain under way and makes later ones fail.
+func (g *rxGuard) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// receiveLoop is the receive goroutine of a drainable port: it drains the
+// port, then spins over all the datapath's ports while traffic lasts if no
+// other receiver does, then sleeps until the port is readable; it returns
+// when poll is stopped, closing done.
+func (d *Datapath) receiveLoop(p drainer, poll *poller, stopping *atomic.Bool, done chan struct{}) {
+	defer close(done)
+	w := d.e.NewWorker()
+	defer w.Close()
+	for {
+		for p.drain(w, true) > 0 {
+		}
+		d.busy.spin(w, stopping)
+		if !poll.wait(-1) {
+			return
+		}
+	}
 }
 
 // busyPoller is the spinner role of a datapath.
@@ -53,8 +103,8 @@ func (b *busyPoller) add(p drainer) {
 	b.ports.Store(&ps)
 }
 
-// remove stops polling p. The spinner may still be in p's drainSome; the
-// port's own lock makes it see the port closed.
+// remove stops polling p. The spinner may still be draining p; the port's
+// rxGuard makes it see the port closed.
 func (b *busyPoller) remove(p drainer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -86,7 +136,7 @@ func (b *busyPoller) spin(w *engine.Worker, stopping *atomic.Bool) bool {
 		n := 0
 		if ps := b.ports.Load(); ps != nil {
 			for _, p := range *ps {
-				n += p.drainSome(w)
+				n += p.drain(w, false)
 			}
 		}
 		if n > 0 {

@@ -76,13 +76,21 @@ func newTwoVMs(t *testing.T) *twoVMs {
 
 func newTwoVMsRing(t *testing.T, ring RingVersion) *twoVMs {
 	t.Helper()
+	return newTwoVMsConfig(t, Config{Ring: ring})
+}
+
+// newTwoVMsConfig is newTwoVMs with a datapath configured by cfg (its
+// namespace set to the datapath's).
+func newTwoVMsConfig(t *testing.T, cfg Config) *twoVMs {
+	t.Helper()
 	requireRoot(t)
 	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
 	veth(t, r.dpNS, "a1", r.nsA, "a0")
 	veth(t, r.dpNS, "b1", r.nsB, "b0")
 	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
 	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
-	r.d = newDatapathRing(t, r.dpNS, ring)
+	cfg.NetNS, cfg.NetNSSet = r.dpNS, true
+	r.d = newDatapathConfig(t, cfg)
 	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
 	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
 	return r
@@ -276,15 +284,7 @@ func vxlanBetweenDatapaths(t *testing.T, busyPoll time.Duration) {
 // With busy polling, the receiver that spins after traffic handles frames
 // of the other ports too, and forwarding is unchanged.
 func TestBusyPollForwarding(t *testing.T) {
-	requireRoot(t)
-	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
-	veth(t, r.dpNS, "a1", r.nsA, "a0")
-	veth(t, r.dpNS, "b1", r.nsB, "b0")
-	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
-	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
-	r.d = newDatapathConfig(t, Config{NetNS: r.dpNS, NetNSSet: true, BusyPoll: 50 * time.Millisecond})
-	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
-	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+	r := newTwoVMsConfig(t, Config{BusyPoll: 50 * time.Millisecond})
 	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
 	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
 	ca := udpConn(t, r.nsA, "10.9.0.1:7014")
@@ -307,15 +307,7 @@ func TestPortRemovalUnderTraffic(t *testing.T) {
 }
 
 func portRemovalUnderTraffic(t *testing.T, busyPoll time.Duration) {
-	requireRoot(t)
-	r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
-	veth(t, r.dpNS, "a1", r.nsA, "a0")
-	veth(t, r.dpNS, "b1", r.nsB, "b0")
-	addAddr(t, r.nsA, "a0", "10.9.0.1/24")
-	addAddr(t, r.nsB, "b0", "10.9.0.2/24")
-	r.d = newDatapathConfig(t, Config{NetNS: r.dpNS, NetNSSet: true, BusyPoll: busyPoll})
-	r.pa = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
-	r.pb = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
+	r := newTwoVMsConfig(t, Config{BusyPoll: busyPoll})
 	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
 	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
 	ca := udpConn(t, r.nsA, "10.9.0.1:7004")

@@ -29,12 +29,11 @@ type vxlanPort struct {
 	ep atomic.Pointer[engine.Port] // set by start
 
 	stopping atomic.Bool // close has begun: the receiver must stop spinning
-	// rxMu guards the receive side, which the port's receiver and the
-	// datapath's spinner both drain.
-	rxMu     sync.Mutex
-	rxClosed bool
-	rxBuf    []byte
-	rxOOB    []byte
+	// rxLock guards the receive side, which the port's receiver and the
+	// datapath's spinner both drain, and the buffers below.
+	rxLock rxGuard
+	rxBuf  []byte
+	rxOOB  []byte
 
 	txMu   sync.Mutex // guards the fields below and fd use for sending
 	closed bool
@@ -125,44 +124,18 @@ func (p *vxlanPort) setMTU(int) {}
 func (p *vxlanPort) start(ep *engine.Port) {
 	p.ep.Store(ep)
 	p.d.busy.add(p)
-	go p.receive()
+	go p.d.receiveLoop(p, p.poll, &p.stopping, p.done)
 }
 
-// receive is the port's receive loop: it drains the socket, then spins
-// over all the datapath's ports while traffic lasts if no other receiver
-// does (busypoll.go), then sleeps until a datagram arrives.
-func (p *vxlanPort) receive() {
-	defer close(p.done)
-	w := p.d.e.NewWorker()
-	defer w.Close()
-	for {
-		for p.drain(w, true) > 0 {
-		}
-		p.d.busy.spin(w, &p.stopping)
-		if !p.poll.wait(-1) {
-			return
-		}
-	}
-}
-
-// drainSome implements drainer.
-func (p *vxlanPort) drainSome(w *engine.Worker) int { return p.drain(w, false) }
-
-// drain decapsulates up to 64 receives as one batch: the VNI, the outer
-// source and destination addresses, TOS and TTL become the tunnel fields
-// of the inner flow key. Unless wait is set it gives up at once when
-// another goroutine is draining the socket. It reports the datagrams
-// handled.
+// drain implements drainer: it decapsulates up to 64 receives as one
+// batch. The VNI, the outer source and destination addresses, TOS and TTL
+// become the tunnel fields of the inner flow key. It reports the
+// datagrams handled.
 func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
-	if wait {
-		p.rxMu.Lock()
-	} else if !p.rxMu.TryLock() {
+	if !p.rxLock.enter(wait) {
 		return 0
 	}
-	defer p.rxMu.Unlock()
-	if p.rxClosed {
-		return 0
-	}
+	defer p.rxLock.leave()
 	ep := p.ep.Load()
 	var (
 		from unix.RawSockaddrInet4
@@ -385,37 +358,34 @@ func (p *vxlanPort) sendmsg(b []byte, key *batchKey, segment int) error {
 	}
 }
 
-func appendCmsgInt(b []byte, level, typ int, v int32) []byte {
+// appendCmsg appends a control message with n zeroed data bytes and
+// returns the grown buffer and the data to fill in.
+func appendCmsg(b []byte, level, typ, n int) ([]byte, []byte) {
 	start := len(b)
-	b = slices.Grow(b, unix.CmsgSpace(4))[:start+unix.CmsgSpace(4)]
+	b = slices.Grow(b, unix.CmsgSpace(n))[:start+unix.CmsgSpace(n)]
 	clear(b[start:])
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
 	h.Level, h.Type = int32(level), int32(typ)
-	h.SetLen(unix.CmsgLen(4))
-	binary.NativeEndian.PutUint32(b[start+unix.CmsgLen(0):], uint32(v))
+	h.SetLen(unix.CmsgLen(n))
+	data := start + unix.CmsgLen(0)
+	return b, b[data : data+n]
+}
+
+func appendCmsgInt(b []byte, level, typ int, v int32) []byte {
+	b, data := appendCmsg(b, level, typ, 4)
+	binary.NativeEndian.PutUint32(data, uint32(v))
 	return b
 }
 
 func appendCmsgUint16(b []byte, level, typ int, v uint16) []byte {
-	start := len(b)
-	b = slices.Grow(b, unix.CmsgSpace(2))[:start+unix.CmsgSpace(2)]
-	clear(b[start:])
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
-	h.Level, h.Type = int32(level), int32(typ)
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(b[start+unix.CmsgLen(0):], v)
+	b, data := appendCmsg(b, level, typ, 2)
+	binary.NativeEndian.PutUint16(data, v)
 	return b
 }
 
 func appendPktinfo(b []byte, src [4]byte) []byte {
-	start := len(b)
-	b = slices.Grow(b, unix.CmsgSpace(unix.SizeofInet4Pktinfo))[:start+unix.CmsgSpace(unix.SizeofInet4Pktinfo)]
-	clear(b[start:])
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
-	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
-	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
-	pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&b[start+unix.CmsgLen(0)]))
-	pi.Spec_dst = src
+	b, data := appendCmsg(b, unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
+	(*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0])).Spec_dst = src
 	return b
 }
 
@@ -430,9 +400,7 @@ func (p *vxlanPort) close() {
 }
 
 func (p *vxlanPort) release() {
-	p.rxMu.Lock()
-	p.rxClosed = true
-	p.rxMu.Unlock()
+	p.rxLock.close()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	if p.closed {
