@@ -18,7 +18,8 @@
 # Knobs: DUR (seconds per measurement, default 5), PINGS (default 200),
 # MODES (default "veth veth-nooff dpfwd ovs"), OVS_PORT_TYPE (afxdp|system,
 # default afxdp), DP_CPU / GEN_CPU (cores for the switch and the generators),
-# DPFWD_ARGS (extra dpfwd flags, e.g. "-cpuprofile /tmp/dpfwd.prof").
+# DP_PROCS (dpfwd's GOMAXPROCS, default 1), DPFWD_ARGS (extra dpfwd flags,
+# e.g. "-busy-poll 200us" as the agent runs, or "-cpuprofile /tmp/dpfwd.prof").
 set -euo pipefail
 
 DUR=${DUR:-5}

@@ -839,17 +839,22 @@ func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
 			t.Errorf("overlay port of datapath %d dropped: %+v", i+1, s)
 		}
 	}
-	segmented := vxPorts[0].segmented.Load()
+	sender := vxPorts[0]
+	sender.txMu.Lock()
+	gsoMax := sender.gsoMax
+	sender.txMu.Unlock()
 	if underlayMTU < 9000 {
 		// The kernel refuses to segment datagrams larger than the path
-		// MTU; the port sends them one by one, and stops trying.
-		if segmented != 0 {
-			t.Errorf("%d UDP_SEGMENT sends over a 1500-byte underlay, want none", segmented)
+		// MTU: the port sends those one by one from then on, and still
+		// batches those that fit.
+		if gsoMax == 0 || gsoMax <= underlayMTU-28 {
+			t.Errorf("datagrams of %d bytes and more are sent unbatched, want those above %d", gsoMax, underlayMTU-28)
 		}
 		return
 	}
-	if segmented == 0 {
-		t.Error("no burst was sent with UDP_SEGMENT over a jumbo underlay")
+	if gsoMax != 0 || sender.segmented.Load() == 0 {
+		t.Errorf("over a jumbo underlay: %d UDP_SEGMENT sends, batching refused from %d bytes; want sends, no refusal",
+			sender.segmented.Load(), gsoMax)
 	}
 	// The bursts are received coalesced (UDP_GRO) and merged again into
 	// super-frames for the receiving VM: it sees far fewer frames than
