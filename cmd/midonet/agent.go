@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 
 	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/datapath"
-	"github.com/midonet/midonet/internal/datapath/engine"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
 )
@@ -29,6 +29,7 @@ func agentCommand() *cobra.Command {
 		logLevel      string
 		tunnelPort    uint16
 		busyPoll      time.Duration
+		dpCPUs        string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -38,7 +39,11 @@ func agentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
-			dp, err := openDatapath(dpKind, busyPoll, log)
+			cpus, err := parseCPUList(dpCPUs)
+			if err != nil {
+				return fmt.Errorf("--datapath-cpus: %w", err)
+			}
+			dp, err := openDatapath(dpKind, userspace.Config{BusyPoll: busyPoll, CPUs: cpus}, log)
 			if err != nil {
 				return err
 			}
@@ -97,12 +102,40 @@ func agentCommand() *cobra.Command {
 	f.DurationVar(&busyPoll, "busy-poll", 200*time.Microsecond,
 		"userspace datapath: keep polling the ports this long after the last packet before sleeping; "+
 			"lower latency for a spinning core while traffic lasts (0: off)")
+	f.StringVar(&dpCPUs, "datapath-cpus", "",
+		"userspace datapath: processors to pin the port receivers to, e.g. 1 or 2-3,6 (default: not pinned)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
 
-// openDatapath opens the datapath backend the operator chose.
-func openDatapath(kind string, busyPoll time.Duration, log *slog.Logger) (datapath.Datapath, error) {
+// parseCPUList parses a Linux-style processor list ("0,2-3"); empty is none.
+func parseCPUList(s string) ([]int, error) {
+	var cpus []int
+	if s == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		first, err := strconv.Atoi(lo)
+		if err != nil || first < 0 {
+			return nil, fmt.Errorf("%q is not a processor number or range", part)
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.Atoi(hi); err != nil || last < first {
+				return nil, fmt.Errorf("%q is not a processor range", part)
+			}
+		}
+		for c := first; c <= last; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}
+
+// openDatapath opens the datapath backend the operator chose; us holds
+// the userspace datapath's tuning.
+func openDatapath(kind string, us userspace.Config, log *slog.Logger) (datapath.Datapath, error) {
 	switch kind {
 	case "userspace", "auto":
 		if kind == "auto" {
@@ -115,10 +148,11 @@ func openDatapath(kind string, busyPoll time.Duration, log *slog.Logger) (datapa
 		}
 		// Offload: GSO super-frames from VMs with TSO on pass whole (or
 		// are segmented for the overlay), so guests need no ethtool tweaks.
-		// InlineUpcalls: the agent's handler only hands misses to its
-		// workers, so receivers may call it directly.
-		return userspace.New(userspace.Config{Offload: true, BusyPoll: busyPoll, Logger: log,
-			Engine: engine.Config{InlineUpcalls: true}})
+		// InlineUpcalls: the agent's handler returns within a simulation
+		// (it hands a miss to its worker, or simulates it in place when
+		// the worker is idle), so receivers may call it directly.
+		us.Offload, us.Logger, us.Engine.InlineUpcalls = true, log, true
+		return userspace.New(us)
 	case "ovs":
 		return openOVS()
 	}

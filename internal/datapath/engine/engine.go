@@ -46,10 +46,10 @@ type Config struct {
 	// 0: DefaultEMCSize.
 	EMCSize int
 	// InlineUpcalls lets a receiver hand a miss to the upcall handler
-	// itself when the handler is idle and the port has nothing queued,
-	// instead of waking the dispatcher: lower first-packet latency. Only
-	// for handlers that return at once (that hand the miss on), since the
-	// receiver forwards nothing while the handler runs.
+	// itself when the handler is idle and nothing is queued, instead of
+	// waking the dispatcher: lower first-packet latency. Only for handlers
+	// that return quickly (that hand the miss on, or simulate it), since
+	// the receiver forwards nothing while the handler runs.
 	InlineUpcalls bool
 	Logger        *slog.Logger // nil: discard
 }

@@ -360,6 +360,7 @@ const rxBatch = 64
 // of each block the kernel retires to a Worker, one batch per block.
 func (p *afpacketPort) receive(ep *engine.Port) {
 	defer close(p.done)
+	p.d.pinReceiver()
 	w := p.d.e.NewWorker()
 	defer w.Close()
 	vlanBuf := make([]byte, 0, 2048)

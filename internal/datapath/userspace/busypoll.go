@@ -68,6 +68,7 @@ func (g *rxGuard) close() {
 // when poll is stopped, closing done.
 func (d *Datapath) receiveLoop(p drainer, poll *poller, stopping *atomic.Bool, done chan struct{}) {
 	defer close(done)
+	d.pinReceiver()
 	w := d.e.NewWorker()
 	defer w.Close()
 	for {

@@ -91,6 +91,7 @@ func (p *tapPort) start(ep *engine.Port) { go p.receive(ep) }
 
 func (p *tapPort) receive(ep *engine.Port) {
 	defer close(p.done)
+	p.d.pinReceiver()
 	w := p.d.e.NewWorker()
 	defer w.Close()
 	buf := make([]byte, 65536)

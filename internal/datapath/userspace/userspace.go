@@ -66,6 +66,11 @@ type Config struct {
 	// lasts. Zero turns it off. AF_PACKET V2 ports and the VXLAN port
 	// take part; V3 and AF_XDP ports keep their own receivers.
 	BusyPoll time.Duration
+	// CPUs, if set, are the processors the ports' receivers run on (their
+	// threads are pinned), as Open vSwitch pins its poll-mode threads: a
+	// busy-polling receiver then does not compete for a core with the
+	// processes whose packets it carries.
+	CPUs []int
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive
 	// ring; a block must hold the largest frame. Defaults 256 KiB and 8.
 	RingBlockSize int
@@ -138,6 +143,11 @@ func New(cfg Config) (*Datapath, error) {
 	if cfg.RingBlocks <= 0 {
 		cfg.RingBlocks = DefaultRingBlocks
 	}
+	for _, c := range cfg.CPUs {
+		if c < 0 || c >= runtime.NumCPU() {
+			return nil, fmt.Errorf("processor %d for the receivers: this machine has processors 0-%d", c, runtime.NumCPU()-1)
+		}
+	}
 	if cfg.RingBlockSize%unix.Getpagesize() != 0 {
 		return nil, fmt.Errorf("ring block size %d is not a multiple of the page size %d", cfg.RingBlockSize, unix.Getpagesize())
 	}
@@ -172,6 +182,23 @@ func New(cfg Config) (*Datapath, error) {
 	}
 	d.e = engine.New(cfg.Engine)
 	return d, nil
+}
+
+// pinReceiver locks the calling goroutine to its thread and pins the
+// thread to Config.CPUs, if set. The goroutine must end without unlocking,
+// so that the pinned thread exits with it.
+func (d *Datapath) pinReceiver() {
+	if len(d.cfg.CPUs) == 0 {
+		return
+	}
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	for _, c := range d.cfg.CPUs {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		d.log.Warn("cannot pin a receiver to its processors", "cpus", d.cfg.CPUs, "err", err)
+	}
 }
 
 func dupNS(ns netns.NsHandle) (netns.NsHandle, error) {

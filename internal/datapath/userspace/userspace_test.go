@@ -5,6 +5,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -927,4 +930,36 @@ func portStats(t *testing.T, d *Datapath, no datapath.PortNo) datapath.PortStats
 	}
 	t.Fatalf("port %d not found", no)
 	return datapath.PortStats{}
+}
+
+// With Config.CPUs the receivers run on threads pinned to those processors,
+// and forwarding is unchanged; a processor the machine lacks is refused.
+func TestReceiversPinnedToCPUs(t *testing.T) {
+	last := runtime.NumCPU() - 1
+	if d, err := New(Config{CPUs: []int{last + 1}}); err == nil {
+		d.Close()
+		t.Errorf("New accepted processor %d on a machine with %d", last+1, last+1)
+	}
+	r := newTwoVMsConfig(t, Config{CPUs: []int{last}, BusyPoll: time.Millisecond})
+	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+	ca := udpConn(t, r.nsA, "10.9.0.1:7015")
+	cb := udpConn(t, r.nsB, "10.9.0.2:7015")
+	exchange(t, ca, "10.9.0.2:7015", cb, "a to b on pinned receivers")
+	exchange(t, cb, "10.9.0.1:7015", ca, "b to a on pinned receivers")
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("Cpus_allowed_list:\t%d\n", last)
+	pinned := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err == nil && strings.Contains(string(b), want) {
+			pinned++
+		}
+	}
+	if runtime.NumCPU() > 1 && pinned < 2 {
+		t.Errorf("%d threads pinned to processor %d, want the two receivers'", pinned, last)
+	}
 }

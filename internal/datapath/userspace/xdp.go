@@ -192,6 +192,7 @@ func (p *xdpPort) start(ep *engine.Port) { go p.receive(ep) }
 // fill ring, one batch per wake-up.
 func (p *xdpPort) receive(ep *engine.Port) {
 	defer close(p.done)
+	p.d.pinReceiver()
 	w := p.d.e.NewWorker()
 	defer w.Close()
 	cons := atomic.LoadUint32(p.rx.consumer)
