@@ -29,6 +29,8 @@ type Metrics struct {
 	stateWritesDropped prometheus.Counter
 	dpHits, dpMisses   prometheus.Gauge
 	dpLost, dpUpDrops  prometheus.Gauge
+	dpBusySpins        prometheus.Gauge
+	dpBusyPackets      prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -77,6 +79,8 @@ func newMetrics() *Metrics {
 	m.dpMisses = gauge("datapath_misses", "Packets that matched no datapath flow.")
 	m.dpLost = gauge("datapath_lost", "Packets the datapath lost.")
 	m.dpUpDrops = gauge("datapath_upcall_drops", "Upcalls the datapath dropped.")
+	m.dpBusySpins = gauge("datapath_busy_polls", "Times a datapath receiver kept polling its ports after traffic.")
+	m.dpBusyPackets = gauge("datapath_busy_polled_packets", "Packets a busy-polling receiver handled (each a wake-up saved).")
 	return m
 }
 
@@ -138,4 +142,6 @@ func (m *Metrics) datapathStats(s datapath.Stats) {
 	m.dpMisses.Set(float64(s.Misses))
 	m.dpLost.Set(float64(s.Lost))
 	m.dpUpDrops.Set(float64(s.UpcallDropped))
+	m.dpBusySpins.Set(float64(s.BusySpins))
+	m.dpBusyPackets.Set(float64(s.BusyPackets))
 }

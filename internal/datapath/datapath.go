@@ -220,6 +220,9 @@ type Stats struct {
 	Lost          uint64 // packets dropped for other reasons (malformed, output errors)
 	Flows         int    // installed flows
 	Masks         int    // distinct masks (classifier subtables)
+	// Busy polling (backends that do it): how many times a receiver kept
+	// polling after traffic, and the packets it handled while polling.
+	BusySpins, BusyPackets uint64
 }
 
 // PortManager adds and removes ports.

@@ -333,7 +333,11 @@ func (d *Datapath) SetUpcallHandler(h datapath.UpcallHandler) { d.e.SetUpcallHan
 func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) { d.e.SetPortEventHandler(h) }
 
 // Stats implements datapath.Datapath.
-func (d *Datapath) Stats() datapath.Stats { return d.e.Stats() }
+func (d *Datapath) Stats() datapath.Stats {
+	s := d.e.Stats()
+	s.BusySpins, s.BusyPackets = d.busy.spins.Load(), d.busy.found.Load()
+	return s
+}
 
 // Close removes every port, stops watching links and stops the engine.
 func (d *Datapath) Close() error {

@@ -298,8 +298,8 @@ func TestBusyPollForwarding(t *testing.T) {
 	}
 	// Each reply arrives within the window of the request before it: a
 	// spinning receiver handles it, not the port's sleeping one.
-	if spins, found := r.d.busy.spins.Load(), r.d.busy.found.Load(); spins == 0 || found == 0 {
-		t.Errorf("the spinner ran %d times and handled %d frames; want both above 0", spins, found)
+	if st := r.d.Stats(); st.BusySpins == 0 || st.BusyPackets == 0 {
+		t.Errorf("the spinner ran %d times and handled %d frames; want both above 0", st.BusySpins, st.BusyPackets)
 	}
 }
 
