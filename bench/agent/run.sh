@@ -16,6 +16,9 @@ command -v iperf3 >/dev/null || { apt-get update -qq; apt-get install -y -qq ipe
 out=$(mktemp -d /tmp/midonet-bench.XXXXXX)
 go build -o "$out/midonet" ./cmd/midonet
 go build -o "$out/connrate" ./bench/agent/connrate
+# APP_CPUS pins the connection-rate client and server (taskset list), to
+# keep them off processors given to the agents with --datapath-cpus.
+pin=${APP_CPUS:+taskset -c $APP_CPUS}
 agentargs=()
 for a in ${AGENT_ARGS:-}; do agentargs+=(--agent-arg="$a"); done
 "$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 "${agentargs[@]}" >"$out/sandbox.log" 2>&1 &
@@ -50,9 +53,9 @@ iperf() { # client server-ns addr: median Gbit/s of 3 runs
   done | sort -n | sed -n 2p
 }
 connrate() { # client server-ns addr p
-  ip netns exec "$(ns "$2")" "$out/connrate" -listen 0.0.0.0:7200 & local s=$!
+  ip netns exec "$(ns "$2")" $pin "$out/connrate" -listen 0.0.0.0:7200 & local s=$!
   sleep 0.3
-  ip netns exec "$(ns "$1")" "$out/connrate" -connect "$3:7200" -p "$4" -d 5s
+  ip netns exec "$(ns "$1")" $pin "$out/connrate" -connect "$3:7200" -p "$4" -d 5s
   kill $s 2>/dev/null; wait $s 2>/dev/null || true
 }
 printf '%-28s %-12s %-12s %-10s %-26s %-26s\n' scenario "ping p50 us" "ping p99 us" "iperf Gb/s" "conns/s p=1" "conns/s p=8"
