@@ -99,6 +99,24 @@ func newTwoVMsConfig(t *testing.T, cfg Config) *twoVMs {
 	return r
 }
 
+// connect installs in-port flows between the two VMs' ports, both ways.
+func (r *twoVMs) connect(t *testing.T) {
+	t.Helper()
+	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
+	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
+}
+
+// udpPair opens a UDP socket on each VM at port and checks that a datagram
+// crosses each way.
+func (r *twoVMs) udpPair(t *testing.T, port int, what string) (a, b *net.UDPConn) {
+	t.Helper()
+	a = udpConn(t, r.nsA, fmt.Sprintf("10.9.0.1:%d", port))
+	b = udpConn(t, r.nsB, fmt.Sprintf("10.9.0.2:%d", port))
+	exchange(t, a, fmt.Sprintf("10.9.0.2:%d", port), b, what+": a to b")
+	exchange(t, b, fmt.Sprintf("10.9.0.1:%d", port), a, what+": b to a")
+	return a, b
+}
+
 var rings = []struct {
 	name string
 	ring RingVersion
@@ -112,12 +130,8 @@ func TestForwardBetweenVeths(t *testing.T) {
 
 func testForward(t *testing.T, ring RingVersion) {
 	r := newTwoVMsRing(t, ring)
-	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
-	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
-	ca := udpConn(t, r.nsA, "10.9.0.1:7000")
-	cb := udpConn(t, r.nsB, "10.9.0.2:7000")
-	exchange(t, ca, "10.9.0.2:7000", cb, "a to b")
-	exchange(t, cb, "10.9.0.1:7000", ca, "b to a")
+	r.connect(t)
+	r.udpPair(t, 7000, "forwarding")
 
 	var pkts uint64
 	r.d.DumpFlows(func(f *datapath.Flow) bool { pkts += f.Stats.Packets; return true })
@@ -288,10 +302,8 @@ func vxlanBetweenDatapaths(t *testing.T, busyPoll time.Duration) {
 // of the other ports too, and forwarding is unchanged.
 func TestBusyPollForwarding(t *testing.T) {
 	r := newTwoVMsConfig(t, Config{BusyPoll: 50 * time.Millisecond})
-	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
-	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
-	ca := udpConn(t, r.nsA, "10.9.0.1:7014")
-	cb := udpConn(t, r.nsB, "10.9.0.2:7014")
+	r.connect(t)
+	ca, cb := r.udpPair(t, 7014, "warm-up")
 	for i := range 20 {
 		exchange(t, ca, "10.9.0.2:7014", cb, fmt.Sprintf("request %d", i))
 		exchange(t, cb, "10.9.0.1:7014", ca, fmt.Sprintf("reply %d", i))
@@ -941,12 +953,8 @@ func TestReceiversPinnedToCPUs(t *testing.T) {
 		t.Errorf("New accepted processor %d on a machine with %d", last+1, last+1)
 	}
 	r := newTwoVMsConfig(t, Config{CPUs: []int{last}, BusyPoll: time.Millisecond})
-	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
-	putFlow(t, r.d, fromPort(r.pb), inPortMask, datapath.Output(r.pa))
-	ca := udpConn(t, r.nsA, "10.9.0.1:7015")
-	cb := udpConn(t, r.nsB, "10.9.0.2:7015")
-	exchange(t, ca, "10.9.0.2:7015", cb, "a to b on pinned receivers")
-	exchange(t, cb, "10.9.0.1:7015", ca, "b to a on pinned receivers")
+	r.connect(t)
+	r.udpPair(t, 7015, "pinned receivers")
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
