@@ -39,7 +39,8 @@ type rxGuard struct {
 }
 
 // enter reports whether the caller may drain: the port is open and no one
-// else drains it (with wait, once the other is done). leave must follow.
+// else drains it (with wait, once the other is done). When it reports
+// true, leave must follow.
 func (g *rxGuard) enter(wait bool) bool {
 	if wait {
 		g.mu.Lock()
