@@ -128,51 +128,45 @@ func (a *attrs) next() bool {
 }
 
 func (a *attrs) u8() uint8 {
-	if len(a.val) < 1 {
-		a.bad = true
-		return 0
+	if p := a.want(1); p != nil {
+		return p[0]
 	}
-	return a.val[0]
+	return 0
 }
 
 func (a *attrs) u16() uint16 {
-	if len(a.val) < 2 {
-		a.bad = true
-		return 0
+	if p := a.want(2); p != nil {
+		return binary.NativeEndian.Uint16(p)
 	}
-	return binary.NativeEndian.Uint16(a.val)
+	return 0
 }
 
 func (a *attrs) be16() uint16 {
-	if len(a.val) < 2 {
-		a.bad = true
-		return 0
+	if p := a.want(2); p != nil {
+		return binary.BigEndian.Uint16(p)
 	}
-	return binary.BigEndian.Uint16(a.val)
+	return 0
 }
 
 func (a *attrs) u32() uint32 {
-	if len(a.val) < 4 {
-		a.bad = true
-		return 0
+	if p := a.want(4); p != nil {
+		return binary.NativeEndian.Uint32(p)
 	}
-	return binary.NativeEndian.Uint32(a.val)
+	return 0
 }
 
 func (a *attrs) u64() uint64 {
-	if len(a.val) < 8 {
-		a.bad = true
-		return 0
+	if p := a.want(8); p != nil {
+		return binary.NativeEndian.Uint64(p)
 	}
-	return binary.NativeEndian.Uint64(a.val)
+	return 0
 }
 
 func (a *attrs) be64() uint64 {
-	if len(a.val) < 8 {
-		a.bad = true
-		return 0
+	if p := a.want(8); p != nil {
+		return binary.BigEndian.Uint64(p)
 	}
-	return binary.BigEndian.Uint64(a.val)
+	return 0
 }
 
 // str returns the payload up to its NUL. It allocates; control path only.

@@ -107,6 +107,12 @@ func (s *sock) begin(family uint16, cmd, version uint8, flags uint16, dpIfindex 
 	return off, s.seq
 }
 
+// request resets s.e and starts its one message, for a round trip.
+func (s *sock) request(family uint16, cmd, version uint8, flags uint16, dpIfindex int32) (int, uint32) {
+	s.e.b = s.e.b[:0]
+	return s.begin(family, cmd, version, flags, dpIfindex)
+}
+
 func (s *sock) finish(off int) {
 	binary.NativeEndian.PutUint32(s.e.b[off:], uint32(len(s.e.b)-off))
 }

@@ -2,7 +2,6 @@ package ovs
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 
@@ -39,25 +38,7 @@ func (d *Datapath) watchLinks() error {
 		return err
 	}
 	d.links = s
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		for {
-			b, err := s.recv()
-			if err != nil {
-				if d.closed.Load() {
-					return
-				}
-				if errors.Is(err, unix.ENOBUFS) {
-					d.log.Warn("link changes lost: the rtnetlink socket overflowed")
-					continue
-				}
-				d.log.Error("link change socket failed", "error", err)
-				return
-			}
-			d.linkMessages(b)
-		}
-	}()
+	d.listen(s, "link change socket failed", "link changes lost: the rtnetlink socket overflowed", d.linkMessages)
 	return nil
 }
 

@@ -255,8 +255,7 @@ func (d *Datapath) createOrReuse() error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.datapath, cmdNew, versionDatapath, flagAck|flagEcho, 0)
+	off, seq := s.request(d.fam.datapath, cmdNew, versionDatapath, flagAck|flagEcho, 0)
 	s.e.str(dpAttrName, d.cfg.Name)
 	s.e.u32(dpAttrUpcallPID, 0) // the local port's misses are not wanted
 	s.e.u32(dpAttrUserFeatures, dpFeatureUnaligned|dpFeatureVportPIDs)
@@ -266,8 +265,7 @@ func (d *Datapath) createOrReuse() error {
 		return err
 	}
 	d.reused = true
-	s.e.b = s.e.b[:0]
-	off, seq = s.begin(d.fam.datapath, cmdSet, versionDatapath, flagAck|flagEcho, 0)
+	off, seq = s.request(d.fam.datapath, cmdSet, versionDatapath, flagAck|flagEcho, 0)
 	s.e.str(dpAttrName, d.cfg.Name)
 	s.e.u32(dpAttrUserFeatures, dpFeatureUnaligned|dpFeatureVportPIDs)
 	s.finish(off)
@@ -296,14 +294,7 @@ func (d *Datapath) Delete() error {
 }
 
 func (d *Datapath) deleteKernelDatapath() error {
-	ls := &d.ctl
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.datapath, cmdDel, versionDatapath, flagAck, d.ifindex)
-	s.finish(off)
-	return d.roundTrip(s, seq, "datapath delete "+d.cfg.Name, nil)
+	return d.headerOnly(&d.ctl, d.fam.datapath, cmdDel, versionDatapath, flagAck, "datapath delete "+d.cfg.Name, nil)
 }
 
 // Close stops the upcall and event goroutines and closes the sockets. The
@@ -341,6 +332,18 @@ func (d *Datapath) closeSockets() {
 		p.up.s.close()
 	}
 	d.mu.Unlock()
+}
+
+// headerOnly sends a request with no attributes (a get, dump, flush or
+// delete of the whole datapath) on ls and waits for its answer, as
+// roundTrip.
+func (d *Datapath) headerOnly(ls *lockedSock, family uint16, cmd, version uint8, flags uint16, op string, fn func(r *reply)) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s := ls.s
+	off, seq := s.request(family, cmd, version, flags, d.ifindex)
+	s.finish(off)
+	return d.roundTrip(s, seq, op, fn)
 }
 
 // roundTrip sends the one request encoded in s.e and waits for its answer;
@@ -489,8 +492,7 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 	ls := &d.ctl
 	ls.mu.Lock()
 	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.vport, cmdNew, versionVport, flagAck|flagEcho, d.ifindex)
+	off, seq := s.request(d.fam.vport, cmdNew, versionVport, flagAck|flagEcho, d.ifindex)
 	s.e.u32(vportAttrType, typ)
 	s.e.str(vportAttrName, spec.Name)
 	s.e.u32(vportAttrUpcallPID, up.s.pid)
@@ -562,8 +564,7 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	ls := &d.ctl
 	ls.mu.Lock()
 	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.vport, cmdDel, versionVport, flagAck, d.ifindex)
+	off, seq := s.request(d.fam.vport, cmdDel, versionVport, flagAck, d.ifindex)
 	s.e.u32(vportAttrPortNo, uint32(no))
 	s.finish(off)
 	err := d.roundTrip(s, seq, fmt.Sprintf("vport delete %d %q", no, p.spec.Name), nil)
@@ -580,9 +581,8 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	return nil
 }
 
-// forgetPort drops a port from the table and closes its upcall socket. It
-// reports whether the port was there.
-func (d *Datapath) forgetPort(no datapath.PortNo) *vport {
+// forgetPort drops a port from the table and closes its upcall socket.
+func (d *Datapath) forgetPort(no datapath.PortNo) {
 	d.mu.Lock()
 	p := d.ports[no]
 	delete(d.ports, no)
@@ -591,7 +591,6 @@ func (d *Datapath) forgetPort(no datapath.PortNo) *vport {
 		p.up.closed.Store(true)
 		p.up.s.close()
 	}
-	return p
 }
 
 // Ports implements datapath.PortManager, with the kernel's counters. The
@@ -620,14 +619,7 @@ func (d *Datapath) Ports() []datapath.Port {
 }
 
 func (d *Datapath) dumpVports(fn func(no datapath.PortNo, typ uint32, name string, st datapath.PortStats)) error {
-	ls := &d.ctl
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.vport, cmdGet, versionVport, flagDump, d.ifindex)
-	s.finish(off)
-	return d.roundTrip(s, seq, "vport dump", func(r *reply) {
+	return d.headerOnly(&d.ctl, d.fam.vport, cmdGet, versionVport, flagDump, "vport dump", func(r *reply) {
 		if r.ifindex != d.ifindex {
 			return
 		}
@@ -694,8 +686,7 @@ func (d *Datapath) adoptPorts() error {
 		ls := &d.ctl
 		ls.mu.Lock()
 		s := ls.s
-		s.e.b = s.e.b[:0]
-		off, seq := s.begin(d.fam.vport, cmdSet, versionVport, flagAck, d.ifindex)
+		off, seq := s.request(d.fam.vport, cmdSet, versionVport, flagAck, d.ifindex)
 		s.e.u32(vportAttrPortNo, uint32(f.no))
 		s.e.u32(vportAttrUpcallPID, up.s.pid)
 		s.finish(off)
@@ -887,8 +878,7 @@ func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, er
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.flow, cmdDel, versionFlow, flagAck|flagEcho, d.ifindex)
+	off, seq := s.request(d.fam.flow, cmdDel, versionFlow, flagAck|flagEcho, d.ifindex)
 	k := matchKey(key, mask)
 	o := s.e.begin(flowAttrKey)
 	appendKey(&s.e, &k)
@@ -904,30 +894,16 @@ func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, er
 
 // FlushFlows deletes every flow of the datapath.
 func (d *Datapath) FlushFlows() error {
-	ls := &d.flows
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.flow, cmdDel, versionFlow, flagAck, d.ifindex)
-	s.finish(off)
-	return d.roundTrip(s, seq, "flow flush", nil)
+	return d.headerOnly(&d.flows, d.fam.flow, cmdDel, versionFlow, flagAck, "flow flush", nil)
 }
 
 // DumpFlows implements datapath.FlowTable. fn may call PutFlow and
 // DeleteFlow; Flow.Mask shows the kernel's real mask, so an untagged
 // flow's VLAN mask is 0xffff (the kernel always matches the tag).
 func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error {
-	ls := &d.dump
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.flow, cmdGet, versionFlow, flagDump, d.ifindex)
-	s.finish(off)
 	stop := false
 	var decodeErr error
-	err := d.roundTrip(s, seq, "flow dump", func(r *reply) {
+	err := d.headerOnly(&d.dump, d.fam.flow, cmdGet, versionFlow, flagDump, "flow dump", func(r *reply) {
 		if stop || r.ifindex != d.ifindex {
 			return // drain the rest of the dump
 		}
@@ -1047,8 +1023,7 @@ func (d *Datapath) Execute(frame []byte, actions []datapath.Action, inPort datap
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.packet, cmdPacketExecute, versionPacket, flagAck, d.ifindex)
+	off, seq := s.request(d.fam.packet, cmdPacketExecute, versionPacket, flagAck, d.ifindex)
 	s.e.bytes(packetAttrPacket, frame)
 	// The kernel takes only metadata (in_port, tunnel) from this key and
 	// parses the rest from the packet.
@@ -1093,14 +1068,7 @@ func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) {
 // hits. Upcalls and UpcallDropped are counted here.
 func (d *Datapath) Stats() datapath.Stats {
 	st := datapath.Stats{Upcalls: d.upcalls.Load(), UpcallDropped: d.upcallDropped.Load()}
-	ls := &d.ctl
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	s := ls.s
-	s.e.b = s.e.b[:0]
-	off, seq := s.begin(d.fam.datapath, cmdGet, versionDatapath, flagAck, d.ifindex)
-	s.finish(off)
-	err := d.roundTrip(s, seq, "datapath get", func(r *reply) {
+	err := d.headerOnly(&d.ctl, d.fam.datapath, cmdGet, versionDatapath, flagAck, "datapath get", func(r *reply) {
 		a := attrs{b: r.data}
 		for a.next() {
 			switch a.typ {

@@ -138,6 +138,15 @@ func (d *Datapath) listenPortEvents() error {
 		return fmt.Errorf("join the ovs_vport multicast group: %w", err)
 	}
 	d.events = s
+	d.listen(s, "vport event socket failed", "", func(b []byte) { messages(b, d.portEvent) })
+	return nil
+}
+
+// listen passes each datagram s receives to handle, in a goroutine that
+// Close waits for, until s is closed. After an overflow (ENOBUFS) it
+// logs overflowed, unless empty, and goes on; any other error is logged
+// as failed and ends it.
+func (d *Datapath) listen(s *sock, failed, overflowed string, handle func(b []byte)) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -148,15 +157,17 @@ func (d *Datapath) listenPortEvents() error {
 					return
 				}
 				if errors.Is(err, unix.ENOBUFS) {
+					if overflowed != "" {
+						d.log.Warn(overflowed)
+					}
 					continue
 				}
-				d.log.Error("vport event socket failed", "error", err)
+				d.log.Error(failed, "error", err)
 				return
 			}
-			messages(b, d.portEvent)
+			handle(b)
 		}
 	}()
-	return nil
 }
 
 func (d *Datapath) portEvent(r *reply) bool {
