@@ -106,14 +106,24 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 // bridgeUnicast applies the bridge's outbound chains (untagged frames only)
 // and sends the frame out of port out.
 func (s *Simulator) bridgeUnicast(b *bridge, out *port) verdict {
+	if !s.bridgeOutbound(b, out) {
+		return s.drop(s.chainDropReason())
+	}
+	return s.portEgress(out)
+}
+
+// bridgeOutbound runs the bridge's outbound chains on an untagged frame
+// leaving through out (nil when flooding), then its outbound mirrors; false
+// means the chains did not accept the frame.
+func (s *Simulator) bridgeOutbound(b *bridge, out *port) bool {
 	if s.wc.VLAN == 0 && len(b.outChains) > 0 {
 		s.outPort = out
 		if s.runChains(b.outChains) != actAccept {
-			return s.drop(s.chainDropReason())
+			return false
 		}
 	}
 	s.mirrorTo(b.mirrorsOut)
-	return s.portEgress(out)
+	return true
 }
 
 // flood sends the frame out of every exterior port of the bridge but the
@@ -121,13 +131,9 @@ func (s *Simulator) bridgeUnicast(b *bridge, out *port) verdict {
 // and out of the ports linking the bridge to a VLAN-aware bridge. Branches are simulated one after the other from the same state; a
 // dropped branch does not affect the others.
 func (s *Simulator) flood(b *bridge, vid uint16) verdict {
-	if s.wc.VLAN == 0 && len(b.outChains) > 0 {
-		s.outPort = nil
-		if s.runChains(b.outChains) != actAccept {
-			return s.drop(s.chainDropReason())
-		}
+	if !s.bridgeOutbound(b, nil) {
+		return s.drop(s.chainDropReason())
 	}
-	s.mirrorTo(b.mirrorsOut)
 	if s.tracing {
 		s.trace("bridge", b.id, "flood", "")
 	}

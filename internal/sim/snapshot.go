@@ -191,7 +191,9 @@ type macKey struct {
 	mac  [6]byte
 }
 
-type bridge struct {
+// deviceBase is what bridges and routers share: identity, admin state, and the
+// chains and mirrors a packet meets on entering and leaving.
+type deviceBase struct {
 	id         ID
 	tag        Tag
 	adminUp    bool
@@ -199,27 +201,25 @@ type bridge struct {
 	outChains  []*chain
 	mirrorsIn  []*mirror
 	mirrorsOut []*mirror
-	macs       map[macKey]*port
-	ipMAC      map[[4]byte][6]byte // ARP suppression table
-	answerARP  bool                // answer ARP requests from ipMAC (SnapshotInput.BridgeARP)
-	rtrMACs    map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
-	rtrIPs     map[[4]byte]*port   // address of a peer router port → this bridge's interior port
-	flood      []*port             // exterior ports, by id
-	vlanPorts  map[uint16]*port    // interior ports with a VLAN id
-	vabPeers   []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
+}
+
+type bridge struct {
+	deviceBase
+	macs      map[macKey]*port
+	ipMAC     map[[4]byte][6]byte // ARP suppression table
+	answerARP bool                // answer ARP requests from ipMAC (SnapshotInput.BridgeARP)
+	rtrMACs   map[[6]byte]*port   // MAC of a peer router port → this bridge's interior port
+	rtrIPs    map[[4]byte]*port   // address of a peer router port → this bridge's interior port
+	flood     []*port             // exterior ports, by id
+	vlanPorts map[uint16]*port    // interior ports with a VLAN id
+	vabPeers  []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
 }
 
 type router struct {
-	id         ID
-	tag        Tag
-	adminUp    bool
-	inChains   []*chain
-	outChains  []*chain
-	mirrorsIn  []*mirror
-	mirrorsOut []*mirror
-	table      routingTable
-	lb         *loadBalancer
-	arp        map[[4]byte]arpEntry
+	deviceBase
+	table routingTable
+	lb    *loadBalancer
+	arp   map[[4]byte]arpEntry
 }
 
 type arpEntry struct {
@@ -314,17 +314,19 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	for i := range in.Bridges {
 		b := &in.Bridges[i]
-		s.bridges[b.ID] = &bridge{mirrorsIn: mirrorList(b.InboundMirrorIDs), mirrorsOut: mirrorList(b.OutboundMirrorIDs), id: b.ID, tag: DeviceTag(b.ID), adminUp: b.AdminStateUp,
+		s.bridges[b.ID] = &bridge{deviceBase: deviceBase{id: b.ID, tag: DeviceTag(b.ID), adminUp: b.AdminStateUp,
 			inChains: chainList(b.InboundFilterID), outChains: chainList(b.OutboundFilterID),
+			mirrorsIn: mirrorList(b.InboundMirrorIDs), mirrorsOut: mirrorList(b.OutboundMirrorIDs)},
 			macs: map[macKey]*port{}, ipMAC: map[[4]byte][6]byte{}, rtrMACs: map[[6]byte]*port{},
 			rtrIPs: map[[4]byte]*port{}, vlanPorts: map[uint16]*port{}}
 	}
 	for i := range in.Routers {
 		r := &in.Routers[i]
-		s.routers[r.ID] = &router{mirrorsIn: mirrorList(r.InboundMirrorIDs), mirrorsOut: mirrorList(r.OutboundMirrorIDs), id: r.ID, tag: DeviceTag(r.ID), adminUp: r.AdminStateUp,
+		s.routers[r.ID] = &router{deviceBase: deviceBase{id: r.ID, tag: DeviceTag(r.ID), adminUp: r.AdminStateUp,
 			inChains:  chainList(r.LocalRedirectChainID, r.InboundFilterID),
 			outChains: chainList(r.ForwardChainID, r.OutboundFilterID),
-			arp:       map[[4]byte]arpEntry{}}
+			mirrorsIn: mirrorList(r.InboundMirrorIDs), mirrorsOut: mirrorList(r.OutboundMirrorIDs)},
+			arp: map[[4]byte]arpEntry{}}
 	}
 	dscp := map[ID]int16{}
 	for _, r := range in.DSCPRules {
