@@ -54,6 +54,14 @@ func (c *Coalescer) Add(frame []byte, o *Offload) bool {
 	if !ok {
 		return false
 	}
+	if c.n > 0 && (c.full || hdrs != c.hdrs || payload > c.mss || c.n-14+payload > maxCoalesced ||
+		binary.BigEndian.Uint32(frame[14+20+4:]) != c.nextSeq || !sameFlowHeaders(c.buf[:hdrs], frame[:hdrs])) {
+		return false // the caller offers it again once the pending frame is out
+	}
+	// Only a frame about to be taken costs a pass over its payload.
+	if o == nil && !checksumValid(frame[14:hdrs+payload]) {
+		return false
+	}
 	if c.n == 0 {
 		if len(c.buf) < 14+maxCoalesced {
 			c.buf = make([]byte, 14+maxCoalesced)
@@ -67,10 +75,6 @@ func (c *Coalescer) Add(frame []byte, o *Offload) bool {
 			c.first = *o
 		}
 		return true
-	}
-	if c.full || hdrs != c.hdrs || payload > c.mss || c.n-14+payload > maxCoalesced ||
-		binary.BigEndian.Uint32(frame[14+20+4:]) != c.nextSeq || !sameFlowHeaders(c.buf[:hdrs], frame[:hdrs]) {
-		return false
 	}
 	c.n += copy(c.buf[c.n:], frame[hdrs:hdrs+payload])
 	c.segs++
@@ -116,8 +120,9 @@ const (
 	tcpACK = 0x10
 )
 
-// tcpSegment reports whether frame is a data segment that may merge, with
-// its header length and payload size.
+// tcpSegment reports whether frame's headers make it a data segment that
+// may merge, with its header length and payload size. A complete checksum
+// is checked apart (checksumValid), only for a frame that will be taken.
 func tcpSegment(f []byte, o *Offload) (hdrs, payload int, ok bool) {
 	if len(f) < 14+20+20 || binary.BigEndian.Uint16(f[12:]) != 0x0800 {
 		return 0, 0, false
@@ -135,14 +140,17 @@ func tcpSegment(f []byte, o *Offload) (hdrs, payload int, ok bool) {
 	if thl < 20 || thl >= len(tcp) || tcp[13]&^tcpPSH != tcpACK {
 		return 0, 0, false // no payload, or flags other than ACK and PSH
 	}
-	if o != nil {
-		if !o.NeedsCsum || o.CsumStart != 14+20 || o.CsumOffset != 16 {
-			return 0, 0, false
-		}
-	} else if packet.Checksum(tcp, packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 6, uint16(len(tcp)))) != 0 {
+	if o != nil && (!o.NeedsCsum || o.CsumStart != 14+20 || o.CsumOffset != 16) {
 		return 0, 0, false
 	}
 	return 14 + 20 + thl, len(tcp) - thl, true
+}
+
+// checksumValid reports whether the TCP checksum of an IPv4 packet without
+// options (ip, up to its total length) is correct.
+func checksumValid(ip []byte) bool {
+	tcp := ip[20:]
+	return packet.Checksum(tcp, packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 6, uint16(len(tcp)))) == 0
 }
 
 // sameFlowHeaders compares two segments' headers, skipping the fields that

@@ -55,6 +55,13 @@ func (q *upcallQueue) discard() {
 // push copies frame into a free slot. It reports false, counting a drop, if
 // the queue is full.
 func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte) bool {
+	return q.pushOffload(kind, cookie, key, frame, nil)
+}
+
+// pushOffload is push for a frame with offload work pending (o, nil if
+// none): the copy in the queue gets its checksum finished, so the handler
+// sees a valid packet.
+func (q *upcallQueue) pushOffload(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte, o *Offload) bool {
 	q.mu.Lock()
 	if q.closed || q.tail-q.head >= uint64(len(q.slots)) {
 		q.mu.Unlock()
@@ -63,34 +70,22 @@ func (q *upcallQueue) push(kind datapath.UpcallKind, cookie uint64, key *packet.
 	}
 	s := &q.slots[q.tail%uint64(len(q.slots))]
 	s.kind, s.cookie, s.key = kind, cookie, *key
-	s.buf = append(s.buf[:0], frame...)
+	s.buf = appendFinished(s.buf[:0], frame, o)
 	q.tail++
 	q.queued.Add(1)
 	q.mu.Unlock()
 	return true
 }
 
-// pushOffload is push for a frame with offload work pending: the copy in
-// the queue gets its checksum finished, so the handler sees a valid packet.
-func (q *upcallQueue) pushOffload(kind datapath.UpcallKind, cookie uint64, key *packet.FlowKey, frame []byte, o *Offload) bool {
-	if o == nil || !o.NeedsCsum {
-		return q.push(kind, cookie, key, frame)
+// appendFinished appends frame to dst with the checksum o left pending (o
+// may be nil) finished in the copy.
+func appendFinished(dst, frame []byte, o *Offload) []byte {
+	dst = append(dst, frame...)
+	if o != nil && o.NeedsCsum {
+		oc := *o
+		finishChecksum(dst[len(dst)-len(frame):], &oc)
 	}
-	q.mu.Lock()
-	if q.closed || q.tail-q.head >= uint64(len(q.slots)) {
-		q.mu.Unlock()
-		q.dropped.Add(1)
-		return false
-	}
-	s := &q.slots[q.tail%uint64(len(q.slots))]
-	s.kind, s.cookie, s.key = kind, cookie, *key
-	s.buf = append(s.buf[:0], frame...)
-	oc := *o
-	finishChecksum(s.buf, &oc)
-	q.tail++
-	q.queued.Add(1)
-	q.mu.Unlock()
-	return true
+	return dst
 }
 
 // deliverOne hands the oldest upcall to h and reports whether there was one.
@@ -139,9 +134,7 @@ func (e *Engine) deliverInline(w *Worker, in *Port, frame []byte, o *Offload) bo
 	pkt := frame
 	if o != nil && o.NeedsCsum {
 		// The handler sees a valid packet, as from the queue.
-		w.upBuf = append(w.upBuf[:0], frame...)
-		oc := *o
-		finishChecksum(w.upBuf, &oc)
+		w.upBuf = appendFinished(w.upBuf[:0], frame, o)
 		pkt = w.upBuf
 	}
 	e.upcalls.Add(1)

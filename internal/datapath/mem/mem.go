@@ -13,7 +13,6 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
-	"github.com/midonet/midonet/internal/packet"
 )
 
 var _ datapath.Datapath = (*Datapath)(nil)
@@ -47,8 +46,9 @@ type Frame struct {
 
 // Datapath is the in-process datapath.
 type Datapath struct {
-	cfg Config
-	e   *engine.Engine
+	cfg         Config
+	engine.Core // flows, execution, upcalls, ports and stats
+	e           *engine.Engine
 
 	mu    sync.Mutex
 	ports map[datapath.PortNo]*port // guarded by mu
@@ -76,7 +76,8 @@ func New(cfg Config) *Datapath {
 	if cfg.Engine.EMCSize <= 0 {
 		cfg.Engine.EMCSize = DefaultEMCSize
 	}
-	return &Datapath{cfg: cfg, e: engine.New(cfg.Engine), ports: make(map[datapath.PortNo]*port)}
+	e := engine.New(cfg.Engine)
+	return &Datapath{cfg: cfg, Core: e.Core(), e: e, ports: make(map[datapath.PortNo]*port)}
 }
 
 // AddPort implements datapath.PortManager. Any name is accepted for netdev
@@ -149,36 +150,6 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	_ = ep
 	return nil
 }
-
-// Ports implements datapath.PortManager.
-func (d *Datapath) Ports() []datapath.Port { return d.e.Ports() }
-
-// PutFlow implements datapath.FlowTable.
-func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) error {
-	return d.e.PutFlow(key, mask, actions, flags)
-}
-
-// DeleteFlow implements datapath.FlowTable.
-func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, error) {
-	return d.e.DeleteFlow(key, mask)
-}
-
-// DumpFlows implements datapath.FlowTable.
-func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error { return d.e.DumpFlows(fn) }
-
-// Execute implements datapath.Executor.
-func (d *Datapath) Execute(frame []byte, actions []datapath.Action, inPort datapath.PortNo) error {
-	return d.e.Execute(frame, actions, inPort)
-}
-
-// SetUpcallHandler implements datapath.Upcaller.
-func (d *Datapath) SetUpcallHandler(h datapath.UpcallHandler) { d.e.SetUpcallHandler(h) }
-
-// SetPortEventHandler implements datapath.Upcaller.
-func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) { d.e.SetPortEventHandler(h) }
-
-// Stats implements datapath.Datapath.
-func (d *Datapath) Stats() datapath.Stats { return d.e.Stats() }
 
 // Close removes every port and stops the upcall dispatcher.
 func (d *Datapath) Close() error {

@@ -33,7 +33,6 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
-	"github.com/midonet/midonet/internal/packet"
 )
 
 var _ datapath.Datapath = (*Datapath)(nil)
@@ -113,10 +112,11 @@ type port interface {
 
 // Datapath is the userspace datapath.
 type Datapath struct {
-	cfg Config
-	log *slog.Logger
-	e   *engine.Engine
-	ns  netns.NsHandle // -1: current namespace
+	cfg         Config
+	log         *slog.Logger
+	engine.Core // flows, execution, upcalls and ports
+	e           *engine.Engine
+	ns          netns.NsHandle // -1: current namespace
 
 	mu     sync.Mutex
 	ports  map[datapath.PortNo]port // guarded by mu
@@ -181,6 +181,7 @@ func New(cfg Config) (*Datapath, error) {
 		return nil, err
 	}
 	d.e = engine.New(cfg.Engine)
+	d.Core = d.e.Core()
 	return d, nil
 }
 
@@ -305,34 +306,7 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	return nil
 }
 
-// Ports implements datapath.PortManager.
-func (d *Datapath) Ports() []datapath.Port { return d.e.Ports() }
-
-// PutFlow implements datapath.FlowTable.
-func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) error {
-	return d.e.PutFlow(key, mask, actions, flags)
-}
-
-// DeleteFlow implements datapath.FlowTable.
-func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, error) {
-	return d.e.DeleteFlow(key, mask)
-}
-
-// DumpFlows implements datapath.FlowTable.
-func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error { return d.e.DumpFlows(fn) }
-
-// Execute implements datapath.Executor.
-func (d *Datapath) Execute(frame []byte, actions []datapath.Action, inPort datapath.PortNo) error {
-	return d.e.Execute(frame, actions, inPort)
-}
-
-// SetUpcallHandler implements datapath.Upcaller.
-func (d *Datapath) SetUpcallHandler(h datapath.UpcallHandler) { d.e.SetUpcallHandler(h) }
-
-// SetPortEventHandler implements datapath.Upcaller.
-func (d *Datapath) SetPortEventHandler(h datapath.PortEventHandler) { d.e.SetPortEventHandler(h) }
-
-// Stats implements datapath.Datapath.
+// Stats implements datapath.Datapath, with the busy-poll counters.
 func (d *Datapath) Stats() datapath.Stats {
 	s := d.e.Stats()
 	s.BusySpins, s.BusyPackets = d.busy.spins.Load(), d.busy.found.Load()
