@@ -342,6 +342,18 @@ func ensureID(o any) {
 	}
 }
 
+// requireExists answers status naming the object unless kind holds id.
+func requireExists(tx *nsdb.Tx, kind string, id topology.ID, status int) error {
+	ok, err := tx.Exists(kind, id.String())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errStatus(status, "%s %s does not exist", topology.Singular(kind), id)
+	}
+	return nil
+}
+
 // tenantFilter keeps objects whose tenant equals ?tenant_id when given.
 func tenantFilter(r *http.Request, tenant *string) bool {
 	q := r.URL.Query()

@@ -21,6 +21,17 @@ func dhcpHostView(subnetURI string, h topology.DHCPHost) view {
 	return v
 }
 
+// hostIndex finds the host named by the URL's {mac} in a subnet (404 when
+// it has none).
+func hostIndex(r *http.Request, d *topology.DHCPSubnet) (int, error) {
+	mac := r.PathValue("mac")
+	i := d.Host(mac)
+	if i < 0 {
+		return i, notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), mac)
+	}
+	return i, nil
+}
+
 func derefString(s *string) string {
 	if s == nil {
 		return ""
@@ -44,10 +55,8 @@ func (s *Server) dhcpRoutes() {
 		if err != nil {
 			return nil, err
 		}
-		if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+		if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
 			return nil, err
-		} else if !ok {
-			return nil, notFound("bridge %s does not exist", bid)
 		}
 		key := r.PathValue("subnet")
 		d, err := subnets.load(tx, topology.DHCPSubnetID(bid, key))
@@ -56,13 +65,8 @@ func (s *Server) dhcpRoutes() {
 		}
 		return d, nil
 	}
-	s.handle("GET /bridges/{id}/dhcp", func(w http.ResponseWriter, r *http.Request) error {
-		bid, err := s.parentExists(r, topology.KindBridge)
-		if err != nil {
-			return err
-		}
-		return subnets.list(w, r, func(d *topology.DHCPSubnet) bool { return d.BridgeID == bid })
-	})
+	s.handle("GET /bridges/{id}/dhcp", subList(s, subnets, topology.KindBridge,
+		func(d *topology.DHCPSubnet, bid topology.ID) bool { return d.BridgeID == bid }))
 	s.handle("POST /bridges/{id}/dhcp", func(w http.ResponseWriter, r *http.Request) error {
 		bid, err := pathID(r, "id")
 		if err != nil {
@@ -77,10 +81,8 @@ func (s *Server) dhcpRoutes() {
 			return err
 		}
 		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+			if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("bridge %s does not exist", bid)
 			}
 			d := *in
 			if ok, err := tx.Exists(topology.KindDHCPSubnet, d.ObjectID()); err != nil {
@@ -201,9 +203,9 @@ func (s *Server) dhcpRoutes() {
 			if err != nil {
 				return err
 			}
-			i := d.Host(r.PathValue("mac"))
-			if i < 0 {
-				return notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), r.PathValue("mac"))
+			i, err := hostIndex(r, d)
+			if err != nil {
+				return err
 			}
 			out = dhcpHostView(dhcpSubnetURI(baseURI(r), d), d.Hosts[i])
 			return nil
@@ -223,9 +225,9 @@ func (s *Server) dhcpRoutes() {
 			if err != nil {
 				return err
 			}
-			i := d.Host(r.PathValue("mac"))
-			if i < 0 {
-				return notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), r.PathValue("mac"))
+			i, err := hostIndex(r, d)
+			if err != nil {
+				return err
 			}
 			d.Hosts[i] = h
 			return tx.Put(d)

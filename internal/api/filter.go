@@ -45,10 +45,7 @@ func (s *Server) filterRoutes() {
 			return nil
 		},
 	}
-	s.handle("GET /chains", func(w http.ResponseWriter, r *http.Request) error { return chains.list(w, r, nil) })
-	s.handle("POST /chains", chains.post)
-	s.handle("GET /chains/{id}", chains.get)
-	s.handle("DELETE /chains/{id}", chains.del)
+	crudRoutes(s, chains, "LCGD")
 
 	rules := &ruleRes{
 		s: s, kind: topology.KindRule, media: []string{"Rule-v2", "Rule-v1"},
@@ -167,11 +164,7 @@ func (s *Server) filterRoutes() {
 			return nil
 		},
 	}
-	s.handle("GET /port_groups", func(w http.ResponseWriter, r *http.Request) error { return groups.list(w, r, nil) })
-	s.handle("POST /port_groups", groups.post)
-	s.handle("GET /port_groups/{id}", groups.get)
-	s.handle("PUT /port_groups/{id}", groups.put)
-	s.handle("DELETE /port_groups/{id}", groups.del)
+	crudRoutes(s, groups, "LCGUD")
 	s.handle("GET /port_groups/{id}/ports", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {
@@ -216,10 +209,8 @@ func (s *Server) filterRoutes() {
 			if err != nil {
 				return err
 			}
-			if ok, err := tx.Exists(topology.KindPort, body.PortID.String()); err != nil {
+			if err := requireExists(tx, topology.KindPort, *body.PortID, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("port %s does not exist", body.PortID)
 			}
 			if slices.Contains(g.PortIDs, *body.PortID) {
 				return &httpError{status: http.StatusConflict, msg: "already a member", emptyBody: true}
@@ -328,10 +319,7 @@ func (s *Server) ipAddrGroupRoutes() {
 			return nil
 		},
 	}
-	s.handle("GET /ip_addr_groups", func(w http.ResponseWriter, r *http.Request) error { return groups.list(w, r, nil) })
-	s.handle("POST /ip_addr_groups", groups.post)
-	s.handle("GET /ip_addr_groups/{id}", groups.get)
-	s.handle("DELETE /ip_addr_groups/{id}", groups.del)
+	crudRoutes(s, groups, "LCGD")
 
 	addrView := func(r *http.Request, g topology.ID, addr string) view {
 		a, _ := netip.ParseAddr(addr)

@@ -91,14 +91,6 @@ func (s *Server) hostRoutes() {
 			return nil
 		},
 	}
-	withState := func(ctx context.Context, l []*topology.Host) error {
-		for _, h := range l {
-			if err := s.hostState(ctx, h); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	s.handle("GET /hosts", func(w http.ResponseWriter, r *http.Request) error {
 		var out []view
 		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
@@ -108,7 +100,7 @@ func (s *Server) hostRoutes() {
 			}
 			out = make([]view, 0, len(all))
 			for i := range all {
-				if err := withState(r.Context(), []*topology.Host{&all[i]}); err != nil {
+				if err := s.hostState(r.Context(), &all[i]); err != nil {
 					return err
 				}
 				out = append(out, hosts.render(r, &all[i]))
@@ -120,9 +112,7 @@ func (s *Server) hostRoutes() {
 		}
 		return writeJSON(w, r, http.StatusOK, hosts.collectionMedia(), out)
 	})
-	s.handle("POST /hosts", func(w http.ResponseWriter, r *http.Request) error {
-		return hosts.post(w, r)
-	})
+	s.handle("POST /hosts", hosts.post)
 	s.handle("GET /hosts/{id}", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {
@@ -322,10 +312,8 @@ func (s *Server) bindPort(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-		if ok, err := tx.Exists(topology.KindHost, id.String()); err != nil {
+		if err := requireExists(tx, topology.KindHost, id, http.StatusNotFound); err != nil {
 			return err
-		} else if !ok {
-			return notFound("host %s does not exist", id)
 		}
 		var p topology.Port
 		if err := tx.Get(topology.KindPort, body.PortID.String(), &p); err != nil {
@@ -397,11 +385,7 @@ func (s *Server) tunnelZoneRoutes() {
 		z.Members = old.Members
 		return uniqueName(tx, z)
 	}
-	s.handle("GET /tunnel_zones", func(w http.ResponseWriter, r *http.Request) error { return zones.list(w, r, nil) })
-	s.handle("POST /tunnel_zones", zones.post)
-	s.handle("GET /tunnel_zones/{id}", zones.get)
-	s.handle("PUT /tunnel_zones/{id}", zones.put)
-	s.handle("DELETE /tunnel_zones/{id}", zones.del)
+	crudRoutes(s, zones, "LCGUD")
 
 	memberMedia := []string{"TunnelZoneHost-v1", "GreTunnelZoneHost-v1"}
 	memberView := func(r *http.Request, z topology.ID, m topology.TunnelZoneMember) view {
@@ -458,10 +442,8 @@ func (s *Server) tunnelZoneRoutes() {
 			if err != nil {
 				return err
 			}
-			if ok, err := tx.Exists(topology.KindHost, body.HostID.String()); err != nil {
+			if err := requireExists(tx, topology.KindHost, *body.HostID, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("host %s does not exist", body.HostID)
 			}
 			if _, ok := z.Member(*body.HostID); ok {
 				return &httpError{status: http.StatusConflict, msg: "already a member", emptyBody: true}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
@@ -45,7 +46,7 @@ func (s *Server) networkRoutes() {
 			return nil
 		},
 		onUpdate: func(tx *nsdb.Tx, r *http.Request, old, b *topology.Bridge) error {
-			if b.VxLanPortIDs != nil && !sameIDs(b.VxLanPortIDs, old.VxLanPortIDs) {
+			if b.VxLanPortIDs != nil && !slices.Equal(b.VxLanPortIDs, old.VxLanPortIDs) {
 				return badRequest("VXLAN port ID cannot be set directly; bind the bridge to a VTEP instead")
 			}
 			b.VxLanPortIDs = old.VxLanPortIDs
@@ -58,11 +59,7 @@ func (s *Server) networkRoutes() {
 		}
 		return s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeARPPrefix(id))
 	}
-	s.handle("GET /bridges", func(w http.ResponseWriter, r *http.Request) error { return bridges.list(w, r, nil) })
-	s.handle("POST /bridges", bridges.post)
-	s.handle("GET /bridges/{id}", bridges.get)
-	s.handle("PUT /bridges/{id}", bridges.put)
-	s.handle("DELETE /bridges/{id}", bridges.del)
+	crudRoutes(s, bridges, "LCGUD")
 
 	routers := &routerRes{
 		s: s, kind: topology.KindRouter, media: []string{"Router-v3", "Router-v2", "Router-v1"},
@@ -92,11 +89,7 @@ func (s *Server) networkRoutes() {
 	routers.afterDelete = func(r *http.Request, id string) error {
 		return s.store.DeleteStatePrefix(r.Context(), nsdb.RouterARPPrefix(id))
 	}
-	s.handle("GET /routers", func(w http.ResponseWriter, r *http.Request) error { return routers.list(w, r, nil) })
-	s.handle("POST /routers", routers.post)
-	s.handle("GET /routers/{id}", routers.get)
-	s.handle("PUT /routers/{id}", routers.put)
-	s.handle("DELETE /routers/{id}", routers.del)
+	crudRoutes(s, routers, "LCGUD")
 
 	ports := &portRes{
 		s: s, kind: topology.KindPort, media: []string{"Port-v3", "Port-v4", "Port-v2"},
@@ -105,23 +98,14 @@ func (s *Server) networkRoutes() {
 		onUpdate: s.updatePort,
 		enrich:   s.portsActive,
 	}
-	s.handle("GET /ports", func(w http.ResponseWriter, r *http.Request) error { return ports.list(w, r, nil) })
-	s.handle("GET /ports/{id}", ports.get)
-	s.handle("PUT /ports/{id}", ports.put)
-	s.handle("DELETE /ports/{id}", ports.del)
+	crudRoutes(s, ports, "LGUD")
 	s.handle("POST /ports/{id}/link", s.linkPorts)
 	s.handle("DELETE /ports/{id}/link", s.unlinkPorts)
 	for _, dev := range []struct {
 		path, kind, portType string
 	}{{"/bridges", topology.KindBridge, topology.PortTypeBridge}, {"/routers", topology.KindRouter, topology.PortTypeRouter}} {
-		dev := dev
-		s.handle("GET "+dev.path+"/{id}/ports", func(w http.ResponseWriter, r *http.Request) error {
-			id, err := s.parentExists(r, dev.kind)
-			if err != nil {
-				return err
-			}
-			return ports.list(w, r, func(p *topology.Port) bool { return p.DeviceID == id })
-		})
+		s.handle("GET "+dev.path+"/{id}/ports", subList(s, ports, dev.kind,
+			func(p *topology.Port, device topology.ID) bool { return p.DeviceID == device }))
 		s.handle("GET "+dev.path+"/{id}/peer_ports", func(w http.ResponseWriter, r *http.Request) error {
 			return s.peerPorts(w, r, ports, dev.kind)
 		})
@@ -143,25 +127,17 @@ func (s *Server) networkRoutes() {
 			v["router"] = base + "/routers/" + x.RouterID.String()
 		},
 	}
-	s.handle("GET /routes/{id}", routes.get)
-	s.handle("DELETE /routes/{id}", routes.del)
-	s.handle("GET /routers/{id}/routes", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := s.parentExists(r, topology.KindRouter)
-		if err != nil {
-			return err
-		}
-		return routes.list(w, r, func(x *topology.Route) bool { return x.RouterID == id })
-	})
+	crudRoutes(s, routes, "GD")
+	s.handle("GET /routers/{id}/routes", subList(s, routes, topology.KindRouter,
+		func(x *topology.Route, rt topology.ID) bool { return x.RouterID == rt }))
 	s.handle("POST /routers/{id}/routes", func(w http.ResponseWriter, r *http.Request) error {
 		rid, err := pathID(r, "id")
 		if err != nil {
 			return err
 		}
 		return routes.create(w, r, func(tx *nsdb.Tx, x *topology.Route) error {
-			if ok, err := tx.Exists(topology.KindRouter, rid.String()); err != nil {
+			if err := requireExists(tx, topology.KindRouter, rid, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("router %s does not exist", rid)
 			}
 			x.RouterID, x.Learned = rid, false
 			if err := x.Validate(); err != nil {
@@ -191,30 +167,10 @@ func (s *Server) parentExists(r *http.Request, kind string) (topology.ID, error)
 	if err != nil {
 		return id, err
 	}
-	var ok bool
 	err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-		ok, err = tx.Exists(kind, id.String())
-		return err
+		return requireExists(tx, kind, id, http.StatusNotFound)
 	})
-	if err != nil {
-		return id, err
-	}
-	if !ok {
-		return id, notFound("%s %s does not exist", topology.Singular(kind), id)
-	}
-	return id, nil
-}
-
-func sameIDs(a, b []topology.ID) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return id, err
 }
 
 // attachLoadBalancer checks a router's loadBalancerId and keeps the load
@@ -298,10 +254,8 @@ func portLinks(base string, p *topology.Port, v view) {
 // prepareNewPort fills the server-managed fields of a new port and, for a
 // router port, creates its Local /32 routes.
 func (s *Server) prepareNewPort(tx *nsdb.Tx, p *topology.Port, devKind, portType string, devID topology.ID) error {
-	if ok, err := tx.Exists(devKind, devID.String()); err != nil {
+	if err := requireExists(tx, devKind, devID, http.StatusNotFound); err != nil {
 		return err
-	} else if !ok {
-		return notFound("%s %s does not exist", topology.Singular(devKind), devID)
 	}
 	t, ok := topology.NormalizeType(p.Type)
 	if p.Type == "" {
@@ -362,7 +316,7 @@ func (s *Server) updatePort(tx *nsdb.Tx, r *http.Request, old, p *topology.Port)
 	if p.PortMAC == nil {
 		p.PortMAC = old.PortMAC
 	}
-	if sameStrings(p.PortSubnet, old.PortSubnet) {
+	if slices.Equal(p.PortSubnet, old.PortSubnet) {
 		return nil
 	}
 	if err := p.Validate(); err != nil {
@@ -385,18 +339,6 @@ func (s *Server) updatePort(tx *nsdb.Tx, r *http.Request, old, p *topology.Port)
 		}
 	}
 	return nil
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // peerPorts lists the ports linked to the ports of a device.

@@ -46,10 +46,8 @@ func subCreate[T any, P interface {
 			return err
 		}
 		return rs.create(w, r, func(tx *nsdb.Tx, o P) error {
-			if ok, err := tx.Exists(parentKind, pid.String()); err != nil {
+			if err := requireExists(tx, parentKind, pid, missingParent); err != nil {
 				return err
-			} else if !ok {
-				return errStatus(missingParent, "%s %s does not exist", topology.Singular(parentKind), pid)
 			}
 			set(o, pid)
 			return nil
@@ -295,10 +293,8 @@ func (s *Server) serviceRoutes() {
 			return err
 		}
 		return peers.create(w, r, func(tx *nsdb.Tx, p *topology.BGPPeer) error {
-			if ok, err := tx.Exists(topology.KindRouter, rid.String()); err != nil {
+			if err := requireExists(tx, topology.KindRouter, rid, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("router %s does not exist", rid)
 			}
 			p.RouterID = rid
 			if err := p.Validate(); err != nil {

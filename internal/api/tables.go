@@ -128,10 +128,8 @@ func (s *Server) tableRoutes() {
 		mac, _ := topology.ParseMAC(*body.MacAddr)
 		e := macEntry{bridge: bid, vlan: vlan, mac: topology.FormatMAC(mac), port: body.PortID.String()}
 		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			if ok, err := tx.Exists(topology.KindBridge, bid.String()); err != nil {
+			if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
 				return err
-			} else if !ok {
-				return notFound("bridge %s does not exist", bid)
 			}
 			var p topology.Port
 			if err := tx.Get(topology.KindPort, body.PortID.String(), &p); err != nil {
