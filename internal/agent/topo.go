@@ -67,33 +67,15 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		apply(c.routers, id, value)
 		devTag(id)
 	case topology.KindPort:
-		if old, ok := c.ports[id]; ok {
-			tags = append(tags, sim.DeviceTag(old.DeviceID))
-		}
-		apply(c.ports, id, value)
-		if p, ok := c.ports[id]; ok {
-			tags = append(tags, sim.DeviceTag(p.DeviceID))
-		}
+		tags = applyOwned(c.ports, id, value, tags, func(p topology.Port) topology.ID { return p.DeviceID })
 		devTag(id)
 	case topology.KindRoute:
-		if old, ok := c.routes[id]; ok {
-			tags = append(tags, sim.DeviceTag(old.RouterID))
-		}
-		apply(c.routes, id, value)
-		if r, ok := c.routes[id]; ok {
-			tags = append(tags, sim.DeviceTag(r.RouterID))
-		}
+		tags = applyOwned(c.routes, id, value, tags, func(r topology.Route) topology.ID { return r.RouterID })
 	case topology.KindChain:
 		apply(c.chains, id, value)
 		devTag(id)
 	case topology.KindRule:
-		if old, ok := c.rules[id]; ok {
-			tags = append(tags, sim.DeviceTag(old.ChainID))
-		}
-		apply(c.rules, id, value)
-		if r, ok := c.rules[id]; ok {
-			tags = append(tags, sim.DeviceTag(r.ChainID))
-		}
+		tags = applyOwned(c.rules, id, value, tags, func(r topology.Rule) topology.ID { return r.ChainID })
 	case topology.KindPortGroup:
 		apply(c.pgroups, id, value)
 		devTag(id)
@@ -107,6 +89,21 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 }
 
 // apply decodes value into m[id], or deletes m[id] for a nil value.
+// applyOwned is apply for an object that belongs to a device (a port's
+// bridge or router, a route's router, a rule's chain): it appends to tags
+// the device it belonged to before the change and the one it belongs to
+// after.
+func applyOwned[T any](m map[string]T, id string, value []byte, tags []sim.Tag, owner func(T) topology.ID) []sim.Tag {
+	if old, ok := m[id]; ok {
+		tags = append(tags, sim.DeviceTag(owner(old)))
+	}
+	apply(m, id, value)
+	if v, ok := m[id]; ok {
+		tags = append(tags, sim.DeviceTag(owner(v)))
+	}
+	return tags
+}
+
 func apply[T any](m map[string]T, id string, value []byte) {
 	if value == nil {
 		delete(m, id)
