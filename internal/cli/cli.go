@@ -123,11 +123,57 @@ func (s *session) createAndShow(url, media string, body Object) error {
 	if loc == "" {
 		return errors.New("the API created the object but sent no Location")
 	}
-	o, err := s.client.Get(s.ctx, loc, media)
+	return s.show(loc, media)
+}
+
+// show reads the object at url and prints it.
+func (s *session) show(url, media string) error {
+	o, err := s.client.Get(s.ctx, url, media)
 	if err != nil {
 		return err
 	}
 	return s.printObject(o)
+}
+
+// showAgain reads o back from its uri and prints it.
+func (s *session) showAgain(o Object, k *kind) error {
+	u, err := link(k, o, "uri")
+	if err != nil {
+		return err
+	}
+	return s.show(u, k.media)
+}
+
+// putAndShow sends o back to its uri and prints what the API then holds.
+// The API's PUT replaces the whole object, so o must be complete: read it,
+// change what was asked, send it all back.
+func (s *session) putAndShow(o Object, k *kind) error {
+	u, err := link(k, o, "uri")
+	if err != nil {
+		return err
+	}
+	if err := s.client.Update(s.ctx, u, k.media, o); err != nil {
+		return err
+	}
+	return s.show(u, k.media)
+}
+
+// deleteObject deletes o through its uri.
+func (s *session) deleteObject(o Object, k *kind) error {
+	u, err := link(k, o, "uri")
+	if err != nil {
+		return err
+	}
+	return s.client.Delete(s.ctx, u)
+}
+
+// printCollection lists the collection at url and prints it.
+func (s *session) printCollection(url, media string, cols []column) error {
+	list, err := s.client.List(s.ctx, url, media)
+	if err != nil {
+		return err
+	}
+	return s.printList(cols, list)
 }
 
 // run wraps a verb body with session setup.
@@ -231,11 +277,7 @@ func (r *resource) command(o *options) *cobra.Command {
 					return err
 				}
 			}
-			items, err := s.client.List(s.ctx, url, r.media)
-			if err != nil {
-				return err
-			}
-			return s.printList(r.columns, items)
+			return s.printCollection(url, r.media, r.columns)
 		}),
 	}
 	for i := range r.parents {
@@ -302,12 +344,8 @@ func (r *resource) command(o *options) *cobra.Command {
 	for i := range r.parents {
 		r.parents[i].flag.addTo(create.Flags())
 	}
-	for i := range r.createOnly {
-		r.createOnly[i].addTo(create.Flags())
-	}
-	for i := range r.fields {
-		r.fields[i].addTo(create.Flags())
-	}
+	addFlags(create, r.createOnly...)
+	addFlags(create, r.fields...)
 	root.AddCommand(create)
 
 	if !r.noUpdate {
@@ -317,8 +355,6 @@ func (r *resource) command(o *options) *cobra.Command {
 			Example: r.examples["update"],
 			Args:    cobra.ExactArgs(1),
 			RunE: o.run(func(s *session, cmd *cobra.Command, args []string) error {
-				// The API's PUT replaces the whole object: read it, change
-				// what was asked, send it all back.
 				obj, err := s.resolve(r.kind, args[0])
 				if err != nil {
 					return err
@@ -329,26 +365,11 @@ func (r *resource) command(o *options) *cobra.Command {
 				if err := s.applyFields(cmd, r.updateOnly, obj); err != nil {
 					return err
 				}
-				u, err := link(r.kind, obj, "uri")
-				if err != nil {
-					return err
-				}
-				if err := s.client.Update(s.ctx, u, r.media, obj); err != nil {
-					return err
-				}
-				fresh, err := s.client.Get(s.ctx, u, r.media)
-				if err != nil {
-					return err
-				}
-				return s.printObject(fresh)
+				return s.putAndShow(obj, r.kind)
 			}),
 		}
-		for i := range r.fields {
-			r.fields[i].addTo(update.Flags())
-		}
-		for i := range r.updateOnly {
-			r.updateOnly[i].addTo(update.Flags())
-		}
+		addFlags(update, r.fields...)
+		addFlags(update, r.updateOnly...)
 		root.AddCommand(update)
 	}
 
@@ -363,11 +384,7 @@ func (r *resource) command(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				u, err := link(r.kind, obj, "uri")
-				if err != nil {
-					return err
-				}
-				if err := s.client.Delete(s.ctx, u); err != nil {
+				if err := s.deleteObject(obj, r.kind); err != nil {
 					return err
 				}
 			}

@@ -12,6 +12,13 @@ const (
 	dhcpHostMedia   = "DhcpHost-v2"
 )
 
+// The DHCP kinds are reached only through a bridge's links, so they have no
+// collection or template of their own.
+var (
+	dhcpSubnetKind = &kind{noun: "DHCP subnet", media: dhcpSubnetMedia}
+	dhcpHostKind   = &kind{noun: "DHCP host", media: dhcpHostMedia}
+)
+
 // dhcpSubnetFields are the writable fields of a DHCP subnet besides its prefix.
 func dhcpSubnetFields() []field {
 	return []field{
@@ -88,11 +95,7 @@ func dhcpCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := s.client.List(s.ctx, u, dhcpSubnetMedia)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, items)
+			return s.printCollection(u, dhcpSubnetMedia, cols)
 		}),
 	}
 	requiredFlags(list, bridgeFlag)
@@ -131,9 +134,7 @@ func dhcpCommand(o *options) *cobra.Command {
 		}),
 	}
 	requiredFlags(create, bridgeFlag, field{flag: "subnet", kind: kPrefix, usage: "the subnet, e.g. 10.0.0.0/24"})
-	for i := range fields {
-		fields[i].addTo(create.Flags())
-	}
+	addFlags(create, fields...)
 
 	update := &cobra.Command{
 		Use:     "update --bridge NAME|ID CIDR",
@@ -144,20 +145,11 @@ func dhcpCommand(o *options) *cobra.Command {
 			if err := s.applyFields(cmd, fields, sub); err != nil {
 				return err
 			}
-			u, err := link(&kind{noun: "DHCP subnet"}, sub, "uri")
-			if err != nil {
-				return err
-			}
-			if err := s.client.Update(s.ctx, u, dhcpSubnetMedia, sub); err != nil {
-				return err
-			}
-			return s.showAgain(sub, &kind{noun: "DHCP subnet", media: dhcpSubnetMedia})
+			return s.putAndShow(sub, dhcpSubnetKind)
 		}),
 	}
 	requiredFlags(update, bridgeFlag)
-	for i := range fields {
-		fields[i].addTo(update.Flags())
-	}
+	addFlags(update, fields...)
 
 	del := &cobra.Command{
 		Use:     "delete --bridge NAME|ID CIDR",
@@ -165,11 +157,7 @@ func dhcpCommand(o *options) *cobra.Command {
 		Example: "  midonet dhcp delete --bridge tenant-net 10.0.0.0/24",
 		Args:    cobra.ExactArgs(1),
 		RunE: withSubnet(func(s *session, _ *cobra.Command, _, sub Object) error {
-			u, err := link(&kind{noun: "DHCP subnet"}, sub, "uri")
-			if err != nil {
-				return err
-			}
-			return s.client.Delete(s.ctx, u)
+			return s.deleteObject(sub, dhcpSubnetKind)
 		}),
 	}
 	requiredFlags(del, bridgeFlag)
@@ -185,7 +173,6 @@ func dhcpHostCommand(o *options) *cobra.Command {
 		{flag: "ip", key: "ipAddr", kind: kIP, usage: "fixed address given to the host"},
 		{flag: "name", key: "name", usage: "host name given to the host"},
 	}
-	hostKindOf := &kind{noun: "DHCP host", media: dhcpHostMedia}
 	root := group("dhcp-host", "Fixed DHCP assignments (MAC → IP) of a bridge's DHCP subnet")
 
 	// hostsURL returns the hosts link of the subnet named by the flags.
@@ -231,11 +218,7 @@ func dhcpHostCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			items, err := s.client.List(s.ctx, u, dhcpHostMedia)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, items)
+			return s.printCollection(u, dhcpHostMedia, cols)
 		}),
 	}
 	requiredFlags(list, bridgeFlag, subnetFlag)
@@ -270,9 +253,7 @@ func dhcpHostCommand(o *options) *cobra.Command {
 		}),
 	}
 	requiredFlags(create, bridgeFlag, subnetFlag, field{flag: "mac", kind: kMAC, usage: "the client's MAC address"})
-	for i := range fields {
-		fields[i].addTo(create.Flags())
-	}
+	addFlags(create, fields...)
 	create.MarkFlagRequired("ip")
 
 	update := &cobra.Command{
@@ -284,20 +265,11 @@ func dhcpHostCommand(o *options) *cobra.Command {
 			if err := s.applyFields(cmd, fields, h); err != nil {
 				return err
 			}
-			u, err := link(hostKindOf, h, "uri")
-			if err != nil {
-				return err
-			}
-			if err := s.client.Update(s.ctx, u, dhcpHostMedia, h); err != nil {
-				return err
-			}
-			return s.showAgain(h, hostKindOf)
+			return s.putAndShow(h, dhcpHostKind)
 		}),
 	}
 	requiredFlags(update, bridgeFlag, subnetFlag)
-	for i := range fields {
-		fields[i].addTo(update.Flags())
-	}
+	addFlags(update, fields...)
 
 	del := &cobra.Command{
 		Use:     "delete --bridge NAME|ID --subnet CIDR MAC",
@@ -305,11 +277,7 @@ func dhcpHostCommand(o *options) *cobra.Command {
 		Example: "  midonet dhcp-host delete --bridge tenant-net --subnet 10.0.0.0/24 aa:bb:cc:00:00:01",
 		Args:    cobra.ExactArgs(1),
 		RunE: withHost(func(s *session, _ *cobra.Command, h Object) error {
-			u, err := link(hostKindOf, h, "uri")
-			if err != nil {
-				return err
-			}
-			return s.client.Delete(s.ctx, u)
+			return s.deleteObject(h, dhcpHostKind)
 		}),
 	}
 	requiredFlags(del, bridgeFlag, subnetFlag)

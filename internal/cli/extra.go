@@ -8,12 +8,26 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// requiredFlags declares fields' flags on cmd, all required.
-func requiredFlags(cmd *cobra.Command, fields ...field) {
+// addFlags declares fields' flags on cmd.
+func addFlags(cmd *cobra.Command, fields ...field) {
 	for i := range fields {
 		fields[i].addTo(cmd.Flags())
+	}
+}
+
+// requiredFlags declares fields' flags on cmd, all required.
+func requiredFlags(cmd *cobra.Command, fields ...field) {
+	addFlags(cmd, fields...)
+	for i := range fields {
 		cmd.MarkFlagRequired(fields[i].flag)
 	}
+}
+
+// requiredText declares a required plain text flag on cmd, read with
+// flagText.
+func requiredText(cmd *cobra.Command, flag, usage string) {
+	cmd.Flags().String(flag, "", usage)
+	cmd.MarkFlagRequired(flag)
 }
 
 // flagObject resolves the object a required kRef flag names.
@@ -36,6 +50,33 @@ func flagText(cmd *cobra.Command, flag string) (string, error) {
 		return "", fmt.Errorf("--%s is required", flag)
 	}
 	return fl.Value.String(), nil
+}
+
+// flagAddr returns the IP address a required plain flag holds.
+func flagAddr(cmd *cobra.Command, flag string) (netip.Addr, error) {
+	text, err := flagText(cmd, flag)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	a, err := netip.ParseAddr(text)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--%s %q: not an IP address", flag, text)
+	}
+	return a, nil
+}
+
+// flagID returns the id a kRef flag names. A port that no longer exists
+// may still be named by its UUID (to clean up a membership).
+func (s *session) flagID(cmd *cobra.Command, flag string, k *kind) (string, error) {
+	ref := cmd.Flags().Lookup(flag).Value.String()
+	if isUUID(ref) {
+		return strings.ToLower(ref), nil
+	}
+	id, err := s.resolveID(k, ref)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	return id, nil
 }
 
 // member finds, in the collection at url, the entry whose key equals want,
@@ -63,11 +104,89 @@ func (s *session) deleteMember(url, media, key, want, what string) error {
 	if o == nil {
 		return fmt.Errorf("%s not found", what)
 	}
-	u, err := link(&kind{noun: what}, o, "uri")
-	if err != nil {
-		return err
-	}
-	return s.client.Delete(s.ctx, u)
+	return s.deleteObject(o, &kind{noun: what})
+}
+
+// members describes a collection held under a parent object — a port
+// group's ports, a host's bindings, a tunnel zone's hosts, an IP address
+// group's addresses — and builds the verbs that add to, remove from and list
+// it. Every verb resolves the parent its flag names, reads what else the
+// command line says and only then follows the parent's link.
+type members struct {
+	o       *options
+	parent  field  // kRef flag naming the parent object
+	link    string // key of the parent's link to the collection
+	key     string // field of an entry that remove matches
+	media   string
+	columns []column
+}
+
+// collection returns the URI of the collection under the parent p.
+func (m *members) collection(p Object) (string, error) {
+	return link(m.parent.ref, p, m.link)
+}
+
+// add makes cmd post the entry body builds and print it.
+func (m *members) add(cmd *cobra.Command, body func(s *session, cmd *cobra.Command) (Object, error)) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
+		if err != nil {
+			return err
+		}
+		b, err := body(s, cmd)
+		if err != nil {
+			return err
+		}
+		u, err := m.collection(p)
+		if err != nil {
+			return err
+		}
+		return s.createAndShow(u, m.media, b)
+	})
+	requiredFlags(cmd, m.parent)
+	return cmd
+}
+
+// remove makes cmd delete the entry whose key equals the want entry
+// returns; what names it in the error when it is absent.
+func (m *members) remove(cmd *cobra.Command, entry func(s *session, cmd *cobra.Command, p Object) (want, what string, err error)) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
+		if err != nil {
+			return err
+		}
+		want, what, err := entry(s, cmd, p)
+		if err != nil {
+			return err
+		}
+		u, err := m.collection(p)
+		if err != nil {
+			return err
+		}
+		return s.deleteMember(u, m.media, m.key, want, what)
+	})
+	requiredFlags(cmd, m.parent)
+	return cmd
+}
+
+// list makes cmd print the collection.
+func (m *members) list(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
+		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
+		if err != nil {
+			return err
+		}
+		u, err := m.collection(p)
+		if err != nil {
+			return err
+		}
+		return s.printCollection(u, m.media, m.columns)
+	})
+	requiredFlags(cmd, m.parent)
+	return cmd
 }
 
 func addPortVerbs(o *options, port *cobra.Command) {
@@ -121,373 +240,184 @@ func addPortVerbs(o *options, port *cobra.Command) {
 	port.AddCommand(linkCmd, unlink)
 }
 
-// showAgain reads o back from its uri and prints it.
-func (s *session) showAgain(o Object, k *kind) error {
-	u, err := link(k, o, "uri")
-	if err != nil {
-		return err
-	}
-	fresh, err := s.client.Get(s.ctx, u, k.media)
-	if err != nil {
-		return err
-	}
-	return s.printObject(fresh)
-}
-
 func addPortGroupVerbs(o *options, pg *cobra.Command) {
-	const media = "PortGroupPort-v1"
-	cols := []column{col("PORT-GROUP", "portGroupId"), col("PORT", "portId")}
-	groupFlag := refField("port-group", "", portGroupKind, "port group name or id")
+	m := &members{
+		o:       o,
+		parent:  refField("port-group", "", portGroupKind, "port group name or id"),
+		link:    "ports",
+		key:     "portId",
+		media:   "PortGroupPort-v1",
+		columns: []column{col("PORT-GROUP", "portGroupId"), col("PORT", "portId")},
+	}
 	portFlag := refField("port", "", portKind, "port id")
 
-	add := &cobra.Command{
+	add := m.add(&cobra.Command{
 		Use:     "add-port --port-group NAME|ID --port ID",
 		Short:   "Add a port to a port group",
 		Example: "  midonet port-group add-port --port-group web-servers --port 3f2a0c57-6a4e-4b8c-9d51-2b3f4c5d6e7f",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			g, err := s.flagObject(cmd, "port-group", portGroupKind)
-			if err != nil {
-				return err
-			}
-			p, err := s.flagObject(cmd, "port", portKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(portGroupKind, g, "ports")
-			if err != nil {
-				return err
-			}
-			return s.createAndShow(u, media, Object{"portId": p.Str("id")})
-		}),
-	}
-	requiredFlags(add, groupFlag, portFlag)
+	}, func(s *session, cmd *cobra.Command) (Object, error) {
+		p, err := s.flagObject(cmd, "port", portKind)
+		if err != nil {
+			return nil, err
+		}
+		return Object{"portId": p.Str("id")}, nil
+	})
+	requiredFlags(add, portFlag)
 
-	remove := &cobra.Command{
+	remove := m.remove(&cobra.Command{
 		Use:     "remove-port --port-group NAME|ID --port ID",
 		Short:   "Remove a port from a port group",
 		Example: "  midonet port-group remove-port --port-group web-servers --port 3f2a0c57-6a4e-4b8c-9d51-2b3f4c5d6e7f",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			g, err := s.flagObject(cmd, "port-group", portGroupKind)
-			if err != nil {
-				return err
-			}
-			portID, err := s.flagID(cmd, "port", portKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(portGroupKind, g, "ports")
-			if err != nil {
-				return err
-			}
-			return s.deleteMember(u, media, "portId", portID, fmt.Sprintf("port %s in port group %s", portID, g.Str("id")))
-		}),
-	}
-	requiredFlags(remove, groupFlag, portFlag)
+	}, func(s *session, cmd *cobra.Command, g Object) (string, string, error) {
+		portID, err := s.flagID(cmd, "port", portKind)
+		return portID, fmt.Sprintf("port %s in port group %s", portID, g.Str("id")), err
+	})
+	requiredFlags(remove, portFlag)
 
-	ports := &cobra.Command{
+	ports := m.list(&cobra.Command{
 		Use:     "ports --port-group NAME|ID",
 		Short:   "List the ports of a port group",
 		Example: "  midonet port-group ports --port-group web-servers",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			g, err := s.flagObject(cmd, "port-group", portGroupKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(portGroupKind, g, "ports")
-			if err != nil {
-				return err
-			}
-			list, err := s.client.List(s.ctx, u, media)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, list)
-		}),
-	}
-	requiredFlags(ports, groupFlag)
+	})
 	pg.AddCommand(add, remove, ports)
 }
 
-// flagID returns the id a kRef flag names. A port that no longer exists
-// may still be named by its UUID (to clean up a membership).
-func (s *session) flagID(cmd *cobra.Command, flag string, k *kind) (string, error) {
-	ref := cmd.Flags().Lookup(flag).Value.String()
-	if isUUID(ref) {
-		return strings.ToLower(ref), nil
-	}
-	id, err := s.resolveID(k, ref)
-	if err != nil {
-		return "", fmt.Errorf("--%s: %w", flag, err)
-	}
-	return id, nil
-}
-
 func addHostVerbs(o *options, host *cobra.Command) {
-	const media = "HostInterfacePort-v1"
-	cols := []column{col("HOST", "hostId"), col("PORT", "portId"), col("INTERFACE", "interfaceName")}
-	hostFlag := refField("host", "", hostKind, "host name or id")
+	m := &members{
+		o:       o,
+		parent:  refField("host", "", hostKind, "host name or id"),
+		link:    "ports",
+		key:     "portId",
+		media:   "HostInterfacePort-v1",
+		columns: []column{col("HOST", "hostId"), col("PORT", "portId"), col("INTERFACE", "interfaceName")},
+	}
 	portFlag := refField("port", "", portKind, "port id")
 
-	bind := &cobra.Command{
+	bind := m.add(&cobra.Command{
 		Use:   "bind --host NAME|ID --port ID --interface NAME",
 		Short: "Bind a port to an interface of a host (the host must be in a tunnel zone)",
 		Example: "  midonet tunnel-zone add-member --tunnel-zone overlay --host compute-1 --address 192.0.2.11\n" +
 			"  midonet host bind --host compute-1 --port 3f2a0c57-6a4e-4b8c-9d51-2b3f4c5d6e7f --interface vm1",
-		Args: cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			h, err := s.flagObject(cmd, "host", hostKind)
-			if err != nil {
-				return err
-			}
-			p, err := s.flagObject(cmd, "port", portKind)
-			if err != nil {
-				return err
-			}
-			ifname, err := flagText(cmd, "interface")
-			if err != nil {
-				return err
-			}
-			u, err := link(hostKind, h, "ports")
-			if err != nil {
-				return err
-			}
-			return s.createAndShow(u, media, Object{"portId": p.Str("id"), "interfaceName": ifname})
-		}),
-	}
-	requiredFlags(bind, hostFlag, portFlag)
-	bind.Flags().String("interface", "", "name of the host's interface (e.g. a tap) the port is bound to")
-	bind.MarkFlagRequired("interface")
+	}, func(s *session, cmd *cobra.Command) (Object, error) {
+		p, err := s.flagObject(cmd, "port", portKind)
+		if err != nil {
+			return nil, err
+		}
+		ifname, err := flagText(cmd, "interface")
+		if err != nil {
+			return nil, err
+		}
+		return Object{"portId": p.Str("id"), "interfaceName": ifname}, nil
+	})
+	requiredFlags(bind, portFlag)
+	requiredText(bind, "interface", "name of the host's interface (e.g. a tap) the port is bound to")
 
-	unbind := &cobra.Command{
+	unbind := m.remove(&cobra.Command{
 		Use:     "unbind --host NAME|ID --port ID",
 		Short:   "Remove a port's binding to a host",
 		Example: "  midonet host unbind --host compute-1 --port 3f2a0c57-6a4e-4b8c-9d51-2b3f4c5d6e7f",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			h, err := s.flagObject(cmd, "host", hostKind)
-			if err != nil {
-				return err
-			}
-			portID, err := s.flagID(cmd, "port", portKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(hostKind, h, "ports")
-			if err != nil {
-				return err
-			}
-			return s.deleteMember(u, media, "portId", portID, fmt.Sprintf("binding of port %s on host %s", portID, h.Str("name")))
-		}),
-	}
-	requiredFlags(unbind, hostFlag, portFlag)
+	}, func(s *session, cmd *cobra.Command, h Object) (string, string, error) {
+		portID, err := s.flagID(cmd, "port", portKind)
+		return portID, fmt.Sprintf("binding of port %s on host %s", portID, h.Str("name")), err
+	})
+	requiredFlags(unbind, portFlag)
 
-	bindings := &cobra.Command{
+	bindings := m.list(&cobra.Command{
 		Use:     "bindings --host NAME|ID",
 		Short:   "List the port bindings of a host",
 		Example: "  midonet host bindings --host compute-1 -o json",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			h, err := s.flagObject(cmd, "host", hostKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(hostKind, h, "ports")
-			if err != nil {
-				return err
-			}
-			list, err := s.client.List(s.ctx, u, media)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, list)
-		}),
-	}
-	requiredFlags(bindings, hostFlag)
+	})
 	host.AddCommand(bind, unbind, bindings)
 }
 
 func addTunnelZoneVerbs(o *options, tz *cobra.Command) {
-	const media = "TunnelZoneHost-v1"
-	cols := []column{col("TUNNEL-ZONE", "tunnelZoneId"), col("HOST", "hostId"), col("ADDRESS", "ipAddress")}
-	zoneFlag := refField("tunnel-zone", "", tunnelZoneKind, "tunnel zone name or id")
+	m := &members{
+		o:       o,
+		parent:  refField("tunnel-zone", "", tunnelZoneKind, "tunnel zone name or id"),
+		link:    "hosts",
+		key:     "hostId",
+		media:   "TunnelZoneHost-v1",
+		columns: []column{col("TUNNEL-ZONE", "tunnelZoneId"), col("HOST", "hostId"), col("ADDRESS", "ipAddress")},
+	}
 	hostFlag := refField("host", "", hostKind, "host name or id")
 
-	add := &cobra.Command{
+	add := m.add(&cobra.Command{
 		Use:     "add-member --tunnel-zone NAME|ID --host NAME|ID --address IP",
 		Short:   "Add a host to a tunnel zone with its tunnel endpoint address",
 		Example: "  midonet tunnel-zone add-member --tunnel-zone overlay --host compute-1 --address 192.0.2.11",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			z, err := s.flagObject(cmd, "tunnel-zone", tunnelZoneKind)
-			if err != nil {
-				return err
-			}
-			h, err := s.flagObject(cmd, "host", hostKind)
-			if err != nil {
-				return err
-			}
-			addr, err := flagText(cmd, "address")
-			if err != nil {
-				return err
-			}
-			a, err := netip.ParseAddr(addr)
-			if err != nil {
-				return fmt.Errorf("--address %q: not an IP address", addr)
-			}
-			u, err := link(tunnelZoneKind, z, "hosts")
-			if err != nil {
-				return err
-			}
-			return s.createAndShow(u, media, Object{"hostId": h.Str("id"), "ipAddress": a.String()})
-		}),
-	}
-	requiredFlags(add, zoneFlag, hostFlag)
-	add.Flags().String("address", "", "the host's tunnel endpoint address in this zone")
-	add.MarkFlagRequired("address")
+	}, func(s *session, cmd *cobra.Command) (Object, error) {
+		h, err := s.flagObject(cmd, "host", hostKind)
+		if err != nil {
+			return nil, err
+		}
+		a, err := flagAddr(cmd, "address")
+		if err != nil {
+			return nil, err
+		}
+		return Object{"hostId": h.Str("id"), "ipAddress": a.String()}, nil
+	})
+	requiredFlags(add, hostFlag)
+	requiredText(add, "address", "the host's tunnel endpoint address in this zone")
 
-	remove := &cobra.Command{
+	remove := m.remove(&cobra.Command{
 		Use:     "remove-member --tunnel-zone NAME|ID --host NAME|ID",
 		Short:   "Remove a host from a tunnel zone",
 		Example: "  midonet tunnel-zone remove-member --tunnel-zone overlay --host compute-1",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			z, err := s.flagObject(cmd, "tunnel-zone", tunnelZoneKind)
-			if err != nil {
-				return err
-			}
-			hostID, err := s.flagID(cmd, "host", hostKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(tunnelZoneKind, z, "hosts")
-			if err != nil {
-				return err
-			}
-			return s.deleteMember(u, media, "hostId", hostID, fmt.Sprintf("host %s in tunnel zone %s", hostID, z.Str("name")))
-		}),
-	}
-	requiredFlags(remove, zoneFlag, hostFlag)
+	}, func(s *session, cmd *cobra.Command, z Object) (string, string, error) {
+		hostID, err := s.flagID(cmd, "host", hostKind)
+		return hostID, fmt.Sprintf("host %s in tunnel zone %s", hostID, z.Str("name")), err
+	})
+	requiredFlags(remove, hostFlag)
 
-	members := &cobra.Command{
+	list := m.list(&cobra.Command{
 		Use:     "members --tunnel-zone NAME|ID",
 		Short:   "List the hosts of a tunnel zone",
 		Example: "  midonet tunnel-zone members --tunnel-zone overlay",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			z, err := s.flagObject(cmd, "tunnel-zone", tunnelZoneKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(tunnelZoneKind, z, "hosts")
-			if err != nil {
-				return err
-			}
-			list, err := s.client.List(s.ctx, u, media)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, list)
-		}),
-	}
-	requiredFlags(members, zoneFlag)
-	tz.AddCommand(add, remove, members)
+	})
+	tz.AddCommand(add, remove, list)
 }
 
 func addIPAddrGroupVerbs(o *options, g *cobra.Command) {
-	const media = "IpAddrGroupAddr-v1"
-	cols := []column{col("GROUP", "ipAddrGroupId"), col("ADDRESS", "addr"), col("VERSION", "version")}
-	groupFlag := refField("group", "", ipAddrGroupKind, "IP address group name or id")
-
-	parseAddr := func(cmd *cobra.Command) (netip.Addr, error) {
-		text, err := flagText(cmd, "addr")
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		a, err := netip.ParseAddr(text)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("--addr %q: not an IP address", text)
-		}
-		return a, nil
+	m := &members{
+		o:       o,
+		parent:  refField("group", "", ipAddrGroupKind, "IP address group name or id"),
+		link:    "addrs",
+		key:     "addr",
+		media:   "IpAddrGroupAddr-v1",
+		columns: []column{col("GROUP", "ipAddrGroupId"), col("ADDRESS", "addr"), col("VERSION", "version")},
 	}
 
-	add := &cobra.Command{
+	add := m.add(&cobra.Command{
 		Use:     "add-addr --group NAME|ID --addr IP",
 		Short:   "Add an address to an IP address group",
 		Example: "  midonet ip-addr-group add-addr --group web-clients --addr 10.0.0.5",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			grp, err := s.flagObject(cmd, "group", ipAddrGroupKind)
-			if err != nil {
-				return err
-			}
-			a, err := parseAddr(cmd)
-			if err != nil {
-				return err
-			}
-			u, err := link(ipAddrGroupKind, grp, "addrs")
-			if err != nil {
-				return err
-			}
-			version := 4
-			if !a.Is4() {
-				version = 6
-			}
-			return s.createAndShow(u, media, Object{"addr": a.String(), "version": version})
-		}),
-	}
-	requiredFlags(add, groupFlag)
-	add.Flags().String("addr", "", "IPv4 or IPv6 address")
-	add.MarkFlagRequired("addr")
+	}, func(_ *session, cmd *cobra.Command) (Object, error) {
+		a, err := flagAddr(cmd, "addr")
+		if err != nil {
+			return nil, err
+		}
+		version := 4
+		if !a.Is4() {
+			version = 6
+		}
+		return Object{"addr": a.String(), "version": version}, nil
+	})
+	requiredText(add, "addr", "IPv4 or IPv6 address")
 
-	remove := &cobra.Command{
+	remove := m.remove(&cobra.Command{
 		Use:     "remove-addr --group NAME|ID --addr IP",
 		Short:   "Remove an address from an IP address group",
 		Example: "  midonet ip-addr-group remove-addr --group web-clients --addr 10.0.0.5",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			grp, err := s.flagObject(cmd, "group", ipAddrGroupKind)
-			if err != nil {
-				return err
-			}
-			a, err := parseAddr(cmd)
-			if err != nil {
-				return err
-			}
-			u, err := link(ipAddrGroupKind, grp, "addrs")
-			if err != nil {
-				return err
-			}
-			return s.deleteMember(u, media, "addr", a.String(), fmt.Sprintf("address %s in group %s", a, grp.Str("name")))
-		}),
-	}
-	requiredFlags(remove, groupFlag)
-	remove.Flags().String("addr", "", "IPv4 or IPv6 address")
-	remove.MarkFlagRequired("addr")
+	}, func(_ *session, cmd *cobra.Command, grp Object) (string, string, error) {
+		a, err := flagAddr(cmd, "addr")
+		return a.String(), fmt.Sprintf("address %s in group %s", a, grp.Str("name")), err
+	})
+	requiredText(remove, "addr", "IPv4 or IPv6 address")
 
-	addrs := &cobra.Command{
+	addrs := m.list(&cobra.Command{
 		Use:     "addrs --group NAME|ID",
 		Short:   "List the addresses of an IP address group",
 		Example: "  midonet ip-addr-group addrs --group web-clients",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			grp, err := s.flagObject(cmd, "group", ipAddrGroupKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(ipAddrGroupKind, grp, "addrs")
-			if err != nil {
-				return err
-			}
-			list, err := s.client.List(s.ctx, u, media)
-			if err != nil {
-				return err
-			}
-			return s.printList(cols, list)
-		}),
-	}
-	requiredFlags(addrs, groupFlag)
+	})
 	g.AddCommand(add, remove, addrs)
 }

@@ -39,6 +39,9 @@ func commands(o *options) []*cobra.Command {
 			refField("outbound-filter", "outboundFilterId", chainKind, "chain applied to traffic leaving the "+noun+" (\"none\" to detach)"),
 		}
 	}
+	// Bridges and routers are devices: they share their columns and most flags.
+	deviceColumns := []column{col("ID", "id"), col("NAME", "name"), col("TENANT", "tenantId"), col("UP", "adminStateUp"),
+		col("IN-FILTER", "inboundFilterId"), col("OUT-FILTER", "outboundFilterId")}
 	bridgeParent := refField("bridge", "", bridgeKind, "bridge name or id")
 	routerParent := refField("router", "", routerKind, "router name or id")
 	chainParent := refField("chain", "", chainKind, "chain name or id")
@@ -46,9 +49,8 @@ func commands(o *options) []*cobra.Command {
 	resources := []*resource{
 		{
 			kind: bridgeKind, use: "bridge", short: "Virtual L2 switches",
-			columns: []column{col("ID", "id"), col("NAME", "name"), col("TENANT", "tenantId"), col("UP", "adminStateUp"),
-				col("IN-FILTER", "inboundFilterId"), col("OUT-FILTER", "outboundFilterId")},
-			fields: deviceFields("bridge"),
+			columns: deviceColumns,
+			fields:  deviceFields("bridge"),
 			examples: map[string]string{
 				"list":   "  midonet bridge list -o json",
 				"show":   "  midonet bridge show tenant-net",
@@ -59,9 +61,8 @@ func commands(o *options) []*cobra.Command {
 		},
 		{
 			kind: routerKind, use: "router", short: "Virtual L3 routers",
-			columns: []column{col("ID", "id"), col("NAME", "name"), col("TENANT", "tenantId"), col("UP", "adminStateUp"),
-				col("IN-FILTER", "inboundFilterId"), col("OUT-FILTER", "outboundFilterId")},
-			fields: deviceFields("router"),
+			columns: deviceColumns,
+			fields:  deviceFields("router"),
 			examples: map[string]string{
 				"list":   "  midonet router list",
 				"show":   "  midonet router show edge",
