@@ -58,9 +58,7 @@ type afpacketPort struct {
 	rx        []byte // the receive blocks
 	blockSize int
 	blocks    int
-	poll      *poller
-	done      chan struct{}
-	stopping  atomic.Bool // close has begun: the receiver must stop spinning
+	receiver
 
 	// rxLock guards the receive ring (V2), which the port's receiver and the
 	// datapath's spinner both drain, and the fields below.
@@ -110,7 +108,7 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 }
 
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
-	p := &afpacketPort{d: d, name: name, index: index, fd: -1, bigfd: -1, done: make(chan struct{}),
+	p := &afpacketPort{d: d, name: name, index: index, fd: -1, bigfd: -1, receiver: newReceiver(),
 		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
 	p.mtu.Store(int64(mtu))
 	p.vnet = d.cfg.Offload
@@ -241,19 +239,15 @@ func (p *afpacketPort) start(ep *engine.Port) {
 	p.ep.Store(ep)
 	if p.version == unix.TPACKET_V2 {
 		p.d.busy.add(p)
-		go p.d.receiveLoop(p, p.poll, &p.stopping, p.done)
+		go p.d.receiveLoop(p, &p.receiver)
 		return
 	}
 	go p.receive(ep)
 }
 
 func (p *afpacketPort) close() {
-	p.stopping.Store(true)
 	p.d.busy.remove(p)
-	if p.poll != nil {
-		p.poll.stop()
-		<-p.done
-	}
+	p.stopReceiving()
 	p.release()
 }
 

@@ -66,17 +66,17 @@ func (g *rxGuard) close() {
 // receiveLoop is the receive goroutine of a drainable port: it drains the
 // port, then spins over all the datapath's ports while traffic lasts if no
 // other receiver does, then sleeps until the port is readable; it returns
-// when poll is stopped, closing done.
-func (d *Datapath) receiveLoop(p drainer, poll *poller, stopping *atomic.Bool, done chan struct{}) {
-	defer close(done)
+// when r is stopped.
+func (d *Datapath) receiveLoop(p drainer, r *receiver) {
+	defer close(r.done)
 	d.pinReceiver()
 	w := d.e.NewWorker()
 	defer w.Close()
 	for {
 		for p.drain(w, true) > 0 {
 		}
-		d.busy.spin(w, stopping)
-		if !poll.wait(-1) {
+		d.busy.spin(w, &r.stopping)
+		if !r.poll.wait(-1) {
 			return
 		}
 	}

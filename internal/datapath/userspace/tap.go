@@ -17,8 +17,7 @@ type tapPort struct {
 	name  string
 	index int
 	fd    int
-	poll  *poller
-	done  chan struct{}
+	receiver
 
 	txMu   sync.Mutex // guards closed and fd use for writing
 	closed bool
@@ -28,7 +27,7 @@ func (d *Datapath) openTap(spec datapath.PortSpec) (port, error) {
 	if spec.Name == "" || len(spec.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("internal port %q: name must have 1 to %d characters", spec.Name, unix.IFNAMSIZ-1)
 	}
-	p := &tapPort{d: d, name: spec.Name, fd: -1, done: make(chan struct{})}
+	p := &tapPort{d: d, name: spec.Name, fd: -1, receiver: newReceiver()}
 	err := d.inNS(func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
@@ -123,10 +122,7 @@ func (p *tapPort) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 }
 
 func (p *tapPort) close() {
-	if p.poll != nil {
-		p.poll.stop()
-		<-p.done
-	}
+	p.stopReceiving()
 	p.release()
 }
 

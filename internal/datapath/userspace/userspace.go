@@ -402,6 +402,25 @@ func (d *Datapath) linkUpdate(u netlink.LinkUpdate) {
 	d.e.PortEvent(datapath.PortEvent{Kind: kind, Port: st.no, Name: st.name})
 }
 
+// receiver is what every port kind keeps for its receive goroutine.
+type receiver struct {
+	poll     *poller
+	done     chan struct{} // closed when the goroutine ends
+	stopping atomic.Bool   // close has begun: the goroutine must stop spinning
+}
+
+func newReceiver() receiver { return receiver{done: make(chan struct{})} }
+
+// stopReceiving stops the receive goroutine, if it has a poller, and waits
+// for it to end.
+func (r *receiver) stopReceiving() {
+	r.stopping.Store(true)
+	if r.poll != nil {
+		r.poll.stop()
+		<-r.done
+	}
+}
+
 // poller waits for a file descriptor to be readable or for stop.
 type poller struct {
 	fd, stopfd int

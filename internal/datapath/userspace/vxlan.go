@@ -23,12 +23,10 @@ type vxlanPort struct {
 	local [4]byte
 	port  uint16
 	fd    int
-	poll  *poller
-	done  chan struct{}
+	receiver
 
 	ep atomic.Pointer[engine.Port] // set by start
 
-	stopping atomic.Bool // close has begun: the receiver must stop spinning
 	// rxLock guards the receive side, which the port's receiver and the
 	// datapath's spinner both drain, and the buffers below.
 	rxLock rxGuard
@@ -78,7 +76,7 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 		}
 		local = spec.LocalAddr.As4()
 	}
-	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, done: make(chan struct{}),
+	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, receiver: newReceiver(),
 		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 4*unix.CmsgSpace(unix.SizeofInet4Pktinfo)),
 		// With UDP_GRO one receive returns up to 64 KiB of datagrams.
 		rxBuf: make([]byte, 1<<17), rxOOB: make([]byte, 256)}
@@ -124,7 +122,7 @@ func (p *vxlanPort) setMTU(int) {}
 func (p *vxlanPort) start(ep *engine.Port) {
 	p.ep.Store(ep)
 	p.d.busy.add(p)
-	go p.d.receiveLoop(p, p.poll, &p.stopping, p.done)
+	go p.d.receiveLoop(p, &p.receiver)
 }
 
 // drain implements drainer: it decapsulates up to 64 receives as one
@@ -390,12 +388,8 @@ func appendPktinfo(b []byte, src [4]byte) []byte {
 }
 
 func (p *vxlanPort) close() {
-	p.stopping.Store(true)
 	p.d.busy.remove(p)
-	if p.poll != nil {
-		p.poll.stop()
-		<-p.done
-	}
+	p.stopReceiving()
 	p.release()
 }
 

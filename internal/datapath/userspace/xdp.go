@@ -81,8 +81,7 @@ type xdpPort struct {
 	attached          netlink.Link // the interface the program is attached to
 	umem              []byte
 	rx, fill          xskRing
-	poll              *poller
-	done              chan struct{}
+	receiver
 
 	txMu     sync.Mutex // guards the fields below and fd use for sending
 	tx, comp xskRing
@@ -98,7 +97,7 @@ func (d *Datapath) openXDP(spec datapath.PortSpec, link netlink.Link) (*xdpPort,
 	if attrs.MTU+18 > xskFrameSize-unix.XDP_PACKET_HEADROOM {
 		return nil, fmt.Errorf("MTU %d exceeds an XDP chunk: %w", attrs.MTU, errNoXDP)
 	}
-	p := &xdpPort{d: d, name: spec.Name, index: attrs.Index, fd: -1, mapFD: -1, progFD: -1, done: make(chan struct{})}
+	p := &xdpPort{d: d, name: spec.Name, index: attrs.Index, fd: -1, mapFD: -1, progFD: -1, receiver: newReceiver()}
 	p.mtu.Store(int64(attrs.MTU))
 	if err := p.setup(link); err != nil {
 		p.release()
@@ -288,10 +287,7 @@ func (p *xdpPort) Flush() {
 }
 
 func (p *xdpPort) close() {
-	if p.poll != nil {
-		p.poll.stop()
-		<-p.done
-	}
+	p.stopReceiving()
 	p.release()
 }
 
