@@ -129,8 +129,7 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 
 // RemovePort implements datapath.PortManager.
 func (d *Datapath) RemovePort(no datapath.PortNo) error {
-	ep, err := d.e.RemovePort(no)
-	if err != nil {
+	if _, err := d.e.RemovePort(no); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -147,7 +146,6 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 		p.w.Close()
 		p.mu.Unlock()
 	}
-	_ = ep
 	return nil
 }
 
