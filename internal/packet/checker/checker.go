@@ -52,34 +52,30 @@ func isIPv4(t testing.TB, p *packet.Parsed) {
 	}
 }
 
-// EthSrc checks the Ethernet source address.
-func EthSrc(mac [6]byte) Check {
+// equal checks that get(p) is want, naming the field what and printing
+// both values with verb.
+func equal[T comparable](what, verb string, get func(*packet.Parsed) T, want T) Check {
 	return func(t testing.TB, p *packet.Parsed) {
 		t.Helper()
-		if p.EthSrc != mac {
-			t.Errorf("Ethernet source %x, want %x", p.EthSrc, mac)
+		if got := get(p); got != want {
+			t.Errorf(what+" "+verb+", want "+verb, got, want)
 		}
 	}
+}
+
+// EthSrc checks the Ethernet source address.
+func EthSrc(mac [6]byte) Check {
+	return equal("Ethernet source", "%x", func(p *packet.Parsed) [6]byte { return p.EthSrc }, mac)
 }
 
 // EthDst checks the Ethernet destination address.
 func EthDst(mac [6]byte) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.EthDst != mac {
-			t.Errorf("Ethernet destination %x, want %x", p.EthDst, mac)
-		}
-	}
+	return equal("Ethernet destination", "%x", func(p *packet.Parsed) [6]byte { return p.EthDst }, mac)
 }
 
 // EtherType checks the ethertype after any VLAN tag.
 func EtherType(typ uint16) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.EthType != typ {
-			t.Errorf("ethertype %#04x, want %#04x", p.EthType, typ)
-		}
-	}
+	return equal("ethertype", "%#04x", func(p *packet.Parsed) uint16 { return p.EthType }, typ)
 }
 
 // VLAN checks that the frame carries an 802.1Q tag with VLAN ID vid.
@@ -104,42 +100,22 @@ func NoVLAN() Check {
 
 // SrcAddr checks the IP source address.
 func SrcAddr(a netip.Addr) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.Src != a {
-			t.Errorf("IP source %v, want %v", p.Src, a)
-		}
-	}
+	return equal("IP source", "%v", func(p *packet.Parsed) netip.Addr { return p.Src }, a)
 }
 
 // DstAddr checks the IP destination address.
 func DstAddr(a netip.Addr) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.Dst != a {
-			t.Errorf("IP destination %v, want %v", p.Dst, a)
-		}
-	}
+	return equal("IP destination", "%v", func(p *packet.Parsed) netip.Addr { return p.Dst }, a)
 }
 
 // TTL checks the IPv4 TTL or IPv6 hop limit.
 func TTL(ttl uint8) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.TTL != ttl {
-			t.Errorf("TTL %d, want %d", p.TTL, ttl)
-		}
-	}
+	return equal("TTL", "%d", func(p *packet.Parsed) uint8 { return p.TTL }, ttl)
 }
 
 // TOS checks the IPv4 TOS or IPv6 traffic class.
 func TOS(tos uint8) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.TOS != tos {
-			t.Errorf("TOS %#02x, want %#02x", p.TOS, tos)
-		}
-	}
+	return equal("TOS", "%#02x", func(p *packet.Parsed) uint8 { return p.TOS }, tos)
 }
 
 // TCP asserts a complete TCP header whose checksum verifies (for an
@@ -177,22 +153,12 @@ func l4(proto uint8, name string, checks []Check) Check {
 
 // SrcPort checks the TCP or UDP source port.
 func SrcPort(port uint16) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.SrcPort != port {
-			t.Errorf("source port %d, want %d", p.SrcPort, port)
-		}
-	}
+	return equal("source port", "%d", func(p *packet.Parsed) uint16 { return p.SrcPort }, port)
 }
 
 // DstPort checks the TCP or UDP destination port.
 func DstPort(port uint16) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.DstPort != port {
-			t.Errorf("destination port %d, want %d", p.DstPort, port)
-		}
-	}
+	return equal("destination port", "%d", func(p *packet.Parsed) uint16 { return p.DstPort }, port)
 }
 
 // ICMP asserts an ICMPv4 message of the given type and code whose checksum
@@ -219,12 +185,7 @@ func ICMP(typ, code uint8, checks ...Check) Check {
 
 // EchoIdent checks the identifier of an ICMP echo request or reply.
 func EchoIdent(id uint16) Check {
-	return func(t testing.TB, p *packet.Parsed) {
-		t.Helper()
-		if p.ICMPIdent != id {
-			t.Errorf("ICMP echo identifier %#04x, want %#04x", p.ICMPIdent, id)
-		}
-	}
+	return equal("ICMP echo identifier", "%#04x", func(p *packet.Parsed) uint16 { return p.ICMPIdent }, id)
 }
 
 // Quoted asserts that an ICMP error quotes a valid IPv4 header and runs
