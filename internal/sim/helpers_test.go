@@ -100,6 +100,20 @@ func (tp *topo) route(router ID, name, dst string, port ID, gw string, weight in
 	return id(name)
 }
 
+// providerUplink links router tenant (t-p, 169.254.0.1/30) to router
+// provider (p-t, 169.254.0.2/30), gives provider the exterior port uplink
+// (203.0.113.1/24, gateway .254 at gwMAC) and default routes tenant →
+// provider → gateway; the new port ids go into ids.
+func (tp *topo) providerUplink(ids map[string]ID, tenant, provider ID) {
+	ids["t-p"] = tp.routerPort(tenant, "t-p", "169.254.0.1/30", "ac:ca:ba:00:01:01", false)
+	ids["p-t"] = tp.routerPort(provider, "p-t", "169.254.0.2/30", "ac:ca:ba:00:01:02", false)
+	tp.link(ids["t-p"], ids["p-t"])
+	ids["uplink"] = tp.routerPort(provider, "uplink", "203.0.113.1/24", "ac:ca:ba:00:01:03", true)
+	tp.route(tenant, "t-default", "0.0.0.0/0", ids["t-p"], "169.254.0.2", 0)
+	tp.route(provider, "p-default", "0.0.0.0/0", ids["uplink"], "203.0.113.254", 0)
+	tp.arp(provider, "203.0.113.254", gwMAC)
+}
+
 // chain adds a chain holding rules in order; rule ids are derived from the
 // chain name and position unless set.
 func (tp *topo) chain(name string, rules ...topology.Rule) ID {
@@ -178,6 +192,14 @@ func run(t testing.TB, snap *Snapshot, state StateReader, in ID, spec PacketSpec
 		t.Logf("trace:\n%s", r.Trace)
 	}
 	return r
+}
+
+// wantDrop fails the test unless r dropped the packet for reason.
+func wantDrop(t testing.TB, r *Result, reason DropReason) {
+	t.Helper()
+	if r.Kind != Drop || r.Reason != reason {
+		t.Fatalf("%v %v, want drop for %v", r.Kind, r.Reason, reason)
+	}
 }
 
 func egressPorts(r *Result) []ID {

@@ -125,8 +125,6 @@ func TestLoadBalancerStickyAndDraining(t *testing.T) {
 		tp, ids := lbTopo(t, false, func(m *topology.PoolMember) { m.Status = "INACTIVE" })
 		tp.in.PoolMembers[0].Weight = 0
 		r := run(t, tp.snapshot(), nil, ids["up"], tcp(gwMAC, upMAC, "8.8.8.8", vipIP, 5000, 80))
-		if r.Kind != Drop || r.Reason != ReasonLoadBalancer {
-			t.Fatalf("%v %v", r.Kind, r.Reason)
-		}
+		wantDrop(t, r, ReasonLoadBalancer)
 	})
 }

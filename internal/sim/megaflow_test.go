@@ -253,53 +253,34 @@ func normalize(k *packet.FlowKey) {
 	}
 }
 
+// keepMasked sets *dst to k when any bit of mask is set, leaving it
+// random otherwise.
+func keepMasked[T comparable](dst *T, k, mask T) {
+	var zero T
+	if mask != zero {
+		*dst = k
+	}
+}
+
 // perturb returns a key equal to k in every bit of mask and random
 // elsewhere; ok is false when normalization broke the equality.
 func (w *randomWorld) perturb(k, mask packet.FlowKey) (packet.FlowKey, bool) {
 	q := w.randomKey()
 	q.InPort = k.InPort
-	if mask.EthSrc != ([6]byte{}) {
-		q.EthSrc = k.EthSrc
-	}
-	if mask.EthDst != ([6]byte{}) {
-		q.EthDst = k.EthDst
-	}
-	if mask.VLAN != 0 {
-		q.VLAN = k.VLAN
-	}
-	if mask.EthType != 0 {
-		q.EthType = k.EthType
-	}
-	if mask.NwSrc != ([4]byte{}) {
-		q.NwSrc = k.NwSrc
-	}
-	if mask.NwDst != ([4]byte{}) {
-		q.NwDst = k.NwDst
-	}
-	if mask.NwProto != 0 {
-		q.NwProto = k.NwProto
-	}
-	if mask.NwTOS != 0 {
-		q.NwTOS = k.NwTOS
-	}
-	if mask.NwTTL != 0 {
-		q.NwTTL = k.NwTTL
-	}
-	if mask.NwFrag != 0 {
-		q.NwFrag = k.NwFrag
-	}
-	if mask.TpSrc != 0 {
-		q.TpSrc = k.TpSrc
-	}
-	if mask.TpDst != 0 {
-		q.TpDst = k.TpDst
-	}
-	if mask.ArpSHA != ([6]byte{}) {
-		q.ArpSHA = k.ArpSHA
-	}
-	if mask.ArpTHA != ([6]byte{}) {
-		q.ArpTHA = k.ArpTHA
-	}
+	keepMasked(&q.EthSrc, k.EthSrc, mask.EthSrc)
+	keepMasked(&q.EthDst, k.EthDst, mask.EthDst)
+	keepMasked(&q.VLAN, k.VLAN, mask.VLAN)
+	keepMasked(&q.EthType, k.EthType, mask.EthType)
+	keepMasked(&q.NwSrc, k.NwSrc, mask.NwSrc)
+	keepMasked(&q.NwDst, k.NwDst, mask.NwDst)
+	keepMasked(&q.NwProto, k.NwProto, mask.NwProto)
+	keepMasked(&q.NwTOS, k.NwTOS, mask.NwTOS)
+	keepMasked(&q.NwTTL, k.NwTTL, mask.NwTTL)
+	keepMasked(&q.NwFrag, k.NwFrag, mask.NwFrag)
+	keepMasked(&q.TpSrc, k.TpSrc, mask.TpSrc)
+	keepMasked(&q.TpDst, k.TpDst, mask.TpDst)
+	keepMasked(&q.ArpSHA, k.ArpSHA, mask.ArpSHA)
+	keepMasked(&q.ArpTHA, k.ArpTHA, mask.ArpTHA)
 	normalize(&q)
 	return q, q.Masked(&mask) == k.Masked(&mask)
 }

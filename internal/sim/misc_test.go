@@ -91,9 +91,7 @@ func TestAdminDown(t *testing.T) {
 		tp, ids := routerTopo(t)
 		tp.in.Routers[0].AdminStateUp = false
 		r := run(t, tp.snapshot(), nil, ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 1, 2))
-		if r.Kind != Drop || r.Reason != ReasonDeviceAdminDown {
-			t.Fatalf("%v %v", r.Kind, r.Reason)
-		}
+		wantDrop(t, r, ReasonDeviceAdminDown)
 		if p := decodeGenerated(t, r, ids["rtr-br"]); p.ICMPCode != packet.ICMPCodeAdminProhibited {
 			t.Errorf("ICMP code %d, want admin prohibited", p.ICMPCode)
 		}
@@ -102,9 +100,7 @@ func TestAdminDown(t *testing.T) {
 		tp, ids := routerTopo(t)
 		tp.port(ids["rtr-br"]).AdminStateUp = false
 		r := run(t, tp.snapshot(), nil, ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 1, 2))
-		if r.Kind != Drop || r.Reason != ReasonPortAdminDown {
-			t.Fatalf("%v %v", r.Kind, r.Reason)
-		}
+		wantDrop(t, r, ReasonPortAdminDown)
 		decodeGenerated(t, r, ids["rtr-br"])
 	})
 	t.Run("router egress port", func(t *testing.T) {
@@ -117,9 +113,7 @@ func TestAdminDown(t *testing.T) {
 		tp2.port(down).AdminStateUp = false
 		tp2.route(ids2["rtr"], "to-down", "203.0.113.0/24", down, "198.51.100.2", 0)
 		r := run(t, tp2.snapshot(), nil, ids2["vm1"], udp(vmMAC, rtrMAC, vmIP, "203.0.113.9", 1, 2))
-		if r.Kind != Drop || r.Reason != ReasonPortAdminDown {
-			t.Fatalf("%v %v", r.Kind, r.Reason)
-		}
+		wantDrop(t, r, ReasonPortAdminDown)
 		if p := decodeGenerated(t, r, ids2["rtr-br"]); p.ICMPCode != packet.ICMPCodeAdminProhibited {
 			t.Errorf("ICMP code %d, want admin prohibited", p.ICMPCode)
 		}
@@ -128,9 +122,7 @@ func TestAdminDown(t *testing.T) {
 		tp, ids := bridgeTopo(t)
 		tp.in.Bridges[0].AdminStateUp = false
 		r := run(t, tp.snapshot(), nil, ids["vm1"], udp(vmMAC, "02:00:00:00:00:02", vmIP, "10.0.0.12", 1, 2))
-		if r.Kind != Drop || r.Reason != ReasonDeviceAdminDown {
-			t.Fatalf("%v %v", r.Kind, r.Reason)
-		}
+		wantDrop(t, r, ReasonDeviceAdminDown)
 	})
 }
 

@@ -155,20 +155,22 @@ func TestSNATOfICMPEchoKeepsIdentifier(t *testing.T) {
 	}
 }
 
-func TestICMPErrorIsReverseNATed(t *testing.T) {
+// snatUDPFlow builds natTopo and commits the state of vm1's UDP flow
+// 5353 → 8.8.8.8:53 through its SNAT; natPort is the translated source port.
+func snatUDPFlow(t *testing.T) (snap *Snapshot, tables *flowstate.Tables, ids map[string]ID, natPort uint16) {
+	t.Helper()
 	tp, ids := natTopo(t, 1024, 65535)
-	snap := tp.snapshot()
-	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	snap = tp.snapshot()
+	tables = flowstate.NewTables(1, flowstate.DefaultIdleTTL)
 	fwd := run(t, snap, tables.View(0), ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 5353, 53))
 	commit(tables.Shard(0), fwd)
-	natPort := fwd.Egress[0].Values.TpSrc
+	return snap, tables, ids, fwd.Egress[0].Values.TpSrc
+}
 
+func TestICMPErrorIsReverseNATed(t *testing.T) {
+	snap, tables, ids, natPort := snatUDPFlow(t)
 	// 8.8.8.8 answers "port unreachable", quoting the translated datagram.
-	sent, _ := (&PacketSpec{EthSrc: mac(upMAC), EthDst: mac(gwMAC), Src: ip(upIP), Dst: ip("8.8.8.8"),
-		Proto: packet.IPProtoUDP, SrcPort: natPort, DstPort: 53}).Frame()
-	quoted := sent[packet.EthernetHeaderLen:]
-	errSpec := PacketSpec{EthSrc: mac(gwMAC), EthDst: mac(upMAC), Src: ip("8.8.8.8"), Dst: ip(upIP), Proto: packet.IPProtoICMP,
-		SrcPort: uint16(packet.ICMPDestUnreachable), DstPort: uint16(packet.ICMPCodePortUnreachable), Payload: quoted}
+	errSpec := icmpError(t, gwMAC, upMAC, "8.8.8.8", upIP, udp(upMAC, gwMAC, upIP, "8.8.8.8", natPort, 53))
 	r := run(t, snap, tables.View(0), ids["up"], errSpec)
 	// ICMPID of the spec lands in the unused field; irrelevant for errors.
 	if r.Kind != UserspaceOnly || !sameIDs(egressPorts(r), []ID{ids["vm1"]}) {
@@ -236,12 +238,7 @@ func TestICMPErrorFromInsideIsForwardNATed(t *testing.T) {
 	// vm1 talks to 8.8.8.8 through SNAT; 8.8.8.8's reply reaches vm1, which
 	// answers "port unreachable": the error leaves with the NAT address
 	// and the quoted reply's destination translated too.
-	tp, ids := natTopo(t, 1024, 65535)
-	snap := tp.snapshot()
-	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
-	fwd := run(t, snap, tables.View(0), ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 5353, 53))
-	commit(tables.Shard(0), fwd)
-	natPort := fwd.Egress[0].Values.TpSrc
+	snap, tables, ids, natPort := snatUDPFlow(t)
 	spec := icmpError(t, vmMAC, rtrMAC, vmIP, "8.8.8.8", udp(gwMAC, vmMAC, "8.8.8.8", vmIP, 53, 5353))
 	r := run(t, snap, tables.View(0), ids["vm1"], spec)
 	if r.Kind != UserspaceOnly || !sameIDs(egressPorts(r), []ID{ids["up"]}) {
