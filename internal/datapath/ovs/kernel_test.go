@@ -189,12 +189,9 @@ func TestPortRemovedWithItsInterface(t *testing.T) {
 func TestFlowForwardsBetweenVeths(t *testing.T) {
 	requireKernel(t)
 	ns := newNetNS(t)
-	vethPair(t, ns, "fa0")
-	vethPair(t, ns, "fb0")
 	d := openDP(t, ns, Config{})
-	in := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "fa0"})
-	out := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "fb0"})
-	src, dst := openWire(t, ns, "fa0p"), openWire(t, ns, "fb0p")
+	in, src := attachVeth(t, ns, d, "fa0")
+	out, dst := attachVeth(t, ns, d, "fb0")
 
 	frame := udpFrame(1000, 2000, "fwd-1")
 	key, _ := exactKey(frame, in)
@@ -260,13 +257,10 @@ func TestFlowForwardsBetweenVeths(t *testing.T) {
 func TestMissUpcallAnsweredByExecute(t *testing.T) {
 	requireKernel(t)
 	ns := newNetNS(t)
-	vethPair(t, ns, "ma0")
-	vethPair(t, ns, "mb0")
 	d := openDP(t, ns, Config{})
 	ups := upcalls(d)
-	in := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "ma0"})
-	out := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "mb0"})
-	src, dst := openWire(t, ns, "ma0p"), openWire(t, ns, "mb0p")
+	in, src := attachVeth(t, ns, d, "ma0")
+	out, dst := attachVeth(t, ns, d, "mb0")
 
 	frame := tcpFrame(5555, 80, "miss-1")
 	src.send(t, frame)
@@ -299,13 +293,10 @@ func TestMissUpcallAnsweredByExecute(t *testing.T) {
 func TestActionsApplied(t *testing.T) {
 	requireKernel(t)
 	ns := newNetNS(t)
-	vethPair(t, ns, "aa0")
-	vethPair(t, ns, "ab0")
 	d := openDP(t, ns, Config{})
 	ups := upcalls(d)
-	in := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "aa0"})
-	out := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "ab0"})
-	src, dst := openWire(t, ns, "aa0p"), openWire(t, ns, "ab0p")
+	in, src := attachVeth(t, ns, d, "aa0")
+	out, dst := attachVeth(t, ns, d, "ab0")
 
 	newMAC := [6]byte{0x02, 0xee, 0, 0, 0, 0x01}
 	tests := []struct {
@@ -401,15 +392,13 @@ func TestActionsApplied(t *testing.T) {
 func TestVXLANBetweenPorts(t *testing.T) {
 	requireKernel(t)
 	ns := newNetNS(t)
-	vethPair(t, ns, "va0")
-	vethPair(t, ns, "vb0")
 	d := openDP(t, ns, Config{})
 	ups := upcalls(d)
 	const udpPort, vni = 4791, 0x5abcde
-	in := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "va0"})
-	out := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "vb0"})
+	in, src := attachVeth(t, ns, d, "va0")
+	out, dst := attachVeth(t, ns, d, "vb0")
 	vx := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortVXLAN, Name: "vxt", UDPPort: udpPort})
-	src, dst, lo := openWire(t, ns, "va0p"), openWire(t, ns, "vb0p"), openWire(t, ns, "lo")
+	lo := openWire(t, ns, "lo")
 
 	local := netip.MustParseAddr("127.0.0.1")
 	encap := []datapath.Action{
@@ -555,13 +544,11 @@ func TestPortUpDownEvents(t *testing.T) {
 func TestNoisyPortDoesNotStarveOthers(t *testing.T) {
 	requireKernel(t)
 	ns := newNetNS(t)
-	vethPair(t, ns, "na0")
-	vethPair(t, ns, "nb0")
 	d := openDP(t, ns, Config{UpcallSocketBuffer: 16 << 10})
 	gate := make(chan struct{})
 	quietSeen := make(chan struct{}, 1)
-	noisy := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "na0"})
-	quiet := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "nb0"})
+	noisy, a := attachVeth(t, ns, d, "na0")
+	quiet, b := attachVeth(t, ns, d, "nb0")
 	d.SetUpcallHandler(datapath.UpcallHandlerFunc(func(u *datapath.Upcall) {
 		<-gate
 		if u.InPort == quiet && hasMarker("quiet")(u.Packet) {
@@ -571,7 +558,6 @@ func TestNoisyPortDoesNotStarveOthers(t *testing.T) {
 			}
 		}
 	}))
-	a, b := openWire(t, ns, "na0p"), openWire(t, ns, "nb0p")
 	const flood = 500
 	for i := range flood {
 		a.send(t, udpFrame(uint16(i+1), 9, "noisy"))

@@ -44,35 +44,19 @@ type netNS struct{ h netns.NsHandle }
 // away with its last reference, taking its links and datapaths along.
 func newNetNS(t testing.TB) *netNS {
 	t.Helper()
-	var (
-		h   netns.NsHandle
-		err error
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
+	var h netns.NsHandle
+	err := onNSThread(func() (err error) {
 		h, err = netns.New()
-		if err == nil {
-			for _, p := range []string{"all", "default"} {
-				_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", []byte("1"), 0o644)
-			}
-			if lo, lerr := netlink.LinkByName("lo"); lerr == nil {
-				err = netlink.LinkSetUp(lo)
-			}
+		return err
+	}, func() error {
+		for _, p := range []string{"all", "default"} {
+			_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", []byte("1"), 0o644)
 		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		} // else the thread dies with the goroutine, still locked
-	}()
-	<-done
+		if lo, err := netlink.LinkByName("lo"); err == nil {
+			return netlink.LinkSetUp(lo)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("create network namespace: %v", err)
 	}
@@ -84,29 +68,40 @@ func newNetNS(t testing.TB) *netNS {
 // creates belong there.
 func (ns *netNS) do(t testing.TB, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
+	err := onNSThread(func() error { return netns.Set(ns.h) }, func() error {
+		fn()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("enter network namespace: %v", err)
+	}
+}
+
+// onNSThread runs fn on a locked OS thread that enter has moved into a
+// namespace, then moves the thread back to where it was. A thread that
+// cannot go back dies with its goroutine, still locked.
+func onNSThread(enter, fn func() error) error {
 	var err error
+	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
 		orig, gerr := netns.Get()
 		if gerr != nil {
 			err = gerr
+			runtime.UnlockOSThread()
 			return
 		}
 		defer orig.Close()
-		if err = netns.Set(ns.h); err != nil {
-			return
+		if err = enter(); err == nil {
+			err = fn()
 		}
-		fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
 	<-done
-	if err != nil {
-		t.Fatalf("enter network namespace: %v", err)
-	}
+	return err
 }
 
 var dpCounter atomic.Uint32
@@ -143,6 +138,15 @@ func addPort(t testing.TB, ns *netNS, d *Datapath, spec datapath.PortSpec) datap
 		t.Fatalf("add %v port %q: %v", spec.Kind, spec.Name, err)
 	}
 	return no
+}
+
+// attachVeth creates the veth pair name<->name+"p" in ns, attaches name
+// to d as a netdev port and opens a wire on its peer.
+func attachVeth(t testing.TB, ns *netNS, d *Datapath, name string) (datapath.PortNo, *wire) {
+	t.Helper()
+	vethPair(t, ns, name)
+	no := addPort(t, ns, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: name})
+	return no, openWire(t, ns, name+"p")
 }
 
 // vethPair creates name<->name+"p", both up, in ns.
