@@ -178,9 +178,7 @@ func decodeSet(b []byte, masked bool) (datapath.Action, error) {
 		if len(a.val) < n {
 			return nil, nil, false
 		}
-		m := make([]byte, n) // control path: a plain set writes every field
-		fill(m)
-		return a.val[:n], m, true
+		return a.val[:n], allOnes[:n], true // a plain set writes every field
 	}
 	bad := fmt.Errorf("set of key attribute %d (masked %v): %w", a.typ, masked, datapath.ErrBadAction)
 	switch a.typ {
@@ -190,14 +188,8 @@ func decodeSet(b []byte, masked bool) (datapath.Action, error) {
 			return datapath.Action{}, bad
 		}
 		var s datapath.EthernetSet
-		if isFull(m[0:6]) {
-			s.Fields |= datapath.SetSrc
-			copy(s.Src[:], v[0:6])
-		}
-		if isFull(m[6:12]) {
-			s.Fields |= datapath.SetDst
-			copy(s.Dst[:], v[6:12])
-		}
+		copyMasked(&s.Fields, datapath.SetSrc, s.Src[:], v[0:6], m[0:6])
+		copyMasked(&s.Fields, datapath.SetDst, s.Dst[:], v[6:12], m[6:12])
 		return datapath.SetEthernet(s), nil
 	case keyAttrIPv4:
 		v, m, ok := half(12)
@@ -205,14 +197,8 @@ func decodeSet(b []byte, masked bool) (datapath.Action, error) {
 			return datapath.Action{}, bad
 		}
 		var s datapath.IPv4Set
-		if isFull(m[0:4]) {
-			s.Fields |= datapath.SetSrc
-			copy(s.Src[:], v[0:4])
-		}
-		if isFull(m[4:8]) {
-			s.Fields |= datapath.SetDst
-			copy(s.Dst[:], v[4:8])
-		}
+		copyMasked(&s.Fields, datapath.SetSrc, s.Src[:], v[0:4], m[0:4])
+		copyMasked(&s.Fields, datapath.SetDst, s.Dst[:], v[4:8], m[4:8])
 		if m[9] == 0xff {
 			s.Fields |= datapath.SetTOS
 			s.TOS = v[9]
@@ -255,6 +241,18 @@ func decodeSet(b []byte, masked bool) (datapath.Action, error) {
 		return datapath.SetTunnel(t), nil
 	}
 	return datapath.Action{}, bad
+}
+
+// allOnes is the mask of a plain (unmasked) set: read only.
+var allOnes = [12]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// copyMasked copies v into dst and adds bit to *fields when the mask m
+// selects all of v; a field masked only in part is left out.
+func copyMasked(fields *uint8, bit uint8, dst, v, m []byte) {
+	if isFull(m) {
+		*fields |= bit
+		copy(dst, v)
+	}
 }
 
 type tunnelFields struct {

@@ -420,3 +420,37 @@ func TestMessagesParsesAckAndExtAck(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// TestPlainSetDecodesEveryField: a set action without a mask (as the
+// kernel may report one) writes every field of its key attribute.
+func TestPlainSetDecodesEveryField(t *testing.T) {
+	tests := []struct {
+		name  string
+		key   uint16
+		value []byte
+		want  datapath.Action
+	}{
+		{"ethernet", keyAttrEthernet, append(macA[:], macB[:]...),
+			datapath.SetEthernet(datapath.EthernetSet{Src: macA, Dst: macB, Fields: datapath.SetSrc | datapath.SetDst})},
+		{"ipv4", keyAttrIPv4, []byte{1, 1, 1, 1, 2, 2, 2, 2, 17, 4, 9, 0},
+			datapath.SetIPv4(datapath.IPv4Set{Src: [4]byte{1, 1, 1, 1}, Dst: [4]byte{2, 2, 2, 2}, TOS: 4, TTL: 9,
+				Fields: datapath.SetSrc | datapath.SetDst | datapath.SetTOS | datapath.SetTTL})},
+		{"udp", keyAttrUDP, []byte{0, 1, 0, 2},
+			datapath.SetUDP(datapath.L4Set{Src: 1, Dst: 2, Fields: datapath.SetSrc | datapath.SetDst})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var e encoder
+			o := e.begin(actAttrSet)
+			e.bytes(tc.key, tc.value)
+			e.end(o)
+			got, err := decodeActions(nil, e.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []datapath.Action{tc.want}; !reflect.DeepEqual(got, want) {
+				t.Errorf("decoded\n got  %v\n want %v", got, want)
+			}
+		})
+	}
+}
