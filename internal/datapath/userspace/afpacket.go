@@ -464,24 +464,12 @@ func (p *afpacketPort) send(frame []byte, o *engine.Offload) error {
 	return p.enqueueLocked(frame, o)
 }
 
-// sendCoalescedLocked sends the frame the coalescer holds: a lone segment
-// through the ring, a merged super-frame on the ringless socket after the
-// frames queued before it. The frames were counted as sent when offered,
-// so a failure here counts as a transmit drop.
+// sendCoalescedLocked sends the frame the coalescer holds. Its segments
+// were counted as sent when offered, so a failure here counts as a
+// transmit drop.
 func (p *afpacketPort) sendCoalescedLocked() {
 	f, o := p.gro.Take()
-	var err error
-	if o.IsGSO() {
-		if p.txQueued > 0 {
-			p.flushLocked()
-		}
-		var vh [vnetHdrLen]byte
-		putVnetHdr(vh[:], o)
-		_, err = unix.Writev(p.bigfd, [][]byte{vh[:], f})
-	} else {
-		err = p.enqueueLocked(f, o)
-	}
-	if ep := p.ep.Load(); err != nil && ep != nil {
+	if ep := p.ep.Load(); p.enqueueLocked(f, o) != nil && ep != nil {
 		ep.TxDropped.Add(1)
 	}
 }
@@ -498,14 +486,23 @@ func (p *afpacketPort) enqueueLocked(frame []byte, o *engine.Offload) error {
 		dataOff = tx2DataOff
 	}
 	if hdr+len(frame) > txFrameSize-dataOff {
-		// Jumbo and super-frames bypass the ring, on the second socket:
-		// with a transmit ring, every send on fd sends the ring instead.
+		// Jumbo and super-frames bypass the ring, on the second socket
+		// (with a transmit ring, every send on fd sends the ring instead),
+		// after the frames queued before them.
+		if p.txQueued > 0 {
+			p.flushLocked()
+		}
 		var vh [vnetHdrLen]byte
 		if p.vnet {
 			putVnetHdr(vh[:], o)
 		}
-		_, err := unix.Writev(p.bigfd, [][]byte{vh[:hdr], frame})
-		return err
+		iov := [2]unix.Iovec{{Base: &vh[0]}, {Base: &frame[0]}}
+		iov[0].SetLen(hdr)
+		iov[1].SetLen(len(frame))
+		if _, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(p.bigfd), uintptr(unsafe.Pointer(&iov[0])), 2); errno != 0 {
+			return errno
+		}
+		return nil
 	}
 	slot := p.tx[p.txCur*txFrameSize : (p.txCur+1)*txFrameSize]
 	var status *uint32
