@@ -60,9 +60,15 @@ func (s *session) findSubnet(b Object, cidr string) (Object, error) {
 }
 
 func dhcpCommand(o *options) *cobra.Command {
-	cols := []column{prefixCol("SUBNET", "subnetPrefix", "subnetLength"), col("GATEWAY", "defaultGateway"),
-		col("SERVER", "serverAddr"), col("DNS", "dnsServerAddrs"), col("MTU", "interfaceMTU"), col("ENABLED", "enabled")}
 	bridgeFlag := refField("bridge", "", bridgeKind, "bridge name or id")
+	subnets := &children{
+		o:      o,
+		parent: bridgeFlag,
+		link:   "dhcpSubnets",
+		media:  dhcpSubnetMedia,
+		columns: []column{prefixCol("SUBNET", "subnetPrefix", "subnetLength"), col("GATEWAY", "defaultGateway"),
+			col("SERVER", "serverAddr"), col("DNS", "dnsServerAddrs"), col("MTU", "interfaceMTU"), col("ENABLED", "enabled")},
+	}
 	fields := dhcpSubnetFields()
 	root := group("dhcp", "DHCP subnets of a bridge (hosts: see dhcp-host)")
 
@@ -81,24 +87,11 @@ func dhcpCommand(o *options) *cobra.Command {
 		})
 	}
 
-	list := &cobra.Command{
+	list := subnets.list(&cobra.Command{
 		Use:     "list --bridge NAME|ID",
 		Short:   "List the DHCP subnets of a bridge",
 		Example: "  midonet dhcp list --bridge tenant-net",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			b, err := s.flagObject(cmd, "bridge", bridgeKind)
-			if err != nil {
-				return err
-			}
-			u, err := link(bridgeKind, b, "dhcpSubnets")
-			if err != nil {
-				return err
-			}
-			return s.printCollection(u, dhcpSubnetMedia, cols)
-		}),
-	}
-	requiredFlags(list, bridgeFlag)
+	})
 
 	show := &cobra.Command{
 		Use:     "show --bridge NAME|ID CIDR",
@@ -111,29 +104,19 @@ func dhcpCommand(o *options) *cobra.Command {
 	}
 	requiredFlags(show, bridgeFlag)
 
-	create := &cobra.Command{
+	create := subnets.add(&cobra.Command{
 		Use:     "create --bridge NAME|ID --subnet CIDR",
 		Short:   "Serve DHCP on a subnet of a bridge",
 		Example: "  midonet dhcp create --bridge tenant-net --subnet 10.0.0.0/24 --gateway 10.0.0.1 --dns 192.0.2.53",
-		Args:    cobra.NoArgs,
-		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
-			b, err := s.flagObject(cmd, "bridge", bridgeKind)
-			if err != nil {
-				return err
-			}
-			body := Object{}
-			all := append([]field{{flag: "subnet", key: "subnetPrefix", key2: "subnetLength", kind: kPrefix}}, fields...)
-			if err := s.applyFields(cmd, all, body); err != nil {
-				return err
-			}
-			u, err := link(bridgeKind, b, "dhcpSubnets")
-			if err != nil {
-				return err
-			}
-			return s.createAndShow(u, dhcpSubnetMedia, body)
-		}),
-	}
-	requiredFlags(create, bridgeFlag, field{flag: "subnet", kind: kPrefix, usage: "the subnet, e.g. 10.0.0.0/24"})
+	}, func(s *session, cmd *cobra.Command) (Object, error) {
+		body := Object{}
+		all := append([]field{{flag: "subnet", key: "subnetPrefix", key2: "subnetLength", kind: kPrefix}}, fields...)
+		if err := s.applyFields(cmd, all, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	})
+	requiredFlags(create, field{flag: "subnet", kind: kPrefix, usage: "the subnet, e.g. 10.0.0.0/24"})
 	addFlags(create, fields...)
 
 	update := &cobra.Command{

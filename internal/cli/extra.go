@@ -107,12 +107,12 @@ func (s *session) deleteMember(url, media, key, want, what string) error {
 	return s.deleteObject(o, &kind{noun: what})
 }
 
-// members describes a collection held under a parent object — a port
+// children describes a collection held under a parent object — a port
 // group's ports, a host's bindings, a tunnel zone's hosts, an IP address
-// group's addresses — and builds the verbs that add to, remove from and list
-// it. Every verb resolves the parent its flag names, reads what else the
+// group's addresses, a bridge's DHCP subnets — and builds the verbs that add
+// to, remove from and list it. Every verb resolves the parent its flag names, reads what else the
 // command line says and only then follows the parent's link.
-type members struct {
+type children struct {
 	o       *options
 	parent  field  // kRef flag naming the parent object
 	link    string // key of the parent's link to the collection
@@ -122,12 +122,12 @@ type members struct {
 }
 
 // collection returns the URI of the collection under the parent p.
-func (m *members) collection(p Object) (string, error) {
+func (m *children) collection(p Object) (string, error) {
 	return link(m.parent.ref, p, m.link)
 }
 
 // add makes cmd post the entry body builds and print it.
-func (m *members) add(cmd *cobra.Command, body func(s *session, cmd *cobra.Command) (Object, error)) *cobra.Command {
+func (m *children) add(cmd *cobra.Command, body func(s *session, cmd *cobra.Command) (Object, error)) *cobra.Command {
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
 		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
@@ -150,7 +150,7 @@ func (m *members) add(cmd *cobra.Command, body func(s *session, cmd *cobra.Comma
 
 // remove makes cmd delete the entry whose key equals the want entry
 // returns; what names it in the error when it is absent.
-func (m *members) remove(cmd *cobra.Command, entry func(s *session, cmd *cobra.Command, p Object) (want, what string, err error)) *cobra.Command {
+func (m *children) remove(cmd *cobra.Command, entry func(s *session, cmd *cobra.Command, p Object) (want, what string, err error)) *cobra.Command {
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
 		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
@@ -172,7 +172,7 @@ func (m *members) remove(cmd *cobra.Command, entry func(s *session, cmd *cobra.C
 }
 
 // list makes cmd print the collection.
-func (m *members) list(cmd *cobra.Command) *cobra.Command {
+func (m *children) list(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = m.o.run(func(s *session, cmd *cobra.Command, _ []string) error {
 		p, err := s.flagObject(cmd, m.parent.flag, m.parent.ref)
@@ -241,7 +241,7 @@ func addPortVerbs(o *options, port *cobra.Command) {
 }
 
 func addPortGroupVerbs(o *options, pg *cobra.Command) {
-	m := &members{
+	m := &children{
 		o:       o,
 		parent:  refField("port-group", "", portGroupKind, "port group name or id"),
 		link:    "ports",
@@ -283,7 +283,7 @@ func addPortGroupVerbs(o *options, pg *cobra.Command) {
 }
 
 func addHostVerbs(o *options, host *cobra.Command) {
-	m := &members{
+	m := &children{
 		o:       o,
 		parent:  refField("host", "", hostKind, "host name or id"),
 		link:    "ports",
@@ -331,7 +331,7 @@ func addHostVerbs(o *options, host *cobra.Command) {
 }
 
 func addTunnelZoneVerbs(o *options, tz *cobra.Command) {
-	m := &members{
+	m := &children{
 		o:       o,
 		parent:  refField("tunnel-zone", "", tunnelZoneKind, "tunnel zone name or id"),
 		link:    "hosts",
@@ -378,7 +378,7 @@ func addTunnelZoneVerbs(o *options, tz *cobra.Command) {
 }
 
 func addIPAddrGroupVerbs(o *options, g *cobra.Command) {
-	m := &members{
+	m := &children{
 		o:       o,
 		parent:  refField("group", "", ipAddrGroupKind, "IP address group name or id"),
 		link:    "addrs",
