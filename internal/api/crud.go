@@ -234,6 +234,34 @@ func (rs *resource[T, P]) create(w http.ResponseWriter, r *http.Request, prepare
 	return created(w, baseURI(r)+"/"+rs.kind+"/"+id)
 }
 
+// contents answers a GET of a collection held by the object the URL's {id}
+// names (a chain's rules, a port group's ports): views builds it from the
+// object in the same read transaction; an empty one is [].
+func (rs *resource[T, P]) contents(media []string, views func(tx *nsdb.Tx, r *http.Request, o P) ([]view, error)) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r, "id")
+		if err != nil {
+			return err
+		}
+		var out []view
+		err = rs.s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			o, err := rs.load(tx, id.String())
+			if err != nil {
+				return err
+			}
+			out, err = views(tx, r, o)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = []view{}
+		}
+		return writeJSON(w, r, http.StatusOK, media, out)
+	}
+}
+
 // post creates a top-level object.
 func (rs *resource[T, P]) post(w http.ResponseWriter, r *http.Request) error {
 	return rs.create(w, r, nil)

@@ -82,33 +82,19 @@ func (s *Server) filterRoutes() {
 		return writeJSON(w, r, http.StatusOK, rules.media, out)
 	})
 	s.handle("DELETE /rules/{id}", rules.del)
-	s.handle("GET /chains/{id}/rules", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var out []view
-		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			c, err := chains.load(tx, id.String())
-			if err != nil {
-				return err
-			}
-			out = make([]view, 0, len(c.RuleIDs))
+	s.handle("GET /chains/{id}/rules", chains.contents(rules.collectionMedia(),
+		func(tx *nsdb.Tx, r *http.Request, c *topology.Chain) ([]view, error) {
+			out := make([]view, 0, len(c.RuleIDs))
 			for i, rid := range c.RuleIDs {
 				x, err := rules.load(tx, rid.String())
 				if err != nil {
-					return err
+					return nil, err
 				}
 				x.Position = i + 1
 				out = append(out, rules.render(r, x))
 			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, rules.collectionMedia(), out)
-	})
+			return out, nil
+		}))
 	s.handle("POST /chains/{id}/rules", func(w http.ResponseWriter, r *http.Request) error {
 		cid, err := pathID(r, "id")
 		if err != nil {
@@ -165,30 +151,14 @@ func (s *Server) filterRoutes() {
 		},
 	}
 	crudRoutes(s, groups, "LCGUD")
-	s.handle("GET /port_groups/{id}/ports", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var out []view
-		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			g, err := groups.load(tx, id.String())
-			if err != nil {
-				return err
+	s.handle("GET /port_groups/{id}/ports", groups.contents([]string{"collection.PortGroupPort-v1"},
+		func(_ *nsdb.Tx, r *http.Request, g *topology.PortGroup) ([]view, error) {
+			out := make([]view, len(g.PortIDs))
+			for i, p := range g.PortIDs {
+				out[i] = portGroupPortView(r, g.ID, p)
 			}
-			for _, p := range g.PortIDs {
-				out = append(out, portGroupPortView(r, g.ID, p))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if out == nil {
-			out = []view{}
-		}
-		return writeJSON(w, r, http.StatusOK, []string{"collection.PortGroupPort-v1"}, out)
-	})
+			return out, nil
+		}))
 	s.handle("POST /port_groups/{id}/ports", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {
@@ -334,28 +304,14 @@ func (s *Server) ipAddrGroupRoutes() {
 			"ipAddrGroup": base,
 		}
 	}
-	s.handle("GET /ip_addr_groups/{id}/ip_addrs", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var out []view
-		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			g, err := groups.load(tx, id.String())
-			if err != nil {
-				return err
+	s.handle("GET /ip_addr_groups/{id}/ip_addrs", groups.contents([]string{"collection.IpAddrGroupAddr-v1"},
+		func(_ *nsdb.Tx, r *http.Request, g *topology.IPAddrGroup) ([]view, error) {
+			out := make([]view, len(g.IPAddrPorts))
+			for i, a := range g.IPAddrPorts {
+				out[i] = addrView(r, g.ID, a.IPAddress)
 			}
-			out = []view{}
-			for _, a := range g.IPAddrPorts {
-				out = append(out, addrView(r, g.ID, a.IPAddress))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, []string{"collection.IpAddrGroupAddr-v1"}, out)
-	})
+			return out, nil
+		}))
 	s.handle("POST /ip_addr_groups/{id}/ip_addrs", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {

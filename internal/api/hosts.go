@@ -397,28 +397,14 @@ func (s *Server) tunnelZoneRoutes() {
 			"tunnelZone": base + "/tunnel_zones/" + z.String(),
 		}
 	}
-	s.handle("GET /tunnel_zones/{id}/hosts", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var out []view
-		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			z, err := zones.load(tx, id.String())
-			if err != nil {
-				return err
+	s.handle("GET /tunnel_zones/{id}/hosts", zones.contents([]string{"collection.TunnelZoneHost-v1", "collection.GreTunnelZoneHost-v1"},
+		func(_ *nsdb.Tx, r *http.Request, z *topology.TunnelZone) ([]view, error) {
+			out := make([]view, len(z.Members))
+			for i, m := range z.Members {
+				out[i] = memberView(r, z.ID, m)
 			}
-			out = []view{}
-			for _, m := range z.Members {
-				out = append(out, memberView(r, id, m))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, []string{"collection.TunnelZoneHost-v1", "collection.GreTunnelZoneHost-v1"}, out)
-	})
+			return out, nil
+		}))
 	s.handle("POST /tunnel_zones/{id}/hosts", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {

@@ -9,18 +9,16 @@ import (
 )
 
 type (
-	lbRes       = resource[topology.LoadBalancer, *topology.LoadBalancer]
-	poolRes     = resource[topology.Pool, *topology.Pool]
-	memberRes   = resource[topology.PoolMember, *topology.PoolMember]
-	vipRes      = resource[topology.VIP, *topology.VIP]
-	hmRes       = resource[topology.HealthMonitor, *topology.HealthMonitor]
-	mirrorRes   = resource[topology.Mirror, *topology.Mirror]
-	qosRes      = resource[topology.QOSPolicy, *topology.QOSPolicy]
-	bwRuleRes   = resource[topology.QOSBWLimitRule, *topology.QOSBWLimitRule]
-	dscpRuleRes = resource[topology.QOSDSCPRule, *topology.QOSDSCPRule]
-	bgpPeerRes  = resource[topology.BGPPeer, *topology.BGPPeer]
-	bgpNetRes   = resource[topology.BGPNetwork, *topology.BGPNetwork]
-	traceRes    = resource[topology.TraceRequest, *topology.TraceRequest]
+	lbRes      = resource[topology.LoadBalancer, *topology.LoadBalancer]
+	poolRes    = resource[topology.Pool, *topology.Pool]
+	memberRes  = resource[topology.PoolMember, *topology.PoolMember]
+	vipRes     = resource[topology.VIP, *topology.VIP]
+	hmRes      = resource[topology.HealthMonitor, *topology.HealthMonitor]
+	mirrorRes  = resource[topology.Mirror, *topology.Mirror]
+	qosRes     = resource[topology.QOSPolicy, *topology.QOSPolicy]
+	bgpPeerRes = resource[topology.BGPPeer, *topology.BGPPeer]
+	bgpNetRes  = resource[topology.BGPNetwork, *topology.BGPNetwork]
+	traceRes   = resource[topology.TraceRequest, *topology.TraceRequest]
 )
 
 // idempotentDelete answers 204 for an absent object, as MidoNet does for
@@ -250,28 +248,10 @@ func (s *Server) serviceRoutes() {
 		return err
 	}
 	crudRoutes(s, qos, "LCGUD")
-	bw := &bwRuleRes{
-		s: s, kind: topology.KindQOSBWLimitRule, media: []string{"QOSRuleBWLimit-v1"},
-		links: func(base string, x *topology.QOSBWLimitRule, v view) {
-			v["uri"] = base + "/qos_bw_limit_rules/" + x.ID.String()
-		},
-	}
-	crudRoutes(s, bw, "GUD")
-	s.handle("GET /qos_policies/{id}/qos_bw_limit_rules", subList(s, bw, topology.KindQOSPolicy,
-		func(x *topology.QOSBWLimitRule, q topology.ID) bool { return eqID(x.PolicyID, q) }))
-	s.handle("POST /qos_policies/{id}/qos_bw_limit_rules", subCreate(bw, topology.KindQOSPolicy,
-		func(x *topology.QOSBWLimitRule, q topology.ID) { x.PolicyID = topology.IDPtr(q) }, http.StatusNotFound))
-	dscp := &dscpRuleRes{
-		s: s, kind: topology.KindQOSDSCPRule, media: []string{"QOSRuleDSCP-v1"},
-		links: func(base string, x *topology.QOSDSCPRule, v view) {
-			v["uri"] = base + "/qos_dscp_rules/" + x.ID.String()
-		},
-	}
-	crudRoutes(s, dscp, "GUD")
-	s.handle("GET /qos_policies/{id}/qos_dscp_rules", subList(s, dscp, topology.KindQOSPolicy,
-		func(x *topology.QOSDSCPRule, q topology.ID) bool { return eqID(x.PolicyID, q) }))
-	s.handle("POST /qos_policies/{id}/qos_dscp_rules", subCreate(dscp, topology.KindQOSPolicy,
-		func(x *topology.QOSDSCPRule, q topology.ID) { x.PolicyID = topology.IDPtr(q) }, http.StatusNotFound))
+	qosRuleRoutes(s, topology.KindQOSBWLimitRule, "QOSRuleBWLimit-v1",
+		func(x *topology.QOSBWLimitRule) **topology.ID { return &x.PolicyID })
+	qosRuleRoutes(s, topology.KindQOSDSCPRule, "QOSRuleDSCP-v1",
+		func(x *topology.QOSDSCPRule) **topology.ID { return &x.PolicyID })
 
 	peers := &bgpPeerRes{
 		s: s, kind: topology.KindBGPPeer, media: []string{"BgpPeer-v1"},
@@ -364,6 +344,25 @@ func (s *Server) serviceRoutes() {
 		return !r.URL.Query().Has("tenant_id") || s.traceTenant(r, t) == r.URL.Query().Get("tenant_id")
 	}
 	crudRoutes(s, traces, "LCGUD")
+}
+
+// qosRuleRoutes serves one kind of QoS policy rule: GET, PUT and DELETE of
+// a rule, and its list and create under /qos_policies/{id}/<kind>. policy
+// gives the rule's policy reference.
+func qosRuleRoutes[T any, P interface {
+	*T
+	object
+}](s *Server, kind, media string, policy func(P) **topology.ID) {
+	rs := &resource[T, P]{
+		s: s, kind: kind, media: []string{media},
+		links: func(base string, x P, v view) { v["uri"] = base + "/" + kind + "/" + x.ObjectID() },
+	}
+	crudRoutes(s, rs, "GUD")
+	path := "/" + topology.KindQOSPolicy + "/{id}/" + kind
+	s.handle("GET "+path, subList(s, rs, topology.KindQOSPolicy,
+		func(x P, q topology.ID) bool { return eqID(*policy(x), q) }))
+	s.handle("POST "+path, subCreate(rs, topology.KindQOSPolicy,
+		func(x P, q topology.ID) { *policy(x) = topology.IDPtr(q) }, http.StatusNotFound))
 }
 
 // traceTenant is the tenant of a trace request's device (of the port's
