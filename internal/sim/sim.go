@@ -175,7 +175,7 @@ func (s *Simulator) finish(v verdict) {
 		switch {
 		case len(r.Egress) == 0:
 			r.Kind, r.Reason = Drop, ReasonNoEgress
-		case s.userspace || s.seen&fieldsUserspace != 0 || s.writtenAll&fieldsUserspace != 0:
+		case s.needsUserspace():
 			r.Kind = UserspaceOnly
 		default:
 			r.Kind = Forward
@@ -189,7 +189,7 @@ func (s *Simulator) finish(v verdict) {
 			// Mirrored copies left before the original was dropped: a drop
 			// is neutral when merged with them, as in MidoNet's forks.
 			r.Kind, r.Reason = Forward, ReasonNone
-			if s.userspace || s.seen&fieldsUserspace != 0 || s.writtenAll&fieldsUserspace != 0 {
+			if s.needsUserspace() {
 				r.Kind = UserspaceOnly
 			}
 		}
@@ -229,6 +229,12 @@ func (s *Simulator) finish(v verdict) {
 	if s.tracing {
 		s.trace("port", s.pkt.Port, "result", r.Kind.String()+reasonSuffix(r.Reason))
 	}
+}
+
+// needsUserspace says the flow cannot go to the datapath: the simulation
+// asked for userspace, or read or wrote a field the datapath lacks.
+func (s *Simulator) needsUserspace() bool {
+	return s.userspace || (s.seen|s.writtenAll)&fieldsUserspace != 0
 }
 
 func reasonSuffix(r DropReason) string {
