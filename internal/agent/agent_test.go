@@ -159,34 +159,37 @@ func (c *cloud) bridgePort(bridge topology.ID, a *testAgent, iface string) topol
 // the port active, and returns its datapath port.
 func (a *testAgent) dpPort(t testing.TB, iface string, port topology.ID) datapath.PortNo {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var no datapath.PortNo
+	plugged := waitFor(func() bool {
 		for _, p := range a.dp.Ports() {
 			if p.Spec.Name == iface {
 				if _, err := a.store.GetState(context.Background(), nsdb.PortActiveKey(port.String())); err == nil {
-					return p.No
+					no = p.No
+					return true
 				}
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	}, 10*time.Second)
+	if !plugged {
+		t.Fatalf("interface %s not plugged and active", iface)
 	}
-	t.Fatalf("interface %s not plugged and active", iface)
-	return 0
+	return no
 }
 
 // waitActive waits until the agent's snapshot shows port active.
 func (a *testAgent) waitActive(t testing.TB, port topology.ID) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if snap := a.snap.Load(); snap != nil {
-			if info, ok := snap.Port(port); ok && info.Active {
-				return
-			}
+	if !waitFor(func() bool {
+		snap := a.snap.Load()
+		if snap == nil {
+			return false
 		}
-		time.Sleep(5 * time.Millisecond)
+		info, ok := snap.Port(port)
+		return ok && info.Active
+	}, 5*time.Second) {
+		t.Fatalf("port %s never active in the agent's view", port)
 	}
-	t.Fatalf("port %s never active in the agent's view", port)
 }
 
 func mac(last byte) [6]byte { return [6]byte{2, 0, 0, 0, 0, last} }
@@ -323,15 +326,11 @@ func TestInterfaceDownDeactivatesPort(t *testing.T) {
 	p1 := c.bridgePort(bridge, h1, "vm1")
 	dp1 := h1.dpPort(t, "vm1", p1)
 	h1.dp.SetLinkState(dp1, false)
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if _, err := c.store.GetState(context.Background(), nsdb.PortActiveKey(p1.String())); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("port still active after its interface went down")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !waitFor(func() bool {
+		_, err := c.store.GetState(context.Background(), nsdb.PortActiveKey(p1.String()))
+		return err != nil
+	}, 3*time.Second) {
+		t.Fatal("port still active after its interface went down")
 	}
 	h1.dp.SetLinkState(dp1, true)
 	h1.dpPort(t, "vm1", p1) // active again

@@ -663,18 +663,13 @@ func TestInlineUpcalls(t *testing.T) {
 	}
 	mu.Unlock()
 	close(block)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	delivered := func() int {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 4 && e.queued.Load() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 4 upcalls delivered", n)
-		}
-		time.Sleep(time.Millisecond)
+		defer mu.Unlock()
+		return len(got)
+	}
+	if !within(5*time.Second, func() bool { return delivered() == 4 && e.queued.Load() == 0 }) {
+		t.Fatalf("%d of 4 upcalls delivered", delivered())
 	}
 	// Once the queues are empty, a miss is delivered inline again.
 	o := pending
@@ -686,18 +681,8 @@ func TestInlineUpcalls(t *testing.T) {
 	o = pending
 	w2.ReceiveOffload(other, tcpTo(6), nil, &o)
 	e.queued.Add(-1)
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the queued miss was never delivered")
-		}
-		time.Sleep(time.Millisecond)
+	if !within(5*time.Second, func() bool { return delivered() == 6 }) {
+		t.Fatal("the queued miss was never delivered")
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -737,16 +722,25 @@ func TestRemovedPortQueueIsDiscarded(t *testing.T) {
 	close(block)
 	// The dispatcher may have begun delivering one of the two queued
 	// before the removal; the rest are dropped, as is the late push.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	settled := func() bool {
 		delivered := uint64(len(entered)) // after the first, inline one
-		if e.queued.Load() == 0 && in.Stats().UpcallDropped+delivered == 3 {
-			break
-		}
+		return e.queued.Load() == 0 && in.Stats().UpcallDropped+delivered == 3
+	}
+	if !within(5*time.Second, settled) {
+		t.Fatalf("queued %d, dropped %d, delivered %d: want 0 queued, 3 dropped or delivered",
+			e.queued.Load(), in.Stats().UpcallDropped, len(entered))
+	}
+}
+
+// within polls cond every millisecond until it holds (true) or timeout
+// passes (false).
+func within(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("queued %d, dropped %d, delivered %d: want 0 queued, 3 dropped or delivered",
-				e.queued.Load(), in.Stats().UpcallDropped, delivered)
+			return false
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
 }
