@@ -330,13 +330,13 @@ func listAs[T any](s *session, url, media string) ([]T, []Object, error) {
 	return items, objs, nil
 }
 
-// listRoot reads a collection of the Application root.
-func listRoot[T any](s *session, key, media string) ([]T, []Object, error) {
-	u, err := s.client.Collection(s.ctx, key)
+// listRoot reads the Application root's collection of kind k.
+func listRoot[T any](s *session, k *kind) ([]T, []Object, error) {
+	u, err := s.client.Collection(s.ctx, k.collection)
 	if err != nil {
 		return nil, nil, err
 	}
-	return listAs[T](s, u, media)
+	return listAs[T](s, u, k.media)
 }
 
 // listSub reads the collection an object links to. An object deleted since
@@ -363,27 +363,27 @@ func fetchTopology(s *session) (*topo, error) {
 
 	// Ports first: a device created after this read has no ports we miss,
 	// and ports of a device deleted meanwhile are left out below.
-	ports, _, err := listRoot[topology.Port](s, "ports", portKind.media)
+	ports, _, err := listRoot[topology.Port](s, portKind)
 	if err != nil {
 		return nil, err
 	}
-	bridges, bridgeObjs, err := listRoot[topology.Bridge](s, "bridges", bridgeKind.media)
+	bridges, bridgeObjs, err := listRoot[topology.Bridge](s, bridgeKind)
 	if err != nil {
 		return nil, err
 	}
-	routers, routerObjs, err := listRoot[topology.Router](s, "routers", routerKind.media)
+	routers, routerObjs, err := listRoot[topology.Router](s, routerKind)
 	if err != nil {
 		return nil, err
 	}
-	chains, chainObjs, err := listRoot[topology.Chain](s, "chains", chainKind.media)
+	chains, chainObjs, err := listRoot[topology.Chain](s, chainKind)
 	if err != nil {
 		return nil, err
 	}
-	groups, groupObjs, err := listRoot[topology.PortGroup](s, "portGroups", portGroupKind.media)
+	groups, groupObjs, err := listRoot[topology.PortGroup](s, portGroupKind)
 	if err != nil {
 		return nil, err
 	}
-	in.IPAddrGroups, _, err = listRoot[topology.IPAddrGroup](s, "ipAddrGroups", ipAddrGroupKind.media)
+	in.IPAddrGroups, _, err = listRoot[topology.IPAddrGroup](s, ipAddrGroupKind)
 	if err != nil {
 		return nil, err
 	}
