@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
 	"github.com/midonet/midonet/internal/api"
@@ -22,6 +23,15 @@ func TestAPISurvivesStoreMemberDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The test kills the first member itself; the cleanup kills it too
+	// when the test stops before that.
+	killFirst := sync.OnceFunc(members[0].Kill)
+	t.Cleanup(func() {
+		killFirst()
+		for _, m := range members[1:] {
+			m.Kill()
+		}
+	})
 	var urls []string
 	for _, m := range members {
 		urls = append(urls, m.ClientURL)
@@ -30,14 +40,9 @@ func TestAPISurvivesStoreMemberDeath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { store.Close() })
 	s := httptest.NewServer(api.New(api.Config{Store: store}))
-	defer func() {
-		s.Close()
-		store.Close()
-		for _, m := range members[1:] {
-			m.Kill()
-		}
-	}()
+	t.Cleanup(s.Close)
 	var acked []string
 	create := func(i int) {
 		r := do(t, "POST", s.URL+"/midonet-api/bridges", map[string]any{"name": fmt.Sprintf("b%d", i)})
@@ -53,7 +58,7 @@ func TestAPISurvivesStoreMemberDeath(t *testing.T) {
 	for i := range 20 {
 		create(i)
 	}
-	members[0].Kill()
+	killFirst()
 	failures := 0
 	for i := 20; i < 80; i++ {
 		n := len(acked)
