@@ -142,7 +142,14 @@ func (c *cloud) appendRule(chain topology.ID, rule topology.Rule) {
 // (an unbound, interior port when a is nil).
 func (c *cloud) bridgePort(bridge topology.ID, a *testAgent, iface string) topology.ID {
 	c.t.Helper()
-	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true}
+	return c.createPort(topology.Port{Type: topology.PortTypeBridge, DeviceID: bridge}, a, iface)
+}
+
+// createPort stores p (up, with a new id and a tunnel key), bound to iface
+// on a's host when a is not nil, and returns its id.
+func (c *cloud) createPort(p topology.Port, a *testAgent, iface string) topology.ID {
+	c.t.Helper()
+	p.ID, p.AdminStateUp = topology.NewID(), true
 	if a != nil {
 		p.HostID, p.InterfaceName = topology.IDPtr(a.HostID()), topology.Str(iface)
 	}

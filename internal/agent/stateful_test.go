@@ -16,18 +16,8 @@ import (
 // host when a is not nil.
 func (c *cloud) routerPort(router topology.ID, cidr string, portMAC [6]byte, a *testAgent, iface string) topology.ID {
 	c.t.Helper()
-	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeRouter, DeviceID: router, AdminStateUp: true,
-		PortSubnet: []string{cidr}, PortMAC: topology.Str(topology.FormatMAC(portMAC))}
-	if a != nil {
-		p.HostID, p.InterfaceName = topology.IDPtr(a.HostID()), topology.Str(iface)
-	}
-	c.update(func(tx *nsdb.Tx) error {
-		if err := topology.AllocateTunnelKey(tx, &p, func(n int64) int64 { return time.Now().UnixNano() % n }); err != nil {
-			return err
-		}
-		return tx.Create(&p)
-	})
-	return p.ID
+	return c.createPort(topology.Port{Type: topology.PortTypeRouter, DeviceID: router,
+		PortSubnet: []string{cidr}, PortMAC: topology.Str(topology.FormatMAC(portMAC))}, a, iface)
 }
 
 func (c *cloud) route(router topology.ID, dst string, length int, port topology.ID, gw string) {
