@@ -90,6 +90,14 @@ func (s *Server) hostRoutes() {
 			h.Alive, h.Addresses, h.HostInterfaces = false, nil, nil
 			return nil
 		},
+		enrich: func(r *http.Request, hs []*topology.Host) error {
+			for _, h := range hs {
+				if err := s.hostState(r.Context(), h); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 	}
 	s.handle("GET /hosts", func(w http.ResponseWriter, r *http.Request) error {
 		var out []view
@@ -113,24 +121,7 @@ func (s *Server) hostRoutes() {
 		return writeJSON(w, r, http.StatusOK, hosts.collectionMedia(), out)
 	})
 	s.handle("POST /hosts", hosts.post)
-	s.handle("GET /hosts/{id}", func(w http.ResponseWriter, r *http.Request) error {
-		id, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		var h *topology.Host
-		err = s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			h, err = hosts.load(tx, id.String())
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if err := s.hostState(r.Context(), h); err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, hosts.media, hosts.render(r, h))
-	})
+	s.handle("GET /hosts/{id}", hosts.get)
 	s.handle("PUT /hosts/{id}", func(w http.ResponseWriter, r *http.Request) error {
 		id, err := pathID(r, "id")
 		if err != nil {

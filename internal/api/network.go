@@ -210,6 +210,10 @@ func (s *Server) attachLoadBalancer(tx *nsdb.Tx, x, old *topology.Router) error 
 	return nil
 }
 
+// routerPortFields are the fields only a router port shows.
+var routerPortFields = []string{"portAddress", "networkAddress", "networkLength", "portSubnet", "portMac",
+	"rtrPortVni", "offRampVxlan", "serviceContainerId", "bgpStatus"}
+
 func portLinks(base string, p *topology.Port, v view) {
 	u := base + "/ports/" + p.ID.String()
 	v["uri"] = u
@@ -230,8 +234,6 @@ func portLinks(base string, p *topology.Port, v view) {
 	v["inboundFilter"] = link(base, "/chains/", p.InboundFilterID)
 	v["outboundFilter"] = link(base, "/chains/", p.OutboundFilterID)
 	// Each kind of port shows its own fields only.
-	routerOnly := []string{"portAddress", "networkAddress", "networkLength", "portSubnet", "portMac",
-		"rtrPortVni", "offRampVxlan", "serviceContainerId", "bgpStatus"}
 	switch p.Type {
 	case topology.PortTypeRouter:
 		delete(v, "vlanId")
@@ -240,12 +242,12 @@ func portLinks(base string, p *topology.Port, v view) {
 		v["serviceContainer"] = link(base, "/service_containers/", p.ServiceContainerID)
 	case topology.PortTypeVxlan:
 		delete(v, "vlanId")
-		for _, k := range routerOnly {
+		for _, k := range routerPortFields {
 			delete(v, k)
 		}
 	default:
 		delete(v, "vtepId")
-		for _, k := range routerOnly {
+		for _, k := range routerPortFields {
 			delete(v, k)
 		}
 	}
