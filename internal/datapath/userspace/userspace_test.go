@@ -251,17 +251,39 @@ func TestVXLANBetweenDatapaths(t *testing.T) {
 	}
 }
 
-func vxlanBetweenDatapaths(t *testing.T, busyPoll time.Duration) {
+// twoHosts builds two datapath namespaces joined by an underlay veth
+// (u1 10.1.0.1 and u2 10.1.0.2, with MTU underlayMTU), each with a VM
+// namespace behind a veth: vmA (10.9.0.1 on a0, peer a1 in dp1) and vmB
+// (10.9.0.2 on b0, peer b1 in dp2).
+func twoHosts(t *testing.T, underlayMTU int) (dp1NS, dp2NS, nsA, nsB netns.NsHandle, u1, u2 netip.Addr) {
+	t.Helper()
 	requireRoot(t)
-	dp1NS, dp2NS, nsA, nsB := newNS(t), newNS(t), newNS(t), newNS(t)
+	dp1NS, dp2NS, nsA, nsB = newNS(t), newNS(t), newNS(t), newNS(t)
 	veth(t, dp1NS, "u1", dp2NS, "u2")
+	for _, u := range []struct {
+		ns   netns.NsHandle
+		name string
+	}{{dp1NS, "u1"}, {dp2NS, "u2"}} {
+		h := nlHandle(t, u.ns)
+		link, err := h.LinkByName(u.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetMTU(link, underlayMTU); err != nil {
+			t.Fatal(err)
+		}
+	}
 	addAddr(t, dp1NS, "u1", "10.1.0.1/24")
 	addAddr(t, dp2NS, "u2", "10.1.0.2/24")
 	veth(t, dp1NS, "a1", nsA, "a0")
 	veth(t, dp2NS, "b1", nsB, "b0")
 	addAddr(t, nsA, "a0", "10.9.0.1/24")
 	addAddr(t, nsB, "b0", "10.9.0.2/24")
-	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	return dp1NS, dp2NS, nsA, nsB, netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+}
+
+func vxlanBetweenDatapaths(t *testing.T, busyPoll time.Duration) {
+	dp1NS, dp2NS, nsA, nsB, u1, u2 := twoHosts(t, 1500)
 
 	const vni = 5001
 	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0), TunSrc: [4]byte{255, 255, 255, 255}}
@@ -800,28 +822,7 @@ func TestVXLANOffloadTCP(t *testing.T) {
 }
 
 func vxlanOffloadTCP(t *testing.T, underlayMTU int) {
-	dp1NS, dp2NS, nsA, nsB := newNS(t), newNS(t), newNS(t), newNS(t)
-	veth(t, dp1NS, "u1", dp2NS, "u2")
-	for _, u := range []struct {
-		ns   netns.NsHandle
-		name string
-	}{{dp1NS, "u1"}, {dp2NS, "u2"}} {
-		h := nlHandle(t, u.ns)
-		link, err := h.LinkByName(u.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.LinkSetMTU(link, underlayMTU); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addAddr(t, dp1NS, "u1", "10.1.0.1/24")
-	addAddr(t, dp2NS, "u2", "10.1.0.2/24")
-	veth(t, dp1NS, "a1", nsA, "a0")
-	veth(t, dp2NS, "b1", nsB, "b0")
-	addAddr(t, nsA, "a0", "10.9.0.1/24")
-	addAddr(t, nsB, "b0", "10.9.0.2/24")
-	u1, u2 := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	dp1NS, dp2NS, nsA, nsB, u1, u2 := twoHosts(t, underlayMTU)
 	const vni = 77
 	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
 	var (
