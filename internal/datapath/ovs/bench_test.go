@@ -150,8 +150,7 @@ func BenchmarkExecute(b *testing.B) {
 			frame := udpFrame(1, 2, "execute-bench-payload")
 			acts := []datapath.Action{datapath.SetIPv4(datapath.IPv4Set{TTL: 9, Fields: datapath.SetTTL}), datapath.Output(rig.out)}
 			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
+			for b.Loop() {
 				if err := rig.dp.Execute(frame, acts, rig.in); err != nil {
 					b.Fatal(err)
 				}
