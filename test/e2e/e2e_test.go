@@ -288,10 +288,11 @@ func TestInterfaceDownAndUp(t *testing.T) {
 }
 
 // natConversation opens a TCP connection from vm-b1 (SNATed by the tenant
-// router) to a line-echo server in the external network on port, and
-// returns a function that sends a line and returns the echo, prefixed with
-// the address and port the server saw the client at.
-func natConversation(t *testing.T, port int) func(msg string) string {
+// router) to a line-echo server in the external network on port, checks
+// that the server sees it from the SNAT address, and returns that
+// address:port and a function that sends a line and returns the echo,
+// prefixed with the address and port the server saw the client at.
+func natConversation(t *testing.T, port int) (seen string, say func(msg string) string) {
 	t.Helper()
 	var ln net.Listener
 	inNS(t, sandbox.ExtNS, func() {
@@ -325,7 +326,7 @@ func natConversation(t *testing.T, port int) func(msg string) string {
 	})
 	t.Cleanup(func() { c.Close() })
 	r := bufio.NewReader(c)
-	return func(msg string) string {
+	say = func(msg string) string {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "%s\n", msg)
 		line, err := r.ReadString('\n')
@@ -334,16 +335,17 @@ func natConversation(t *testing.T, port int) func(msg string) string {
 		}
 		return strings.TrimSpace(line)
 	}
-}
-
-func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
-	need(t)
-	say := natConversation(t, 7100)
 	before := say("before")
 	if !strings.HasPrefix(before, "203.0.113.1:") {
 		t.Fatalf("echo %q, want it from the SNAT address", before)
 	}
-	seen, _, _ := strings.Cut(before, " ")
+	seen, _, _ = strings.Cut(before, " ")
+	return seen, say
+}
+
+func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
+	need(t)
+	seen, say := natConversation(t, 7100)
 	// vm-b1 lives on host2: restart its agent (and with it the userspace
 	// datapath and every flow).
 	if err := sb.RestartAgent(1); err != nil {
@@ -438,12 +440,7 @@ func stateReceived(t *testing.T, host int) int {
 
 func TestNATConnectionSurvivesPortMigration(t *testing.T) {
 	need(t)
-	say := natConversation(t, 7101)
-	before := say("before")
-	if !strings.HasPrefix(before, "203.0.113.1:") {
-		t.Fatalf("echo %q, want it from the SNAT address", before)
-	}
-	seen, _, _ := strings.Cut(before, " ")
+	seen, say := natConversation(t, 7101)
 	// vm-b1 moves from host2 to host1, and back at the end.
 	received := stateReceived(t, 0)
 	migrate(t, "vm-b1", 1, 0)
