@@ -154,13 +154,9 @@ func TestWatchSurvivesMemberKills(t *testing.T) {
 	c := startCluster(t)
 	writer := openStore(t, c.endpoints()...)
 	watcher := openStore(t, c.endpoints()...)
-	rev, err := watcher.Revision(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch := watcher.Watch(ctx, TopologyWatchPrefix, rev)
+	ch := watchFromNow(ctx, t, watcher)
 
 	var (
 		mu    sync.Mutex
@@ -279,13 +275,7 @@ func TestWatchResumesAfterQuorumLoss(t *testing.T) {
 	}
 	t.Cleanup(func() { watcher.Close() })
 	writer := openStore(t, c.endpoints()...)
-	rev, err := watcher.Revision(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := watcher.Watch(ctx, TopologyWatchPrefix, rev)
+	ch := watchFromNow(t.Context(), t, watcher)
 	write := func(id string) {
 		t.Helper()
 		mustUpdate(t, writer, func(tx *Tx) error { return tx.Create(widget{ID: id}) })
@@ -311,4 +301,15 @@ func TestWatchResumesAfterQuorumLoss(t *testing.T) {
 			t.Fatalf("event %+v, want the put of %s", ev, want)
 		}
 	}
+}
+
+// watchFromNow watches the topology from the store's current revision
+// until ctx ends.
+func watchFromNow(ctx context.Context, t *testing.T, s *Store) <-chan Event {
+	t.Helper()
+	rev, err := s.Revision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Watch(ctx, TopologyWatchPrefix, rev)
 }
