@@ -426,23 +426,21 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 			}
 		}
 	}
-	bws, err := topology.ListOf[topology.QOSBWLimitRule](tx)
+	if err := deleteUnkept(tx, keep, func(x topology.QOSBWLimitRule) (*topology.ID, topology.ID) { return x.PolicyID, x.ID }, q.ID); err != nil {
+		return err
+	}
+	return deleteUnkept(tx, keep, func(x topology.QOSDSCPRule) (*topology.ID, topology.ID) { return x.PolicyID, x.ID }, q.ID)
+}
+
+// deleteUnkept deletes the rules of one kind that belong to policy and are
+// not in keep; ids gives a rule's policy and its own id.
+func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids func(T) (policy *topology.ID, id topology.ID), policy topology.ID) error {
+	all, err := topology.ListOf[T](tx)
 	if err != nil {
 		return err
 	}
-	for _, x := range bws {
-		if eqID(x.PolicyID, q.ID) && !keep[x.ID] {
-			if err := tx.Delete(x.Kind(), x.ObjectID()); err != nil {
-				return err
-			}
-		}
-	}
-	dscps, err := topology.ListOf[topology.QOSDSCPRule](tx)
-	if err != nil {
-		return err
-	}
-	for _, x := range dscps {
-		if eqID(x.PolicyID, q.ID) && !keep[x.ID] {
+	for _, x := range all {
+		if p, id := ids(x); eqID(p, policy) && !keep[id] {
 			if err := tx.Delete(x.Kind(), x.ObjectID()); err != nil {
 				return err
 			}

@@ -271,3 +271,50 @@ func TestRouterARPTable(t *testing.T) {
 	}
 	expect(t, do(t, "GET", "/routers/"+uuid.NewString()+"/arp_table", nil), 404)
 }
+
+// TestQOSPolicyPutReplacesRules checks that a PUT with inline rules keeps
+// the rules it names, creates new ones and deletes the policy's others, of
+// both kinds, leaving another policy's rules alone.
+func TestQOSPolicyPutReplacesRules(t *testing.T) {
+	bwID, dscpID := uuid.NewString(), uuid.NewString()
+	q := create(t, "/qos_policies", map[string]any{"name": "replace", "rules": []any{
+		map[string]any{"id": bwID, "type": "bandwidth_limit", "max_kbps": 1000, "max_burst_kbps": 100},
+		map[string]any{"id": dscpID, "type": "dscp_marking", "dscp_mark": 10},
+	}})
+	other := create(t, "/qos_policies", map[string]any{"name": "other", "rules": []any{
+		map[string]any{"type": "dscp_marking", "dscp_mark": 12},
+	}})
+	expect(t, do(t, "PUT", q["uri"].(string), map[string]any{"name": "replace", "rules": []any{
+		map[string]any{"id": bwID, "type": "bandwidth_limit", "max_kbps": 2000, "max_burst_kbps": 100},
+		map[string]any{"type": "bandwidth_limit", "max_kbps": 3000, "max_burst_kbps": 100},
+	}}), 204)
+	bw := expect(t, do(t, "GET", q["bwLimitRules"].(string), nil), 200).list(t)
+	if len(bw) != 2 {
+		t.Fatalf("bw rules after PUT: %v", bw)
+	}
+	kept := false
+	for _, x := range bw {
+		if x["id"] == bwID {
+			kept = x["maxKbps"] == float64(2000)
+		}
+	}
+	if !kept {
+		t.Errorf("PUT did not update bw rule %s in place: %v", bwID, bw)
+	}
+	if l := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t); len(l) != 0 {
+		t.Errorf("dscp rules after a PUT without them: %v", l)
+	}
+	expect(t, do(t, "GET", "/qos_dscp_rules/"+dscpID, nil), 404)
+	if l := expect(t, do(t, "GET", other["dscpRules"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("another policy's dscp rules after the PUT: %v", l)
+	}
+	expect(t, do(t, "PUT", q["uri"].(string), map[string]any{"name": "replace", "rules": []any{
+		map[string]any{"type": "dscp_marking", "dscp_mark": 14},
+	}}), 204)
+	if l := expect(t, do(t, "GET", q["bwLimitRules"].(string), nil), 200).list(t); len(l) != 0 {
+		t.Errorf("bw rules after a PUT without them: %v", l)
+	}
+	if l := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["dscpMark"] != float64(14) {
+		t.Errorf("dscp rules after the second PUT: %v", l)
+	}
+}
