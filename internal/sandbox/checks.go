@@ -22,26 +22,35 @@ type Check struct {
 	Detail                 string
 }
 
-// InNS runs fn on a thread switched into the named network namespace, so
-// that sockets fn creates live there (an http.Client, which dials from
-// other goroutines, does not stay in it: dial in fn).
+// InNS runs fn on the caller's goroutine, its thread switched into the
+// named network namespace, so that sockets fn creates live there (an
+// http.Client, which dials from other goroutines, does not stay in it: dial
+// in fn), and so that fn may stop a test with t.Fatal. nsthread.Run is the
+// same on a goroutine of its own. A thread that cannot switch back stays
+// locked and ends with the goroutine.
 func InNS(name string, fn func() error) error {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
 	defer orig.Close()
 	target, err := netns.GetFromName(name)
 	if err != nil {
+		runtime.UnlockOSThread()
 		return fmt.Errorf("namespace %s: %w", name, err)
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
-	defer netns.Set(orig)
+	defer func() {
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
 	return fn()
 }
 

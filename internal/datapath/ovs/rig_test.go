@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/nsthread"
 	"github.com/midonet/midonet/internal/packet"
 )
 
@@ -78,31 +78,8 @@ func (ns *netNS) do(t testing.TB, fn func()) {
 }
 
 // onNSThread runs fn on a locked OS thread that enter has moved into a
-// namespace, then moves the thread back to where it was. A thread that
-// cannot go back dies with its goroutine, still locked.
-func onNSThread(enter, fn func() error) error {
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		if err = enter(); err == nil {
-			err = fn()
-		}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
-	return err
-}
+// namespace, then moves the thread back (nsthread.Run).
+func onNSThread(enter, fn func() error) error { return nsthread.Run(enter, fn) }
 
 var dpCounter atomic.Uint32
 

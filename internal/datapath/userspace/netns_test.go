@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/midonet/midonet/internal/nsthread"
 )
 
 // Test rigs: every test builds its own namespaces (unique names), links and
@@ -34,27 +35,12 @@ var nsCounter atomic.Uint32
 func newNS(t *testing.T) netns.NsHandle {
 	t.Helper()
 	name := fmt.Sprintf("dpt-%d-%d", os.Getpid(), nsCounter.Add(1))
-	var (
-		ns  netns.NsHandle
-		err error
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
+	var ns netns.NsHandle
+	err := nsthread.Run(func() error {
+		var err error
 		ns, err = netns.NewNamed(name) // switches this thread into it
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
+		return err
+	}, func() error { return nil })
 	if err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
@@ -68,27 +54,7 @@ func newNS(t *testing.T) netns.NsHandle {
 // inNS runs fn on a thread inside ns; sockets it opens stay in ns.
 func inNS(t *testing.T, ns netns.NsHandle, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	var err error
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			err = gerr
-			return
-		}
-		defer orig.Close()
-		if err = netns.Set(ns); err != nil {
-			return
-		}
-		fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
-	if err != nil {
+	if err := nsthread.In(ns, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -33,6 +33,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/nsthread"
 )
 
 var _ datapath.Datapath = (*Datapath)(nil)
@@ -215,28 +216,7 @@ func (d *Datapath) inNS(fn func() error) error {
 	if !d.ns.IsOpen() {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(d.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		} // else: the thread stays locked and dies with this goroutine
-		errc <- err
-	}()
-	return <-errc
+	return nsthread.In(d.ns, fn)
 }
 
 func (d *Datapath) netlinkHandle() (*netlink.Handle, error) {
