@@ -35,7 +35,9 @@ func newDatapathRing(t *testing.T, ns netns.NsHandle, ring RingVersion) *Datapat
 
 func newDatapathConfig(t *testing.T, cfg Config) *Datapath {
 	t.Helper()
-	cfg.RingBlockSize, cfg.RingBlocks = 64<<10, 4
+	if cfg.RingBlockSize == 0 {
+		cfg.RingBlockSize, cfg.RingBlocks = 64<<10, 4
+	}
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -703,25 +705,11 @@ func TestEgressMTU(t *testing.T) {
 func TestOffloadTCPWithTSO(t *testing.T) {
 	for _, rc := range rings {
 		t.Run(rc.name, func(t *testing.T) {
-			requireRoot(t)
-			r := &twoVMs{dpNS: newNS(t), nsA: newNS(t), nsB: newNS(t)}
-			veth(t, r.dpNS, "a1", r.nsA, "a0")
-			veth(t, r.dpNS, "b1", r.nsB, "b0")
-			addAddr(t, r.nsA, "a0", "10.9.0.1/24")
-			addAddr(t, r.nsB, "b0", "10.9.0.2/24")
-			d, err := New(Config{NetNS: r.dpNS, NetNSSet: true, Ring: rc.ring, Offload: true, RingBlockSize: 256 << 10, RingBlocks: 16})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { d.Close() })
-			pa := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a1"})
-			pb := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b1"})
-			putFlow(t, d, fromPort(pa), inPortMask, datapath.Output(pb))
-			putFlow(t, d, fromPort(pb), inPortMask, datapath.Output(pa))
-
+			r := newTwoVMsConfig(t, Config{Ring: rc.ring, Offload: true, RingBlockSize: 256 << 10, RingBlocks: 16})
+			r.connect(t)
 			tcpTransfer(t, r.nsA, r.nsB, "10.9.0.2:7010", 16<<20)
-			for _, p := range d.Ports() {
-				if p.No == pa && p.Stats.RxBytes/max(p.Stats.RxPackets, 1) < 3000 {
+			for _, p := range r.d.Ports() {
+				if p.No == r.pa && p.Stats.RxBytes/max(p.Stats.RxPackets, 1) < 3000 {
 					t.Errorf("a1 averaged %d bytes per frame: no super-frames passed", p.Stats.RxBytes/max(p.Stats.RxPackets, 1))
 				}
 			}
