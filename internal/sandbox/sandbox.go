@@ -45,8 +45,10 @@ type Config struct {
 	// Binary is the midonet executable the agents run as (default: this
 	// process's executable).
 	Binary string
-	// DataDir keeps the store and the agents' state; default a temporary
-	// directory removed at the end.
+	// DataDir keeps the store, the agents' state and their logs; default a
+	// temporary directory removed at the end. Each run builds its demo in
+	// an empty store, so the store and agents' state a previous run left
+	// there are removed at the start (logs are appended to).
 	DataDir string
 	// Listen is the REST API's address (default :8181).
 	Listen string
@@ -144,6 +146,9 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	}()
 	sb.step("cleaning up what a previous run left")
 	Cleanup()
+	if err := sb.clearState(); err != nil {
+		return sb, err
+	}
 	sb.step("building the underlay: bridge %s, hosts %s, %s, %s", underlayBr, hosts[0].ns, hosts[1].ns, hosts[2].ns)
 	if err := sb.underlay(); err != nil {
 		return sb, err
@@ -323,6 +328,22 @@ func (sb *Sandbox) Close() {
 	if sb.tmpData {
 		os.RemoveAll(sb.cfg.DataDir)
 	}
+}
+
+// clearState removes the store and agents' state an earlier run left in
+// the data directory: the demo is built from scratch and would conflict
+// with its own leftovers.
+func (sb *Sandbox) clearState() error {
+	dirs := []string{filepath.Join(sb.cfg.DataDir, "nsdb")}
+	for _, h := range hosts {
+		dirs = append(dirs, filepath.Join(sb.cfg.DataDir, h.name))
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("sandbox: clearing %s left by an earlier run: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // Cleanup removes every namespace and link a sandbox creates, and stops
