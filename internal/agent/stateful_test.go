@@ -9,6 +9,8 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/packet/checker"
+	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -55,17 +57,19 @@ func (c *cloud) chain(rules ...topology.Rule) topology.ID {
 	return id
 }
 
-// TestAsymmetricReturnThroughStatefulPortGroup sends a SNATed connection
-// out of one uplink (on host2) and brings the reply in through another
-// (on host3): both uplinks are in a stateful port group, so the NAT state
-// the ingress host (host1) created reached host3 before the packet, and
-// host3 translates the reply back to the VM.
-func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
-	c := newCloud(t)
-	h1, h2, h3 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2"), c.addAgent("h3", "10.9.0.3")
-	vmMAC, rpMAC, up1MAC, up2MAC, gwMAC := mac(10), mac(11), mac(12), mac(13), mac(14)
+// snatNet is a tenant network, 10.0.0.0/24 with a VM at 10.0.0.10, behind
+// a router that SNATs it to 203.0.113.1 out of an uplink (192.0.2.2/24,
+// default route via the gateway 192.0.2.1).
+type snatNet struct {
+	router, bridge, vm, up     topology.ID
+	vmMAC, rpMAC, upMAC, gwMAC [6]byte
+}
 
-	router, bridge := topology.NewID(), topology.NewID()
+// snatNet builds the network with the VM bound on vmHost and the uplink on
+// upHost (interfaces "vm" and "up1"), the gateway's and VM's MACs known.
+func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
+	c.t.Helper()
+	n := &snatNet{router: topology.NewID(), bridge: topology.NewID(), vmMAC: mac(10), rpMAC: mac(11), upMAC: mac(12), gwMAC: mac(14)}
 	nat := topology.NatTarget{AddressFrom: topology.Str("203.0.113.1"), AddressTo: topology.Str("203.0.113.1"), PortFrom: 1024, PortTo: 65535}
 	snat := topology.Rule{Type: topology.RuleSNAT, FlowAction: topology.Str(topology.FlowAccept), NatTargets: []topology.NatTarget{nat}}
 	snat.NwSrcAddress, snat.NwSrcLength = topology.Str("10.0.0.0"), 24
@@ -73,14 +77,14 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 	revSNAT.NwDstAddress, revSNAT.NwDstLength = topology.Str("203.0.113.1"), 32
 	pre, post := c.chain(revSNAT), c.chain(snat)
 	c.update(func(tx *nsdb.Tx) error {
-		if err := tx.Create(&topology.Router{ID: router, AdminStateUp: true, InboundFilterID: &pre, OutboundFilterID: &post}); err != nil {
+		if err := tx.Create(&topology.Router{ID: n.router, AdminStateUp: true, InboundFilterID: &pre, OutboundFilterID: &post}); err != nil {
 			return err
 		}
-		return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true})
+		return tx.Create(&topology.Bridge{ID: n.bridge, AdminStateUp: true})
 	})
-	vm := c.bridgePort(bridge, h1, "vm")
-	bp := c.bridgePort(bridge, nil, "")
-	rp := c.routerPort(router, "10.0.0.1/24", rpMAC, nil, "")
+	n.vm = c.bridgePort(n.bridge, vmHost, "vm")
+	bp := c.bridgePort(n.bridge, nil, "")
+	rp := c.routerPort(n.router, "10.0.0.1/24", n.rpMAC, nil, "")
 	c.update(func(tx *nsdb.Tx) error {
 		var a, b topology.Port
 		if err := tx.Get(topology.KindPort, bp.String(), &a); err != nil {
@@ -95,38 +99,106 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 		}
 		return tx.Put(&b)
 	})
-	up1 := c.routerPort(router, "192.0.2.2/24", up1MAC, h2, "up1")
-	up2 := c.routerPort(router, "198.51.100.2/24", up2MAC, h3, "up2")
-	c.route(router, "10.0.0.0", 24, rp, "")
-	c.route(router, "0.0.0.0", 0, up1, "192.0.2.1")
-	c.update(func(tx *nsdb.Tx) error {
-		return tx.Create(&topology.PortGroup{ID: topology.NewID(), Stateful: true, PortIDs: []topology.ID{up1, up2}})
-	})
+	n.up = c.routerPort(n.router, "192.0.2.2/24", n.upMAC, upHost, "up1")
+	c.route(n.router, "10.0.0.0", 24, rp, "")
+	c.route(n.router, "0.0.0.0", 0, n.up, "192.0.2.1")
 	ctx := context.Background()
-	c.store.PutState(ctx, nsdb.RouterARPKey(router.String(), netip.MustParseAddr("192.0.2.1")), []byte(topology.FormatMAC(gwMAC)))
-	c.store.PutState(ctx, nsdb.RouterARPKey(router.String(), netip.MustParseAddr("10.0.0.10")), []byte(topology.FormatMAC(vmMAC)))
-	c.store.SeedMAC(ctx, bridge.String(), 0, vmMAC, vm.String())
+	c.store.PutState(ctx, nsdb.RouterARPKey(n.router.String(), netip.MustParseAddr("192.0.2.1")), []byte(topology.FormatMAC(n.gwMAC)))
+	c.store.PutState(ctx, nsdb.RouterARPKey(n.router.String(), netip.MustParseAddr("10.0.0.10")), []byte(topology.FormatMAC(n.vmMAC)))
+	c.store.SeedMAC(ctx, n.bridge.String(), 0, n.vmMAC, n.vm.String())
+	return n
+}
 
-	dpVM := h1.dpPort(t, "vm", vm)
-	dpUp1 := h2.dpPort(t, "up1", up1)
+// TestAsymmetricReturnThroughStatefulPortGroup sends a SNATed connection
+// out of one uplink (on host2) and brings the reply in through another
+// (on host3): both uplinks are in a stateful port group, so the NAT state
+// the ingress host (host1) created reached host3 before the packet, and
+// host3 translates the reply back to the VM.
+func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
+	c := newCloud(t)
+	h1, h2, h3 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2"), c.addAgent("h3", "10.9.0.3")
+	n := c.snatNet(h1, h2)
+	up2MAC := mac(13)
+	up2 := c.routerPort(n.router, "198.51.100.2/24", up2MAC, h3, "up2")
+	c.update(func(tx *nsdb.Tx) error {
+		return tx.Create(&topology.PortGroup{ID: topology.NewID(), Stateful: true, PortIDs: []topology.ID{n.up, up2}})
+	})
+
+	dpVM := h1.dpPort(t, "vm", n.vm)
+	dpUp1 := h2.dpPort(t, "up1", n.up)
 	dpUp2 := h3.dpPort(t, "up2", up2)
 	for _, a := range []*testAgent{h1, h2, h3} {
-		a.waitActive(t, vm)
-		a.waitActive(t, up1)
+		a.waitActive(t, n.vm)
+		a.waitActive(t, n.up)
 		a.waitActive(t, up2)
 	}
 
 	// Out: vm (host1) -> 8.8.8.8, SNATed, leaves through up1 on host2.
-	h1.dp.Inject(dpVM, udpFrame(vmMAC, rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
+	h1.dp.Inject(dpVM, udpFrame(n.vmMAC, n.rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
 	f := readIPv4(t, h2, dpUp1)
-	if f.Src != netip.MustParseAddr("203.0.113.1") || f.EthDst != gwMAC {
+	if f.Src != netip.MustParseAddr("203.0.113.1") || f.EthDst != n.gwMAC {
 		t.Fatalf("out through up1: src %v eth dst %x, want 203.0.113.1 to the gateway", f.Src, f.EthDst)
 	}
 	// Back: the reply arrives on up2 (host3), which must know the NAT.
-	h3.dp.Inject(dpUp2, udpFrame(gwMAC, up2MAC, "8.8.8.8", "203.0.113.1", 53, f.SrcPort))
+	h3.dp.Inject(dpUp2, udpFrame(n.gwMAC, up2MAC, "8.8.8.8", "203.0.113.1", 53, f.SrcPort))
 	back := readIPv4(t, h1, dpVM)
-	if back.Dst != netip.MustParseAddr("10.0.0.10") || back.DstPort != 5000 || back.EthDst != vmMAC {
+	if back.Dst != netip.MustParseAddr("10.0.0.10") || back.DstPort != 5000 || back.EthDst != n.vmMAC {
 		t.Fatalf("reply at the VM: dst %v:%d eth %x, want 10.0.0.10:5000", back.Dst, back.DstPort, back.EthDst)
+	}
+}
+
+// TestPingThroughSNATInstallsFlows checks that on a datapath whose flows
+// match the ICMP echo identifier, pings through SNAT are simulated once per
+// direction and identifier: later echoes and replies ride installed flows,
+// and another identifier is simulated on its own.
+func TestPingThroughSNATInstallsFlows(t *testing.T) {
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	n := c.snatNet(h1, h1)
+	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
+	h1.waitActive(t, n.vm)
+	h1.waitActive(t, n.up)
+
+	echo := func(id, seq uint16) {
+		t.Helper()
+		req := sim.PacketSpec{EthSrc: n.vmMAC, EthDst: n.rpMAC, Src: netip.MustParseAddr("10.0.0.10"), Dst: netip.MustParseAddr("8.8.8.8"),
+			Proto: packet.IPProtoICMP, SrcPort: uint16(packet.ICMPEchoRequest), ICMPID: id, Payload: []byte{byte(seq >> 8), byte(seq)}}
+		fr, err := req.Frame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h1.dp.Inject(dpVM, fr)
+		out := readIPv4(t, h1, dpUp)
+		for _, check := range []checker.Check{checker.SrcAddr(netip.MustParseAddr("203.0.113.1")), checker.EthDst(n.gwMAC),
+			checker.ICMP(packet.ICMPEchoRequest, 0, checker.EchoIdent(id))} {
+			check(t, out)
+		}
+		rep := sim.PacketSpec{EthSrc: n.gwMAC, EthDst: n.upMAC, Src: netip.MustParseAddr("8.8.8.8"), Dst: netip.MustParseAddr("203.0.113.1"),
+			Proto: packet.IPProtoICMP, SrcPort: uint16(packet.ICMPEchoReply), ICMPID: id}
+		if fr, err = rep.Frame(); err != nil {
+			t.Fatal(err)
+		}
+		h1.dp.Inject(dpUp, fr)
+		back := readIPv4(t, h1, dpVM)
+		for _, check := range []checker.Check{checker.DstAddr(netip.MustParseAddr("10.0.0.10")), checker.EthDst(n.vmMAC),
+			checker.ICMP(packet.ICMPEchoReply, 0, checker.EchoIdent(id))} {
+			check(t, back)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	echo(7, 1)
+	misses := h1.dp.Stats().Misses
+	for seq := uint16(2); seq <= 5; seq++ {
+		echo(7, seq)
+	}
+	if m := h1.dp.Stats().Misses; m != misses {
+		t.Fatalf("later echoes of the same ping: %d misses, want none (their flows installed)", m-misses)
+	}
+	echo(8, 1)
+	if m := h1.dp.Stats().Misses; m != misses+2 {
+		t.Fatalf("another ping: %d misses, want 2 (one per direction: the flows match the identifier)", m-misses)
 	}
 }
 

@@ -57,11 +57,13 @@ type worker struct {
 }
 
 func newWorker(a *Agent, id int) *worker {
-	return &worker{
+	w := &worker{
 		a: a, id: id, ch: make(chan *upcall, workerQueue),
 		sim:   sim.NewSimulator(uint64(time.Now().UnixNano()) + uint64(id)),
 		shard: a.state.Shard(id), view: a.state.View(id),
 	}
+	w.sim.MatchICMPID(datapath.FeaturesOf(a.dp).ICMPEchoID)
+	return w
 }
 
 var hashSeed = maphash.MakeSeed()
@@ -72,6 +74,11 @@ func connHash(k *packet.FlowKey) uint64 {
 	var b [32]byte
 	a1, a2 := k.NwSrc, k.NwDst
 	p1, p2 := k.TpSrc, k.TpDst
+	if k.EthType == packet.EtherTypeIPv4 && k.NwProto == packet.IPProtoICMP {
+		// An echo and its reply differ in type but share the identifier
+		// (zero from a datapath without it).
+		p1, p2 = k.ICMPID, k.ICMPID
+	}
 	if string(a1[:]) > string(a2[:]) || (a1 == a2 && p1 > p2) {
 		a1, a2, p1, p2 = a2, a1, p2, p1
 	}
@@ -235,6 +242,10 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 			w.a.metrics.drops.WithLabelValues("execute").Inc()
 		}
 	case sim.UserspaceOnly:
+		if len(res.Egress) == 0 {
+			// Dropped by what no flow can match: this packet only.
+			w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()
+		}
 		w.replicate(t, snap, port, res)
 		// No flow holds the state: it idles out unless packets refresh it.
 		w.shard.Touch(res.Conntrack, res.NAT, now)

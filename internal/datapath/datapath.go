@@ -225,6 +225,28 @@ type Stats struct {
 	BusySpins, BusyPackets uint64
 }
 
+// Features are what a backend's flows can do beyond the Open vSwitch
+// kernel datapath's flow key and actions, which every backend supports.
+type Features struct {
+	// ICMPEchoID: flows may match packet.FlowKey.ICMPID, so pings
+	// through conntrack and NAT (which key on the identifier) need not be
+	// simulated packet by packet.
+	ICMPEchoID bool
+}
+
+// FeatureReporter is implemented by backends that have Features.
+type FeatureReporter interface {
+	Features() Features
+}
+
+// FeaturesOf returns the features of dp: none unless it reports some.
+func FeaturesOf(dp any) Features {
+	if r, ok := dp.(FeatureReporter); ok {
+		return r.Features()
+	}
+	return Features{}
+}
+
 // PortManager adds and removes ports.
 type PortManager interface {
 	// AddPort creates or attaches a port and returns its number.

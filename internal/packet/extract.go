@@ -14,7 +14,8 @@ package packet
 // the tag's TCI with VLANPresent set; for ARP, NwSrc/NwDst are the sender and
 // target protocol addresses, NwProto the opcode when it fits a byte, and
 // ArpSHA/ArpTHA the hardware addresses; later IPv4 fragments have no ports;
-// ICMP type and code go in TpSrc and TpDst. IPv6 extension headers
+// ICMP type and code go in TpSrc and TpDst, and an ICMPv4 echo's
+// identifier in ICMPID. IPv6 extension headers
 // (hop-by-hop, routing, destination options, fragment) are walked to find
 // the transport protocol.
 func ExtractFlowKey(frame []byte, inPort uint32, key *FlowKey) bool {
@@ -67,5 +68,6 @@ func (p *Parsed) FlowKey(inPort uint32, key *FlowKey) {
 		key.TpSrc, key.TpDst = p.SrcPort, p.DstPort
 	case IPProtoICMP, IPProtoICMPv6:
 		key.TpSrc, key.TpDst = uint16(p.ICMPType), uint16(p.ICMPCode)
+		key.ICMPID = p.ICMPIdent
 	}
 }

@@ -66,7 +66,17 @@ func TestExtractFlowKey(t *testing.T) {
 			},
 			ok: true,
 			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeIPv4, NwSrc: ipA, NwDst: ipB,
-				NwProto: IPProtoICMP, NwTOS: 0x28, NwTTL: 64, TpSrc: 8, TpDst: 0},
+				NwProto: IPProtoICMP, NwTOS: 0x28, NwTTL: 64, TpSrc: 8, TpDst: 0, ICMPID: 9},
+		},
+		{
+			name: "icmp error has no echo identifier",
+			frame: func(t testing.TB) []byte {
+				return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
+					&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3), Id: 9, Seq: 1})
+			},
+			ok: true,
+			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeIPv4, NwSrc: ipA, NwDst: ipB,
+				NwProto: IPProtoICMP, NwTOS: 0x28, NwTTL: 64, TpSrc: 3, TpDst: 3},
 		},
 		{
 			name: "ipv4 options and first fragment keeps ports",

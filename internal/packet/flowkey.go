@@ -36,6 +36,11 @@ type FlowKey struct {
 
 	TpSrc uint16 // TCP/UDP source port, or ICMP type
 	TpDst uint16 // TCP/UDP destination port, or ICMP code
+	// ICMPID is the identifier of an ICMPv4 echo request or reply, which
+	// NAT and conntrack use as the ping's "port". The Open vSwitch kernel
+	// datapath has no such key field: only backends reporting
+	// datapath.Features.ICMPEchoID match it.
+	ICMPID uint16
 
 	ArpSHA [6]byte
 	ArpTHA [6]byte
@@ -75,6 +80,7 @@ func (k *FlowKey) Masked(mask *FlowKey) FlowKey {
 	r.NwFrag = k.NwFrag & mask.NwFrag
 	r.TpSrc = k.TpSrc & mask.TpSrc
 	r.TpDst = k.TpDst & mask.TpDst
+	r.ICMPID = k.ICMPID & mask.ICMPID
 	r.ArpSHA = and6(k.ArpSHA, mask.ArpSHA)
 	r.ArpTHA = and6(k.ArpTHA, mask.ArpTHA)
 	return r

@@ -71,8 +71,11 @@ func FuzzSimulate(f *testing.F) {
 				t.Fatalf("egress to %v, not an exterior port", e.Port)
 			}
 		}
-		if (r.Kind == Forward || r.Kind == UserspaceOnly) != (len(r.Egress) > 0) {
-			t.Fatalf("kind %v with %d egress ports", r.Kind, len(r.Egress))
+		switch {
+		case r.Kind == Forward && len(r.Egress) == 0,
+			r.Kind != Forward && r.Kind != UserspaceOnly && len(r.Egress) > 0,
+			r.Kind == UserspaceOnly && len(r.Egress) == 0 && r.Reason == ReasonNone:
+			t.Fatalf("kind %v (reason %v) with %d egress ports", r.Kind, r.Reason, len(r.Egress))
 		}
 		for _, g := range r.Generated {
 			var p packet.Parsed

@@ -31,8 +31,10 @@ const (
 	FieldTpDst
 	FieldARPSHA
 	FieldARPTHA
-	// FieldICMPID and FieldICMPData are not datapath match fields: a flow
-	// that reads them cannot be installed and every packet is simulated.
+	// FieldICMPID is a datapath match field only where the datapath has
+	// datapath.Features.ICMPEchoID (Simulator.MatchICMPID); FieldICMPData
+	// never is. A flow that reads or writes a field its datapath lacks
+	// cannot be installed, and every packet is simulated.
 	FieldICMPID
 	FieldICMPData
 
@@ -90,13 +92,15 @@ type Match struct {
 	ICMPData       ICMPData
 }
 
-// MatchFromFlowKey returns the match of a datapath flow key. The ICMP fields
-// a flow key lacks stay zero; FillICMP adds them from the decoded frame.
+// MatchFromFlowKey returns the match of a datapath flow key. The quoted
+// header of an ICMP error, which a flow key lacks, stays zero (and so does
+// the echo identifier of a key from a datapath without it); FillICMP adds
+// them from the decoded frame.
 func MatchFromFlowKey(k *packet.FlowKey) Match {
 	return Match{
 		EthSrc: k.EthSrc, EthDst: k.EthDst, VLAN: k.VLAN, EthType: k.EthType,
 		NwSrc: k.NwSrc, NwDst: k.NwDst, NwProto: k.NwProto, NwTOS: k.NwTOS, NwTTL: k.NwTTL, NwFrag: k.NwFrag,
-		TpSrc: k.TpSrc, TpDst: k.TpDst, ARPSHA: k.ArpSHA, ARPTHA: k.ArpTHA,
+		TpSrc: k.TpSrc, TpDst: k.TpDst, ARPSHA: k.ArpSHA, ARPTHA: k.ArpTHA, ICMPID: k.ICMPID,
 	}
 }
 
@@ -105,7 +109,7 @@ func (m *Match) FlowKey(inPort uint32) packet.FlowKey {
 	return packet.FlowKey{
 		InPort: inPort, EthSrc: m.EthSrc, EthDst: m.EthDst, VLAN: m.VLAN, EthType: m.EthType,
 		NwSrc: m.NwSrc, NwDst: m.NwDst, NwProto: m.NwProto, NwTOS: m.NwTOS, NwTTL: m.NwTTL, NwFrag: m.NwFrag,
-		TpSrc: m.TpSrc, TpDst: m.TpDst, ArpSHA: m.ARPSHA, ArpTHA: m.ARPTHA,
+		TpSrc: m.TpSrc, TpDst: m.TpDst, ArpSHA: m.ARPSHA, ArpTHA: m.ARPTHA, ICMPID: m.ICMPID,
 	}
 }
 
@@ -162,7 +166,8 @@ var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 // is always exact; seen Ethernet fields exact; any seen L3 field makes the
 // ethertype and (for IPv4) the fragment type exact; any seen L4 field makes
 // the protocol exact; a rewrite of an IP or L4 field makes ethertype and
-// protocol exact so the set-action is valid.
+// protocol exact so the set-action is valid. A seen ICMP echo identifier is
+// exact with the ICMP type (which tells echoes from errors) and protocol.
 func maskFor(seen, written FieldSet) packet.FlowKey {
 	var k packet.FlowKey
 	k.InPort = ^uint32(0)
@@ -175,8 +180,8 @@ func maskFor(seen, written FieldSet) packet.FlowKey {
 	if seen&FieldVLAN != 0 {
 		k.VLAN = 0xffff
 	}
-	l3 := seen&(fieldsL3|fieldsL4|FieldARPSHA|FieldARPTHA) != 0 || written&(fieldsL3|fieldsL4) != 0
-	l4 := seen&fieldsL4 != 0 || written&fieldsL4 != 0
+	l3 := seen&(fieldsL3|fieldsL4|FieldICMPID|FieldARPSHA|FieldARPTHA) != 0 || written&(fieldsL3|fieldsL4) != 0
+	l4 := seen&(fieldsL4|FieldICMPID) != 0 || written&fieldsL4 != 0
 	if seen&FieldEthType != 0 || l3 {
 		k.EthType = 0xffff
 	}
@@ -198,8 +203,11 @@ func maskFor(seen, written FieldSet) packet.FlowKey {
 	if seen&FieldNwTTL != 0 {
 		k.NwTTL = 0xff
 	}
-	if seen&FieldTpSrc != 0 {
+	if seen&(FieldTpSrc|FieldICMPID) != 0 {
 		k.TpSrc = 0xffff
+	}
+	if seen&FieldICMPID != 0 {
+		k.ICMPID = 0xffff
 	}
 	if seen&FieldTpDst != 0 {
 		k.TpDst = 0xffff

@@ -221,6 +221,7 @@ func (w *randomWorld) randomKey() packet.FlowKey {
 	k.NwTTL = []uint8{1, 2, 64}[r.IntN(3)]
 	k.NwFrag = []uint8{packet.FragNone, packet.FragNone, packet.FragNone, packet.FragFirst, packet.FragLater}[r.IntN(5)]
 	k.TpSrc, k.TpDst = w.tport(), w.tport()
+	k.ICMPID = []uint16{1, 2, 777}[r.IntN(3)]
 	k.ArpSHA, k.ArpTHA = w.mac(), w.mac()
 	if r.IntN(5) == 0 {
 		// Aim at the router's services: the uplink MAC, the floating IP or
@@ -247,9 +248,15 @@ func normalize(k *packet.FlowKey) {
 		case k.NwProto == 1:
 			k.TpSrc, k.TpDst = []uint16{0, 3, 8, 11}[k.TpSrc%4], k.TpDst%4
 		}
+		if k.NwProto != 1 || k.NwFrag == packet.FragLater || (k.TpSrc != 0 && k.TpSrc != 8) {
+			k.ICMPID = 0 // only echoes have an identifier
+		}
 	default:
 		k.NwSrc, k.NwDst, k.NwProto, k.NwTOS, k.NwTTL, k.NwFrag, k.TpSrc, k.TpDst = [4]byte{}, [4]byte{}, 0, 0, 0, 0, 0, 0
-		k.ArpSHA, k.ArpTHA = [6]byte{}, [6]byte{}
+		k.ArpSHA, k.ArpTHA, k.ICMPID = [6]byte{}, [6]byte{}, 0
+	}
+	if k.EthType == packet.EtherTypeARP {
+		k.ICMPID = 0
 	}
 }
 
@@ -279,6 +286,7 @@ func (w *randomWorld) perturb(k, mask packet.FlowKey) (packet.FlowKey, bool) {
 	keepMasked(&q.NwFrag, k.NwFrag, mask.NwFrag)
 	keepMasked(&q.TpSrc, k.TpSrc, mask.TpSrc)
 	keepMasked(&q.TpDst, k.TpDst, mask.TpDst)
+	keepMasked(&q.ICMPID, k.ICMPID, mask.ICMPID)
 	keepMasked(&q.ArpSHA, k.ArpSHA, mask.ArpSHA)
 	keepMasked(&q.ArpTHA, k.ArpTHA, mask.ArpTHA)
 	normalize(&q)
@@ -315,12 +323,21 @@ func sameActions(a, b *Result) string {
 
 // TestMegaflowProperty checks the central promise of the megaflow mask:
 // every packet that matches an installed flow's key under its mask would
-// have been simulated to the same actions.
+// have been simulated to the same actions, for a datapath with and
+// without the ICMP echo identifier in its flow key.
 func TestMegaflowProperty(t *testing.T) {
+	for _, icmpID := range []bool{false, true} {
+		t.Run(fmt.Sprint("icmp-id=", icmpID), func(t *testing.T) { testMegaflowProperty(t, icmpID) })
+	}
+}
+
+func testMegaflowProperty(t *testing.T, matchICMPID bool) {
 	r := rand.New(rand.NewPCG(*simSeed, 42))
 	t.Logf("seed %d, %d iterations (rerun with -sim.seed and -sim.iterations)", *simSeed, *simIterations)
 	sim1, sim2 := NewSimulator(1), NewSimulator(2)
-	var checked, installed int
+	sim1.MatchICMPID(matchICMPID)
+	sim2.MatchICMPID(matchICMPID)
+	var checked, installed, icmpEchoes int
 	var w *randomWorld
 	var tables *flowstate.Tables
 	for i := range *simIterations {
@@ -341,6 +358,12 @@ func TestMegaflowProperty(t *testing.T) {
 			continue
 		}
 		installed++
+		if a.Mask.ICMPID != 0 {
+			if !matchICMPID {
+				t.Fatalf("iteration %d: a %v flow matches the ICMP echo identifier its datapath lacks", i, a.Kind)
+			}
+			icmpEchoes++
+		}
 		// The flow's NAT bindings exist once it is installed.
 		tables.Shard(0).Commit(nil, a.NAT)
 		for range 4 {
@@ -360,8 +383,12 @@ func TestMegaflowProperty(t *testing.T) {
 		// Later packets may be this connection's return traffic.
 		tables.Shard(0).Commit(a.Conntrack, nil)
 	}
-	t.Logf("%d installed flows, %d packets checked against their masks", installed, checked)
+	t.Logf("%d installed flows (%d matching an ICMP echo identifier), %d packets checked against their masks",
+		installed, icmpEchoes, checked)
 	if installed == 0 || checked < *simIterations/10 {
 		t.Fatalf("too few cases exercised: %d installed, %d checked", installed, checked)
+	}
+	if matchICMPID && icmpEchoes == 0 {
+		t.Fatal("no installed flow matched an ICMP echo identifier: the random topologies no longer track or NAT pings")
 	}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -136,22 +137,52 @@ func TestSNATNeverReusesPortTowardsSameDestination(t *testing.T) {
 }
 
 func TestSNATOfICMPEchoKeepsIdentifier(t *testing.T) {
-	tp, ids := natTopo(t, 1024, 65535)
-	snap := tp.snapshot()
-	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
-	fwd := run(t, snap, tables.View(0), ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4242))
-	if fwd.Kind != UserspaceOnly {
-		t.Fatalf("ICMP through dynamic NAT: %v %v, want userspace-only (the identifier is not a datapath field)", fwd.Kind, fwd.Reason)
-	}
-	if v := fwd.Egress[0].Values; v.NwSrc != ip(upIP).As4() || v.ICMPID != 4242 || fwd.Egress[0].Set&FieldTpSrc != 0 {
-		t.Fatalf("ICMP SNAT: %+v set %v", v, fwd.Egress[0].Set)
-	}
-	commit(tables.Shard(0), fwd)
-	reply := PacketSpec{EthSrc: mac(gwMAC), EthDst: mac(upMAC), Src: ip("8.8.8.8"), Dst: ip(upIP), Proto: packet.IPProtoICMP,
-		SrcPort: uint16(packet.ICMPEchoReply), ICMPID: 4242}
-	back := run(t, snap, tables.View(0), ids["up"], reply)
-	if back.Kind != UserspaceOnly || back.Egress[0].Values.NwDst != ip(vmIP).As4() {
-		t.Fatalf("echo reply: %v %v %+v", back.Kind, back.Reason, back.Egress)
+	for _, tc := range []struct {
+		matchICMPID bool
+		want        Kind
+	}{
+		{false, UserspaceOnly}, // MidoNet's datapath has no identifier to match
+		{true, Forward},
+	} {
+		t.Run(fmt.Sprint("icmp-id=", tc.matchICMPID), func(t *testing.T) {
+			tp, ids := natTopo(t, 1024, 65535)
+			snap := tp.snapshot()
+			tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+			sim := NewSimulator(1)
+			sim.MatchICMPID(tc.matchICMPID)
+			fwd := sim.Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4242)), testNow)
+			if fwd.Kind != tc.want {
+				t.Fatalf("ICMP through dynamic NAT: %v %v, want %v", fwd.Kind, fwd.Reason, tc.want)
+			}
+			if v := fwd.Egress[0].Values; v.NwSrc != ip(upIP).As4() || v.ICMPID != 4242 || fwd.Egress[0].Set&(FieldTpSrc|FieldICMPID) != 0 {
+				t.Fatalf("ICMP SNAT: %+v set %v", v, fwd.Egress[0].Set)
+			}
+			if tc.matchICMPID && (fwd.Mask.ICMPID != 0xffff || fwd.Mask.TpSrc != 0xffff || fwd.Mask.NwProto != 0xff) {
+				t.Fatalf("flow of a NATed echo must match its identifier, type and protocol: mask %+v", fwd.Mask)
+			}
+			commit(tables.Shard(0), fwd)
+			reply := PacketSpec{EthSrc: mac(gwMAC), EthDst: mac(upMAC), Src: ip("8.8.8.8"), Dst: ip(upIP), Proto: packet.IPProtoICMP,
+				SrcPort: uint16(packet.ICMPEchoReply), ICMPID: 4242}
+			back := sim.Simulate(snap, tables.View(0), mkPacket(t, ids["up"], reply), testNow)
+			if back.Kind != fwd.Kind || back.Egress[0].Values.NwDst != ip(vmIP).As4() {
+				t.Fatalf("echo reply: %v %v %+v", back.Kind, back.Reason, back.Egress)
+			}
+			// Another ping's reply to the NAT address has no binding: with
+			// the identifier in the flow key it cannot ride the first one's flow.
+			reply.ICMPID = 4243
+			other := sim.Simulate(snap, tables.View(0), mkPacket(t, ids["up"], reply), testNow)
+			if len(other.Egress) != 0 && other.Egress[0].Port == ids["vm1"] {
+				t.Fatalf("reply without a binding reached vm1: %v %+v", other.Kind, other.Egress)
+			}
+			if tc.matchICMPID {
+				k, m := reply, back.Mask
+				k.ICMPID = 4242
+				a, b := mkPacket(t, ids["up"], k).Match.FlowKey(0), mkPacket(t, ids["up"], reply).Match.FlowKey(0)
+				if a.Masked(&m) == b.Masked(&m) {
+					t.Fatal("the reply flow's mask does not tell two echo identifiers apart")
+				}
+			}
+		})
 	}
 }
 

@@ -23,7 +23,8 @@ const (
 	// UserspaceOnly executes the egress actions on this packet but installs
 	// no flow: the simulation read a field a datapath cannot match (an ICMP
 	// identifier or quoted header) or MidoNet wants every packet seen (a
-	// gratuitous ARP).
+	// gratuitous ARP). With no egress (and Reason set) it drops just this
+	// packet.
 	UserspaceOnly
 	// Consumed installs nothing: a device answered the packet (ARP or ICMP
 	// echo reply, see Generated).
@@ -146,7 +147,7 @@ type ARPRequest struct {
 // Simulator's scratch space: they are valid until the Simulator's next call.
 type Result struct {
 	Kind   Kind
-	Reason DropReason // for Drop and TemporaryDrop
+	Reason DropReason // for Drop, TemporaryDrop and a UserspaceOnly drop
 	Egress []Egress
 	// Mask is the megaflow mask: the flow matches every packet equal to the
 	// simulated one in the mask's bits.

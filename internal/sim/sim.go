@@ -115,12 +115,32 @@ type Simulator struct {
 
 	genBuf []byte
 	res    Result
+
+	// unmatchable are the fields the datapath's flows cannot match or
+	// set; a result that touches one is UserspaceOnly.
+	unmatchable FieldSet
 }
 
 // NewSimulator returns a simulator whose random choices (NAT ports, DNAT
 // targets) come from a PCG source seeded with seed.
 func NewSimulator(seed uint64) *Simulator {
-	return &Simulator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), genBuf: make([]byte, 0, 1024)}
+	return &Simulator{
+		rng:         rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		genBuf:      make([]byte, 0, 1024),
+		unmatchable: fieldsUserspace,
+	}
+}
+
+// MatchICMPID says whether the datapath's flows match the ICMP echo
+// identifier (datapath.Features.ICMPEchoID). When they do, pings through
+// conntrack and NAT, which key on the identifier, get a flow with the
+// identifier in its mask; otherwise (the default, and MidoNet's behaviour)
+// every such echo is simulated.
+func (s *Simulator) MatchICMPID(on bool) {
+	s.unmatchable = fieldsUserspace
+	if on {
+		s.unmatchable &^= FieldICMPID
+	}
 }
 
 // Simulate runs pkt through snap at time now. state may be nil (no flow
@@ -189,9 +209,12 @@ func (s *Simulator) finish(v verdict) {
 			// Mirrored copies left before the original was dropped: a drop
 			// is neutral when merged with them, as in MidoNet's forks.
 			r.Kind, r.Reason = Forward, ReasonNone
-			if s.needsUserspace() {
-				r.Kind = UserspaceOnly
-			}
+		}
+		if s.needsUserspace() {
+			// A drop flow that cannot match what decided the drop (an
+			// echo's identifier a conntrack rule read) would also drop
+			// the packets that decide otherwise: drop only this one.
+			r.Kind = UserspaceOnly
 		}
 	case vConsumed:
 		r.Kind = Consumed
@@ -234,7 +257,7 @@ func (s *Simulator) finish(v verdict) {
 // needsUserspace says the flow cannot go to the datapath: the simulation
 // asked for userspace, or read or wrote a field the datapath lacks.
 func (s *Simulator) needsUserspace() bool {
-	return s.userspace || (s.seen|s.writtenAll)&fieldsUserspace != 0
+	return s.userspace || (s.seen|s.writtenAll)&s.unmatchable != 0
 }
 
 func reasonSuffix(r DropReason) string {

@@ -189,16 +189,28 @@ func TestRoutingAcrossHostsWithLargePackets(t *testing.T) {
 	}
 }
 
-// Pings through SNAT are simulated packet by packet (ICMP identifiers are
-// rewritten in userspace); the reply must find the NAT binding both on the
+// Pings through SNAT: the reply must find the NAT binding both on the
 // uplink's host when the VM is elsewhere (replicated state) and when the
-// VM is on the uplink's host itself (the worker's own state).
+// VM is on the uplink's host itself. The userspace datapath matches the
+// echo identifier NAT keys on, so no ping is left to per-packet simulation.
 func TestPingThroughSNAT(t *testing.T) {
 	need(t)
+	const perPacket = `midonet_agent_simulations_total{result="userspace-only"}`
+	before := 0
+	for h := range 3 {
+		before += agentMetric(t, h, perPacket)
+	}
 	for _, vm := range []string{"vm-b1", "vm-b2"} {
 		if n := pingCount(sandbox.VMNS(vm), "192.0.2.1", 4); n < 3 {
 			t.Errorf("%s: %d of 4 pings to the external host through SNAT", vm, n)
 		}
+	}
+	after := 0
+	for h := range 3 {
+		after += agentMetric(t, h, perPacket)
+	}
+	if after != before {
+		t.Errorf("%d echoes simulated packet by packet, want none (flows match the echo identifier)", after-before)
 	}
 }
 
@@ -414,8 +426,9 @@ func migrate(t *testing.T, vmName string, from, to int) {
 	})
 }
 
-// stateReceived reads a host agent's count of flow-state messages received.
-func stateReceived(t *testing.T, host int) int {
+// agentMetric reads a sample of a host agent's metrics: the line that
+// starts with series (the metric name with its labels) followed by a space.
+func agentMetric(t *testing.T, host int, series string) int {
 	var n int
 	inNS(t, sandbox.HostNS(host), func() {
 		// Dial on this thread, which is in the host's namespace: an
@@ -430,12 +443,17 @@ func stateReceived(t *testing.T, host int) int {
 		s := bufio.NewScanner(conn)
 		s.Buffer(make([]byte, 64<<10), 1<<20)
 		for s.Scan() {
-			if v, ok := strings.CutPrefix(s.Text(), "midonet_agent_state_messages_received_total "); ok {
+			if v, ok := strings.CutPrefix(s.Text(), series+" "); ok {
 				fmt.Sscanf(v, "%d", &n)
 			}
 		}
 	})
 	return n
+}
+
+// stateReceived reads a host agent's count of flow-state messages received.
+func stateReceived(t *testing.T, host int) int {
+	return agentMetric(t, host, "midonet_agent_state_messages_received_total")
 }
 
 func TestNATConnectionSurvivesPortMigration(t *testing.T) {

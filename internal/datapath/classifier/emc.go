@@ -60,7 +60,7 @@ func Hash(k *packet.FlowKey) uint32 {
 	h := uint64(k.InPort)<<32 | uint64(k.TunID)
 	h ^= uint64(binary.LittleEndian.Uint32(k.NwSrc[:]))<<32 | uint64(binary.LittleEndian.Uint32(k.NwDst[:]))
 	h = mix(h)
-	h ^= uint64(k.TpSrc)<<48 | uint64(k.TpDst)<<32 | uint64(k.EthType)<<16 | uint64(k.NwProto)<<8 | uint64(k.VLAN&0xff)
+	h ^= uint64(k.TpSrc)<<48 | uint64(k.TpDst^k.ICMPID)<<32 | uint64(k.EthType)<<16 | uint64(k.NwProto)<<8 | uint64(k.VLAN&0xff)
 	h = mix(h)
 	h ^= uint64(binary.LittleEndian.Uint32(k.EthSrc[:])) | uint64(binary.LittleEndian.Uint16(k.EthSrc[4:]))<<32
 	h ^= uint64(binary.LittleEndian.Uint32(k.EthDst[2:])) << 16

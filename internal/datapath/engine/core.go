@@ -41,5 +41,9 @@ func (c Core) SetUpcallHandler(h datapath.UpcallHandler) { c.e.SetUpcallHandler(
 // SetPortEventHandler implements datapath.Upcaller.
 func (c Core) SetPortEventHandler(h datapath.PortEventHandler) { c.e.SetPortEventHandler(h) }
 
+// Features implements datapath.FeatureReporter: the engine's classifier
+// matches every packet.FlowKey field, ICMP echo identifiers included.
+func (c Core) Features() datapath.Features { return datapath.Features{ICMPEchoID: true} }
+
 // Stats implements datapath.Datapath.
 func (c Core) Stats() datapath.Stats { return c.e.Stats() }

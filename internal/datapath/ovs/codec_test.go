@@ -454,3 +454,22 @@ func TestPlainSetDecodesEveryField(t *testing.T) {
 		})
 	}
 }
+
+// The kernel's flow key has no ICMP echo identifier: a flow asking to match
+// one is refused rather than installed wildcarded (the backend reports no
+// datapath.Features, so the agent never asks).
+func TestValidateRefusesFieldsBeyondTheKernelKey(t *testing.T) {
+	if f := datapath.FeaturesOf(&Datapath{}); f.ICMPEchoID {
+		t.Fatalf("the kernel backend claims %+v", f)
+	}
+	acts := []datapath.Action{datapath.Output(2)}
+	var mask packet.FlowKey
+	mask.InPort, mask.NwProto, mask.TpSrc = ^uint32(0), 0xff, 0xffff
+	if err := validate(&mask, acts); err != nil {
+		t.Fatalf("ICMP type match refused: %v", err)
+	}
+	mask.ICMPID = 0xffff
+	if err := validate(&mask, acts); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "ICMP echo identifier") {
+		t.Fatalf("ICMP echo identifier match: %v, want a refusal naming the field", err)
+	}
+}

@@ -711,7 +711,7 @@ func (d *Datapath) adoptPorts() error {
 // PutFlow implements datapath.FlowTable. Errors wrap datapath.ErrFlowExists
 // or datapath.ErrFlowNotFound as the flags imply, and *Error.
 func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) error {
-	if err := datapath.ValidateActions(actions); err != nil {
+	if err := validate(mask, actions); err != nil {
 		return err
 	}
 	ls := &d.flows
@@ -737,6 +737,17 @@ func (d *Datapath) putFlowLocked(s *sock, key, mask *packet.FlowKey, actions []d
 	seq := d.encodePut(s, key, mask, actions, flags)
 	err := d.roundTrip(s, seq, "flow put", nil)
 	return flowError(err, flags)
+}
+
+// validate checks that the kernel module can run a flow: valid actions,
+// and no match on a field its flow key lacks (the backend reports no
+// datapath.Features, so the agent does not ask for one), which it would
+// otherwise wildcard silently.
+func validate(mask *packet.FlowKey, actions []datapath.Action) error {
+	if mask != nil && mask.ICMPID != 0 {
+		return fmt.Errorf("ovs: the kernel flow key has no ICMP echo identifier: %w", errors.ErrUnsupported)
+	}
+	return datapath.ValidateActions(actions)
 }
 
 // encodePut appends one flow put request to s.e.
@@ -820,7 +831,7 @@ func (d *Datapath) PutFlows(puts []FlowPut, errs []error) int {
 		starts := s.starts[:0]
 		for ; i < len(puts) && len(s.e.b) < batchBytes && n < batchMax; i++ {
 			p := &puts[i]
-			errs[i] = datapath.ValidateActions(p.Actions)
+			errs[i] = validate(p.Mask, p.Actions)
 			if errs[i] == nil && p.Flags&datapath.FlowResetStats != 0 && p.Flags&datapath.FlowCreate != 0 && p.Flags&datapath.FlowModify != 0 {
 				// Two steps; not batchable.
 				errs[i] = errBatchLater
