@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
@@ -26,6 +28,7 @@ func agentCommand() *cobra.Command {
 		nsdbURLs      string
 		dpKind        string
 		metricsListen string
+		profiling     bool
 		logLevel      string
 		tunnelPort    uint16
 		busyPoll      time.Duration
@@ -78,9 +81,7 @@ func agentCommand() *cobra.Command {
 					dp.Close()
 					return fmt.Errorf("metrics: listen on %s: %w", metricsListen, err)
 				}
-				mux := http.NewServeMux()
-				mux.Handle("/metrics", promhttp.HandlerFor(a.Metrics().Registry(), promhttp.HandlerOpts{}))
-				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				srv := &http.Server{Handler: metricsMux(a.Metrics().Registry(), profiling), ReadHeaderTimeout: 5 * time.Second}
 				go srv.Serve(ln)
 				defer srv.Shutdown(context.Background())
 				log.Info("metrics serving", "addr", ln.Addr().String())
@@ -96,6 +97,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
 	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and saved flow state")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100")
+	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
 	f.IntVar(&cfg.FlowLimit, "flow-limit", agent.DefaultFlowLimit, "maximum installed flows; the oldest are evicted beyond it")
 	f.Uint16Var(&tunnelPort, "tunnel-port", datapath.DefaultVXLANPort, "UDP port of the VXLAN overlay")
@@ -162,4 +164,20 @@ func openDatapath(kind string, us userspace.Config, log *slog.Logger) (datapath.
 // openOVS is replaced when the OVS kernel backend is linked in.
 var openOVS = func() (datapath.Datapath, error) {
 	return nil, errors.New("the ovs datapath backend is not built into this binary")
+}
+
+// metricsMux serves the agent's metrics and, with profiling, Go's profiles
+// (explicitly: importing net/http/pprof alone would register them on the
+// default mux only).
+func metricsMux(reg *prometheus.Registry, profiling bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
 }
