@@ -49,6 +49,7 @@ type traceFlags struct {
 	icmpCode         int
 	ttl              int
 	arp              bool
+	datapath         string
 }
 
 func traceCommand(o *options) *cobra.Command { return traceCommandWith(o, &traceFlags{}) }
@@ -64,7 +65,9 @@ MAC/ARP tables the API holds now. It prints, device by device, the ports
 crossed, each chain evaluated and rule matched, NAT applied, the route chosen,
 then the result: where the packet leaves and with which header rewrites, or
 why it is dropped; and the flow the agent would install (the header fields
-its megaflow matches, its tag count and hard timeout).
+its megaflow matches, its tag count and hard timeout). Give --datapath ovs
+when the agents run the Open vSwitch kernel module: its flows cannot match an
+ICMP echo's identifier, so pings through NAT or conntrack get no flow there.
 
 Every port bound to a host interface is taken as active; the bound ports on
 the path that no agent reports up are listed as "assumed active". Routers' ARP caches
@@ -108,6 +111,8 @@ Packet defaults:
 	fl.IntVar(&f.icmpCode, "icmp-code", 0, "ICMP code")
 	fl.IntVar(&f.ttl, "ttl", int(packet.DefaultTTL), "IP time to live")
 	fl.BoolVar(&f.arp, "arp", false, "send an ARP request for --dst-ip instead of an IPv4 packet")
+	fl.StringVar(&f.datapath, "datapath", "userspace", "the agents' datapath, whose flows the trace shows: userspace, "+
+		"or ovs (its flows cannot match ICMP echo identifiers: pings through NAT and conntrack are simulated one by one)")
 	return cmd
 }
 
@@ -123,6 +128,9 @@ type probe struct {
 	icmpType         uint8
 	icmpCode         uint8
 	ttl              uint8
+	// matchICMPID: the agents' datapath matches ICMP echo identifiers
+	// (the userspace datapath does, the OVS kernel module does not).
+	matchICMPID bool
 }
 
 // parseProbe checks the flags that do not need the topology; MACs left
@@ -137,6 +145,13 @@ func parseProbe(cmd *cobra.Command, f *traceFlags) (*probe, error) {
 		return nil, fmt.Errorf("--port %q: not a port id (a UUID)", f.port)
 	}
 	p.port = id
+	switch f.datapath {
+	case "userspace":
+		p.matchICMPID = true
+	case "ovs":
+	default:
+		return nil, fmt.Errorf("--datapath %q: want userspace or ovs, the agents' datapath", f.datapath)
+	}
 	if p.src, err = parseIPv4Flag("src-ip", f.srcIP); err != nil {
 		return nil, err
 	}
@@ -646,7 +661,9 @@ func runTrace(s *session, cmd *cobra.Command, f *traceFlags) error {
 	if !ok {
 		return errors.New("the probe frame does not decode") // a bug of frame()
 	}
-	res := sim.NewSimulator(traceSeed).Simulate(snap, nil, &sim.Packet{Port: p.port, Match: m, Frame: frame, Trace: true}, time.Now())
+	sm := sim.NewSimulator(traceSeed)
+	sm.MatchICMPID(p.matchICMPID)
+	res := sm.Simulate(snap, nil, &sim.Packet{Port: p.port, Match: m, Frame: frame, Trace: true}, time.Now())
 	rep := t.report(p.port, &m, res)
 	if s.json {
 		return writeJSON(s.out, rep)
@@ -991,6 +1008,11 @@ func (r *TraceReport) write(w io.Writer) error {
 	}
 	if len(r.AssumedActive) > 0 {
 		fmt.Fprintf(tw, "assumed active\t%s (bound, but no agent reports them up)\n", strings.Join(r.AssumedActive, " "))
+	}
+	if r.Result == sim.UserspaceOnly.String() {
+		fmt.Fprintf(tw, "flow\tnone: every such packet is simulated, as the result depends on %s, which the datapath's flows cannot match\n",
+			strings.Join(r.Match, " "))
+		return tw.Flush()
 	}
 	fmt.Fprintf(tw, "flow matches\tin_port %s\n", strings.Join(r.Match, " "))
 	fmt.Fprintf(tw, "flow tags\t%d\n", r.FlowTags)

@@ -214,6 +214,26 @@ func TestTrace(t *testing.T) {
 		}
 	})
 
+	// Last, as it adds a rule: a conntrack rule reads an echo's identifier,
+	// which only the userspace datapath's flows can match.
+	t.Run("ping through conntrack", func(t *testing.T) {
+		must(t, "rule", "create", "--chain", n.chain, "--type", "accept", "--match-return-flow")
+		args := []string{"--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5"}
+		for _, tc := range []struct {
+			datapath, result string
+			matchesID        bool
+		}{{"userspace", "forward", true}, {"ovs", "userspace-only", true}} {
+			r := trace(t, append(args, "--datapath", tc.datapath)...)
+			if r.Result != tc.result || slices.Contains(r.Match, "icmp_id") != tc.matchesID {
+				t.Errorf("--datapath %s: result %s, flow matches %v; want %s, icmp_id matched %v",
+					tc.datapath, r.Result, r.Match, tc.result, tc.matchesID)
+			}
+		}
+		if out := must(t, append([]string{"trace", "--datapath", "ovs"}, args...)...); !strings.Contains(out, "flow            none: every such packet is simulated") {
+			t.Errorf("table output of a userspace-only result does not say no flow is installed:\n%s", out)
+		}
+	})
+
 	t.Run("unknown port", func(t *testing.T) {
 		_, err := run(t, "trace", "--port", newUUID(), "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5")
 		if err == nil || !strings.Contains(err.Error(), "no such port") {
@@ -230,6 +250,7 @@ func TestTraceFlagErrors(t *testing.T) {
 		want string
 	}{
 		{"port missing", []string{"--src-ip=10.0.0.1", "--dst-ip=10.0.0.2"}, "--port is required"},
+		{"unknown datapath", []string{port, "--src-ip=10.0.0.1", "--dst-ip=10.0.0.2", "--datapath=dpdk"}, "--datapath \"dpdk\""},
 		{"port not a uuid", []string{"--port=vm1", "--src-ip=10.0.0.1", "--dst-ip=10.0.0.2"}, "not a port id"},
 		{"source missing", []string{port, "--dst-ip=10.0.0.2"}, "--src-ip is required"},
 		{"ipv6 destination", []string{port, "--src-ip=10.0.0.1", "--dst-ip=2001:db8::1"}, "IPv6 is not simulated"},
