@@ -281,6 +281,8 @@ func TestResourceRoundTrip(t *testing.T) {
 			}
 			if table := must(t, listArgs...); !strings.Contains(table, key) {
 				t.Errorf("list table does not show %s in full:\n%s", key, table)
+			} else if tc.resource == "port" && !strings.Contains(strings.SplitN(table, "\n", 2)[0], "ACTIVE") {
+				t.Errorf("port list does not say which ports an agent has active:\n%s", table)
 			}
 
 			shown := object(t, verb("show", ref)...)

@@ -75,7 +75,7 @@ func commands(o *options) []*cobra.Command {
 			kind: portKind, use: "port", short: "Ports of bridges and routers (create, link, unlink)",
 			columns: []column{col("ID", "id"), col("TYPE", "type"), col("DEVICE", "deviceId"), col("SUBNET", "portSubnet"),
 				col("MAC", "portMac"), col("VLAN", "vlanId"), col("PEER", "peerId"), col("HOST", "hostId"),
-				col("INTERFACE", "interfaceName"), col("UP", "adminStateUp")},
+				col("INTERFACE", "interfaceName"), col("UP", "adminStateUp"), col("ACTIVE", "active")},
 			parents: []parent{
 				{flag: &bridgeParent, link: "ports", body: func(b Object) { b["type"] = "Bridge" }},
 				{flag: &routerParent, link: "ports", body: func(b Object) { b["type"] = "Router" }},
