@@ -108,7 +108,7 @@ func (d *Datapath) openNetdev(spec datapath.PortSpec) (port, error) {
 }
 
 func (d *Datapath) openAFPacket(name string, index, mtu int) (*afpacketPort, error) {
-	p := &afpacketPort{d: d, name: name, index: index, fd: -1, bigfd: -1, receiver: newReceiver(),
+	p := &afpacketPort{d: d, name: name, index: index, fd: -1, bigfd: -1, receiver: newReceiver(d),
 		blockSize: d.cfg.RingBlockSize, blocks: d.cfg.RingBlocks, version: unix.TPACKET_V3}
 	p.mtu.Store(int64(mtu))
 	p.vnet = d.cfg.Offload

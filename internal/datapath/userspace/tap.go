@@ -27,7 +27,7 @@ func (d *Datapath) openTap(spec datapath.PortSpec) (port, error) {
 	if spec.Name == "" || len(spec.Name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("internal port %q: name must have 1 to %d characters", spec.Name, unix.IFNAMSIZ-1)
 	}
-	p := &tapPort{d: d, name: spec.Name, fd: -1, receiver: newReceiver()}
+	p := &tapPort{d: d, name: spec.Name, fd: -1, receiver: newReceiver(d)}
 	err := d.inNS(func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {

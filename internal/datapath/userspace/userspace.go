@@ -168,6 +168,7 @@ func New(cfg Config) (*Datapath, error) {
 		states: make(map[int]linkState),
 		nlDone: make(chan struct{}),
 	}
+	d.busy.parked = sync.NewCond(&d.busy.parkMu)
 	if cfg.NetNSSet {
 		ns, err := dupNS(cfg.NetNS)
 		if err != nil {
@@ -385,11 +386,12 @@ func (d *Datapath) linkUpdate(u netlink.LinkUpdate) {
 // receiver is what every port kind keeps for its receive goroutine.
 type receiver struct {
 	poll     *poller
+	busy     *busyPoller   // where the goroutine may park
 	done     chan struct{} // closed when the goroutine ends
 	stopping atomic.Bool   // close has begun: the goroutine must stop spinning
 }
 
-func newReceiver() receiver { return receiver{done: make(chan struct{})} }
+func newReceiver(d *Datapath) receiver { return receiver{busy: &d.busy, done: make(chan struct{})} }
 
 // stopReceiving stops the receive goroutine, if it has a poller, and waits
 // for it to end.
@@ -397,6 +399,7 @@ func (r *receiver) stopReceiving() {
 	r.stopping.Store(true)
 	if r.poll != nil {
 		r.poll.stop()
+		r.busy.kick()
 		<-r.done
 	}
 }

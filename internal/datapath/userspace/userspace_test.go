@@ -339,6 +339,28 @@ func TestBusyPollForwarding(t *testing.T) {
 	}
 }
 
+// While one receiver spins, the others wait parked rather than in poll(2),
+// where the kernel would wake each for every frame of its port that the
+// spinner then handles anyway.
+func TestBusyPollParksTheOtherReceivers(t *testing.T) {
+	r := newTwoVMsConfig(t, Config{BusyPoll: 5 * time.Second})
+	r.connect(t)
+	ca, cb := r.udpPair(t, 7015, "warm-up")
+	r.d.mu.Lock()
+	pa, pb := r.d.ports[r.pa].(*afpacketPort), r.d.ports[r.pb].(*afpacketPort)
+	r.d.mu.Unlock()
+	before := pa.poll.wakeups.Load() + pb.poll.wakeups.Load()
+	const rounds = 50
+	for i := range rounds {
+		exchange(t, ca, "10.9.0.2:7015", cb, fmt.Sprintf("request %d", i))
+		exchange(t, cb, "10.9.0.1:7015", ca, fmt.Sprintf("reply %d", i))
+	}
+	// The window outlasts the exchange: one spin carries it all.
+	if n := pa.poll.wakeups.Load() + pb.poll.wakeups.Load() - before; n > rounds/5 {
+		t.Errorf("the receivers woke %d times for %d frames during one spin; want them parked", n, 2*rounds)
+	}
+}
+
 func TestPortRemovalUnderTraffic(t *testing.T) {
 	for _, bp := range []time.Duration{0, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("busy-poll-%v", bp), func(t *testing.T) { portRemovalUnderTraffic(t, bp) })

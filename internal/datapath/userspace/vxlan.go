@@ -76,7 +76,7 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 		}
 		local = spec.LocalAddr.As4()
 	}
-	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, receiver: newReceiver(),
+	p := &vxlanPort{d: d, local: local, port: spec.UDPPort, fd: -1, receiver: newReceiver(d),
 		txBuf: make([]byte, vxlanHeaderLen+65536), txOOB: make([]byte, 4*unix.CmsgSpace(unix.SizeofInet4Pktinfo)),
 		// With UDP_GRO one receive returns up to 64 KiB of datagrams.
 		rxBuf: make([]byte, 1<<17), rxOOB: make([]byte, 256)}

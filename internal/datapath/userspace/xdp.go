@@ -97,7 +97,7 @@ func (d *Datapath) openXDP(spec datapath.PortSpec, link netlink.Link) (*xdpPort,
 	if attrs.MTU+18 > xskFrameSize-unix.XDP_PACKET_HEADROOM {
 		return nil, fmt.Errorf("MTU %d exceeds an XDP chunk: %w", attrs.MTU, errNoXDP)
 	}
-	p := &xdpPort{d: d, name: spec.Name, index: attrs.Index, fd: -1, mapFD: -1, progFD: -1, receiver: newReceiver()}
+	p := &xdpPort{d: d, name: spec.Name, index: attrs.Index, fd: -1, mapFD: -1, progFD: -1, receiver: newReceiver(d)}
 	p.mtu.Store(int64(attrs.MTU))
 	if err := p.setup(link); err != nil {
 		p.release()
