@@ -233,14 +233,17 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 		acts := w.translate(t, snap, res.Egress, &pkt.Match)
 		w.replicate(t, snap, port, res)
 		w.shard.Commit(res.Conntrack, res.NAT)
+		// The packet first, then its flow: installing it is not on the
+		// packet's path (a packet of the flow arriving meanwhile misses
+		// and is simulated to the same result).
+		if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
+			w.a.metrics.drops.WithLabelValues("execute").Inc()
+		}
 		w.a.flows.add(&flowEntry{
 			key: u.key, mask: res.Mask, actions: acts, tags: append([]sim.Tag(nil), res.Tags...),
 			expires: now.Add(res.HardTimeout), shard: w.shard,
 			conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...),
 		})
-		if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
-			w.a.metrics.drops.WithLabelValues("execute").Inc()
-		}
 	case sim.UserspaceOnly:
 		if len(res.Egress) == 0 {
 			// Dropped by what no flow can match: this packet only.
