@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -20,6 +21,10 @@ type flowEntry struct {
 	actions   []datapath.Action
 	tags      []sim.Tag
 	expires   time.Time
+	// since is the flow table's invalidation count when the decision to
+	// install the flow began (flowTable.generation), before the snapshot
+	// and port tables it used were read.
+	since uint64
 	// The flow state the flow holds references on, released with it.
 	shard *flowstate.Shard
 	conns []flowstate.ConnKey
@@ -59,11 +64,67 @@ type flowTable struct {
 	limit   int
 	metrics *Metrics
 
-	mu    sync.Mutex
-	flows map[flowID]*flowEntry
-	byTag map[sim.Tag]*tagSet
-	order *list.List
+	mu      sync.Mutex
+	flows   map[flowID]*flowEntry
+	byTag   map[sim.Tag]*tagSet
+	order   *list.List
+	history invalidationLog // guarded by mu
+	gen     atomic.Uint64   // history.seq, readable without mu
 }
+
+// invalidationHistory is how many recent tag invalidations the flow table
+// remembers to refuse flows simulated before them.
+const invalidationHistory = 4096
+
+// invalidationLog is a ring of the most recent tag invalidations. A flow
+// simulated while one of its tags was invalidated must not be installed:
+// it was computed from what the invalidation replaced, and nothing would
+// remove it afterwards (MidoNet keeps the same history).
+type invalidationLog struct {
+	seq   uint64 // invalidate calls so far
+	n     uint64 // entries written
+	floor uint64 // entries of invalidations up to this one were overwritten
+	tags  [invalidationHistory]sim.Tag
+	seqs  [invalidationHistory]uint64
+}
+
+func (l *invalidationLog) record(tags []sim.Tag) {
+	l.seq++
+	for _, tag := range tags {
+		i := l.n % invalidationHistory
+		if l.n >= invalidationHistory {
+			l.floor = l.seqs[i]
+		}
+		l.tags[i], l.seqs[i] = tag, l.seq
+		l.n++
+	}
+}
+
+// invalidatedSince reports whether one of tags was invalidated after
+// invalidation number seq, or may have been (the ring no longer reaches
+// back that far).
+func (l *invalidationLog) invalidatedSince(seq uint64, tags []sim.Tag) bool {
+	switch {
+	case seq == l.seq:
+		return false
+	case seq < l.floor:
+		return true
+	}
+	for k := l.n; k > 0 && l.n-k < invalidationHistory; k-- {
+		i := (k - 1) % invalidationHistory
+		if l.seqs[i] <= seq {
+			break
+		}
+		if slices.Contains(tags, l.tags[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// generation returns the number of invalidations so far; a flow entry
+// records it before its simulation reads the topology (flowEntry.since).
+func (t *flowTable) generation() uint64 { return t.gen.Load() }
 
 func newFlowTable(dp datapath.Datapath, limit int, m *Metrics) *flowTable {
 	return &flowTable{dp: dp, limit: limit, metrics: m, flows: map[flowID]*flowEntry{},
@@ -76,6 +137,12 @@ func (t *flowTable) add(e *flowEntry) {
 	id := flowID{e.key, e.mask}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.history.invalidatedSince(e.since, e.tags) {
+		// Its packet went out; the next one is simulated afresh.
+		t.metrics.flowsInvalidated.Inc()
+		e.release()
+		return
+	}
 	if old, ok := t.flows[id]; ok {
 		t.forgetLocked(old)
 	}
@@ -148,6 +215,8 @@ func (e *flowEntry) release() {
 func (t *flowTable) invalidate(tags []sim.Tag) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.history.record(tags)
+	t.gen.Store(t.history.seq)
 	n := 0
 	for _, tag := range tags {
 		s := t.byTag[tag]

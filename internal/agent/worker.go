@@ -154,9 +154,10 @@ func (w *worker) run(ctx context.Context) {
 
 // handle processes one miss.
 func (w *worker) handle(u *upcall) {
+	since := w.a.flows.generation() // before the tables are read
 	t := w.a.dpPortsView.Load()
 	if t.vxlan != 0 && u.inPort == t.vxlan {
-		w.fromOverlay(t, u)
+		w.fromOverlay(t, u, since)
 		return
 	}
 	port, ok := t.byDP[u.inPort]
@@ -164,12 +165,12 @@ func (w *worker) handle(u *upcall) {
 		w.a.metrics.drops.WithLabelValues("unbound-port").Inc()
 		return
 	}
-	w.simulate(t, u, port)
+	w.simulate(t, u, port, since)
 }
 
 // fromOverlay delivers a packet from a peer by its tunnel key without
 // simulating it, or imports a flow-state message.
-func (w *worker) fromOverlay(t *portTables, u *upcall) {
+func (w *worker) fromOverlay(t *portTables, u *upcall, since uint64) {
 	if u.key.TunID == StateVNI {
 		if len(u.frame) >= 14 && binary.BigEndian.Uint16(u.frame[12:]) == pullEtherType {
 			w.a.answerPull(u.frame)
@@ -186,7 +187,7 @@ func (w *worker) fromOverlay(t *portTables, u *upcall) {
 	acts := []datapath.Action{datapath.Output(dp)}
 	w.a.flows.add(&flowEntry{
 		key: u.key, mask: mask, actions: acts, tags: []sim.Tag{sim.DeviceTag(t.byDP[dp])},
-		expires: w.a.now().Add(tunnelFlowTimeout),
+		expires: w.a.now().Add(tunnelFlowTimeout), since: since,
 	})
 	if err := w.a.dp.Execute(u.frame, acts, u.inPort); err != nil {
 		w.a.metrics.drops.WithLabelValues("execute").Inc()
@@ -197,8 +198,8 @@ func (w *worker) fromOverlay(t *portTables, u *upcall) {
 const tunnelFlowTimeout = 300 * time.Second
 
 // simulate runs one packet through the virtual network and acts on the
-// result.
-func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
+// result. since is the flow table's generation read before t.
+func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint64) {
 	snap := w.a.snap.Load()
 	if snap == nil {
 		return
@@ -241,7 +242,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 		}
 		w.a.flows.add(&flowEntry{
 			key: u.key, mask: res.Mask, actions: acts, tags: append([]sim.Tag(nil), res.Tags...),
-			expires: now.Add(res.HardTimeout), shard: w.shard,
+			expires: now.Add(res.HardTimeout), shard: w.shard, since: since,
 			conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...),
 		})
 	case sim.UserspaceOnly:
@@ -259,7 +260,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID) {
 		if res.Kind == sim.Drop {
 			tags = append(tags, res.Tags...)
 		}
-		w.a.flows.add(&flowEntry{key: u.key, mask: res.Mask, tags: tags, expires: now.Add(res.HardTimeout)})
+		w.a.flows.add(&flowEntry{key: u.key, mask: res.Mask, tags: tags, expires: now.Add(res.HardTimeout), since: since})
 	case sim.ARPNeeded:
 		// Park the packet; it is simulated again until the MAC is known
 		// or the wait times out.
@@ -285,6 +286,7 @@ func (w *worker) retryParked() {
 		return
 	}
 	now := w.a.now()
+	since := w.a.flows.generation() // before the tables are read
 	t := w.a.dpPortsView.Load()
 	parked := w.parked
 	w.parked = nil
@@ -300,7 +302,7 @@ func (w *worker) retryParked() {
 			w.arpFailed(t, u, port)
 			continue
 		}
-		w.simulate(t, u, port)
+		w.simulate(t, u, port, since)
 	}
 }
 
