@@ -159,34 +159,31 @@ func TestPingThroughSNATInstallsFlows(t *testing.T) {
 	h1.waitActive(t, n.vm)
 	h1.waitActive(t, n.up)
 
-	echo := func(id, seq uint16) {
+	// cross injects spec on port in and checks the frame that leaves by out.
+	cross := func(spec sim.PacketSpec, in, out datapath.PortNo, checks ...checker.Check) {
 		t.Helper()
-		req := sim.PacketSpec{EthSrc: n.vmMAC, EthDst: n.rpMAC, Src: netip.MustParseAddr("10.0.0.10"), Dst: netip.MustParseAddr("8.8.8.8"),
-			Proto: packet.IPProtoICMP, SrcPort: uint16(packet.ICMPEchoRequest), ICMPID: id, Payload: []byte{byte(seq >> 8), byte(seq)}}
-		fr, err := req.Frame()
+		fr, err := spec.Frame()
 		if err != nil {
 			t.Fatal(err)
 		}
-		h1.dp.Inject(dpVM, fr)
-		out := readIPv4(t, h1, dpUp)
-		for _, check := range []checker.Check{checker.SrcAddr(netip.MustParseAddr("203.0.113.1")), checker.EthDst(n.gwMAC),
-			checker.ICMP(packet.ICMPEchoRequest, 0, checker.EchoIdent(id))} {
-			check(t, out)
-		}
-		rep := sim.PacketSpec{EthSrc: n.gwMAC, EthDst: n.upMAC, Src: netip.MustParseAddr("8.8.8.8"), Dst: netip.MustParseAddr("203.0.113.1"),
-			Proto: packet.IPProtoICMP, SrcPort: uint16(packet.ICMPEchoReply), ICMPID: id}
-		if fr, err = rep.Frame(); err != nil {
-			t.Fatal(err)
-		}
-		h1.dp.Inject(dpUp, fr)
-		back := readIPv4(t, h1, dpVM)
-		for _, check := range []checker.Check{checker.DstAddr(netip.MustParseAddr("10.0.0.10")), checker.EthDst(n.vmMAC),
-			checker.ICMP(packet.ICMPEchoReply, 0, checker.EchoIdent(id))} {
-			check(t, back)
+		h1.dp.Inject(in, fr)
+		got := readIPv4(t, h1, out)
+		for _, check := range checks {
+			check(t, got)
 		}
 		if t.Failed() {
 			t.FailNow()
 		}
+	}
+	vmIP, extIP, natIP := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("203.0.113.1")
+	echo := func(id, seq uint16) {
+		t.Helper()
+		cross(sim.PacketSpec{EthSrc: n.vmMAC, EthDst: n.rpMAC, Src: vmIP, Dst: extIP, Proto: packet.IPProtoICMP,
+			SrcPort: uint16(packet.ICMPEchoRequest), ICMPID: id, Payload: []byte{byte(seq >> 8), byte(seq)}},
+			dpVM, dpUp, checker.SrcAddr(natIP), checker.EthDst(n.gwMAC), checker.ICMP(packet.ICMPEchoRequest, 0, checker.EchoIdent(id)))
+		cross(sim.PacketSpec{EthSrc: n.gwMAC, EthDst: n.upMAC, Src: extIP, Dst: natIP, Proto: packet.IPProtoICMP,
+			SrcPort: uint16(packet.ICMPEchoReply), ICMPID: id},
+			dpUp, dpVM, checker.DstAddr(vmIP), checker.EthDst(n.vmMAC), checker.ICMP(packet.ICMPEchoReply, 0, checker.EchoIdent(id)))
 	}
 	echo(7, 1)
 	misses := h1.dp.Stats().Misses

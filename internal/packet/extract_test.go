@@ -59,22 +59,16 @@ func TestExtractFlowKey(t *testing.T) {
 				NwProto: 1, ArpSHA: macA},
 		},
 		{
-			name: "icmp echo",
-			frame: func(t testing.TB) []byte {
-				return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
-					&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 9, Seq: 1})
-			},
-			ok: true,
+			name:  "icmp echo",
+			frame: icmpv4Frame(8, 0),
+			ok:    true,
 			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeIPv4, NwSrc: ipA, NwDst: ipB,
 				NwProto: IPProtoICMP, NwTOS: 0x28, NwTTL: 64, TpSrc: 8, TpDst: 0, ICMPID: 9},
 		},
 		{
-			name: "icmp error has no echo identifier",
-			frame: func(t testing.TB) []byte {
-				return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
-					&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3), Id: 9, Seq: 1})
-			},
-			ok: true,
+			name:  "icmp error has no echo identifier",
+			frame: icmpv4Frame(3, 3),
+			ok:    true,
 			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeIPv4, NwSrc: ipA, NwDst: ipB,
 				NwProto: IPProtoICMP, NwTOS: 0x28, NwTTL: 64, TpSrc: 3, TpDst: 3},
 		},
@@ -195,5 +189,14 @@ func BenchmarkExtractFlowKey(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ExtractFlowKey(frame, 1, &key)
+	}
+}
+
+// icmpv4Frame builds an ICMPv4 message of the type and code, with 9 in the
+// identifier field (an echo's identifier, unused by errors).
+func icmpv4Frame(typ, code uint8) func(testing.TB) []byte {
+	return func(t testing.TB) []byte {
+		return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Id: 9, Seq: 1})
 	}
 }
