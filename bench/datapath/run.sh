@@ -96,7 +96,7 @@ measure() { # MODE SWITCH_PID
 	for _ in $(seq 50); do
 		ip netns exec "$P-A" ping -c1 -W1 10.9.0.2 >/dev/null 2>&1 && { ok=1; break; }
 	done
-	[ $ok = 1 ] || { printf '%-12s %s\n' "$mode" "no connectivity"; return; }
+	[ $ok = 1 ] || { printf '%-12s %s\n' "$mode" "no connectivity"; tail -5 "$WORK/dpfwd.log" 2>/dev/null; return; }
 	rtt=$(ip netns exec "$P-A" ping -c "$PINGS" -i 0.01 10.9.0.2 | python3 -c '
 import re,sys
 v=sorted(float(m.group(1)) for m in re.finditer(r"time=([0-9.]+)", sys.stdin.read()))

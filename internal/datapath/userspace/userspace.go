@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +137,31 @@ type linkState struct {
 	up   bool
 }
 
+// cpuList formats a processor set as a list, e.g. "0-3,6".
+func cpuList(set *unix.CPUSet) string {
+	const n = 1024 // CPU_SETSIZE
+	var b strings.Builder
+	for c := 0; c < n; c++ {
+		if !set.IsSet(c) {
+			continue
+		}
+		end := c
+		for end+1 < n && set.IsSet(end+1) {
+			end++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if end > c {
+			fmt.Fprintf(&b, "%d-%d", c, end)
+		} else {
+			fmt.Fprintf(&b, "%d", c)
+		}
+		c = end
+	}
+	return b.String()
+}
+
 // New starts a datapath with no ports.
 func New(cfg Config) (*Datapath, error) {
 	if cfg.RingBlockSize <= 0 {
@@ -144,9 +170,15 @@ func New(cfg Config) (*Datapath, error) {
 	if cfg.RingBlocks <= 0 {
 		cfg.RingBlocks = DefaultRingBlocks
 	}
+	// The processors this process may run on (runtime.NumCPU counts them,
+	// but under taskset they need not start at 0).
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, fmt.Errorf("read the processors this process may use: %w", err)
+	}
 	for _, c := range cfg.CPUs {
-		if c < 0 || c >= runtime.NumCPU() {
-			return nil, fmt.Errorf("processor %d for the receivers: this machine has processors 0-%d", c, runtime.NumCPU()-1)
+		if c < 0 || !allowed.IsSet(c) {
+			return nil, fmt.Errorf("processor %d for the receivers: this process may run on processors %s", c, cpuList(&allowed))
 		}
 	}
 	if cfg.RingBlockSize%unix.Getpagesize() != 0 {

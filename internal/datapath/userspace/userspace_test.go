@@ -958,10 +958,24 @@ func portStats(t *testing.T, d *Datapath, no datapath.PortNo) datapath.PortStats
 // With Config.CPUs the receivers run on threads pinned to those processors,
 // and forwarding is unchanged; a processor the machine lacks is refused.
 func TestReceiversPinnedToCPUs(t *testing.T) {
-	last := runtime.NumCPU() - 1
-	if d, err := New(Config{CPUs: []int{last + 1}}); err == nil {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	last, missing := -1, -1
+	for c := range 1024 {
+		switch {
+		case allowed.IsSet(c):
+			last = c
+		case missing < 0:
+			missing = c
+		}
+	}
+	if d, err := New(Config{CPUs: []int{missing}}); err == nil {
 		d.Close()
-		t.Errorf("New accepted processor %d on a machine with %d", last+1, last+1)
+		t.Errorf("New accepted processor %d, which this process may not use (%s)", missing, cpuList(&allowed))
+	} else if !strings.Contains(err.Error(), cpuList(&allowed)) {
+		t.Errorf("refusing processor %d: %v; want the usable ones (%s) named", missing, err, cpuList(&allowed))
 	}
 	r := newTwoVMsConfig(t, Config{CPUs: []int{last}, BusyPoll: time.Millisecond})
 	r.connect(t)
