@@ -69,7 +69,7 @@ type flowTable struct {
 	byTag   map[sim.Tag]*tagSet
 	order   *list.List
 	history invalidationLog // guarded by mu
-	gen     atomic.Uint64   // history.seq, readable without mu
+	gen     atomic.Uint64   // invalidate calls so far; written under mu
 }
 
 // invalidationHistory is how many recent tag invalidations the flow table
@@ -81,31 +81,30 @@ const invalidationHistory = 4096
 // it was computed from what the invalidation replaced, and nothing would
 // remove it afterwards (MidoNet keeps the same history).
 type invalidationLog struct {
-	seq   uint64 // invalidate calls so far
 	n     uint64 // entries written
 	floor uint64 // entries of invalidations up to this one were overwritten
 	tags  [invalidationHistory]sim.Tag
 	seqs  [invalidationHistory]uint64
 }
 
-func (l *invalidationLog) record(tags []sim.Tag) {
-	l.seq++
+// record logs the tags of invalidation number seq.
+func (l *invalidationLog) record(seq uint64, tags []sim.Tag) {
 	for _, tag := range tags {
 		i := l.n % invalidationHistory
 		if l.n >= invalidationHistory {
 			l.floor = l.seqs[i]
 		}
-		l.tags[i], l.seqs[i] = tag, l.seq
+		l.tags[i], l.seqs[i] = tag, seq
 		l.n++
 	}
 }
 
 // invalidatedSince reports whether one of tags was invalidated after
-// invalidation number seq, or may have been (the ring no longer reaches
-// back that far).
-func (l *invalidationLog) invalidatedSince(seq uint64, tags []sim.Tag) bool {
+// invalidation number seq, up to number now, or may have been (the ring no
+// longer reaches back that far).
+func (l *invalidationLog) invalidatedSince(seq, now uint64, tags []sim.Tag) bool {
 	switch {
-	case seq == l.seq:
+	case seq == now:
 		return false
 	case seq < l.floor:
 		return true
@@ -137,7 +136,7 @@ func (t *flowTable) add(e *flowEntry) {
 	id := flowID{e.key, e.mask}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.history.invalidatedSince(e.since, e.tags) {
+	if t.history.invalidatedSince(e.since, t.gen.Load(), e.tags) {
 		// Its packet went out; the next one is simulated afresh.
 		t.metrics.flowsInvalidated.Inc()
 		e.release()
@@ -215,8 +214,7 @@ func (e *flowEntry) release() {
 func (t *flowTable) invalidate(tags []sim.Tag) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.history.record(tags)
-	t.gen.Store(t.history.seq)
+	t.history.record(t.gen.Add(1), tags)
 	n := 0
 	for _, tag := range tags {
 		s := t.byTag[tag]

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"hash/maphash"
@@ -27,13 +28,26 @@ const (
 	arpTimeout       = 3 * time.Second
 )
 
-// upcall is a miss copied out of the datapath for a worker.
+// upcall is a miss for a worker.
 type upcall struct {
 	inPort datapath.PortNo
 	key    packet.FlowKey
 	frame  []byte
+	// borrowed: frame is the datapath's, valid only while the miss is
+	// handled inline; keep copies it for a miss that must wait.
+	borrowed bool
 	// parked since, for packets waiting for ARP.
 	parkedAt, lastARP time.Time
+}
+
+// keep returns u in a form that may outlive its handling.
+func (u *upcall) keep() *upcall {
+	if !u.borrowed {
+		return u
+	}
+	c := *u
+	c.frame, c.borrowed = bytes.Clone(u.frame), false
+	return &c
 }
 
 // worker simulates the misses of its share of connections. It owns its
@@ -113,19 +127,19 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 	if u.Key.TunID == StateVNI {
 		w = a.workers[0] // a pull request
 	}
-	up := &upcall{inPort: u.InPort, key: u.Key, frame: append([]byte(nil), u.Packet...)}
 	// An idle worker's miss is handled right here, on the datapath's
 	// goroutine, which saves waking the worker's (a large part of a first
-	// packet's latency on a quiet host). Calls to dispatch are serialized,
-	// so with nothing pending this miss is the worker's next in order.
+	// packet's latency on a quiet host), and copying the frame. Calls to
+	// dispatch are serialized, so with nothing pending this miss is the
+	// worker's next in order.
 	if w.pending.Load() == 0 && w.mu.TryLock() {
-		w.handle(up)
+		w.handle(&upcall{inPort: u.InPort, key: u.Key, frame: u.Packet, borrowed: true})
 		w.mu.Unlock()
 		return
 	}
 	w.pending.Add(1)
 	select {
-	case w.ch <- up:
+	case w.ch <- &upcall{inPort: u.InPort, key: u.Key, frame: bytes.Clone(u.Packet)}:
 	default:
 		w.pending.Add(-1)
 		a.metrics.upcallQueueDrops.Inc()
@@ -272,7 +286,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		default:
 			u.lastARP = now
 		}
-		w.parked = append(w.parked, u)
+		w.parked = append(w.parked, u.keep())
 	case sim.Consumed:
 	}
 	for _, g := range generated {

@@ -110,35 +110,25 @@ type busyPoller struct {
 	// Receivers park here, not in poll(2), while another spins: the
 	// spinner handles their frames, and the kernel would otherwise wake
 	// each of them for every frame, for nothing.
-	parkMu   sync.Mutex
-	parked   *sync.Cond // on parkMu: a spin ended or a receiver stops
-	spinning bool       // guarded by parkMu
+	parkMu sync.Mutex
+	parked *sync.Cond // on parkMu: a spin ended or a receiver stops
 }
 
-// park waits while another receiver spins, or until stopping.
+// park waits while another receiver spins, or until stopping. active is
+// read under parkMu and the spinner clears it before kick takes parkMu, so
+// the end of a spin cannot slip between the check and the wait.
 func (b *busyPoller) park(stopping *atomic.Bool) {
 	if b.window <= 0 {
 		return
 	}
 	b.parkMu.Lock()
-	for b.spinning && !stopping.Load() {
+	for b.active.Load() && !stopping.Load() {
 		b.parked.Wait()
 	}
 	b.parkMu.Unlock()
 }
 
-// setSpinning records the start or end of a spin; the end wakes the
-// parked receivers.
-func (b *busyPoller) setSpinning(on bool) {
-	b.parkMu.Lock()
-	b.spinning = on
-	if !on {
-		b.parked.Broadcast()
-	}
-	b.parkMu.Unlock()
-}
-
-// kick wakes the parked receivers so that one that is stopping sees it.
+// kick wakes the parked receivers: a spin ended, or one of them stops.
 func (b *busyPoller) kick() {
 	b.parkMu.Lock()
 	b.parked.Broadcast()
@@ -182,10 +172,9 @@ func (b *busyPoller) spin(w *engine.Worker, stopping *atomic.Bool) bool {
 	if b.window <= 0 || !b.active.CompareAndSwap(false, true) {
 		return false
 	}
-	b.setSpinning(true)
 	defer func() {
 		b.active.Store(false)
-		b.setSpinning(false)
+		b.kick()
 	}()
 	b.spins.Add(1)
 	last := time.Now()
