@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +41,7 @@ func agentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
-			cpus, err := parseCPUList(dpCPUs)
+			cpus, err := userspace.ParseCPUList(dpCPUs)
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
 			}
@@ -108,31 +107,6 @@ func agentCommand() *cobra.Command {
 		"userspace datapath: processors to pin the port receivers to, e.g. 1 or 2-3,6 (default: not pinned)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
-}
-
-// parseCPUList parses a Linux-style processor list ("0,2-3"); empty is none.
-func parseCPUList(s string) ([]int, error) {
-	var cpus []int
-	if s == "" {
-		return nil, nil
-	}
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		first, err := strconv.Atoi(lo)
-		if err != nil || first < 0 {
-			return nil, fmt.Errorf("%q is not a processor number or range", part)
-		}
-		last := first
-		if isRange {
-			if last, err = strconv.Atoi(hi); err != nil || last < first {
-				return nil, fmt.Errorf("%q is not a processor range", part)
-			}
-		}
-		for c := first; c <= last; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus, nil
 }
 
 // openDatapath opens the datapath backend the operator chose; us holds

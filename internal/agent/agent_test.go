@@ -15,6 +15,7 @@ import (
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,7 +168,7 @@ func (c *cloud) createPort(p topology.Port, a *testAgent, iface string) topology
 func (a *testAgent) dpPort(t testing.TB, iface string, port topology.ID) datapath.PortNo {
 	t.Helper()
 	var no datapath.PortNo
-	plugged := waitFor(func() bool {
+	plugged := poll.Until(func() bool {
 		for _, p := range a.dp.Ports() {
 			if p.Spec.Name == iface {
 				if _, err := a.store.GetState(context.Background(), nsdb.PortActiveKey(port.String())); err == nil {
@@ -187,7 +188,7 @@ func (a *testAgent) dpPort(t testing.TB, iface string, port topology.ID) datapat
 // waitActive waits until the agent's snapshot shows port active.
 func (a *testAgent) waitActive(t testing.TB, port topology.ID) {
 	t.Helper()
-	if !waitFor(func() bool {
+	if !poll.Until(func() bool {
 		snap := a.snap.Load()
 		if snap == nil {
 			return false
@@ -333,7 +334,7 @@ func TestInterfaceDownDeactivatesPort(t *testing.T) {
 	p1 := c.bridgePort(bridge, h1, "vm1")
 	dp1 := h1.dpPort(t, "vm1", p1)
 	h1.dp.SetLinkState(dp1, false)
-	if !waitFor(func() bool {
+	if !poll.Until(func() bool {
 		_, err := c.store.GetState(context.Background(), nsdb.PortActiveKey(p1.String()))
 		return err != nil
 	}, 3*time.Second) {

@@ -14,6 +14,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/mem"
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -153,19 +154,6 @@ func hasFlowFrom(a *testAgent, in datapath.PortNo) bool {
 	return found
 }
 
-// waitFor polls cond every millisecond until it holds or the timeout
-// passes, leaving the CPU to the agents in between.
-func waitFor(cond func() bool, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
-}
-
 // inFlight bounds the misses a flow-setup benchmark keeps outstanding.
 const inFlight = 128
 
@@ -210,7 +198,7 @@ func TestConvergence100Agents(t *testing.T) {
 			installed := false
 			for try := 0; try < 25 && !installed; try++ {
 				v.a.dp.Inject(v.in, v.frame)
-				installed = waitFor(func() bool { return hasFlowFrom(v.a, v.in) }, 200*time.Millisecond)
+				installed = poll.Until(func() bool { return hasFlowFrom(v.a, v.in) }, 200*time.Millisecond)
 			}
 			if !installed {
 				t.Fatalf("round %d: agent %s installed no flow", r, v.a.HostID())
@@ -222,7 +210,7 @@ func TestConvergence100Agents(t *testing.T) {
 		c.appendRule(chain, rule)
 		committed := time.Since(start)
 		for _, v := range vms {
-			if !waitFor(func() bool { return !hasFlowFrom(v.a, v.in) }, 5*time.Second) {
+			if !poll.Until(func() bool { return !hasFlowFrom(v.a, v.in) }, 5*time.Second) {
 				t.Fatalf("round %d: an agent kept its flow", r)
 			}
 		}

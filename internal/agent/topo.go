@@ -88,7 +88,6 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 	return tags
 }
 
-// apply decodes value into m[id], or deletes m[id] for a nil value.
 // applyOwned is apply for an object that belongs to a device (a port's
 // bridge or router, a route's router, a rule's chain): it appends to tags
 // the device it belonged to before the change and the one it belongs to
@@ -104,6 +103,7 @@ func applyOwned[T any](m map[string]T, id string, value []byte, tags []sim.Tag, 
 	return tags
 }
 
+// apply decodes value into m[id], or deletes m[id] for a nil value.
 func apply[T any](m map[string]T, id string, value []byte) {
 	if value == nil {
 		delete(m, id)

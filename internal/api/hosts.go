@@ -99,27 +99,7 @@ func (s *Server) hostRoutes() {
 			return nil
 		},
 	}
-	s.handle("GET /hosts", func(w http.ResponseWriter, r *http.Request) error {
-		var out []view
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			all, err := topology.ListOf[topology.Host](tx)
-			if err != nil {
-				return err
-			}
-			out = make([]view, 0, len(all))
-			for i := range all {
-				if err := s.hostState(r.Context(), &all[i]); err != nil {
-					return err
-				}
-				out = append(out, hosts.render(r, &all[i]))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, hosts.collectionMedia(), out)
-	})
+	s.handle("GET /hosts", func(w http.ResponseWriter, r *http.Request) error { return hosts.list(w, r, nil) })
 	s.handle("POST /hosts", hosts.post)
 	s.handle("GET /hosts/{id}", hosts.get)
 	s.handle("PUT /hosts/{id}", func(w http.ResponseWriter, r *http.Request) error {

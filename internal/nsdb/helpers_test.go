@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/midonet/midonet/internal/nsdb/embedded"
+	"github.com/midonet/midonet/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -277,11 +278,7 @@ func freeAddr(t testing.TB) string {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll.Until(cond, timeout) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }

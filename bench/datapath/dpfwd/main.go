@@ -14,8 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -34,7 +32,7 @@ func main() {
 	offload := flag.Bool("offload", false, "open ports with PACKET_VNET_HDR so GSO super-frames pass whole (peers may keep TSO on)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	busyPoll := flag.Duration("busy-poll", 0, "keep polling the ports this long after the last packet before sleeping (0: off)")
-	cpus := flag.String("cpus", "", "comma-separated processors to pin the receivers to, as the agent's --datapath-cpus (they then poll their whole window)")
+	cpus := flag.String("cpus", "", "processors to pin the receivers to, e.g. 1 or 2-3,6, as the agent's --datapath-cpus (they then poll their whole window)")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -51,17 +49,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-ring must be v2 or v3")
 		os.Exit(2)
 	}
-	var pinned []int
-	for _, c := range strings.Split(*cpus, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			continue
-		}
-		n, err := strconv.Atoi(c)
-		if err != nil || n < 0 {
-			fmt.Fprintf(os.Stderr, "-cpus %q: want processor numbers separated by commas\n", *cpus)
-			os.Exit(2)
-		}
-		pinned = append(pinned, n)
+	pinned, err := userspace.ParseCPUList(*cpus)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "-cpus: %v\n", err)
+		os.Exit(2)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

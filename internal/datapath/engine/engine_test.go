@@ -17,6 +17,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/poll"
 )
 
 // capture is a Transmitter that keeps copies of what it is given.
@@ -668,7 +669,7 @@ func TestInlineUpcalls(t *testing.T) {
 		defer mu.Unlock()
 		return len(got)
 	}
-	if !within(5*time.Second, func() bool { return delivered() == 4 && e.queued.Load() == 0 }) {
+	if !poll.Until(func() bool { return delivered() == 4 && e.queued.Load() == 0 }, 5*time.Second) {
 		t.Fatalf("%d of 4 upcalls delivered", delivered())
 	}
 	// Once the queues are empty, a miss is delivered inline again.
@@ -681,7 +682,7 @@ func TestInlineUpcalls(t *testing.T) {
 	o = pending
 	w2.ReceiveOffload(other, tcpTo(6), nil, &o)
 	e.queued.Add(-1)
-	if !within(5*time.Second, func() bool { return delivered() == 6 }) {
+	if !poll.Until(func() bool { return delivered() == 6 }, 5*time.Second) {
 		t.Fatal("the queued miss was never delivered")
 	}
 	mu.Lock()
@@ -726,21 +727,8 @@ func TestRemovedPortQueueIsDiscarded(t *testing.T) {
 		delivered := uint64(len(entered)) // after the first, inline one
 		return e.queued.Load() == 0 && in.Stats().UpcallDropped+delivered == 3
 	}
-	if !within(5*time.Second, settled) {
+	if !poll.Until(settled, 5*time.Second) {
 		t.Fatalf("queued %d, dropped %d, delivered %d: want 0 queued, 3 dropped or delivered",
 			e.queued.Load(), in.Stats().UpcallDropped, len(entered))
 	}
-}
-
-// within polls cond every millisecond until it holds (true) or timeout
-// passes (false).
-func within(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
 }

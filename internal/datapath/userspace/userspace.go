@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,32 @@ func cpuList(set *unix.CPUSet) string {
 		c = end
 	}
 	return b.String()
+}
+
+// ParseCPUList parses a Linux-style processor list ("0,2-3") for
+// Config.CPUs; empty is none. cpuList formats one.
+func ParseCPUList(s string) ([]int, error) {
+	var cpus []int
+	if s == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		first, err := strconv.Atoi(lo)
+		if err != nil || first < 0 {
+			return nil, fmt.Errorf("%q is not a processor number or range", part)
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.Atoi(hi); err != nil || last < first {
+				return nil, fmt.Errorf("%q is not a processor range", part)
+			}
+		}
+		for c := first; c <= last; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
 }
 
 // New starts a datapath with no ports.
