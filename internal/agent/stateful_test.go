@@ -10,6 +10,7 @@ import (
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/packet/checker"
+	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -186,6 +187,10 @@ func TestPingThroughSNATInstallsFlows(t *testing.T) {
 			dpUp, dpVM, checker.DstAddr(vmIP), checker.EthDst(n.vmMAC), checker.ICMP(packet.ICMPEchoReply, 0, checker.EchoIdent(id)))
 	}
 	echo(7, 1)
+	// A flow goes in after its packet has left: wait for the echo's two.
+	if !poll.Until(func() bool { return h1.Flows() >= 2 }, 5*time.Second) {
+		t.Fatalf("%d flows after the first echo and reply, want 2", h1.Flows())
+	}
 	misses := h1.dp.Stats().Misses
 	for seq := uint16(2); seq <= 5; seq++ {
 		echo(7, seq)
