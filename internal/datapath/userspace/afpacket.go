@@ -233,6 +233,8 @@ func (p *afpacketPort) setup() error {
 
 func (p *afpacketPort) ifindex() int { return p.index }
 
+func (p *afpacketPort) pollFd() int { return p.fd }
+
 func (p *afpacketPort) setMTU(mtu int) { p.mtu.Store(int64(mtu)) }
 
 func (p *afpacketPort) start(ep *engine.Port) {

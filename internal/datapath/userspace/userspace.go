@@ -227,15 +227,19 @@ func New(cfg Config) (*Datapath, error) {
 		states: make(map[int]linkState),
 		nlDone: make(chan struct{}),
 	}
-	d.busy.parked = sync.NewCond(&d.busy.parkMu)
+	if err := d.busy.init(); err != nil {
+		return nil, err
+	}
 	if cfg.NetNSSet {
 		ns, err := dupNS(cfg.NetNS)
 		if err != nil {
+			d.busy.close()
 			return nil, err
 		}
 		d.ns = ns
 	}
 	if err := d.watchLinks(); err != nil {
+		d.busy.close()
 		if d.ns.IsOpen() {
 			d.ns.Close()
 		}
@@ -368,6 +372,7 @@ func (d *Datapath) Close() error {
 		close(d.nlDone)
 		d.nlWG.Wait()
 		d.e.Close()
+		d.busy.close()
 		if d.ns.IsOpen() {
 			d.ns.Close()
 		}

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/poll"
 )
 
 func newDatapath(t *testing.T, ns netns.NsHandle) *Datapath {
@@ -103,6 +106,15 @@ func newTwoVMsConfig(t *testing.T, cfg Config) *twoVMs {
 }
 
 // connect installs in-port flows between the two VMs' ports, both ways.
+// receiverWakeups returns a function that counts the wake-ups from
+// poll(2) of all the datapath's receivers so far.
+func (r *twoVMs) receiverWakeups() func() uint64 {
+	r.d.mu.Lock()
+	pa, pb := r.d.ports[r.pa].(*afpacketPort), r.d.ports[r.pb].(*afpacketPort)
+	r.d.mu.Unlock()
+	return func() uint64 { return pa.poll.wakeups.Load() + pb.poll.wakeups.Load() + r.d.busy.wakeups.Load() }
+}
+
 func (r *twoVMs) connect(t *testing.T) {
 	t.Helper()
 	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
@@ -347,18 +359,65 @@ func TestBusyPollParksTheOtherReceivers(t *testing.T) {
 	r := newTwoVMsConfig(t, Config{BusyPoll: 5 * time.Second})
 	r.connect(t)
 	ca, cb := r.udpPair(t, 7015, "warm-up")
-	r.d.mu.Lock()
-	pa, pb := r.d.ports[r.pa].(*afpacketPort), r.d.ports[r.pb].(*afpacketPort)
-	r.d.mu.Unlock()
-	before := pa.poll.wakeups.Load() + pb.poll.wakeups.Load()
+	wakeups := r.receiverWakeups()
+	before := wakeups()
 	const rounds = 50
 	for i := range rounds {
 		exchange(t, ca, "10.9.0.2:7015", cb, fmt.Sprintf("request %d", i))
 		exchange(t, cb, "10.9.0.1:7015", ca, fmt.Sprintf("reply %d", i))
 	}
 	// The window outlasts the exchange: one spin carries it all.
-	if n := pa.poll.wakeups.Load() + pb.poll.wakeups.Load() - before; n > rounds/5 {
+	if n := wakeups() - before; n > rounds/5 {
 		t.Errorf("the receivers woke %d times for %d frames during one spin; want them parked", n, 2*rounds)
+	}
+}
+
+// Between spins one receiver sleeps on all the ports: a request that
+// arrives after the window wakes it alone, and the reply, which the peer's
+// kernel sends back while that receiver forwards the request, wakes no one
+// (a receiver asleep on the reply's port would be woken in the middle of
+// forwarding, by an interrupt to its processor).
+func TestBusyPollOneWakeUpPerExchange(t *testing.T) {
+	r := newTwoVMsConfig(t, Config{BusyPoll: time.Millisecond})
+	r.connect(t)
+	r.udpPair(t, 7016, "warm-up") // resolves ARP both ways
+	// A datagram to a closed port: B's kernel answers with an ICMP error
+	// in the same system call that delivers the datagram (as often as
+	// asked: no rate limit).
+	var (
+		c   *net.UDPConn
+		err error
+	)
+	inNS(t, r.nsB, func() { err = os.WriteFile("/proc/sys/net/ipv4/icmp_ratelimit", []byte("0"), 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, r.nsA, func() { c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7017}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wakeups := r.receiverWakeups()
+	const rounds = 20
+	var n uint64
+	buf := make([]byte, 64)
+	for i := range rounds {
+		// Let the spin end, so that the request finds the receivers asleep.
+		if !poll.Until(r.d.busy.sleeping.Load, 5*time.Second) {
+			t.Fatalf("round %d: the receivers never went to sleep", i)
+		}
+		before := wakeups()
+		if _, err := c.Write([]byte("anyone?")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("round %d: read %v, want the port-unreachable error", i, err)
+		}
+		n += wakeups() - before
+	}
+	if n > rounds {
+		t.Errorf("the receivers woke %d times for %d request-reply exchanges; want one each", n, rounds)
 	}
 }
 

@@ -117,6 +117,8 @@ func (d *Datapath) openVXLAN(spec datapath.PortSpec) (port, error) {
 
 func (p *vxlanPort) ifindex() int { return 0 }
 
+func (p *vxlanPort) pollFd() int { return p.fd }
+
 func (p *vxlanPort) setMTU(int) {}
 
 func (p *vxlanPort) start(ep *engine.Port) {
