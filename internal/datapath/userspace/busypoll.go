@@ -226,6 +226,7 @@ func (b *busyPoller) remove(p drainer) {
 func (b *busyPoller) spin(w *engine.Worker, stopping *atomic.Bool) bool {
 	b.spins.Add(1)
 	last := time.Now()
+	yielded := last
 	for !stopping.Load() {
 		n := 0
 		if ps := b.ports.Load(); ps != nil {
@@ -238,17 +239,29 @@ func (b *busyPoller) spin(w *engine.Worker, stopping *atomic.Bool) bool {
 			last = time.Now()
 			continue
 		}
-		if time.Since(last) > b.window {
+		now := time.Now()
+		if now.Sub(last) > b.window {
 			return true
 		}
-		// Let other goroutines have the processor. Not sched_yield(2):
-		// measured here, it handed the core to the very threads waiting
-		// for our packets only after a scheduler slice, and connection
-		// setup through the datapath fell from 2,600 to 150 per second.
-		runtime.Gosched()
+		// Let other goroutines have the processor now and then. Not
+		// sched_yield(2): measured here, it handed the core to the very
+		// threads waiting for our packets only after a scheduler slice,
+		// and connection setup through the datapath fell from 2,600 to
+		// 150 per second. Not at every turn either: runtime.Gosched
+		// wakes a thread for an idle processor each time, and those
+		// wake-ups (interrupts to the other core) landed on the path of
+		// the packets the spinner waited for.
+		if now.Sub(yielded) > yieldEvery {
+			yielded = now
+			runtime.Gosched()
+		}
 	}
 	return false
 }
+
+// yieldEvery is how long an idle spinner keeps its processor from other
+// goroutines at most.
+const yieldEvery = 50 * time.Microsecond
 
 // watch sleeps until a port is readable (true), or until own, the
 // leader's poller, is stopped (false). A change of the ports ends the
