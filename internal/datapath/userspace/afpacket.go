@@ -235,6 +235,8 @@ func (p *afpacketPort) ifindex() int { return p.index }
 
 func (p *afpacketPort) pollFd() int { return p.fd }
 
+func (p *afpacketPort) inMemory() bool { return true }
+
 func (p *afpacketPort) setMTU(mtu int) { p.mtu.Store(int64(mtu)) }
 
 func (p *afpacketPort) start(ep *engine.Port) {

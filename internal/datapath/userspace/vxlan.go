@@ -119,6 +119,8 @@ func (p *vxlanPort) ifindex() int { return 0 }
 
 func (p *vxlanPort) pollFd() int { return p.fd }
 
+func (p *vxlanPort) inMemory() bool { return false }
+
 func (p *vxlanPort) setMTU(int) {}
 
 func (p *vxlanPort) start(ep *engine.Port) {
