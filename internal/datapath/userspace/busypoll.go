@@ -205,7 +205,7 @@ func (b *busyPoller) add(p drainer) {
 	b.portsChanged()
 }
 
-// remove stops polling p. The spinner may still be draining p; the port's
+// remove stops polling p. The leader may still be draining p; the port's
 // rxGuard makes it see the port closed.
 func (b *busyPoller) remove(p drainer) {
 	b.mu.Lock()

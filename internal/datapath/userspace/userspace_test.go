@@ -105,7 +105,6 @@ func newTwoVMsConfig(t *testing.T, cfg Config) *twoVMs {
 	return r
 }
 
-// connect installs in-port flows between the two VMs' ports, both ways.
 // receiverWakeups returns a function that counts the wake-ups from
 // poll(2) of all the datapath's receivers so far.
 func (r *twoVMs) receiverWakeups() func() uint64 {
@@ -115,6 +114,7 @@ func (r *twoVMs) receiverWakeups() func() uint64 {
 	return func() uint64 { return pa.poll.wakeups.Load() + pb.poll.wakeups.Load() + r.d.busy.wakeups.Load() }
 }
 
+// connect installs in-port flows between the two VMs' ports, both ways.
 func (r *twoVMs) connect(t *testing.T) {
 	t.Helper()
 	putFlow(t, r.d, fromPort(r.pa), inPortMask, datapath.Output(r.pb))
@@ -421,6 +421,33 @@ func TestBusyPollOneWakeUpPerExchange(t *testing.T) {
 	}
 }
 
+// When the leader's port goes away, another receiver takes the lead and
+// forwarding goes on. Each port is removed in turn, so the leader's is
+// removed once.
+func TestBusyPollLeaderPortRemoved(t *testing.T) {
+	r := newTwoVMsConfig(t, Config{BusyPoll: time.Millisecond})
+	r.connect(t)
+	ca, cb := r.udpPair(t, 7018, "warm-up")
+	for _, side := range []struct {
+		no   *datapath.PortNo
+		name string
+	}{{&r.pa, "a1"}, {&r.pb, "b1"}} {
+		name := side.name
+		if err := r.d.RemovePort(*side.no); err != nil {
+			t.Fatalf("remove %s: %v", name, err)
+		}
+		*side.no = addPort(t, r.d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: name})
+		r.connect(t)
+		for i := range 5 {
+			exchange(t, ca, "10.9.0.2:7018", cb, fmt.Sprintf("after %s came back, request %d", name, i))
+			exchange(t, cb, "10.9.0.1:7018", ca, fmt.Sprintf("after %s came back, reply %d", name, i))
+		}
+		if !r.d.busy.active.Load() {
+			t.Errorf("no receiver leads after %s was removed and added", name)
+		}
+	}
+}
+
 func TestPortRemovalUnderTraffic(t *testing.T) {
 	for _, bp := range []time.Duration{0, 20 * time.Millisecond} {
 		t.Run(fmt.Sprintf("busy-poll-%v", bp), func(t *testing.T) { portRemovalUnderTraffic(t, bp) })
@@ -469,7 +496,13 @@ func portRemovalUnderTraffic(t *testing.T, busyPoll time.Duration) {
 }
 
 func TestLinkEvents(t *testing.T) {
-	r := newTwoVMs(t)
+	for _, bp := range []time.Duration{0, time.Millisecond} {
+		t.Run(fmt.Sprintf("busy-poll-%v", bp), func(t *testing.T) { linkEvents(t, bp) })
+	}
+}
+
+func linkEvents(t *testing.T, busyPoll time.Duration) {
+	r := newTwoVMsConfig(t, Config{BusyPoll: busyPoll})
 	evs := make(chan datapath.PortEvent, 16)
 	r.d.SetPortEventHandler(datapath.PortEventHandlerFunc(func(ev datapath.PortEvent) { evs <- ev }))
 	h := nlHandle(t, r.dpNS)
@@ -498,15 +531,13 @@ func TestLinkEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(datapath.PortDown)
-	// While the link is down the receiver must sleep, not spin on the
+	// While the link is down the receivers must sleep, not spin on the
 	// socket's error.
-	r.d.mu.Lock()
-	pb := r.d.ports[r.pb].(*afpacketPort)
-	r.d.mu.Unlock()
-	before := pb.poll.wakeups.Load()
+	wakeups := r.receiverWakeups()
+	before := wakeups()
 	time.Sleep(300 * time.Millisecond) // measuring wake-ups over an interval
-	if n := pb.poll.wakeups.Load() - before; n > 20 {
-		t.Errorf("receiver woke %d times in 300 ms with its link down", n)
+	if n := wakeups() - before; n > 20 {
+		t.Errorf("the receivers woke %d times in 300 ms with a link down", n)
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		t.Fatal(err)
