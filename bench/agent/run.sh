@@ -7,7 +7,8 @@
 # the overlay, SNAT out (from another host than the uplink's, and from the
 # uplink's host), floating IP in. Run as root. DUR sets iperf3's
 # seconds (default 5); SCEN, a space-separated list of scenario names,
-# runs only those; AGENT_ARGS adds agent flags (e.g. "--busy-poll=0").
+# runs only those; AGENT_ARGS adds agent flags (e.g. "--busy-poll=0"),
+# SANDBOX_ARGS sandbox flags (e.g. "--pin-datapath=false").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH=/usr/local/go/bin:$PATH
@@ -21,7 +22,7 @@ go build -o "$out/connrate" ./bench/agent/connrate
 pin=${APP_CPUS:+taskset -c $APP_CPUS}
 agentargs=()
 for a in ${AGENT_ARGS:-}; do agentargs+=(--agent-arg="$a"); done
-"$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 "${agentargs[@]}" >"$out/sandbox.log" 2>&1 &
+"$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 ${SANDBOX_ARGS:-} "${agentargs[@]}" >"$out/sandbox.log" 2>&1 &
 sbpid=$!
 cleanup() {
   kill -INT $sbpid 2>/dev/null || true
