@@ -173,7 +173,11 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 		return sb, err
 	}
 	sb.api = sb.cluster.APIURL
-	sb.step("starting an agent on each host (%s datapath)", cfg.Datapath)
+	if pin := sb.datapathCPUArgs(); pin != nil {
+		sb.step("starting an agent on each host (%s datapath, receivers on processor %s)", cfg.Datapath, pin[1])
+	} else {
+		sb.step("starting an agent on each host (%s datapath)", cfg.Datapath)
+	}
 	if err := sb.startAgents(); err != nil {
 		return sb, err
 	}
