@@ -22,9 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/midonet/midonet/internal/cluster"
+	"github.com/midonet/midonet/internal/datapath/userspace"
 )
 
 // Names and addresses of the sandbox.
@@ -80,6 +79,7 @@ type Sandbox struct {
 	cluster *cluster.Cluster
 	agents  []*exec.Cmd
 	tmpData bool
+	pin     []string // the agents' flags that pin their receivers, if any
 	api     string
 	ids     map[string]string // names of the demo objects -> ids
 }
@@ -173,8 +173,8 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 		return sb, err
 	}
 	sb.api = sb.cluster.APIURL
-	if pin := sb.datapathCPUArgs(); pin != nil {
-		sb.step("starting an agent on each host (%s datapath, receivers on processor %s)", cfg.Datapath, pin[1])
+	if sb.pin = sb.datapathCPUArgs(); sb.pin != nil {
+		sb.step("starting an agent on each host (%s datapath, receivers on processor %s)", cfg.Datapath, sb.pin[1])
 	} else {
 		sb.step("starting an agent on each host (%s datapath)", cfg.Datapath)
 	}
@@ -286,7 +286,7 @@ func (sb *Sandbox) startAgent(h host) (*exec.Cmd, error) {
 		"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
 		"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
 		"--metrics-listen", "127.0.0.1:9100")
-	cmd.Args = append(cmd.Args, sb.datapathCPUArgs()...)
+	cmd.Args = append(cmd.Args, sb.pin...)
 	cmd.Args = append(cmd.Args, sb.cfg.AgentArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -310,29 +310,23 @@ func (sb *Sandbox) datapathCPUArgs() []string {
 			return nil
 		}
 	}
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+	allowed, err := userspace.AllowedCPUs()
+	if err != nil {
 		return nil
 	}
-	if c, ok := switchCPU(&allowed); ok {
+	if c, ok := switchCPU(allowed); ok {
 		return []string{"--datapath-cpus", strconv.Itoa(c)}
 	}
 	return nil
 }
 
-// switchCPU picks the processor for the datapath among those allowed:
-// the last one, if there are others left for the VMs.
-func switchCPU(allowed *unix.CPUSet) (int, bool) {
-	if allowed.Count() < 2 {
+// switchCPU picks the processor for the datapath among those allowed (in
+// increasing order): the last one, if there are others left for the VMs.
+func switchCPU(allowed []int) (int, bool) {
+	if len(allowed) < 2 {
 		return 0, false
 	}
-	last := -1
-	for c := range 1024 { // CPU_SETSIZE
-		if allowed.IsSet(c) {
-			last = c
-		}
-	}
-	return last, true
+	return allowed[len(allowed)-1], true
 }
 
 func (sb *Sandbox) plugVMs() error {

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/midonet/midonet/internal/datapath/userspace"
 )
 
 // A data directory given again keeps the logs but not the store and agents'
@@ -46,11 +46,7 @@ func TestSwitchCPU(t *testing.T) {
 		{[]int{1, 1023}, 1023, true}, // the end of the set
 		{[]int{4, 5, 6, 7}, 7, true}, // under taskset -c 4-7
 	} {
-		var set unix.CPUSet
-		for _, c := range tc.allowed {
-			set.Set(c)
-		}
-		got, ok := switchCPU(&set)
+		got, ok := switchCPU(tc.allowed)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("allowed %v: got %d, %v; want %d, %v", tc.allowed, got, ok, tc.want, tc.ok)
 		}
@@ -59,11 +55,11 @@ func TestSwitchCPU(t *testing.T) {
 
 // The sandbox pins the datapath unless told not to, or told where.
 func TestDatapathCPUArgs(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+	allowed, err := userspace.AllowedCPUs()
+	if err != nil {
 		t.Fatal(err)
 	}
-	pins := allowed.Count() > 1
+	pins := len(allowed) > 1
 	for _, tc := range []struct {
 		name string
 		cfg  Config

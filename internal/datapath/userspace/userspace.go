@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,27 +139,39 @@ type linkState struct {
 	up   bool
 }
 
-// cpuList formats a processor set as a list, e.g. "0-3,6".
-func cpuList(set *unix.CPUSet) string {
-	const n = 1024 // CPU_SETSIZE
-	var b strings.Builder
-	for c := 0; c < n; c++ {
-		if !set.IsSet(c) {
-			continue
+// AllowedCPUs returns the processors this process may run on, in
+// increasing order (runtime.NumCPU counts them, but under taskset they
+// need not start at 0).
+func AllowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("read the processors this process may use: %w", err)
+	}
+	var cpus []int
+	for c := range 1024 { // CPU_SETSIZE
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
 		}
-		end := c
-		for end+1 < n && set.IsSet(end+1) {
-			end++
+	}
+	return cpus, nil
+}
+
+// cpuList formats increasing processor numbers as a list, e.g. "0-3,6".
+func cpuList(cpus []int) string {
+	var b strings.Builder
+	for i := 0; i < len(cpus); i++ {
+		first := cpus[i]
+		for i+1 < len(cpus) && cpus[i+1] == cpus[i]+1 {
+			i++
 		}
 		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
-		if end > c {
-			fmt.Fprintf(&b, "%d-%d", c, end)
+		if cpus[i] > first {
+			fmt.Fprintf(&b, "%d-%d", first, cpus[i])
 		} else {
-			fmt.Fprintf(&b, "%d", c)
+			fmt.Fprintf(&b, "%d", first)
 		}
-		c = end
 	}
 	return b.String()
 }
@@ -197,15 +210,13 @@ func New(cfg Config) (*Datapath, error) {
 	if cfg.RingBlocks <= 0 {
 		cfg.RingBlocks = DefaultRingBlocks
 	}
-	// The processors this process may run on (runtime.NumCPU counts them,
-	// but under taskset they need not start at 0).
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return nil, fmt.Errorf("read the processors this process may use: %w", err)
+	allowed, err := AllowedCPUs()
+	if err != nil {
+		return nil, err
 	}
 	for _, c := range cfg.CPUs {
-		if c < 0 || !allowed.IsSet(c) {
-			return nil, fmt.Errorf("processor %d for the receivers: this process may run on processors %s", c, cpuList(&allowed))
+		if !slices.Contains(allowed, c) {
+			return nil, fmt.Errorf("processor %d for the receivers: this process may run on processors %s", c, cpuList(allowed))
 		}
 	}
 	if cfg.RingBlockSize%unix.Getpagesize() != 0 {

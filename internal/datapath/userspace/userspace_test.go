@@ -1049,24 +1049,19 @@ func portStats(t *testing.T, d *Datapath, no datapath.PortNo) datapath.PortStats
 // With Config.CPUs the receivers run on threads pinned to those processors,
 // and forwarding is unchanged; a processor the machine lacks is refused.
 func TestReceiversPinnedToCPUs(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+	allowed, err := AllowedCPUs()
+	if err != nil {
 		t.Fatal(err)
 	}
-	last, missing := -1, -1
-	for c := range 1024 {
-		switch {
-		case allowed.IsSet(c):
-			last = c
-		case missing < 0:
-			missing = c
-		}
+	last, missing := allowed[len(allowed)-1], 0
+	for slices.Contains(allowed, missing) {
+		missing++
 	}
 	if d, err := New(Config{CPUs: []int{missing}}); err == nil {
 		d.Close()
-		t.Errorf("New accepted processor %d, which this process may not use (%s)", missing, cpuList(&allowed))
-	} else if !strings.Contains(err.Error(), cpuList(&allowed)) {
-		t.Errorf("refusing processor %d: %v; want the usable ones (%s) named", missing, err, cpuList(&allowed))
+		t.Errorf("New accepted processor %d, which this process may not use (%s)", missing, cpuList(allowed))
+	} else if !strings.Contains(err.Error(), cpuList(allowed)) {
+		t.Errorf("refusing processor %d: %v; want the usable ones (%s) named", missing, err, cpuList(allowed))
 	}
 	r := newTwoVMsConfig(t, Config{CPUs: []int{last}, BusyPoll: time.Millisecond})
 	r.connect(t)
@@ -1085,6 +1080,28 @@ func TestReceiversPinnedToCPUs(t *testing.T) {
 	}
 	if runtime.NumCPU() > 1 && pinned < 2 {
 		t.Errorf("%d threads pinned to processor %d, want the two receivers'", pinned, last)
+	}
+}
+
+// cpuList writes what ParseCPUList reads.
+func TestCPUList(t *testing.T) {
+	for _, tc := range []struct {
+		cpus []int
+		want string
+	}{
+		{nil, ""},
+		{[]int{3}, "3"},
+		{[]int{0, 1, 2, 3}, "0-3"},
+		{[]int{0, 2, 3, 6}, "0,2-3,6"},
+		{[]int{1, 2, 5, 6, 7, 1023}, "1-2,5-7,1023"},
+	} {
+		got := cpuList(tc.cpus)
+		if got != tc.want {
+			t.Errorf("cpuList(%v) = %q, want %q", tc.cpus, got, tc.want)
+		}
+		if back, err := ParseCPUList(got); err != nil || !slices.Equal(back, tc.cpus) {
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %v", got, back, err, tc.cpus)
+		}
 	}
 }
 
