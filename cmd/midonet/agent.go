@@ -32,6 +32,7 @@ func agentCommand() *cobra.Command {
 		tunnelPort    uint16
 		busyPoll      time.Duration
 		dpCPUs        string
+		fastPath      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -45,7 +46,7 @@ func agentCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
 			}
-			dp, err := openDatapath(dpKind, userspace.Config{BusyPoll: busyPoll, CPUs: cpus}, log)
+			dp, err := openDatapath(dpKind, userspace.Config{BusyPoll: busyPoll, CPUs: cpus, FastPath: fastPath}, log)
 			if err != nil {
 				return err
 			}
@@ -105,6 +106,9 @@ func agentCommand() *cobra.Command {
 			"lower latency for a spinning core while traffic lasts (0: off)")
 	f.StringVar(&dpCPUs, "datapath-cpus", "",
 		"userspace datapath: processors to pin the port receivers to, e.g. 1 or 2-3,6 (default: not pinned)")
+	f.BoolVar(&fastPath, "fast-path", true,
+		"userspace datapath: run the flows that only rewrite headers and send to a local interface in the kernel (eBPF), "+
+			"so their packets need no receiver to wake up; false: every packet through the agent's receivers")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -31,6 +31,9 @@ type Metrics struct {
 	dpLost, dpUpDrops  prometheus.Gauge
 	dpBusySpins        prometheus.Gauge
 	dpBusyPackets      prometheus.Gauge
+	dpKernelPackets    prometheus.Gauge
+	dpKernelBytes      prometheus.Gauge
+	dpKernelFlows      prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -81,6 +84,9 @@ func newMetrics() *Metrics {
 	m.dpUpDrops = gauge("datapath_upcall_drops", "Upcalls the datapath dropped.")
 	m.dpBusySpins = gauge("datapath_busy_polls", "Times a datapath receiver kept polling its ports after traffic.")
 	m.dpBusyPackets = gauge("datapath_busy_polled_packets", "Packets a busy-polling receiver handled (each a wake-up saved).")
+	m.dpKernelPackets = gauge("datapath_kernel_packets", "Packets the datapath's kernel fast path forwarded or dropped by itself.")
+	m.dpKernelBytes = gauge("datapath_kernel_bytes", "Bytes of the packets the datapath's kernel fast path forwarded or dropped.")
+	m.dpKernelFlows = gauge("datapath_kernel_flows", "Flows the datapath's kernel fast path holds.")
 	return m
 }
 
@@ -144,4 +150,7 @@ func (m *Metrics) datapathStats(s datapath.Stats) {
 	m.dpUpDrops.Set(float64(s.UpcallDropped))
 	m.dpBusySpins.Set(float64(s.BusySpins))
 	m.dpBusyPackets.Set(float64(s.BusyPackets))
+	m.dpKernelPackets.Set(float64(s.KernelPackets))
+	m.dpKernelBytes.Set(float64(s.KernelBytes))
+	m.dpKernelFlows.Set(float64(s.KernelFlows))
 }

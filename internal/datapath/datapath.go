@@ -223,6 +223,12 @@ type Stats struct {
 	// Busy polling (backends that do it): how many times a receiver kept
 	// polling after traffic, and the packets it handled while polling.
 	BusySpins, BusyPackets uint64
+	// Kernel fast path (backends that have one): packets and bytes its
+	// flows forwarded or dropped without reaching the backend's own
+	// receivers (also counted in their flows' counters), and the flows it
+	// holds. Not in Hits.
+	KernelPackets, KernelBytes uint64
+	KernelFlows                int
 }
 
 // Features are what a backend's flows can do beyond the Open vSwitch

@@ -36,6 +36,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/datapath/fastpath"
 	"github.com/midonet/midonet/internal/nsthread"
 )
 
@@ -74,6 +75,12 @@ type Config struct {
 	// busy-polling receiver then does not compete for a core with the
 	// processes whose packets it carries.
 	CPUs []int
+	// FastPath mirrors the flows that only rewrite headers and send to
+	// another AF_PACKET port into the kernel (package fastpath), so their
+	// packets are forwarded in the sender's softirq without waking a
+	// receiver. Where eBPF is unavailable the datapath logs why and runs
+	// without it.
+	FastPath bool
 	// RingBlockSize and RingBlocks size each AF_PACKET port's receive
 	// ring; a block must hold the largest frame. Defaults 256 KiB and 8.
 	RingBlockSize int
@@ -131,6 +138,10 @@ type Datapath struct {
 	closeMu sync.Once
 
 	busy busyPoller
+
+	fp      *fastpath.FastPath // nil without a fast path
+	fpMu    sync.RWMutex
+	fpPorts map[datapath.PortNo]uint32 // ports attached to the fast path, guarded by fpMu
 }
 
 type linkState struct {
@@ -258,6 +269,14 @@ func New(cfg Config) (*Datapath, error) {
 	}
 	d.e = engine.New(cfg.Engine)
 	d.Core = d.e.Core()
+	if cfg.FastPath {
+		if d.fp, err = fastpath.New(); err != nil {
+			log.Warn("running without the kernel fast path", "err", err)
+			d.fp = nil
+		} else {
+			d.fpPorts = make(map[datapath.PortNo]uint32)
+		}
+	}
 	return d, nil
 }
 
@@ -337,6 +356,7 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 		d.states[idx] = linkState{no: ep.No, name: spec.Name, up: true}
 	}
 	d.mu.Unlock()
+	d.attachFast(ep.No, p)
 	p.start(ep)
 	return ep.No, nil
 }
@@ -345,11 +365,17 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 // outputs to the port stop first, then its receiver, then its sockets
 // close.
 func (d *Datapath) RemovePort(no datapath.PortNo) error {
+	d.mu.Lock()
+	p := d.ports[no]
+	d.mu.Unlock()
+	if p != nil {
+		d.detachFast(no, p)
+	}
 	if _, err := d.e.RemovePort(no); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	p := d.ports[no]
+	p = d.ports[no]
 	delete(d.ports, no)
 	if p != nil {
 		delete(d.states, p.ifindex())
@@ -365,6 +391,10 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 func (d *Datapath) Stats() datapath.Stats {
 	s := d.e.Stats()
 	s.BusySpins, s.BusyPackets = d.busy.spins.Load(), d.busy.found.Load()
+	if d.fp != nil {
+		fs := d.fp.Stats()
+		s.KernelPackets, s.KernelBytes, s.KernelFlows = fs.Packets, fs.Bytes, fs.Flows
+	}
 	return s
 }
 
@@ -383,6 +413,9 @@ func (d *Datapath) Close() error {
 		close(d.nlDone)
 		d.nlWG.Wait()
 		d.e.Close()
+		if d.fp != nil {
+			d.fp.Close()
+		}
 		d.busy.close()
 		if d.ns.IsOpen() {
 			d.ns.Close()

@@ -1,0 +1,516 @@
+package fastpath
+
+import (
+	"github.com/cilium/ebpf/asm"
+)
+
+// The two programs share their layouts with the Go side through the
+// constants below. Every multi-byte packet field is kept as the bytes on
+// the wire, so the programs copy and compare without byte swaps; only the
+// interface index and the mask number are native integers.
+
+// Flow key (40 bytes), the same layout for keys and masks.
+const (
+	keyIfindex = 0  // u32, native: the interface the packet came in on
+	keyEthDst  = 4  // 6 bytes
+	keyEthSrc  = 10 // 6 bytes
+	keyEthType = 16 // 2 bytes, wire order
+	keyProto   = 18
+	keyTOS     = 19
+	keyTTL     = 20
+	keyMaskNo  = 22 // u16, native: which mask the key was masked with (zero in masks)
+	keyNwSrc   = 24 // 4 bytes
+	keyNwDst   = 28 // 4 bytes
+	keyTpSrc   = 32 // 2 bytes, wire order; ICMP: 0, type
+	keyTpDst   = 34 // 2 bytes, wire order; ICMP: 0, code
+	keyICMPID  = 36 // 2 bytes, wire order: an echo's identifier
+	keySize    = 40
+)
+
+// Flow value (72 bytes): the actions, then counters the programs update.
+const (
+	valFlags    = 0  // u32: act* bits
+	valOutIf    = 4  // u32, native: output interface; 0 drops
+	valEthDst   = 8  // 6 bytes
+	valEthSrc   = 14 // 6 bytes
+	valNwSrc    = 20 // 4 bytes
+	valNwDst    = 24 // 4 bytes
+	valTpSrc    = 28 // 2 bytes, wire order
+	valTpDst    = 30 // 2 bytes, wire order
+	valTTL      = 32
+	valTOS      = 33
+	valActSize  = 40 // the actions end here
+	valPackets  = 40 // u64
+	valBytes    = 48 // u64
+	valUsed     = 56 // u64: bpf_ktime_get_ns of the last packet
+	valTCPFlags = 64 // u64: OR of the TCP flags seen
+	valSize     = 72
+)
+
+// Action bits of valFlags.
+const (
+	actEthDst = 1 << iota
+	actEthSrc
+	actNwSrc
+	actNwDst
+	actTOS
+	actTTL
+	actTpSrc
+	actTpDst
+)
+
+// The mask table (one array entry): how many slots are in use, then the
+// masks. A flow's key carries the number of the mask it was masked with.
+const (
+	maxMasks     = 32
+	masksCount   = 0 // u32
+	masksFirst   = 8
+	masksValSize = masksFirst + maxMasks*keySize
+)
+
+// The hand-over from the socket filter to the tc program (per processor):
+// the filter classified the packet and keeps it from the agent; the tc
+// program, which the kernel runs next for the same packet on the same
+// processor, finds the verdict here and forwards.
+const (
+	hoIfindex = 0  // u32: the packet's interface; 0 = nothing handed over
+	hoLen     = 4  // u32: the packet's length
+	hoTag     = 8  // 8 bytes: IPv4 header bytes 4-11 (id, fragment, TTL, protocol, checksum)
+	hoAction  = 16 // valActSize bytes copied from the flow
+	hoIP      = 56 // 20 bytes: the IPv4 header as received
+	hoPorts   = 76 // 4 bytes: the L4 ports as received
+	hoSize    = 80
+)
+
+// Counters (per processor): packets and bytes forwarded by flows here.
+const (
+	ctrPackets = 0
+	ctrBytes   = 8
+	ctrSize    = 16
+)
+
+// Port counters (per processor, by interface index): what the kernel's
+// flows took in from and sent out of each attached interface.
+const (
+	portRxPackets = 0
+	portRxBytes   = 8
+	portTxPackets = 16
+	portTxBytes   = 24
+	portValSize   = 32
+)
+
+// Offsets in struct __sk_buff.
+const (
+	skbLen         = 0
+	skbVLANPresent = 20
+	skbIfindex     = 40
+)
+
+// Frame offsets of an untagged IPv4 packet without options, the only kind
+// the fast path takes.
+const (
+	ethLen     = 14
+	ipOff      = ethLen
+	ipCsumOff  = ipOff + 10
+	ipSrcOff   = ipOff + 12
+	ipDstOff   = ipOff + 16
+	l4Off      = ipOff + 20
+	tcpCsumOff = l4Off + 16
+	udpCsumOff = l4Off + 6
+)
+
+// Kernel constants.
+const (
+	bpfPseudoHdr    = 1 << 4 // BPF_F_PSEUDO_HDR
+	bpfMarkMangled0 = 1 << 5 // BPF_F_MARK_MANGLED_0
+	tcxNext         = -1     // TCX_NEXT: not ours, go on as without the program
+	tcxDrop         = 2      // TCX_DROP
+)
+
+// Stack layout of the classifier (offsets from the frame pointer).
+const (
+	stZero   = -8   // u32 0: the key of the one-entry arrays
+	stL4     = -16  // 8 bytes of scratch for L4 loads
+	stIP     = -40  // 20 bytes: the IPv4 header
+	stKey    = -80  // the packet's flow key
+	stMasked = -120 // the key masked by one mask
+)
+
+// classifier builds the socket filter on each port's AF_PACKET socket. It
+// computes the flow key of an untagged IPv4 frame exactly as
+// packet.ExtractFlowKey does, looks it up mask by mask, and on a hit counts
+// it, leaves the verdict for the tc program and keeps the frame from the
+// socket (returns 0). Anything else, and any frame whose key the program
+// could get wrong (IP options, fragments, truncated headers), goes to the
+// socket as before (returns the whole length).
+func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
+	r0, r1, r2, r3, r4, r6, r7, r8, r9, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R7, asm.R8, asm.R9, asm.RFP
+	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(r1, r6),
+			asm.Mov.Imm(r2, off),
+			asm.Mov.Reg(r3, fp),
+			asm.Add.Imm(r3, int32(to)),
+			asm.Mov.Imm(r4, n),
+			asm.FnSkbLoadBytes.Call(),
+			asm.JNE.Imm(r0, 0, "accept"),
+		}
+	}
+	lookup := func(mapFD int, key int16) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMapPtr(r1, mapFD),
+			asm.Mov.Reg(r2, fp),
+			asm.Add.Imm(r2, int32(key)),
+			asm.FnMapLookupElem.Call(),
+		}
+	}
+	p := asm.Instructions{
+		asm.Mov.Reg(r6, r1),
+		asm.StoreImm(fp, stZero, 0, asm.Word),
+	}
+	p = append(p, lookup(handover, stZero)...)
+	p = append(p,
+		asm.JEq.Imm(r0, 0, "accept"),
+		asm.Mov.Reg(r8, r0),
+		asm.StoreImm(r8, hoIfindex, 0, asm.Word), // no stale verdict
+		asm.LoadMem(r7, r6, skbLen, asm.Word),
+		asm.JLT.Imm(r7, l4Off, "accept"),
+		asm.LoadMem(r0, r6, skbVLANPresent, asm.Word),
+		asm.JNE.Imm(r0, 0, "accept"),
+	)
+	p = append(p, asm.Mov.Imm(r0, 0))
+	for w := int16(0); w < keySize; w += 8 {
+		p = append(p, asm.StoreMem(fp, stKey+w, r0, asm.DWord))
+	}
+	p = append(p, loadBytes(0, stKey+keyEthDst, ethLen)...) // both addresses and the ethertype
+	p = append(p,
+		asm.LoadMem(r0, fp, stKey+keyEthType, asm.Half),
+		asm.JNE.Imm(r0, 0x0008, "accept"), // 08 00 read as little-endian
+	)
+	p = append(p, loadBytes(ipOff, stIP, 20)...)
+	p = append(p,
+		asm.LoadMem(r0, fp, stIP, asm.Byte),
+		asm.JNE.Imm(r0, 0x45, "accept"), // version 4, no options
+		asm.LoadMem(r0, fp, stIP+6, asm.Half),
+		asm.And.Imm(r0, 0xff3f), // more-fragments and offset, wire order
+		asm.JNE.Imm(r0, 0, "accept"),
+		// r9 = bytes of L4 = min(total length, frame - Ethernet) - 20
+		asm.LoadMem(r9, fp, stIP+2, asm.Half),
+		asm.HostTo(asm.BE, r9, asm.Half),
+		asm.JLT.Imm(r9, 20, "accept"),
+		asm.Mov.Reg(r1, r7),
+		asm.Sub.Imm(r1, ethLen),
+		asm.JLE.Reg(r9, r1, "iplen"),
+		asm.Mov.Reg(r9, r1),
+		asm.Sub.Imm(r9, 20).WithSymbol("iplen"),
+		asm.LoadMem(r0, fp, stIP+1, asm.Byte),
+		asm.StoreMem(fp, stKey+keyTOS, r0, asm.Byte),
+		asm.LoadMem(r0, fp, stIP+8, asm.Byte),
+		asm.StoreMem(fp, stKey+keyTTL, r0, asm.Byte),
+		asm.LoadMem(r0, fp, stIP+12, asm.Word),
+		asm.StoreMem(fp, stKey+keyNwSrc, r0, asm.Word),
+		asm.LoadMem(r0, fp, stIP+16, asm.Word),
+		asm.StoreMem(fp, stKey+keyNwDst, r0, asm.Word),
+		asm.LoadMem(r0, fp, stIP+9, asm.Byte),
+		asm.StoreMem(fp, stKey+keyProto, r0, asm.Byte),
+		asm.JEq.Imm(r0, 6, "tcp"),
+		asm.JEq.Imm(r0, 17, "udp"),
+		asm.JEq.Imm(r0, 1, "icmp"),
+		asm.Mov.Imm(r9, 0),
+		asm.Ja.Label("classify"),
+	)
+	// TCP: ports, and the flags for the flow's counters; a header shorter
+	// than its data offset says goes to the agent.
+	p = append(p, asm.JLT.Imm(r9, 20, "accept").WithSymbol("tcp"))
+	p = append(p, loadBytes(l4Off, stMasked, 14)...)
+	p = append(p,
+		asm.LoadMem(r0, fp, stMasked, asm.Word),
+		asm.StoreMem(fp, stKey+keyTpSrc, r0, asm.Word),
+		asm.LoadMem(r0, fp, stMasked+12, asm.Byte),
+		asm.RSh.Imm(r0, 4),
+		asm.LSh.Imm(r0, 2),
+		asm.JLT.Imm(r0, 20, "accept"),
+		asm.JGT.Reg(r0, r9, "accept"),
+		asm.LoadMem(r9, fp, stMasked+12, asm.Byte),
+		asm.And.Imm(r9, 0x0f),
+		asm.LSh.Imm(r9, 8),
+		asm.LoadMem(r0, fp, stMasked+13, asm.Byte),
+		asm.Or.Reg(r9, r0),
+		asm.Ja.Label("classify"),
+	)
+	p = append(p, asm.JLT.Imm(r9, 8, "accept").WithSymbol("udp"))
+	p = append(p, loadBytes(l4Off, stKey+keyTpSrc, 4)...)
+	p = append(p,
+		asm.Mov.Imm(r9, 0),
+		asm.Ja.Label("classify"),
+	)
+	// ICMP: type and code in the port fields, an echo's identifier.
+	p = append(p, asm.JLT.Imm(r9, 8, "accept").WithSymbol("icmp"))
+	p = append(p, loadBytes(l4Off, stL4, 8)...)
+	p = append(p,
+		asm.Mov.Imm(r9, 0),
+		asm.LoadMem(r0, fp, stL4, asm.Byte),
+		asm.StoreMem(fp, stKey+keyTpSrc+1, r0, asm.Byte),
+		asm.LoadMem(r1, fp, stL4+1, asm.Byte),
+		asm.StoreMem(fp, stKey+keyTpDst+1, r1, asm.Byte),
+		asm.JEq.Imm(r0, 0, "echo"),
+		asm.JNE.Imm(r0, 8, "classify"),
+		asm.LoadMem(r0, fp, stL4+4, asm.Half).WithSymbol("echo"),
+		asm.StoreMem(fp, stKey+keyICMPID, r0, asm.Half),
+	)
+	// The interface, then each mask in turn, as the kernel datapath does.
+	p = append(p,
+		asm.LoadMem(r0, r6, skbIfindex, asm.Word).WithSymbol("classify"),
+		asm.StoreMem(fp, stKey+keyIfindex, r0, asm.Word),
+	)
+	p = append(p, lookup(masks, stZero)...)
+	p = append(p,
+		asm.JEq.Imm(r0, 0, "accept"),
+		asm.Mov.Reg(r7, r0),
+	)
+	for i := range int16(maxMasks) {
+		p = append(p,
+			asm.LoadMem(r1, r7, masksCount, asm.Word),
+			asm.JLE.Imm(r1, int32(i), "accept"),
+		)
+		for w := int16(0); w < keySize; w += 8 {
+			p = append(p,
+				asm.LoadMem(r1, fp, stKey+w, asm.DWord),
+				asm.LoadMem(r2, r7, masksFirst+i*keySize+w, asm.DWord),
+				asm.And.Reg(r1, r2),
+				asm.StoreMem(fp, stMasked+w, r1, asm.DWord),
+			)
+		}
+		p = append(p, asm.StoreImm(fp, stMasked+keyMaskNo, int64(i), asm.Half))
+		p = append(p, lookup(flows, stMasked)...)
+		p = append(p, asm.JNE.Imm(r0, 0, "hit"))
+	}
+	p = append(p, asm.Ja.Label("accept"))
+
+	// A hit: count, hand over to the tc program, keep from the socket.
+	p = append(p,
+		asm.Mov.Reg(r7, r0).WithSymbol("hit"),
+		asm.Mov.Imm(r1, 1),
+		asm.AddAtomic.Mem(r7, r1, asm.DWord, valPackets),
+		asm.LoadMem(r1, r6, skbLen, asm.Word),
+		asm.AddAtomic.Mem(r7, r1, asm.DWord, valBytes),
+		asm.JEq.Imm(r9, 0, "noflags"),
+		asm.OrAtomic.Mem(r7, r9, asm.DWord, valTCPFlags),
+		asm.FnKtimeGetNs.Call().WithSymbol("noflags"),
+		asm.StoreMem(r7, valUsed, r0, asm.DWord),
+	)
+	p = append(p, lookup(counters, stZero)...)
+	p = append(p,
+		asm.JEq.Imm(r0, 0, "handover"),
+		asm.LoadMem(r1, r0, ctrPackets, asm.DWord),
+		asm.Add.Imm(r1, 1),
+		asm.StoreMem(r0, ctrPackets, r1, asm.DWord),
+		asm.LoadMem(r1, r0, ctrBytes, asm.DWord),
+		asm.LoadMem(r2, r6, skbLen, asm.Word),
+		asm.Add.Reg(r1, r2),
+		asm.StoreMem(r0, ctrBytes, r1, asm.DWord),
+	)
+	// The ports' counters: received on the input, sent on the output.
+	count := func(label string, pkts, bytes int16) asm.Instructions {
+		return asm.Instructions{
+			asm.JEq.Imm(r0, 0, label),
+			asm.LoadMem(r1, r0, pkts, asm.DWord),
+			asm.Add.Imm(r1, 1),
+			asm.StoreMem(r0, pkts, r1, asm.DWord),
+			asm.LoadMem(r1, r0, bytes, asm.DWord),
+			asm.LoadMem(r2, r6, skbLen, asm.Word),
+			asm.Add.Reg(r1, r2),
+			asm.StoreMem(r0, bytes, r1, asm.DWord),
+		}
+	}
+	p = append(p, lookup(ports, stKey+keyIfindex)...)
+	p[len(p)-4] = p[len(p)-4].WithSymbol("handover")
+	p = append(p, count("txport", portRxPackets, portRxBytes)...)
+	p = append(p,
+		asm.LoadMem(r1, r7, valOutIf, asm.Word).WithSymbol("txport"),
+		asm.JEq.Imm(r1, 0, "copy"),
+		asm.StoreMem(fp, stL4, r1, asm.Word),
+	)
+	p = append(p, lookup(ports, stL4)...)
+	p = append(p, count("copy", portTxPackets, portTxBytes)...)
+	p = append(p, asm.LoadMem(r1, r7, 0, asm.DWord).WithSymbol("copy"))
+	for w := int16(0); w < valActSize; w += 8 {
+		if w > 0 {
+			p = append(p, asm.LoadMem(r1, r7, w, asm.DWord))
+		}
+		p = append(p, asm.StoreMem(r8, hoAction+w, r1, asm.DWord))
+	}
+	p = append(p,
+		asm.LoadMem(r1, fp, stIP, asm.DWord),
+		asm.StoreMem(r8, hoIP, r1, asm.DWord),
+		asm.LoadMem(r1, fp, stIP+8, asm.DWord),
+		asm.StoreMem(r8, hoIP+8, r1, asm.DWord),
+		asm.LoadMem(r1, fp, stIP+16, asm.Word),
+		asm.StoreMem(r8, hoIP+16, r1, asm.Word),
+		asm.LoadMem(r1, fp, stKey+keyTpSrc, asm.Word),
+		asm.StoreMem(r8, hoPorts, r1, asm.Word),
+		asm.LoadMem(r1, fp, stIP+4, asm.Word),
+		asm.StoreMem(r8, hoTag, r1, asm.Word),
+		asm.LoadMem(r1, fp, stIP+8, asm.Word),
+		asm.StoreMem(r8, hoTag+4, r1, asm.Word),
+		asm.LoadMem(r1, r6, skbLen, asm.Word),
+		asm.StoreMem(r8, hoLen, r1, asm.Word),
+		asm.LoadMem(r1, r6, skbIfindex, asm.Word),
+		asm.StoreMem(r8, hoIfindex, r1, asm.Word), // last: makes the hand-over valid
+		asm.Mov.Imm(r0, 0),
+		asm.Return(),
+	)
+	p = append(p,
+		asm.Mov.Imm32(r0, -1).WithSymbol("accept"), // the whole frame
+		asm.Return(),
+	)
+	return p
+}
+
+// Stack layout of the forwarder.
+const (
+	stTag = -16 // 8 bytes
+)
+
+// forwarder builds the tc ingress program of each port. It forwards the
+// frames the classifier kept from the socket: applies the flow's rewrites,
+// fixing checksums with the kernel's helpers (which know about checksums
+// left to offload), and redirects to the output interface, or drops for a
+// flow without output. Every other frame goes on as without the program.
+func forwarder(handover int) asm.Instructions {
+	r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R5, asm.R6, asm.R7, asm.R8, asm.R9, asm.RFP
+	p := asm.Instructions{
+		asm.Mov.Reg(r6, r1),
+		asm.StoreImm(fp, stZero, 0, asm.Word),
+		asm.LoadMapPtr(r1, handover),
+		asm.Mov.Reg(r2, fp),
+		asm.Add.Imm(r2, stZero),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(r0, 0, "next"),
+		asm.Mov.Reg(r8, r0),
+		asm.LoadMem(r1, r8, hoIfindex, asm.Word),
+		asm.JEq.Imm(r1, 0, "next"),
+		asm.LoadMem(r2, r6, skbIfindex, asm.Word),
+		asm.JNE.Reg(r1, r2, "stale"),
+		asm.LoadMem(r1, r8, hoLen, asm.Word),
+		asm.LoadMem(r2, r6, skbLen, asm.Word),
+		asm.JNE.Reg(r1, r2, "stale"),
+		asm.Mov.Reg(r1, r6),
+		asm.Mov.Imm(r2, ipOff+4),
+		asm.Mov.Reg(r3, fp),
+		asm.Add.Imm(r3, stTag),
+		asm.Mov.Imm(r4, 8),
+		asm.FnSkbLoadBytes.Call(),
+		asm.JNE.Imm(r0, 0, "stale"),
+		asm.LoadMem(r1, fp, stTag, asm.DWord),
+		asm.LoadMem(r2, r8, hoTag, asm.DWord),
+		asm.JNE.Reg(r1, r2, "stale"),
+		// The frame is the one classified: from here it is ours.
+		asm.StoreImm(r8, hoIfindex, 0, asm.Word),
+		asm.LoadMem(r1, r8, hoAction+valOutIf, asm.Word),
+		asm.JEq.Imm(r1, 0, "drop"),
+		asm.LoadMem(r7, r8, hoAction+valFlags, asm.Word),
+		asm.LoadMem(r9, r8, hoIP+9, asm.Byte), // protocol
+	}
+	store := func(off int32, from int16, n int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(r1, r6),
+			asm.Mov.Imm(r2, off),
+			asm.Mov.Reg(r3, r8),
+			asm.Add.Imm(r3, int32(from)),
+			asm.Mov.Imm(r4, n),
+			asm.Mov.Imm(r5, 0),
+			asm.FnSkbStoreBytes.Call(),
+			asm.JNE.Imm(r0, 0, "drop"),
+		}
+	}
+	// Each rewrite: if the bit is clear, jump over it.
+	rewrite := func(bit int32, name string, body asm.Instructions) asm.Instructions {
+		out := asm.Instructions{
+			asm.Mov.Reg(r0, r7),
+			asm.And.Imm(r0, bit),
+			asm.JEq.Imm(r0, 0, "end_"+name),
+		}
+		out = append(out, body...)
+		return append(out, asm.Mov.Reg(r0, r0).WithSymbol("end_"+name))
+	}
+	csum := func(fn asm.BuiltinFunc, off int32, oldOff, newOff int16, size asm.Size, flags int32) asm.Instructions {
+		return asm.Instructions{
+			asm.Mov.Reg(r1, r6),
+			asm.Mov.Imm(r2, off),
+			asm.LoadMem(r3, r8, oldOff, size),
+			asm.LoadMem(r4, r8, newOff, size),
+			asm.Mov.Imm(r5, flags|int32(size.Sizeof())),
+			fn.Call(),
+			asm.JNE.Imm(r0, 0, "drop"),
+		}
+	}
+	// An address change also changes the TCP or UDP pseudo-header sum.
+	addr := func(name string, oldOff, newOff int16, frameOff int32) asm.Instructions {
+		var b asm.Instructions
+		b = append(b, asm.JNE.Imm(r9, 6, "udp_"+name))
+		b = append(b, csum(asm.FnL4CsumReplace, tcpCsumOff, oldOff, newOff, asm.Word, bpfPseudoHdr)...)
+		b = append(b, asm.Ja.Label("l3_"+name))
+		b = append(b, asm.JNE.Imm(r9, 17, "l3_"+name).WithSymbol("udp_"+name))
+		b = append(b, csum(asm.FnL4CsumReplace, udpCsumOff, oldOff, newOff, asm.Word, bpfPseudoHdr|bpfMarkMangled0)...)
+		l3 := csum(asm.FnL3CsumReplace, ipCsumOff, oldOff, newOff, asm.Word, 0)
+		l3[0] = l3[0].WithSymbol("l3_" + name)
+		b = append(b, l3...)
+		return append(b, store(frameOff, newOff, 4)...)
+	}
+	port := func(name string, oldOff, newOff int16, frameOff int32) asm.Instructions {
+		var b asm.Instructions
+		b = append(b, asm.JNE.Imm(r9, 6, "udp_"+name))
+		b = append(b, csum(asm.FnL4CsumReplace, tcpCsumOff, oldOff, newOff, asm.Half, 0)...)
+		b = append(b, asm.Ja.Label("set_"+name))
+		b = append(b, asm.JNE.Imm(r9, 17, "drop").WithSymbol("udp_"+name))
+		b = append(b, csum(asm.FnL4CsumReplace, udpCsumOff, oldOff, newOff, asm.Half, bpfMarkMangled0)...)
+		s := store(frameOff, newOff, 2)
+		s[0] = s[0].WithSymbol("set_" + name)
+		return append(b, s...)
+	}
+	// A one-byte field shares its checksum word with a neighbour: build
+	// the new word in the hand-over's scratch and replace the old one.
+	word := func(name string, wordOff int16, byteOff int16, low bool, frameOff int32) asm.Instructions {
+		b := asm.Instructions{
+			asm.LoadMem(r1, r8, hoIP+wordOff, asm.Half),
+			asm.LoadMem(r2, r8, byteOff, asm.Byte),
+		}
+		if low { // the byte is the word's first on the wire
+			b = append(b, asm.And.Imm(r1, 0xff00), asm.Or.Reg(r1, r2))
+		} else {
+			b = append(b, asm.And.Imm(r1, 0x00ff), asm.LSh.Imm(r2, 8), asm.Or.Reg(r1, r2))
+		}
+		b = append(b,
+			asm.StoreMem(fp, stTag, r1, asm.Half),
+			asm.Mov.Reg(r1, r6),
+			asm.Mov.Imm(r2, ipCsumOff),
+			asm.LoadMem(r3, r8, hoIP+wordOff, asm.Half),
+			asm.LoadMem(r4, fp, stTag, asm.Half),
+			asm.Mov.Imm(r5, 2),
+			asm.FnL3CsumReplace.Call(),
+			asm.JNE.Imm(r0, 0, "drop"),
+		)
+		return append(b, store(frameOff, byteOff, 1)...)
+	}
+	p = append(p, rewrite(actEthDst, "ethdst", store(0, hoAction+valEthDst, 6))...)
+	p = append(p, rewrite(actEthSrc, "ethsrc", store(6, hoAction+valEthSrc, 6))...)
+	p = append(p, rewrite(actNwSrc, "nwsrc", addr("nwsrc", hoIP+12, hoAction+valNwSrc, ipSrcOff))...)
+	p = append(p, rewrite(actNwDst, "nwdst", addr("nwdst", hoIP+16, hoAction+valNwDst, ipDstOff))...)
+	p = append(p, rewrite(actTOS, "tos", word("tos", 0, hoAction+valTOS, false, ipOff+1))...)
+	p = append(p, rewrite(actTTL, "ttl", word("ttl", 8, hoAction+valTTL, true, ipOff+8))...)
+	p = append(p, rewrite(actTpSrc, "tpsrc", port("tpsrc", hoPorts, hoAction+valTpSrc, l4Off))...)
+	p = append(p, rewrite(actTpDst, "tpdst", port("tpdst", hoPorts+2, hoAction+valTpDst, l4Off+2))...)
+	p = append(p,
+		asm.LoadMem(r1, r8, hoAction+valOutIf, asm.Word),
+		asm.Mov.Imm(r2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+		asm.Mov.Imm(r0, tcxDrop).WithSymbol("drop"),
+		asm.Return(),
+		asm.StoreImm(r8, hoIfindex, 0, asm.Word).WithSymbol("stale"),
+		asm.Mov.Imm(r0, tcxNext).WithSymbol("next"),
+		asm.Return(),
+	)
+	return p
+}
