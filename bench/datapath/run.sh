@@ -4,6 +4,10 @@
 #   dpfwd-vN  our userspace datapath (bench/datapath/dpfwd) with installed flows,
 #             AF_PACKET ring version N (2: wake per frame, 3: per 1 ms block)
 #   dpfwd-vN-gso  the same with PACKET_VNET_HDR offload; the peers keep TSO on
+#   dpfwd-vN-gso-fast  the same with the kernel fast path (eBPF), as the agent
+#             runs by default: the flows forward in the senders' softirq, so
+#             the switch's own CPU stays near zero and "pps/core" is not
+#             meaningful (the work is charged to the generator's core)
 #   dpfwd-xdp our datapath with AF_XDP ports
 #   upcalls   dpfwd with no flows: every 64-byte frame is a miss; reports the
 #             misses delivered to the handler per second and those dropped
@@ -76,7 +80,7 @@ topology() {
 	fi
 	ip -n "$P-A" addr add 10.9.0.1/24 dev a0; ip -n "$P-A" link set a0 up
 	ip -n "$P-B" addr add 10.9.0.2/24 dev b0; ip -n "$P-B" link set b0 up
-	if [[ $mode != veth && $mode != *-gso ]]; then
+	if [[ $mode != veth && $mode != *-gso* ]]; then
 		# Userspace switches forward MTU-sized frames only: no TSO/checksum offload.
 		ip netns exec "$P-A" ethtool -K a0 tx off >/dev/null
 		ip netns exec "$P-B" ethtool -K b0 tx off >/dev/null
@@ -164,7 +168,8 @@ for mode in $MODES; do
 		else
 			local_args=(-ring "$(echo "$mode" | cut -d- -f2)")
 		fi
-		[[ $mode == *-gso ]] && local_args+=(-offload)
+		[[ $mode == *-gso* ]] && local_args+=(-offload)
+		[[ $mode == *-fast ]] && local_args+=(-fast-path)
 		ip netns exec "$P-D" env GOMAXPROCS="${DP_PROCS:-1}" taskset -c "$DP_CPU" "$WORK/dpfwd" "${local_args[@]}" ${DPFWD_ARGS:-} -a a1 -b b1 >"$WORK/dpfwd.json" 2>"$WORK/dpfwd.log" &
 		pid=$!
 		PIDS+=("$pid")

@@ -33,6 +33,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	busyPoll := flag.Duration("busy-poll", 0, "keep polling the ports this long after the last packet before sleeping (0: off)")
 	cpus := flag.String("cpus", "", "processors to pin the receivers to, e.g. 1 or 2-3,6, as the agent's --datapath-cpus (they then poll their whole window)")
+	fastPath := flag.Bool("fast-path", false, "run the flows in the kernel fast path (eBPF), as the agent does by default")
 	exact := flag.Bool("exact", false, "match in-port, Ethernet and IPv4 addresses exactly instead of in-port only (more EMC work)")
 	flag.Parse()
 	if *a == "" || *b == "" {
@@ -63,7 +64,7 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(userspace.Config{Logger: log, BusyPoll: *busyPoll, CPUs: pinned, Ring: rv, Offload: *offload, XDP: *xdp, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
+	if err := run(userspace.Config{Logger: log, BusyPoll: *busyPoll, CPUs: pinned, Ring: rv, Offload: *offload, XDP: *xdp, FastPath: *fastPath, RingBlockSize: *blockSize, RingBlocks: *blocks}, *a, *b, *exact, *upcallsOnly, log); err != nil {
 		log.Error("dpfwd failed", "error", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)

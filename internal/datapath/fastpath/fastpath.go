@@ -57,6 +57,7 @@ type FastPath struct {
 	slots   [maxMasks]maskSlot
 	slotOf  map[[keySize]byte]int
 	nslots  int // slots in use end before this one
+	nkernel int // entries held in the kernel
 }
 
 type flowID struct{ key, mask packet.FlowKey } // key masked
@@ -248,6 +249,7 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 		f.entries[id] = e
 	}
 	e.bkey, e.slot, e.in, e.out, e.inKernel = bkey, slot, in, out, true
+	f.nkernel++
 	return true
 }
 
@@ -276,6 +278,7 @@ func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
 	var v [valSize]byte
 	err := f.flows.LookupAndDelete(e.bkey[:], v[:])
 	e.inKernel = false
+	f.nkernel--
 	f.releaseMaskLocked(e.slot)
 	if err != nil {
 		return datapath.FlowStats{}, false
@@ -318,23 +321,10 @@ func (f *FastPath) ForgetInterface(ifindex uint32) {
 	}
 }
 
-// Flush removes every kernel copy.
-func (f *FastPath) Flush() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for id, e := range f.entries {
-		if e.inKernel {
-			f.removeLocked(e)
-		}
-		delete(f.entries, id)
-	}
-}
-
 // Stats are the fast path's counters.
 type Stats struct {
 	Packets, Bytes uint64 // forwarded or dropped by kernel flows
 	Flows          int    // flows held in the kernel
-	Masks          int
 }
 
 // Stats returns the counters summed over the processors.
@@ -348,16 +338,7 @@ func (f *FastPath) Stats() Stats {
 		}
 	}
 	f.mu.Lock()
-	for _, e := range f.entries {
-		if e.inKernel {
-			s.Flows++
-		}
-	}
-	for _, sl := range f.slots {
-		if sl.refs > 0 {
-			s.Masks++
-		}
-	}
+	s.Flows = f.nkernel
 	f.mu.Unlock()
 	return s
 }
