@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -58,6 +59,9 @@ type FastPath struct {
 	slotOf  map[[keySize]byte]int
 	nslots  int // slots in use end before this one
 	nkernel int // entries held in the kernel
+	// Scratch for map values, so that handing them to the kernel does
+	// not allocate; guarded by mu.
+	val, old [valSize]byte
 }
 
 type flowID struct{ key, mask packet.FlowKey } // key masked
@@ -198,9 +202,9 @@ func (a *Attachment) Stats() datapath.PortStats {
 // reports whether the flow runs in the kernel.
 func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports, resetStats bool) bool {
 	id := flowID{key.Masked(mask), *mask}
-	bkey, bmask, val, in, out, ok := translate(&id.key, mask, actions, ports)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	bkey, bmask, in, out, ok := translate(&id.key, mask, actions, ports, &f.val)
 	e := f.entries[id]
 	if e != nil && resetStats {
 		e.carry = datapath.FlowStats{}
@@ -220,11 +224,10 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 		binary.NativeEndian.PutUint16(bkey[keyMaskNo:], uint16(e.slot))
 		if bkey == e.bkey {
 			// Same match: replace the actions, keep the counters.
-			var old [valSize]byte
-			if !resetStats && f.flows.Lookup(e.bkey[:], old[:]) == nil {
-				copy(val[valActSize:], old[valActSize:])
+			if !resetStats && f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+				copy(f.val[valActSize:], f.old[valActSize:])
 			}
-			if f.flows.Update(e.bkey[:], val[:], ebpf.UpdateExist) == nil {
+			if f.flows.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateExist) == nil {
 				e.out = out
 				return true
 			}
@@ -240,15 +243,19 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 		return false
 	}
 	binary.NativeEndian.PutUint16(bkey[keyMaskNo:], uint16(slot))
-	if err := f.flows.Update(bkey[:], val[:], ebpf.UpdateAny); err != nil {
+	fresh := e == nil
+	if fresh {
+		e = &entry{}
+	}
+	e.bkey = bkey
+	if err := f.flows.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateAny); err != nil {
 		f.releaseMaskLocked(slot)
 		return false
 	}
-	if e == nil {
-		e = &entry{}
+	if fresh {
 		f.entries[id] = e
 	}
-	e.bkey, e.slot, e.in, e.out, e.inKernel = bkey, slot, in, out, true
+	e.slot, e.in, e.out, e.inKernel = slot, in, out, true
 	f.nkernel++
 	return true
 }
@@ -275,15 +282,14 @@ func (f *FastPath) Delete(key, mask *packet.FlowKey) (datapath.FlowStats, bool) 
 
 // removeLocked deletes e's kernel copy and returns its final counters.
 func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
-	var v [valSize]byte
-	err := f.flows.LookupAndDelete(e.bkey[:], v[:])
+	err := f.flows.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
 	e.inKernel = false
 	f.nkernel--
 	f.releaseMaskLocked(e.slot)
 	if err != nil {
 		return datapath.FlowStats{}, false
 	}
-	return valueStats(&v), true
+	return valueStats(&f.old), true
 }
 
 // FlowStats returns the counters of the packets the kernel forwarded for a
@@ -298,9 +304,8 @@ func (f *FastPath) FlowStats(key, mask *packet.FlowKey) (datapath.FlowStats, boo
 	}
 	st := e.carry
 	if e.inKernel {
-		var v [valSize]byte
-		if f.flows.Lookup(e.bkey[:], v[:]) == nil {
-			st = MergeStats(st, valueStats(&v))
+		if f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+			st = MergeStats(st, valueStats(&f.old))
 		}
 	}
 	return st, true
@@ -399,7 +404,8 @@ func (f *FastPath) writeMasks() error {
 // the classifier reads from an untagged IPv4 frame, and the actions may
 // only rewrite Ethernet, IPv4 and TCP/UDP port fields and then send to
 // one attached interface, or drop.
-func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports) (bkey, bmask [keySize]byte, val [valSize]byte, in, out uint32, ok bool) {
+func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports, val *[valSize]byte) (bkey, bmask [keySize]byte, in, out uint32, ok bool) {
+	*val = [valSize]byte{}
 	if mask.InPort != ^uint32(0) {
 		return
 	}
@@ -480,7 +486,7 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 	}
 	binary.NativeEndian.PutUint32(val[valFlags:], flags)
 	binary.NativeEndian.PutUint32(val[valOutIf:], out)
-	return bkey, bmask, val, in, out, true
+	return bkey, bmask, in, out, true
 }
 
 // encodeKey writes the fields of k the classifier reads, in its layout.

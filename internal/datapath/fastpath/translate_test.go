@@ -1,0 +1,86 @@
+package fastpath
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// Which flows the kernel may run, and how their match and actions are laid
+// out for the programs.
+func TestTranslate(t *testing.T) {
+	ports := func(no datapath.PortNo) (uint32, bool) { return uint32(no) * 10, no == 1 || no == 2 }
+	inPort := packet.FlowKey{InPort: ^uint32(0)}
+	ipv4 := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff}
+	tcp := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwProto: 0xff}
+	out := datapath.Output(2)
+	setTCP := datapath.SetTCP(datapath.L4Set{Src: 1, Fields: datapath.SetSrc})
+	cases := []struct {
+		name      string
+		key, mask packet.FlowKey
+		actions   []datapath.Action
+		want      bool
+	}{
+		{"in-port only, output", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{out}, true},
+		{"a drop", packet.FlowKey{InPort: 1}, inPort, nil, true},
+		{"in-port wildcarded", packet.FlowKey{InPort: 1}, packet.FlowKey{}, []datapath.Action{out}, false},
+		{"in-port not attached", packet.FlowKey{InPort: 3}, inPort, []datapath.Action{out}, false},
+		{"output not attached", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Output(3)}, false},
+		{"two outputs", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{out, datapath.Output(1)}, false},
+		{"to the overlay", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{
+			datapath.SetTunnel(datapath.TunnelSet{VNI: 5}), out}, false},
+		{"to the agent", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Userspace(1), out}, false},
+		{"push a tag", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.PushVLAN(5), out}, false},
+		{"IPv4", packet.FlowKey{InPort: 1, EthType: 0x0800}, ipv4, []datapath.Action{out}, true},
+		{"ARP", packet.FlowKey{InPort: 1, EthType: 0x0806}, ipv4, []datapath.Action{out}, false},
+		{"tagged", packet.FlowKey{InPort: 1, VLAN: 5 | packet.VLANPresent}, packet.FlowKey{InPort: ^uint32(0), VLAN: 0xffff}, []datapath.Action{out}, false},
+		{"untagged only", packet.FlowKey{InPort: 1}, packet.FlowKey{InPort: ^uint32(0), VLAN: 0xffff}, []datapath.Action{out}, true},
+		{"later fragments", packet.FlowKey{InPort: 1, EthType: 0x0800, NwFrag: packet.FragLater}, packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwFrag: 0xff}, []datapath.Action{out}, false},
+		{"from the overlay", packet.FlowKey{InPort: 1, TunID: 7}, packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}, []datapath.Action{out}, false},
+		{"TCP ports, protocol pinned", packet.FlowKey{InPort: 1, EthType: 0x0800, NwProto: 6}, tcp, []datapath.Action{setTCP, out}, true},
+		{"TCP ports, protocol not pinned", packet.FlowKey{InPort: 1, EthType: 0x0800}, ipv4, []datapath.Action{setTCP, out}, false},
+		{"UDP ports on TCP", packet.FlowKey{InPort: 1, EthType: 0x0800, NwProto: 6}, tcp, []datapath.Action{
+			datapath.SetUDP(datapath.L4Set{Src: 1, Fields: datapath.SetSrc}), out}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var val [valSize]byte
+			k := c.key.Masked(&c.mask)
+			_, _, _, _, ok := translate(&k, &c.mask, c.actions, ports, &val)
+			if ok != c.want {
+				t.Errorf("mirrored %v, want %v", ok, c.want)
+			}
+		})
+	}
+}
+
+func TestTranslateLayout(t *testing.T) {
+	ports := func(no datapath.PortNo) (uint32, bool) { return uint32(no) * 10, true }
+	key := packet.FlowKey{InPort: 1, EthType: 0x0800, NwProto: 1, NwTTL: 64, TpSrc: 8, TpDst: 0, ICMPID: 0x1234,
+		NwSrc: [4]byte{10, 0, 0, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 9}}
+	mask := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwProto: 0xff, NwTTL: 0xff, TpSrc: 0xffff, ICMPID: 0xffff, NwSrc: [4]byte{255, 255, 255, 0}}
+	var val [valSize]byte
+	bkey, bmask, in, out, ok := translate(&key, &mask, []datapath.Action{
+		datapath.SetIPv4(datapath.IPv4Set{Dst: [4]byte{192, 0, 2, 7}, TTL: 63, Fields: datapath.SetDst | datapath.SetTTL}),
+		datapath.Output(2)}, ports, &val)
+	if !ok || in != 10 || out != 20 {
+		t.Fatalf("ok %v in %d out %d", ok, in, out)
+	}
+	if got := binary.NativeEndian.Uint32(bkey[keyIfindex:]); got != 10 {
+		t.Errorf("key interface %d", got)
+	}
+	if bkey[keyTpSrc] != 0 || bkey[keyTpSrc+1] != 8 || bkey[keyICMPID] != 0x12 || bkey[keyICMPID+1] != 0x34 {
+		t.Errorf("ICMP fields % x", bkey[keyTpSrc:keySize])
+	}
+	if bmask[keyNwSrc+3] != 0 || bmask[keyNwSrc] != 0xff || bmask[keyEthDst] != 0 || bmask[keyMaskNo] != 0 {
+		t.Errorf("mask % x", bmask)
+	}
+	if f := binary.NativeEndian.Uint32(val[valFlags:]); f != actNwDst|actTTL {
+		t.Errorf("action bits %#x", f)
+	}
+	if val[valTTL] != 63 || val[valNwDst+3] != 7 || binary.NativeEndian.Uint32(val[valOutIf:]) != 20 {
+		t.Errorf("value % x", val[:valActSize])
+	}
+}
