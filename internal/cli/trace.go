@@ -665,6 +665,10 @@ func runTrace(s *session, cmd *cobra.Command, f *traceFlags) error {
 	sm.MatchICMPID(p.matchICMPID)
 	res := sm.Simulate(snap, nil, &sim.Packet{Port: p.port, Match: m, Frame: frame, Trace: true}, time.Now())
 	rep := t.report(p.port, &m, res)
+	if f.datapath == "userspace" && rep.HardTimeout != "" {
+		k, why := t.inKernel(p.port, &m, res)
+		rep.InKernel, rep.Where = &k, why
+	}
 	if s.json {
 		return writeJSON(s.out, rep)
 	}
@@ -694,6 +698,39 @@ type TraceReport struct {
 	FlowTags           int      `json:"flowTags"`
 	HardTimeout        string   `json:"hardTimeout"`
 	HardTimeoutSeconds float64  `json:"hardTimeoutSeconds"`
+	// InKernel says whether the userspace datapath runs the flow in its
+	// kernel fast path (with --datapath userspace), and Where why.
+	InKernel *bool  `json:"inKernel,omitempty"`
+	Where    string `json:"where,omitempty"`
+}
+
+// inKernel says whether the userspace datapath's kernel fast path would
+// run the flow of this result (package fastpath): untagged IPv4 entering a
+// bound port, dropped or sent to one port bound on the same host.
+func (t *topo) inKernel(port topology.ID, m *sim.Match, res *sim.Result) (bool, string) {
+	switch {
+	case res.Kind != sim.Forward && res.Kind != sim.Drop && res.Kind != sim.TemporaryDrop:
+		return false, "no flow: every such packet goes through the agent"
+	case m.EthType != packet.EtherTypeIPv4 || m.VLAN != 0:
+		return false, "the agent's receivers: the kernel fast path takes untagged IPv4 only"
+	case m.NwFrag != packet.FragNone:
+		return false, "the agent's receivers: the kernel fast path takes no fragments"
+	}
+	in, ok := t.ports[port]
+	if !ok || !in.IsExterior() {
+		return false, "the agent's receivers: the packet does not enter through a bound port"
+	}
+	if res.Kind != sim.Forward {
+		return true, "the kernel fast path: dropped there, on host " + in.HostID.String()
+	}
+	if len(res.Egress) != 1 {
+		return false, "the agent's receivers: the kernel fast path sends to one port only"
+	}
+	out, ok := t.ports[res.Egress[0].Port]
+	if !ok || !out.IsExterior() || *out.HostID != *in.HostID {
+		return false, "the agent's receivers: the packet leaves through the overlay"
+	}
+	return true, "the kernel fast path of host " + in.HostID.String() + " (its agent's receivers never see the packets)"
 }
 
 // TracePacket describes a packet by its header fields.
@@ -1017,6 +1054,9 @@ func (r *TraceReport) write(w io.Writer) error {
 	fmt.Fprintf(tw, "flow matches\tin_port %s\n", strings.Join(r.Match, " "))
 	fmt.Fprintf(tw, "flow tags\t%d\n", r.FlowTags)
 	fmt.Fprintf(tw, "hard timeout\t%s\n", r.HardTimeout)
+	if r.InKernel != nil {
+		fmt.Fprintf(tw, "runs in\t%s\n", r.Where)
+	}
 	return tw.Flush()
 }
 

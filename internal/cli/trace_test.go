@@ -142,6 +142,13 @@ func TestTrace(t *testing.T) {
 		if r.FlowTags == 0 || r.HardTimeout != "1m0s" || r.HardTimeoutSeconds != 60 {
 			t.Errorf("flow tags %d, hard timeout %s (%v s), want tags and 1m0s", r.FlowTags, r.HardTimeout, r.HardTimeoutSeconds)
 		}
+		// Both VMs are bound on one host: the flow runs in the kernel.
+		if r.InKernel == nil || !*r.InKernel || !strings.Contains(r.Where, "kernel fast path") {
+			t.Errorf("runs in %v %q, want the kernel fast path", r.InKernel, r.Where)
+		}
+		if o := trace(t, "--datapath", "ovs", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80"); o.InKernel != nil {
+			t.Errorf("with the ovs datapath, runs in %v %q: want nothing said", *o.InKernel, o.Where)
+		}
 	})
 
 	t.Run("dropped by a rule", func(t *testing.T) {
