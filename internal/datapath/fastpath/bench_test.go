@@ -2,7 +2,6 @@ package fastpath
 
 import (
 	"encoding/binary"
-	"os"
 	"testing"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -13,9 +12,7 @@ import (
 // 5-tuple, address and port rewrites, output) into the kernel and removing
 // it: the fast path's share of a flow setup.
 func BenchmarkPutDelete(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("loading eBPF programs needs root")
-	}
+	needRoot(b)
 	f, err := New()
 	if err != nil {
 		b.Fatal(err)

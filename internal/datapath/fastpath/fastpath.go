@@ -271,25 +271,7 @@ func (f *FastPath) Delete(key, mask *packet.FlowKey) (datapath.FlowStats, bool) 
 		return datapath.FlowStats{}, false
 	}
 	delete(f.entries, id)
-	st := e.carry
-	if e.inKernel {
-		if s, ok := f.removeLocked(e); ok {
-			st = MergeStats(st, s)
-		}
-	}
-	return st, true
-}
-
-// removeLocked deletes e's kernel copy and returns its final counters.
-func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
-	err := f.flows.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
-	e.inKernel = false
-	f.nkernel--
-	f.releaseMaskLocked(e.slot)
-	if err != nil {
-		return datapath.FlowStats{}, false
-	}
-	return valueStats(&f.old), true
+	return f.countersLocked(e, true), true
 }
 
 // FlowStats returns the counters of the packets the kernel forwarded for a
@@ -302,13 +284,35 @@ func (f *FastPath) FlowStats(key, mask *packet.FlowKey) (datapath.FlowStats, boo
 	if e == nil {
 		return datapath.FlowStats{}, false
 	}
+	return f.countersLocked(e, false), true
+}
+
+// countersLocked returns e's counters, those it carries and its kernel
+// copy's, removing the copy if remove.
+func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 	st := e.carry
-	if e.inKernel {
-		if f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
-			st = MergeStats(st, valueStats(&f.old))
+	switch {
+	case !e.inKernel:
+	case remove:
+		if s, ok := f.removeLocked(e); ok {
+			st = MergeStats(st, s)
 		}
+	case f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil:
+		st = MergeStats(st, valueStats(&f.old))
 	}
-	return st, true
+	return st
+}
+
+// removeLocked deletes e's kernel copy and returns its final counters.
+func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
+	err := f.flows.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
+	e.inKernel = false
+	f.nkernel--
+	f.releaseMaskLocked(e.slot)
+	if err != nil {
+		return datapath.FlowStats{}, false
+	}
+	return valueStats(&f.old), true
 }
 
 // ForgetInterface removes the kernel's copies of the flows that enter or

@@ -5,11 +5,16 @@ import (
 	"testing"
 )
 
+func needRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("loading eBPF programs needs root")
+	}
+}
+
 // The kernel's verifier accepts both programs.
 func TestLoad(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF programs needs root")
-	}
+	needRoot(t)
 	f, err := New()
 	if err != nil {
 		t.Fatal(err)

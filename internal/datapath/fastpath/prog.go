@@ -127,6 +127,22 @@ const (
 	tcxDrop         = 2      // TCX_DROP
 )
 
+// skbBytes calls bpf_skb_load_bytes or bpf_skb_store_bytes (flags 0) on
+// the packet in R6, at frame offset off, n bytes to or from base+disp, and
+// jumps to fail if the helper fails.
+func skbBytes(fn asm.BuiltinFunc, off int32, base asm.Register, disp int16, n int32, fail string) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, off),
+		asm.Mov.Reg(asm.R3, base),
+		asm.Add.Imm(asm.R3, int32(disp)),
+		asm.Mov.Imm(asm.R4, n),
+		asm.Mov.Imm(asm.R5, 0),
+		fn.Call(),
+		asm.JNE.Imm(asm.R0, 0, fail),
+	}
+}
+
 // Stack layout of the classifier (offsets from the frame pointer).
 const (
 	stZero   = -8   // u32 0: the key of the one-entry arrays
@@ -144,17 +160,9 @@ const (
 // could get wrong (IP options, fragments, truncated headers), goes to the
 // socket as before (returns the whole length).
 func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
-	r0, r1, r2, r3, r4, r6, r7, r8, r9, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R7, asm.R8, asm.R9, asm.RFP
+	r0, r1, r2, r6, r7, r8, r9, fp := asm.R0, asm.R1, asm.R2, asm.R6, asm.R7, asm.R8, asm.R9, asm.RFP
 	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(r1, r6),
-			asm.Mov.Imm(r2, off),
-			asm.Mov.Reg(r3, fp),
-			asm.Add.Imm(r3, int32(to)),
-			asm.Mov.Imm(r4, n),
-			asm.FnSkbLoadBytes.Call(),
-			asm.JNE.Imm(r0, 0, "accept"),
-		}
+		return skbBytes(asm.FnSkbLoadBytes, off, fp, to, n, "accept")
 	}
 	lookup := func(mapFD int, key int16) asm.Instructions {
 		return asm.Instructions{
@@ -413,16 +421,7 @@ func forwarder(handover int) asm.Instructions {
 		asm.LoadMem(r9, r8, hoIP+9, asm.Byte), // protocol
 	}
 	store := func(off int32, from int16, n int32) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(r1, r6),
-			asm.Mov.Imm(r2, off),
-			asm.Mov.Reg(r3, r8),
-			asm.Add.Imm(r3, int32(from)),
-			asm.Mov.Imm(r4, n),
-			asm.Mov.Imm(r5, 0),
-			asm.FnSkbStoreBytes.Call(),
-			asm.JNE.Imm(r0, 0, "drop"),
-		}
+		return skbBytes(asm.FnSkbStoreBytes, off, r8, from, n, "drop")
 	}
 	// Each rewrite: if the bit is clear, jump over it.
 	rewrite := func(bit int32, name string, body asm.Instructions) asm.Instructions {
