@@ -263,20 +263,17 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 // Delete removes the kernel's copy of a flow and returns the counters of
 // the packets the kernel forwarded for it.
 func (f *FastPath) Delete(key, mask *packet.FlowKey) (datapath.FlowStats, bool) {
-	id := flowID{key.Masked(mask), *mask}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.entries[id]
-	if e == nil {
-		return datapath.FlowStats{}, false
-	}
-	delete(f.entries, id)
-	return f.countersLocked(e, true), true
+	return f.lookup(key, mask, true)
 }
 
 // FlowStats returns the counters of the packets the kernel forwarded for a
 // flow, and false for a flow it has never held.
 func (f *FastPath) FlowStats(key, mask *packet.FlowKey) (datapath.FlowStats, bool) {
+	return f.lookup(key, mask, false)
+}
+
+// lookup returns a flow's kernel counters, forgetting the flow if remove.
+func (f *FastPath) lookup(key, mask *packet.FlowKey, remove bool) (datapath.FlowStats, bool) {
 	id := flowID{key.Masked(mask), *mask}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -284,7 +281,10 @@ func (f *FastPath) FlowStats(key, mask *packet.FlowKey) (datapath.FlowStats, boo
 	if e == nil {
 		return datapath.FlowStats{}, false
 	}
-	return f.countersLocked(e, false), true
+	if remove {
+		delete(f.entries, id)
+	}
+	return f.countersLocked(e, remove), true
 }
 
 // countersLocked returns e's counters, those it carries and its kernel

@@ -307,18 +307,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.FnKtimeGetNs.Call().WithSymbol("noflags"),
 		asm.StoreMem(r7, valUsed, r0, asm.DWord),
 	)
-	p = append(p, lookup(counters, stZero)...)
-	p = append(p,
-		asm.JEq.Imm(r0, 0, "handover"),
-		asm.LoadMem(r1, r0, ctrPackets, asm.DWord),
-		asm.Add.Imm(r1, 1),
-		asm.StoreMem(r0, ctrPackets, r1, asm.DWord),
-		asm.LoadMem(r1, r0, ctrBytes, asm.DWord),
-		asm.LoadMem(r2, r6, skbLen, asm.Word),
-		asm.Add.Reg(r1, r2),
-		asm.StoreMem(r0, ctrBytes, r1, asm.DWord),
-	)
-	// The ports' counters: received on the input, sent on the output.
+	// count adds the packet to the per-processor counters at R0, if any.
 	count := func(label string, pkts, bytes int16) asm.Instructions {
 		return asm.Instructions{
 			asm.JEq.Imm(r0, 0, label),
@@ -331,8 +320,11 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 			asm.StoreMem(r0, bytes, r1, asm.DWord),
 		}
 	}
+	p = append(p, lookup(counters, stZero)...)
+	p = append(p, count("ports", ctrPackets, ctrBytes)...)
+	// The ports' counters: received on the input, sent on the output.
 	p = append(p, lookup(ports, stKey+keyIfindex)...)
-	p[len(p)-4] = p[len(p)-4].WithSymbol("handover")
+	p[len(p)-4] = p[len(p)-4].WithSymbol("ports")
 	p = append(p, count("txport", portRxPackets, portRxBytes)...)
 	p = append(p,
 		asm.LoadMem(r1, r7, valOutIf, asm.Word).WithSymbol("txport"),
