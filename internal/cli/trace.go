@@ -706,7 +706,8 @@ type TraceReport struct {
 
 // inKernel says whether the userspace datapath's kernel fast path would
 // run the flow of this result (package fastpath): untagged IPv4 entering a
-// bound port, dropped or sent to one port bound on the same host.
+// bound port, dropped or sent to one bound port, on this host or through
+// the overlay.
 func (t *topo) inKernel(port topology.ID, m *sim.Match, res *sim.Result) (bool, string) {
 	switch {
 	case res.Kind != sim.Forward && res.Kind != sim.Drop && res.Kind != sim.TemporaryDrop:
@@ -727,8 +728,12 @@ func (t *topo) inKernel(port topology.ID, m *sim.Match, res *sim.Result) (bool, 
 		return false, "the agent's receivers: the kernel fast path sends to one port only"
 	}
 	out, ok := t.ports[res.Egress[0].Port]
-	if !ok || !out.IsExterior() || *out.HostID != *in.HostID {
-		return false, "the agent's receivers: the packet leaves through the overlay"
+	switch {
+	case !ok || !out.IsExterior():
+		return false, "the agent's receivers: the packet leaves through no bound port"
+	case *out.HostID != *in.HostID:
+		return true, "the kernel fast path of host " + in.HostID.String() + ", into the overlay, and of host " +
+			out.HostID.String() + ", out of it; TCP segments over 1 KiB and GSO super-frames go through the agents"
 	}
 	return true, "the kernel fast path of host " + in.HostID.String() + " (its agent's receivers never see the packets)"
 }

@@ -210,6 +210,20 @@ func TestSameHostRoutingInTheKernel(t *testing.T) {
 	})
 }
 
+// Across hosts (vm-a1 on host 1, vm-b2 on host 3) the kernels push and pop
+// the overlay: both hosts count the pings in their fast paths.
+func TestOverlayInTheKernel(t *testing.T) {
+	need(t)
+	const kernel = "midonet_agent_datapath_kernel_packets"
+	before := [2]int{agentMetric(t, 0, kernel), agentMetric(t, 2, kernel)}
+	if n := pingCount(sandbox.VMNS("vm-a1"), "10.0.2.11", 10); n < 9 {
+		t.Fatalf("%d of 10 pings from vm-a1 to vm-b2", n)
+	}
+	eventually(t, 5*time.Second, "pings counted in hosts 1 and 3's kernel fast paths", func() bool {
+		return agentMetric(t, 0, kernel)-before[0] >= 8 && agentMetric(t, 2, kernel)-before[1] >= 8
+	})
+}
+
 // Pings through SNAT: the reply must find the NAT binding both on the
 // uplink's host when the VM is elsewhere (replicated state) and when the
 // VM is on the uplink's host itself. The userspace datapath matches the

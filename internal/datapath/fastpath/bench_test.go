@@ -18,7 +18,7 @@ func BenchmarkPutDelete(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	ports := func(no datapath.PortNo) (uint32, bool) { return uint32(no) + 100, no == 1 || no == 2 }
+	ports := func(no datapath.PortNo) (Port, bool) { return Port{Ifindex: uint32(no) + 100}, no == 1 || no == 2 }
 	mask := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwProto: 0xff, NwTTL: 0xff,
 		NwSrc: [4]byte{255, 255, 255, 255}, NwDst: [4]byte{255, 255, 255, 255}, TpSrc: 0xffff, TpDst: 0xffff}
 	key := packet.FlowKey{InPort: 1, EthType: 0x0800, NwProto: 6, NwTTL: 64, NwSrc: [4]byte{10, 0, 0, 1}, NwDst: [4]byte{192, 0, 2, 1}, TpDst: 80}

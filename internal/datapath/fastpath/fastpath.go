@@ -25,6 +25,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 	"unsafe"
@@ -51,6 +52,7 @@ type portCounters struct{ RxPackets, RxBytes, TxPackets, TxBytes uint64 }
 type FastPath struct {
 	masks, flows, handover, counters *ebpf.Map
 	ports                            *ebpf.Map // counters by interface
+	decap                            *ebpf.Map // tunnel key → interface
 	classify, forward                *ebpf.Program
 
 	mu      sync.Mutex
@@ -67,9 +69,11 @@ type FastPath struct {
 type flowID struct{ key, mask packet.FlowKey } // key masked
 
 type entry struct {
-	bkey    [keySize]byte // the kernel map's key, masked, with the mask number
+	bkey    [keySize]byte // the kernel map's key, masked, with the mask number; a decap's VNI word
 	slot    int
 	in, out uint32 // interfaces; out 0 for a drop
+	decap   bool   // in the decapsulation table, not the classifier's
+	overlay bool   // pushes or pops the overlay's tunnel
 	// carry keeps the counters of a kernel copy the flow lost when its
 	// actions changed to ones the kernel cannot run.
 	carry    datapath.FlowStats
@@ -81,9 +85,26 @@ type maskSlot struct {
 	refs int
 }
 
-// Ports says which interface index serves a datapath port, for ports
-// attached to the fast path.
-type Ports func(datapath.PortNo) (ifindex uint32, ok bool)
+// Port is how the kernel reaches a datapath port: an attached interface,
+// or the overlay.
+type Port struct {
+	Ifindex uint32   // an interface with the programs attached
+	Overlay *Overlay // the VXLAN port, with Ifindex 0
+}
+
+// Overlay describes a VXLAN port whose tunnels the kernel may push and
+// pop (AttachOverlay).
+type Overlay struct {
+	Local   netip.Addr // the port's address; zero if it listens on all
+	UDPPort uint16
+	// Route says how the underlay reaches a peer: the interface, its MTU
+	// and the source address to use.
+	Route func(dst netip.Addr) (ifindex uint32, mtu int, src netip.Addr, ok bool)
+}
+
+// Ports says how the kernel reaches a datapath port; false for ports it
+// cannot use.
+type Ports func(datapath.PortNo) (Port, bool)
 
 // New loads the programs. It fails where eBPF is not available (no
 // privilege, an old kernel); the datapath then runs without a fast path.
@@ -110,6 +131,11 @@ func New() (*FastPath, error) {
 		f.Close()
 		return nil, fmt.Errorf("fast path: port counters: %w", err)
 	}
+	if f.decap, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_decap", Type: ebpf.Hash, KeySize: 4, ValueSize: decSize,
+		MaxEntries: maxPorts, Flags: unix.BPF_F_NO_PREALLOC}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fast path: decapsulation table: %w", err)
+	}
 	if f.classify, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "mn_classify", Type: ebpf.SocketFilter, License: "Apache-2.0",
 		Instructions: classifier(f.masks.FD(), f.flows.FD(), f.handover.FD(), f.counters.FD(), f.ports.FD())}); err != nil {
 		f.Close()
@@ -134,7 +160,7 @@ func (f *FastPath) Close() error {
 			p.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{f.masks, f.flows, f.handover, f.counters, f.ports} {
+	for _, m := range []*ebpf.Map{f.masks, f.flows, f.handover, f.counters, f.ports, f.decap} {
 		if m != nil {
 			m.Close()
 		}
@@ -147,7 +173,8 @@ type Attachment struct {
 	f       *FastPath
 	ifindex uint32
 	link    link.Link
-	sock    int
+	sock    int           // the port's socket, with the classifier; -1 for an overlay
+	prog    *ebpf.Program // an overlay's own decapsulator
 }
 
 // Attach puts the programs on an interface and on the AF_PACKET socket
@@ -176,9 +203,45 @@ func (f *FastPath) Attach(ifindex, sock int) (*Attachment, error) {
 // frame is kept from the socket without a program to forward it. The
 // socket must still be open.
 func (a *Attachment) Close() {
-	unix.SetsockoptInt(a.sock, unix.SOL_SOCKET, unix.SO_DETACH_BPF, 0)
+	if a.sock >= 0 {
+		unix.SetsockoptInt(a.sock, unix.SOL_SOCKET, unix.SO_DETACH_BPF, 0)
+	}
 	a.link.Close()
+	if a.prog != nil {
+		a.prog.Close()
+	}
 	a.f.ports.Delete(a.ifindex)
+}
+
+// AttachOverlay puts a decapsulator on the underlay interface that
+// carries a VXLAN port's traffic: frames to local:udpPort whose tunnel key
+// has a kernel flow leave the tunnel there. It must run in the interface's
+// network namespace. The interface's counters are the overlay's.
+func (f *FastPath) AttachOverlay(ifindex int, local netip.Addr, udpPort uint16) (*Attachment, error) {
+	var raw uint32
+	if local.IsValid() {
+		a4 := local.As4()
+		raw = binary.NativeEndian.Uint32(a4[:])
+	}
+	var port [2]byte
+	binary.BigEndian.PutUint16(port[:], udpPort)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "mn_decap", Type: ebpf.SchedCLS, License: "Apache-2.0",
+		Instructions: decapsulator(f.decap.FD(), f.counters.FD(), f.ports.FD(), raw, binary.NativeEndian.Uint16(port[:]))})
+	if err != nil {
+		return nil, fmt.Errorf("fast path: load the decapsulator: %w", err)
+	}
+	zero := make([]portCounters, ebpf.MustPossibleCPU())
+	if err := f.ports.Update(uint32(ifindex), zero, ebpf.UpdateAny); err != nil {
+		prog.Close()
+		return nil, fmt.Errorf("fast path: counters of interface %d: %w", ifindex, err)
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		prog.Close()
+		f.ports.Delete(uint32(ifindex))
+		return nil, fmt.Errorf("fast path: attach the decapsulator to interface %d: %w", ifindex, err)
+	}
+	return &Attachment{f: f, ifindex: uint32(ifindex), link: l, sock: -1, prog: prog}, nil
 }
 
 // Stats returns what the kernel's flows received on the interface and sent
@@ -204,58 +267,67 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 	id := flowID{key.Masked(mask), *mask}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	bkey, bmask, in, out, ok := translate(&id.key, mask, actions, ports, &f.val)
+	kf, ok := translate(&id.key, mask, actions, ports, &f.val)
 	e := f.entries[id]
 	if e != nil && resetStats {
 		e.carry = datapath.FlowStats{}
 	}
-	if !ok {
+	retire := func() {
 		if e != nil && e.inKernel {
 			if st, ok := f.removeLocked(e); ok && !resetStats {
 				e.carry = MergeStats(e.carry, st)
 			}
 		}
+	}
+	if !ok {
+		retire()
 		return false
 	}
-	for i := range bkey {
-		bkey[i] &= bmask[i]
-	}
-	if e != nil && e.inKernel && f.slots[e.slot].mask == bmask {
-		binary.NativeEndian.PutUint16(bkey[keyMaskNo:], uint16(e.slot))
-		if bkey == e.bkey {
-			// Same match: replace the actions, keep the counters.
-			if !resetStats && f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
-				copy(f.val[valActSize:], f.old[valActSize:])
-			}
-			if f.flows.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateExist) == nil {
-				e.out = out
-				return true
-			}
+	m, counters, slot := f.flows, valActSize, -1
+	if kf.decap {
+		m, counters = f.decap, decPackets
+	} else {
+		for i := range kf.key {
+			kf.key[i] &= kf.mask[i]
+		}
+		if e != nil && e.inKernel && !e.decap && f.slots[e.slot].mask == kf.mask {
+			slot = e.slot
+			binary.NativeEndian.PutUint16(kf.key[keyMaskNo:], uint16(slot))
 		}
 	}
-	if e != nil && e.inKernel {
-		if st, ok := f.removeLocked(e); ok && !resetStats {
-			e.carry = MergeStats(e.carry, st)
+	if e != nil && e.inKernel && e.decap == kf.decap && e.bkey == kf.key && (kf.decap || slot >= 0) {
+		// Same match: replace the actions, keep the counters.
+		if !resetStats && m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+			copy(f.val[counters:], f.old[counters:])
+		}
+		if m.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateExist) == nil {
+			e.out, e.overlay = kf.out, kf.overlay
+			return true
 		}
 	}
-	slot, err := f.acquireMaskLocked(bmask)
-	if err != nil {
-		return false
+	retire()
+	if !kf.decap {
+		var err error
+		if slot, err = f.acquireMaskLocked(kf.mask); err != nil {
+			return false
+		}
+		binary.NativeEndian.PutUint16(kf.key[keyMaskNo:], uint16(slot))
 	}
-	binary.NativeEndian.PutUint16(bkey[keyMaskNo:], uint16(slot))
 	fresh := e == nil
 	if fresh {
 		e = &entry{}
 	}
-	e.bkey = bkey
-	if err := f.flows.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateAny); err != nil {
-		f.releaseMaskLocked(slot)
+	e.bkey = kf.key
+	if err := m.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateAny); err != nil {
+		if slot >= 0 {
+			f.releaseMaskLocked(slot)
+		}
 		return false
 	}
 	if fresh {
 		f.entries[id] = e
 	}
-	e.slot, e.in, e.out, e.inKernel = slot, in, out, true
+	e.slot, e.in, e.out, e.decap, e.overlay, e.inKernel = slot, kf.in, kf.out, kf.decap, kf.overlay, true
 	f.nkernel++
 	return true
 }
@@ -297,22 +369,37 @@ func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 		if s, ok := f.removeLocked(e); ok {
 			st = MergeStats(st, s)
 		}
-	case f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil:
-		st = MergeStats(st, valueStats(&f.old))
+	case e.decap && f.decap.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil,
+		!e.decap && f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil:
+		st = MergeStats(st, f.oldStats(e))
 	}
 	return st
 }
 
 // removeLocked deletes e's kernel copy and returns its final counters.
 func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
-	err := f.flows.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
+	m := f.flows
+	if e.decap {
+		m = f.decap
+	}
+	err := m.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
+	if !e.decap {
+		f.releaseMaskLocked(e.slot)
+	}
 	e.inKernel = false
 	f.nkernel--
-	f.releaseMaskLocked(e.slot)
 	if err != nil {
 		return datapath.FlowStats{}, false
 	}
-	return valueStats(&f.old), true
+	return f.oldStats(e), true
+}
+
+// oldStats reads the counters of e's value in f.old.
+func (f *FastPath) oldStats(e *entry) datapath.FlowStats {
+	if e.decap {
+		return valueStats(f.old[decPackets:], 0)
+	}
+	return valueStats(f.old[valPackets:], binary.NativeEndian.Uint64(f.old[valTCPFlags:]))
 }
 
 // ForgetInterface removes the kernel's copies of the flows that enter or
@@ -323,6 +410,20 @@ func (f *FastPath) ForgetInterface(ifindex uint32) {
 	defer f.mu.Unlock()
 	for _, e := range f.entries {
 		if e.inKernel && (e.in == ifindex || e.out == ifindex) {
+			if st, ok := f.removeLocked(e); ok {
+				e.carry = MergeStats(e.carry, st)
+			}
+		}
+	}
+}
+
+// ForgetOverlay removes the kernel's copies of the flows that push or pop
+// the overlay's tunnels, before the VXLAN port goes away.
+func (f *FastPath) ForgetOverlay() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.entries {
+		if e.inKernel && e.overlay {
 			if st, ok := f.removeLocked(e); ok {
 				e.carry = MergeStats(e.carry, st)
 			}
@@ -402,39 +503,57 @@ func (f *FastPath) writeMasks() error {
 	return nil
 }
 
-// translate turns a flow into the kernel's key, mask and value, or
-// reports false when the programs cannot run it exactly: the match must
-// pin the input port to an attached interface and may only look at what
-// the classifier reads from an untagged IPv4 frame, and the actions may
-// only rewrite Ethernet, IPv4 and TCP/UDP port fields and then send to
-// one attached interface, or drop.
-func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports, val *[valSize]byte) (bkey, bmask [keySize]byte, in, out uint32, ok bool) {
+// kernelFlow is a flow as the programs hold it.
+type kernelFlow struct {
+	key, mask [keySize]byte // the classifier's; a decap's VNI word in key
+	in, out   uint32        // interfaces: input (0 for the overlay), output (the underlay's for the overlay; 0 drops)
+	decap     bool          // a tunnel key's flow, in the decapsulation table
+	overlay   bool          // pushes or pops a tunnel
+}
+
+// translate turns a flow into the kernel's key, mask and value (in val),
+// or reports false when the programs cannot run it exactly. Either the
+// flow enters from an attached interface, matches only what the
+// classifier reads from an untagged IPv4 frame, and rewrites Ethernet,
+// IPv4 and TCP/UDP port fields before it drops or sends to one attached
+// interface or into the overlay; or it is a tunnel key's flow (in-port
+// the overlay, match the tunnel key only) that sends to one attached
+// interface.
+func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports, val *[valSize]byte) (kf kernelFlow, ok bool) {
 	*val = [valSize]byte{}
 	if mask.InPort != ^uint32(0) {
-		return
+		return kf, false
 	}
-	if in, ok = ports(datapath.PortNo(key.InPort)); !ok {
-		return
+	in, ok := ports(datapath.PortNo(key.InPort))
+	if !ok {
+		return kf, false
 	}
-	ok = false
+	if in.Overlay != nil {
+		return translateDecap(key, mask, actions, ports, val)
+	}
 	// Fields the classifier leaves zero: a flow that needs them non-zero
 	// never matches a frame the kernel takes.
 	if key.TunID != 0 || key.TunSrc != [4]byte{} || key.TunDst != [4]byte{} || key.TunTOS != 0 || key.TunTTL != 0 ||
 		key.VLAN != 0 || key.IPv6Src != [16]byte{} || key.IPv6Dst != [16]byte{} || key.NwFrag != 0 ||
 		key.ArpSHA != [6]byte{} || key.ArpTHA != [6]byte{} {
-		return
+		return kf, false
 	}
 	if key.EthType != packet.EtherTypeIPv4&mask.EthType {
-		return
+		return kf, false
 	}
-	encodeKey(&bkey, key, in)
-	encodeKey(&bmask, mask, ^uint32(0))
+	kf.in = in.Ifindex
+	encodeKey(&kf.key, key, kf.in)
+	encodeKey(&kf.mask, mask, ^uint32(0))
 	protoIs := func(p uint8) bool { return mask.NwProto == 0xff && key.NwProto == p && mask.EthType == 0xffff }
-	var flags uint32
-	output := false
-	for _, a := range actions {
+	var (
+		flags  uint32
+		output bool
+		tun    *datapath.TunnelSet
+	)
+	for i := range actions {
+		a := &actions[i]
 		if output {
-			return // one output, last
+			return kf, false // one output, last
 		}
 		switch a.Kind {
 		case datapath.ActSetEth:
@@ -466,7 +585,7 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 			}
 		case datapath.ActSetTCP, datapath.ActSetUDP:
 			if a.Kind == datapath.ActSetTCP && !protoIs(packet.IPProtoTCP) || a.Kind == datapath.ActSetUDP && !protoIs(packet.IPProtoUDP) {
-				return
+				return kf, false
 			}
 			if a.L4.Fields&datapath.SetSrc != 0 {
 				flags |= actTpSrc
@@ -476,21 +595,86 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 				flags |= actTpDst
 				binary.BigEndian.PutUint16(val[valTpDst:], a.L4.Dst)
 			}
+		case datapath.ActSetTunnel:
+			tun = &a.Tunnel
 		case datapath.ActOutput:
-			if out, ok = ports(a.Port); !ok {
-				return
+			out, ok := ports(a.Port)
+			switch {
+			case !ok:
+				return kf, false
+			case out.Overlay != nil:
+				if tun == nil || !tunnelValue(val, tun, out.Overlay, &kf.out) {
+					return kf, false
+				}
+				flags |= actTunnel
+				kf.overlay = true
+			default:
+				kf.out = out.Ifindex
 			}
-			ok, output = false, true
+			output = true
 		default:
-			return
+			return kf, false
 		}
 	}
 	if !output {
-		flags, out = 0, 0 // a drop
+		flags, kf.out = 0, 0 // a drop
 	}
 	binary.NativeEndian.PutUint32(val[valFlags:], flags)
-	binary.NativeEndian.PutUint32(val[valOutIf:], out)
-	return bkey, bmask, in, out, true
+	binary.NativeEndian.PutUint32(val[valOutIf:], kf.out)
+	return kf, true
+}
+
+// tunnelValue writes the outer headers of a tunnel into val and sets out
+// to the underlay interface, as the overlay's VXLAN port would send: to
+// the same UDP port of the peer, with the tunnel's TOS and TTL. It reports
+// false if the underlay has no route to the peer.
+func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay, out *uint32) bool {
+	if !tun.Dst.Is4() || o.Route == nil {
+		return false
+	}
+	ifindex, mtu, src, ok := o.Route(tun.Dst)
+	if !ok || mtu <= vxlanOverhead+ethLen {
+		return false
+	}
+	switch {
+	case tun.Src.Is4():
+		src = tun.Src
+	case o.Local.Is4():
+		src = o.Local
+	}
+	if !src.Is4() {
+		return false
+	}
+	ttl := tun.TTL
+	if ttl == 0 {
+		ttl = datapath.DefaultTunnelTTL
+	}
+	val[valVNI], val[valVNI+1], val[valVNI+2] = byte(tun.VNI>>16), byte(tun.VNI>>8), byte(tun.VNI)
+	s4, d4 := src.As4(), tun.Dst.As4()
+	copy(val[valTunSrc:], s4[:])
+	copy(val[valTunDst:], d4[:])
+	val[valTunTOS], val[valTunTTL] = tun.TOS, ttl
+	binary.BigEndian.PutUint16(val[valTunDport:], o.UDPPort)
+	binary.NativeEndian.PutUint16(val[valMaxLen:], uint16(min(mtu-vxlanOverhead, 0xffff)))
+	*out = ifindex
+	return true
+}
+
+// translateDecap handles a flow from the overlay: the kernel runs the
+// tunnel key's flows the agent installs (in-port and tunnel key, one
+// output to an attached interface).
+func translateDecap(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports, val *[valSize]byte) (kf kernelFlow, ok bool) {
+	if *mask != (packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}) || len(actions) != 1 || actions[0].Kind != datapath.ActOutput {
+		return kf, false
+	}
+	out, ok := ports(actions[0].Port)
+	if !ok || out.Overlay != nil {
+		return kf, false
+	}
+	kf.decap, kf.overlay, kf.out = true, true, out.Ifindex
+	kf.key[0], kf.key[1], kf.key[2] = byte(key.TunID>>16), byte(key.TunID>>8), byte(key.TunID)
+	binary.NativeEndian.PutUint32(val[decOutIf:], kf.out)
+	return kf, true
 }
 
 // encodeKey writes the fields of k the classifier reads, in its layout.
@@ -507,13 +691,15 @@ func encodeKey(b *[keySize]byte, k *packet.FlowKey, ifindex uint32) {
 	binary.BigEndian.PutUint16(b[keyICMPID:], k.ICMPID)
 }
 
-func valueStats(v *[valSize]byte) datapath.FlowStats {
+// valueStats reads the packets, bytes and last use (the kernel's
+// monotonic nanoseconds) at the start of v.
+func valueStats(v []byte, tcpFlags uint64) datapath.FlowStats {
 	st := datapath.FlowStats{
-		Packets:  binary.NativeEndian.Uint64(v[valPackets:]),
-		Bytes:    binary.NativeEndian.Uint64(v[valBytes:]),
-		TCPFlags: uint16(binary.NativeEndian.Uint64(v[valTCPFlags:])),
+		Packets:  binary.NativeEndian.Uint64(v[0:]),
+		Bytes:    binary.NativeEndian.Uint64(v[8:]),
+		TCPFlags: uint16(tcpFlags),
 	}
-	if used := binary.NativeEndian.Uint64(v[valUsed:]); used != 0 {
+	if used := binary.NativeEndian.Uint64(v[16:]); used != 0 {
 		var ts unix.Timespec
 		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
 			st.LastUsed = time.Now().Add(-time.Duration(uint64(ts.Nano()) - used))

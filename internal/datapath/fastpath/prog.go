@@ -27,24 +27,32 @@ const (
 	keySize    = 40
 )
 
-// Flow value (72 bytes): the actions, then counters the programs update.
+// Flow value (96 bytes): the actions, then counters the programs update.
 const (
-	valFlags    = 0  // u32: act* bits
-	valOutIf    = 4  // u32, native: output interface; 0 drops
-	valEthDst   = 8  // 6 bytes
-	valEthSrc   = 14 // 6 bytes
-	valNwSrc    = 20 // 4 bytes
-	valNwDst    = 24 // 4 bytes
-	valTpSrc    = 28 // 2 bytes, wire order
-	valTpDst    = 30 // 2 bytes, wire order
-	valTTL      = 32
-	valTOS      = 33
-	valActSize  = 40 // the actions end here
-	valPackets  = 40 // u64
-	valBytes    = 48 // u64
-	valUsed     = 56 // u64: bpf_ktime_get_ns of the last packet
-	valTCPFlags = 64 // u64: OR of the TCP flags seen
-	valSize     = 72
+	valFlags  = 0  // u32: act* bits
+	valOutIf  = 4  // u32, native: output interface (the underlay's for the overlay); 0 drops
+	valEthDst = 8  // 6 bytes
+	valEthSrc = 14 // 6 bytes
+	valNwSrc  = 20 // 4 bytes
+	valNwDst  = 24 // 4 bytes
+	valTpSrc  = 28 // 2 bytes, wire order
+	valTpDst  = 30 // 2 bytes, wire order
+	valTTL    = 32
+	valTOS    = 33
+	// The overlay (actTunnel): the outer headers to push.
+	valVNI      = 36 // 4 bytes: the VXLAN header's second word, wire order
+	valTunSrc   = 40 // 4 bytes
+	valTunDst   = 44 // 4 bytes
+	valTunTOS   = 48
+	valTunTTL   = 49
+	valTunDport = 52 // 2 bytes, wire order
+	valMaxLen   = 54 // u16, native: the longest frame the underlay takes once encapsulated
+	valActSize  = 64 // the actions end here
+	valPackets  = 64 // u64
+	valBytes    = 72 // u64
+	valUsed     = 80 // u64: bpf_ktime_get_ns of the last packet
+	valTCPFlags = 88 // u64: OR of the TCP flags seen
+	valSize     = 96
 )
 
 // Action bits of valFlags.
@@ -57,7 +65,19 @@ const (
 	actTTL
 	actTpSrc
 	actTpDst
+	actTunnel // encapsulate in VXLAN and send to the underlay's next hop
 )
+
+// tunnelTCPMax is the longest TCP frame the kernel puts in the overlay.
+// A stream's super-frames take the agent's path; its full-sized segments
+// go along with them, so that the kernel's quicker path does not reorder
+// a bulk stream (receivers count reordering as loss). Requests, replies
+// and acknowledgements are shorter and take the kernel.
+const tunnelTCPMax = 1024
+
+// vxlanOverhead is what encapsulation adds in front of a frame (outer
+// IPv4, UDP and VXLAN headers; the outer Ethernet header replaces none).
+const vxlanOverhead = 20 + 8 + 8
 
 // The mask table (one array entry): how many slots are in use, then the
 // masks. A flow's key carries the number of the mask it was masked with.
@@ -73,13 +93,13 @@ const (
 // program, which the kernel runs next for the same packet on the same
 // processor, finds the verdict here and forwards.
 const (
-	hoIfindex = 0  // u32: the packet's interface; 0 = nothing handed over
-	hoLen     = 4  // u32: the packet's length
-	hoTag     = 8  // 8 bytes: IPv4 header bytes 4-11 (id, fragment, TTL, protocol, checksum)
-	hoAction  = 16 // valActSize bytes copied from the flow
-	hoIP      = 56 // 20 bytes: the IPv4 header as received
-	hoPorts   = 76 // 4 bytes: the L4 ports as received
-	hoSize    = 80
+	hoIfindex = 0   // u32: the packet's interface; 0 = nothing handed over
+	hoLen     = 4   // u32: the packet's length
+	hoTag     = 8   // 8 bytes: IPv4 header bytes 4-11 (id, fragment, TTL, protocol, checksum)
+	hoAction  = 16  // valActSize bytes copied from the flow
+	hoIP      = 80  // 20 bytes: the IPv4 header as received
+	hoPorts   = 100 // 4 bytes: the L4 ports as received
+	hoSize    = 104
 )
 
 // Counters (per processor): packets and bytes forwarded by flows here.
@@ -104,6 +124,7 @@ const (
 	skbLen         = 0
 	skbVLANPresent = 20
 	skbIfindex     = 40
+	skbGSOSize     = 176
 )
 
 // Frame offsets of an untagged IPv4 packet without options, the only kind
@@ -126,6 +147,32 @@ const (
 	tcxNext         = -1     // TCX_NEXT: not ours, go on as without the program
 	tcxDrop         = 2      // TCX_DROP
 )
+
+// count adds the packet in R6, lenAdj bytes longer, to the per-processor
+// counters at R0, or jumps to label if R0 is nil.
+func count(label string, pkts, bytes int16, lenAdj int32) asm.Instructions {
+	return asm.Instructions{
+		asm.JEq.Imm(asm.R0, 0, label),
+		asm.LoadMem(asm.R1, asm.R0, pkts, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, pkts, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, bytes, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R6, skbLen, asm.Word),
+		asm.Add.Imm(asm.R2, lenAdj),
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.StoreMem(asm.R0, bytes, asm.R1, asm.DWord),
+	}
+}
+
+// lookupAt looks up the key at fp+key in the map; the value, or nil, is in R0.
+func lookupAt(mapFD int, key int16) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, mapFD),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(key)),
+		asm.FnMapLookupElem.Call(),
+	}
+}
 
 // skbBytes calls bpf_skb_load_bytes or bpf_skb_store_bytes (flags 0) on
 // the packet in R6, at frame offset off, n bytes to or from base+disp, and
@@ -164,14 +211,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
 		return skbBytes(asm.FnSkbLoadBytes, off, fp, to, n, "accept")
 	}
-	lookup := func(mapFD int, key int16) asm.Instructions {
-		return asm.Instructions{
-			asm.LoadMapPtr(r1, mapFD),
-			asm.Mov.Reg(r2, fp),
-			asm.Add.Imm(r2, int32(key)),
-			asm.FnMapLookupElem.Call(),
-		}
-	}
+	lookup := lookupAt
 	p := asm.Instructions{
 		asm.Mov.Reg(r6, r1),
 		asm.StoreImm(fp, stZero, 0, asm.Word),
@@ -295,10 +335,27 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 	}
 	p = append(p, asm.Ja.Label("accept"))
 
-	// A hit: count, hand over to the tc program, keep from the socket.
+	// A hit: count, hand over to the tc program, keep from the socket. A
+	// GSO super-frame for the overlay goes to the agent, which segments or
+	// batches it (the kernel would send it whole as a UDP tunnel
+	// super-frame, which a receiving socket takes as one datagram), as
+	// does a frame too long for the underlay once encapsulated, which the
+	// agent's port fragments, and a full-sized TCP segment (see
+	// tunnelTCPMax).
 	p = append(p,
 		asm.Mov.Reg(r7, r0).WithSymbol("hit"),
-		asm.Mov.Imm(r1, 1),
+		asm.LoadMem(r1, r7, valFlags, asm.Word),
+		asm.JSet.Imm(r1, actTunnel, "tunnel"),
+		asm.Ja.Label("count"),
+		asm.LoadMem(r1, r6, skbGSOSize, asm.Word).WithSymbol("tunnel"),
+		asm.JNE.Imm(r1, 0, "accept"),
+		asm.LoadMem(r1, r7, valMaxLen, asm.Half),
+		asm.LoadMem(r2, r6, skbLen, asm.Word),
+		asm.JGT.Reg(r2, r1, "accept"),
+		asm.JLE.Imm(r2, tunnelTCPMax, "count"),
+		asm.LoadMem(r1, fp, stKey+keyProto, asm.Byte),
+		asm.JEq.Imm(r1, 6, "accept"),
+		asm.Mov.Imm(r1, 1).WithSymbol("count"),
 		asm.AddAtomic.Mem(r7, r1, asm.DWord, valPackets),
 		asm.LoadMem(r1, r6, skbLen, asm.Word),
 		asm.AddAtomic.Mem(r7, r1, asm.DWord, valBytes),
@@ -307,19 +364,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.FnKtimeGetNs.Call().WithSymbol("noflags"),
 		asm.StoreMem(r7, valUsed, r0, asm.DWord),
 	)
-	// count adds the packet to the per-processor counters at R0, if any.
-	count := func(label string, pkts, bytes int16) asm.Instructions {
-		return asm.Instructions{
-			asm.JEq.Imm(r0, 0, label),
-			asm.LoadMem(r1, r0, pkts, asm.DWord),
-			asm.Add.Imm(r1, 1),
-			asm.StoreMem(r0, pkts, r1, asm.DWord),
-			asm.LoadMem(r1, r0, bytes, asm.DWord),
-			asm.LoadMem(r2, r6, skbLen, asm.Word),
-			asm.Add.Reg(r1, r2),
-			asm.StoreMem(r0, bytes, r1, asm.DWord),
-		}
-	}
+	count := func(label string, pkts, bytes int16) asm.Instructions { return count(label, pkts, bytes, 0) }
 	p = append(p, lookup(counters, stZero)...)
 	p = append(p, count("ports", ctrPackets, ctrBytes)...)
 	// The ports' counters: received on the input, sent on the output.
@@ -370,7 +415,107 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 // Stack layout of the forwarder.
 const (
 	stTag = -16 // 8 bytes
+	stHdr = -72 // the 50 bytes pushed by encapsulation
 )
+
+// Layout of the encapsulation pushed after the outer Ethernet header.
+const (
+	encIP       = 0  // outer IPv4 header
+	encUDP      = 20 // UDP header
+	encVXLAN    = 28 // VXLAN header
+	encInnerEth = 36 // the frame's own Ethernet header
+	encLen      = 50
+)
+
+// adjust_room flags: room after the MAC header for an IPv4/UDP tunnel
+// carrying an Ethernet frame (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+// _ENCAP_L4_UDP, _ENCAP_L2_ETH and _ENCAP_L2(14)).
+const (
+	adjRoomMAC   = 1
+	adjRoomEncap = 1<<1 | 1<<4 | 1<<6 | ethLen<<56
+)
+
+// encapsulate, entered at label with the handed-over flow in R8 and the
+// frame rewritten, puts the frame in VXLAN as the agent's VXLAN port
+// does (no DF, the flow's outer TOS and TTL, to the peer's VXLAN port) and
+// sends it to the underlay's next hop, whose address the kernel resolves
+// (bpf_redirect_neigh).
+func encapsulate(label string) asm.Instructions {
+	r0, r1, r2, r3, r4, r5, r6, r8, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R5, asm.R6, asm.R8, asm.RFP
+	copyHo := func(from, to int16, size asm.Size) asm.Instructions {
+		return asm.Instructions{asm.LoadMem(r1, r8, hoAction+from, size), asm.StoreMem(fp, stHdr+to, r1, size)}
+	}
+	p := skbBytes(asm.FnSkbLoadBytes, 0, fp, stHdr+encInnerEth, ethLen, "drop")
+	p[0] = p[0].WithSymbol(label)
+	p = append(p,
+		// The source port: the inner flow's hash in 49152-65535, as
+		// RFC 7348 suggests; never the VXLAN port's own, from which the
+		// agent sends (see decapsulator).
+		asm.Mov.Reg(r1, r6),
+		asm.FnGetHashRecalc.Call(),
+		asm.And.Imm(r0, 0x3fff),
+		asm.Or.Imm(r0, 0xc000),
+		asm.HostTo(asm.BE, r0, asm.Half),
+		asm.StoreMem(fp, stHdr+encUDP, r0, asm.Half),
+		asm.Mov.Reg(r1, r6),
+		asm.Mov.Imm(r2, encLen),
+		asm.Mov.Imm(r3, adjRoomMAC),
+		asm.LoadImm(r4, adjRoomEncap, asm.DWord),
+		asm.FnSkbAdjustRoom.Call(),
+		asm.JNE.Imm(r0, 0, "drop"),
+		asm.FnGetPrandomU32.Call(),
+		asm.StoreMem(fp, stHdr+encIP+4, r0, asm.Half), // identification
+		asm.StoreImm(fp, stHdr+encIP, 0x45, asm.Byte),
+		asm.StoreImm(fp, stHdr+encIP+6, 0, asm.Half), // no DF, not a fragment
+		asm.StoreImm(fp, stHdr+encIP+9, 17, asm.Byte),
+		asm.StoreImm(fp, stHdr+encIP+10, 0, asm.Half),
+		// Lengths from the grown frame.
+		asm.LoadMem(r1, r6, skbLen, asm.Word),
+		asm.Sub.Imm(r1, ethLen),
+		asm.Mov.Reg(r2, r1),
+		asm.HostTo(asm.BE, r1, asm.Half),
+		asm.StoreMem(fp, stHdr+encIP+2, r1, asm.Half),
+		asm.Sub.Imm(r2, 20),
+		asm.HostTo(asm.BE, r2, asm.Half),
+		asm.StoreMem(fp, stHdr+encUDP+4, r2, asm.Half),
+		asm.StoreImm(fp, stHdr+encUDP+6, 0, asm.Half),    // no UDP checksum, as IPv4 VXLAN allows
+		asm.StoreImm(fp, stHdr+encVXLAN, 0x08, asm.Word), // flags: a VNI follows
+	)
+	p = append(p, copyHo(valTunTOS, encIP+1, asm.Byte)...)
+	p = append(p, copyHo(valTunTTL, encIP+8, asm.Byte)...)
+	p = append(p, copyHo(valTunSrc, encIP+12, asm.Word)...)
+	p = append(p, copyHo(valTunDst, encIP+16, asm.Word)...)
+	p = append(p, copyHo(valTunDport, encUDP+2, asm.Half)...)
+	p = append(p, copyHo(valVNI, encVXLAN+4, asm.Word)...)
+	p = append(p,
+		// The outer header's checksum: the sum folded to 16 bits.
+		asm.Mov.Imm(r1, 0),
+		asm.Mov.Imm(r2, 0),
+		asm.Mov.Reg(r3, fp),
+		asm.Add.Imm(r3, stHdr+encIP),
+		asm.Mov.Imm(r4, 20),
+		asm.Mov.Imm(r5, 0),
+		asm.FnCsumDiff.Call(),
+		asm.Mov.Reg(r1, r0),
+		asm.RSh.Imm(r1, 16),
+		asm.And.Imm(r0, 0xffff),
+		asm.Add.Reg(r0, r1),
+		asm.Mov.Reg(r1, r0),
+		asm.RSh.Imm(r1, 16),
+		asm.Add.Reg(r0, r1),
+		asm.Xor.Imm(r0, 0xffff),
+		asm.StoreMem(fp, stHdr+encIP+10, r0, asm.Half),
+	)
+	p = append(p, skbBytes(asm.FnSkbStoreBytes, ethLen, fp, stHdr, encLen, "drop")...)
+	return append(p,
+		asm.LoadMem(r1, r8, hoAction+valOutIf, asm.Word),
+		asm.Mov.Imm(r2, 0),
+		asm.Mov.Imm(r3, 0),
+		asm.Mov.Imm(r4, 0),
+		asm.FnRedirectNeigh.Call(),
+		asm.Return(),
+	)
+}
 
 // forwarder builds the tc ingress program of each port. It forwards the
 // frames the classifier kept from the socket: applies the flow's rewrites,
@@ -493,10 +638,14 @@ func forwarder(handover int) asm.Instructions {
 	p = append(p, rewrite(actTpSrc, "tpsrc", port("tpsrc", hoPorts, hoAction+valTpSrc, l4Off))...)
 	p = append(p, rewrite(actTpDst, "tpdst", port("tpdst", hoPorts+2, hoAction+valTpDst, l4Off+2))...)
 	p = append(p,
+		asm.JSet.Imm(r7, actTunnel, "encap"),
 		asm.LoadMem(r1, r8, hoAction+valOutIf, asm.Word),
 		asm.Mov.Imm(r2, 0),
 		asm.FnRedirect.Call(),
 		asm.Return(),
+	)
+	p = append(p, encapsulate("encap")...)
+	p = append(p,
 		asm.Mov.Imm(r0, tcxDrop).WithSymbol("drop"),
 		asm.Return(),
 		asm.StoreImm(r8, hoIfindex, 0, asm.Word).WithSymbol("stale"),
@@ -504,4 +653,111 @@ func forwarder(handover int) asm.Instructions {
 		asm.Return(),
 	)
 	return p
+}
+
+// Decapsulation table (by VNI): where a tunnel key's frames go, and the
+// flow's counters.
+const (
+	decOutIf   = 0 // u32, native
+	decPackets = 8
+	decBytes   = 16
+	decUsed    = 24
+	decSize    = 32
+)
+
+// Stack layout of the decapsulator.
+const (
+	// The first 64 bytes: outer headers and the inner Ethernet header, placed
+	// so that the outer IPv4 addresses are 4-byte aligned (the verifier
+	// wants aligned stack access).
+	stFrame = -74
+	stVNI   = -80 // u32: the VXLAN header's second word
+	stZero2 = -84 // u32 0
+)
+
+// decapsulator builds the tc ingress program of the underlay interface
+// that carries a VXLAN port bound to local:udpPort (raw: the address and
+// port as the wire has them, read natively). A VXLAN frame to that port
+// whose tunnel key the table holds leaves the tunnel and goes out of the
+// key's interface, as the agent's tunnel flows (tunnel key → output) send
+// it, if a peer's kernel sent it (any source port but the VXLAN port's);
+// anything else (what peers' agents send: flow-state messages and the
+// packets they precede; unknown keys, GSO batches, IP options, fragments)
+// goes on to the port's socket.
+func decapsulator(decap, counters, ports int, local uint32, udpPort uint16) asm.Instructions {
+	r0, r1, r2, r3, r4, r6, r7, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R6, asm.R7, asm.RFP
+	ld := func(off int16, size asm.Size) asm.Instruction { return asm.LoadMem(r1, fp, stFrame+off, size) }
+	p := asm.Instructions{
+		asm.Mov.Reg(r6, r1),
+		asm.StoreImm(fp, stZero2, 0, asm.Word),
+		asm.LoadMem(r1, r6, skbLen, asm.Word),
+		asm.JLT.Imm(r1, ethLen+encLen, "next"),
+		asm.LoadMem(r1, r6, skbGSOSize, asm.Word),
+		asm.JNE.Imm(r1, 0, "next"),
+		asm.LoadMem(r1, r6, skbVLANPresent, asm.Word),
+		asm.JNE.Imm(r1, 0, "next"),
+	}
+	p = append(p, skbBytes(asm.FnSkbLoadBytes, 0, fp, stFrame, ethLen+encLen, "next")...)
+	p = append(p,
+		ld(12, asm.Half), asm.JNE.Imm(r1, 0x0008, "next"), // IPv4
+		ld(ethLen, asm.Byte), asm.JNE.Imm(r1, 0x45, "next"), // no options
+		ld(ethLen+6, asm.Half), asm.And.Imm(r1, 0xff3f), asm.JNE.Imm(r1, 0, "next"), // not a fragment
+		ld(ethLen+9, asm.Byte), asm.JNE.Imm(r1, 17, "next"), // UDP
+		ld(ethLen+encUDP+2, asm.Half), asm.JNE.Imm(r1, int32(udpPort), "next"),
+		// From a peer's VXLAN port itself: the agent sent it, maybe right
+		// after the flow state its reply needs, which must be imported
+		// first; both take the socket, in order.
+		ld(ethLen+encUDP, asm.Half), asm.JEq.Imm(r1, int32(udpPort), "next"),
+	)
+	if local != 0 { // the port's own address
+		p = append(p, ld(ethLen+16, asm.Word), asm.JNE.Imm32(r1, int32(local), "next"))
+	}
+	p = append(p, ld(ethLen+encVXLAN, asm.Byte), asm.JSet.Imm(r1, 0x08, "vni"), asm.Ja.Label("next"))
+	p = append(p,
+		// The VNI word sits at an odd place: two halves.
+		asm.LoadMem(r1, fp, stFrame+ethLen+encVXLAN+4, asm.Half).WithSymbol("vni"),
+		asm.LoadMem(r2, fp, stFrame+ethLen+encVXLAN+6, asm.Half),
+		asm.LSh.Imm(r2, 16),
+		asm.Or.Reg(r1, r2),
+		asm.StoreMem(fp, stVNI, r1, asm.Word),
+	)
+	p = append(p, lookupAt(decap, stVNI)...)
+	p = append(p,
+		asm.JEq.Imm(r0, 0, "next"),
+		asm.Mov.Reg(r7, r0),
+		asm.Mov.Imm(r1, 1),
+		asm.AddAtomic.Mem(r7, r1, asm.DWord, decPackets),
+		asm.LoadMem(r1, r6, skbLen, asm.Word),
+		asm.Sub.Imm(r1, encLen),
+		asm.AddAtomic.Mem(r7, r1, asm.DWord, decBytes),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(r7, decUsed, r0, asm.DWord),
+	)
+	p = append(p, lookupAt(counters, stZero2)...)
+	p = append(p, count("rx", ctrPackets, ctrBytes, -encLen)...)
+	p = append(p, asm.LoadMem(r1, r6, skbIfindex, asm.Word).WithSymbol("rx"), asm.StoreMem(fp, stVNI, r1, asm.Word))
+	p = append(p, lookupAt(ports, stVNI)...)
+	p = append(p, count("tx", portRxPackets, portRxBytes, 0)...)
+	p = append(p, asm.LoadMem(r1, r7, decOutIf, asm.Word).WithSymbol("tx"), asm.StoreMem(fp, stVNI, r1, asm.Word))
+	p = append(p, lookupAt(ports, stVNI)...)
+	p = append(p, count("decap", portTxPackets, portTxBytes, -encLen)...)
+	p = append(p,
+		asm.Mov.Reg(r1, r6).WithSymbol("decap"),
+		asm.Mov.Imm(r2, -encLen),
+		asm.Mov.Imm(r3, adjRoomMAC),
+		asm.Mov.Imm(r4, 0),
+		asm.FnSkbAdjustRoom.Call(),
+		asm.JNE.Imm(r0, 0, "drop"),
+	)
+	p = append(p, skbBytes(asm.FnSkbStoreBytes, 0, fp, stFrame+ethLen+encInnerEth, ethLen, "drop")...)
+	return append(p,
+		asm.LoadMem(r1, r7, decOutIf, asm.Word),
+		asm.Mov.Imm(r2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+		asm.Mov.Imm(r0, tcxDrop).WithSymbol("drop"),
+		asm.Return(),
+		asm.Mov.Imm(r0, tcxNext).WithSymbol("next"),
+		asm.Return(),
+	)
 }

@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -11,7 +12,19 @@ import (
 // Which flows the kernel may run, and how their match and actions are laid
 // out for the programs.
 func TestTranslate(t *testing.T) {
-	ports := func(no datapath.PortNo) (uint32, bool) { return uint32(no) * 10, no == 1 || no == 2 }
+	overlay := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
+		Route: func(dst netip.Addr) (uint32, int, netip.Addr, bool) { return 7, 1500, netip.Addr{}, dst.Is4() }}
+	ports := func(no datapath.PortNo) (Port, bool) {
+		switch no {
+		case 1, 2:
+			return Port{Ifindex: uint32(no) * 10}, true
+		case 9:
+			return Port{Overlay: overlay}, true
+		}
+		return Port{}, false
+	}
+	tunnel := datapath.SetTunnel(datapath.TunnelSet{VNI: 5, Dst: netip.MustParseAddr("192.168.0.2")})
+	tunKey := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
 	inPort := packet.FlowKey{InPort: ^uint32(0)}
 	ipv4 := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff}
 	tcp := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwProto: 0xff}
@@ -29,8 +42,17 @@ func TestTranslate(t *testing.T) {
 		{"in-port not attached", packet.FlowKey{InPort: 3}, inPort, []datapath.Action{out}, false},
 		{"output not attached", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Output(3)}, false},
 		{"two outputs", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{out, datapath.Output(1)}, false},
-		{"to the overlay", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{
-			datapath.SetTunnel(datapath.TunnelSet{VNI: 5}), out}, false},
+		{"a tunnel then a local port", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{tunnel, out}, true},
+		{"into the overlay", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{tunnel, datapath.Output(9)}, true},
+		{"into the overlay without a tunnel", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Output(9)}, false},
+		{"into the overlay, no route", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{
+			datapath.SetTunnel(datapath.TunnelSet{VNI: 5}), datapath.Output(9)}, false},
+		{"out of the overlay by key", packet.FlowKey{InPort: 9, TunID: 5}, tunKey, []datapath.Action{out}, true},
+		{"out of the overlay, matching more", packet.FlowKey{InPort: 9, TunID: 5, EthType: 0x0800},
+			packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0), EthType: 0xffff}, []datapath.Action{out}, false},
+		{"out of the overlay, rewriting", packet.FlowKey{InPort: 9, TunID: 5}, tunKey, []datapath.Action{
+			datapath.SetEthernet(datapath.EthernetSet{Fields: datapath.SetSrc}), out}, false},
+		{"overlay to overlay", packet.FlowKey{InPort: 9, TunID: 5}, tunKey, []datapath.Action{tunnel, datapath.Output(9)}, false},
 		{"to the agent", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Userspace(1), out}, false},
 		{"push a tag", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.PushVLAN(5), out}, false},
 		{"IPv4", packet.FlowKey{InPort: 1, EthType: 0x0800}, ipv4, []datapath.Action{out}, true},
@@ -48,7 +70,7 @@ func TestTranslate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var val [valSize]byte
 			k := c.key.Masked(&c.mask)
-			_, _, _, _, ok := translate(&k, &c.mask, c.actions, ports, &val)
+			_, ok := translate(&k, &c.mask, c.actions, ports, &val)
 			if ok != c.want {
 				t.Errorf("mirrored %v, want %v", ok, c.want)
 			}
@@ -57,16 +79,17 @@ func TestTranslate(t *testing.T) {
 }
 
 func TestTranslateLayout(t *testing.T) {
-	ports := func(no datapath.PortNo) (uint32, bool) { return uint32(no) * 10, true }
+	ports := func(no datapath.PortNo) (Port, bool) { return Port{Ifindex: uint32(no) * 10}, true }
 	key := packet.FlowKey{InPort: 1, EthType: 0x0800, NwProto: 1, NwTTL: 64, TpSrc: 8, TpDst: 0, ICMPID: 0x1234,
 		NwSrc: [4]byte{10, 0, 0, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 9}}
 	mask := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff, NwProto: 0xff, NwTTL: 0xff, TpSrc: 0xffff, ICMPID: 0xffff, NwSrc: [4]byte{255, 255, 255, 0}}
 	var val [valSize]byte
-	bkey, bmask, in, out, ok := translate(&key, &mask, []datapath.Action{
+	kf, ok := translate(&key, &mask, []datapath.Action{
 		datapath.SetIPv4(datapath.IPv4Set{Dst: [4]byte{192, 0, 2, 7}, TTL: 63, Fields: datapath.SetDst | datapath.SetTTL}),
 		datapath.Output(2)}, ports, &val)
-	if !ok || in != 10 || out != 20 {
-		t.Fatalf("ok %v in %d out %d", ok, in, out)
+	bkey, bmask := kf.key, kf.mask
+	if !ok || kf.in != 10 || kf.out != 20 {
+		t.Fatalf("ok %v in %d out %d", ok, kf.in, kf.out)
 	}
 	if got := binary.NativeEndian.Uint32(bkey[keyIfindex:]); got != 10 {
 		t.Errorf("key interface %d", got)

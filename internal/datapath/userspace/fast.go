@@ -1,6 +1,12 @@
 package userspace
 
 import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/fastpath"
 	"github.com/midonet/midonet/internal/packet"
@@ -65,10 +71,116 @@ func (d *Datapath) detachFast(no datapath.PortNo, p port) {
 	ap.fast = nil
 }
 
-// fastPort maps a port to its interface for the fast path; fpMu is held.
-func (d *Datapath) fastPort(no datapath.PortNo) (uint32, bool) {
+// attachOverlay puts the fast path's decapsulator on the underlay
+// interface of a VXLAN port bound to an address, and lets kernel flows
+// push its tunnels. A port bound to all addresses, or whose interface the
+// kernel refuses the program, works as without a fast path.
+func (d *Datapath) attachOverlay(no datapath.PortNo, p port) {
+	vp, ok := p.(*vxlanPort)
+	if d.fp == nil || !ok || vp.local == [4]byte{} {
+		return
+	}
+	local := netip.AddrFrom4(vp.local)
+	var a *fastpath.Attachment
+	err := d.inNS(func() error {
+		idx, err := linkWithAddr(local)
+		if err != nil {
+			return err
+		}
+		a, err = d.fp.AttachOverlay(idx, local, vp.port)
+		return err
+	})
+	if err != nil {
+		d.log.Warn("overlay without the kernel fast path", "local", local, "err", err)
+		return
+	}
+	d.fpMu.Lock()
+	vp.fast = a
+	d.overlayNo = no
+	d.overlay = &fastpath.Overlay{Local: local, UDPPort: vp.port, Route: d.underlayRoute}
+	d.fpMu.Unlock()
+}
+
+// detachOverlay removes the kernel's flows that push or pop the port's
+// tunnels, then the decapsulator.
+func (d *Datapath) detachOverlay(no datapath.PortNo, p port) {
+	vp, ok := p.(*vxlanPort)
+	if d.fp == nil || !ok {
+		return
+	}
+	d.fpMu.Lock()
+	defer d.fpMu.Unlock()
+	if d.overlayNo != no || vp.fast == nil {
+		return
+	}
+	d.overlayNo, d.overlay = 0, nil
+	d.fp.ForgetOverlay()
+	vp.fast.Close()
+	vp.fast = nil
+}
+
+// linkWithAddr returns the index of the interface that has addr, in the
+// calling thread's namespace.
+func linkWithAddr(addr netip.Addr) (int, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr {
+			return a.LinkIndex, nil
+		}
+	}
+	return 0, fmt.Errorf("no interface has %v", addr)
+}
+
+// underlayRoute says how the underlay reaches a tunnel peer, for kernel
+// flows into the overlay; answers are kept for routeTTL.
+func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, src netip.Addr, ok bool) {
+	d.routeMu.Lock()
+	defer d.routeMu.Unlock()
+	now := time.Now()
+	if r, ok := d.routes[dst]; ok && now.Before(r.expires) {
+		return r.ifindex, r.mtu, r.src, r.ok
+	}
+	r := underlayRoute{expires: now.Add(routeTTL)}
+	if h, err := d.netlinkHandle(); err == nil {
+		if rs, err := h.RouteGet(dst.AsSlice()); err == nil && len(rs) > 0 {
+			if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil {
+				r.ifindex, r.mtu, r.ok = uint32(rs[0].LinkIndex), l.Attrs().MTU, true
+				r.src, _ = netip.AddrFromSlice(rs[0].Src)
+				r.src = r.src.Unmap()
+			}
+		}
+		h.Close()
+	}
+	if d.routes == nil {
+		d.routes = make(map[netip.Addr]underlayRoute)
+	}
+	d.routes[dst] = r
+	return r.ifindex, r.mtu, r.src, r.ok
+}
+
+// underlayRoute is a cached answer of Datapath.underlayRoute.
+type underlayRoute struct {
+	ifindex uint32
+	mtu     int
+	src     netip.Addr
+	ok      bool
+	expires time.Time
+}
+
+// routeTTL bounds how long a kernel flow set up after a route change may
+// still be set up with the old route.
+const routeTTL = 10 * time.Second
+
+// fastPort says how the kernel reaches a port; fpMu is held.
+func (d *Datapath) fastPort(no datapath.PortNo) (fastpath.Port, bool) {
+	if no == d.overlayNo && d.overlay != nil {
+		return fastpath.Port{Overlay: d.overlay}, true
+	}
 	idx, ok := d.fpPorts[no]
-	return idx, ok
+	return fastpath.Port{Ifindex: idx}, ok
 }
 
 // PutFlow implements datapath.FlowTable, mirroring the flow into the
@@ -123,19 +235,25 @@ func (d *Datapath) Ports() []datapath.Port {
 	if d.fp == nil {
 		return ports
 	}
-	aps := make([]*afpacketPort, len(ports))
+	ps := make([]port, len(ports))
 	d.mu.Lock()
 	for i := range ports {
-		aps[i], _ = afpacketOf(d.ports[ports[i].No])
+		ps[i] = d.ports[ports[i].No]
 	}
 	d.mu.Unlock()
 	d.fpMu.Lock()
 	defer d.fpMu.Unlock()
-	for i, ap := range aps {
-		if ap == nil || ap.fast == nil {
+	for i, p := range ps {
+		var a *fastpath.Attachment
+		if ap, ok := afpacketOf(p); ok {
+			a = ap.fast
+		} else if vp, ok := p.(*vxlanPort); ok {
+			a = vp.fast
+		}
+		if a == nil {
 			continue
 		}
-		k := ap.fast.Stats()
+		k := a.Stats()
 		s := &ports[i].Stats
 		s.RxPackets += k.RxPackets
 		s.RxBytes += k.RxBytes

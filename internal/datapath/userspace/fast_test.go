@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -406,4 +408,178 @@ type captureTx struct{ frames [][]byte }
 func (c *captureTx) Transmit(f []byte, _ *datapath.TunnelSet) error {
 	c.frames = append(c.frames, bytes.Clone(f))
 	return nil
+}
+
+// Two datapaths joined by an underlay: flows into the overlay and tunnel
+// keys' flows run in the kernel, which pushes and pops the VXLAN headers
+// as the agent's VXLAN port does. With a peer that has no fast path, the
+// frames the kernel sent with their checksums left to offload reach that
+// peer's agent, which finishes them.
+func TestFastPathOverlay(t *testing.T) {
+	for _, peerFast := range []bool{true, false} {
+		t.Run(fmt.Sprintf("peer-fast-path=%v", peerFast), func(t *testing.T) { fastPathOverlay(t, peerFast) })
+	}
+}
+
+func fastPathOverlay(t *testing.T, peerFast bool) {
+	dp1NS, dp2NS, nsA, nsB, u1, u2 := twoHosts(t, 1500)
+	const vni = 4242
+	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
+	setup := func(ns netns.NsHandle, local, remote netip.Addr, vm string, fast bool) *Datapath {
+		d := newDatapathConfig(t, Config{NetNS: ns, NetNSSet: true, FastPath: fast})
+		p := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: vm})
+		vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: local, UDPPort: 6677})
+		putFlow(t, d, fromPort(p), inPortMask,
+			datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: remote, TOS: 0x10}), datapath.Output(vx))
+		putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni}, tunMask, datapath.Output(p))
+		if fast && d.Stats().KernelFlows != 2 {
+			t.Fatalf("kernel holds %d flows, want 2 (into the overlay, out of it)", d.Stats().KernelFlows)
+		}
+		return d
+	}
+	d1 := setup(dp1NS, u1, u2, "a1", true)
+	d2 := setup(dp2NS, u2, u1, "b1", peerFast)
+
+	underlay := rawSocket(t, dp2NS, "u2")
+	ca := udpConn(t, nsA, "10.9.0.1:7003")
+	cb := udpConn(t, nsB, "10.9.0.2:7003")
+	for i := range 10 {
+		exchange(t, ca, "10.9.0.2:7003", cb, fmt.Sprintf("over the overlay %d", i))
+		exchange(t, cb, "10.9.0.1:7003", ca, fmt.Sprintf("and back %d", i))
+	}
+	if s := d1.Stats(); s.KernelPackets < 10 {
+		t.Errorf("datapath 1's kernel sent %d packets, want the 10 datagrams at least", s.KernelPackets)
+	}
+	if s := d2.Stats(); peerFast && s.KernelPackets < 10 {
+		t.Errorf("datapath 2's kernel handled %d packets, want the 10 datagrams each way at least", s.KernelPackets)
+	}
+	// What the kernel put on the underlay is what the VXLAN port sends.
+	buf := make([]byte, 4096)
+	seen := 0
+	for deadline := time.Now().Add(5 * time.Second); seen < 3 && time.Now().Before(deadline); {
+		ca.WriteToUDP([]byte("look"), &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7003})
+		n, _, err := unix.Recvfrom(underlay, buf, 0)
+		if err != nil {
+			continue
+		}
+		p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if ip == nil || udp == nil || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
+			continue
+		}
+		if udp.DstPort != 6677 || ip.TOS != 0x10 || ip.TTL != datapath.DefaultTunnelTTL ||
+			!ip.DstIP.Equal(net.IP{10, 1, 0, 2}) || ip.Flags&layers.IPv4DontFragment != 0 || int(ip.Length) != n-14 ||
+			int(udp.Length) != n-14-20 {
+			t.Errorf("outer %v:%d → %v:%d TOS %#x TTL %d flags %v lengths %d/%d of %d", ip.SrcIP, udp.SrcPort, ip.DstIP, udp.DstPort,
+				ip.TOS, ip.TTL, ip.Flags, ip.Length, udp.Length, n)
+		}
+		hdr := bytes.Clone(buf[14 : 14+20])
+		if packet.Checksum(hdr, 0) != 0 {
+			t.Errorf("outer IPv4 checksum %#04x does not verify", ip.Checksum)
+		}
+		vx := gopacket.NewPacket(udp.Payload, layers.LayerTypeVXLAN, gopacket.Default)
+		v, _ := vx.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+		if v == nil || !v.ValidIDFlag || v.VNI != vni {
+			t.Fatalf("VXLAN %+v, want VNI %d", v, vni)
+		}
+		if inner, _ := vx.Layer(layers.LayerTypeUDP).(*layers.UDP); inner == nil || inner.DstPort != 7003 {
+			continue // ARP, which the agent encapsulates
+		}
+		if udp.SrcPort < 49152 {
+			t.Errorf("outer source port %d, want one from the inner flow's hash (49152-65535)", udp.SrcPort)
+		}
+		seen++
+	}
+	if seen < 3 {
+		t.Fatalf("saw %d encapsulated datagrams on the underlay, want 3", seen)
+	}
+	if peerFast {
+		// What a peer's agent sends (from its VXLAN port) takes this
+		// agent's socket even when the key has a kernel flow: it may
+		// follow flow state the reply needs, which must come first.
+		bl, err := nlHandle(t, nsB).LinkByName("b0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := d2.Stats().KernelPackets
+		frame := udpFrame(t, bl.Attrs().HardwareAddr, 7003, "from the agent")
+		d1.mu.Lock()
+		var vx datapath.PortNo
+		for no, p := range d1.ports {
+			if _, ok := p.(*vxlanPort); ok {
+				vx = no
+			}
+		}
+		d1.mu.Unlock()
+		if err := d1.Execute(frame, []datapath.Action{datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: u2}), datapath.Output(vx)}, 0); err != nil {
+			t.Fatal(err)
+		}
+		cb.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for { // past the "look" datagrams above
+			n, _, err := cb.ReadFromUDP(buf)
+			if err != nil {
+				t.Fatalf("the agent's datagram did not arrive: %v", err)
+			}
+			if string(buf[:n]) == "from the agent" {
+				break
+			}
+		}
+		if after := d2.Stats().KernelPackets; after != before {
+			t.Errorf("the peer's kernel took %d packets the agent sent", after-before)
+		}
+	}
+	var kernelDecap uint64
+	d2.DumpFlows(func(f *datapath.Flow) bool {
+		if f.Key.TunID == vni {
+			kernelDecap = f.Stats.Packets
+		}
+		return true
+	})
+	if kernelDecap < 10 {
+		t.Errorf("the tunnel key's flow on datapath 2 counted %d packets, want 10 at least", kernelDecap)
+	}
+}
+
+// udpFrame builds a UDP datagram from 10.9.0.1:7003 to 10.9.0.2:port.
+func udpFrame(t *testing.T, dst net.HardwareAddr, port uint16, payload string) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 9, 0, 1}, DstIP: net.IP{10, 9, 0, 2}}
+	udp := &layers.UDP{SrcPort: 7003, DstPort: layers.UDPPort(port)}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true},
+		eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A TCP transfer over the overlay with TSO on: super-frames take the
+// agent's path (it segments or batches them), the rest the kernel's.
+func TestFastPathOverlayTCP(t *testing.T) {
+	for _, underlayMTU := range []int{1500, 9000} {
+		t.Run(fmt.Sprintf("underlay-mtu-%d", underlayMTU), func(t *testing.T) {
+			dp1NS, dp2NS, nsA, nsB, u1, u2 := twoHosts(t, underlayMTU)
+			const vni = 78
+			var dps []*Datapath
+			for _, h := range []struct {
+				ns            netns.NsHandle
+				local, remote netip.Addr
+				vm            string
+			}{{dp1NS, u1, u2, "a1"}, {dp2NS, u2, u1, "b1"}} {
+				d := newDatapathConfig(t, Config{NetNS: h.ns, NetNSSet: true, Offload: true, FastPath: true, RingBlockSize: 256 << 10, RingBlocks: 16})
+				vm := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: h.vm})
+				vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: h.local})
+				putFlow(t, d, fromPort(vm), inPortMask, datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: h.remote}), datapath.Output(vx))
+				putFlow(t, d, packet.FlowKey{InPort: uint32(vx), TunID: vni}, packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}, datapath.Output(vm))
+				dps = append(dps, d)
+			}
+			tcpTransfer(t, nsA, nsB, "10.9.0.2:7013", 16<<20)
+			if s := dps[1].Stats(); s.KernelPackets == 0 {
+				t.Error("no acknowledgement went through the kernel")
+			}
+		})
+	}
 }

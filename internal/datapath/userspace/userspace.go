@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strconv"
@@ -139,9 +140,13 @@ type Datapath struct {
 
 	busy busyPoller
 
-	fp      *fastpath.FastPath // nil without a fast path
-	fpMu    sync.RWMutex
-	fpPorts map[datapath.PortNo]uint32 // ports attached to the fast path, guarded by fpMu
+	fp        *fastpath.FastPath // nil without a fast path
+	fpMu      sync.Mutex
+	fpPorts   map[datapath.PortNo]uint32 // ports attached to the fast path, guarded by fpMu
+	overlayNo datapath.PortNo            // the VXLAN port whose tunnels the kernel handles, guarded by fpMu
+	overlay   *fastpath.Overlay          // guarded by fpMu
+	routeMu   sync.Mutex
+	routes    map[netip.Addr]underlayRoute // guarded by routeMu
 }
 
 type linkState struct {
@@ -357,6 +362,7 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 	}
 	d.mu.Unlock()
 	d.attachFast(ep.No, p)
+	d.attachOverlay(ep.No, p)
 	p.start(ep)
 	return ep.No, nil
 }
@@ -370,6 +376,7 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	d.mu.Unlock()
 	if p != nil {
 		d.detachFast(no, p)
+		d.detachOverlay(no, p)
 	}
 	if _, err := d.e.RemovePort(no); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/datapath/fastpath"
 )
 
 // vxlanPort is the overlay port: VXLAN (RFC 7348) over a UDP socket bound to
@@ -26,6 +27,8 @@ type vxlanPort struct {
 	receiver
 
 	ep atomic.Pointer[engine.Port] // set by start
+
+	fast *fastpath.Attachment // the kernel fast path's decapsulator, guarded by Datapath.fpMu
 
 	// rxLock guards the receive side, which the port's receiver and the
 	// datapath's spinner both drain, and the buffers below.
@@ -169,6 +172,12 @@ func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
 		all := p.rxBuf[:n]
 		if size <= 0 {
 			size = len(all)
+			// A single datagram may come from a peer's kernel fast path,
+			// over virtual links with its inner checksum still left to
+			// offload (coalesced ones come from agents, which finish them).
+			if len(all) > vxlanHeaderLen {
+				engine.FinishPartialChecksum(all[vxlanHeaderLen:])
+			}
 		}
 		for len(all) > 0 {
 			d := all[:min(size, len(all))]
