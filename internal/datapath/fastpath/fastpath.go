@@ -1,7 +1,8 @@
 // Package fastpath runs in the kernel the flows of the userspace datapath
-// that only rewrite headers and send to another local interface, so that
-// their packets are forwarded in the sender's own softirq, as the Open
-// vSwitch kernel datapath forwards, instead of waking a receiver thread.
+// that only rewrite headers and send to one port — another local
+// interface or a VXLAN tunnel — so that their packets are forwarded in the
+// sender's own softirq, as the Open vSwitch kernel datapath forwards,
+// instead of waking a receiver thread.
 //
 // Two eBPF programs share the work. A socket filter on each port's
 // AF_PACKET socket, which the kernel runs first, computes the packet's flow
@@ -11,10 +12,14 @@
 // tc (tcx) ingress program on the same interface, which the kernel runs
 // next for the same packet on the same processor: it rewrites the headers,
 // fixing checksums with the kernel's helpers, and redirects the packet to
-// the output interface. Frames the programs do not take — misses, VLAN
-// tags, IP options, fragments, anything but IPv4 — reach the socket as
-// before, so the userspace datapath stays the whole truth and the kernel
-// holds a copy of some of its flows.
+// the output interface, or pushes VXLAN headers and hands it to the
+// underlay's next hop. A third program, on the underlay interface of the
+// VXLAN port, pops the headers of frames whose tunnel key has a kernel flow
+// and redirects them to the key's interface. Frames the programs do not
+// take — misses, VLAN tags, IP options, fragments, anything but IPv4, GSO
+// super-frames and long TCP segments into the overlay, what peers' agents
+// send — reach the sockets as before, so the userspace datapath stays the
+// whole truth and the kernel holds a copy of some of its flows.
 //
 // The datapath mirrors every flow it installs with Put and removes it with
 // Delete before its own copy; flows whose match or actions the programs
