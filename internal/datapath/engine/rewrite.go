@@ -183,36 +183,44 @@ func setL4Ports(f []byte, s *datapath.L4Set, wantProto uint8, partial bool) bool
 	return true
 }
 
-// CompleteChecksum finishes a TCP or UDP checksum the sender left to
-// hardware (the field holds only the pseudo-header sum, as AF_PACKET hands
-// frames with TP_STATUS_CSUMNOTREADY). It reports whether it did.
-func CompleteChecksum(f []byte) bool {
+// l4Checksum finds the TCP or UDP segment of an IPv4 frame (bounded by
+// the datagram's length), the offset of its checksum field, and the sum
+// of its pseudo header.
+func l4Checksum(f []byte) (l4 []byte, off int, pseudo uint32, ok bool) {
 	ip, l4 := ipv4L4(f)
 	if ip == nil || l4 == nil {
-		return false
+		return nil, 0, 0, false
 	}
-	tot := int(binary.BigEndian.Uint16(ip[2:]))
-	ihl := int(ip[0]&0x0f) * 4
+	tot, ihl := int(binary.BigEndian.Uint16(ip[2:])), int(ip[0]&0x0f)*4
 	if tot > len(ip) || tot < ihl {
-		return false
+		return nil, 0, 0, false
 	}
 	l4 = l4[:tot-ihl]
-	var off int
 	switch ip[9] {
 	case 6:
 		off = 16
 	case 17:
 		off = 6
 	default:
-		return false
+		return nil, 0, 0, false
 	}
 	if len(l4) < off+2 {
+		return nil, 0, 0, false
+	}
+	return l4, off, packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), ip[9], uint16(len(l4))), true
+}
+
+// CompleteChecksum finishes a TCP or UDP checksum the sender left to
+// hardware (the field holds only the pseudo-header sum, as AF_PACKET hands
+// frames with TP_STATUS_CSUMNOTREADY). It reports whether it did.
+func CompleteChecksum(f []byte) bool {
+	l4, off, pseudo, ok := l4Checksum(f)
+	if !ok {
 		return false
 	}
 	l4[off], l4[off+1] = 0, 0
-	sum := packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), ip[9], uint16(len(l4)))
-	c := packet.Checksum(l4, sum)
-	if ip[9] == 17 && c == 0 {
+	c := packet.Checksum(l4, pseudo)
+	if off == 6 && c == 0 { // UDP sends a computed 0 as 0xffff
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(l4[off:], c)
@@ -226,28 +234,8 @@ func CompleteChecksum(f []byte) bool {
 // complete checksum that happens to equal that sum is recomputed to
 // itself.
 func FinishPartialChecksum(f []byte) bool {
-	ip, l4 := ipv4L4(f)
-	if ip == nil || l4 == nil {
-		return false
-	}
-	tot, ihl := int(binary.BigEndian.Uint16(ip[2:])), int(ip[0]&0x0f)*4
-	if tot > len(ip) || tot < ihl {
-		return false
-	}
-	off := 0
-	switch ip[9] {
-	case 6:
-		off = 16
-	case 17:
-		off = 6
-	default:
-		return false
-	}
-	if tot-ihl < off+2 {
-		return false
-	}
-	sum := packet.PseudoHeaderSum4([4]byte(ip[12:16]), [4]byte(ip[16:20]), ip[9], uint16(tot-ihl))
-	if binary.BigEndian.Uint16(l4[off:]) != ^packet.Checksum(nil, sum) {
+	l4, off, pseudo, ok := l4Checksum(f)
+	if !ok || binary.BigEndian.Uint16(l4[off:]) != ^packet.Checksum(nil, pseudo) {
 		return false
 	}
 	return CompleteChecksum(f)
