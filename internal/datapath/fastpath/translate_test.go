@@ -107,3 +107,45 @@ func TestTranslateLayout(t *testing.T) {
 		t.Errorf("value % x", val[:valActSize])
 	}
 }
+
+// A flow into the overlay carries the outer headers the forwarder pushes.
+func TestTranslateTunnel(t *testing.T) {
+	o := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
+		Route: func(netip.Addr) (uint32, int, netip.Addr, bool) { return 7, 1500, netip.MustParseAddr("192.168.0.9"), true }}
+	ports := func(no datapath.PortNo) (Port, bool) {
+		if no == 9 {
+			return Port{Overlay: o}, true
+		}
+		return Port{Ifindex: uint32(no) * 10}, true
+	}
+	key := packet.FlowKey{InPort: 1}
+	mask := packet.FlowKey{InPort: ^uint32(0)}
+	var val [valSize]byte
+	kf, ok := translate(&key, &mask, []datapath.Action{
+		datapath.SetTunnel(datapath.TunnelSet{VNI: 0x123456, Dst: netip.MustParseAddr("192.168.0.2"), TOS: 0x10}),
+		datapath.Output(9)}, ports, &val)
+	if !ok || !kf.overlay || kf.out != 7 {
+		t.Fatalf("ok %v overlay %v out %d, want the underlay's interface 7", ok, kf.overlay, kf.out)
+	}
+	if f := binary.NativeEndian.Uint32(val[valFlags:]); f != actTunnel {
+		t.Errorf("action bits %#x, want the tunnel only", f)
+	}
+	if got := val[valVNI : valVNI+4]; got[0] != 0x12 || got[1] != 0x34 || got[2] != 0x56 || got[3] != 0 {
+		t.Errorf("VNI word % x", got)
+	}
+	if src, dst := netip.AddrFrom4([4]byte(val[valTunSrc:])), netip.AddrFrom4([4]byte(val[valTunDst:])); src != o.Local || dst.String() != "192.168.0.2" {
+		t.Errorf("outer %v → %v, want the port's address to the peer", src, dst)
+	}
+	if val[valTunTOS] != 0x10 || val[valTunTTL] != datapath.DefaultTunnelTTL || binary.BigEndian.Uint16(val[valTunDport:]) != 6677 {
+		t.Errorf("outer TOS %#x TTL %d port %d", val[valTunTOS], val[valTunTTL], binary.BigEndian.Uint16(val[valTunDport:]))
+	}
+	if got := binary.NativeEndian.Uint16(val[valMaxLen:]); got != 1500-vxlanOverhead {
+		t.Errorf("longest frame %d, want %d", got, 1500-vxlanOverhead)
+	}
+	// A tunnel key's flow: out of the overlay to interface 20.
+	tk, tm := packet.FlowKey{InPort: 9, TunID: 0x123456}, packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
+	kf, ok = translate(&tk, &tm, []datapath.Action{datapath.Output(2)}, ports, &val)
+	if !ok || !kf.decap || kf.out != 20 || kf.key[0] != 0x12 || kf.key[2] != 0x56 || binary.NativeEndian.Uint32(val[decOutIf:]) != 20 {
+		t.Errorf("decap %+v ok %v", kf, ok)
+	}
+}
