@@ -583,3 +583,32 @@ func TestFastPathOverlayTCP(t *testing.T) {
 		})
 	}
 }
+
+// A flow replaced by a drop, as an invalidation followed by a new
+// simulation does, stops the kernel's forwarding at once: after PutFlow
+// returns, no datagram sent later gets through.
+func TestFastPathFlowReplacedByDrop(t *testing.T) {
+	r := newFastVMs(t, Config{})
+	r.connect(t)
+	ca, cb := r.udpPair(t, 7005, "before")
+	key, mask := fromPort(r.pa), inPortMask
+	if err := r.d.PutFlow(&key, &mask, nil, datapath.FlowModify); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.d.Stats(); s.KernelFlows != 2 {
+		t.Fatalf("kernel holds %d flows, want the drop and the reverse flow", s.KernelFlows)
+	}
+	for i := range 20 {
+		ca.WriteToUDP([]byte(fmt.Sprintf("after %d", i)), &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7005})
+	}
+	buf := make([]byte, 100)
+	cb.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := cb.ReadFromUDP(buf); err == nil {
+		t.Fatalf("%q got through the dropping flow", buf[:n])
+	}
+	// And back: forwarding again once the flow outputs.
+	if err := r.d.PutFlow(&key, &mask, []datapath.Action{datapath.Output(r.pb)}, datapath.FlowModify); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ca, "10.9.0.2:7005", cb, "forwarded again")
+}
