@@ -111,7 +111,9 @@ func TestTranslateLayout(t *testing.T) {
 // A flow into the overlay carries the outer headers the forwarder pushes.
 func TestTranslateTunnel(t *testing.T) {
 	o := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
-		Route: func(netip.Addr) (uint32, int, netip.Addr, bool) { return 7, 1500, netip.MustParseAddr("192.168.0.9"), true }}
+		Route: func(netip.Addr) (uint32, int, netip.Addr, bool) {
+			return 7, 1500, netip.MustParseAddr("192.168.0.9"), true
+		}}
 	ports := func(no datapath.PortNo) (Port, bool) {
 		if no == 9 {
 			return Port{Overlay: o}, true
