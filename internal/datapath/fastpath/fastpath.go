@@ -64,7 +64,6 @@ type FastPath struct {
 	entries map[flowID]*entry // guarded by mu
 	slots   [maxMasks]maskSlot
 	slotOf  map[[keySize]byte]int
-	nslots  int // slots in use end before this one
 	nkernel int // entries held in the kernel
 	// Scratch for map values, so that handing them to the kernel does
 	// not allocate; guarded by mu.
@@ -278,10 +277,8 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 		e.carry = datapath.FlowStats{}
 	}
 	retire := func() {
-		if e != nil && e.inKernel {
-			if st, ok := f.removeLocked(e); ok && !resetStats {
-				e.carry = MergeStats(e.carry, st)
-			}
+		if e != nil {
+			f.retireLocked(e, !resetStats)
 		}
 	}
 	if !ok {
@@ -411,28 +408,32 @@ func (f *FastPath) oldStats(e *entry) datapath.FlowStats {
 // leave through an interface, before its port goes away: the kernel must
 // not send to an interface index that a new interface may take.
 func (f *FastPath) ForgetInterface(ifindex uint32) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, e := range f.entries {
-		if e.inKernel && (e.in == ifindex || e.out == ifindex) {
-			if st, ok := f.removeLocked(e); ok {
-				e.carry = MergeStats(e.carry, st)
-			}
-		}
-	}
+	f.forget(func(e *entry) bool { return e.in == ifindex || e.out == ifindex })
 }
 
 // ForgetOverlay removes the kernel's copies of the flows that push or pop
 // the overlay's tunnels, before the VXLAN port goes away.
-func (f *FastPath) ForgetOverlay() {
+func (f *FastPath) ForgetOverlay() { f.forget(func(e *entry) bool { return e.overlay }) }
+
+// forget removes the kernel's copies of the flows that match.
+func (f *FastPath) forget(match func(*entry) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, e := range f.entries {
-		if e.inKernel && e.overlay {
-			if st, ok := f.removeLocked(e); ok {
-				e.carry = MergeStats(e.carry, st)
-			}
+		if match(e) {
+			f.retireLocked(e, true)
 		}
+	}
+}
+
+// retireLocked removes e's kernel copy, if any, keeping its counters in
+// e.carry if keep.
+func (f *FastPath) retireLocked(e *entry, keep bool) {
+	if !e.inKernel {
+		return
+	}
+	if st, ok := f.removeLocked(e); ok && keep {
+		e.carry = MergeStats(e.carry, st)
 	}
 }
 
@@ -476,7 +477,6 @@ func (f *FastPath) acquireMaskLocked(m [keySize]byte) (int, error) {
 	// mask half written finds nothing under it.
 	f.slots[i] = maskSlot{mask: m, refs: 1}
 	f.slotOf[m] = i
-	f.nslots = max(f.nslots, i+1)
 	if err := f.writeMasks(); err != nil {
 		f.releaseMaskLocked(i)
 		return 0, err
@@ -490,18 +490,20 @@ func (f *FastPath) releaseMaskLocked(i int) {
 	}
 	delete(f.slotOf, f.slots[i].mask)
 	f.slots[i] = maskSlot{}
-	for f.nslots > 0 && f.slots[f.nslots-1].refs == 0 {
-		f.nslots--
-	}
 	f.writeMasks()
 }
 
 func (f *FastPath) writeMasks() error {
 	var v [masksValSize]byte
-	binary.NativeEndian.PutUint32(v[masksCount:], uint32(f.nslots))
-	for i := range f.nslots {
-		copy(v[masksFirst+i*keySize:], f.slots[i].mask[:])
+	// The classifier tries the slots up to the last one in use.
+	n := 0
+	for i := range f.slots {
+		if f.slots[i].refs > 0 {
+			copy(v[masksFirst+i*keySize:], f.slots[i].mask[:])
+			n = i + 1
+		}
 	}
+	binary.NativeEndian.PutUint32(v[masksCount:], uint32(n))
 	if err := f.masks.Update(uint32(0), v[:], ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("fast path: write the mask table: %w", err)
 	}
@@ -608,7 +610,10 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 			case !ok:
 				return kf, false
 			case out.Overlay != nil:
-				if tun == nil || !tunnelValue(val, tun, out.Overlay, &kf.out) {
+				if tun == nil {
+					return kf, false
+				}
+				if kf.out, ok = tunnelValue(val, tun, out.Overlay); !ok {
 					return kf, false
 				}
 				flags |= actTunnel
@@ -629,17 +634,17 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 	return kf, true
 }
 
-// tunnelValue writes the outer headers of a tunnel into val and sets out
-// to the underlay interface, as the overlay's VXLAN port would send: to
-// the same UDP port of the peer, with the tunnel's TOS and TTL. It reports
-// false if the underlay has no route to the peer.
-func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay, out *uint32) bool {
+// tunnelValue writes the outer headers of a tunnel into val, as the
+// overlay's VXLAN port would send: to the same UDP port of the peer, with
+// the tunnel's TOS and TTL. It returns the underlay interface, or false if
+// the underlay has no route to the peer.
+func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay) (underlay uint32, ok bool) {
 	if !tun.Dst.Is4() || o.Route == nil {
-		return false
+		return 0, false
 	}
 	ifindex, mtu, src, ok := o.Route(tun.Dst)
 	if !ok || mtu <= vxlanOverhead+ethLen {
-		return false
+		return 0, false
 	}
 	switch {
 	case tun.Src.Is4():
@@ -648,7 +653,7 @@ func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay, out *u
 		src = o.Local
 	}
 	if !src.Is4() {
-		return false
+		return 0, false
 	}
 	ttl := tun.TTL
 	if ttl == 0 {
@@ -661,8 +666,7 @@ func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay, out *u
 	val[valTunTOS], val[valTunTTL] = tun.TOS, ttl
 	binary.BigEndian.PutUint16(val[valTunDport:], o.UDPPort)
 	binary.NativeEndian.PutUint16(val[valMaxLen:], uint16(min(mtu-vxlanOverhead, 0xffff)))
-	*out = ifindex
-	return true
+	return ifindex, true
 }
 
 // translateDecap handles a flow from the overlay: the kernel runs the

@@ -211,12 +211,11 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
 		return skbBytes(asm.FnSkbLoadBytes, off, fp, to, n, "accept")
 	}
-	lookup := lookupAt
 	p := asm.Instructions{
 		asm.Mov.Reg(r6, r1),
 		asm.StoreImm(fp, stZero, 0, asm.Word),
 	}
-	p = append(p, lookup(handover, stZero)...)
+	p = append(p, lookupAt(handover, stZero)...)
 	p = append(p,
 		asm.JEq.Imm(r0, 0, "accept"),
 		asm.Mov.Reg(r8, r0),
@@ -311,7 +310,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.LoadMem(r0, r6, skbIfindex, asm.Word).WithSymbol("classify"),
 		asm.StoreMem(fp, stKey+keyIfindex, r0, asm.Word),
 	)
-	p = append(p, lookup(masks, stZero)...)
+	p = append(p, lookupAt(masks, stZero)...)
 	p = append(p,
 		asm.JEq.Imm(r0, 0, "accept"),
 		asm.Mov.Reg(r7, r0),
@@ -330,7 +329,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 			)
 		}
 		p = append(p, asm.StoreImm(fp, stMasked+keyMaskNo, int64(i), asm.Half))
-		p = append(p, lookup(flows, stMasked)...)
+		p = append(p, lookupAt(flows, stMasked)...)
 		p = append(p, asm.JNE.Imm(r0, 0, "hit"))
 	}
 	p = append(p, asm.Ja.Label("accept"))
@@ -364,20 +363,19 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.FnKtimeGetNs.Call().WithSymbol("noflags"),
 		asm.StoreMem(r7, valUsed, r0, asm.DWord),
 	)
-	count := func(label string, pkts, bytes int16) asm.Instructions { return count(label, pkts, bytes, 0) }
-	p = append(p, lookup(counters, stZero)...)
-	p = append(p, count("ports", ctrPackets, ctrBytes)...)
+	p = append(p, lookupAt(counters, stZero)...)
+	p = append(p, count("ports", ctrPackets, ctrBytes, 0)...)
 	// The ports' counters: received on the input, sent on the output.
-	p = append(p, lookup(ports, stKey+keyIfindex)...)
+	p = append(p, lookupAt(ports, stKey+keyIfindex)...)
 	p[len(p)-4] = p[len(p)-4].WithSymbol("ports")
-	p = append(p, count("txport", portRxPackets, portRxBytes)...)
+	p = append(p, count("txport", portRxPackets, portRxBytes, 0)...)
 	p = append(p,
 		asm.LoadMem(r1, r7, valOutIf, asm.Word).WithSymbol("txport"),
 		asm.JEq.Imm(r1, 0, "copy"),
 		asm.StoreMem(fp, stL4, r1, asm.Word),
 	)
-	p = append(p, lookup(ports, stL4)...)
-	p = append(p, count("copy", portTxPackets, portTxBytes)...)
+	p = append(p, lookupAt(ports, stL4)...)
+	p = append(p, count("copy", portTxPackets, portTxBytes, 0)...)
 	p = append(p, asm.LoadMem(r1, r7, 0, asm.DWord).WithSymbol("copy"))
 	for w := int16(0); w < valActSize; w += 8 {
 		if w > 0 {

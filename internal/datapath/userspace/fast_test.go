@@ -18,6 +18,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/poll"
 )
 
 func newFastVMs(t *testing.T, cfg Config) *twoVMs {
@@ -70,13 +71,10 @@ func fastPathNATRewrite(t *testing.T, csumOffload bool) {
 	for deadline := time.Now().Add(10 * time.Second); seen < 5 && time.Now().Before(deadline); {
 		ca.WriteToUDP([]byte("nat me"), dst)
 		for {
-			n, _, err := unix.Recvfrom(raw, buf, 0)
-			if err != nil {
+			p, ip, udp, _, ok := recvIPv4UDP(raw, buf)
+			if !ok {
 				break
 			}
-			p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
-			udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-			ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 			eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 			if udp == nil || ip == nil || udp.DstPort != 7001 {
 				continue
@@ -282,6 +280,7 @@ func TestFastPathMatchesEngine(t *testing.T) {
 	out := rawSocket(t, r.nsA, "a0")
 	in := rawSocket(t, r.nsB, "b0")
 	const nframes = 1000
+	rx0 := portStats(t, r.d, r.pa).RxPackets
 	want := make(map[uint32][]byte)
 	which := make(map[uint32]int)
 	for seq := uint32(1); seq <= nframes; seq++ {
@@ -304,7 +303,13 @@ func TestFastPathMatchesEngine(t *testing.T) {
 		if _, err := unix.Write(out, frame); err != nil {
 			t.Fatalf("send frame %d: %v", seq, err)
 		}
-		time.Sleep(100 * time.Microsecond) // within what the rings hold
+		// In batches the port's ring holds: wait until the datapath
+		// (socket or kernel) has taken every frame sent so far.
+		if seq%32 == 0 || seq == nframes {
+			if !poll.Until(func() bool { return portStats(t, r.d, r.pa).RxPackets >= rx0+uint64(seq) }, 5*time.Second) {
+				t.Fatalf("the datapath took %d of the first %d frames", portStats(t, r.d, r.pa).RxPackets-rx0, seq)
+			}
+		}
 	}
 	got := make(map[uint32][]byte)
 	buf := make([]byte, 4096)
@@ -458,14 +463,8 @@ func fastPathOverlay(t *testing.T, peerFast bool) {
 	seen := 0
 	for deadline := time.Now().Add(5 * time.Second); seen < 3 && time.Now().Before(deadline); {
 		ca.WriteToUDP([]byte("look"), &net.UDPAddr{IP: net.IP{10, 9, 0, 2}, Port: 7003})
-		n, _, err := unix.Recvfrom(underlay, buf, 0)
-		if err != nil {
-			continue
-		}
-		p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
-		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if ip == nil || udp == nil || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
+		_, ip, udp, n, ok := recvIPv4UDP(underlay, buf)
+		if !ok || ip == nil || udp == nil || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
 			continue
 		}
 		if udp.DstPort != 6677 || ip.TOS != 0x10 || ip.TTL != datapath.DefaultTunnelTTL ||

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -184,6 +186,20 @@ func rawSocket(t *testing.T, ns netns.NsHandle, name string) int {
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	return fd
+}
+
+// recvIPv4UDP reads one frame from the packet socket fd into buf and
+// decodes it. It reports false when the socket's receive timeout passes;
+// ip and udp are nil unless the frame is IPv4 UDP; n is its length.
+func recvIPv4UDP(fd int, buf []byte) (p gopacket.Packet, ip *layers.IPv4, udp *layers.UDP, n int, ok bool) {
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return nil, nil, nil, 0, false
+	}
+	p = gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ = p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	udp, _ = p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	return p, ip, udp, n, true
 }
 
 // disableTxChecksum turns TX checksum offload (and with it TSO) off on an

@@ -77,7 +77,8 @@ type Config struct {
 	// processes whose packets it carries.
 	CPUs []int
 	// FastPath mirrors the flows that only rewrite headers and send to
-	// another AF_PACKET port into the kernel (package fastpath), so their
+	// one AF_PACKET port or into the VXLAN port, and the tunnel keys'
+	// flows out of it, into the kernel (package fastpath), so their
 	// packets are forwarded in the sender's softirq without waking a
 	// receiver. Where eBPF is unavailable the datapath logs why and runs
 	// without it.

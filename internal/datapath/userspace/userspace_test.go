@@ -181,13 +181,10 @@ func TestNATRewriteSeenOnTheWire(t *testing.T) {
 	for time.Now().Before(deadline) {
 		ca.WriteToUDP([]byte("nat me"), dst)
 		for {
-			n, _, err := unix.Recvfrom(raw, buf, 0)
-			if err != nil {
+			_, ip, udp, _, ok := recvIPv4UDP(raw, buf)
+			if !ok {
 				break // timeout: send again
 			}
-			p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
-			udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-			ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 			if udp == nil || ip == nil || udp.DstPort != 7001 {
 				continue
 			}
@@ -636,14 +633,8 @@ func checkOuterHeader(t *testing.T, fd int, vni uint32) {
 	buf := make([]byte, 4096)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			continue
-		}
-		p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
-		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if ip == nil || udp == nil || udp.DstPort != 6677 || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
+		_, ip, udp, _, ok := recvIPv4UDP(fd, buf)
+		if !ok || ip == nil || udp == nil || udp.DstPort != 6677 || !ip.SrcIP.Equal(net.IP{10, 1, 0, 1}) {
 			continue
 		}
 		if ip.TOS != 0x10 || ip.TTL != datapath.DefaultTunnelTTL {
