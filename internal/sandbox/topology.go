@@ -126,8 +126,12 @@ func (sb *Sandbox) buildTopology(ctx context.Context) error {
 	must(sb.post(ctx, "/hosts/"+ids["host:host3"]+"/ports", map[string]any{"portId": up, "interfaceName": "uplink"}))
 
 	// NAT on the tenant router, as MidoNet's Neutron plugin lays it out:
-	// pre-routing (inbound filter) DNATs the floating IP and reverses SNAT;
-	// post-routing (outbound filter) reverses DNAT, then SNATs.
+	// pre-routing (inbound filter) DNATs the floating IP and reverses the
+	// gateway's SNAT; post-routing (outbound filter) SNATs the floating IP's
+	// VM, then everything else leaving by the uplink. The floating IP's two
+	// rules are static (one address, no ports): stateless, each translating
+	// its own direction, so they keep no NAT keys and need no reverse rule,
+	// and flows through them match addresses only, not each connection.
 	pre := must(sb.post(ctx, "/chains", map[string]any{"name": "tenant-router-pre", "tenantId": "demo"}))
 	post := must(sb.post(ctx, "/chains", map[string]any{"name": "tenant-router-post", "tenantId": "demo"}))
 	nat := func(addr string, from, to int) []any {
@@ -140,7 +144,6 @@ func (sb *Sandbox) buildTopology(ctx context.Context) error {
 		{pre, map[string]any{"type": "dnat", "flowAction": "accept", "nwDstAddress": floatingAddr, "nwDstLength": 32,
 			"natTargets": nat(vms[0].addr, 0, 0)}},
 		{pre, map[string]any{"type": "rev_snat", "flowAction": "accept", "nwDstAddress": snatAddr, "nwDstLength": 32}},
-		{post, map[string]any{"type": "rev_dnat", "flowAction": "accept", "nwSrcAddress": vms[0].addr, "nwSrcLength": 32}},
 		{post, map[string]any{"type": "snat", "flowAction": "accept", "outPorts": []string{tl},
 			"nwSrcAddress": vms[0].addr, "nwSrcLength": 32, "natTargets": nat(floatingAddr, 0, 0)}},
 		{post, map[string]any{"type": "snat", "flowAction": "accept", "outPorts": []string{tl},
