@@ -60,7 +60,7 @@ created, and what a crashed earlier run left.`,
 	f.StringVar(&cfg.Datapath, "datapath", "userspace", "the agents' datapath: userspace, ovs or auto")
 	f.StringArrayVar(&cfg.AgentArgs, "agent-arg", nil, "a flag for every agent, repeatable, e.g. --agent-arg=--busy-poll=1ms")
 	f.BoolVar(&cfg.PinDatapath, "pin-datapath", true,
-		"keep the agents' datapath receivers on the last processor, leaving the others to the VMs (unless --agent-arg sets --datapath-cpus)")
+		"give each agent's datapath receivers a processor, from the last one down (unless --agent-arg sets --datapath-cpus)")
 	f.StringVar(&logLevel, "log-level", "warn", "log level of the cluster")
 	return cmd
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/midonet/midonet/internal/datapath/userspace"
@@ -33,22 +34,21 @@ func TestClearStateKeepsOnlyLogs(t *testing.T) {
 	}
 }
 
-func TestSwitchCPU(t *testing.T) {
+func TestSwitchCPUs(t *testing.T) {
 	for _, tc := range []struct {
 		allowed []int
-		want    int
-		ok      bool
+		want    []int
 	}{
-		{[]int{0}, 0, false},         // one processor: nothing to leave to the VMs
-		{[]int{3}, 0, false},         // one processor under taskset
-		{[]int{0, 1}, 1, true},       // the last one
-		{[]int{0, 2, 5, 7}, 7, true}, // sparse
-		{[]int{1, 1023}, 1023, true}, // the end of the set
-		{[]int{4, 5, 6, 7}, 7, true}, // under taskset -c 4-7
+		{[]int{0}, nil},                     // one processor: pinning would only keep the receivers from moving
+		{[]int{3}, nil},                     // one processor under taskset
+		{[]int{0, 1}, []int{1, 0, 1}},       // two: host1 and host3 share the last one
+		{[]int{0, 1, 2}, []int{2, 1, 0}},    // one each
+		{[]int{0, 2, 5, 7}, []int{7, 5, 2}}, // sparse; the first is left to the VMs
+		{[]int{1, 1023}, []int{1023, 1, 1023}},
+		{[]int{4, 5, 6, 7}, []int{7, 6, 5}}, // under taskset -c 4-7
 	} {
-		got, ok := switchCPU(tc.allowed)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("allowed %v: got %d, %v; want %d, %v", tc.allowed, got, ok, tc.want, tc.ok)
+		if got := switchCPUs(tc.allowed, 3); !slices.Equal(got, tc.want) {
+			t.Errorf("allowed %v: got %v, want %v", tc.allowed, got, tc.want)
 		}
 	}
 }
@@ -72,12 +72,12 @@ func TestDatapathCPUArgs(t *testing.T) {
 		{"operator's list", Config{Datapath: "userspace", PinDatapath: true, AgentArgs: []string{"--datapath-cpus=0"}}, false},
 		{"operator's list, two args", Config{Datapath: "userspace", PinDatapath: true, AgentArgs: []string{"--busy-poll=0", "--datapath-cpus", "0"}}, false},
 	} {
-		args := (&Sandbox{cfg: tc.cfg}).datapathCPUArgs()
-		if got := len(args) > 0; got != tc.pin {
-			t.Errorf("%s: args %q; want pinned=%v", tc.name, args, tc.pin)
+		cpus := (&Sandbox{cfg: tc.cfg}).datapathCPUs()
+		if got := cpus != nil; got != tc.pin {
+			t.Errorf("%s: processors %v; want pinned=%v", tc.name, cpus, tc.pin)
 		}
-		if len(args) > 0 && args[0] != "--datapath-cpus" {
-			t.Errorf("%s: args %q", tc.name, args)
+		if cpus != nil && len(cpus) != len(hosts) {
+			t.Errorf("%s: processors %v for %d hosts", tc.name, cpus, len(hosts))
 		}
 	}
 }
