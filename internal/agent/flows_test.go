@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/mem"
@@ -52,5 +55,72 @@ func TestFlowSimulatedAcrossAnInvalidationIsNotInstalled(t *testing.T) {
 				t.Errorf("%d flows in the datapath, want installed=%v", n, tc.installed)
 			}
 		})
+	}
+}
+
+// Hard timeouts remove exactly the flows whose time passed, whatever the
+// order they were installed, replaced, invalidated or evicted in: checked
+// against a plain map of what should be left, and against the datapath.
+func TestFlowsExpireByHardTimeout(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		dp := mem.New(mem.Config{})
+		ft := newFlowTable(dp, 48, newMetrics())
+		base := time.Unix(1_800_000_000, 0)
+		want := map[uint32]time.Time{} // in_port -> expiry of the live flow
+		var order []uint32             // installs, oldest first, for eviction
+		now := base
+		for step := range 400 {
+			port := uint32(rng.IntN(64)) + 1
+			switch rng.IntN(10) {
+			case 0, 1: // time passes and flows expire
+				now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+				ft.expire(now)
+				for p, exp := range want {
+					if now.After(exp) {
+						delete(want, p)
+					}
+				}
+			case 2: // a tag invalidation removes the port's flow
+				ft.invalidate([]sim.Tag{sim.Tag(port)})
+				delete(want, port)
+			default: // install, replacing the port's flow if it has one
+				exp := now.Add(time.Duration(rng.IntN(5000)) * time.Millisecond)
+				var key, mask packet.FlowKey
+				key.InPort, mask.InPort = port, ^uint32(0)
+				ft.add(&flowEntry{key: key, mask: mask, actions: []datapath.Action{datapath.Output(2)},
+					tags: []sim.Tag{sim.Tag(port)}, expires: exp, since: ft.generation()})
+				if _, ok := want[port]; !ok && len(want) >= 48 {
+					// At the limit the oldest live install is evicted.
+					for i, p := range order {
+						if _, live := want[p]; live {
+							delete(want, p)
+							order = order[i+1:]
+							break
+						}
+					}
+				}
+				order = slices.DeleteFunc(order, func(p uint32) bool { return p == port })
+				order = append(order, port)
+				want[port] = exp
+			}
+			if got := ft.len(); got != len(want) {
+				t.Fatalf("seed %d step %d: %d flows, want %d", seed, step, got, len(want))
+			}
+			if len(ft.expiry) != len(want) {
+				t.Fatalf("seed %d step %d: %d flows by expiry, want %d", seed, step, len(ft.expiry), len(want))
+			}
+		}
+		live := map[uint32]bool{}
+		dp.DumpFlows(func(f *datapath.Flow) bool { live[f.Key.InPort] = true; return true })
+		for p := range want {
+			if !live[p] {
+				t.Errorf("seed %d: port %d's flow missing from the datapath", seed, p)
+			}
+		}
+		if len(live) != len(want) {
+			t.Errorf("seed %d: %d flows in the datapath, want %d", seed, len(live), len(want))
+		}
+		dp.Close()
 	}
 }
