@@ -258,10 +258,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); w.run(ctx) }()
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() { defer a.wg.Done(); a.writer.run(ctx) }()
 	go func() { defer a.wg.Done(); a.expireLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.followTopology(ctx) }()
+	go func() { defer a.wg.Done(); a.saveStateLoop(ctx) }()
 	if a.cfg.PublishInterfaces {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.publishInterfacesLoop(ctx) }()
@@ -270,7 +271,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent stopping")
 	a.dp.SetUpcallHandler(nil)
 	a.wg.Wait()
-	a.saveState()
+	if n := a.saveState(-1); n > 0 {
+		a.log.Info("flow state saved", "file", a.stateFile(), "keys", n)
+	}
 	if a.session != nil {
 		a.session.Close()
 	}

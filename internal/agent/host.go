@@ -90,8 +90,12 @@ func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, "flows
 
 // saveState writes the conntrack and NAT keys this agent holds, so that a
 // restarted agent keeps established connections (and their NAT) working.
-func (a *Agent) saveState() {
+// It replaces the file whole (a crash mid-write leaves the previous one)
+// and skips the write when there was nothing to save, nor the last time.
+// It reports how many keys it saved.
+func (a *Agent) saveState(lastKeys int) int {
 	var out []byte
+	keys := 0
 	for _, m := range a.stateChunks() {
 		b, err := m.MarshalBinary()
 		if err != nil {
@@ -99,12 +103,45 @@ func (a *Agent) saveState() {
 		}
 		out = append(out, byte(len(b)>>8), byte(len(b)))
 		out = append(out, b...)
+		keys += len(m.Conntrack) + len(m.NAT)
 	}
-	if err := os.WriteFile(a.stateFile(), out, 0o600); err != nil {
-		a.log.Warn("flow state not saved", "err", err)
-		return
+	if keys == 0 && lastKeys == 0 {
+		return 0
 	}
-	a.log.Info("flow state saved", "file", a.stateFile(), "bytes", len(out))
+	tmp := a.stateFile() + ".new"
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
+		return lastKeys
+	}
+	if err := os.Rename(tmp, a.stateFile()); err != nil {
+		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
+		return lastKeys
+	}
+	a.metrics.stateSaves.Inc()
+	a.metrics.stateSavedKeys.Set(float64(keys))
+	a.log.Debug("flow state saved", "file", a.stateFile(), "keys", keys, "bytes", len(out))
+	return keys
+}
+
+// stateSaveEvery is how often the agent saves its flow state while it
+// runs, so that connections older than that survive even a crash of the
+// agent (MidoNet's agent logs every state message to local files).
+const stateSaveEvery = 2 * time.Second
+
+// saveStateLoop saves the flow state every stateSaveEvery until ctx ends,
+// then once more.
+func (a *Agent) saveStateLoop(ctx context.Context) {
+	tick := time.NewTicker(stateSaveEvery)
+	defer tick.Stop()
+	keys := -1 // unknown: the file may hold a previous run's
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			keys = a.saveState(keys)
+		}
+	}
 }
 
 // loadState imports the flow state a previous run saved; keys then idle

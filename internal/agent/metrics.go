@@ -27,6 +27,8 @@ type Metrics struct {
 	stateSent          prometheus.Counter
 	stateReceived      prometheus.Counter
 	stateWritesDropped prometheus.Counter
+	stateSaves         prometheus.Counter
+	stateSavedKeys     prometheus.Gauge
 	dpHits, dpMisses   prometheus.Gauge
 	dpLost, dpUpDrops  prometheus.Gauge
 	dpBusySpins        prometheus.Gauge
@@ -77,6 +79,8 @@ func newMetrics() *Metrics {
 	m.flowsCurrent = gauge("flows", "Flows currently installed.")
 	m.stateSent = counter("state_messages_sent_total", "Flow-state messages sent to peers.")
 	m.stateReceived = counter("state_messages_received_total", "Flow-state messages received from peers.")
+	m.stateSaves = counter("state_saves_total", "Times the flow state was saved to the state directory.")
+	m.stateSavedKeys = gauge("state_saved_keys", "Conntrack and NAT keys in the last flow-state save.")
 	m.stateWritesDropped = counter("state_writes_dropped_total", "NSDB writes (learned MACs, ARP) dropped because the queue was full.")
 	m.dpHits = gauge("datapath_hits", "Packets that matched a datapath flow.")
 	m.dpMisses = gauge("datapath_misses", "Packets that matched no datapath flow.")

@@ -453,9 +453,15 @@ const ExtNS = extNS
 
 // RestartAgent stops the agent of host i and starts it again, as an
 // operator upgrading it would.
-func (sb *Sandbox) RestartAgent(i int) error {
+func (sb *Sandbox) RestartAgent(i int) error { return sb.restartAgent(i, syscall.SIGTERM) }
+
+// CrashAgent kills the agent of host i (SIGKILL: no clean shutdown) and
+// starts it again, as a supervisor would after a crash.
+func (sb *Sandbox) CrashAgent(i int) error { return sb.restartAgent(i, syscall.SIGKILL) }
+
+func (sb *Sandbox) restartAgent(i int, sig syscall.Signal) error {
 	a := sb.agents[i]
-	a.Process.Signal(syscall.SIGTERM)
+	a.Process.Signal(sig)
 	done := make(chan struct{})
 	go func() { a.Wait(); close(done) }()
 	select {

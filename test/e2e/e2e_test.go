@@ -403,6 +403,24 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 	}
 }
 
+// A crashed agent (no clean shutdown, so no save on the way out) keeps the
+// flow state it saved while it ran.
+func TestNATConnectionSurvivesAgentCrash(t *testing.T) {
+	need(t)
+	seen, say := natConversation(t, 7102)
+	// Two saves after the conversation: the second began after it.
+	saves := agentMetric(t, 1, "midonet_agent_state_saves_total")
+	eventually(t, 10*time.Second, "two flow-state saves on host2", func() bool {
+		return agentMetric(t, 1, "midonet_agent_state_saves_total") >= saves+2
+	})
+	if err := sb.CrashAgent(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := say("after"); got != seen+" after" {
+		t.Fatalf("echo after the crash %q: the connection must keep its NAT mapping %s", got, seen)
+	}
+}
+
 // migrate moves a VM from one host to another as a cloud would: unbind the
 // port, move the VM's interface (same MAC and address) to a tap on the new
 // host, bind the port there, and wait until the new host reports it active.
