@@ -32,7 +32,7 @@ type flowEntry struct {
 	nats  []flowstate.NATEntry
 
 	elem *list.Element // in the insertion order, for eviction
-	at   int           // index in the expiry heap; -1 once out of it
+	at   int           // index in the expiry heap while installed
 	dead bool          // removed: tag sets drop it lazily
 }
 

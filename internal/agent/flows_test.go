@@ -66,10 +66,9 @@ func TestFlowsExpireByHardTimeout(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		dp := mem.New(mem.Config{})
 		ft := newFlowTable(dp, 48, newMetrics())
-		base := time.Unix(1_800_000_000, 0)
+		now := time.Unix(1_800_000_000, 0)
 		want := map[uint32]time.Time{} // in_port -> expiry of the live flow
 		var order []uint32             // installs, oldest first, for eviction
-		now := base
 		for step := range 400 {
 			port := uint32(rng.IntN(64)) + 1
 			switch rng.IntN(10) {

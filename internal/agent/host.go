@@ -128,8 +128,8 @@ func (a *Agent) saveState(lastKeys int) int {
 // agent (MidoNet's agent logs every state message to local files).
 const stateSaveEvery = 2 * time.Second
 
-// saveStateLoop saves the flow state every stateSaveEvery until ctx ends,
-// then once more.
+// saveStateLoop saves the flow state every stateSaveEvery until ctx ends
+// (Run saves it once more on the way out).
 func (a *Agent) saveStateLoop(ctx context.Context) {
 	tick := time.NewTicker(stateSaveEvery)
 	defer tick.Stop()
