@@ -151,7 +151,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
 	}
-	cfg.StateDir = filepath.Join(cfg.StateDir, "hosts", safeName(cfg.HostName))
+	cfg.StateDir = hostStateDir(cfg.StateDir, cfg.HostName)
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
@@ -271,7 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent stopping")
 	a.dp.SetUpcallHandler(nil)
 	a.wg.Wait()
-	if n := a.saveState(-1); n > 0 {
+	if n, ok := a.saveState(); ok && n > 0 {
 		a.log.Info("flow state saved", "file", a.stateFile(), "keys", n)
 	}
 	if a.session != nil {

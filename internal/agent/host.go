@@ -85,17 +85,51 @@ func interfaceOf(host topology.ID, itf net.Interface) topology.Interface {
 	return out
 }
 
+// hostStateDir is where the agent of host keeps its host id and flow state
+// under the --state-dir given.
+func hostStateDir(stateDir, host string) string {
+	return filepath.Join(stateDir, "hosts", safeName(host))
+}
+
+const stateFileName = "flowstate.bin"
+
+// StateFile is the file where the agent of host, given --state-dir
+// stateDir, saves its flow state.
+func StateFile(stateDir, host string) string {
+	return filepath.Join(hostStateDir(stateDir, host), stateFileName)
+}
+
 // stateFile keeps the flow state across agent restarts.
-func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, "flowstate.bin") }
+func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, stateFileName) }
+
+// ReadStateFile returns the flow-state messages a state file holds; a
+// truncated or corrupt tail is left out.
+func ReadStateFile(path string) ([]flowstate.Message, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []flowstate.Message
+	for len(b) >= 2 {
+		l := int(b[0])<<8 | int(b[1])
+		if len(b) < 2+l {
+			break
+		}
+		var m flowstate.Message
+		if m.UnmarshalBinary(b[2:2+l]) == nil {
+			msgs = append(msgs, m)
+		}
+		b = b[2+l:]
+	}
+	return msgs, nil
+}
 
 // saveState writes the conntrack and NAT keys this agent holds, so that a
 // restarted agent keeps established connections (and their NAT) working.
 // It replaces the file whole (a crash mid-write leaves the previous one)
-// and skips the write when there was nothing to save, nor the last time.
-// It reports how many keys it saved.
-func (a *Agent) saveState(lastKeys int) int {
+// and reports how many keys it saved, or false if it could not.
+func (a *Agent) saveState() (keys int, ok bool) {
 	var out []byte
-	keys := 0
 	for _, m := range a.stateChunks() {
 		b, err := m.MarshalBinary()
 		if err != nil {
@@ -105,22 +139,29 @@ func (a *Agent) saveState(lastKeys int) int {
 		out = append(out, b...)
 		keys += len(m.Conntrack) + len(m.NAT)
 	}
-	if keys == 0 && lastKeys == 0 {
-		return 0
-	}
 	tmp := a.stateFile() + ".new"
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
-		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
-		return lastKeys
+	err := os.WriteFile(tmp, out, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, a.stateFile())
 	}
-	if err := os.Rename(tmp, a.stateFile()); err != nil {
+	if err != nil {
 		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
-		return lastKeys
+		return 0, false
 	}
 	a.metrics.stateSaves.Inc()
 	a.metrics.stateSavedKeys.Set(float64(keys))
 	a.log.Debug("flow state saved", "file", a.stateFile(), "keys", keys, "bytes", len(out))
-	return keys
+	return keys, true
+}
+
+// stateChanges sums the keys added to and removed from the flow state.
+func (a *Agent) stateChanges() uint64 {
+	var n uint64
+	for i := range a.state.Len() {
+		s := a.state.Shard(i)
+		n += s.Conntrack.Changes() + s.NAT.Changes()
+	}
+	return n
 }
 
 // stateSaveEvery is how often the agent saves its flow state while it
@@ -128,18 +169,24 @@ func (a *Agent) saveState(lastKeys int) int {
 // agent (MidoNet's agent logs every state message to local files).
 const stateSaveEvery = 2 * time.Second
 
-// saveStateLoop saves the flow state every stateSaveEvery until ctx ends
-// (Run saves it once more on the way out).
+// saveStateLoop saves the flow state every stateSaveEvery, if keys came or
+// went since the last save, until ctx ends (Run saves it once more on the
+// way out). At 100k keys a save takes about 30 ms of one core.
 func (a *Agent) saveStateLoop(ctx context.Context) {
 	tick := time.NewTicker(stateSaveEvery)
 	defer tick.Stop()
-	keys := -1 // unknown: the file may hold a previous run's
+	saved, first := uint64(0), true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			keys = a.saveState(keys)
+		}
+		// Read before saving: what changes during the save is saved next time.
+		if c := a.stateChanges(); first || c != saved {
+			if _, ok := a.saveState(); ok {
+				saved, first = c, false
+			}
 		}
 	}
 }
@@ -147,23 +194,15 @@ func (a *Agent) saveStateLoop(ctx context.Context) {
 // loadState imports the flow state a previous run saved; keys then idle
 // out unless traffic refreshes them.
 func (a *Agent) loadState() {
-	b, err := os.ReadFile(a.stateFile())
+	msgs, err := ReadStateFile(a.stateFile())
 	if err != nil {
 		return
 	}
 	shard := a.state.Shard(a.state.Len() - 1)
 	n := 0
-	for len(b) >= 2 {
-		l := int(b[0])<<8 | int(b[1])
-		if len(b) < 2+l {
-			break
-		}
-		var m flowstate.Message
-		if m.UnmarshalBinary(b[2:2+l]) == nil {
-			shard.Import(&m, a.now())
-			n += len(m.Conntrack) + len(m.NAT)
-		}
-		b = b[2+l:]
+	for i := range msgs {
+		shard.Import(&msgs[i], a.now())
+		n += len(msgs[i].Conntrack) + len(msgs[i].NAT)
 	}
 	a.log.Info("flow state restored", "keys", n)
 }

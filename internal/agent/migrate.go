@@ -105,8 +105,13 @@ func (a *Agent) answerPull(frame []byte) {
 // stateChunks returns every conntrack and NAT key this agent holds, in
 // messages small enough for one overlay packet each.
 func (a *Agent) stateChunks() []flowstate.Message {
-	var conns []flowstate.ConnKey
-	var nats []flowstate.NATEntry
+	var connKeys, natKeys int // to size the copies: at 100k keys, growing them took half the time
+	for i := range a.state.Len() {
+		connKeys += a.state.Shard(i).Conntrack.Len()
+		natKeys += a.state.Shard(i).NAT.Len()
+	}
+	conns := make([]flowstate.ConnKey, 0, connKeys)
+	nats := make([]flowstate.NATEntry, 0, natKeys)
 	for i := range a.state.Len() {
 		s := a.state.Shard(i)
 		s.Conntrack.Range(func(k flowstate.ConnKey, _ struct{}) bool { conns = append(conns, k); return true })
@@ -115,7 +120,7 @@ func (a *Agent) stateChunks() []flowstate.Message {
 			return true
 		})
 	}
-	var out []flowstate.Message
+	out := make([]flowstate.Message, 0, max(connKeys/16, natKeys/8)+1)
 	for len(conns) > 0 || len(nats) > 0 {
 		nc, nn := min(len(conns), 16), min(len(nats), 8)
 		out = append(out, flowstate.Message{Sender: a.hostID, Conntrack: conns[:nc], NAT: nats[:nn]})

@@ -78,6 +78,33 @@ func TestTableTouchRefreshesIdleEntries(t *testing.T) {
 	}
 }
 
+// Changes counts keys added and removed, not refreshes: the agent skips a
+// flow-state save when it has not moved.
+func TestTableChangesCountKeysAddedAndRemoved(t *testing.T) {
+	tb := NewTable[ConnKey, struct{}](time.Minute)
+	other := connAB
+	other.SrcPort++
+	for _, step := range []struct {
+		name string
+		do   func()
+		want uint64
+	}{
+		{"ref a new key", func() { tb.Ref(connAB, struct{}{}) }, 1},
+		{"ref it again", func() { tb.Ref(connAB, struct{}{}) }, 1},
+		{"touch another", func() { tb.Touch(other, struct{}{}, t0) }, 2},
+		{"touch it again", func() { tb.Touch(other, struct{}{}, t0.Add(time.Second)) }, 2},
+		{"unref", func() { tb.Unref(connAB, t0); tb.Unref(connAB, t0) }, 2},
+		{"expire both", func() { tb.Expire(t0.Add(2*time.Minute), nil) }, 4},
+		{"delete an absent key", func() { tb.Delete(connAB) }, 4},
+		{"delete a present key", func() { tb.Ref(connAB, struct{}{}); tb.Delete(connAB) }, 6},
+	} {
+		step.do()
+		if got := tb.Changes(); got != step.want {
+			t.Fatalf("%s: %d changes, want %d", step.name, got, step.want)
+		}
+	}
+}
+
 func TestViewReadsOtherShards(t *testing.T) {
 	tables := NewTables(3, time.Minute)
 	tables.Shard(2).Commit([]ConnKey{connAB}, nil)

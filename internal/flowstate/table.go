@@ -2,6 +2,7 @@ package flowstate
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,8 @@ type Table[K comparable, V any] struct {
 	m     map[K]entry[V] // guarded by mu
 	queue []pending[K]   // guarded by mu; idle entries by expiry time
 	head  int            // guarded by mu; first unexamined queue slot
+	// changes counts the keys added and removed, written under mu.
+	changes atomic.Uint64
 }
 
 // NewTable returns an empty table whose unreferenced entries live for ttl.
@@ -52,10 +55,13 @@ func (t *Table[K, V]) Get(k K) (V, bool) {
 // that created or used the key.
 func (t *Table[K, V]) Ref(k K, v V) {
 	t.mu.Lock()
-	e := t.m[k]
+	e, ok := t.m[k]
 	e.value = v
 	e.refs++
 	t.m[k] = e
+	if !ok {
+		t.changes.Add(1)
+	}
 	t.mu.Unlock()
 }
 
@@ -63,7 +69,10 @@ func (t *Table[K, V]) Ref(k K, v V) {
 // from peers: an unreferenced entry's idle time restarts at now.
 func (t *Table[K, V]) Touch(k K, v V, now time.Time) {
 	t.mu.Lock()
-	e := t.m[k]
+	e, ok := t.m[k]
+	if !ok {
+		t.changes.Add(1)
+	}
 	e.value = v
 	if e.refs <= 0 {
 		e.expires = now.Add(t.ttl).UnixNano()
@@ -93,7 +102,10 @@ func (t *Table[K, V]) Unref(k K, now time.Time) {
 // Delete removes k whatever its references.
 func (t *Table[K, V]) Delete(k K) {
 	t.mu.Lock()
-	delete(t.m, k)
+	if _, ok := t.m[k]; ok {
+		delete(t.m, k)
+		t.changes.Add(1)
+	}
 	t.mu.Unlock()
 }
 
@@ -103,6 +115,10 @@ func (t *Table[K, V]) Refs(k K) int {
 	defer t.mu.RUnlock()
 	return int(t.m[k].refs)
 }
+
+// Changes returns how many keys were added to or removed from the table so
+// far: a saver that saw the same count has nothing new to save.
+func (t *Table[K, V]) Changes() uint64 { return t.changes.Load() }
 
 // Len returns the number of entries.
 func (t *Table[K, V]) Len() int {
@@ -140,6 +156,7 @@ func (t *Table[K, V]) Expire(now time.Time, expired func(K, V)) int {
 		t.queue = t.queue[:copy(t.queue, t.queue[t.head:])]
 		t.head = 0
 	}
+	t.changes.Add(uint64(removed))
 	t.mu.Unlock()
 	for _, x := range gone {
 		expired(x.k, x.v)

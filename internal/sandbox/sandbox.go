@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/cluster"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 )
@@ -454,6 +455,12 @@ const ExtNS = extNS
 // RestartAgent stops the agent of host i and starts it again, as an
 // operator upgrading it would.
 func (sb *Sandbox) RestartAgent(i int) error { return sb.restartAgent(i, syscall.SIGTERM) }
+
+// AgentStateFile is the file where the agent of host i saves its flow
+// state.
+func (sb *Sandbox) AgentStateFile(i int) string {
+	return agent.StateFile(filepath.Join(sb.cfg.DataDir, hosts[i].name), hosts[i].name)
+}
 
 // CrashAgent kills the agent of host i (SIGKILL: no clean shutdown) and
 // starts it again, as a supervisor would after a crash.

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/sandbox"
 )
 
@@ -408,10 +410,20 @@ func TestNATConnectionSurvivesAgentRestart(t *testing.T) {
 func TestNATConnectionSurvivesAgentCrash(t *testing.T) {
 	need(t)
 	seen, say := natConversation(t, 7102)
-	// Two saves after the conversation: the second began after it.
-	saves := agentMetric(t, 1, "midonet_agent_state_saves_total")
-	eventually(t, 10*time.Second, "two flow-state saves on host2", func() bool {
-		return agentMetric(t, 1, "midonet_agent_state_saves_total") >= saves+2
+	ip, port, _ := strings.Cut(seen, ":")
+	eventually(t, 10*time.Second, "host2's saved flow state holding the connection's SNAT binding "+seen, func() bool {
+		msgs, err := agent.ReadStateFile(sb.AgentStateFile(1))
+		if err != nil {
+			return false
+		}
+		for _, m := range msgs {
+			for _, e := range m.NAT {
+				if e.Binding.IP.String() == ip && strconv.Itoa(int(e.Binding.Port)) == port {
+					return true
+				}
+			}
+		}
+		return false
 	})
 	if err := sb.CrashAgent(1); err != nil {
 		t.Fatal(err)
