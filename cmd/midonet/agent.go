@@ -95,7 +95,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&cfg.HostName, "host", "", "name of this host (default: the hostname)")
 	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated")
 	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
-	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and saved flow state")
+	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and the flow state, saved every 2s and on exit")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100")
 	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
@@ -107,7 +107,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&dpCPUs, "datapath-cpus", "",
 		"userspace datapath: processors to pin the port receivers to, e.g. 1 or 2-3,6 (default: not pinned)")
 	f.BoolVar(&fastPath, "fast-path", true,
-		"userspace datapath: run the flows that only rewrite headers and send to a local interface in the kernel (eBPF), "+
+		"userspace datapath: run the flows that only rewrite headers and send to a local interface or into the overlay in the kernel (eBPF), "+
 			"so their packets need no receiver to wake up; false: every packet through the agent's receivers")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
