@@ -115,43 +115,40 @@ type Ports func(datapath.PortNo) (Port, bool)
 func New() (*FastPath, error) {
 	f := &FastPath{entries: make(map[flowID]*entry), slotOf: make(map[[keySize]byte]int)}
 	var err error
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	if f.masks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_masks", Type: ebpf.Array, KeySize: 4, ValueSize: masksValSize, MaxEntries: 1}); err != nil {
 		return nil, fmt.Errorf("fast path: mask table: %w", err)
 	}
 	if f.flows, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_flows", Type: ebpf.Hash, KeySize: keySize, ValueSize: valSize,
 		MaxEntries: MaxFlows, Flags: unix.BPF_F_NO_PREALLOC}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: flow table: %w", err)
 	}
 	if f.handover, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_handover", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: hoSize, MaxEntries: 1}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: hand-over: %w", err)
 	}
 	if f.counters, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_counters", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: ctrSize, MaxEntries: 1}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: counters: %w", err)
 	}
 	if f.ports, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_ports", Type: ebpf.PerCPUHash, KeySize: 4, ValueSize: portValSize, MaxEntries: maxPorts}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: port counters: %w", err)
 	}
 	if f.decap, err = ebpf.NewMap(&ebpf.MapSpec{Name: "mn_decap", Type: ebpf.Hash, KeySize: 4, ValueSize: decSize,
 		MaxEntries: maxPorts, Flags: unix.BPF_F_NO_PREALLOC}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: decapsulation table: %w", err)
 	}
 	if f.classify, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "mn_classify", Type: ebpf.SocketFilter, License: "Apache-2.0",
 		Instructions: classifier(f.masks.FD(), f.flows.FD(), f.handover.FD(), f.counters.FD(), f.ports.FD())}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: load the classifier: %w", err)
 	}
 	if f.forward, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "mn_forward", Type: ebpf.SchedCLS, License: "Apache-2.0",
 		Instructions: forwarder(f.handover.FD())}); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("fast path: load the forwarder: %w", err)
 	}
-	if err := f.writeMasks(); err != nil {
-		f.Close()
+	if err = f.writeMasks(); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -186,14 +183,9 @@ type Attachment struct {
 // The tc program goes first: a frame the filter keeps from the socket must
 // find it.
 func (f *FastPath) Attach(ifindex, sock int) (*Attachment, error) {
-	zero := make([]portCounters, ebpf.MustPossibleCPU())
-	if err := f.ports.Update(uint32(ifindex), zero, ebpf.UpdateAny); err != nil {
-		return nil, fmt.Errorf("fast path: counters of interface %d: %w", ifindex, err)
-	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: f.forward, Attach: ebpf.AttachTCXIngress})
+	l, err := f.attachTC(ifindex, f.forward)
 	if err != nil {
-		f.ports.Delete(uint32(ifindex))
-		return nil, fmt.Errorf("fast path: attach the tc program to interface %d: %w", ifindex, err)
+		return nil, err
 	}
 	if err := unix.SetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_ATTACH_BPF, f.classify.FD()); err != nil {
 		l.Close()
@@ -222,6 +214,21 @@ func (a *Attachment) Close() {
 // has a kernel flow leave the tunnel there. It must run in the interface's
 // network namespace. The interface's counters are the overlay's.
 func (f *FastPath) AttachOverlay(ifindex int, local netip.Addr, udpPort uint16) (*Attachment, error) {
+	prog, err := f.loadDecapsulator(local, udpPort)
+	if err != nil {
+		return nil, err
+	}
+	l, err := f.attachTC(ifindex, prog)
+	if err != nil {
+		prog.Close()
+		return nil, err
+	}
+	return &Attachment{f: f, ifindex: uint32(ifindex), link: l, sock: -1, prog: prog}, nil
+}
+
+// loadDecapsulator loads the decapsulator of a VXLAN port bound to
+// local:udpPort (local zero: any address).
+func (f *FastPath) loadDecapsulator(local netip.Addr, udpPort uint16) (*ebpf.Program, error) {
 	var raw uint32
 	if local.IsValid() {
 		a4 := local.As4()
@@ -234,18 +241,22 @@ func (f *FastPath) AttachOverlay(ifindex int, local netip.Addr, udpPort uint16) 
 	if err != nil {
 		return nil, fmt.Errorf("fast path: load the decapsulator: %w", err)
 	}
+	return prog, nil
+}
+
+// attachTC gives an interface fresh counters and puts prog on its tc
+// ingress.
+func (f *FastPath) attachTC(ifindex int, prog *ebpf.Program) (link.Link, error) {
 	zero := make([]portCounters, ebpf.MustPossibleCPU())
 	if err := f.ports.Update(uint32(ifindex), zero, ebpf.UpdateAny); err != nil {
-		prog.Close()
 		return nil, fmt.Errorf("fast path: counters of interface %d: %w", ifindex, err)
 	}
 	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
-		prog.Close()
 		f.ports.Delete(uint32(ifindex))
-		return nil, fmt.Errorf("fast path: attach the decapsulator to interface %d: %w", ifindex, err)
+		return nil, fmt.Errorf("fast path: attach %s to interface %d's tc ingress: %w", prog, ifindex, err)
 	}
-	return &Attachment{f: f, ifindex: uint32(ifindex), link: l, sock: -1, prog: prog}, nil
+	return l, nil
 }
 
 // Stats returns what the kernel's flows received on the interface and sent
@@ -285,26 +296,24 @@ func (f *FastPath) Put(key, mask *packet.FlowKey, actions []datapath.Action, por
 		retire()
 		return false
 	}
-	m, counters, slot := f.flows, valActSize, -1
-	if kf.decap {
-		m, counters = f.decap, decPackets
-	} else {
-		for i := range kf.key {
-			kf.key[i] &= kf.mask[i]
-		}
-		if e != nil && e.inKernel && !e.decap && f.slots[e.slot].mask == kf.mask {
+	// kf.key is masked already (translate encodes id.key), and a flow
+	// with the same id in the kernel has the same mask, so its slot.
+	m, counters := f.table(kf.decap)
+	slot := -1
+	if e != nil && e.inKernel && e.decap == kf.decap {
+		if !kf.decap {
 			slot = e.slot
 			binary.NativeEndian.PutUint16(kf.key[keyMaskNo:], uint16(slot))
 		}
-	}
-	if e != nil && e.inKernel && e.decap == kf.decap && e.bkey == kf.key && (kf.decap || slot >= 0) {
-		// Same match: replace the actions, keep the counters.
-		if !resetStats && m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
-			copy(f.val[counters:], f.old[counters:])
-		}
-		if m.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateExist) == nil {
-			e.out, e.overlay = kf.out, kf.overlay
-			return true
+		if e.bkey == kf.key {
+			// Same match: replace the actions, keep the counters.
+			if !resetStats && m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+				copy(f.val[counters:], f.old[counters:])
+			}
+			if m.Update(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.val), ebpf.UpdateExist) == nil {
+				e.out, e.overlay = kf.out, kf.overlay
+				return true
+			}
 		}
 	}
 	retire()
@@ -371,19 +380,17 @@ func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 		if s, ok := f.removeLocked(e); ok {
 			st = MergeStats(st, s)
 		}
-	case e.decap && f.decap.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil,
-		!e.decap && f.flows.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil:
-		st = MergeStats(st, f.oldStats(e))
+	default:
+		if m, _ := f.table(e.decap); m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+			st = MergeStats(st, f.oldStats(e))
+		}
 	}
 	return st
 }
 
 // removeLocked deletes e's kernel copy and returns its final counters.
 func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
-	m := f.flows
-	if e.decap {
-		m = f.decap
-	}
+	m, _ := f.table(e.decap)
 	err := m.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
 	if !e.decap {
 		f.releaseMaskLocked(e.slot)
@@ -398,10 +405,21 @@ func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
 
 // oldStats reads the counters of e's value in f.old.
 func (f *FastPath) oldStats(e *entry) datapath.FlowStats {
-	if e.decap {
-		return valueStats(f.old[decPackets:], 0)
+	_, counters := f.table(e.decap)
+	var tcpFlags uint64
+	if !e.decap {
+		tcpFlags = binary.NativeEndian.Uint64(f.old[valTCPFlags:])
 	}
-	return valueStats(f.old[valPackets:], binary.NativeEndian.Uint64(f.old[valTCPFlags:]))
+	return valueStats(f.old[counters:], tcpFlags)
+}
+
+// table returns the map that holds a kind of kernel flow (decapsulations,
+// or the others) and where the counters start in its values.
+func (f *FastPath) table(decap bool) (m *ebpf.Map, counters int) {
+	if decap {
+		return f.decap, decPackets
+	}
+	return f.flows, valPackets
 }
 
 // ForgetInterface removes the kernel's copies of the flows that enter or

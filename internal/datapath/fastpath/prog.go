@@ -2,6 +2,15 @@ package fastpath
 
 import (
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/midonet/midonet/internal/packet"
+)
+
+// IP protocols the programs tell apart, as instruction immediates.
+const (
+	tcp  = int32(packet.IPProtoTCP)
+	udp  = int32(packet.IPProtoUDP)
+	icmp = int32(packet.IPProtoICMP)
 )
 
 // The two programs share their layouts with the Go side through the
@@ -77,7 +86,7 @@ const tunnelTCPMax = 1024
 
 // vxlanOverhead is what encapsulation adds in front of a frame (outer
 // IPv4, UDP and VXLAN headers; the outer Ethernet header replaces none).
-const vxlanOverhead = 20 + 8 + 8
+const vxlanOverhead = packet.VXLANEncapLen - packet.EthernetHeaderLen
 
 // The mask table (one array entry): how many slots are in use, then the
 // masks. A flow's key carries the number of the mask it was masked with.
@@ -130,7 +139,7 @@ const (
 // Frame offsets of an untagged IPv4 packet without options, the only kind
 // the fast path takes.
 const (
-	ethLen     = 14
+	ethLen     = packet.EthernetHeaderLen
 	ipOff      = ethLen
 	ipCsumOff  = ipOff + 10
 	ipSrcOff   = ipOff + 12
@@ -260,9 +269,9 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.StoreMem(fp, stKey+keyNwDst, r0, asm.Word),
 		asm.LoadMem(r0, fp, stIP+9, asm.Byte),
 		asm.StoreMem(fp, stKey+keyProto, r0, asm.Byte),
-		asm.JEq.Imm(r0, 6, "tcp"),
-		asm.JEq.Imm(r0, 17, "udp"),
-		asm.JEq.Imm(r0, 1, "icmp"),
+		asm.JEq.Imm(r0, tcp, "tcp"),
+		asm.JEq.Imm(r0, udp, "udp"),
+		asm.JEq.Imm(r0, icmp, "icmp"),
 		asm.Mov.Imm(r9, 0),
 		asm.Ja.Label("classify"),
 	)
@@ -353,7 +362,7 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 		asm.JGT.Reg(r2, r1, "accept"),
 		asm.JLE.Imm(r2, tunnelTCPMax, "count"),
 		asm.LoadMem(r1, fp, stKey+keyProto, asm.Byte),
-		asm.JEq.Imm(r1, 6, "accept"),
+		asm.JEq.Imm(r1, tcp, "accept"),
 		asm.Mov.Imm(r1, 1).WithSymbol("count"),
 		asm.AddAtomic.Mem(r7, r1, asm.DWord, valPackets),
 		asm.LoadMem(r1, r6, skbLen, asm.Word),
@@ -422,7 +431,7 @@ const (
 	encUDP      = 20 // UDP header
 	encVXLAN    = 28 // VXLAN header
 	encInnerEth = 36 // the frame's own Ethernet header
-	encLen      = 50
+	encLen      = packet.VXLANEncapLen
 )
 
 // adjust_room flags: room after the MAC header for an IPv4/UDP tunnel
@@ -525,10 +534,9 @@ func forwarder(handover int) asm.Instructions {
 	p := asm.Instructions{
 		asm.Mov.Reg(r6, r1),
 		asm.StoreImm(fp, stZero, 0, asm.Word),
-		asm.LoadMapPtr(r1, handover),
-		asm.Mov.Reg(r2, fp),
-		asm.Add.Imm(r2, stZero),
-		asm.FnMapLookupElem.Call(),
+	}
+	p = append(p, lookupAt(handover, stZero)...)
+	p = append(p,
 		asm.JEq.Imm(r0, 0, "next"),
 		asm.Mov.Reg(r8, r0),
 		asm.LoadMem(r1, r8, hoIfindex, asm.Word),
@@ -538,13 +546,9 @@ func forwarder(handover int) asm.Instructions {
 		asm.LoadMem(r1, r8, hoLen, asm.Word),
 		asm.LoadMem(r2, r6, skbLen, asm.Word),
 		asm.JNE.Reg(r1, r2, "stale"),
-		asm.Mov.Reg(r1, r6),
-		asm.Mov.Imm(r2, ipOff+4),
-		asm.Mov.Reg(r3, fp),
-		asm.Add.Imm(r3, stTag),
-		asm.Mov.Imm(r4, 8),
-		asm.FnSkbLoadBytes.Call(),
-		asm.JNE.Imm(r0, 0, "stale"),
+	)
+	p = append(p, skbBytes(asm.FnSkbLoadBytes, ipOff+4, fp, stTag, 8, "stale")...)
+	p = append(p,
 		asm.LoadMem(r1, fp, stTag, asm.DWord),
 		asm.LoadMem(r2, r8, hoTag, asm.DWord),
 		asm.JNE.Reg(r1, r2, "stale"),
@@ -554,7 +558,7 @@ func forwarder(handover int) asm.Instructions {
 		asm.JEq.Imm(r1, 0, "drop"),
 		asm.LoadMem(r7, r8, hoAction+valFlags, asm.Word),
 		asm.LoadMem(r9, r8, hoIP+9, asm.Byte), // protocol
-	}
+	)
 	store := func(off int32, from int16, n int32) asm.Instructions {
 		return skbBytes(asm.FnSkbStoreBytes, off, r8, from, n, "drop")
 	}
@@ -582,10 +586,10 @@ func forwarder(handover int) asm.Instructions {
 	// An address change also changes the TCP or UDP pseudo-header sum.
 	addr := func(name string, oldOff, newOff int16, frameOff int32) asm.Instructions {
 		var b asm.Instructions
-		b = append(b, asm.JNE.Imm(r9, 6, "udp_"+name))
+		b = append(b, asm.JNE.Imm(r9, tcp, "udp_"+name))
 		b = append(b, csum(asm.FnL4CsumReplace, tcpCsumOff, oldOff, newOff, asm.Word, bpfPseudoHdr)...)
 		b = append(b, asm.Ja.Label("l3_"+name))
-		b = append(b, asm.JNE.Imm(r9, 17, "l3_"+name).WithSymbol("udp_"+name))
+		b = append(b, asm.JNE.Imm(r9, udp, "l3_"+name).WithSymbol("udp_"+name))
 		b = append(b, csum(asm.FnL4CsumReplace, udpCsumOff, oldOff, newOff, asm.Word, bpfPseudoHdr|bpfMarkMangled0)...)
 		l3 := csum(asm.FnL3CsumReplace, ipCsumOff, oldOff, newOff, asm.Word, 0)
 		l3[0] = l3[0].WithSymbol("l3_" + name)
@@ -594,10 +598,10 @@ func forwarder(handover int) asm.Instructions {
 	}
 	port := func(name string, oldOff, newOff int16, frameOff int32) asm.Instructions {
 		var b asm.Instructions
-		b = append(b, asm.JNE.Imm(r9, 6, "udp_"+name))
+		b = append(b, asm.JNE.Imm(r9, tcp, "udp_"+name))
 		b = append(b, csum(asm.FnL4CsumReplace, tcpCsumOff, oldOff, newOff, asm.Half, 0)...)
 		b = append(b, asm.Ja.Label("set_"+name))
-		b = append(b, asm.JNE.Imm(r9, 17, "drop").WithSymbol("udp_"+name))
+		b = append(b, asm.JNE.Imm(r9, udp, "drop").WithSymbol("udp_"+name))
 		b = append(b, csum(asm.FnL4CsumReplace, udpCsumOff, oldOff, newOff, asm.Half, bpfMarkMangled0)...)
 		s := store(frameOff, newOff, 2)
 		s[0] = s[0].WithSymbol("set_" + name)
@@ -605,7 +609,7 @@ func forwarder(handover int) asm.Instructions {
 	}
 	// A one-byte field shares its checksum word with a neighbour: build
 	// the new word in the hand-over's scratch and replace the old one.
-	word := func(name string, wordOff int16, byteOff int16, low bool, frameOff int32) asm.Instructions {
+	word := func(wordOff int16, byteOff int16, low bool, frameOff int32) asm.Instructions {
 		b := asm.Instructions{
 			asm.LoadMem(r1, r8, hoIP+wordOff, asm.Half),
 			asm.LoadMem(r2, r8, byteOff, asm.Byte),
@@ -631,8 +635,8 @@ func forwarder(handover int) asm.Instructions {
 	p = append(p, rewrite(actEthSrc, "ethsrc", store(6, hoAction+valEthSrc, 6))...)
 	p = append(p, rewrite(actNwSrc, "nwsrc", addr("nwsrc", hoIP+12, hoAction+valNwSrc, ipSrcOff))...)
 	p = append(p, rewrite(actNwDst, "nwdst", addr("nwdst", hoIP+16, hoAction+valNwDst, ipDstOff))...)
-	p = append(p, rewrite(actTOS, "tos", word("tos", 0, hoAction+valTOS, false, ipOff+1))...)
-	p = append(p, rewrite(actTTL, "ttl", word("ttl", 8, hoAction+valTTL, true, ipOff+8))...)
+	p = append(p, rewrite(actTOS, "tos", word(0, hoAction+valTOS, false, ipOff+1))...)
+	p = append(p, rewrite(actTTL, "ttl", word(8, hoAction+valTTL, true, ipOff+8))...)
 	p = append(p, rewrite(actTpSrc, "tpsrc", port("tpsrc", hoPorts, hoAction+valTpSrc, l4Off))...)
 	p = append(p, rewrite(actTpDst, "tpdst", port("tpdst", hoPorts+2, hoAction+valTpDst, l4Off+2))...)
 	p = append(p,
@@ -700,7 +704,7 @@ func decapsulator(decap, counters, ports int, local uint32, udpPort uint16) asm.
 		ld(12, asm.Half), asm.JNE.Imm(r1, 0x0008, "next"), // IPv4
 		ld(ethLen, asm.Byte), asm.JNE.Imm(r1, 0x45, "next"), // no options
 		ld(ethLen+6, asm.Half), asm.And.Imm(r1, 0xff3f), asm.JNE.Imm(r1, 0, "next"), // not a fragment
-		ld(ethLen+9, asm.Byte), asm.JNE.Imm(r1, 17, "next"), // UDP
+		ld(ethLen+9, asm.Byte), asm.JNE.Imm(r1, udp, "next"),
 		ld(ethLen+encUDP+2, asm.Half), asm.JNE.Imm(r1, int32(udpPort), "next"),
 		// From a peer's VXLAN port itself: the agent sent it, maybe right
 		// after the flow state its reply needs, which must be imported

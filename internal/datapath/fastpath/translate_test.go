@@ -151,3 +151,31 @@ func TestTranslateTunnel(t *testing.T) {
 		t.Errorf("decap %+v ok %v", kf, ok)
 	}
 }
+
+// A flow into the overlay stays in userspace when the underlay has no
+// route to the peer, or an MTU too small to carry a frame once
+// encapsulated.
+func TestTunnelValueNeedsARoute(t *testing.T) {
+	peer := netip.MustParseAddr("192.168.0.2")
+	for _, tc := range []struct {
+		name  string
+		mtu   int
+		route bool
+		ok    bool
+	}{
+		{"route", 1500, true, true},
+		{"no route", 1500, false, false},
+		{"MTU the outer headers fill", vxlanOverhead + ethLen, true, false},
+		{"MTU one byte more", vxlanOverhead + ethLen + 1, true, true},
+	} {
+		o := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
+			Route: func(dst netip.Addr) (uint32, int, netip.Addr, bool) {
+				return 7, tc.mtu, netip.Addr{}, tc.route && dst == peer
+			}}
+		var val [valSize]byte
+		underlay, ok := tunnelValue(&val, &datapath.TunnelSet{VNI: 5, Dst: peer}, o)
+		if ok != tc.ok || (ok && underlay != 7) {
+			t.Errorf("%s: underlay %d, ok %v; want ok %v", tc.name, underlay, ok, tc.ok)
+		}
+	}
+}
