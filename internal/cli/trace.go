@@ -665,7 +665,7 @@ func runTrace(s *session, cmd *cobra.Command, f *traceFlags) error {
 	sm.MatchICMPID(p.matchICMPID)
 	res := sm.Simulate(snap, nil, &sim.Packet{Port: p.port, Match: m, Frame: frame, Trace: true}, time.Now())
 	rep := t.report(p.port, &m, res)
-	if f.datapath == "userspace" && rep.HardTimeout != "" {
+	if f.datapath == "userspace" {
 		k, why := t.inKernel(p.port, &m, res)
 		rep.InKernel, rep.Where = &k, why
 	}

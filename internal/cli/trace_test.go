@@ -143,7 +143,7 @@ func TestTrace(t *testing.T) {
 			t.Errorf("flow tags %d, hard timeout %s (%v s), want tags and 1m0s", r.FlowTags, r.HardTimeout, r.HardTimeoutSeconds)
 		}
 		// Both VMs are bound on one host: the flow runs in the kernel.
-		if r.InKernel == nil || !*r.InKernel || !strings.Contains(r.Where, "kernel fast path") {
+		if r.InKernel == nil || !*r.InKernel || !strings.HasPrefix(r.Where, "the kernel fast path of host ") {
 			t.Errorf("runs in %v %q, want the kernel fast path", r.InKernel, r.Where)
 		}
 		if o := trace(t, "--datapath", "ovs", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80"); o.InKernel != nil {

@@ -215,16 +215,10 @@ func l4Checksum(f []byte) (l4 []byte, off int, pseudo uint32, ok bool) {
 // frames with TP_STATUS_CSUMNOTREADY). It reports whether it did.
 func CompleteChecksum(f []byte) bool {
 	l4, off, pseudo, ok := l4Checksum(f)
-	if !ok {
-		return false
+	if ok {
+		storeL4Checksum(l4, off, pseudo)
 	}
-	l4[off], l4[off+1] = 0, 0
-	c := packet.Checksum(l4, pseudo)
-	if off == 6 && c == 0 { // UDP sends a computed 0 as 0xffff
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(l4[off:], c)
-	return true
+	return ok
 }
 
 // FinishPartialChecksum completes the TCP or UDP checksum of an IPv4 frame
@@ -238,7 +232,19 @@ func FinishPartialChecksum(f []byte) bool {
 	if !ok || binary.BigEndian.Uint16(l4[off:]) != ^packet.Checksum(nil, pseudo) {
 		return false
 	}
-	return CompleteChecksum(f)
+	storeL4Checksum(l4, off, pseudo)
+	return true
+}
+
+// storeL4Checksum computes the checksum of segment l4, whose field is at
+// off, over pseudo and stores it.
+func storeL4Checksum(l4 []byte, off int, pseudo uint32) {
+	l4[off], l4[off+1] = 0, 0
+	c := packet.Checksum(l4, pseudo)
+	if off == 6 && c == 0 { // UDP sends a computed 0 as 0xffff
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[off:], c)
 }
 
 // tcpFlags returns the TCP flags of an IPv4 TCP segment, or 0.

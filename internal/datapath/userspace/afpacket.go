@@ -12,7 +12,6 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
-	"github.com/midonet/midonet/internal/datapath/fastpath"
 )
 
 // An AF_PACKET port has one socket with two rings mapped together: the
@@ -68,8 +67,6 @@ type afpacketPort struct {
 	vlanBuf []byte // scratch for putting back a VLAN tag
 
 	ep atomic.Pointer[engine.Port] // set by start
-
-	fast *fastpath.Attachment // the kernel fast path's programs, guarded by Datapath.fpMu
 
 	txMu     sync.Mutex // guards the fields below and fd use for sending
 	tx       []byte     // the transmit frames

@@ -30,93 +30,77 @@ func afpacketOf(p port) (*afpacketPort, bool) {
 	return nil, false
 }
 
-// attachFast puts the fast path's programs on an AF_PACKET port. A port
-// the kernel refuses them for works as without a fast path.
+// fastPort is a port the fast path's programs are attached to: an
+// AF_PACKET port's interface, or the overlay's underlay interface.
+type fastPort struct {
+	att  *fastpath.Attachment
+	kern fastpath.Port // how kernel flows reach the port
+}
+
+// attachFast puts the fast path's programs on a port: on an AF_PACKET
+// port's interface and socket, or, for a VXLAN port bound to an address,
+// a decapsulator on the underlay interface, letting kernel flows push its
+// tunnels. A port the kernel refuses them for, or a VXLAN port bound to
+// all addresses, works as without a fast path.
 func (d *Datapath) attachFast(no datapath.PortNo, p port) {
-	ap, ok := afpacketOf(p)
-	if d.fp == nil || !ok {
+	if d.fp == nil {
 		return
 	}
-	var a *fastpath.Attachment
-	if err := d.inNS(func() error {
-		var err error
-		a, err = d.fp.Attach(ap.index, ap.fd)
-		return err
-	}); err != nil {
-		d.log.Warn("port without the kernel fast path", "port_name", ap.name, "err", err)
+	var (
+		fp   fastPort
+		err  error
+		what string // for the log
+	)
+	if ap, ok := afpacketOf(p); ok {
+		what = ap.name
+		err = d.inNS(func() (err error) {
+			fp.att, err = d.fp.Attach(ap.index, ap.fd)
+			return err
+		})
+		fp.kern.Ifindex = uint32(ap.index)
+	} else if vp, ok := p.(*vxlanPort); ok && vp.local != [4]byte{} {
+		local := netip.AddrFrom4(vp.local)
+		what = "the overlay on " + local.String()
+		err = d.inNS(func() error {
+			idx, err := linkWithAddr(local)
+			if err == nil {
+				fp.att, err = d.fp.AttachOverlay(idx, local, vp.port)
+			}
+			return err
+		})
+		fp.kern.Overlay = &fastpath.Overlay{Local: local, UDPPort: vp.port, Route: d.underlayRoute}
+	} else {
+		return
+	}
+	if err != nil {
+		d.log.Warn("port without the kernel fast path", "port_no", no, "port", what, "err", err)
 		return
 	}
 	d.fpMu.Lock()
-	ap.fast = a
-	d.fpPorts[no] = uint32(ap.index)
+	d.fpPorts[no] = fp
 	d.fpMu.Unlock()
 }
 
 // detachFast removes the kernel's flows through a port, then its programs:
-// no kernel flow may send to an interface index a later interface may get.
-func (d *Datapath) detachFast(no datapath.PortNo, p port) {
-	ap, ok := afpacketOf(p)
-	if d.fp == nil || !ok {
+// no kernel flow may send to an interface index a later interface may get,
+// nor push or pop the tunnels of a VXLAN port that is gone.
+func (d *Datapath) detachFast(no datapath.PortNo) {
+	if d.fp == nil {
 		return
 	}
 	d.fpMu.Lock()
 	defer d.fpMu.Unlock()
-	idx, attached := d.fpPorts[no]
-	if !attached {
+	fp, ok := d.fpPorts[no]
+	if !ok {
 		return
 	}
 	delete(d.fpPorts, no)
-	d.fp.ForgetInterface(idx)
-	ap.fast.Close()
-	ap.fast = nil
-}
-
-// attachOverlay puts the fast path's decapsulator on the underlay
-// interface of a VXLAN port bound to an address, and lets kernel flows
-// push its tunnels. A port bound to all addresses, or whose interface the
-// kernel refuses the program, works as without a fast path.
-func (d *Datapath) attachOverlay(no datapath.PortNo, p port) {
-	vp, ok := p.(*vxlanPort)
-	if d.fp == nil || !ok || vp.local == [4]byte{} {
-		return
+	if fp.kern.Overlay != nil {
+		d.fp.ForgetOverlay()
+	} else {
+		d.fp.ForgetInterface(fp.kern.Ifindex)
 	}
-	local := netip.AddrFrom4(vp.local)
-	var a *fastpath.Attachment
-	err := d.inNS(func() error {
-		idx, err := linkWithAddr(local)
-		if err != nil {
-			return err
-		}
-		a, err = d.fp.AttachOverlay(idx, local, vp.port)
-		return err
-	})
-	if err != nil {
-		d.log.Warn("overlay without the kernel fast path", "local", local, "err", err)
-		return
-	}
-	d.fpMu.Lock()
-	vp.fast = a
-	d.overlayNo = no
-	d.overlay = &fastpath.Overlay{Local: local, UDPPort: vp.port, Route: d.underlayRoute}
-	d.fpMu.Unlock()
-}
-
-// detachOverlay removes the kernel's flows that push or pop the port's
-// tunnels, then the decapsulator.
-func (d *Datapath) detachOverlay(no datapath.PortNo, p port) {
-	vp, ok := p.(*vxlanPort)
-	if d.fp == nil || !ok {
-		return
-	}
-	d.fpMu.Lock()
-	defer d.fpMu.Unlock()
-	if d.overlayNo != no || vp.fast == nil {
-		return
-	}
-	d.overlayNo, d.overlay = 0, nil
-	d.fp.ForgetOverlay()
-	vp.fast.Close()
-	vp.fast = nil
+	fp.att.Close()
 }
 
 // linkWithAddr returns the index of the interface that has addr, in the
@@ -144,18 +128,32 @@ func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, src n
 		return r.ifindex, r.mtu, r.src, r.ok
 	}
 	r := underlayRoute{expires: now.Add(routeTTL)}
-	if h, err := d.netlinkHandle(); err == nil {
-		if rs, err := h.RouteGet(dst.AsSlice()); err == nil && len(rs) > 0 {
+	if d.routeNL == nil {
+		// Kept open: the lookup runs under the flow locks, and a handle
+		// in another namespace costs a namespace switch to open.
+		d.routeNL, _ = d.netlinkHandle()
+	}
+	if h := d.routeNL; h != nil {
+		rs, err := h.RouteGet(dst.AsSlice())
+		if err == nil && len(rs) > 0 {
 			if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil {
 				r.ifindex, r.mtu, r.ok = uint32(rs[0].LinkIndex), l.Attrs().MTU, true
 				r.src, _ = netip.AddrFromSlice(rs[0].Src)
 				r.src = r.src.Unmap()
 			}
 		}
-		h.Close()
+		if !r.ok { // no route, or a broken handle: a fresh one next time
+			h.Close()
+			d.routeNL = nil
+		}
 	}
 	if d.routes == nil {
 		d.routes = make(map[netip.Addr]underlayRoute)
+	}
+	for a, old := range d.routes { // peers that left
+		if now.After(old.expires) {
+			delete(d.routes, a)
+		}
 	}
 	d.routes[dst] = r
 	return r.ifindex, r.mtu, r.src, r.ok
@@ -174,13 +172,10 @@ type underlayRoute struct {
 // still be set up with the old route.
 const routeTTL = 10 * time.Second
 
-// fastPort says how the kernel reaches a port; fpMu is held.
-func (d *Datapath) fastPort(no datapath.PortNo) (fastpath.Port, bool) {
-	if no == d.overlayNo && d.overlay != nil {
-		return fastpath.Port{Overlay: d.overlay}, true
-	}
-	idx, ok := d.fpPorts[no]
-	return fastpath.Port{Ifindex: idx}, ok
+// kernelPort says how the kernel reaches a port; fpMu is held.
+func (d *Datapath) kernelPort(no datapath.PortNo) (fastpath.Port, bool) {
+	fp, ok := d.fpPorts[no]
+	return fp.kern, ok
 }
 
 // PutFlow implements datapath.FlowTable, mirroring the flow into the
@@ -194,7 +189,7 @@ func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action,
 	if err := d.Core.PutFlow(key, mask, actions, flags); err != nil {
 		return err
 	}
-	d.fp.Put(key, mask, actions, d.fastPort, flags&datapath.FlowResetStats != 0)
+	d.fp.Put(key, mask, actions, d.kernelPort, flags&datapath.FlowResetStats != 0)
 	return nil
 }
 
@@ -235,21 +230,15 @@ func (d *Datapath) Ports() []datapath.Port {
 	if d.fp == nil {
 		return ports
 	}
-	ps := make([]port, len(ports))
-	d.mu.Lock()
-	for i := range ports {
-		ps[i] = d.ports[ports[i].No]
-	}
-	d.mu.Unlock()
+	// The counters are map lookups (system calls): not under fpMu, which
+	// flow changes take. An attachment's map outlives its Close.
+	atts := make([]*fastpath.Attachment, len(ports))
 	d.fpMu.Lock()
-	defer d.fpMu.Unlock()
-	for i, p := range ps {
-		var a *fastpath.Attachment
-		if ap, ok := afpacketOf(p); ok {
-			a = ap.fast
-		} else if vp, ok := p.(*vxlanPort); ok {
-			a = vp.fast
-		}
+	for i := range ports {
+		atts[i] = d.fpPorts[ports[i].No].att
+	}
+	d.fpMu.Unlock()
+	for i, a := range atts {
 		if a == nil {
 			continue
 		}

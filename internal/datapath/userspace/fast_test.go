@@ -139,18 +139,11 @@ func fastPathNATRewrite(t *testing.T, csumOffload bool) {
 // to offload carries the sum of its pseudo header, and a valid IP checksum.
 func verifyPartialUDPChecksum(t *testing.T, ip *layers.IPv4, udp *layers.UDP) {
 	t.Helper()
-	var ph [12]byte
-	copy(ph[0:], ip.SrcIP.To4())
-	copy(ph[4:], ip.DstIP.To4())
-	ph[9] = 17
-	binary.BigEndian.PutUint16(ph[10:], udp.Length)
-	want := ^packet.Checksum(ph[:], 0)
+	want := ^packet.Checksum(nil, packet.PseudoHeaderSum4([4]byte(ip.SrcIP.To4()), [4]byte(ip.DstIP.To4()), packet.IPProtoUDP, udp.Length))
 	if udp.Checksum != want {
 		t.Errorf("UDP checksum field %#04x, want the pseudo-header sum %#04x", udp.Checksum, want)
 	}
-	hdr := make([]byte, 20)
-	copy(hdr, ip.Contents[:20])
-	if packet.Checksum(hdr, 0) != 0 {
+	if !packet.IPv4(ip.Contents).IsChecksumValid() {
 		t.Errorf("IP checksum %#04x does not verify", ip.Checksum)
 	}
 }
@@ -199,9 +192,8 @@ func TestFastPathPortRemoval(t *testing.T) {
 // wire is compared with the engine's for the flow the frame matches.
 func TestFastPathMatchesEngine(t *testing.T) {
 	r := newFastVMs(t, Config{})
-	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
-	seed := rng.Uint64()
-	rng = rand.New(rand.NewPCG(1, seed))
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(1, seed))
 	t.Logf("seed %d", seed)
 
 	ref := engine.New(engine.Config{})
@@ -430,7 +422,7 @@ func fastPathOverlay(t *testing.T, peerFast bool) {
 	dp1NS, dp2NS, nsA, nsB, u1, u2 := twoHosts(t, 1500)
 	const vni = 4242
 	tunMask := packet.FlowKey{InPort: ^uint32(0), TunID: ^uint32(0)}
-	setup := func(ns netns.NsHandle, local, remote netip.Addr, vm string, fast bool) *Datapath {
+	setup := func(ns netns.NsHandle, local, remote netip.Addr, vm string, fast bool) (*Datapath, datapath.PortNo) {
 		d := newDatapathConfig(t, Config{NetNS: ns, NetNSSet: true, FastPath: fast})
 		p := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: vm})
 		vx := addPort(t, d, datapath.PortSpec{Kind: datapath.PortVXLAN, LocalAddr: local, UDPPort: 6677})
@@ -440,10 +432,10 @@ func fastPathOverlay(t *testing.T, peerFast bool) {
 		if fast && d.Stats().KernelFlows != 2 {
 			t.Fatalf("kernel holds %d flows, want 2 (into the overlay, out of it)", d.Stats().KernelFlows)
 		}
-		return d
+		return d, vx
 	}
-	d1 := setup(dp1NS, u1, u2, "a1", true)
-	d2 := setup(dp2NS, u2, u1, "b1", peerFast)
+	d1, vx1 := setup(dp1NS, u1, u2, "a1", true)
+	d2, _ := setup(dp2NS, u2, u1, "b1", peerFast)
 
 	underlay := rawSocket(t, dp2NS, "u2")
 	ca := udpConn(t, nsA, "10.9.0.1:7003")
@@ -473,8 +465,7 @@ func fastPathOverlay(t *testing.T, peerFast bool) {
 			t.Errorf("outer %v:%d → %v:%d TOS %#x TTL %d flags %v lengths %d/%d of %d", ip.SrcIP, udp.SrcPort, ip.DstIP, udp.DstPort,
 				ip.TOS, ip.TTL, ip.Flags, ip.Length, udp.Length, n)
 		}
-		hdr := bytes.Clone(buf[14 : 14+20])
-		if packet.Checksum(hdr, 0) != 0 {
+		if !packet.IPv4(buf[14:n]).IsChecksumValid() {
 			t.Errorf("outer IPv4 checksum %#04x does not verify", ip.Checksum)
 		}
 		vx := gopacket.NewPacket(udp.Payload, layers.LayerTypeVXLAN, gopacket.Default)
@@ -503,15 +494,7 @@ func fastPathOverlay(t *testing.T, peerFast bool) {
 		}
 		before := d2.Stats().KernelPackets
 		frame := udpFrame(t, bl.Attrs().HardwareAddr, 7003, "from the agent")
-		d1.mu.Lock()
-		var vx datapath.PortNo
-		for no, p := range d1.ports {
-			if _, ok := p.(*vxlanPort); ok {
-				vx = no
-			}
-		}
-		d1.mu.Unlock()
-		if err := d1.Execute(frame, []datapath.Action{datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: u2}), datapath.Output(vx)}, 0); err != nil {
+		if err := d1.Execute(frame, []datapath.Action{datapath.SetTunnel(datapath.TunnelSet{VNI: vni, Dst: u2}), datapath.Output(vx1)}, 0); err != nil {
 			t.Fatal(err)
 		}
 		cb.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -141,13 +141,12 @@ type Datapath struct {
 
 	busy busyPoller
 
-	fp        *fastpath.FastPath // nil without a fast path
-	fpMu      sync.Mutex
-	fpPorts   map[datapath.PortNo]uint32 // ports attached to the fast path, guarded by fpMu
-	overlayNo datapath.PortNo            // the VXLAN port whose tunnels the kernel handles, guarded by fpMu
-	overlay   *fastpath.Overlay          // guarded by fpMu
-	routeMu   sync.Mutex
-	routes    map[netip.Addr]underlayRoute // guarded by routeMu
+	fp      *fastpath.FastPath // nil without a fast path
+	fpMu    sync.Mutex
+	fpPorts map[datapath.PortNo]fastPort // ports attached to the fast path, guarded by fpMu
+	routeMu sync.Mutex
+	routes  map[netip.Addr]underlayRoute // guarded by routeMu
+	routeNL *netlink.Handle              // for the routes, guarded by routeMu
 }
 
 type linkState struct {
@@ -280,7 +279,7 @@ func New(cfg Config) (*Datapath, error) {
 			log.Warn("running without the kernel fast path", "err", err)
 			d.fp = nil
 		} else {
-			d.fpPorts = make(map[datapath.PortNo]uint32)
+			d.fpPorts = make(map[datapath.PortNo]fastPort)
 		}
 	}
 	return d, nil
@@ -363,7 +362,6 @@ func (d *Datapath) AddPort(spec datapath.PortSpec) (datapath.PortNo, error) {
 	}
 	d.mu.Unlock()
 	d.attachFast(ep.No, p)
-	d.attachOverlay(ep.No, p)
 	p.start(ep)
 	return ep.No, nil
 }
@@ -376,8 +374,7 @@ func (d *Datapath) RemovePort(no datapath.PortNo) error {
 	p := d.ports[no]
 	d.mu.Unlock()
 	if p != nil {
-		d.detachFast(no, p)
-		d.detachOverlay(no, p)
+		d.detachFast(no)
 	}
 	if _, err := d.e.RemovePort(no); err != nil {
 		return err
@@ -424,6 +421,12 @@ func (d *Datapath) Close() error {
 		if d.fp != nil {
 			d.fp.Close()
 		}
+		d.routeMu.Lock()
+		if d.routeNL != nil {
+			d.routeNL.Close()
+			d.routeNL = nil
+		}
+		d.routeMu.Unlock()
 		d.busy.close()
 		if d.ns.IsOpen() {
 			d.ns.Close()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
-	"github.com/midonet/midonet/internal/datapath/fastpath"
 )
 
 // vxlanPort is the overlay port: VXLAN (RFC 7348) over a UDP socket bound to
@@ -27,8 +26,6 @@ type vxlanPort struct {
 	receiver
 
 	ep atomic.Pointer[engine.Port] // set by start
-
-	fast *fastpath.Attachment // the kernel fast path's decapsulator, guarded by Datapath.fpMu
 
 	// rxLock guards the receive side, which the port's receiver and the
 	// datapath's spinner both drain, and the buffers below.
@@ -170,14 +167,9 @@ func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
 			continue
 		}
 		all := p.rxBuf[:n]
-		if size <= 0 {
+		single := size <= 0
+		if single {
 			size = len(all)
-			// A single datagram may come from a peer's kernel fast path,
-			// over virtual links with its inner checksum still left to
-			// offload (coalesced ones come from agents, which finish them).
-			if len(all) > vxlanHeaderLen {
-				engine.FinishPartialChecksum(all[vxlanHeaderLen:])
-			}
 		}
 		for len(all) > 0 {
 			d := all[:min(size, len(all))]
@@ -187,6 +179,13 @@ func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
 				ep.RxPackets.Add(1)
 				ep.RxDropped.Add(1)
 				continue
+			}
+			if single {
+				// It may come from a peer's kernel fast path, over
+				// virtual links with its inner checksum still left to
+				// offload (coalesced ones come from agents, which
+				// finish them).
+				engine.FinishPartialChecksum(d[vxlanHeaderLen:])
 			}
 			tun.ID = uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6])
 			w.Receive(ep, d[vxlanHeaderLen:], &tun)
