@@ -54,7 +54,7 @@ func TestSwitchCPUs(t *testing.T) {
 }
 
 // The sandbox pins the datapath unless told not to, or told where.
-func TestDatapathCPUArgs(t *testing.T) {
+func TestDatapathCPUs(t *testing.T) {
 	allowed, err := userspace.AllowedCPUs()
 	if err != nil {
 		t.Fatal(err)
