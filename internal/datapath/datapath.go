@@ -16,6 +16,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/midonet/midonet/internal/packet"
 )
 
@@ -96,6 +98,29 @@ type FlowStats struct {
 	Bytes    uint64
 	LastUsed time.Time // zero if never used
 	TCPFlags uint16    // OR of the TCP flags seen
+}
+
+// Merge returns s with the counters of o added: packets and bytes summed,
+// TCP flags ORed, the later use kept (a flow counted in two places).
+func (s FlowStats) Merge(o FlowStats) FlowStats {
+	s.Packets += o.Packets
+	s.Bytes += o.Bytes
+	s.TCPFlags |= o.TCPFlags
+	if o.LastUsed.After(s.LastUsed) {
+		s.LastUsed = o.LastUsed
+	}
+	return s
+}
+
+// MonotonicToTime converts an instant of CLOCK_MONOTONIC, the clock
+// kernels stamp flows' last use with, to wall-clock time; 0 (never) gives
+// the zero time.
+func MonotonicToTime(t time.Duration) time.Time {
+	var ts unix.Timespec
+	if t == 0 || unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return time.Time{}
+	}
+	return time.Now().Add(t - time.Duration(ts.Nano()))
 }
 
 // Flow is one installed flow as reported by DumpFlows. Key is already masked.

@@ -378,11 +378,11 @@ func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 	case !e.inKernel:
 	case remove:
 		if s, ok := f.removeLocked(e); ok {
-			st = MergeStats(st, s)
+			st = st.Merge(s)
 		}
 	default:
 		if m, _ := f.table(e.decap); m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
-			st = MergeStats(st, f.oldStats(e))
+			st = st.Merge(f.oldStats(e))
 		}
 	}
 	return st
@@ -451,7 +451,7 @@ func (f *FastPath) retireLocked(e *entry, keep bool) {
 		return
 	}
 	if st, ok := f.removeLocked(e); ok && keep {
-		e.carry = MergeStats(e.carry, st)
+		e.carry = e.carry.Merge(st)
 	}
 }
 
@@ -726,22 +726,6 @@ func valueStats(v []byte, tcpFlags uint64) datapath.FlowStats {
 		Bytes:    binary.NativeEndian.Uint64(v[8:]),
 		TCPFlags: uint16(tcpFlags),
 	}
-	if used := binary.NativeEndian.Uint64(v[16:]); used != 0 {
-		var ts unix.Timespec
-		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
-			st.LastUsed = time.Now().Add(-time.Duration(uint64(ts.Nano()) - used))
-		}
-	}
+	st.LastUsed = datapath.MonotonicToTime(time.Duration(binary.NativeEndian.Uint64(v[16:])))
 	return st
-}
-
-// MergeStats adds the counters of b to a.
-func MergeStats(a, b datapath.FlowStats) datapath.FlowStats {
-	a.Packets += b.Packets
-	a.Bytes += b.Bytes
-	a.TCPFlags |= b.TCPFlags
-	if b.LastUsed.After(a.LastUsed) {
-		a.LastUsed = b.LastUsed
-	}
-	return a
 }

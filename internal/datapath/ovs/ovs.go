@@ -1001,23 +1001,9 @@ func decodeFlowStats(b []byte, st *datapath.FlowStats) {
 		case flowAttrTCPFlags:
 			st.TCPFlags = uint16(a.u8())
 		case flowAttrUsed:
-			st.LastUsed = monotonicToTime(a.u64())
+			st.LastUsed = datapath.MonotonicToTime(time.Duration(a.u64()) * time.Millisecond)
 		}
 	}
-}
-
-// monotonicToTime converts a CLOCK_MONOTONIC time in milliseconds, the
-// kernel's "last used", to wall-clock time.
-func monotonicToTime(ms uint64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return time.Time{}
-	}
-	ago := time.Duration(ts.Nano()) - time.Duration(ms)*time.Millisecond
-	return time.Now().Add(-ago)
 }
 
 // --- Execute

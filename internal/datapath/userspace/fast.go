@@ -204,7 +204,7 @@ func (d *Datapath) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, er
 	st, err := d.Core.DeleteFlow(key, mask)
 	d.fpMu.Unlock()
 	if err == nil && inKernel {
-		st = fastpath.MergeStats(st, kst)
+		st = st.Merge(kst)
 	}
 	return st, err
 }
@@ -217,7 +217,7 @@ func (d *Datapath) DumpFlows(fn func(f *datapath.Flow) bool) error {
 	}
 	return d.Core.DumpFlows(func(f *datapath.Flow) bool {
 		if kst, ok := d.fp.FlowStats(&f.Key, &f.Mask); ok {
-			f.Stats = fastpath.MergeStats(f.Stats, kst)
+			f.Stats = f.Stats.Merge(kst)
 		}
 		return fn(f)
 	})
