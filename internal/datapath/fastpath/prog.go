@@ -183,6 +183,20 @@ func lookupAt(mapFD int, key int16) asm.Instructions {
 	}
 }
 
+// prologue starts the classifier and the forwarder: the packet in R6, 0 at
+// stZero, this processor's hand-over entry in R8 (or a jump to miss).
+func prologue(handover int, miss string) asm.Instructions {
+	p := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.StoreImm(asm.RFP, stZero, 0, asm.Word),
+	}
+	p = append(p, lookupAt(handover, stZero)...)
+	return append(p,
+		asm.JEq.Imm(asm.R0, 0, miss),
+		asm.Mov.Reg(asm.R8, asm.R0),
+	)
+}
+
 // skbBytes calls bpf_skb_load_bytes or bpf_skb_store_bytes (flags 0) on
 // the packet in R6, at frame offset off, n bytes to or from base+disp, and
 // jumps to fail if the helper fails.
@@ -220,14 +234,8 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 	loadBytes := func(off int32, to int16, n int32) asm.Instructions {
 		return skbBytes(asm.FnSkbLoadBytes, off, fp, to, n, "accept")
 	}
-	p := asm.Instructions{
-		asm.Mov.Reg(r6, r1),
-		asm.StoreImm(fp, stZero, 0, asm.Word),
-	}
-	p = append(p, lookupAt(handover, stZero)...)
+	p := prologue(handover, "accept")
 	p = append(p,
-		asm.JEq.Imm(r0, 0, "accept"),
-		asm.Mov.Reg(r8, r0),
 		asm.StoreImm(r8, hoIfindex, 0, asm.Word), // no stale verdict
 		asm.LoadMem(r7, r6, skbLen, asm.Word),
 		asm.JLT.Imm(r7, l4Off, "accept"),
@@ -531,14 +539,8 @@ func encapsulate(label string) asm.Instructions {
 // flow without output. Every other frame goes on as without the program.
 func forwarder(handover int) asm.Instructions {
 	r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, fp := asm.R0, asm.R1, asm.R2, asm.R3, asm.R4, asm.R5, asm.R6, asm.R7, asm.R8, asm.R9, asm.RFP
-	p := asm.Instructions{
-		asm.Mov.Reg(r6, r1),
-		asm.StoreImm(fp, stZero, 0, asm.Word),
-	}
-	p = append(p, lookupAt(handover, stZero)...)
+	p := prologue(handover, "next")
 	p = append(p,
-		asm.JEq.Imm(r0, 0, "next"),
-		asm.Mov.Reg(r8, r0),
 		asm.LoadMem(r1, r8, hoIfindex, asm.Word),
 		asm.JEq.Imm(r1, 0, "next"),
 		asm.LoadMem(r2, r6, skbIfindex, asm.Word),
