@@ -49,6 +49,7 @@ type cloud struct {
 	store  *nsdb.Store
 	fabric *mem.Fabric
 	agents []*testAgent
+	dir    string // the agents' state directories; removed after they stop
 	zone   topology.ID
 }
 
@@ -70,7 +71,9 @@ func newCloudOn(t testing.TB, endpoints []string) *cloud {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cloud{t: t, store: store, fabric: mem.NewFabric(), zone: topology.NewID()}
+	// The directory is made before close is registered, so that it is
+	// removed after the agents have stopped (and saved their state).
+	c := &cloud{t: t, store: store, fabric: mem.NewFabric(), zone: topology.NewID(), dir: t.TempDir()}
 	c.update(func(tx *nsdb.Tx) error {
 		return tx.Create(&topology.TunnelZone{ID: c.zone, Name: topology.Str("tz"), Type: topology.Str("vxlan")})
 	})
@@ -89,7 +92,11 @@ func (c *cloud) update(fn func(tx *nsdb.Tx) error) {
 func (c *cloud) addAgent(name, addr string) *testAgent {
 	c.t.Helper()
 	dp := mem.New(mem.Config{Fabric: c.fabric})
-	a, err := New(Config{HostName: name, StateDir: c.t.TempDir(), Store: c.store, Datapath: dp, Workers: 2, Logger: testLogger,
+	dir, err := os.MkdirTemp(c.dir, name+"-")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	a, err := New(Config{HostName: name, StateDir: dir, Store: c.store, Datapath: dp, Workers: 2, Logger: testLogger,
 		SessionTTL: 2 * time.Second})
 	if err != nil {
 		c.t.Fatal(err)
@@ -350,6 +357,43 @@ func TestInterfaceDownDeactivatesPort(t *testing.T) {
 	}
 	h1.dp.SetLinkState(dp1, true)
 	h1.dpPort(t, "vm1", p1) // active again
+}
+
+// TestOwnActivationNeedsNoEcho checks that an agent counts a port it plugs
+// as active in its own snapshot before it stores the port's active key, and
+// that the store's echo of that key invalidates nothing: a flow installed
+// before the echo arrives stays installed.
+func TestOwnActivationNeedsNoEcho(t *testing.T) {
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	bridge := topology.NewID()
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
+	dp1, dp2 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2)
+	for _, p := range []topology.ID{p1, p2} {
+		if info, ok := h1.snap.Load().Port(p); !ok || !info.Active {
+			t.Errorf("port %s is active in the store but not in its own agent's snapshot", p)
+		}
+	}
+	if err := h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, h1, dp2, mac(2))
+	if !poll.Until(func() bool { return h1.Flows() > 0 }, 3*time.Second) {
+		t.Fatal("no flow installed for the first frame")
+	}
+	// Events arrive in order: once the agent sees a later write, it has
+	// seen the echo of both active keys. The write is a port on another
+	// bridge: one on this bridge would rightly invalidate the flood.
+	other := topology.NewID()
+	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: other, AdminStateUp: true}) })
+	later := c.bridgePort(other, nil, "")
+	if !poll.Until(func() bool { _, ok := h1.snap.Load().Port(later); return ok }, 3*time.Second) {
+		t.Fatal("the agent never saw the later write")
+	}
+	if n := counterValue(h1.metrics.flowsInvalidated); n != 0 || h1.Flows() == 0 {
+		t.Errorf("after the store echoed the active keys: %v flows invalidated, %d installed; want 0 and the flow kept", n, h1.Flows())
+	}
 }
 
 func counterValue(c prometheus.Counter) float64 {

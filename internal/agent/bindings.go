@@ -112,6 +112,20 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 	}
 	a.publishPortsLocked()
 	a.mu.Unlock()
+	if len(activate)+len(deactivate) > 0 {
+		// The simulation counts this host's ports as active at once, not
+		// when the store echoes the keys written below: a flow simulated
+		// in between would be invalidated by the echo.
+		for _, id := range activate {
+			a.topo.active[id] = a.hostID
+		}
+		for _, id := range deactivate {
+			if a.topo.active[id] == a.hostID {
+				delete(a.topo.active, id)
+			}
+		}
+		a.publishSnapshot()
+	}
 	for _, id := range activate {
 		a.writer.setActive(id, true)
 		a.flows.invalidate([]sim.Tag{sim.DeviceTag(id)})

@@ -184,9 +184,18 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 		if !ok || err != nil {
 			return nil
 		}
+		old, had := c.active[pid]
 		if value == nil {
+			if !had {
+				return nil
+			}
 			delete(c.active, pid)
 		} else if host, err := topology.ParseID(string(value)); err == nil {
+			if had && old == host {
+				// This agent's own activation, which it applied when it
+				// plugged the port: flows built since then stay valid.
+				return nil
+			}
 			c.active[pid] = host
 		}
 		return []sim.Tag{sim.DeviceTag(pid)}
@@ -365,19 +374,9 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 // rebuild compiles a new snapshot, publishes it, reconciles the bindings
 // and tunnels of this host, and invalidates the flows the change affects.
 func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
-	start := time.Now()
-	snap, err := sim.NewSnapshot(a.topo.input())
-	if err != nil {
-		a.log.Error("topology does not compile; keeping the previous snapshot", "err", err)
+	if !a.publishSnapshot() {
 		return
 	}
-	a.snap.Store(snap)
-	routers := make(map[topology.ID]bool, len(a.topo.routers))
-	for _, r := range a.topo.routers {
-		routers[r.ID] = true
-	}
-	a.routerSet.Store(&routers)
-	a.metrics.snapshotBuild.Observe(time.Since(start).Seconds())
 	a.reconcileTunnels(ctx)
 	a.reconcileBindings(ctx)
 	if len(tags) > 0 {
@@ -386,6 +385,26 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 			a.log.Debug("flows invalidated", "flows", n, "tags", len(tags))
 		}
 	}
+}
+
+// publishSnapshot compiles the cached topology into the snapshot the
+// workers read. It reports false, keeping the previous snapshot, when the
+// topology does not compile.
+func (a *Agent) publishSnapshot() bool {
+	start := time.Now()
+	snap, err := sim.NewSnapshot(a.topo.input())
+	if err != nil {
+		a.log.Error("topology does not compile; keeping the previous snapshot", "err", err)
+		return false
+	}
+	a.snap.Store(snap)
+	routers := make(map[topology.ID]bool, len(a.topo.routers))
+	for _, r := range a.topo.routers {
+		routers[r.ID] = true
+	}
+	a.routerSet.Store(&routers)
+	a.metrics.snapshotBuild.Observe(time.Since(start).Seconds())
+	return true
 }
 
 // localZoneAddr returns this host's address in its first tunnel zone.
