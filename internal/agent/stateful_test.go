@@ -140,7 +140,13 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 	if f.Src != netip.MustParseAddr("203.0.113.1") || f.EthDst != n.gwMAC {
 		t.Fatalf("out through up1: src %v eth dst %x, want 203.0.113.1 to the gateway", f.Src, f.EthDst)
 	}
-	// Back: the reply arrives on up2 (host3), which must know the NAT.
+	// Back: the reply arrives on up2 (host3), which must know the NAT. A
+	// real reply crosses the outside network first; here it could overtake
+	// the state on its way from host1 to host3, which is sent before the
+	// packet to host2 but on another path.
+	if !poll.Until(func() bool { return counterValue(h3.metrics.stateReceived) > 0 }, 3*time.Second) {
+		t.Fatal("host3, a member of the stateful port group, received no flow state")
+	}
 	h3.dp.Inject(dpUp2, udpFrame(n.gwMAC, up2MAC, "8.8.8.8", "203.0.113.1", 53, f.SrcPort))
 	back := readIPv4(t, h1, dpVM)
 	if back.Dst != netip.MustParseAddr("10.0.0.10") || back.DstPort != 5000 || back.EthDst != n.vmMAC {
