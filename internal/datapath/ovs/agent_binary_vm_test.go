@@ -134,11 +134,22 @@ func TestMidonetAgentBinaryForwardsThroughKernel(t *testing.T) {
 	vmA, vmB := openAgentWire(t, "vmA"), openAgentWire(t, "vmB")
 	vmA.send(t, agentFrame(macVMA, macVMB, "10.0.0.1", "10.0.0.2", "bin-1"))
 	vmB.expect(t, "first frame vmA->vmB", macVMB, "bin-1")
+	// The agent sends a miss's packet before it installs the flow (the
+	// install is off the packet's path): the second frame is only the
+	// kernel's once the flow is in.
+	deadline = time.Now().Add(agentWait)
+	for agentMetric(t, "midonet_agent_flows_installed_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent installed no flow for the first frame")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	upcalls := agentMetric(t, "midonet_agent_upcalls_total")
 	vmA.send(t, agentFrame(macVMA, macVMB, "10.0.0.1", "10.0.0.2", "bin-2"))
 	vmB.expect(t, "second frame vmA->vmB", macVMB, "bin-2")
 	if after := agentMetric(t, "midonet_agent_upcalls_total"); after != upcalls {
-		t.Errorf("the second frame of the flow reached the agent (upcalls %v -> %v): the kernel flow did not forward it", upcalls, after)
+		t.Errorf("the second frame of the flow reached the agent (upcalls %v -> %v, flows invalidated %v): the kernel flow did not forward it",
+			upcalls, after, agentMetric(t, "midonet_agent_flows_invalidated_total"))
 	}
 	// The datapath counters the agent exports show the kernel's hit.
 	deadline = time.Now().Add(agentWait)
