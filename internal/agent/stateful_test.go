@@ -133,6 +133,7 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 		a.waitActive(t, n.up)
 		a.waitActive(t, up2)
 	}
+	c.settle() // the router's ARP entries are in every snapshot
 
 	// Out: vm (host1) -> 8.8.8.8, SNATed, leaves through up1 on host2.
 	h1.dp.Inject(dpVM, udpFrame(n.vmMAC, n.rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
@@ -165,6 +166,7 @@ func TestPingThroughSNATInstallsFlows(t *testing.T) {
 	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
 	h1.waitActive(t, n.vm)
 	h1.waitActive(t, n.up)
+	c.settle() // the router's ARP entries are in the snapshot
 
 	// cross injects spec on port in and checks the frame that leaves by out.
 	cross := func(spec sim.PacketSpec, in, out datapath.PortNo, checks ...checker.Check) {
