@@ -115,14 +115,15 @@ func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, members: make([]*embedded.Server, 3)}
 	var initial []string
+	addrs := freeAddrs(t, 6) // each member's peer and client addresses
 	for i := range 3 {
 		name := fmt.Sprintf("m%d", i)
-		peer := "http://" + freeAddr(t)
+		peer := "http://" + addrs[2*i]
 		c.proxies = append(c.proxies, newTCPProxy(t))
 		c.cfgs = append(c.cfgs, embedded.Config{
 			Name:         name,
 			DataDir:      t.TempDir(),
-			ClientURL:    "http://127.0.0.1:0",
+			ClientURL:    "http://" + addrs[2*i+1],
 			PeerURL:      peer,
 			Fast:         true,
 			StartTimeout: 20 * time.Second,
@@ -264,15 +265,21 @@ func (p *tcpProxy) cut() {
 	}
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t testing.TB) string {
+// freeAddrs returns n loopback addresses with distinct ports free right
+// now: each listener stays open until all are picked, so that none is
+// handed out twice.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // waitFor polls cond until it holds or the deadline passes.

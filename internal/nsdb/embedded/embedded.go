@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,33 +105,37 @@ func Start(cfg Config) (*Server, error) {
 		ec.ElectionMs = 100
 		ec.UnsafeNoFsync = true
 	}
+	// Ports given as 0 are picked now, all at once so that they differ:
+	// the advertised URLs must name real ports.
+	var pick []*url.URL
+	if cfg.InitialCluster == "" && purl.Port() == "0" {
+		pick = append(pick, purl) // a lone member's peer port
+	}
+	if curl.Port() == "0" {
+		pick = append(pick, curl)
+	}
+	if len(pick) > 0 {
+		hosts := make([]string, len(pick))
+		for i, u := range pick {
+			hosts[i] = u.Hostname()
+		}
+		ports, err := freePorts(hosts...)
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		for i, u := range pick {
+			u.Host = net.JoinHostPort(u.Hostname(), ports[i])
+		}
+		ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
+		ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
+	}
 	if cfg.InitialCluster != "" {
 		ec.InitialCluster = cfg.InitialCluster
 	} else {
-		if purl.Port() == "0" {
-			// A lone member with a picked peer port: the advertised
-			// peer URL must still be valid, so pick it now.
-			p, err := freePort(purl.Hostname())
-			if err != nil {
-				return nil, fmt.Errorf("embedded store: %w", err)
-			}
-			purl.Host = net.JoinHostPort(purl.Hostname(), p)
-			ec.ListenPeerUrls = []url.URL{*purl}
-			ec.AdvertisePeerUrls = []url.URL{*purl}
-		}
 		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
 	}
 	if cfg.ExistingCluster {
 		ec.ClusterState = embed.ClusterStateFlagExisting
-	}
-	if curl.Port() == "0" {
-		p, err := freePort(curl.Hostname())
-		if err != nil {
-			return nil, fmt.Errorf("embedded store: %w", err)
-		}
-		curl.Host = net.JoinHostPort(curl.Hostname(), p)
-		ec.ListenClientUrls = []url.URL{*curl}
-		ec.AdvertiseClientUrls = []url.URL{*curl}
 	}
 
 	e, err := embed.StartEtcd(ec)
@@ -191,15 +196,24 @@ func parseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// freePort asks the kernel for a free TCP port on host.
-func freePort(host string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
+// freePorts asks the kernel for a free TCP port on each of hosts, all
+// distinct: it holds each listener until it has them all, so that it cannot
+// be handed one port twice.
+func freePorts(hosts ...string) ([]string, error) {
+	ports := make([]string, 0, len(hosts))
+	for _, host := range hosts {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		_, p, err := net.SplitHostPort(l.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, p)
 	}
-	defer l.Close()
-	_, p, err := net.SplitHostPort(l.Addr().String())
-	return p, err
+	return ports, nil
 }
 
 // StartLocalCluster starts n members on loopback, each with a data
@@ -210,15 +224,17 @@ func StartLocalCluster(dirs []string, fast bool) ([]*Server, error) {
 	n := len(dirs)
 	cfgs := make([]Config, n)
 	initial := make([]string, n)
+	// Every member's peer and client ports, picked together: members picking
+	// their own could pick one another's.
+	ports, err := freePorts(slices.Repeat([]string{"127.0.0.1"}, 2*n)...)
+	if err != nil {
+		return nil, err
+	}
 	for i := range n {
-		p, err := freePort("127.0.0.1")
-		if err != nil {
-			return nil, err
-		}
-		peer := "http://127.0.0.1:" + p
+		peer := "http://127.0.0.1:" + ports[2*i]
 		name := fmt.Sprintf("m%d", i)
-		cfgs[i] = Config{Name: name, DataDir: dirs[i], ClientURL: "http://127.0.0.1:0", PeerURL: peer, Fast: fast,
-			StartTimeout: 20 * time.Second}
+		cfgs[i] = Config{Name: name, DataDir: dirs[i], ClientURL: "http://127.0.0.1:" + ports[2*i+1], PeerURL: peer,
+			Fast: fast, StartTimeout: 20 * time.Second}
 		initial[i] = name + "=" + peer
 	}
 	members := make([]*Server, n)
