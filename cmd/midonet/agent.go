@@ -95,7 +95,7 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&cfg.HostName, "host", "", "name of this host (default: the hostname)")
 	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated")
 	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
-	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and the flow state, saved every 2s and on exit")
+	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and the flow state (saved every 2s and on exit, journaled in between)")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100")
 	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")

@@ -61,6 +61,9 @@ type Config struct {
 	FlowLimit int
 	// SessionTTL is the lease of the host's liveness and learned state.
 	SessionTTL time.Duration
+	// StateSaveInterval is how often the flow state is saved whole while
+	// the agent runs (default 2 s); a journal holds what changes between.
+	StateSaveInterval time.Duration
 	// PublishInterfaces publishes the host's interfaces to the NSDB
 	// (disabled in scale tests that run many agents in one namespace).
 	PublishInterfaces bool
@@ -105,6 +108,9 @@ type Agent struct {
 	// importMsg is the decoding scratch of importState, which runs on the
 	// one datapath goroutine that delivers upcalls.
 	importMsg flowstate.Message
+	// journal appends the flow state committed or imported between two
+	// saves (Run creates it before the workers).
+	journal *stateJournal
 
 	flows   *flowTable
 	state   *flowstate.Tables
@@ -163,6 +169,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.StateSaveInterval <= 0 {
+		cfg.StateSaveInterval = defaultStateSaveInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -247,6 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent starting", "workers", a.cfg.Workers)
 	a.loadState()
+	a.journal = newStateJournal(a.cfg.StateDir, a.log, a.metrics)
 	a.writer = newStateWriter(a)
 	a.workers = make([]*worker, a.cfg.Workers)
 	for i := range a.workers {
@@ -258,7 +268,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); w.run(ctx) }()
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
+	go func() { defer a.wg.Done(); a.journal.run(ctx) }()
 	go func() { defer a.wg.Done(); a.writer.run(ctx) }()
 	go func() { defer a.wg.Done(); a.expireLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.followTopology(ctx) }()
@@ -274,6 +285,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if n, ok := a.saveState(); ok && n > 0 {
 		a.log.Info("flow state saved", "file", a.stateFile(), "keys", n)
 	}
+	a.journal.close()
 	if a.session != nil {
 		a.session.Close()
 	}

@@ -91,13 +91,23 @@ func (c *cloud) update(fn func(tx *nsdb.Tx) error) {
 // addAgent starts an agent whose host is in the tunnel zone at addr.
 func (c *cloud) addAgent(name, addr string) *testAgent {
 	c.t.Helper()
+	return c.addAgentWith(name, addr, nil)
+}
+
+// addAgentWith is addAgent with tune, if not nil, adjusting its config.
+func (c *cloud) addAgentWith(name, addr string, tune func(*Config)) *testAgent {
+	c.t.Helper()
 	dp := mem.New(mem.Config{Fabric: c.fabric})
 	dir, err := os.MkdirTemp(c.dir, name+"-")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	a, err := New(Config{HostName: name, StateDir: dir, Store: c.store, Datapath: dp, Workers: 2, Logger: testLogger,
-		SessionTTL: 2 * time.Second})
+	cfg := Config{HostName: name, StateDir: dir, Store: c.store, Datapath: dp, Workers: 2, Logger: testLogger,
+		SessionTTL: 2 * time.Second}
+	if tune != nil {
+		tune(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -102,6 +104,28 @@ func StateFile(stateDir, host string) string {
 // stateFile keeps the flow state across agent restarts.
 func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, stateFileName) }
 
+// JournalFile is the file where the agent of host, given --state-dir
+// stateDir, journals the flow state it commits or imports between saves.
+// It holds records as the state file does (ReadStateFile reads it).
+func JournalFile(stateDir, host string) string {
+	return filepath.Join(hostStateDir(stateDir, host), journalName)
+}
+
+// ReadSavedState returns the flow-state messages an agent whose state
+// directory is dir left: its last snapshot and the journals written since.
+// Files that are not there hold nothing.
+func ReadSavedState(dir string) ([]flowstate.Message, error) {
+	var all []flowstate.Message
+	for _, name := range []string{stateFileName, rotatedJournalName, journalName} {
+		msgs, err := ReadStateFile(filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return all, err
+		}
+		all = append(all, msgs...)
+	}
+	return all, nil
+}
+
 // ReadStateFile returns the flow-state messages a state file holds; a
 // truncated or corrupt tail is left out.
 func ReadStateFile(path string) ([]flowstate.Message, error) {
@@ -129,6 +153,7 @@ func ReadStateFile(path string) ([]flowstate.Message, error) {
 // It replaces the file whole (a crash mid-write leaves the previous one)
 // and reports how many keys it saved, or false if it could not.
 func (a *Agent) saveState() (keys int, ok bool) {
+	a.journal.rotate() // before the keys are read: see stateJournal
 	var out []byte
 	for _, m := range a.stateChunks() {
 		b, err := m.MarshalBinary()
@@ -148,6 +173,7 @@ func (a *Agent) saveState() (keys int, ok bool) {
 		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
 		return 0, false
 	}
+	a.journal.dropRotated()
 	a.metrics.stateSaves.Inc()
 	a.metrics.stateSavedKeys.Set(float64(keys))
 	a.log.Debug("flow state saved", "file", a.stateFile(), "keys", keys, "bytes", len(out))
@@ -164,16 +190,18 @@ func (a *Agent) stateChanges() uint64 {
 	return n
 }
 
-// stateSaveEvery is how often the agent saves its flow state while it
-// runs, so that connections older than that survive even a crash of the
-// agent (MidoNet's agent logs every state message to local files).
-const stateSaveEvery = 2 * time.Second
+// defaultStateSaveInterval is how often the agent saves its flow state
+// whole while it runs; the journal holds what changes in between, so that
+// even a crash of the agent loses no connection (MidoNet's agent logs every
+// state message to local files).
+const defaultStateSaveInterval = 2 * time.Second
 
-// saveStateLoop saves the flow state every stateSaveEvery, if keys came or
-// went since the last save, until ctx ends (Run saves it once more on the
-// way out). At 100k keys a save takes about 30 ms of one core.
+// saveStateLoop saves the flow state every StateSaveInterval, if keys came
+// or went since the last save or the journal grew large, until ctx ends
+// (Run saves it once more on the way out). At 100k keys a save takes about
+// 30 ms of one core.
 func (a *Agent) saveStateLoop(ctx context.Context) {
-	tick := time.NewTicker(stateSaveEvery)
+	tick := time.NewTicker(a.cfg.StateSaveInterval)
 	defer tick.Stop()
 	saved, first := uint64(0), true
 	for {
@@ -183,7 +211,7 @@ func (a *Agent) saveStateLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		// Read before saving: what changes during the save is saved next time.
-		if c := a.stateChanges(); first || c != saved {
+		if c := a.stateChanges(); first || c != saved || a.journal.large() {
 			if _, ok := a.saveState(); ok {
 				saved, first = c, false
 			}
@@ -191,11 +219,13 @@ func (a *Agent) saveStateLoop(ctx context.Context) {
 	}
 }
 
-// loadState imports the flow state a previous run saved; keys then idle
-// out unless traffic refreshes them.
+// loadState imports the flow state a previous run saved, with what it
+// journaled after its last save; keys then idle out unless traffic
+// refreshes them.
 func (a *Agent) loadState() {
-	msgs, err := ReadStateFile(a.stateFile())
+	msgs, err := ReadSavedState(a.cfg.StateDir)
 	if err != nil {
+		a.log.Warn("flow state not restored: check the state directory", "dir", a.cfg.StateDir, "err", err)
 		return
 	}
 	shard := a.state.Shard(a.state.Len() - 1)

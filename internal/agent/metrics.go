@@ -29,6 +29,8 @@ type Metrics struct {
 	stateWritesDropped prometheus.Counter
 	stateSaves         prometheus.Counter
 	stateSavedKeys     prometheus.Gauge
+	journalBytes       prometheus.Counter
+	journalDropped     prometheus.Counter
 	dpHits, dpMisses   prometheus.Gauge
 	dpLost, dpUpDrops  prometheus.Gauge
 	dpBusySpins        prometheus.Gauge
@@ -81,6 +83,8 @@ func newMetrics() *Metrics {
 	m.stateReceived = counter("state_messages_received_total", "Flow-state messages received from peers.")
 	m.stateSaves = counter("state_saves_total", "Times the flow state was saved to the state directory.")
 	m.stateSavedKeys = gauge("state_saved_keys", "Conntrack and NAT keys in the last flow-state save.")
+	m.journalBytes = counter("state_journal_bytes_total", "Bytes of flow state appended to the journal between saves.")
+	m.journalDropped = counter("state_journal_dropped_total", "Flow-state records the journal could not write (see the log).")
 	m.stateWritesDropped = counter("state_writes_dropped_total", "NSDB writes (learned MACs, ARP) dropped because the queue was full.")
 	m.dpHits = gauge("datapath_hits", "Packets that matched a datapath flow.")
 	m.dpMisses = gauge("datapath_misses", "Packets that matched no datapath flow.")

@@ -68,6 +68,7 @@ type worker struct {
 	acts    []datapath.Action
 	parked  []*upcall
 	msg     flowstate.Message
+	jmsg    flowstate.Message // journalState's record
 }
 
 func newWorker(a *Agent, id int) *worker {
@@ -248,6 +249,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		acts := w.translate(t, snap, res.Egress, &pkt.Match)
 		w.replicate(t, snap, port, res)
 		w.shard.Commit(res.Conntrack, res.NAT)
+		w.journalState(res)
 		// The packet first, then its flow: installing it is not on the
 		// packet's path (a packet of the flow arriving meanwhile misses
 		// and is simulated to the same result).
@@ -267,6 +269,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		w.replicate(t, snap, port, res)
 		// No flow holds the state: it idles out unless packets refresh it.
 		w.shard.Touch(res.Conntrack, res.NAT, now)
+		w.journalState(res)
 		w.executeInUserspace(t, snap, res.Egress, u)
 	case sim.Drop, sim.TemporaryDrop:
 		w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()
@@ -602,6 +605,16 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 	}
 }
 
+// journalState records in the journal the keys a simulation committed or
+// touched.
+func (w *worker) journalState(res *sim.Result) {
+	if len(res.Conntrack)+len(res.NAT) == 0 {
+		return
+	}
+	w.jmsg = flowstate.Message{Sender: w.a.hostID, Conntrack: res.Conntrack, NAT: res.NAT}
+	w.a.journal.add(&w.jmsg)
+}
+
 // importState imports a flow-state message from a peer into the shard kept
 // for imported state. It runs on the datapath's upcall goroutine.
 func (a *Agent) importState(frame []byte) {
@@ -611,6 +624,7 @@ func (a *Agent) importState(frame []byte) {
 		return
 	}
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
+	a.journal.add(m)
 	a.metrics.stateReceived.Inc()
 }
 
