@@ -111,6 +111,9 @@ type Agent struct {
 	// journal appends the flow state committed or imported between two
 	// saves (Run creates it before the workers).
 	journal *stateJournal
+	// pulls are the flow-state requests to migrated ports' previous hosts
+	// that wait for an answer.
+	pulls pullWaits
 
 	flows   *flowTable
 	state   *flowstate.Tables

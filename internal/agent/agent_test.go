@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,10 +57,11 @@ type cloud struct {
 
 type testAgent struct {
 	*Agent
-	dp     *mem.Datapath
-	addr   netip.Addr
-	cancel context.CancelFunc
-	done   chan struct{}
+	dp       *mem.Datapath
+	addr     netip.Addr
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 func newCloud(t testing.TB) *cloud { return newCloudOn(t, []string{storeURL}) }
@@ -124,6 +127,9 @@ func (c *cloud) addAgentWith(name, addr string, tune func(*Config)) *testAgent {
 		if err := tx.Get(topology.KindTunnelZone, c.zone.String(), &z); err != nil {
 			return err
 		}
+		if _, member := z.Member(a.HostID()); member {
+			return nil // a restarted host
+		}
 		z.Members = append(z.Members, topology.TunnelZoneMember{HostID: a.HostID(), IPAddress: addr})
 		return tx.Put(&z)
 	})
@@ -133,11 +139,28 @@ func (c *cloud) addAgentWith(name, addr string, tune func(*Config)) *testAgent {
 
 func (c *cloud) close() {
 	for _, a := range c.agents {
+		a.stop()
+	}
+	c.store.Close()
+}
+
+// stop stops the agent (it saves its flow state on the way out) and
+// closes its datapath, once.
+func (a *testAgent) stop() {
+	a.stopOnce.Do(func() {
 		a.cancel()
 		<-a.done
 		a.dp.Close()
-	}
-	c.store.Close()
+	})
+}
+
+// restart stops a and starts its host's agent again on the same state
+// directory (the same host id and saved flow state).
+func (c *cloud) restart(a *testAgent) *testAgent {
+	c.t.Helper()
+	a.stop()
+	base := filepath.Dir(filepath.Dir(a.cfg.StateDir)) // StateDir is base/hosts/NAME
+	return c.addAgentWith(a.cfg.HostName, a.addr.String(), func(cfg *Config) { cfg.StateDir = base })
 }
 
 // appendRule adds a rule at the end of a chain.

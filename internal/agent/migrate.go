@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"encoding/binary"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -32,7 +34,9 @@ func (w *stateWriter) recordLastHost(port topology.ID) {
 }
 
 // pullState asks the port's previous host for its flow state. It waits for
-// the overlay to reach that host, for a few seconds at most.
+// the overlay to reach that host, and asks again until a state message from
+// that host arrives (its agent may be restarting and miss a request), for a
+// few seconds at most.
 func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 	e, err := a.store.GetState(ctx, lastHostKey(port))
 	if err != nil {
@@ -42,7 +46,10 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 	if err != nil || prev == a.hostID {
 		return
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	answered := a.pulls.await(prev)
+	defer a.pulls.done(prev)
+	deadline := time.Now().Add(pullTimeout)
+	asked := 0
 	for {
 		t := a.dpPortsView.Load()
 		if ip, ok := t.peers[prev]; ok && t.vxlan != 0 {
@@ -56,17 +63,86 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 			}
 			if err := a.dp.Execute(frame, acts, 0); err != nil {
 				a.log.Warn("flow state pull failed", "port_id", port, "from_host", prev, "err", err)
+			}
+			asked++
+			// Wait for the answer before asking again.
+			for wait := time.Now().Add(pullRetry); time.Now().Before(wait) && !answered.Load() && ctx.Err() == nil; {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if answered.Load() {
+				a.log.Info("flow state pulled from the port's previous host", "port_id", port, "from_host", prev, "requests", asked)
+				return
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if asked > 0 {
+				// A host with no state at all answers with nothing.
+				a.log.Info("no flow state came from a migrated port's previous host", "port_id", port, "host", prev, "requests", asked)
 			} else {
-				a.log.Info("flow state pulled from the port's previous host", "port_id", port, "from_host", prev)
+				a.log.Warn("previous host of a migrated port unreachable; its connections restart", "port_id", port, "host", prev)
 			}
 			return
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			a.log.Warn("previous host of a migrated port unreachable; its connections restart", "port_id", port, "host", prev)
-			return
+		if asked == 0 {
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+const (
+	// pullTimeout bounds how long a host asks a migrated port's previous
+	// host for its flow state.
+	pullTimeout = 5 * time.Second
+	// pullRetry is how long it waits for an answer before asking again.
+	pullRetry = 500 * time.Millisecond
+)
+
+// pullWaits tracks the hosts this agent asked for their flow state (the
+// previous hosts of migrated ports) until their state arrives.
+type pullWaits struct {
+	mu sync.Mutex
+	m  map[topology.ID]*pullWait
+}
+
+type pullWait struct {
+	answered atomic.Bool
+	waiters  int // guarded by pullWaits.mu
+}
+
+// await returns a flag that arrived sets when a flow-state message from
+// host comes in; done ends the wait.
+func (p *pullWaits) await(host topology.ID) *atomic.Bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[topology.ID]*pullWait{}
+	}
+	w := p.m[host]
+	if w == nil {
+		w = &pullWait{}
+		p.m[host] = w
+	}
+	w.waiters++
+	return &w.answered
+}
+
+func (p *pullWaits) done(host topology.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w := p.m[host]; w != nil {
+		if w.waiters--; w.waiters == 0 {
+			delete(p.m, host)
+		}
+	}
+}
+
+// arrived records a flow-state message from host.
+func (p *pullWaits) arrived(host topology.ID) {
+	p.mu.Lock()
+	if w := p.m[host]; w != nil {
+		w.answered.Store(true)
+	}
+	p.mu.Unlock()
 }
 
 // answerPull sends all the flow state this host holds to the host that

@@ -229,3 +229,47 @@ func readIPv4(t *testing.T, a *testAgent, port datapath.PortNo) *packet.Parsed {
 		}
 	}
 }
+
+// TestMigratedPortPullsStateFromARestartingHost moves a port off a host
+// whose agent is down, and brings that agent back a moment later: the new
+// host keeps asking until the old one, restored from its saved state,
+// answers with the port's connections.
+func TestMigratedPortPullsStateFromARestartingHost(t *testing.T) {
+	c := newCloud(t)
+	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
+	bridge := statefulBridge(c)
+	p1, p2 := c.bridgePort(bridge, h2, "vm1"), c.bridgePort(bridge, h2, "vm2")
+	dp1, dp2 := h2.dpPort(t, "vm1", p1), h2.dpPort(t, "vm2", p2)
+	h2.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, 2000))
+	expectFrame(t, h2, dp2, mac(2))
+	if !poll.Until(func() bool { return h2.state.Shard(0).Conntrack.Len()+h2.state.Shard(1).Conntrack.Len() > 0 }, 3*time.Second) {
+		t.Fatal("h2 holds no conntrack key for the connection")
+	}
+
+	// h2's agent goes down (saving its state); vm1's port moves to h1,
+	// which asks h2 for the state while nothing answers.
+	h2.stop()
+	c.update(func(tx *nsdb.Tx) error {
+		var p topology.Port
+		if err := tx.Get(topology.KindPort, p1.String(), &p); err != nil {
+			return err
+		}
+		p.HostID = topology.IDPtr(h1.HostID())
+		return tx.Put(&p)
+	})
+	// What h2 records when it unbinds a port itself.
+	if err := c.store.PutState(context.Background(), lastHostKey(p1), []byte(h2.HostID().String())); err != nil {
+		t.Fatal(err)
+	}
+	h1.dpPort(t, "vm1", p1)
+	time.Sleep(pullRetry) // at least one request goes unanswered
+	imported := h1.state.Shard(h1.state.Len() - 1)
+	if n := imported.Conntrack.Len(); n != 0 {
+		t.Fatalf("h1 imported %d conntrack keys with h2 down", n)
+	}
+
+	c.restart(h2)
+	if !poll.Until(func() bool { return imported.Conntrack.Len() > 0 }, pullTimeout) {
+		t.Fatal("h1 never got the migrated port's flow state from h2 once h2's agent was back")
+	}
+}

@@ -625,6 +625,7 @@ func (a *Agent) importState(frame []byte) {
 	}
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
 	a.journal.add(m)
+	a.pulls.arrived(m.Sender)
 	a.metrics.stateReceived.Inc()
 }
 
