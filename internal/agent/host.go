@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -126,6 +127,15 @@ func ReadSavedState(dir string) ([]flowstate.Message, error) {
 	return all, nil
 }
 
+// A state file (the snapshot and the journals) is a sequence of records:
+// an encoded flow-state message's length, two bytes big-endian, then the
+// message.
+
+// appendRecord appends the record of an encoded message to b.
+func appendRecord(b, msg []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(b, uint16(len(msg))), msg...)
+}
+
 // ReadStateFile returns the flow-state messages a state file holds; a
 // truncated or corrupt tail is left out.
 func ReadStateFile(path string) ([]flowstate.Message, error) {
@@ -135,7 +145,7 @@ func ReadStateFile(path string) ([]flowstate.Message, error) {
 	}
 	var msgs []flowstate.Message
 	for len(b) >= 2 {
-		l := int(b[0])<<8 | int(b[1])
+		l := int(binary.BigEndian.Uint16(b))
 		if len(b) < 2+l {
 			break
 		}
@@ -154,14 +164,13 @@ func ReadStateFile(path string) ([]flowstate.Message, error) {
 // and reports how many keys it saved, or false if it could not.
 func (a *Agent) saveState() (keys int, ok bool) {
 	a.journal.rotate() // before the keys are read: see stateJournal
-	var out []byte
+	var out, enc []byte
 	for _, m := range a.stateChunks() {
-		b, err := m.MarshalBinary()
-		if err != nil {
+		var err error
+		if enc, err = m.AppendBinary(enc[:0]); err != nil {
 			continue
 		}
-		out = append(out, byte(len(b)>>8), byte(len(b)))
-		out = append(out, b...)
+		out = appendRecord(out, enc)
 		keys += len(m.Conntrack) + len(m.NAT)
 	}
 	tmp := a.stateFile() + ".new"

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-
-	"github.com/midonet/midonet/internal/flowstate"
 )
 
 // The journal: every flow-state message this agent commits or imports is
@@ -57,25 +55,15 @@ func newStateJournal(dir string, log *slog.Logger, m *Metrics) *stateJournal {
 func (j *stateJournal) path() string        { return filepath.Join(j.dir, journalName) }
 func (j *stateJournal) rotatedPath() string { return filepath.Join(j.dir, rotatedJournalName) }
 
-// add appends m's keys as one record.
-func (j *stateJournal) add(m *flowstate.Message) {
+// add appends an encoded flow-state message as one record.
+func (j *stateJournal) add(msg []byte) {
 	j.mu.Lock()
-	n := len(j.pending)
-	if n > journalMaxPending {
+	if len(j.pending) > journalMaxPending {
 		j.mu.Unlock()
 		j.metrics.journalDropped.Inc()
 		return
 	}
-	b, err := m.AppendBinary(append(j.pending, 0, 0)) // the length goes first
-	l := len(b) - n - 2
-	if err != nil || l > 0xffff {
-		j.pending = j.pending[:n]
-		j.mu.Unlock()
-		j.metrics.journalDropped.Inc()
-		return
-	}
-	b[n], b[n+1] = byte(l>>8), byte(l)
-	j.pending = b
+	j.pending = appendRecord(j.pending, msg)
 	j.mu.Unlock()
 	select {
 	case j.kick <- struct{}{}:
@@ -90,11 +78,16 @@ func (j *stateJournal) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-j.kick:
-			j.wmu.Lock()
-			j.writeLocked()
-			j.wmu.Unlock()
+			j.flush()
 		}
 	}
+}
+
+// flush writes what was added to the journal.
+func (j *stateJournal) flush() {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.writeLocked()
 }
 
 // writeLocked writes the pending records to the open journal, opening it

@@ -17,12 +17,17 @@ import (
 	"github.com/midonet/midonet/internal/topology"
 )
 
-// natRecord is a journal record holding one NAT binding to port.
-func natRecord(port uint16) *flowstate.Message {
-	return &flowstate.Message{Sender: topology.NewID(), NAT: []flowstate.NATEntry{{
+// natRecord is an encoded message holding one NAT binding to port.
+func natRecord(port uint16) []byte {
+	m := flowstate.Message{Sender: topology.NewID(), NAT: []flowstate.NATEntry{{
 		Key:     flowstate.NATKey{Type: flowstate.FwdSNAT, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("8.8.8.8"), SrcPort: port, DstPort: 53, Proto: 17},
 		Binding: flowstate.NATBinding{IP: netip.MustParseAddr("203.0.113.1"), Port: port},
 	}}}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // natPorts lists the bound ports of the NAT entries in msgs.
@@ -68,9 +73,7 @@ func TestStateJournalRotation(t *testing.T) {
 	j.rotate() // what was pending is written first
 	check("first save begins", files{nil, []uint16{1, 2}})
 	j.add(natRecord(3))
-	j.wmu.Lock()
-	j.writeLocked()
-	j.wmu.Unlock()
+	j.flush()
 	check("a key after the rotation", files{[]uint16{3}, []uint16{1, 2}})
 	if j.written.Load() == 0 {
 		t.Error("the journal does not count what it wrote since the rotation")

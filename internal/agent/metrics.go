@@ -26,6 +26,7 @@ type Metrics struct {
 	flowsCurrent       prometheus.Gauge
 	stateSent          prometheus.Counter
 	stateReceived      prometheus.Counter
+	statePulls         prometheus.Counter
 	stateWritesDropped prometheus.Counter
 	stateSaves         prometheus.Counter
 	stateSavedKeys     prometheus.Gauge
@@ -81,6 +82,7 @@ func newMetrics() *Metrics {
 	m.flowsCurrent = gauge("flows", "Flows currently installed.")
 	m.stateSent = counter("state_messages_sent_total", "Flow-state messages sent to peers.")
 	m.stateReceived = counter("state_messages_received_total", "Flow-state messages received from peers.")
+	m.statePulls = counter("state_pulls_total", "Flow-state requests sent to the previous hosts of migrated ports.")
 	m.stateSaves = counter("state_saves_total", "Times the flow state was saved to the state directory.")
 	m.stateSavedKeys = gauge("state_saved_keys", "Conntrack and NAT keys in the last flow-state save.")
 	m.journalBytes = counter("state_journal_bytes_total", "Bytes of flow state appended to the journal between saves.")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
@@ -64,14 +63,15 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 			if err := a.dp.Execute(frame, acts, 0); err != nil {
 				a.log.Warn("flow state pull failed", "port_id", port, "from_host", prev, "err", err)
 			}
+			a.metrics.statePulls.Inc()
 			asked++
 			// Wait for the answer before asking again.
-			for wait := time.Now().Add(pullRetry); time.Now().Before(wait) && !answered.Load() && ctx.Err() == nil; {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if answered.Load() {
+			select {
+			case <-answered:
 				a.log.Info("flow state pulled from the port's previous host", "port_id", port, "from_host", prev, "requests", asked)
 				return
+			case <-ctx.Done():
+			case <-time.After(pullRetry):
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -101,17 +101,17 @@ const (
 // previous hosts of migrated ports) until their state arrives.
 type pullWaits struct {
 	mu sync.Mutex
-	m  map[topology.ID]*pullWait
+	m  map[topology.ID]*pullWait // guarded by mu
 }
 
 type pullWait struct {
-	answered atomic.Bool
-	waiters  int // guarded by pullWaits.mu
+	answered chan struct{} // closed when a state message from the host arrives
+	waiters  int
 }
 
-// await returns a flag that arrived sets when a flow-state message from
-// host comes in; done ends the wait.
-func (p *pullWaits) await(host topology.ID) *atomic.Bool {
+// await returns a channel closed when a flow-state message from host comes
+// in; done ends the wait.
+func (p *pullWaits) await(host topology.ID) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
@@ -119,11 +119,11 @@ func (p *pullWaits) await(host topology.ID) *atomic.Bool {
 	}
 	w := p.m[host]
 	if w == nil {
-		w = &pullWait{}
+		w = &pullWait{answered: make(chan struct{})}
 		p.m[host] = w
 	}
 	w.waiters++
-	return &w.answered
+	return w.answered
 }
 
 func (p *pullWaits) done(host topology.ID) {
@@ -139,10 +139,14 @@ func (p *pullWaits) done(host topology.ID) {
 // arrived records a flow-state message from host.
 func (p *pullWaits) arrived(host topology.ID) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if w := p.m[host]; w != nil {
-		w.answered.Store(true)
+		select {
+		case <-w.answered:
+		default:
+			close(w.answered)
+		}
 	}
-	p.mu.Unlock()
 }
 
 // answerPull sends all the flow state this host holds to the host that
@@ -163,14 +167,13 @@ func (a *Agent) answerPull(frame []byte) {
 		datapath.Output(t.vxlan),
 	}
 	sent := 0
+	var out []byte
 	for _, m := range a.stateChunks() {
-		frame := make([]byte, 14, 14+flowstate.MaxMessageLen)
-		binary.BigEndian.PutUint16(frame[12:], stateEtherType)
-		frame, err := m.AppendBinary(frame)
-		if err != nil {
+		var err error
+		if out, err = appendStateFrame(out[:0], &m); err != nil {
 			continue
 		}
-		if a.dp.Execute(frame, acts, 0) == nil {
+		if a.dp.Execute(out, acts, 0) == nil {
 			sent++
 			a.metrics.stateSent.Inc()
 		}

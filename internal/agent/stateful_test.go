@@ -262,7 +262,10 @@ func TestMigratedPortPullsStateFromARestartingHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	h1.dpPort(t, "vm1", p1)
-	time.Sleep(pullRetry) // at least one request goes unanswered
+	// A request sent now is lost: nothing listens at h2.
+	if !poll.Until(func() bool { return counterValue(h1.metrics.statePulls) > 0 }, pullTimeout) {
+		t.Fatal("h1 never asked h2 for the migrated port's flow state")
+	}
 	imported := h1.state.Shard(h1.state.Len() - 1)
 	if n := imported.Conntrack.Len(); n != 0 {
 		t.Fatalf("h1 imported %d conntrack keys with h2 down", n)

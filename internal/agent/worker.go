@@ -59,16 +59,17 @@ type worker struct {
 	// pending counts the upcalls handed to ch and not yet handled; mu is
 	// held while one is handled, by the worker's goroutine or by dispatch
 	// handling one inline. The fields below are guarded by mu.
-	pending atomic.Int64
-	mu      sync.Mutex
-	sim     *sim.Simulator
-	shard   *flowstate.Shard
-	view    *flowstate.View
-	parsed  packet.Parsed
-	acts    []datapath.Action
-	parked  []*upcall
-	msg     flowstate.Message
-	jmsg    flowstate.Message // journalState's record
+	pending  atomic.Int64
+	mu       sync.Mutex
+	sim      *sim.Simulator
+	shard    *flowstate.Shard
+	view     *flowstate.View
+	parsed   packet.Parsed
+	acts     []datapath.Action
+	parked   []*upcall
+	msg      flowstate.Message // encodeState's message
+	egress   []topology.ID     // its egress ports
+	stateBuf []byte            // its frame
 }
 
 func newWorker(a *Agent, id int) *worker {
@@ -247,9 +248,10 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	switch res.Kind {
 	case sim.Forward:
 		acts := w.translate(t, snap, res.Egress, &pkt.Match)
-		w.replicate(t, snap, port, res)
+		state := w.encodeState(port, res)
+		w.replicate(t, snap, port, res, state)
 		w.shard.Commit(res.Conntrack, res.NAT)
-		w.journalState(res)
+		w.a.journalState(state) // after the commit: see stateJournal
 		// The packet first, then its flow: installing it is not on the
 		// packet's path (a packet of the flow arriving meanwhile misses
 		// and is simulated to the same result).
@@ -266,10 +268,11 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 			// Dropped by what no flow can match: this packet only.
 			w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()
 		}
-		w.replicate(t, snap, port, res)
+		state := w.encodeState(port, res)
+		w.replicate(t, snap, port, res, state)
 		// No flow holds the state: it idles out unless packets refresh it.
 		w.shard.Touch(res.Conntrack, res.NAT, now)
-		w.journalState(res)
+		w.a.journalState(state)
 		w.executeInUserspace(t, snap, res.Egress, u)
 	case sim.Drop, sim.TemporaryDrop:
 		w.a.metrics.drops.WithLabelValues(res.Reason.String()).Inc()
@@ -553,10 +556,34 @@ func (w *worker) executeInUserspace(t *portTables, snap *sim.Snapshot, egress []
 	}
 }
 
-// replicate sends the flow state a simulation created to every peer that
-// may see the connection's traffic, before the packet is forwarded.
-func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.ID, res *sim.Result) {
-	if !res.IsStateful() || t.vxlan == 0 {
+// encodeState encodes the keys a simulation created or used as a
+// flow-state frame, once for the peers and the journal, in the worker's
+// buffer (the datapath does not keep what it executes). It returns nil if
+// there are none.
+func (w *worker) encodeState(ingress topology.ID, res *sim.Result) []byte {
+	if !res.IsStateful() {
+		return nil
+	}
+	w.egress = w.egress[:0]
+	for _, e := range res.Egress {
+		w.egress = append(w.egress, e.Port)
+	}
+	w.msg = flowstate.Message{Sender: w.a.hostID, IngressPort: ingress, EgressPorts: w.egress,
+		Conntrack: res.Conntrack, NAT: res.NAT}
+	frame, err := appendStateFrame(w.stateBuf[:0], &w.msg)
+	if err != nil {
+		w.a.log.Warn("flow state message too large", "err", err)
+		w.a.metrics.journalDropped.Inc()
+		return nil
+	}
+	w.stateBuf = frame
+	return frame
+}
+
+// replicate sends a simulation's flow-state frame to every peer that may
+// see the connection's traffic, before the packet is forwarded.
+func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.ID, res *sim.Result, frame []byte) {
+	if frame == nil || t.vxlan == 0 {
 		return
 	}
 	hosts := map[topology.ID]bool{}
@@ -565,9 +592,7 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 			hosts[info.Host] = true
 		}
 	}
-	egress := make([]topology.ID, 0, len(res.Egress))
 	for _, e := range res.Egress {
-		egress = append(egress, e.Port)
 		addPort(e.Port)
 		for _, p := range snap.StatefulGroupPeers(e.Port) {
 			addPort(p)
@@ -575,18 +600,6 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 	}
 	for _, p := range snap.StatefulGroupPeers(ingress) {
 		addPort(p)
-	}
-	if len(hosts) == 0 {
-		return
-	}
-	w.msg = flowstate.Message{Sender: w.a.hostID, IngressPort: ingress, EgressPorts: egress,
-		Conntrack: res.Conntrack, NAT: res.NAT}
-	frame := make([]byte, 14, 256)
-	binary.BigEndian.PutUint16(frame[12:], stateEtherType)
-	frame, err := w.msg.AppendBinary(frame)
-	if err != nil {
-		w.a.log.Warn("flow state message too large", "err", err)
-		return
 	}
 	for h := range hosts {
 		ip, ok := t.peers[h]
@@ -605,26 +618,35 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 	}
 }
 
-// journalState records in the journal the keys a simulation committed or
-// touched.
-func (w *worker) journalState(res *sim.Result) {
-	if len(res.Conntrack)+len(res.NAT) == 0 {
-		return
+// stateHeaderLen is the Ethernet header before the message in a flow-state
+// frame.
+const stateHeaderLen = 14
+
+// appendStateFrame appends to b a flow-state frame carrying m: an Ethernet
+// header of type stateEtherType, then the message.
+func appendStateFrame(b []byte, m *flowstate.Message) ([]byte, error) {
+	var hdr [stateHeaderLen]byte
+	binary.BigEndian.PutUint16(hdr[12:], stateEtherType)
+	return m.AppendBinary(append(b, hdr[:]...))
+}
+
+// journalState journals the message of a flow-state frame (none if nil).
+func (a *Agent) journalState(frame []byte) {
+	if frame != nil {
+		a.journal.add(frame[stateHeaderLen:])
 	}
-	w.jmsg = flowstate.Message{Sender: w.a.hostID, Conntrack: res.Conntrack, NAT: res.NAT}
-	w.a.journal.add(&w.jmsg)
 }
 
 // importState imports a flow-state message from a peer into the shard kept
 // for imported state. It runs on the datapath's upcall goroutine.
 func (a *Agent) importState(frame []byte) {
 	m := &a.importMsg
-	if err := m.UnmarshalBinary(frame[14:]); err != nil {
+	if err := m.UnmarshalBinary(frame[stateHeaderLen:]); err != nil {
 		a.metrics.drops.WithLabelValues("bad-state-message").Inc()
 		return
 	}
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
-	a.journal.add(m)
+	a.journalState(frame)
 	a.pulls.arrived(m.Sender)
 	a.metrics.stateReceived.Inc()
 }
