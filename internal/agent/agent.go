@@ -160,7 +160,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
 	}
-	cfg.StateDir = hostStateDir(cfg.StateDir, cfg.HostName)
+	cfg.StateDir = HostStateDir(cfg.StateDir, cfg.HostName)
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.NumCPU()
 	}

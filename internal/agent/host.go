@@ -88,29 +88,16 @@ func interfaceOf(host topology.ID, itf net.Interface) topology.Interface {
 	return out
 }
 
-// hostStateDir is where the agent of host keeps its host id and flow state
-// under the --state-dir given.
-func hostStateDir(stateDir, host string) string {
+// HostStateDir is where the agent of host keeps its host id and flow state
+// under the --state-dir given (ReadSavedState reads the flow state there).
+func HostStateDir(stateDir, host string) string {
 	return filepath.Join(stateDir, "hosts", safeName(host))
 }
 
 const stateFileName = "flowstate.bin"
 
-// StateFile is the file where the agent of host, given --state-dir
-// stateDir, saves its flow state.
-func StateFile(stateDir, host string) string {
-	return filepath.Join(hostStateDir(stateDir, host), stateFileName)
-}
-
 // stateFile keeps the flow state across agent restarts.
 func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, stateFileName) }
-
-// JournalFile is the file where the agent of host, given --state-dir
-// stateDir, journals the flow state it commits or imports between saves.
-// It holds records as the state file does (ReadStateFile reads it).
-func JournalFile(stateDir, host string) string {
-	return filepath.Join(hostStateDir(stateDir, host), journalName)
-}
 
 // ReadSavedState returns the flow-state messages an agent whose state
 // directory is dir left: its last snapshot and the journals written since.
@@ -118,7 +105,7 @@ func JournalFile(stateDir, host string) string {
 func ReadSavedState(dir string) ([]flowstate.Message, error) {
 	var all []flowstate.Message
 	for _, name := range []string{stateFileName, rotatedJournalName, journalName} {
-		msgs, err := ReadStateFile(filepath.Join(dir, name))
+		msgs, err := readStateFile(filepath.Join(dir, name))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return all, err
 		}
@@ -136,9 +123,9 @@ func appendRecord(b, msg []byte) []byte {
 	return append(binary.BigEndian.AppendUint16(b, uint16(len(msg))), msg...)
 }
 
-// ReadStateFile returns the flow-state messages a state file holds; a
+// readStateFile returns the flow-state messages a state file holds; a
 // truncated or corrupt tail is left out.
-func ReadStateFile(path string) ([]flowstate.Message, error) {
+func readStateFile(path string) ([]flowstate.Message, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

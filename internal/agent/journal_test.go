@@ -45,7 +45,7 @@ func natPorts(msgs []flowstate.Message) []uint16 {
 // is not there).
 func readPorts(t *testing.T, dir, name string) []uint16 {
 	t.Helper()
-	msgs, err := ReadStateFile(filepath.Join(dir, name))
+	msgs, err := readStateFile(filepath.Join(dir, name))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -130,10 +130,10 @@ func TestJournalKeepsStateBetweenSaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(hostStateDir(crashed, "h1"), 0o700); err != nil {
+	if err := os.MkdirAll(HostStateDir(crashed, "h1"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(JournalFile(crashed, "h1"), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(HostStateDir(crashed, "h1"), journalName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dp := mem.New(mem.Config{})

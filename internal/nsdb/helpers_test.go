@@ -114,24 +114,13 @@ type cluster struct {
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, members: make([]*embedded.Server, 3)}
-	var initial []string
-	addrs := freeAddrs(t, 6) // each member's peer and client addresses
-	for i := range 3 {
-		name := fmt.Sprintf("m%d", i)
-		peer := "http://" + addrs[2*i]
-		c.proxies = append(c.proxies, newTCPProxy(t))
-		c.cfgs = append(c.cfgs, embedded.Config{
-			Name:         name,
-			DataDir:      t.TempDir(),
-			ClientURL:    "http://" + addrs[2*i+1],
-			PeerURL:      peer,
-			Fast:         true,
-			StartTimeout: 20 * time.Second,
-		})
-		initial = append(initial, name+"="+peer)
+	cfgs, err := embedded.LocalClusterConfigs([]string{t.TempDir(), t.TempDir(), t.TempDir()}, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range c.cfgs {
-		c.cfgs[i].InitialCluster = strings.Join(initial, ",")
+	c.cfgs = cfgs
+	for range cfgs {
+		c.proxies = append(c.proxies, newTCPProxy(t))
 	}
 	t.Cleanup(func() {
 		// Killing is quicker than a graceful stop, which moves
@@ -263,23 +252,6 @@ func (p *tcpProxy) cut() {
 	for c := range p.conns {
 		c.Close()
 	}
-}
-
-// freeAddrs returns n loopback addresses with distinct ports free right
-// now: each listener stays open until all are picked, so that none is
-// handed out twice.
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
-	}
-	return addrs
 }
 
 // waitFor polls cond until it holds or the deadline passes.

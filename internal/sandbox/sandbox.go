@@ -456,10 +456,10 @@ const ExtNS = extNS
 // operator upgrading it would.
 func (sb *Sandbox) RestartAgent(i int) error { return sb.restartAgent(i, syscall.SIGTERM) }
 
-// AgentStateFile is the file where the agent of host i saves its flow
-// state.
-func (sb *Sandbox) AgentStateFile(i int) string {
-	return agent.StateFile(filepath.Join(sb.cfg.DataDir, hosts[i].name), hosts[i].name)
+// AgentStateDir is the directory where the agent of host i keeps its flow
+// state (agent.ReadSavedState reads it).
+func (sb *Sandbox) AgentStateDir(i int) string {
+	return agent.HostStateDir(filepath.Join(sb.cfg.DataDir, hosts[i].name), hosts[i].name)
 }
 
 // CrashAgent kills the agent of host i (SIGKILL: no clean shutdown) and

@@ -414,7 +414,7 @@ func TestNATConnectionSurvivesAgentCrash(t *testing.T) {
 	ip, port, _ := strings.Cut(seen, ":")
 	// Within a second: a save every 2 s alone would often come too late.
 	eventually(t, time.Second, "host2's saved flow state holding the connection's SNAT binding "+seen, func() bool {
-		msgs, err := agent.ReadSavedState(filepath.Dir(sb.AgentStateFile(1)))
+		msgs, err := agent.ReadSavedState(sb.AgentStateDir(1))
 		if err != nil {
 			return false
 		}

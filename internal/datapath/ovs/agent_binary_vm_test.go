@@ -15,6 +15,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath/ovs"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
+	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -137,12 +138,8 @@ func TestMidonetAgentBinaryForwardsThroughKernel(t *testing.T) {
 	// The agent sends a miss's packet before it installs the flow (the
 	// install is off the packet's path): the second frame is only the
 	// kernel's once the flow is in.
-	deadline = time.Now().Add(agentWait)
-	for agentMetric(t, "midonet_agent_flows_installed_total") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent installed no flow for the first frame")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll.Until(func() bool { return agentMetric(t, "midonet_agent_flows_installed_total") >= 1 }, agentWait) {
+		t.Fatal("the agent installed no flow for the first frame")
 	}
 	upcalls := agentMetric(t, "midonet_agent_upcalls_total")
 	vmA.send(t, agentFrame(macVMA, macVMB, "10.0.0.1", "10.0.0.2", "bin-2"))

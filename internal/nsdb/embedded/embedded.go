@@ -84,27 +84,6 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: peer URL: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("embedded store: %w", err)
-	}
-
-	ec := embed.NewConfig()
-	ec.Name = cfg.Name
-	ec.Dir = cfg.DataDir
-	ec.ListenClientUrls = []url.URL{*curl}
-	ec.AdvertiseClientUrls = []url.URL{*curl}
-	ec.ListenPeerUrls = []url.URL{*purl}
-	ec.AdvertisePeerUrls = []url.URL{*purl}
-	ec.MaxTxnOps = MaxTxnOps
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	// Keep an hour of history so watchers that reconnect can resume.
-	ec.AutoCompactionMode = embed.CompactorModePeriodic
-	ec.AutoCompactionRetention = "1h"
-	if cfg.Fast {
-		ec.TickMs = 10
-		ec.ElectionMs = 100
-		ec.UnsafeNoFsync = true
-	}
 	// Ports given as 0 are picked now, all at once so that they differ:
 	// the advertised URLs must name real ports.
 	var pick []*url.URL
@@ -126,8 +105,27 @@ func Start(cfg Config) (*Server, error) {
 		for i, u := range pick {
 			u.Host = net.JoinHostPort(u.Hostname(), ports[i])
 		}
-		ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*purl}, []url.URL{*purl}
-		ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*curl}, []url.URL{*curl}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = cfg.DataDir
+	ec.ListenClientUrls = []url.URL{*curl}
+	ec.AdvertiseClientUrls = []url.URL{*curl}
+	ec.ListenPeerUrls = []url.URL{*purl}
+	ec.AdvertisePeerUrls = []url.URL{*purl}
+	ec.MaxTxnOps = MaxTxnOps
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Keep an hour of history so watchers that reconnect can resume.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = "1h"
+	if cfg.Fast {
+		ec.TickMs = 10
+		ec.ElectionMs = 100
+		ec.UnsafeNoFsync = true
 	}
 	if cfg.InitialCluster != "" {
 		ec.InitialCluster = cfg.InitialCluster
@@ -216,20 +214,18 @@ func freePorts(hosts ...string) ([]string, error) {
 	return ports, nil
 }
 
-// StartLocalCluster starts n members on loopback, each with a data
-// directory from dirs, peer ports picked beforehand, and returns them once a
-// quorum serves clients: a real multi-member cluster in one process, for
-// tests and for trying failover on one machine.
-func StartLocalCluster(dirs []string, fast bool) ([]*Server, error) {
+// LocalClusterConfigs returns the configurations of a cluster of one member
+// per directory in dirs, on loopback, with every member's peer and client
+// ports picked together (members picking their own could pick one
+// another's). Start them together: a member serves once a quorum is up.
+func LocalClusterConfigs(dirs []string, fast bool) ([]Config, error) {
 	n := len(dirs)
-	cfgs := make([]Config, n)
-	initial := make([]string, n)
-	// Every member's peer and client ports, picked together: members picking
-	// their own could pick one another's.
 	ports, err := freePorts(slices.Repeat([]string{"127.0.0.1"}, 2*n)...)
 	if err != nil {
 		return nil, err
 	}
+	cfgs := make([]Config, n)
+	initial := make([]string, n)
 	for i := range n {
 		peer := "http://127.0.0.1:" + ports[2*i]
 		name := fmt.Sprintf("m%d", i)
@@ -237,11 +233,25 @@ func StartLocalCluster(dirs []string, fast bool) ([]*Server, error) {
 			Fast: fast, StartTimeout: 20 * time.Second}
 		initial[i] = name + "=" + peer
 	}
-	members := make([]*Server, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range cfgs {
 		cfgs[i].InitialCluster = strings.Join(initial, ",")
+	}
+	return cfgs, nil
+}
+
+// StartLocalCluster starts n members on loopback, each with a data
+// directory from dirs, peer ports picked beforehand, and returns them once a
+// quorum serves clients: a real multi-member cluster in one process, for
+// tests and for trying failover on one machine.
+func StartLocalCluster(dirs []string, fast bool) ([]*Server, error) {
+	cfgs, err := LocalClusterConfigs(dirs, fast)
+	if err != nil {
+		return nil, err
+	}
+	members := make([]*Server, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i := range cfgs {
 		wg.Go(func() { members[i], errs[i] = Start(cfgs[i]) })
 	}
 	wg.Wait()
