@@ -229,7 +229,7 @@ func CompleteChecksum(f []byte) bool {
 // itself.
 func FinishPartialChecksum(f []byte) bool {
 	l4, off, pseudo, ok := l4Checksum(f)
-	if !ok || binary.BigEndian.Uint16(l4[off:]) != ^packet.Checksum(nil, pseudo) {
+	if !ok || binary.BigEndian.Uint16(l4[off:]) != uint16(pseudo) { // the folded pseudo-header sum, as a partial checksum holds
 		return false
 	}
 	storeL4Checksum(l4, off, pseudo)

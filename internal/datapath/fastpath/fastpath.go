@@ -99,11 +99,11 @@ type Port struct {
 // Overlay describes a VXLAN port whose tunnels the kernel may push and
 // pop (AttachOverlay).
 type Overlay struct {
-	Local   netip.Addr // the port's address; zero if it listens on all
+	Local   netip.Addr // the port's IPv4 address, the tunnels' default source
 	UDPPort uint16
-	// Route says how the underlay reaches a peer: the interface, its MTU
-	// and the source address to use.
-	Route func(dst netip.Addr) (ifindex uint32, mtu int, src netip.Addr, ok bool)
+	// Route says how the underlay reaches a peer: the interface and its
+	// MTU.
+	Route func(dst netip.Addr) (ifindex uint32, mtu int, ok bool)
 }
 
 // Ports says how the kernel reaches a datapath port; false for ports it
@@ -381,8 +381,8 @@ func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 			st = st.Merge(s)
 		}
 	default:
-		if m, _ := f.table(e.decap); m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
-			st = st.Merge(f.oldStats(e))
+		if m, c := f.table(e.decap); m.Lookup(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old)) == nil {
+			st = st.Merge(valueStats(f.old[c:]))
 		}
 	}
 	return st
@@ -390,7 +390,7 @@ func (f *FastPath) countersLocked(e *entry, remove bool) datapath.FlowStats {
 
 // removeLocked deletes e's kernel copy and returns its final counters.
 func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
-	m, _ := f.table(e.decap)
+	m, c := f.table(e.decap)
 	err := m.LookupAndDelete(unsafe.Pointer(&e.bkey), unsafe.Pointer(&f.old))
 	if !e.decap {
 		f.releaseMaskLocked(e.slot)
@@ -400,17 +400,7 @@ func (f *FastPath) removeLocked(e *entry) (datapath.FlowStats, bool) {
 	if err != nil {
 		return datapath.FlowStats{}, false
 	}
-	return f.oldStats(e), true
-}
-
-// oldStats reads the counters of e's value in f.old.
-func (f *FastPath) oldStats(e *entry) datapath.FlowStats {
-	_, counters := f.table(e.decap)
-	var tcpFlags uint64
-	if !e.decap {
-		tcpFlags = binary.NativeEndian.Uint64(f.old[valTCPFlags:])
-	}
-	return valueStats(f.old[counters:], tcpFlags)
+	return valueStats(f.old[c:]), true
 }
 
 // table returns the map that holds a kind of kernel flow (decapsulations,
@@ -660,15 +650,13 @@ func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay) (under
 	if !tun.Dst.Is4() || o.Route == nil {
 		return 0, false
 	}
-	ifindex, mtu, src, ok := o.Route(tun.Dst)
+	ifindex, mtu, ok := o.Route(tun.Dst)
 	if !ok || mtu <= vxlanOverhead+ethLen {
 		return 0, false
 	}
-	switch {
-	case tun.Src.Is4():
+	src := o.Local
+	if tun.Src.Is4() {
 		src = tun.Src
-	case o.Local.Is4():
-		src = o.Local
 	}
 	if !src.Is4() {
 		return 0, false
@@ -677,7 +665,7 @@ func tunnelValue(val *[valSize]byte, tun *datapath.TunnelSet, o *Overlay) (under
 	if ttl == 0 {
 		ttl = datapath.DefaultTunnelTTL
 	}
-	val[valVNI], val[valVNI+1], val[valVNI+2] = byte(tun.VNI>>16), byte(tun.VNI>>8), byte(tun.VNI)
+	binary.BigEndian.PutUint32(val[valVNI:], tun.VNI<<8) // the VXLAN header's second word
 	s4, d4 := src.As4(), tun.Dst.As4()
 	copy(val[valTunSrc:], s4[:])
 	copy(val[valTunDst:], d4[:])
@@ -699,7 +687,7 @@ func translateDecap(key, mask *packet.FlowKey, actions []datapath.Action, ports 
 		return kf, false
 	}
 	kf.decap, kf.overlay, kf.out = true, true, out.Ifindex
-	kf.key[0], kf.key[1], kf.key[2] = byte(key.TunID>>16), byte(key.TunID>>8), byte(key.TunID)
+	binary.BigEndian.PutUint32(kf.key[:4], key.TunID<<8) // as the VXLAN header has it
 	binary.NativeEndian.PutUint32(val[decOutIf:], kf.out)
 	return kf, true
 }
@@ -718,13 +706,14 @@ func encodeKey(b *[keySize]byte, k *packet.FlowKey, ifindex uint32) {
 	binary.BigEndian.PutUint16(b[keyICMPID:], k.ICMPID)
 }
 
-// valueStats reads the packets, bytes and last use (the kernel's
-// monotonic nanoseconds) at the start of v.
-func valueStats(v []byte, tcpFlags uint64) datapath.FlowStats {
+// valueStats reads the packets, bytes, last use (the kernel's monotonic
+// nanoseconds) and TCP flags at the start of v, where either table's
+// counters start.
+func valueStats(v []byte) datapath.FlowStats {
 	st := datapath.FlowStats{
 		Packets:  binary.NativeEndian.Uint64(v[0:]),
 		Bytes:    binary.NativeEndian.Uint64(v[8:]),
-		TCPFlags: uint16(tcpFlags),
+		TCPFlags: uint16(binary.NativeEndian.Uint64(v[24:])),
 	}
 	st.LastUsed = datapath.MonotonicToTime(time.Duration(binary.NativeEndian.Uint64(v[16:])))
 	return st

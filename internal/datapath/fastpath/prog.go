@@ -160,17 +160,21 @@ const (
 // count adds the packet in R6, lenAdj bytes longer, to the per-processor
 // counters at R0, or jumps to label if R0 is nil.
 func count(label string, pkts, bytes int16, lenAdj int32) asm.Instructions {
-	return asm.Instructions{
+	p := asm.Instructions{
 		asm.JEq.Imm(asm.R0, 0, label),
 		asm.LoadMem(asm.R1, asm.R0, pkts, asm.DWord),
 		asm.Add.Imm(asm.R1, 1),
 		asm.StoreMem(asm.R0, pkts, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R0, bytes, asm.DWord),
 		asm.LoadMem(asm.R2, asm.R6, skbLen, asm.Word),
-		asm.Add.Imm(asm.R2, lenAdj),
+	}
+	if lenAdj != 0 {
+		p = append(p, asm.Add.Imm(asm.R2, lenAdj))
+	}
+	return append(p,
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.StoreMem(asm.R0, bytes, asm.R1, asm.DWord),
-	}
+	)
 }
 
 // lookupAt looks up the key at fp+key in the map; the value, or nil, is in R0.
@@ -361,9 +365,9 @@ func classifier(masks, flows, handover, counters, ports int) asm.Instructions {
 	p = append(p,
 		asm.Mov.Reg(r7, r0).WithSymbol("hit"),
 		asm.LoadMem(r1, r7, valFlags, asm.Word),
-		asm.JSet.Imm(r1, actTunnel, "tunnel"),
-		asm.Ja.Label("count"),
-		asm.LoadMem(r1, r6, skbGSOSize, asm.Word).WithSymbol("tunnel"),
+		asm.And.Imm(r1, actTunnel),
+		asm.JEq.Imm(r1, 0, "count"),
+		asm.LoadMem(r1, r6, skbGSOSize, asm.Word),
 		asm.JNE.Imm(r1, 0, "accept"),
 		asm.LoadMem(r1, r7, valMaxLen, asm.Half),
 		asm.LoadMem(r2, r6, skbLen, asm.Word),
@@ -440,6 +444,8 @@ const (
 	encVXLAN    = 28 // VXLAN header
 	encInnerEth = 36 // the frame's own Ethernet header
 	encLen      = packet.VXLANEncapLen
+	// vxlanFlagVNI is the VXLAN header's flag that says a VNI follows.
+	vxlanFlagVNI = 0x08
 )
 
 // adjust_room flags: room after the MAC header for an IPv4/UDP tunnel
@@ -482,7 +488,7 @@ func encapsulate(label string) asm.Instructions {
 		asm.StoreMem(fp, stHdr+encIP+4, r0, asm.Half), // identification
 		asm.StoreImm(fp, stHdr+encIP, 0x45, asm.Byte),
 		asm.StoreImm(fp, stHdr+encIP+6, 0, asm.Half), // no DF, not a fragment
-		asm.StoreImm(fp, stHdr+encIP+9, 17, asm.Byte),
+		asm.StoreImm(fp, stHdr+encIP+9, int64(udp), asm.Byte),
 		asm.StoreImm(fp, stHdr+encIP+10, 0, asm.Half),
 		// Lengths from the grown frame.
 		asm.LoadMem(r1, r6, skbLen, asm.Word),
@@ -490,11 +496,11 @@ func encapsulate(label string) asm.Instructions {
 		asm.Mov.Reg(r2, r1),
 		asm.HostTo(asm.BE, r1, asm.Half),
 		asm.StoreMem(fp, stHdr+encIP+2, r1, asm.Half),
-		asm.Sub.Imm(r2, 20),
+		asm.Sub.Imm(r2, packet.IPv4MinHeaderLen),
 		asm.HostTo(asm.BE, r2, asm.Half),
 		asm.StoreMem(fp, stHdr+encUDP+4, r2, asm.Half),
-		asm.StoreImm(fp, stHdr+encUDP+6, 0, asm.Half),    // no UDP checksum, as IPv4 VXLAN allows
-		asm.StoreImm(fp, stHdr+encVXLAN, 0x08, asm.Word), // flags: a VNI follows
+		asm.StoreImm(fp, stHdr+encUDP+6, 0, asm.Half), // no UDP checksum, as IPv4 VXLAN allows
+		asm.StoreImm(fp, stHdr+encVXLAN, vxlanFlagVNI, asm.Word),
 	)
 	p = append(p, copyHo(valTunTOS, encIP+1, asm.Byte)...)
 	p = append(p, copyHo(valTunTTL, encIP+8, asm.Byte)...)
@@ -508,7 +514,7 @@ func encapsulate(label string) asm.Instructions {
 		asm.Mov.Imm(r2, 0),
 		asm.Mov.Reg(r3, fp),
 		asm.Add.Imm(r3, stHdr+encIP),
-		asm.Mov.Imm(r4, 20),
+		asm.Mov.Imm(r4, packet.IPv4MinHeaderLen),
 		asm.Mov.Imm(r5, 0),
 		asm.FnCsumDiff.Call(),
 		asm.Mov.Reg(r1, r0),
@@ -660,13 +666,14 @@ func forwarder(handover int) asm.Instructions {
 }
 
 // Decapsulation table (by VNI): where a tunnel key's frames go, and the
-// flow's counters.
+// flow's counters, laid out as a flow value's (the TCP flags stay zero).
 const (
-	decOutIf   = 0 // u32, native
-	decPackets = 8
-	decBytes   = 16
-	decUsed    = 24
-	decSize    = 32
+	decOutIf    = 0 // u32, native
+	decPackets  = 8
+	decBytes    = 16
+	decUsed     = 24
+	decTCPFlags = 32
+	decSize     = 40
 )
 
 // Stack layout of the decapsulator.
@@ -674,9 +681,8 @@ const (
 	// The first 64 bytes: outer headers and the inner Ethernet header, placed
 	// so that the outer IPv4 addresses are 4-byte aligned (the verifier
 	// wants aligned stack access).
-	stFrame = -74
-	stVNI   = -80 // u32: the VXLAN header's second word
-	stZero2 = -84 // u32 0
+	stFrame   = -74
+	stIfindex = -80 // u32: an ifindex to look up
 )
 
 // decapsulator builds the tc ingress program of the underlay interface
@@ -693,7 +699,7 @@ func decapsulator(decap, counters, ports int, local uint32, udpPort uint16) asm.
 	ld := func(off int16, size asm.Size) asm.Instruction { return asm.LoadMem(r1, fp, stFrame+off, size) }
 	p := asm.Instructions{
 		asm.Mov.Reg(r6, r1),
-		asm.StoreImm(fp, stZero2, 0, asm.Word),
+		asm.StoreImm(fp, stZero, 0, asm.Word),
 		asm.LoadMem(r1, r6, skbLen, asm.Word),
 		asm.JLT.Imm(r1, ethLen+encLen, "next"),
 		asm.LoadMem(r1, r6, skbGSOSize, asm.Word),
@@ -716,16 +722,10 @@ func decapsulator(decap, counters, ports int, local uint32, udpPort uint16) asm.
 	if local != 0 { // the port's own address
 		p = append(p, ld(ethLen+16, asm.Word), asm.JNE.Imm32(r1, int32(local), "next"))
 	}
-	p = append(p, ld(ethLen+encVXLAN, asm.Byte), asm.JSet.Imm(r1, 0x08, "vni"), asm.Ja.Label("next"))
-	p = append(p,
-		// The VNI word sits at an odd place: two halves.
-		asm.LoadMem(r1, fp, stFrame+ethLen+encVXLAN+4, asm.Half).WithSymbol("vni"),
-		asm.LoadMem(r2, fp, stFrame+ethLen+encVXLAN+6, asm.Half),
-		asm.LSh.Imm(r2, 16),
-		asm.Or.Reg(r1, r2),
-		asm.StoreMem(fp, stVNI, r1, asm.Word),
-	)
-	p = append(p, lookupAt(decap, stVNI)...)
+	p = append(p, ld(ethLen+encVXLAN, asm.Byte), asm.And.Imm(r1, vxlanFlagVNI), asm.JEq.Imm(r1, 0, "next"))
+	// The key: the VXLAN header's second word (the VNI, then a reserved
+	// zero byte), as the frame has it.
+	p = append(p, lookupAt(decap, stFrame+ethLen+encVXLAN+4)...)
 	p = append(p,
 		asm.JEq.Imm(r0, 0, "next"),
 		asm.Mov.Reg(r7, r0),
@@ -737,13 +737,13 @@ func decapsulator(decap, counters, ports int, local uint32, udpPort uint16) asm.
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(r7, decUsed, r0, asm.DWord),
 	)
-	p = append(p, lookupAt(counters, stZero2)...)
+	p = append(p, lookupAt(counters, stZero)...)
 	p = append(p, count("rx", ctrPackets, ctrBytes, -encLen)...)
-	p = append(p, asm.LoadMem(r1, r6, skbIfindex, asm.Word).WithSymbol("rx"), asm.StoreMem(fp, stVNI, r1, asm.Word))
-	p = append(p, lookupAt(ports, stVNI)...)
+	p = append(p, asm.LoadMem(r1, r6, skbIfindex, asm.Word).WithSymbol("rx"), asm.StoreMem(fp, stIfindex, r1, asm.Word))
+	p = append(p, lookupAt(ports, stIfindex)...)
 	p = append(p, count("tx", portRxPackets, portRxBytes, 0)...)
-	p = append(p, asm.LoadMem(r1, r7, decOutIf, asm.Word).WithSymbol("tx"), asm.StoreMem(fp, stVNI, r1, asm.Word))
-	p = append(p, lookupAt(ports, stVNI)...)
+	p = append(p, asm.LoadMem(r1, r7, decOutIf, asm.Word).WithSymbol("tx"), asm.StoreMem(fp, stIfindex, r1, asm.Word))
+	p = append(p, lookupAt(ports, stIfindex)...)
 	p = append(p, count("decap", portTxPackets, portTxBytes, -encLen)...)
 	p = append(p,
 		asm.Mov.Reg(r1, r6).WithSymbol("decap"),

@@ -13,7 +13,7 @@ import (
 // out for the programs.
 func TestTranslate(t *testing.T) {
 	overlay := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
-		Route: func(dst netip.Addr) (uint32, int, netip.Addr, bool) { return 7, 1500, netip.Addr{}, dst.Is4() }}
+		Route: func(dst netip.Addr) (uint32, int, bool) { return 7, 1500, dst.Is4() }}
 	ports := func(no datapath.PortNo) (Port, bool) {
 		switch no {
 		case 1, 2:
@@ -45,7 +45,7 @@ func TestTranslate(t *testing.T) {
 		{"a tunnel then a local port", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{tunnel, out}, true},
 		{"into the overlay", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{tunnel, datapath.Output(9)}, true},
 		{"into the overlay without a tunnel", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{datapath.Output(9)}, false},
-		{"into the overlay, no route", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{
+		{"into the overlay, no peer address", packet.FlowKey{InPort: 1}, inPort, []datapath.Action{
 			datapath.SetTunnel(datapath.TunnelSet{VNI: 5}), datapath.Output(9)}, false},
 		{"out of the overlay by key", packet.FlowKey{InPort: 9, TunID: 5}, tunKey, []datapath.Action{out}, true},
 		{"out of the overlay, matching more", packet.FlowKey{InPort: 9, TunID: 5, EthType: 0x0800},
@@ -111,9 +111,7 @@ func TestTranslateLayout(t *testing.T) {
 // A flow into the overlay carries the outer headers the forwarder pushes.
 func TestTranslateTunnel(t *testing.T) {
 	o := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
-		Route: func(netip.Addr) (uint32, int, netip.Addr, bool) {
-			return 7, 1500, netip.MustParseAddr("192.168.0.9"), true
-		}}
+		Route: func(netip.Addr) (uint32, int, bool) { return 7, 1500, true }}
 	ports := func(no datapath.PortNo) (Port, bool) {
 		if no == 9 {
 			return Port{Overlay: o}, true
@@ -169,9 +167,7 @@ func TestTunnelValueNeedsARoute(t *testing.T) {
 		{"MTU one byte more", vxlanOverhead + ethLen + 1, true, true},
 	} {
 		o := &Overlay{Local: netip.MustParseAddr("192.168.0.1"), UDPPort: 6677,
-			Route: func(dst netip.Addr) (uint32, int, netip.Addr, bool) {
-				return 7, tc.mtu, netip.Addr{}, tc.route && dst == peer
-			}}
+			Route: func(dst netip.Addr) (uint32, int, bool) { return 7, tc.mtu, tc.route && dst == peer }}
 		var val [valSize]byte
 		underlay, ok := tunnelValue(&val, &datapath.TunnelSet{VNI: 5, Dst: peer}, o)
 		if ok != tc.ok || (ok && underlay != 7) {

@@ -119,13 +119,12 @@ func linkWithAddr(addr netip.Addr) (int, error) {
 }
 
 // underlayRoute says how the underlay reaches a tunnel peer, for kernel
-// flows into the overlay; answers are kept for routeTTL.
-func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, src netip.Addr, ok bool) {
-	d.routeMu.Lock()
-	defer d.routeMu.Unlock()
+// flows into the overlay; answers are kept for routeTTL. It runs under
+// fpMu (PutFlow), which guards the cache and the netlink handle.
+func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, ok bool) {
 	now := time.Now()
 	if r, ok := d.routes[dst]; ok && now.Before(r.expires) {
-		return r.ifindex, r.mtu, r.src, r.ok
+		return r.ifindex, r.mtu, r.ok
 	}
 	r := underlayRoute{expires: now.Add(routeTTL)}
 	if d.routeNL == nil {
@@ -138,8 +137,6 @@ func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, src n
 		if err == nil && len(rs) > 0 {
 			if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil {
 				r.ifindex, r.mtu, r.ok = uint32(rs[0].LinkIndex), l.Attrs().MTU, true
-				r.src, _ = netip.AddrFromSlice(rs[0].Src)
-				r.src = r.src.Unmap()
 			}
 		}
 		if !r.ok { // no route, or a broken handle: a fresh one next time
@@ -147,23 +144,19 @@ func (d *Datapath) underlayRoute(dst netip.Addr) (ifindex uint32, mtu int, src n
 			d.routeNL = nil
 		}
 	}
-	if d.routes == nil {
-		d.routes = make(map[netip.Addr]underlayRoute)
-	}
 	for a, old := range d.routes { // peers that left
 		if now.After(old.expires) {
 			delete(d.routes, a)
 		}
 	}
 	d.routes[dst] = r
-	return r.ifindex, r.mtu, r.src, r.ok
+	return r.ifindex, r.mtu, r.ok
 }
 
 // underlayRoute is a cached answer of Datapath.underlayRoute.
 type underlayRoute struct {
 	ifindex uint32
 	mtu     int
-	src     netip.Addr
 	ok      bool
 	expires time.Time
 }

@@ -144,9 +144,8 @@ type Datapath struct {
 	fp      *fastpath.FastPath // nil without a fast path
 	fpMu    sync.Mutex
 	fpPorts map[datapath.PortNo]fastPort // ports attached to the fast path, guarded by fpMu
-	routeMu sync.Mutex
-	routes  map[netip.Addr]underlayRoute // guarded by routeMu
-	routeNL *netlink.Handle              // for the routes, guarded by routeMu
+	routes  map[netip.Addr]underlayRoute // guarded by fpMu
+	routeNL *netlink.Handle              // for the routes, guarded by fpMu
 }
 
 type linkState struct {
@@ -279,7 +278,7 @@ func New(cfg Config) (*Datapath, error) {
 			log.Warn("running without the kernel fast path", "err", err)
 			d.fp = nil
 		} else {
-			d.fpPorts = make(map[datapath.PortNo]fastPort)
+			d.fpPorts, d.routes = make(map[datapath.PortNo]fastPort), make(map[netip.Addr]underlayRoute)
 		}
 	}
 	return d, nil
@@ -421,12 +420,12 @@ func (d *Datapath) Close() error {
 		if d.fp != nil {
 			d.fp.Close()
 		}
-		d.routeMu.Lock()
+		d.fpMu.Lock()
 		if d.routeNL != nil {
 			d.routeNL.Close()
 			d.routeNL = nil
 		}
-		d.routeMu.Unlock()
+		d.fpMu.Unlock()
 		d.busy.close()
 		if d.ns.IsOpen() {
 			d.ns.Close()
