@@ -32,6 +32,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the time; tests may fix it.
 	Now func() time.Time
+	// Neutron, when set, serves the Neutron endpoints under
+	// BasePath/neutron; the API root then names them.
+	Neutron http.Handler
 }
 
 // Server is the REST API.
@@ -40,6 +43,8 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	mux   *http.ServeMux
+	// neutron serves BasePath/neutron (nil: not offered).
+	neutron http.Handler
 }
 
 // New builds the API server.
@@ -50,7 +55,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, mux: http.NewServeMux()}
+	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, mux: http.NewServeMux(), neutron: cfg.Neutron}
 	s.routes()
 	return s
 }
@@ -155,6 +160,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(ent)
 }
+
+// BaseURI is the absolute base of the API as the client reached it (for
+// handlers mounted beside the API, such as the Neutron endpoints).
+func BaseURI(r *http.Request) string { return baseURI(r) }
 
 // baseURI is the absolute base of the API as the client reached it.
 func baseURI(r *http.Request) string {

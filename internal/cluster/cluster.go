@@ -1,5 +1,6 @@
 // Package cluster runs the `midonet cluster` daemon: the NSDB (an embedded
-// etcd member unless an external cluster is named) and the REST API.
+// etcd member unless an external cluster is named), the REST API and
+// MidoNet's Neutron endpoints.
 package cluster
 
 import (
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/neutron"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
@@ -108,7 +110,8 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}
 	c.APIURL = "http://" + apiHost + api.BasePath
 	c.http = &http.Server{
-		Handler:           api.New(api.Config{Store: c.Store, Logger: cfg.Logger}),
+		Handler: api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
+			Neutron: neutron.New(c.Store, cfg.Logger).Handler(api.BasePath, api.BaseURI)}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {
