@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/auth"
 	"github.com/midonet/midonet/internal/neutron"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
@@ -41,8 +42,32 @@ type Config struct {
 	Prefix string
 	// FastStore trades durability for speed in the embedded member (tests).
 	FastStore bool
-	Logger    *slog.Logger
+	// Auth is the authentication provider: AuthMock (MidoNet's mock mode:
+	// no checks; the default of an empty Config), AuthLocal or
+	// AuthKeystone.
+	Auth string
+	// AdminCredentials is where AuthLocal writes the first admin's
+	// credential when the store has no user yet.
+	AdminCredentials string
+	// Local configures AuthLocal (token lifetime, hash cost).
+	Local auth.LocalConfig
+	// Keystone configures AuthKeystone.
+	Keystone auth.KeystoneConfig
+	// TLSCert and TLSKey, when set, make the API serve HTTPS.
+	TLSCert, TLSKey string
+	Logger          *slog.Logger
 }
+
+// Authentication providers (--auth).
+const (
+	AuthMock     = "mock"
+	AuthLocal    = "local"
+	AuthKeystone = "keystone"
+)
+
+// DefaultAdminCredentials is where a fresh cluster with local
+// authentication writes its admin's credential.
+const DefaultAdminCredentials = "/var/lib/midonet/admin.credentials"
 
 // Cluster is a running node.
 type Cluster struct {
@@ -51,6 +76,9 @@ type Cluster struct {
 	APIURL string
 	// NSDBURLs are the client URLs agents use.
 	NSDBURLs []string
+	// AdminCredentials names the file where this start wrote the first
+	// admin's credential (empty if it wrote none).
+	AdminCredentials string
 
 	member *embedded.Server
 	http   *http.Server
@@ -108,14 +136,30 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if host.IP.IsUnspecified() {
 		apiHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(host.Port))
 	}
-	c.APIURL = "http://" + apiHost + api.BasePath
+	scheme := "http"
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return nil, errors.New("api: TLS needs both --tls-cert and --tls-key")
+		}
+		scheme = "https"
+	}
+	c.APIURL = scheme + "://" + apiHost + api.BasePath
+	var handler http.Handler = api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
+		Neutron: neutron.New(c.Store, cfg.Logger).Handler(api.BasePath, api.BaseURI)})
+	if handler, err = c.authenticate(ctx, cfg, handler); err != nil {
+		return nil, err
+	}
 	c.http = &http.Server{
-		Handler: api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
-			Neutron: neutron.New(c.Store, cfg.Logger).Handler(api.BasePath, api.BaseURI)}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {
-		err := c.http.Serve(c.ln)
+		var err error
+		if scheme == "https" {
+			err = c.http.ServeTLS(c.ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = c.http.Serve(c.ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -123,6 +167,41 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}()
 	c.log.Info("api serving", "url", c.APIURL)
 	return c, nil
+}
+
+// authenticate wraps the API in the configured authentication.
+func (c *Cluster) authenticate(ctx context.Context, cfg Config, h http.Handler) (http.Handler, error) {
+	acfg := auth.Config{Store: c.Store, BasePath: api.BasePath, Logger: cfg.Logger}
+	switch cfg.Auth {
+	case "", AuthMock:
+		c.log.Warn("authentication in mock mode: every call is the admin's", "auth", AuthMock)
+		return h, nil
+	case AuthLocal:
+		local := auth.NewLocal(c.Store, cfg.Local)
+		file := cfg.AdminCredentials
+		if file == "" {
+			file = DefaultAdminCredentials
+		}
+		created, err := local.Bootstrap(ctx, file)
+		if err != nil {
+			return nil, fmt.Errorf("auth: creating the first admin: %w", err)
+		}
+		if created {
+			c.log.Info("admin credential created", "file", file, "user", "admin")
+			c.AdminCredentials = file
+		}
+		acfg.Provider, acfg.Users = local, local
+	case AuthKeystone:
+		ks, err := auth.NewKeystone(cfg.Keystone)
+		if err != nil {
+			return nil, err
+		}
+		acfg.Provider = ks
+	default:
+		return nil, fmt.Errorf("--auth %q: want %s, %s or %s", cfg.Auth, AuthLocal, AuthKeystone, AuthMock)
+	}
+	c.log.Info("authentication on", "auth", cfg.Auth)
+	return auth.Handler(h, acfg), nil
 }
 
 // Err reports a fatal error of the API server or the embedded store.
