@@ -1,0 +1,508 @@
+// Package neutron puts Debian's real neutron-server, with this project's
+// plugin (contrib/neutron), in front of a cluster and three agents, drives
+// it with the real openstack CLI, and checks the result with real packets
+// between VMs (network namespaces) on different hosts. It needs root,
+// python3-neutron and python3-openstackclient; without them it skips
+// (and fails in CI, where .ci/run installs them). Everything it creates
+// is named with the "mnnt-" prefix.
+package neutron
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/midonet/midonet/internal/auth"
+	"github.com/midonet/midonet/internal/cluster"
+	"github.com/midonet/midonet/internal/nsthread"
+	"github.com/midonet/midonet/internal/testenv"
+)
+
+// Names and addresses of the rig.
+const (
+	prefix     = "mnnt-"
+	underlayBr = prefix + "br"
+	underlay   = "10.251.0."
+	storeAddr  = underlay + "254"
+	extNS      = prefix + "ext"
+)
+
+// python is Debian's interpreter, where python3-neutron lives (a PATH
+// python3 may be another one).
+const python = "/usr/bin/python3"
+
+// rig is the cloud: cluster, agents and neutron-server.
+type rig struct {
+	t        *testing.T
+	dir      string
+	bin      string
+	cluster  *cluster.Cluster
+	agents   []*exec.Cmd
+	neutron  *exec.Cmd
+	endpoint string // neutron-server's URL
+	token    string // the cluster admin's
+	log      *bytes.Buffer
+}
+
+var hostNames = []string{"host1", "host2", "host3"}
+
+func hostNS(i int) string { return prefix + "h" + strconv.Itoa(i+1) }
+
+// need checks what the rig needs from the machine.
+func need(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "ip", "iproute2")
+	testenv.RequireTool(t, "ping", "iputils-ping")
+	testenv.RequireTool(t, "openstack", "python3-openstackclient")
+	if err := exec.Command(python, "-c", "import neutron.cmd.eventlet.server").Run(); err != nil {
+		testenv.RequireTool(t, "neutron-server-is-missing", "python3-neutron")
+	}
+}
+
+// repoRoot is the repository's top directory (the plugin lives there).
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// ip runs ip(8).
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func ipAll(t *testing.T, cmds ...[]string) {
+	t.Helper()
+	for _, c := range cmds {
+		if err := ip(c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// cleanup removes every namespace and link of the prefix.
+func cleanup() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.HasPrefix(name, prefix) {
+			ip("netns", "del", name)
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if strings.HasPrefix(name, prefix) {
+				ip("link", "del", name)
+			}
+		}
+	}
+}
+
+// startRig builds the underlay, the cluster with local authentication,
+// the agents and neutron-server; t.Cleanup tears it all down.
+func startRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), log: &bytes.Buffer{}}
+	cleanup()
+	t.Cleanup(func() {
+		r.stop()
+		cleanup()
+		if t.Failed() {
+			r.dumpLogs()
+		}
+	})
+	r.bin = filepath.Join(r.dir, "midonet")
+	if out, err := exec.Command("go", "build", "-o", r.bin, "github.com/midonet/midonet/cmd/midonet").CombinedOutput(); err != nil {
+		t.Fatalf("building midonet: %v\n%s", err, out)
+	}
+	ipAll(t,
+		[]string{"link", "add", underlayBr, "mtu", "9000", "type", "bridge"},
+		[]string{"addr", "add", storeAddr + "/24", "dev", underlayBr},
+		[]string{"link", "set", underlayBr, "up"})
+	for i := range hostNames {
+		peer := prefix + "u" + strconv.Itoa(i+1)
+		ipAll(t,
+			[]string{"netns", "add", hostNS(i)},
+			[]string{"link", "add", peer, "mtu", "9000", "type", "veth", "peer", "name", "eth0", "mtu", "9000", "netns", hostNS(i)},
+			[]string{"link", "set", peer, "master", underlayBr, "up"},
+			[]string{"-n", hostNS(i), "addr", "add", underlay + strconv.Itoa(i+1) + "/24", "dev", "eth0"},
+			[]string{"-n", hostNS(i), "link", "set", "eth0", "up"},
+			[]string{"-n", hostNS(i), "link", "set", "lo", "up"})
+	}
+
+	var err error
+	r.cluster, err = cluster.Start(context.Background(), cluster.Config{
+		Listen: "127.0.0.1:0", NSDBListen: storeAddr + ":0", DataDir: filepath.Join(r.dir, "nsdb"), FastStore: true,
+		Auth: cluster.AuthLocal, AdminCredentials: filepath.Join(r.dir, "admin.credentials"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := auth.ReadCredentials(r.cluster.AdminCredentials)
+	if err != nil {
+		t.Fatalf("the fresh cluster wrote no admin credential: %v", err)
+	}
+	r.token = r.login(cred[auth.CredUser], cred[auth.CredPassword])
+
+	for i, h := range hostNames {
+		logf, err := os.Create(filepath.Join(r.dir, h+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", hostNS(i), r.bin, "agent", "--host", h,
+			"--nsdb", r.cluster.NSDBURLs[0], "--state-dir", filepath.Join(r.dir, h), "--metrics-listen", "127.0.0.1:9100")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		logf.Close()
+		r.agents = append(r.agents, cmd)
+	}
+	r.tunnelZone()
+	r.startNeutron(cred[auth.CredPassword])
+	return r
+}
+
+// login logs in to the cluster as MidoNet's clients do.
+func (r *rig) login(user, password string) string {
+	req, _ := http.NewRequest("POST", r.cluster.APIURL+"/login", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct{ Key string }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	if resp.StatusCode != 200 || tok.Key == "" {
+		r.t.Fatalf("login as %s: %d", user, resp.StatusCode)
+	}
+	return tok.Key
+}
+
+// api calls the cluster's REST API with the admin's token; out, if not
+// nil, receives the JSON answer.
+func (r *rig) api(method, path string, body, out any) int {
+	r.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, r.cluster.APIURL+path, rd)
+	req.Header.Set("X-Auth-Token", r.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			r.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// tunnelZone waits for the agents to register their hosts and puts them
+// in a VXLAN tunnel zone, as an operator does once per host.
+func (r *rig) tunnelZone() {
+	r.t.Helper()
+	ids := map[string]string{}
+	eventually(r.t, 2*time.Minute, "the three agents register their hosts", func() bool {
+		var hosts []map[string]any
+		r.api("GET", "/hosts", nil, &hosts)
+		for _, h := range hosts {
+			name, _ := h["name"].(string)
+			if alive, _ := h["alive"].(bool); alive {
+				ids[name] = h["id"].(string)
+			}
+		}
+		return len(ids) == len(hostNames)
+	})
+	var zone struct{ ID string }
+	loc := r.api("POST", "/tunnel_zones", map[string]any{"name": prefix + "zone", "type": "vxlan"}, nil)
+	if loc != 201 {
+		r.t.Fatalf("creating the tunnel zone: %d", loc)
+	}
+	var zones []map[string]any
+	r.api("GET", "/tunnel_zones", nil, &zones)
+	zone.ID = zones[0]["id"].(string)
+	for i, h := range hostNames {
+		if s := r.api("POST", "/tunnel_zones/"+zone.ID+"/hosts", map[string]any{"hostId": ids[h],
+			"ipAddress": underlay + strconv.Itoa(i+1)}, nil); s != 201 {
+			r.t.Fatalf("adding %s to the tunnel zone: %d", h, s)
+		}
+	}
+}
+
+// startNeutron configures and starts Debian's neutron-server without
+// Keystone (noauth, SQLite, no message bus), with the plugin logging in to
+// the cluster as its admin.
+func (r *rig) startNeutron(password string) {
+	r.t.Helper()
+	dir := filepath.Join(r.dir, "neutron")
+	os.MkdirAll(filepath.Join(dir, "lock"), 0o755)
+	port := freePort(r.t)
+	r.endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
+	conf := fmt.Sprintf(`[DEFAULT]
+api_paste_config = %[1]s/api-paste.ini
+core_plugin = ml2
+service_plugins = midonet_l3
+auth_strategy = noauth
+bind_host = 127.0.0.1
+bind_port = %[2]d
+api_workers = 0
+rpc_workers = 0
+rpc_state_report_workers = 0
+transport_url = fake:/
+log_file = %[1]s/neutron-server.log
+state_path = %[1]s
+[database]
+connection = sqlite:///%[1]s/neutron.db
+[oslo_concurrency]
+lock_path = %[1]s/lock
+[agent]
+report_interval = 0
+[ml2]
+type_drivers = midonet
+tenant_network_types = midonet
+mechanism_drivers = midonet
+extension_drivers = port_security
+[MIDONET]
+midonet_uri = %[3]s
+username = admin
+password = %[4]s
+project_id = admin
+`, dir, port, r.cluster.APIURL, password)
+	os.WriteFile(filepath.Join(dir, "neutron.conf"), []byte(conf), 0o600)
+	// The paste pipeline of the package's tests, with the filter that
+	// gives noauth requests a project.
+	paste, err := os.ReadFile("/usr/lib/python3/dist-packages/neutron/tests/etc/api-paste.ini")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p := strings.Replace(string(paste),
+		"noauth = cors http_proxy_to_wsgi request_id catch_errors extensions neutronapiapp_v2_0",
+		"noauth = cors http_proxy_to_wsgi request_id catch_errors noauthfakeprojectid extensions neutronapiapp_v2_0", 1)
+	p += "\n[filter:noauthfakeprojectid]\npaste.filter_factory = neutron.auth:NoauthFakeProjectId.factory\n"
+	os.WriteFile(filepath.Join(dir, "api-paste.ini"), []byte(p), 0o644)
+	// SQLite cannot run the migrations: create the schema from the models
+	// and stamp it.
+	db := "sqlite:///" + dir + "/neutron.db"
+	for _, script := range []string{
+		`import sqlalchemy as sa; from neutron.db.migration.models import head; head.get_metadata().create_all(sa.create_engine("` + db + `"))`,
+		`import sys; from neutron.db.migration.cli import main; sys.argv=['neutron-db-manage','--config-file','` + dir + `/neutron.conf','stamp','heads']; main()`,
+	} {
+		if out, err := exec.Command(python, "-c", script).CombinedOutput(); err != nil {
+			r.t.Fatalf("neutron database: %v\n%s", err, out)
+		}
+	}
+	logf, _ := os.Create(filepath.Join(dir, "server.out"))
+	cmd := exec.Command(python, "-c", `import sys; from neutron.cmd.eventlet.server import main; sys.argv=['neutron-server','--config-file','`+dir+`/neutron.conf']; main()`)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(repoRoot(r.t), "contrib", "neutron"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	logf.Close()
+	r.neutron = cmd
+	eventually(r.t, 3*time.Minute, "neutron-server answers", func() bool {
+		resp, err := http.Get(r.endpoint + "/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// stop ends the processes the rig started and the cluster.
+func (r *rig) stop() {
+	if r.neutron != nil && r.neutron.Process != nil {
+		syscall.Kill(-r.neutron.Process.Pid, syscall.SIGTERM)
+		wait(r.neutron)
+	}
+	for _, a := range r.agents {
+		a.Process.Signal(syscall.SIGTERM)
+	}
+	for _, a := range r.agents {
+		wait(a)
+	}
+	if r.cluster != nil {
+		r.cluster.Close()
+	}
+}
+
+func wait(cmd *exec.Cmd) {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (r *rig) dumpLogs() {
+	files, _ := filepath.Glob(filepath.Join(r.dir, "*.log"))
+	files = append(files, filepath.Join(r.dir, "neutron", "neutron-server.log"), filepath.Join(r.dir, "neutron", "server.out"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if strings.HasSuffix(f, "neutron-server.log") {
+			var keep []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "ERROR") || strings.Contains(l, "midonet") {
+					keep = append(keep, l)
+				}
+			}
+			b = []byte(strings.Join(keep, "\n"))
+		}
+		if len(b) > 6000 {
+			b = b[len(b)-6000:]
+		}
+		r.t.Logf("--- %s (tail)\n%s", f, b)
+	}
+}
+
+// openstack runs the openstack CLI against neutron-server without
+// Keystone and decodes its JSON output into out (when not nil).
+func (r *rig) openstack(out any, args ...string) {
+	r.t.Helper()
+	if err := r.openstackErr(out, args...); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) openstackErr(out any, args ...string) error {
+	if out != nil {
+		args = append(args, "-f", "json")
+	}
+	cmd := exec.Command("openstack", args...)
+	cmd.Env = append(os.Environ(), "OS_AUTH_TYPE=none", "OS_ENDPOINT="+r.endpoint)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("openstack %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	if out != nil {
+		if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+			return fmt.Errorf("openstack %s: %v: %s", strings.Join(args, " "), err, stdout.String())
+		}
+	}
+	return nil
+}
+
+// eventually retries cond until it holds or timeout passes, and returns
+// how long it took.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// inNS runs fn with its sockets in the namespace ns.
+func inNS(ns string, fn func() error) error {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return nsthread.Run(func() error { return netns.Set(h) }, fn)
+}
+
+// serve listens on TCP port in namespace ns and answers every connection
+// with the address it came from; it stops with the test.
+func serve(t *testing.T, ns string, port int) {
+	t.Helper()
+	var l net.Listener
+	if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", ":"+strconv.Itoa(port)); return }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			c.Write([]byte(host + "\n"))
+			c.Close()
+		}
+	}()
+}
+
+// dial connects from namespace ns to addr and returns what the server
+// saw as the source address ("" when no connection was made).
+func dial(ns, addr string, timeout time.Duration) string {
+	var seen string
+	inNS(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		b, _ := io.ReadAll(c)
+		seen = strings.TrimSpace(string(b))
+		return nil
+	})
+	return seen
+}
+
+// pings returns how many of n pings from ns to addr were answered.
+func pings(ns, addr string, n int) int {
+	out, _ := exec.Command("ip", "netns", "exec", ns, "ping", "-n", "-c", strconv.Itoa(n), "-i", "0.2", "-W", "1", addr).CombinedOutput()
+	var tx, rx int
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &tx, &rx)
+		}
+	}
+	return rx
+}
