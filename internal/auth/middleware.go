@@ -239,7 +239,7 @@ var tenantCollections = map[string]bool{
 // may create at the top of a collection.
 var tenantField = map[string]string{
 	"bridges": "tenantId", "routers": "tenantId", "chains": "tenantId", "port_groups": "tenantId",
-	"qos_policies": "tenant_id",
+	"qos_policies":     "tenant_id",
 	"neutron/networks": "tenant_id", "neutron/subnets": "tenant_id", "neutron/ports": "tenant_id",
 	"neutron/routers": "tenant_id", "neutron/floating_ips": "tenant_id", "neutron/security_groups": "tenant_id",
 	"neutron/security_group_rules": "tenant_id",
