@@ -64,6 +64,12 @@ MidoNet's mock mode: no checks, every call is the admin's.`,
 	f.StringVar(&cfg.Keystone.CAFile, "keystone-ca", "", "CA certificate of Keystone's TLS certificate")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate (PEM) to serve the API over HTTPS with")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&cfg.NSDBTLSCert, "nsdb-tls-cert", "", "certificate (PEM) the embedded store serves agents with over TLS (https)")
+	f.StringVar(&cfg.NSDBTLSKey, "nsdb-tls-key", "", "private key (PEM) of --nsdb-tls-cert")
+	f.StringVar(&cfg.NSDBClientCA, "nsdb-client-ca", "", "CA (PEM) whose client certificates the embedded store requires")
+	f.StringVar(&cfg.NSDBCA, "nsdb-ca", "", "CA (PEM) of the store's certificate (default with --nsdb-tls-cert: that certificate)")
+	f.StringVar(&cfg.NSDBCert, "nsdb-cert", "", "client certificate (PEM) this node presents to the store")
+	f.StringVar(&cfg.NSDBKey, "nsdb-key", "", "private key (PEM) of --nsdb-cert")
 	return cmd
 }
 

@@ -55,6 +55,14 @@ type Config struct {
 	Keystone auth.KeystoneConfig
 	// TLSCert and TLSKey, when set, make the API serve HTTPS.
 	TLSCert, TLSKey string
+	// NSDBTLSCert and NSDBTLSKey make the embedded store serve agents over
+	// TLS; with NSDBClientCA, only clients with a certificate it signed
+	// get in.
+	NSDBTLSCert, NSDBTLSKey, NSDBClientCA string
+	// NSDBCA verifies the store's certificate (default with an embedded
+	// TLS store: NSDBTLSCert itself); NSDBCert and NSDBKey are this node's
+	// client certificate, for a store that asks for one.
+	NSDBCA, NSDBCert, NSDBKey string
 	Logger          *slog.Logger
 }
 
@@ -111,10 +119,22 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	endpoints := cfg.NSDB
 	if len(endpoints) == 0 {
 		c.log.Info("embedded store starting", "data_dir", cfg.DataDir, "listen", cfg.NSDBListen)
+		scheme := "http://"
+		if cfg.NSDBTLSCert != "" {
+			scheme = "https://"
+			if cfg.NSDBCA == "" {
+				cfg.NSDBCA = cfg.NSDBTLSCert
+			}
+			if cfg.NSDBClientCA != "" && cfg.NSDBCert == "" {
+				return nil, errors.New("nsdb: with --nsdb-client-ca the cluster needs a client certificate of its own: pass --nsdb-cert and --nsdb-key")
+			}
+		}
+		listen := strings.TrimPrefix(strings.TrimPrefix(cfg.NSDBListen, "http://"), "https://")
 		c.member, err = embedded.Start(embedded.Config{
 			DataDir:   cfg.DataDir,
-			ClientURL: "http://" + strings.TrimPrefix(cfg.NSDBListen, "http://"),
+			ClientURL: scheme + listen,
 			Fast:      cfg.FastStore,
+			TLSCert:   cfg.NSDBTLSCert, TLSKey: cfg.NSDBTLSKey, ClientCA: cfg.NSDBClientCA,
 		})
 		if err != nil {
 			return nil, err
@@ -123,7 +143,13 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		c.log.Info("embedded store started", "data_dir", cfg.DataDir, "url", c.member.ClientURL)
 	}
 	c.NSDBURLs = endpoints
-	c.Store, err = nsdb.Open(ctx, nsdb.Config{Endpoints: endpoints, Prefix: cfg.Prefix, Logger: cfg.Logger})
+	ncfg := nsdb.Config{Endpoints: endpoints, Prefix: cfg.Prefix, Logger: cfg.Logger}
+	if cfg.NSDBCA != "" || cfg.NSDBCert != "" {
+		if ncfg.TLS, err = nsdb.ClientTLS(cfg.NSDBCA, cfg.NSDBCert, cfg.NSDBKey); err != nil {
+			return nil, err
+		}
+	}
+	c.Store, err = nsdb.Open(ctx, ncfg)
 	if err != nil {
 		return nil, err
 	}

@@ -198,6 +198,7 @@ type SecurityGroup struct {
 	ProjectID   string              `json:"project_id"`
 	Name        string              `json:"name"`
 	Description string              `json:"description"`
+	Stateful    *bool               `json:"stateful"`
 	Rules       []SecurityGroupRule `json:"security_group_rules"`
 
 	rest map[string]json.RawMessage

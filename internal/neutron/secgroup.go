@@ -17,6 +17,9 @@ import (
 // Neutron created with the group (the rules are stored as objects of
 // their own too, as Neutron has them).
 func (t *txn) createSecurityGroup(g *SecurityGroup) error {
+	if err := checkStateful(g); err != nil {
+		return err
+	}
 	in, out := DerivedID(g.ID, roleInChain), DerivedID(g.ID, roleOutChain)
 	tenant := g.Owner()
 	if err := t.createChain(in, "OS_SG_"+g.ID.String()+"_EGRESS", tenant); err != nil {
@@ -52,9 +55,21 @@ func (t *txn) createSecurityGroup(g *SecurityGroup) error {
 	return nil
 }
 
+// checkStateful refuses stateless groups: the translation's chains accept
+// return flows by connection tracking, which a stateless group forgoes.
+func checkStateful(g *SecurityGroup) error {
+	if g.Stateful != nil && !*g.Stateful {
+		return unsupported("security group %s: stateless security groups are not supported (the translation accepts replies by connection tracking)", g.ID)
+	}
+	return nil
+}
+
 // updateSecurityGroup renames the address group; Neutron changes rules by
 // rule calls only.
 func (t *txn) updateSecurityGroup(old, g *SecurityGroup) error {
+	if err := checkStateful(g); err != nil {
+		return err
+	}
 	ag, err := load[topology.IPAddrGroup](t, g.ID, "security group "+g.ID.String())
 	if err != nil {
 		return err

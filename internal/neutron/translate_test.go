@@ -572,6 +572,10 @@ func TestSecurityGroupRuleTranslation(t *testing.T) {
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("IPv6 prefix: err = %v, want ErrUnsupported", err)
 	}
+	_, err = r.createErr("security_groups", body("id", topology.NewID(), "name", "stateless", "stateful", false, "security_group_rules", []any{}))
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("stateless group: err = %v, want ErrUnsupported", err)
+	}
 	_, err = r.createErr("security_group_rules", body("id", topology.NewID(), "security_group_id", sg, "direction", "sideways"))
 	if !errors.Is(err, topology.ErrInvalid) {
 		t.Errorf("bad direction: err = %v, want 400", err)

@@ -10,6 +10,8 @@ package neutron
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +33,7 @@ import (
 	"github.com/midonet/midonet/internal/cluster"
 	"github.com/midonet/midonet/internal/nsthread"
 	"github.com/midonet/midonet/internal/testenv"
+	"github.com/midonet/midonet/internal/tlstest"
 )
 
 // Names and addresses of the rig.
@@ -56,6 +59,8 @@ type rig struct {
 	neutron  *exec.Cmd
 	endpoint string // neutron-server's URL
 	token    string // the cluster admin's
+	certs    tlstest.Files
+	hc       *http.Client // trusts the rig's CA
 	log      *bytes.Buffer
 }
 
@@ -150,14 +155,24 @@ func startRig(t *testing.T) *rig {
 			[]string{"-n", hostNS(i), "link", "set", "lo", "up"})
 	}
 
+	// Everything over TLS: the API (neutron-server's plugin checks the
+	// CA), the store (agents present client certificates).
+	r.certs = tlstest.Write(t, r.dir, "127.0.0.1", storeAddr)
 	var err error
 	r.cluster, err = cluster.Start(context.Background(), cluster.Config{
 		Listen: "127.0.0.1:0", NSDBListen: storeAddr + ":0", DataDir: filepath.Join(r.dir, "nsdb"), FastStore: true,
 		Auth: cluster.AuthLocal, AdminCredentials: filepath.Join(r.dir, "admin.credentials"),
+		TLSCert: r.certs.Cert, TLSKey: r.certs.Key,
+		NSDBTLSCert: r.certs.Cert, NSDBTLSKey: r.certs.Key, NSDBClientCA: r.certs.CA,
+		NSDBCA: r.certs.CA, NSDBCert: r.certs.ClientCert, NSDBKey: r.certs.ClientKey,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	pem, _ := os.ReadFile(r.certs.CA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	r.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
 	cred, err := auth.ReadCredentials(r.cluster.AdminCredentials)
 	if err != nil {
 		t.Fatalf("the fresh cluster wrote no admin credential: %v", err)
@@ -170,7 +185,8 @@ func startRig(t *testing.T) *rig {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("ip", "netns", "exec", hostNS(i), r.bin, "agent", "--host", h,
-			"--nsdb", r.cluster.NSDBURLs[0], "--state-dir", filepath.Join(r.dir, h), "--metrics-listen", "127.0.0.1:9100")
+			"--nsdb", r.cluster.NSDBURLs[0], "--nsdb-ca", r.certs.CA, "--nsdb-cert", r.certs.ClientCert, "--nsdb-key", r.certs.ClientKey,
+			"--state-dir", filepath.Join(r.dir, h), "--metrics-listen", "127.0.0.1:9100")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
@@ -180,7 +196,7 @@ func startRig(t *testing.T) *rig {
 		r.agents = append(r.agents, cmd)
 	}
 	r.tunnelZone()
-	r.startNeutron(cred[auth.CredPassword])
+	r.startNeutron()
 	return r
 }
 
@@ -188,7 +204,7 @@ func startRig(t *testing.T) *rig {
 func (r *rig) login(user, password string) string {
 	req, _ := http.NewRequest("POST", r.cluster.APIURL+"/login", nil)
 	req.SetBasicAuth(user, password)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.hc.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -215,7 +231,7 @@ func (r *rig) api(method, path string, body, out any) int {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.hc.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -261,19 +277,21 @@ func (r *rig) tunnelZone() {
 	}
 }
 
-// startNeutron configures and starts Debian's neutron-server without
-// Keystone (noauth, SQLite, no message bus), with the plugin logging in to
-// the cluster as its admin.
-func (r *rig) startNeutron(password string) {
+// startNeutron configures Debian's neutron-server without Keystone
+// (noauth, SQLite, no message bus), installs the plugin with
+// contrib/neutron/install.sh as an operator would, pointing it at the
+// cluster with the admin credential the cluster wrote, and starts it.
+func (r *rig) startNeutron() {
 	r.t.Helper()
 	dir := filepath.Join(r.dir, "neutron")
+	etc, site := filepath.Join(dir, "etc"), filepath.Join(dir, "site")
 	os.MkdirAll(filepath.Join(dir, "lock"), 0o755)
+	os.MkdirAll(etc, 0o755)
 	port := freePort(r.t)
 	r.endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
 	conf := fmt.Sprintf(`[DEFAULT]
 api_paste_config = %[1]s/api-paste.ini
-core_plugin = ml2
-service_plugins = midonet_l3
+service_plugins = router
 auth_strategy = noauth
 bind_host = 127.0.0.1
 bind_port = %[2]d
@@ -289,18 +307,13 @@ connection = sqlite:///%[1]s/neutron.db
 lock_path = %[1]s/lock
 [agent]
 report_interval = 0
-[ml2]
-type_drivers = midonet
-tenant_network_types = midonet
-mechanism_drivers = midonet
-extension_drivers = port_security
-[MIDONET]
-midonet_uri = %[3]s
-username = admin
-password = %[4]s
-project_id = admin
-`, dir, port, r.cluster.APIURL, password)
-	os.WriteFile(filepath.Join(dir, "neutron.conf"), []byte(conf), 0o600)
+`, dir, port)
+	os.WriteFile(filepath.Join(etc, "neutron.conf"), []byte(conf), 0o600)
+	install := exec.Command(filepath.Join(repoRoot(r.t), "contrib", "neutron", "install.sh"), "--api", r.cluster.APIURL,
+		"--credentials", r.cluster.AdminCredentials, "--ca-file", r.certs.CA, "--etc-dir", etc, "--site-dir", site)
+	if out, err := install.CombinedOutput(); err != nil {
+		r.t.Fatalf("install.sh: %v\n%s", err, out)
+	}
 	// The paste pipeline of the package's tests, with the filter that
 	// gives noauth requests a project.
 	paste, err := os.ReadFile("/usr/lib/python3/dist-packages/neutron/tests/etc/api-paste.ini")
@@ -317,15 +330,18 @@ project_id = admin
 	db := "sqlite:///" + dir + "/neutron.db"
 	for _, script := range []string{
 		`import sqlalchemy as sa; from neutron.db.migration.models import head; head.get_metadata().create_all(sa.create_engine("` + db + `"))`,
-		`import sys; from neutron.db.migration.cli import main; sys.argv=['neutron-db-manage','--config-file','` + dir + `/neutron.conf','stamp','heads']; main()`,
+		`import sys; from neutron.db.migration.cli import main; sys.argv=['neutron-db-manage','--config-file','` + etc + `/neutron.conf','stamp','heads']; main()`,
 	} {
 		if out, err := exec.Command(python, "-c", script).CombinedOutput(); err != nil {
 			r.t.Fatalf("neutron database: %v\n%s", err, out)
 		}
 	}
 	logf, _ := os.Create(filepath.Join(dir, "server.out"))
-	cmd := exec.Command(python, "-c", `import sys; from neutron.cmd.eventlet.server import main; sys.argv=['neutron-server','--config-file','`+dir+`/neutron.conf']; main()`)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(repoRoot(r.t), "contrib", "neutron"))
+	// The arguments of Debian's neutron-api: the server.conf.d directory,
+	// neutron.conf, the ML2 file.
+	cmd := exec.Command(python, "-c", `import sys; from neutron.cmd.eventlet.server import main; sys.argv=['neutron-server',`+
+		`'--config-dir','`+etc+`/server.conf.d','--config-file','`+etc+`/neutron.conf','--config-file','`+etc+`/plugins/ml2/ml2_conf.ini']; main()`)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+site)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
