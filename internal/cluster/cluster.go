@@ -63,7 +63,7 @@ type Config struct {
 	// TLS store: NSDBTLSCert itself); NSDBCert and NSDBKey are this node's
 	// client certificate, for a store that asks for one.
 	NSDBCA, NSDBCert, NSDBKey string
-	Logger          *slog.Logger
+	Logger                    *slog.Logger
 }
 
 // Authentication providers (--auth).
