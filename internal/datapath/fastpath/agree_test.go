@@ -109,7 +109,9 @@ func (c *capture) Transmit(frame []byte, _ *datapath.TunnelSet) error {
 // IPv4 without options, TCP, UDP (with or without a checksum) or an ICMP
 // echo.
 func kernelFrame(rng *rand.Rand) []byte {
-	addr := func() netip.Addr { return netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))}) }
+	addr := func() netip.Addr {
+		return netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
+	}
 	spec := sim.PacketSpec{EthSrc: [6]byte{2, 0, 0, 0, 0, byte(rng.IntN(256))}, EthDst: [6]byte{2, 0, 0, 0, 1, byte(rng.IntN(256))},
 		Src: addr(), Dst: addr(), SrcPort: uint16(rng.IntN(65536)), DstPort: uint16(rng.IntN(65536)),
 		TTL: uint8(2 + rng.IntN(250)), Payload: make([]byte, rng.IntN(64))}
