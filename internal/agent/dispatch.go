@@ -3,11 +3,10 @@ package agent
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/maphash"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
-	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/sim"
 )
 
 // Steps 1 and 2 of the packet path: a miss comes in from the datapath and
@@ -20,8 +19,10 @@ const workerQueue = 1024
 // upcall is a miss for a worker.
 type upcall struct {
 	inPort datapath.PortNo
-	key    packet.FlowKey
-	frame  []byte
+	// match is the packet's flow key as the datapath decoded it, with the
+	// ICMP fields a key lacks (sim.MatchOf): the simulation's input.
+	match sim.Match
+	frame []byte
 	// borrowed: frame is the datapath's, valid only while the miss is
 	// handled inline; keep copies it for a miss that must wait.
 	borrowed bool
@@ -37,38 +38,6 @@ func (u *upcall) keep() *upcall {
 	c := *u
 	c.frame, c.borrowed = bytes.Clone(u.frame), false
 	return &c
-}
-
-var hashSeed = maphash.MakeSeed()
-
-// connHash hashes a flow key so both directions of a connection give the
-// same value: the endpoints are ordered before hashing.
-func connHash(k *packet.FlowKey) uint64 {
-	var b [32]byte
-	a1, a2 := k.NwSrc, k.NwDst
-	p1, p2 := k.TpSrc, k.TpDst
-	if k.EthType == packet.EtherTypeIPv4 && k.NwProto == packet.IPProtoICMP {
-		// An echo and its reply differ in type but share the identifier
-		// (zero from a datapath without it).
-		p1, p2 = k.ICMPID, k.ICMPID
-	}
-	if string(a1[:]) > string(a2[:]) || (a1 == a2 && p1 > p2) {
-		a1, a2, p1, p2 = a2, a1, p2, p1
-	}
-	copy(b[0:4], a1[:])
-	copy(b[4:8], a2[:])
-	binary.BigEndian.PutUint16(b[8:], p1)
-	binary.BigEndian.PutUint16(b[10:], p2)
-	b[12] = k.NwProto
-	if k.EthType != packet.EtherTypeIPv4 {
-		m1, m2 := k.EthSrc, k.EthDst
-		if string(m1[:]) > string(m2[:]) {
-			m1, m2 = m2, m1
-		}
-		copy(b[13:19], m1[:])
-		copy(b[19:25], m2[:])
-	}
-	return maphash.Bytes(hashSeed, b[:])
 }
 
 // isStateMessage reports whether an upcall is a flow-state message from a
@@ -89,7 +58,10 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 		a.importState(u.Packet)
 		return
 	}
-	w := a.workers[connHash(&u.Key)%uint64(len(a.workers))]
+	m := sim.MatchOf(&u.Key, u.Packet)
+	// Both directions of a connection, and ICMP errors about it, meet on
+	// one worker, which holds the connection's flow state.
+	w := a.workers[sim.ConnectionHash(&m)%uint32(len(a.workers))]
 	if u.Key.TunID == StateVNI {
 		w = a.workers[0] // a pull request
 	}
@@ -99,13 +71,13 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 	// dispatch are serialized, so with nothing pending this miss is the
 	// worker's next in order.
 	if w.pending.Load() == 0 && w.mu.TryLock() {
-		w.handle(&upcall{inPort: u.InPort, key: u.Key, frame: u.Packet, borrowed: true})
+		w.handle(&upcall{inPort: u.InPort, match: m, frame: u.Packet, borrowed: true})
 		w.mu.Unlock()
 		return
 	}
 	w.pending.Add(1)
 	select {
-	case w.ch <- &upcall{inPort: u.InPort, key: u.Key, frame: bytes.Clone(u.Packet)}:
+	case w.ch <- &upcall{inPort: u.InPort, match: m, frame: bytes.Clone(u.Packet)}:
 	default:
 		w.pending.Add(-1)
 		a.metrics.upcallQueueDrops.Inc()

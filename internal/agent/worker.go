@@ -102,13 +102,13 @@ func (w *worker) handle(u *upcall) {
 // fromOverlay delivers a packet from a peer by its tunnel key without
 // simulating it, or answers a flow-state pull.
 func (w *worker) fromOverlay(t *portTables, u *upcall, since uint64) {
-	if u.key.TunID == StateVNI {
+	if u.match.TunID == StateVNI {
 		if len(u.frame) >= 14 && binary.BigEndian.Uint16(u.frame[12:]) == pullEtherType {
 			w.a.answerPull(u.frame)
 		}
 		return
 	}
-	dp, ok := t.byKey[u.key.TunID]
+	dp, ok := t.byKey[u.match.TunID]
 	if !ok {
 		w.a.metrics.drops.WithLabelValues("unknown-tunnel-key").Inc()
 		return
@@ -117,7 +117,7 @@ func (w *worker) fromOverlay(t *portTables, u *upcall, since uint64) {
 	mask.InPort, mask.TunID = ^uint32(0), ^uint32(0)
 	acts := []datapath.Action{datapath.Output(dp)}
 	w.a.flows.Add(&flows.Entry{
-		Key: u.key, Mask: mask, Actions: acts, Tags: []sim.Tag{sim.DeviceTag(t.byDP[dp])},
+		Key: u.match.FlowKey, Mask: mask, Actions: acts, Tags: []sim.Tag{sim.DeviceTag(t.byDP[dp])},
 		Expires: w.a.now().Add(tunnelFlowTimeout), Since: since,
 	})
 	w.execute(u.frame, acts, u.inPort)
@@ -137,9 +137,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	if snap == nil {
 		return
 	}
-	// The datapath decoded the packet into its flow key; the simulation
-	// reads the frame only for the ICMP fields a key lacks.
-	pkt := sim.Packet{Port: port, Match: sim.MatchFromFlowKey(&u.key), Frame: u.frame}
+	pkt := sim.Packet{Port: port, Match: u.match, Frame: u.frame}
 	now := w.a.now()
 	start := time.Now()
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
@@ -176,7 +174,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		// packet's path (a packet of the flow arriving meanwhile misses
 		// and is simulated to the same result).
 		w.execute(u.frame, acts, u.inPort)
-		e := &flows.Entry{Key: u.key, Mask: res.Mask, Actions: acts, Tags: append([]sim.Tag(nil), res.Tags...),
+		e := &flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Actions: acts, Tags: append([]sim.Tag(nil), res.Tags...),
 			Expires: now.Add(res.HardTimeout), Since: since}
 		if res.IsStateful() {
 			e.Held = &heldState{shard: w.shard, now: w.a.now,
@@ -200,7 +198,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		if res.Kind == sim.Drop {
 			tags = append(tags, res.Tags...)
 		}
-		w.a.flows.Add(&flows.Entry{Key: u.key, Mask: res.Mask, Tags: tags, Expires: now.Add(res.HardTimeout), Since: since})
+		w.a.flows.Add(&flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Tags: tags, Expires: now.Add(res.HardTimeout), Since: since})
 	case sim.ARPNeeded:
 		// Park the packet; it is simulated again until the MAC is known
 		// or the wait times out.
@@ -263,7 +261,7 @@ func (w *worker) arpFailed(t *portTables, u *upcall, port topology.ID) {
 	if snap == nil {
 		return
 	}
-	pkt := sim.Packet{Port: port, Match: sim.MatchFromFlowKey(&u.key), Frame: u.frame, ARPFailed: true}
+	pkt := sim.Packet{Port: port, Match: u.match, Frame: u.frame, ARPFailed: true}
 	res := w.sim.Simulate(snap, w.view, &pkt, w.a.now())
 	for _, g := range copyGenerated(res.Generated) {
 		w.emitGenerated(t, snap, g)

@@ -44,9 +44,9 @@ var (
 
 // udpMatch is a UDP packet's match, tagged with vlan when not 0.
 func udpMatch(vlan uint16) sim.Match {
-	return sim.Match{EthSrc: [6]byte{2, 0, 0, 0, 0, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 2}, VLAN: vlan,
+	return sim.Match{FlowKey: packet.FlowKey{EthSrc: [6]byte{2, 0, 0, 0, 0, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 2}, VLAN: vlan,
 		EthType: packet.EtherTypeIPv4, NwSrc: [4]byte{10, 0, 0, 1}, NwDst: [4]byte{10, 0, 0, 2},
-		NwProto: packet.IPProtoUDP, NwTTL: 64, TpSrc: 1000, TpDst: 53}
+		NwProto: packet.IPProtoUDP, NwTTL: 64, TpSrc: 1000, TpDst: 53}}
 }
 
 func TestFlow(t *testing.T) {
@@ -55,11 +55,11 @@ func TestFlow(t *testing.T) {
 	tcp.NwProto = packet.IPProtoTCP
 	later := udp
 	later.NwFrag = packet.FragLater
-	arp := sim.Match{EthSrc: udp.EthSrc, EthDst: udp.EthDst, EthType: packet.EtherTypeARP, NwSrc: udp.NwSrc, NwDst: udp.NwDst, NwProto: 1}
+	arp := sim.Match{FlowKey: packet.FlowKey{EthSrc: udp.EthSrc, EthDst: udp.EthDst, EthType: packet.EtherTypeARP, NwSrc: udp.NwSrc, NwDst: udp.NwDst, NwProto: 1}}
 	tagged := udpMatch(packet.VLANPresent | 10)
 	routed := sim.Egress{Port: hereB, Set: sim.FieldEthSrc | sim.FieldEthDst | sim.FieldNwTTL,
-		Values: sim.Match{EthSrc: [6]byte{2, 0, 0, 0, 0, 9}, EthDst: [6]byte{2, 0, 0, 0, 0, 8}, NwTTL: 63}}
-	snat := sim.Egress{Port: hereB, Set: sim.FieldNwSrc | sim.FieldTpSrc, Values: sim.Match{NwSrc: [4]byte{203, 0, 113, 1}, TpSrc: 40000}}
+		Values: sim.Match{FlowKey: packet.FlowKey{EthSrc: [6]byte{2, 0, 0, 0, 0, 9}, EthDst: [6]byte{2, 0, 0, 0, 0, 8}, NwTTL: 63}}}
+	snat := sim.Egress{Port: hereB, Set: sim.FieldNwSrc | sim.FieldTpSrc, Values: sim.Match{FlowKey: packet.FlowKey{NwSrc: [4]byte{203, 0, 113, 1}, TpSrc: 40000}}}
 	cases := []struct {
 		name   string
 		orig   sim.Match
@@ -85,20 +85,20 @@ func TestFlow(t *testing.T) {
 			datapath.SetIPv4(datapath.IPv4Set{Src: [4]byte{203, 0, 113, 1}, Fields: datapath.SetSrc}),
 			datapath.Output(2)}, Drops{}},
 		{"no IPv4 sets on ARP", arp, []sim.Egress{{Port: hereB, Set: sim.FieldNwSrc | sim.FieldEthDst,
-			Values: sim.Match{NwSrc: [4]byte{1, 1, 1, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 7}}}}, []datapath.Action{
+			Values: sim.Match{FlowKey: packet.FlowKey{NwSrc: [4]byte{1, 1, 1, 1}, EthDst: [6]byte{2, 0, 0, 0, 0, 7}}}}}, []datapath.Action{
 			datapath.SetEthernet(datapath.EthernetSet{Dst: [6]byte{2, 0, 0, 0, 0, 7}, Fields: datapath.SetDst}),
 			datapath.Output(2)}, Drops{}},
-		{"the same value is no set", udp, []sim.Egress{{Port: hereB, Set: sim.FieldNwTTL, Values: sim.Match{NwTTL: 64}}},
+		{"the same value is no set", udp, []sim.Egress{{Port: hereB, Set: sim.FieldNwTTL, Values: sim.Match{FlowKey: packet.FlowKey{NwTTL: 64}}}},
 			[]datapath.Action{datapath.Output(2)}, Drops{}},
 		{"pop a tag", tagged, []sim.Egress{{Port: hereB, Set: sim.FieldVLAN}}, []datapath.Action{datapath.PopVLAN(), datapath.Output(2)}, Drops{}},
-		{"change a tag", tagged, []sim.Egress{{Port: hereB, Set: sim.FieldVLAN, Values: sim.Match{VLAN: packet.VLANPresent | 20}}},
+		{"change a tag", tagged, []sim.Egress{{Port: hereB, Set: sim.FieldVLAN, Values: sim.Match{FlowKey: packet.FlowKey{VLAN: packet.VLANPresent | 20}}}},
 			[]datapath.Action{datapath.PopVLAN(), datapath.PushVLAN(packet.VLANPresent | 20), datapath.Output(2)}, Drops{}},
-		{"push a tag", udp, []sim.Egress{{Port: hereB, Set: sim.FieldVLAN, Values: sim.Match{VLAN: packet.VLANPresent | 20}}},
+		{"push a tag", udp, []sim.Egress{{Port: hereB, Set: sim.FieldVLAN, Values: sim.Match{FlowKey: packet.FlowKey{VLAN: packet.VLANPresent | 20}}}},
 			[]datapath.Action{datapath.PushVLAN(packet.VLANPresent | 20), datapath.Output(2)}, Drops{}},
 		{"flood: each egress from the previous one's packet", udp, []sim.Egress{
-			{Port: hereA, Set: sim.FieldVLAN, Values: sim.Match{VLAN: packet.VLANPresent | 5}},
+			{Port: hereA, Set: sim.FieldVLAN, Values: sim.Match{FlowKey: packet.FlowKey{VLAN: packet.VLANPresent | 5}}},
 			{Port: remote},
-			{Port: hereB, Set: sim.FieldNwTTL, Values: sim.Match{NwTTL: 63}},
+			{Port: hereB, Set: sim.FieldNwTTL, Values: sim.Match{FlowKey: packet.FlowKey{NwTTL: 63}}},
 		}, []datapath.Action{
 			datapath.PushVLAN(packet.VLANPresent | 5), datapath.Output(1),
 			datapath.PopVLAN(), tunnelToHost2, datapath.Output(9),
