@@ -131,22 +131,16 @@ func (r *serviceRunner) supervise(ctx context.Context, s Service) {
 	}
 }
 
-func (r *serviceRunner) portBound(p BoundPort) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.services {
-		if w, ok := s.(PortWatcher); ok {
-			w.PortBound(p)
-		}
-	}
-}
+func (r *serviceRunner) portBound(p BoundPort)   { r.tell(func(w PortWatcher) { w.PortBound(p) }) }
+func (r *serviceRunner) portUnbound(p BoundPort) { r.tell(func(w PortWatcher) { w.PortUnbound(p) }) }
 
-func (r *serviceRunner) portUnbound(p BoundPort) {
+// tell calls f for each service that watches ports, one event at a time.
+func (r *serviceRunner) tell(f func(PortWatcher)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.services {
 		if w, ok := s.(PortWatcher); ok {
-			w.PortUnbound(p)
+			f(w)
 		}
 	}
 }

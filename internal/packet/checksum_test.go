@@ -177,12 +177,15 @@ func l4ChecksumOffset(proto uint8) int {
 	return 14 + 20 + 16
 }
 
+// l4Frames are a TCP and a UDP frame, untagged IPv4 without options.
+var l4Frames = []struct {
+	name  string
+	frame func(testing.TB) []byte
+	proto uint8
+}{{"tcp", tcpFrame, IPProtoTCP}, {"udp", udpFrame, IPProtoUDP}}
+
 func TestCompleteChecksum(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		frame func(testing.TB) []byte
-		proto uint8
-	}{{"tcp", tcpFrame, IPProtoTCP}, {"udp", udpFrame, IPProtoUDP}} {
+	for _, tc := range l4Frames {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.frame(t)
 			off := l4ChecksumOffset(tc.proto)
@@ -198,11 +201,7 @@ func TestCompleteChecksum(t *testing.T) {
 // A checksum left to offload (the field holds the pseudo-header sum) is
 // finished; a complete one, or any other value, is left alone.
 func TestFinishPartialChecksum(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		frame func(testing.TB) []byte
-		proto uint8
-	}{{"tcp", tcpFrame, IPProtoTCP}, {"udp", udpFrame, IPProtoUDP}} {
+	for _, tc := range l4Frames {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.frame(t)
 			off := l4ChecksumOffset(tc.proto)

@@ -113,29 +113,31 @@ var (
 	ipC  = [4]byte{172, 16, 254, 3}
 )
 
+// rewriteFrames are the frames the rewrite tests rewrite.
+var rewriteFrames = []struct {
+	name  string
+	frame func(t testing.TB) []byte
+}{
+	{"tcp", tcpFrame},
+	{"udp", udpFrame},
+	{"udp without checksum", func(t testing.TB) []byte {
+		f := udpFrame(t)
+		f[14+20+6], f[14+20+7] = 0, 0
+		return f
+	}},
+	{"tcp with ip options and vlan", func(t testing.TB) []byte {
+		ip := ip4(layers.IPProtocolTCP)
+		ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: []byte{4, 1, 2, 3, 4, 5, 6, 7, 8}}}
+		return serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
+			ip, tcp(1, 2), gopacket.Payload("odd"))
+	}},
+	{"icmp echo", func(t testing.TB) []byte {
+		return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 3}, gopacket.Payload("ping!"))
+	}},
+}
+
 func TestRewrites(t *testing.T) {
-	frames := []struct {
-		name  string
-		frame func(t testing.TB) []byte
-	}{
-		{"tcp", tcpFrame},
-		{"udp", udpFrame},
-		{"udp without checksum", func(t testing.TB) []byte {
-			f := udpFrame(t)
-			f[14+20+6], f[14+20+7] = 0, 0
-			return f
-		}},
-		{"tcp with ip options and vlan", func(t testing.TB) []byte {
-			ip := ip4(layers.IPProtocolTCP)
-			ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: []byte{4, 1, 2, 3, 4, 5, 6, 7, 8}}}
-			return serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
-				ip, tcp(1, 2), gopacket.Payload("odd"))
-		}},
-		{"icmp echo", func(t testing.TB) []byte {
-			return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
-				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 3}, gopacket.Payload("ping!"))
-		}},
-	}
 	rewrites := []struct {
 		name  string
 		apply func(p *Parsed) bool
@@ -154,7 +156,7 @@ func TestRewrites(t *testing.T) {
 		{"dst port", func(p *Parsed) bool { return p.SetDstPort(8443) }, func(p *Parsed) bool { return p.DstPort == 8443 }, true, false},
 		{"echo ident", func(p *Parsed) bool { return p.SetICMPEchoIdent(0x4242) }, func(p *Parsed) bool { return p.ICMPIdent == 0x4242 }, false, true},
 	}
-	for _, fc := range frames {
+	for _, fc := range rewriteFrames {
 		for _, rc := range rewrites {
 			t.Run(fc.name+"/"+rc.name, func(t *testing.T) {
 				frame := fc.frame(t)
@@ -405,28 +407,6 @@ func BenchmarkRewriteNAT(b *testing.B) {
 // into one implementation: on every frame they give the same bytes, with
 // checksums equal to a full recomputation.
 func TestSetsApplyAsParsedRewrites(t *testing.T) {
-	frames := []struct {
-		name  string
-		frame func(t testing.TB) []byte
-	}{
-		{"tcp", tcpFrame},
-		{"udp", udpFrame},
-		{"udp without checksum", func(t testing.TB) []byte {
-			f := udpFrame(t)
-			f[14+20+6], f[14+20+7] = 0, 0
-			return f
-		}},
-		{"tcp with ip options and vlan", func(t testing.TB) []byte {
-			ip := ip4(layers.IPProtocolTCP)
-			ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: []byte{4, 1, 2, 3, 4, 5, 6, 7, 8}}}
-			return serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
-				ip, tcp(1, 2), gopacket.Payload("odd"))
-		}},
-		{"icmp echo", func(t testing.TB) []byte {
-			return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
-				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 3}, gopacket.Payload("ping!"))
-		}},
-	}
 	cases := []struct {
 		name   string
 		set    func(f []byte, proto uint8) bool
@@ -453,7 +433,7 @@ func TestSetsApplyAsParsedRewrites(t *testing.T) {
 			return (&L4Set{Src: 61000, Dst: 8443, Fields: SetSrc | SetDst}).Apply(f, proto, L4ChecksumComplete)
 		}, func(p *Parsed) { p.SetSrcPort(61000); p.SetDstPort(8443) }},
 	}
-	for _, fc := range frames {
+	for _, fc := range rewriteFrames {
 		for _, c := range cases {
 			t.Run(fc.name+"/"+c.name, func(t *testing.T) {
 				viaSet, viaParsed := fc.frame(t), fc.frame(t)
@@ -478,11 +458,7 @@ func TestSetsApplyAsParsedRewrites(t *testing.T) {
 // pseudo-header sum of the rewritten packet: finishing it afterwards gives
 // what a full recomputation gives.
 func TestPartialChecksumFollowsRewrites(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		frame func(testing.TB) []byte
-		proto uint8
-	}{{"tcp", tcpFrame, IPProtoTCP}, {"udp", udpFrame, IPProtoUDP}} {
+	for _, tc := range l4Frames {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.frame(t)
 			partial(f, tc.proto)

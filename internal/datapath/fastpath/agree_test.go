@@ -3,9 +3,7 @@ package fastpath
 import (
 	"bytes"
 	"math/rand/v2"
-	"net/netip"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath/engine"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/sim"
+	"github.com/midonet/midonet/internal/sim/simtest"
 	"github.com/midonet/midonet/internal/testenv"
 	"github.com/midonet/midonet/internal/topology"
 	xlate "github.com/midonet/midonet/internal/translate" // the agent's; translate here is the kernel layout's
@@ -92,92 +91,9 @@ func (r *kernelRig) run(t *testing.T, frame []byte) []byte {
 	return opts.DataOut
 }
 
-// capture is an engine port that keeps what it is sent.
-type capture struct {
-	mu     sync.Mutex
-	frames [][]byte
-}
-
-func (c *capture) Transmit(frame []byte, _ *datapath.TunnelSet) error {
-	c.mu.Lock()
-	c.frames = append(c.frames, bytes.Clone(frame))
-	c.mu.Unlock()
-	return nil
-}
-
-// kernelFrame returns a random frame of a kind the kernel takes: untagged
-// IPv4 without options, TCP, UDP (with or without a checksum) or an ICMP
-// echo.
-func kernelFrame(rng *rand.Rand) []byte {
-	addr := func() netip.Addr {
-		return netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
-	}
-	spec := sim.PacketSpec{EthSrc: [6]byte{2, 0, 0, 0, 0, byte(rng.IntN(256))}, EthDst: [6]byte{2, 0, 0, 0, 1, byte(rng.IntN(256))},
-		Src: addr(), Dst: addr(), SrcPort: uint16(rng.IntN(65536)), DstPort: uint16(rng.IntN(65536)),
-		TTL: uint8(2 + rng.IntN(250)), Payload: make([]byte, rng.IntN(64))}
-	for i := range spec.Payload {
-		spec.Payload[i] = byte(rng.IntN(256))
-	}
-	kind := rng.IntN(4)
-	switch kind {
-	case 0:
-		spec.Proto = packet.IPProtoTCP
-	case 1, 2:
-		spec.Proto = packet.IPProtoUDP
-	case 3:
-		spec.Proto, spec.SrcPort, spec.DstPort, spec.ICMPID = packet.IPProtoICMP, uint16(packet.ICMPEchoRequest), 0, uint16(rng.IntN(65536))
-	}
-	f, err := spec.Frame()
-	if err != nil {
-		panic(err)
-	}
-	if kind == 2 { // sent without a UDP checksum
-		_, l4 := packet.IPv4Headers(f)
-		l4[6], l4[7] = 0, 0
-	}
-	return f
-}
-
-// kernelEgress returns a rewrite the simulation can make that a flow can
-// carry: Ethernet and IPv4 fields, and ports of TCP and UDP.
-func kernelEgress(rng *rand.Rand, m *sim.Match, port topology.ID) sim.Egress {
-	e := sim.Egress{Port: port}
-	maybe := func(f sim.Field) bool {
-		if rng.IntN(3) == 0 {
-			e.Set |= f
-			return true
-		}
-		return false
-	}
-	v := &e.Values
-	if maybe(sim.FieldEthSrc) {
-		v.EthSrc = [6]byte{2, 9, 9, 9, 9, byte(rng.IntN(256))}
-	}
-	if maybe(sim.FieldEthDst) {
-		v.EthDst = [6]byte{2, 8, 8, 8, 8, byte(rng.IntN(256))}
-	}
-	if maybe(sim.FieldNwSrc) {
-		v.NwSrc = [4]byte{203, 0, 113, byte(rng.IntN(256))}
-	}
-	if maybe(sim.FieldNwDst) {
-		v.NwDst = [4]byte{198, 51, 100, byte(rng.IntN(256))}
-	}
-	if maybe(sim.FieldNwTOS) {
-		v.NwTOS = uint8(rng.IntN(256))
-	}
-	if maybe(sim.FieldNwTTL) {
-		v.NwTTL = uint8(rng.IntN(256))
-	}
-	if m.NwProto == packet.IPProtoTCP || m.NwProto == packet.IPProtoUDP {
-		if maybe(sim.FieldTpSrc) {
-			v.TpSrc = uint16(rng.IntN(65536))
-		}
-		if maybe(sim.FieldTpDst) {
-			v.TpDst = uint16(rng.IntN(65536))
-		}
-	}
-	return e
-}
+// kernelFields are the rewrites a flow the kernel runs can carry.
+const kernelFields = sim.FieldEthSrc | sim.FieldEthDst | sim.FieldNwSrc | sim.FieldNwDst | sim.FieldNwTOS | sim.FieldNwTTL |
+	sim.FieldTpSrc | sim.FieldTpDst
 
 // lookupOnly is a PortDirectory with no port elsewhere.
 type lookupOnly struct{}
@@ -195,11 +111,11 @@ func TestFastPathAndEngineAgree(t *testing.T) {
 
 	e := engine.New(engine.Config{})
 	defer e.Close()
-	in, err := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &capture{})
+	in, err := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "in"}, &simtest.Port{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	outCap := &capture{}
+	outCap := &simtest.Port{}
 	out, err := e.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: "out"}, outCap)
 	if err != nil {
 		t.Fatal(err)
@@ -221,9 +137,12 @@ func TestFastPathAndEngineAgree(t *testing.T) {
 		NwDst: [4]byte{255, 255, 255, 255}, TpSrc: 0xffff, TpDst: 0xffff, ICMPID: 0xffff}
 	compared := 0
 	for i := range 1000 {
-		frame := kernelFrame(rng)
+		// The kinds of frames the kernel takes: untagged IPv4 without
+		// options, TCP, UDP or an ICMP echo.
+		kinds := []simtest.Kind{simtest.TCP, simtest.UDP, simtest.UDPNoChecksum, simtest.ICMPEcho}
+		frame := simtest.Frame(rng, kinds[rng.IntN(len(kinds))], false)
 		orig, _ := sim.MatchFromFrame(frame)
-		eg := kernelEgress(rng, &orig, egressPort)
+		eg := simtest.Egress(rng, &orig, egressPort, kernelFields)
 		acts, _ := xlate.Flow(nil, &orig, []sim.Egress{eg}, where, lookupOnly{})
 		var key packet.FlowKey
 		packet.ExtractFlowKey(frame, uint32(in.No), &key)
@@ -240,10 +159,11 @@ func TestFastPathAndEngineAgree(t *testing.T) {
 		if err := e.Execute(frame, acts, in.No); err != nil {
 			t.Fatal(err)
 		}
-		outCap.mu.Lock()
-		user := outCap.frames[len(outCap.frames)-1]
-		outCap.mu.Unlock()
-		if !bytes.Equal(kernel, user) {
+		sent := outCap.Take()
+		if len(sent) != 1 {
+			t.Fatalf("seed %d case %d: the engine sent %d frames", seed, i, len(sent))
+		}
+		if user := sent[0]; !bytes.Equal(kernel, user) {
 			t.Fatalf("seed %d case %d: actions %v on %x\n kernel %x\n engine %x", seed, i, acts, frame, kernel, user)
 		}
 		compared++

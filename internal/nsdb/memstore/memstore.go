@@ -75,13 +75,10 @@ func (s *Store) commitLocked(evs []nsdb.Event) {
 // Update runs fn in a transaction and commits its writes atomically at one
 // revision. fn runs under the store's lock: it must use only tx.
 func (s *Store) Update(ctx context.Context, fn func(tx topology.Store) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tx := &tx{s: s, writes: map[string]*object{}}
-	if err := fn(tx); err != nil {
+	tx, err := s.runLocked(ctx, fn)
+	if err != nil {
 		return err
 	}
 	var evs []nsdb.Event
@@ -115,19 +112,25 @@ func (s *Store) Update(ctx context.Context, fn func(tx topology.Store) error) er
 // View runs fn on the store; writes fn makes are refused with
 // nsdb.ErrReadOnly.
 func (s *Store) View(ctx context.Context, fn func(tx topology.Store) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := &tx{s: s, writes: map[string]*object{}}
-	if err := fn(t); err != nil {
+	t, err := s.runLocked(ctx, fn)
+	if err != nil {
 		return err
 	}
 	if len(t.order) > 0 {
 		return fmt.Errorf("memstore: %d writes inside View (first %s); use Update: %w", len(t.order), t.order[0], nsdb.ErrReadOnly)
 	}
 	return nil
+}
+
+// runLocked runs fn on a new transaction and returns it, uncommitted.
+func (s *Store) runLocked(ctx context.Context, fn func(tx topology.Store) error) (*tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t := &tx{s: s, writes: map[string]*object{}}
+	return t, fn(t)
 }
 
 // tx is a transaction: reads see the store and the transaction's own
