@@ -215,6 +215,9 @@ func vmNames() string {
 // APIURL is the REST API's base URL.
 func (sb *Sandbox) APIURL() string { return sb.api }
 
+// ConsoleURL is the web console's URL.
+func (sb *Sandbox) ConsoleURL() string { return sb.cluster.ConsoleURL }
+
 func (sb *Sandbox) step(format string, args ...any) {
 	fmt.Fprintf(sb.out, "==> "+format+"\n", args...)
 }
