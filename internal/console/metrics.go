@@ -87,19 +87,30 @@ type scraper struct {
 	scrapes *prometheus.CounterVec
 	// lastWatch is when someone last asked for metrics (Unix ns).
 	lastWatch atomic.Int64
+	// wake ends an idle wait when someone starts watching.
+	wake chan struct{}
 
 	mu    sync.Mutex
 	hosts map[string]*hostMetrics // guarded by mu
 }
 
 func newScraper(c *Console) *scraper {
-	return &scraper{c: c, hosts: map[string]*hostMetrics{},
+	return &scraper{c: c, hosts: map[string]*hostMetrics{}, wake: make(chan struct{}, 1),
 		scrapes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "console",
 			Name: "agent_scrapes_total", Help: "Reads of agents' metrics, by result (ok, error)."}, []string{"result"})}
 }
 
-// watched notes that someone looks at the metrics now.
-func (s *scraper) watched() { s.lastWatch.Store(time.Now().UnixNano()) }
+// watched notes that someone looks at the metrics now, and wakes the
+// scraper if it was idle.
+func (s *scraper) watched() {
+	now := time.Now().UnixNano()
+	if prev := s.lastWatch.Swap(now); time.Duration(now-prev) > watchedFor {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
 
 func (s *scraper) interval() time.Duration {
 	if s.c.streams.open() > 0 || time.Since(time.Unix(0, s.lastWatch.Load())) < watchedFor {
@@ -117,6 +128,8 @@ func (s *scraper) run(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-s.wake:
+			t.Stop()
 		case <-t.C:
 		}
 	}
