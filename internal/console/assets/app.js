@@ -3,6 +3,11 @@
 // GET /midonet-api/events tells it what changed, and it reads that again.
 'use strict';
 
+// Errors the page met, for the curious and the browser tests.
+window.__errors = [];
+window.addEventListener('error', (e) => window.__errors.push(String(e.message)));
+window.addEventListener('unhandledrejection', (e) => window.__errors.push(String(e.reason && e.reason.stack || e.reason)));
+
 (function () {
   const API = new URL('../midonet-api', location.href).href;
   const $ = (sel) => document.querySelector(sel);
@@ -283,29 +288,69 @@
     return { routers, bridges, ports, portIds, hosts, groups, lbs };
   }
 
+  // elements builds the graph. Edges point the way an operator reads a
+  // cloud, left to right: uplink routers, the routers behind them, their
+  // ports, the bridges, the VMs' ports, their hosts; dagre ranks nodes
+  // along the edges.
   function elements(v) {
-    const els = [];
-    const node = (o, kind, extra) => els.push({ group: 'nodes', data: { id: o.id, label: label(o, kind), kind }, classes: kind + (extra ? ' ' + extra : '') });
-    const edge = (a, b, cls) => els.push({ group: 'edges', data: { id: cls + ':' + a + ':' + b, source: a, target: b }, classes: cls });
+    const els = [], edges = [];
+    const node = (o, kind, extra, text) => els.push({ group: 'nodes', data: { id: o.id, label: text == null ? label(o, kind) : text, kind }, classes: kind + (extra ? ' ' + extra : '') });
+    const edge = (a, b, cls) => edges.push({ group: 'edges', data: { id: cls + ':' + a + ':' + b, source: a, target: b }, classes: cls });
+    const depth = routerDepths(v);
+    const ports = new Map(v.ports.map((p) => [p.id, p]));
+    const isRouter = (id) => depth.has(id);
     v.routers.forEach((r) => node(r, 'router'));
     v.bridges.forEach((b) => node(b, 'bridge'));
     v.hosts.forEach((h) => node(h, 'host', h.alive ? 'alive' : 'dead'));
     for (const p of v.ports) {
-      node(p, 'port', (p.hostId ? 'bound' : '') + (p.active ? ' active' : ''));
-      edge(p.deviceId, p.id, 'attach');
-      if (p.peerId && v.portIds.has(p.peerId) && p.id < p.peerId) edge(p.id, p.peerId, 'link');
+      const peer = p.peerId && ports.get(p.peerId);
+      // A bridge's side of a router link is drawn without a label: the
+      // router's side shows the address.
+      const text = peer && !isRouter(p.deviceId) && isRouter(peer.deviceId) ? '' : null;
+      node(p, 'port', (p.hostId ? 'bound' : '') + (p.active ? ' active' : ''), text);
+      // Toward the device, when the port leads to it from upstream: a
+      // bridge's router link, or a router's link to a router nearer the
+      // uplink.
+      const upstream = peer && (isRouter(p.deviceId) ? isRouter(peer.deviceId) && depth.get(peer.deviceId) < depth.get(p.deviceId) : isRouter(peer.deviceId));
+      if (upstream) edge(p.id, p.deviceId, 'attach');
+      else edge(p.deviceId, p.id, 'attach');
+      if (peer && p.id < peer.id) {
+        const pUp = isRouter(p.deviceId) && (!isRouter(peer.deviceId) || depth.get(p.deviceId) <= depth.get(peer.deviceId));
+        if (pUp) edge(p.id, peer.id, 'link');
+        else edge(peer.id, p.id, 'link');
+      }
       if (p.hostId && v.hosts.some((h) => h.id === p.hostId)) edge(p.id, p.hostId, 'binding');
     }
     for (const g of v.groups) {
       node(g, 'pgroup');
-      for (const m of S.pgMembers[g.id] || []) if (v.portIds.has(m)) edge(g.id, m, 'member');
+      for (const m of S.pgMembers[g.id] || []) if (ports.has(m)) edge(g.id, m, 'member');
     }
     for (const l of v.lbs) {
       node(l, 'lb');
       const r = l.routerId || (S.routers.find((x) => x.loadBalancerId === l.id) || {}).id;
-      if (r && v.routers.some((x) => x.id === r)) edge(r, l.id, 'lbof');
+      if (r && isRouter(r)) edge(r, l.id, 'lbof');
     }
-    return els;
+    return els.concat(edges); // nodes first: an edge needs both ends
+  }
+
+  // routerDepths numbers routers by their distance, through router links,
+  // from a router with an uplink (a port bound to a host).
+  function routerDepths(v) {
+    const depth = new Map();
+    const byId = new Map(v.ports.map((p) => [p.id, p]));
+    const next = (r) => v.ports.filter((p) => p.deviceId === r && p.peerId && byId.get(p.peerId))
+      .map((p) => byId.get(p.peerId).deviceId).filter((d) => v.routers.some((x) => x.id === d));
+    const bfs = (roots) => {
+      const q = roots.filter((r) => !depth.has(r));
+      q.forEach((r) => depth.set(r, 0));
+      while (q.length) {
+        const r = q.shift();
+        for (const n of next(r)) if (!depth.has(n)) { depth.set(n, depth.get(r) + 1); q.push(n); }
+      }
+    };
+    bfs(v.routers.filter((r) => v.ports.some((p) => p.deviceId === r.id && p.hostId)).map((r) => r.id));
+    for (const r of v.routers) bfs([r.id]);
+    return depth;
   }
 
   const style = [
@@ -316,7 +361,7 @@
     { selector: 'node.port', style: { shape: 'ellipse', width: 11, height: 11, 'background-color': '#8a94a6', 'font-size': 9, color: '#4b5565' } },
     { selector: 'node.port.bound', style: { 'border-width': 2, 'border-color': '#5b6475' } },
     { selector: 'node.port.bound.active', style: { 'border-color': '#12a150' } },
-    { selector: 'node.host', style: { shape: 'round-tag', width: 34, height: 26, 'background-color': '#5b6475', 'font-weight': 600 } },
+    { selector: 'node.host', style: { shape: 'round-rectangle', width: 40, height: 24, 'background-color': '#5b6475', 'font-weight': 600 } },
     { selector: 'node.host.dead', style: { 'background-color': '#fff', 'border-width': 2, 'border-color': '#d92d20', 'border-style': 'dashed' } },
     { selector: 'node.pgroup', style: { shape: 'hexagon', width: 24, height: 22, 'background-color': '#b7791f' } },
     { selector: 'node.lb', style: { shape: 'diamond', width: 26, height: 26, 'background-color': '#8e44ad' } },
@@ -328,14 +373,25 @@
     { selector: 'node:selected', style: { 'overlay-color': '#2f6fde', 'overlay-opacity': 0.18, 'overlay-padding': 6 } },
     { selector: '.faded', style: { opacity: 0.25 } },
     { selector: 'node.path', style: { 'border-width': 3, 'border-color': '#f79009', opacity: 1 } },
-    { selector: 'edge.path', style: { width: 4, 'line-color': '#f79009', 'target-arrow-color': '#f79009', 'target-arrow-shape': 'triangle', opacity: 1, 'z-index': 9 } },
+    { selector: 'edge.path', style: { width: 4, 'line-color': '#f79009', 'target-arrow-color': '#f79009', 'source-arrow-color': '#f79009', opacity: 1, 'z-index': 9 } },
+    { selector: 'edge.path.fwd', style: { 'target-arrow-shape': 'triangle' } },
+    { selector: 'edge.path.rev', style: { 'source-arrow-shape': 'triangle' } },
     { selector: 'node.dropped', style: { 'border-width': 4, 'border-color': '#d92d20', opacity: 1 } },
     { selector: 'node.egress', style: { 'border-width': 4, 'border-color': '#12a150', opacity: 1 } },
   ];
 
   function layout(fit) {
     if (!cy) return;
-    cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 18, rankSep: 70, edgeSep: 8, fit: fit !== false, padding: 30, animate: false }).run();
+    cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 22, rankSep: 60, edgeSep: 8, fit: false, animate: false }).run();
+    if (fit !== false) fitView();
+  }
+  // fitView shows the whole graph, without blowing a small one up.
+  function fitView() {
+    cy.fit(undefined, 40);
+    if (cy.zoom() > 1.6) {
+      cy.zoom(1.6);
+      cy.center();
+    }
   }
 
   function render(fit) {
@@ -593,6 +649,8 @@
   }
 
   function ruleName(step) { return step.name || 'rule ' + short(step.device); }
+  // named replaces the ids of objects the console knows with their names.
+  const named = (text) => text.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) => (index.get(id) ? label(index.get(id)) : id));
 
   function verdict(rep) {
     const matched = rep.steps.filter((s) => s.deviceType === 'rule' && s.event === 'matched');
@@ -604,8 +662,10 @@
     if (rep.result === 'drop' || rep.result === 'temporary-drop') {
       const last = matched[matched.length - 1];
       const dropRule = last && /drop|reject/.test(last.detail || '') ? last : null;
-      const why = dropRule ? 'Dropped by ' + ruleName(dropRule) + (dropRule.detail ? ' (' + dropRule.detail + ')' : '') : 'Dropped: ' + (rep.reason || 'no reason given');
-      return el('div', { class: 'verdict drop', id: 'verdict' }, rep.result === 'drop' ? 'Dropped' : 'Dropped for now', el('span', { class: 'why' }, why + (dropRule && rep.reason ? ' — reason: ' + rep.reason : '')));
+      const why = dropRule ? 'by ' + ruleName(dropRule) : 'reason: ' + (rep.reason || 'none given');
+      const at = index.get(dropAt(rep));
+      return el('div', { class: 'verdict drop', id: 'verdict' }, (rep.result === 'drop' ? 'Dropped ' : 'Dropped for now ') + why,
+        el('span', { class: 'why' }, at ? 'at ' + kindNames[kindOf(at)] + ' ' + label(at) : ''));
     }
     return el('div', { class: 'verdict other', id: 'verdict' }, rep.result, el('span', { class: 'why' }, rep.reason || (rep.arpNeeded ? 'the router would ARP for ' + rep.arpNeeded.ip + ' first' : '')));
   }
@@ -614,32 +674,41 @@
     const box = $('#trace-result');
     const steps = el('ol', { class: 'steps', 'aria-label': 'trace steps' }, rep.steps.map((s) => {
       const o = index.get(s.device);
-      const who = s.deviceType === 'rule' ? ruleName(s) : (o ? kindNames[kindOf(o)] + ' ' + label(o) : s.deviceType + ' ' + (s.name || short(s.device)));
+      const named = (x) => { const k = kindOf(x), l = label(x); return l.startsWith(kindNames[k] + ' ') ? l : kindNames[k] + ' ' + l; };
+      const who = s.deviceType === 'rule' ? ruleName(s) : (o ? named(o) : s.deviceType + ' ' + (s.name || short(s.device)));
       const cls = s.event === 'drop' ? 'drop' : s.deviceType === 'rule' ? 'rule' : '';
-      return el('li', { class: cls }, who + ': ', el('span', { class: 'ev' }, s.event), s.detail ? el('span', { class: 'det' }, ' — ' + s.detail) : null);
+      return el('li', { class: cls }, who + ': ', el('span', { class: 'ev' }, s.event), s.detail ? el('span', { class: 'det' }, ' — ' + named(s.detail)) : null);
     }));
     const pk = rep.packet;
     const summary = el('p', { class: 'muted' }, (pk.proto || pk.ethType) + ' ' + (pk.nwSrc || '') + (pk.tpSrc ? ':' + pk.tpSrc : '') + ' → ' + (pk.nwDst || '') + (pk.tpDst ? ':' + pk.tpDst : '') + ', ' + pk.ethSrc + ' → ' + pk.ethDst);
     const flow = rep.result === 'userspace-only' ? 'No flow: every such packet is simulated.' :
       'Flow: matches in_port ' + (rep.megaflowMatch || []).join(' ') + '; hard timeout ' + rep.hardTimeout + (rep.where ? '; runs in ' + rep.where : '');
-    box.replaceChildren(verdict(rep), summary, steps, el('p', { class: 'muted' }, flow));
+    box.replaceChildren(verdict(rep), summary, steps, el('p', { class: 'muted' }, named(flow)));
     $('#clear-trace').hidden = false;
     paintTrace();
     paintListTrace();
   }
 
-  // pathOf returns the devices and ports the trace crossed, in order.
+  // pathOf returns the devices and ports the trace crossed, in order (the
+  // final "result" step names the ingress port again: not a hop).
   function pathOf(rep) {
     const ids = [];
     for (const s of rep.steps) {
+      if (s.event === 'result') continue;
       if (['port', 'bridge', 'router', 'load-balancer'].includes(s.deviceType) && ids[ids.length - 1] !== s.device) ids.push(s.device);
     }
     return ids;
   }
+  // dropAt returns the device that dropped the packet.
+  function dropAt(rep) {
+    const d = rep.steps.filter((s) => s.event === 'drop' || s.event === 'temporary drop').pop();
+    const ids = pathOf(rep);
+    return d ? d.device : ids[ids.length - 1];
+  }
   function paintTrace() {
     if (!cy) return;
     cy.batch(() => {
-      cy.elements().removeClass('path faded dropped egress');
+      cy.elements().removeClass('path fwd rev faded dropped egress');
       const rep = S.trace;
       if (!rep) return;
       const ids = pathOf(rep);
@@ -648,11 +717,11 @@
         cy.getElementById(ids[i]).removeClass('faded').addClass('path');
         if (i > 0) {
           const a = ids[i - 1], b = ids[i];
-          cy.edges().filter((e) => (e.source().id() === a && e.target().id() === b) || (e.source().id() === b && e.target().id() === a))
-            .removeClass('faded').addClass('path');
+          cy.edges().filter((e) => e.source().id() === a && e.target().id() === b).removeClass('faded').addClass('path fwd');
+          cy.edges().filter((e) => e.source().id() === b && e.target().id() === a).removeClass('faded').addClass('path rev');
         }
       }
-      if (rep.result === 'drop' || rep.result === 'temporary-drop') cy.getElementById(ids[ids.length - 1]).addClass('dropped');
+      if (rep.result === 'drop' || rep.result === 'temporary-drop') cy.getElementById(dropAt(rep)).addClass('dropped');
       for (const e of rep.egress || []) {
         cy.getElementById(e.port).removeClass('faded').addClass('egress');
         const p = index.get(e.port);
@@ -663,9 +732,9 @@
   function paintListTrace() {
     document.querySelectorAll('.obj.on-path, .obj.dropped').forEach((b) => b.classList.remove('on-path', 'dropped'));
     if (!S.trace) return;
-    const ids = pathOf(S.trace);
-    ids.forEach((id, i) => document.querySelectorAll('.obj[data-id="' + id + '"]').forEach((b) => {
-      b.classList.add(i === ids.length - 1 && S.trace.result.includes('drop') ? 'dropped' : 'on-path');
+    const dropped = S.trace.result.includes('drop') ? dropAt(S.trace) : '';
+    pathOf(S.trace).forEach((id) => document.querySelectorAll('.obj[data-id="' + id + '"]').forEach((b) => {
+      b.classList.add(id === dropped ? 'dropped' : 'on-path');
     }));
   }
 
@@ -785,7 +854,7 @@
     $('#tab-hosts').onclick = () => show('hosts');
     $('#tenant').onchange = (e) => { S.tenant = e.target.value; render(true); };
     $('#find').oninput = (e) => { S.find = e.target.value; renderList(visible()); };
-    $('#fit').onclick = () => cy && cy.fit(undefined, 30);
+    $('#fit').onclick = () => cy && fitView();
     $('#relayout').onclick = () => layout(true);
     $('#clear-trace').onclick = () => { S.trace = null; $('#trace-result').replaceChildren(); $('#clear-trace').hidden = true; paintTrace(); paintListTrace(); };
     $('#trace-form').onsubmit = runTrace;
