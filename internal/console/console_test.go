@@ -134,7 +134,7 @@ func waitEvent(t *testing.T, ch <-chan sseEvent, timeout time.Duration, what str
 
 type change struct {
 	Type, Kind, ID, URI string
-	Revision          int64
+	Revision            int64
 }
 
 func isChange(typ, kind, id string) func(sseEvent) bool {

@@ -648,6 +648,11 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
     }
   }
 
+  // kindAndLabel says what o is and its name, once: "port vm-a", "router r1".
+  function kindAndLabel(o) {
+    const k = kindNames[kindOf(o)], l = label(o);
+    return l.startsWith(k + ' ') ? l : k + ' ' + l;
+  }
   function ruleName(step) { return step.name || 'rule ' + short(step.device); }
   // named replaces the ids of objects the console knows with their names.
   const named = (text) => text.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, (id) => (index.get(id) ? label(index.get(id)) : id));
@@ -674,8 +679,7 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
     const box = $('#trace-result');
     const steps = el('ol', { class: 'steps', 'aria-label': 'trace steps' }, rep.steps.map((s) => {
       const o = index.get(s.device);
-      const named = (x) => { const k = kindOf(x), l = label(x); return l.startsWith(kindNames[k] + ' ') ? l : kindNames[k] + ' ' + l; };
-      const who = s.deviceType === 'rule' ? ruleName(s) : (o ? named(o) : s.deviceType + ' ' + (s.name || short(s.device)));
+      const who = s.deviceType === 'rule' ? ruleName(s) : (o ? kindAndLabel(o) : s.deviceType + ' ' + (s.name || short(s.device)));
       const cls = s.event === 'drop' ? 'drop' : s.deviceType === 'rule' ? 'rule' : '';
       return el('li', { class: cls }, who + ': ', el('span', { class: 'ev' }, s.event), s.detail ? el('span', { class: 'det' }, ' — ' + named(s.detail)) : null);
     }));
