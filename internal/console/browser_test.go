@@ -173,6 +173,8 @@ func TestBrowserConsole(t *testing.T) {
 
 	t.Run("the trace of a blocked packet names the rule that dropped it", func(t *testing.T) {
 		do(t, ctx, 10*time.Second, "fill in and send the trace form",
+			chromedp.Click(chromedp.CSS("#side-trace")),
+			chromedp.WaitVisible(chromedp.CSS("#trace-form")),
 			chromedp.SetValue(chromedp.CSS("#t-port"), r.ids["vm-a"]),
 			chromedp.SetValue(chromedp.CSS("#t-src"), "10.71.1.5"),
 			chromedp.SetValue(chromedp.CSS("#t-dst"), "10.71.2.5"),
@@ -201,6 +203,25 @@ func TestBrowserConsole(t *testing.T) {
 			t.Errorf("the steps %q do not list the matched rule", steps)
 		}
 		screenshot(t, ctx, "console-trace.png")
+	})
+
+	t.Run("filter by tenant", func(t *testing.T) {
+		other, err := r.post(t.Context(), "/bridges", map[string]any{"name": "other-tenant-br", "tenantId": "globex"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		do(t, ctx, 10*time.Second, "choose the tenant acme",
+			poll(`[...document.querySelectorAll('#tenant option')].some(o => o.value === 'globex')`, chromedp.WithPollingTimeout(5*time.Second)),
+			chromedp.SetValue(chromedp.CSS("#tenant"), "acme"),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#tenant').dispatchEvent(new Event('change'))`),
+			poll(fmt.Sprintf(`midonetConsole.cy.getElementById(%q).empty()`, other), chromedp.WithPollingTimeout(5*time.Second)))
+		if listed := eval[[]string](t, ctx, fmt.Sprintf(listLabels, "bridge")); slices.Contains(listed, "other-tenant-br") || !slices.Contains(listed, "console-net-a") {
+			t.Errorf("bridges listed for tenant acme: %q, want console-net-a and not globex's other-tenant-br", listed)
+		}
+		do(t, ctx, 10*time.Second, "back to all tenants",
+			chromedp.SetValue(chromedp.CSS("#tenant"), ""),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#tenant').dispatchEvent(new Event('change'))`),
+			poll(fmt.Sprintf(`midonetConsole.cy.getElementById(%q).nonempty()`, other), chromedp.WithPollingTimeout(5*time.Second)))
 	})
 
 	t.Run("keyboard only", func(t *testing.T) {

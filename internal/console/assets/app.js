@@ -482,8 +482,10 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
   function renderPortChoices() {
     const sel = $('#t-port');
     const prev = sel.value;
-    const ports = S.ports.filter((p) => index.get(p.deviceId)).map((p) => [p.id, portDescription(p)])
-      .sort((a, b) => a[1].localeCompare(b[1]));
+    // Bound ports (where packets enter) first.
+    const ports = S.ports.filter((p) => index.get(p.deviceId))
+      .sort((a, b) => (b.hostId ? 1 : 0) - (a.hostId ? 1 : 0) || portDescription(a).localeCompare(portDescription(b)))
+      .map((p) => [p.id, portDescription(p)]);
     const key = ports.map((p) => p.join('=')).join('|');
     if (sel.dataset.key === key) return;
     sel.dataset.key = key;
@@ -492,8 +494,18 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
   }
 
   // ---- selection and details ----------------------------------------------
+  // side shows the details or the trace panel.
+  function side(which) {
+    for (const [b, panel] of [['#side-details', '#details'], ['#side-trace', '#trace-panel']]) {
+      const on = panel === (which === 'trace' ? '#trace-panel' : '#details');
+      $(b).setAttribute('aria-pressed', String(on));
+      $(panel).hidden = !on;
+    }
+  }
+
   function select(id, center) {
     S.selected = id;
+    if (id) side('details');
     document.querySelectorAll('.obj[aria-current="true"]').forEach((b) => b.setAttribute('aria-current', 'false'));
     if (id) document.querySelectorAll('.obj[data-id="' + id + '"]').forEach((b) => b.setAttribute('aria-current', 'true'));
     if (cy) {
@@ -759,41 +771,38 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
     if (!$('#view-hosts').hidden) renderHost(m.hostId);
   }
 
+  // chart draws simulations per second over the history kept (up to the
+  // last 10 minutes), with its text equivalent.
   function chart(history) {
-    const W = 400, H = 70;
-    const ns = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(ns, 'svg');
-    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
-    svg.setAttribute('class', 'chart');
-    svg.setAttribute('preserveAspectRatio', 'none');
+    const W = 400, H = 70, ns = 'http://www.w3.org/2000/svg';
+    const mk = (tag, attrs) => {
+      const e = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      return e;
+    };
+    const svg = mk('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart', preserveAspectRatio: 'none', role: 'img' });
     const pts = history.slice(-300);
-    const max = Math.max(1, ...pts.map((p) => p.simulationsPerSecond));
-    const t1 = Date.now(), t0 = t1 - 10 * 60 * 1000;
+    const t1 = Date.now();
+    const t0 = Math.max(t1 - 10 * 60 * 1000, Math.min(t1 - 60 * 1000, pts.length ? pts[0].t : t1));
+    const peak = pts.length ? Math.max(...pts.map((p) => p.simulationsPerSecond)) : 0;
+    const max = Math.max(1, peak * 1.15);
     const x = (t) => ((t - t0) / (t1 - t0)) * W, y = (v) => H - 4 - (v / max) * (H - 10);
-    const grid = document.createElementNS(ns, 'path');
-    grid.setAttribute('d', 'M0 ' + (H - 4) + ' H' + W);
-    grid.setAttribute('stroke', '#dde2ea');
-    svg.append(grid);
-    if (pts.length > 1) {
+    svg.append(mk('path', { d: 'M0 ' + (H - 1) + ' H' + W, stroke: '#c9d0db', 'vector-effect': 'non-scaling-stroke' }),
+      mk('path', { d: 'M0 ' + y(max / 1.15).toFixed(1) + ' H' + W, stroke: '#eef1f5', 'stroke-dasharray': '4 4', 'vector-effect': 'non-scaling-stroke' }));
+    if (pts.length) {
       const line = pts.map((p, i) => (i ? 'L' : 'M') + x(p.t).toFixed(1) + ' ' + y(p.simulationsPerSecond).toFixed(1)).join(' ');
-      const area = document.createElementNS(ns, 'path');
-      area.setAttribute('d', line + ' L' + x(pts[pts.length - 1].t).toFixed(1) + ' ' + (H - 4) + ' L' + x(pts[0].t).toFixed(1) + ' ' + (H - 4) + ' Z');
-      area.setAttribute('fill', 'rgba(47,111,222,.12)');
-      const path = document.createElementNS(ns, 'path');
-      path.setAttribute('d', line);
-      path.setAttribute('fill', 'none');
-      path.setAttribute('stroke', '#2f6fde');
-      path.setAttribute('stroke-width', '1.8');
-      path.setAttribute('vector-effect', 'non-scaling-stroke');
-      svg.append(area, path);
+      const end = x(pts[pts.length - 1].t).toFixed(1), start = x(pts[0].t).toFixed(1);
+      svg.append(mk('path', { d: line + ' L' + end + ' ' + (H - 1) + ' L' + start + ' ' + (H - 1) + ' Z', fill: 'rgba(47,111,222,.12)' }),
+        mk('path', { d: line, fill: 'none', stroke: '#2f6fde', 'stroke-width': '1.8', 'vector-effect': 'non-scaling-stroke' }));
     }
-    const last = pts.length ? pts[pts.length - 1].simulationsPerSecond : 0;
-    const title = document.createElementNS(ns, 'title');
-    title.textContent = 'Simulations per second over the last 10 minutes: now ' + num(last) + ', peak ' + num(max === 1 && !pts.some((p) => p.simulationsPerSecond) ? 0 : max);
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', title.textContent);
-    svg.prepend(title);
-    return [svg, el('div', { class: 'chart-cap', 'aria-hidden': 'true' }, el('span', {}, '10 min ago'), el('span', {}, 'simulations/s · peak ' + num(pts.length ? Math.max(...pts.map((p) => p.simulationsPerSecond)) : 0)), el('span', {}, 'now'))];
+    const mins = Math.round((t1 - t0) / 60000);
+    const now = pts.length ? pts[pts.length - 1].simulationsPerSecond : 0;
+    const text = 'Simulations per second over the last ' + mins + ' minute' + (mins === 1 ? '' : 's') + ': now ' + num(now) + ', peak ' + num(peak);
+    svg.setAttribute('aria-label', text);
+    svg.prepend(mk('title', {}));
+    svg.firstChild.textContent = text;
+    return [svg, el('div', { class: 'chart-cap', 'aria-hidden': 'true' }, el('span', {}, mins + ' min ago'),
+      el('span', {}, 'simulations/s · peak ' + num(peak)), el('span', {}, 'now'))];
   }
 
   function hostCard(h) {
@@ -862,6 +871,8 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
     $('#relayout').onclick = () => layout(true);
     $('#clear-trace').onclick = () => { S.trace = null; $('#trace-result').replaceChildren(); $('#clear-trace').hidden = true; paintTrace(); paintListTrace(); };
     $('#trace-form').onsubmit = runTrace;
+    $('#side-details').onclick = () => side('details');
+    $('#side-trace').onclick = () => side('trace');
     $('#t-proto').onchange = (e) => { const icmp = e.target.value === 'icmp'; $('#t-sport').disabled = icmp; $('#t-dport').disabled = icmp; };
     $('#t-proto').onchange({ target: $('#t-proto') });
     $('#graph').addEventListener('keydown', keyNav);
