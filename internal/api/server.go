@@ -170,6 +170,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	json.NewEncoder(w).Encode(ent)
 }
 
+// BaseURI is the absolute base of the API as the client of r reached it,
+// e.g. http://10.0.0.1:8181/midonet-api: the base of the links the API
+// returns.
+func BaseURI(r *http.Request) string { return baseURI(r) }
+
 // baseURI is the absolute base of the API as the client reached it.
 func baseURI(r *http.Request) string {
 	scheme := "http"

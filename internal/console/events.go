@@ -2,7 +2,6 @@ package console
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -177,7 +176,7 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	base := apiBase(r)
+	base := api.BaseURI(r)
 	write := func(b []byte) bool {
 		if _, err := w.Write(b); err != nil {
 			return false
@@ -248,16 +247,4 @@ var restKinds = map[string]bool{
 	"port_groups": true, "ip_addr_groups": true, "hosts": true, "tunnel_zones": true, "load_balancers": true,
 	"pools": true, "pool_members": true, "vips": true, "health_monitors": true, "mirrors": true,
 	"qos_policies": true, "bgp_peers": true, "bgp_networks": true, "traces": true,
-}
-
-// apiBase is the API's base URL as the client reached it.
-func apiBase(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
-		scheme = p
-	}
-	return fmt.Sprintf("%s://%s%s", scheme, r.Host, api.BasePath)
 }
