@@ -13,6 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/midonet/midonet/internal/api"
 	"github.com/midonet/midonet/internal/console"
 	"github.com/midonet/midonet/internal/nsdb"
@@ -114,9 +118,12 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	c.APIURL = "http://" + apiHost + api.BasePath
 	c.ConsoleURL = "http://" + apiHost + console.Path
 	apiSrv := api.New(api.Config{Store: c.Store, Logger: cfg.Logger})
-	c.console = console.New(console.Config{Store: c.Store, API: apiSrv, Logger: cfg.Logger})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.console = console.New(console.Config{Store: c.Store, API: apiSrv, Registerer: reg, Logger: cfg.Logger})
 	c.console.Start()
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle(api.BasePath, apiSrv)
 	mux.Handle(api.BasePath+"/", apiSrv)
 	mux.Handle("/", c.console)

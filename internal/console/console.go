@@ -52,6 +52,9 @@ const (
 	// DefaultMaxStreams bounds the event streams open at once, each an
 	// NSDB watch.
 	DefaultMaxStreams = 256
+	// DefaultMaxTraces bounds the traces run at once, each a read of the
+	// whole topology; more wait a little, then get a 503.
+	DefaultMaxTraces = 4
 )
 
 // Config configures a Console.
@@ -60,12 +63,13 @@ type Config struct {
 	// API is the REST API the console's endpoints are added to; its
 	// handler also serves the trace's reads, in process.
 	API *api.Server
-	// ScrapeInterval, IdleScrapeInterval, History and MaxStreams default
-	// to the Default constants.
+	// ScrapeInterval, IdleScrapeInterval, History, MaxStreams and
+	// MaxTraces default to the Default constants.
 	ScrapeInterval     time.Duration
 	IdleScrapeInterval time.Duration
 	History            time.Duration
 	MaxStreams         int
+	MaxTraces          int
 	// Client reads the agents' metrics (default: a client with a 2 s
 	// timeout).
 	Client *http.Client
@@ -84,6 +88,7 @@ type Console struct {
 	static  http.Handler
 	metrics *scraper
 	streams *streams
+	traces  chan struct{} // a slot per trace running
 
 	ctx    context.Context // ends at Close: event streams return
 	cancel context.CancelFunc
@@ -108,6 +113,9 @@ func New(cfg Config) *Console {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
+	if cfg.MaxTraces <= 0 {
+		cfg.MaxTraces = DefaultMaxTraces
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 2 * time.Second}
 	}
@@ -119,6 +127,7 @@ func New(cfg Config) *Console {
 		static: http.StripPrefix(Path, http.FileServerFS(sub))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.streams = newStreams(cfg.MaxStreams)
+	c.traces = make(chan struct{}, cfg.MaxTraces)
 	c.metrics = newScraper(c)
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(c.streams.gauge, c.metrics.scrapes)

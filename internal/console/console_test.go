@@ -34,6 +34,7 @@ func TestAssetsServed(t *testing.T) {
 		{"the graph library", "GET", "/ui/vendor/cytoscape.min.js", http.StatusOK, "text/javascript", "cytoscape"},
 		{"the layout", "GET", "/ui/vendor/cytoscape-dagre.min.js", http.StatusOK, "text/javascript", "dagre"},
 		{"the API stays", "GET", "/midonet-api", http.StatusOK, "application/vnd.org.midonet.Application", "bridges"},
+		{"the cluster's own metrics", "GET", "/metrics", http.StatusOK, "text/plain", "midonet_console_event_streams"},
 		{"unknown page", "GET", "/nope", http.StatusNotFound, "", ""},
 		{"unknown asset", "GET", "/ui/nope.js", http.StatusNotFound, "", ""},
 		{"the console is read-only", "POST", "/ui/", http.StatusMethodNotAllowed, "", ""},

@@ -20,6 +20,9 @@ import (
 // simulateTimeout bounds one trace: it reads the whole topology.
 const simulateTimeout = 30 * time.Second
 
+// traceQueueWait is how long a trace waits for a slot before a 503.
+const traceQueueWait = 10 * time.Second
+
 // serveSimulate answers POST /midonet-api/simulate: the body is a
 // trace.Request, the answer the trace.Report `midonet trace -o json` prints.
 func (c *Console) serveSimulate(w http.ResponseWriter, r *http.Request) error {
@@ -31,6 +34,17 @@ func (c *Console) serveSimulate(w http.ResponseWriter, r *http.Request) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return api.Error(http.StatusBadRequest, "the body is not a packet to trace: %v; send {\"portId\":…,\"srcIp\":…,\"dstIp\":…}", err)
+	}
+	wait := time.NewTimer(traceQueueWait)
+	defer wait.Stop()
+	select {
+	case c.traces <- struct{}{}:
+		defer func() { <-c.traces }()
+	case <-wait.C:
+		w.Header().Set("Retry-After", "5")
+		return api.Error(http.StatusServiceUnavailable, "%d traces are running; try again in a few seconds", cap(c.traces))
+	case <-r.Context().Done():
+		return r.Context().Err()
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), simulateTimeout)
 	defer cancel()
