@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/midonet/midonet/internal/cluster"
 	"github.com/midonet/midonet/internal/trace"
 )
 
@@ -401,5 +402,33 @@ func TestHostMetrics(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("metrics of an unknown host: %s, want 404", resp.Status)
+	}
+}
+
+// TestCloseEndsStreams: an open event stream does not hold the cluster's
+// shutdown.
+func TestCloseEndsStreams(t *testing.T) {
+	t.Parallel()
+	c, err := cluster.Start(t.Context(), cluster.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), NSDBListen: "127.0.0.1:0", FastStore: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(c.APIURL + "/events")
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, resp.Body); close(ended) }()
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("Close took %v with a stream open, want it to end the stream at once", d)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the stream is still open after Close")
 	}
 }

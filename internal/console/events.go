@@ -32,6 +32,9 @@ import (
 // and the browser keep the connection.
 const keepAlive = 15 * time.Second
 
+// writeTimeout bounds the write of one event to a client.
+const writeTimeout = 10 * time.Second
+
 // streams counts the open event streams and fans the metrics samples out
 // to them.
 type streams struct {
@@ -178,6 +181,9 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	base := api.BaseURI(r)
 	write := func(b []byte) bool {
+		// A client that stops reading must not hold the stream (and the
+		// cluster's shutdown) forever.
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := w.Write(b); err != nil {
 			return false
 		}
