@@ -151,6 +151,10 @@ func TestBrowserConsole(t *testing.T) {
 				t.Errorf("the object list's %ss are %q: no %s", k.kind, listed, k.name)
 			}
 		}
+		// The load balancer, linked to its router.
+		if lb := eval[[]string](t, ctx, `midonetConsole.cy.edges('.lbof').map(e => e.source().id() + '>' + e.target().id())`); !slices.Equal(lb, []string{r.ids["router"] + ">" + r.ids["lb"]}) {
+			t.Errorf("load balancer edges %q, want console-router > its load balancer %s", lb, r.ids["lb"])
+		}
 		// Ports, the host and the port group are drawn too.
 		for _, k := range []struct{ kind, label string }{{"port", "10.71.1.1/24"}, {"port", "vm-a"}, {"host", "console-h1"}, {"pgroup", "console-web"}} {
 			if drawn := eval[[]string](t, ctx, fmt.Sprintf(graphLabels, k.kind)); !slices.Contains(drawn, k.label) {

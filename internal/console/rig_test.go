@@ -35,7 +35,7 @@ import (
 //	vm-b (10.71.2.5) ── console-net-b ── 10.71.2.1 ┘   #1 drop tcp to 10.71.2.5:22
 //
 // Both VM ports are bound to the agent's host (interfaces vm-a, vm-b) and
-// form the port group console-web.
+// form the port group console-web; a load balancer hangs off the router.
 type rig struct {
 	cluster *cluster.Cluster
 	api     string // base URL of the REST API
@@ -203,11 +203,41 @@ func (r *rig) build(ctx context.Context) error {
 		}
 		r.macs[n.name], _ = topology.ParseMAC(p.PortMAC)
 	}
+	ids["lb"] = must(r.post(ctx, "/load_balancers", map[string]any{"adminStateUp": true}))
+	if err == nil {
+		err = r.attachLB(ctx, ids["router"], ids["lb"])
+	}
 	ids["group"] = must(r.post(ctx, "/port_groups", map[string]any{"name": "console-web", "tenantId": "acme"}))
 	for _, vm := range []string{"vm-a", "vm-b"} {
 		must(r.post(ctx, "/port_groups/"+ids["group"]+"/ports", map[string]any{"portId": ids[vm]}))
 	}
 	return err
+}
+
+// attachLB gives the router the load balancer, as MidoNet's API does it:
+// a PUT of the router with its loadBalancerId.
+func (r *rig) attachLB(ctx context.Context, router, lb string) error {
+	var body map[string]any
+	if err := r.get(ctx, "/routers/"+router, &body); err != nil {
+		return err
+	}
+	body["loadBalancerId"] = lb
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.api+"/routers/"+router, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT /routers/%s with loadBalancerId: %s: %s", router, resp.Status, msg)
+	}
+	return nil
 }
 
 // vmMAC is the MAC of the VM with address ip: 02:00 then the address.
