@@ -354,10 +354,10 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
   }
 
   const style = [
-    { selector: 'node', style: { label: 'data(label)', 'font-size': 11, color: '#1d2330', 'text-valign': 'bottom', 'text-margin-y': 4,
+    { selector: 'node', style: { label: 'data(label)', 'font-size': 11, 'min-zoomed-font-size': 7, color: '#1d2330', 'text-valign': 'bottom', 'text-margin-y': 4,
       'text-background-color': '#f4f6f9', 'text-background-opacity': 0.85, 'text-background-padding': 1, 'border-width': 0 } },
-    { selector: 'node.router', style: { shape: 'round-rectangle', width: 46, height: 30, 'background-color': '#2f6fde', 'font-weight': 600, 'font-size': 12 } },
-    { selector: 'node.bridge', style: { shape: 'rectangle', width: 46, height: 22, 'background-color': '#1f9d74', 'font-weight': 600, 'font-size': 12 } },
+    { selector: 'node.router', style: { shape: 'round-rectangle', width: 46, height: 30, 'background-color': '#2f6fde', 'font-weight': 600, 'font-size': 12, 'min-zoomed-font-size': 5 } },
+    { selector: 'node.bridge', style: { shape: 'rectangle', width: 46, height: 22, 'background-color': '#1f9d74', 'font-weight': 600, 'font-size': 12, 'min-zoomed-font-size': 5 } },
     { selector: 'node.port', style: { shape: 'ellipse', width: 11, height: 11, 'background-color': '#8a94a6', 'font-size': 9, color: '#4b5565' } },
     { selector: 'node.port.bound', style: { 'border-width': 2, 'border-color': '#5b6475' } },
     { selector: 'node.port.bound.active', style: { 'border-color': '#12a150' } },
@@ -380,9 +380,34 @@ window.addEventListener('unhandledrejection', (e) => window.__errors.push(String
     { selector: 'node.egress', style: { 'border-width': 4, 'border-color': '#12a150', opacity: 1 } },
   ];
 
+  // layout lays each connected part of the graph out left to right
+  // (dagre), then packs the parts in rows that fill the view, biggest
+  // first: a cloud of many tenants stays readable instead of one tall
+  // column.
   function layout(fit) {
     if (!cy) return;
-    cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 22, rankSep: 60, edgeSep: 8, fit: false, animate: false }).run();
+    const gap = 50;
+    const parts = cy.elements().components().map((comp) => {
+      comp.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 22, rankSep: 60, edgeSep: 8, fit: false, animate: false }).run();
+      return { comp, bb: comp.boundingBox({ includeLabels: true }) };
+    });
+    parts.sort((a, b) => b.bb.w * b.bb.h - a.bb.w * a.bb.h || a.comp.nodes()[0].id().localeCompare(b.comp.nodes()[0].id()));
+    const area = parts.reduce((n, p) => n + (p.bb.w + gap) * (p.bb.h + gap), 0);
+    const ratio = Math.max(0.5, cy.width() / Math.max(1, cy.height()));
+    const rowWidth = Math.max(...parts.map((p) => p.bb.w), Math.sqrt(area * ratio));
+    let x = 0, y = 0, rowH = 0;
+    cy.batch(() => {
+      for (const p of parts) {
+        if (x > 0 && x + p.bb.w > rowWidth) {
+          x = 0;
+          y += rowH + gap;
+          rowH = 0;
+        }
+        p.comp.nodes().shift({ x: x - p.bb.x1, y: y - p.bb.y1 });
+        x += p.bb.w + gap;
+        rowH = Math.max(rowH, p.bb.h);
+      }
+    });
     if (fit !== false) fitView();
   }
   // fitView shows the whole graph, without blowing a small one up.
