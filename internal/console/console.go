@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,7 +167,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/" || r.URL.Path == "/ui":
 		http.Redirect(w, r, Path, http.StatusFound)
-	case len(r.URL.Path) >= len(Path) && r.URL.Path[:len(Path)] == Path:
+	case strings.HasPrefix(r.URL.Path, Path):
 		// The page is small and changes with the binary: revalidate.
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
