@@ -213,6 +213,20 @@ func TestBrowserConsole(t *testing.T) {
 			t.Errorf("the steps %q do not list the matched rule", steps)
 		}
 		screenshot(t, ctx, "console-trace.png")
+
+		// A forwarded packet: where it leaves, and the rewrites on the way.
+		do(t, ctx, 10*time.Second, "trace a forwarded packet",
+			chromedp.SetValue(chromedp.CSS("#t-proto"), "udp"),
+			chromedp.SetValue(chromedp.CSS("#t-dport"), "53"),
+			chromedp.Click(chromedp.CSS("#t-run")),
+			poll(`(document.querySelector('#verdict') || {textContent: ''}).textContent.startsWith('Forwarded')`, chromedp.WithPollingTimeout(5*time.Second)))
+		verdict = eval[string](t, ctx, `document.querySelector('#verdict').textContent`)
+		if !strings.Contains(verdict, "vm-b") || !strings.Contains(verdict, "on host console-h1") || !strings.Contains(verdict, "rewrites") {
+			t.Errorf("verdict %q: want it to leave by vm-b on host console-h1, with the router's rewrites", verdict)
+		}
+		if egress := eval[[]string](t, ctx, `midonetConsole.cy.nodes('.egress').map(n => n.id())`); !slices.Equal(egress, []string{r.ids["vm-b"]}) {
+			t.Errorf("the egress is drawn at %q, want vm-b %s", egress, r.ids["vm-b"])
+		}
 	})
 
 	t.Run("filter by tenant", func(t *testing.T) {
