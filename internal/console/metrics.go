@@ -89,6 +89,9 @@ type scraper struct {
 	lastWatch atomic.Int64
 	// wake ends an idle wait when someone starts watching.
 	wake chan struct{}
+	// storeDown: the last read of the addresses failed (logged once).
+	// Only run touches it.
+	storeDown bool
 
 	mu    sync.Mutex
 	hosts map[string]*hostMetrics // guarded by mu
@@ -178,8 +181,15 @@ func (s *scraper) agentAddrs(ctx context.Context) (map[string]string, error) {
 func (s *scraper) scrapeAll(ctx context.Context) {
 	addrs, err := s.agentAddrs(ctx)
 	if err != nil {
-		s.c.log.Warn("agents' metrics addresses unreadable", "err", err)
+		if !s.storeDown && ctx.Err() == nil {
+			s.c.log.Warn("agents' metrics addresses unreadable; the console shows the last counters", "err", err)
+		}
+		s.storeDown = true
 		return
+	}
+	if s.storeDown {
+		s.c.log.Info("agents' metrics addresses readable again")
+		s.storeDown = false
 	}
 	s.mu.Lock()
 	for id, m := range s.hosts {
