@@ -110,6 +110,9 @@ type Config struct {
 	// PublishInterfaces publishes the host's interfaces to the NSDB
 	// (disabled in scale tests that run many agents in one namespace).
 	PublishInterfaces bool
+	// MetricsAddress, when set, is published as the host's metrics
+	// address (nsdb.HostMetricsKey) for as long as the agent runs.
+	MetricsAddress string
 	// Services run beside the packet path (see Service).
 	Services []Service
 	Logger   *slog.Logger

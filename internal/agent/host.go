@@ -98,6 +98,12 @@ func (a *Agent) register(ctx context.Context) error {
 		a.session.Close()
 		return fmt.Errorf("agent: mark host alive: %w", err)
 	}
+	if a.cfg.MetricsAddress != "" {
+		if err := a.session.SetState(ctx, nsdb.HostMetricsKey(a.hostID.String()), []byte(a.cfg.MetricsAddress)); err != nil {
+			a.session.Close()
+			return fmt.Errorf("agent: publish the metrics address: %w", err)
+		}
+	}
 	a.log.Info("host registered", "name", a.cfg.HostName)
 	return nil
 }
