@@ -1,6 +1,7 @@
 // Package cluster runs the `midonet cluster` daemon: the NSDB (an embedded
-// etcd member unless an external cluster is named), the REST API and
-// MidoNet's Neutron endpoints.
+// etcd member unless an external cluster is named), the REST API with
+// MidoNet's Neutron endpoints and its authentication, and the web console
+// beside it.
 package cluster
 
 import (
@@ -13,8 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/midonet/midonet/internal/api"
 	"github.com/midonet/midonet/internal/auth"
+	"github.com/midonet/midonet/internal/console"
 	"github.com/midonet/midonet/internal/neutron"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
@@ -82,17 +88,20 @@ type Cluster struct {
 	Store *nsdb.Store
 	// APIURL is the base URL of the REST API, e.g. http://127.0.0.1:8181/midonet-api.
 	APIURL string
+	// ConsoleURL is the web console's, e.g. http://127.0.0.1:8181/ui/.
+	ConsoleURL string
 	// NSDBURLs are the client URLs agents use.
 	NSDBURLs []string
 	// AdminCredentials names the file where this start wrote the first
 	// admin's credential (empty if it wrote none).
 	AdminCredentials string
 
-	member *embedded.Server
-	http   *http.Server
-	ln     net.Listener
-	done   chan error
-	log    *slog.Logger
+	member  *embedded.Server
+	console *console.Console
+	http    *http.Server
+	ln      net.Listener
+	done    chan error
+	log     *slog.Logger
 }
 
 // Start starts the store (or connects to it) and the API. It undoes what it
@@ -170,15 +179,24 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		scheme = "https"
 	}
 	c.APIURL = scheme + "://" + apiHost + api.BasePath
-	var handler http.Handler = api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
+	c.ConsoleURL = scheme + "://" + apiHost + console.Path
+	apiSrv := api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
 		Neutron: neutron.New(c.Store, cfg.Logger).Handler(api.BasePath, api.BaseURI)})
-	if handler, err = c.authenticate(ctx, cfg, handler); err != nil {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.console = console.New(console.Config{Store: c.Store, API: apiSrv, Registerer: reg, Logger: cfg.Logger})
+	c.console.Start()
+	// Authentication wraps the API with the console's endpoints on it.
+	apiHandler, err := c.authenticate(ctx, cfg, apiSrv)
+	if err != nil {
 		return nil, err
 	}
-	c.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle(api.BasePath, apiHandler)
+	mux.Handle(api.BasePath+"/", apiHandler)
+	mux.Handle("/", c.console)
+	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		var err error
 		if scheme == "https" {
@@ -191,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		c.done <- err
 	}()
-	c.log.Info("api serving", "url", c.APIURL)
+	c.log.Info("api serving", "url", c.APIURL, "console", c.ConsoleURL)
 	return c, nil
 }
 
@@ -247,8 +265,14 @@ func (c *Cluster) Err() <-chan error {
 	return out
 }
 
-// Close stops the API, then the store: front door first, core last.
+// Close stops the API and the console, then the store: front door first,
+// core last.
 func (c *Cluster) Close() {
+	if c.console != nil {
+		// Its event streams would hold the HTTP server's shutdown.
+		c.console.Close()
+		c.console = nil
+	}
 	if c.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		c.http.Shutdown(ctx)
