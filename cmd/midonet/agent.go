@@ -21,6 +21,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/services/metadata"
 )
 
 func agentCommand() *cobra.Command {
@@ -37,6 +38,8 @@ func agentCommand() *cobra.Command {
 		fastPath      bool
 
 		nsdbCA, nsdbCert, nsdbKey string
+
+		novaURL, metadataSecretFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -57,6 +60,17 @@ func agentCommand() *cobra.Command {
 			cpus, err := userspace.ParseCPUList(dpCPUs)
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
+			}
+			if novaURL != "" {
+				secret, err := os.ReadFile(metadataSecretFile)
+				if err != nil {
+					return fmt.Errorf("--metadata-secret-file: %w (Nova's metadata_proxy_shared_secret is needed with --metadata-nova-url)", err)
+				}
+				md, err := metadata.New(metadata.Config{NovaURL: novaURL, SharedSecret: strings.TrimSpace(string(secret))})
+				if err != nil {
+					return err
+				}
+				cfg.Services = append(cfg.Services, md)
 			}
 			var nsdbTLS *tls.Config
 			if nsdbCA != "" || nsdbCert != "" {
@@ -119,6 +133,8 @@ func agentCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.HostName, "host", "", "name of this host (default: the hostname)")
 	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated (https: see --nsdb-ca)")
+	f.StringVar(&novaURL, "metadata-nova-url", "", "Nova's metadata service, e.g. http://nova-api:8775: serve VMs 169.254.169.254 through this agent")
+	f.StringVar(&metadataSecretFile, "metadata-secret-file", "", "file holding Nova's metadata_proxy_shared_secret")
 	f.StringVar(&nsdbCA, "nsdb-ca", "", "CA (PEM) of the store's TLS certificate (https --nsdb)")
 	f.StringVar(&nsdbCert, "nsdb-cert", "", "client certificate (PEM) to present to the store")
 	f.StringVar(&nsdbKey, "nsdb-key", "", "private key (PEM) of --nsdb-cert")

@@ -1,6 +1,8 @@
 package neutron
 
 import (
+	"crypto/rand"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -17,6 +19,9 @@ type vm struct {
 	ip      string
 	port    string // the Neutron port's id
 	mac     string
+	// instance is the port's device_id: the Nova instance the metadata
+	// service answers for.
+	instance string
 }
 
 func (v *vm) ns() string { return prefix + v.name }
@@ -46,7 +51,8 @@ func (r *rig) createPort(v *vm, extra ...string) {
 		MACAddress string `json:"mac_address"`
 		VIFType    string `json:"binding_vif_type"`
 	}
-	args := append([]string{"port", "create", "--network", v.network, "--fixed-ip", "ip-address=" + v.ip,
+	v.instance = newUUID()
+	args := append([]string{"port", "create", "--network", v.network, "--fixed-ip", "ip-address=" + v.ip, "--device", v.instance,
 		"--host", hostNames[v.host], "--binding-profile", "interface_name=" + v.name, "--device-owner", "compute:nova"}, extra...)
 	r.openstack(&p, append(args, v.name)...)
 	if p.VIFType != "tap" {
@@ -167,6 +173,16 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 		}
 	})
 
+	t.Run("metadata through the agent", func(t *testing.T) {
+		for _, v := range []*vm{vms[0], vms[2]} {
+			var md map[string]string
+			eventually(t, 30*time.Second, v.name+" reads its metadata", func() bool { md = metadata(v.ns()); return md != nil })
+			if md["uuid"] != v.instance || md["forwarded_for"] != v.ip || md["project_id"] != "fake_project_id" ||
+				md["path"] != "/openstack/latest/meta_data.json" {
+				t.Errorf("%s got the metadata %v; want instance %s, forwarded for %s", v.name, md, v.instance, v.ip)
+			}
+		}
+	})
 	t.Run("deleting everything leaves nothing", func(t *testing.T) {
 		r.openstack(nil, "floating", "ip", "delete", fip.Address)
 		for _, v := range append(vms, outside) {
@@ -201,6 +217,14 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 			}
 		}
 	})
+}
+
+// newUUID returns a random UUID (an instance id).
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
 // plugOutside makes the outside world: a namespace on host3's uplink, at

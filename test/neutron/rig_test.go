@@ -8,10 +8,14 @@
 package neutron
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,8 +64,10 @@ type rig struct {
 	endpoint string // neutron-server's URL
 	token    string // the cluster admin's
 	certs    tlstest.Files
-	hc       *http.Client // trusts the rig's CA
-	log      *bytes.Buffer
+	// The stand-in for Nova's metadata service.
+	novaURL, secretFile string
+	hc                  *http.Client // trusts the rig's CA
+	log                 *bytes.Buffer
 }
 
 var hostNames = []string{"host1", "host2", "host3"}
@@ -179,6 +185,7 @@ func startRig(t *testing.T) *rig {
 	}
 	r.token = r.login(cred[auth.CredUser], cred[auth.CredPassword])
 
+	r.startNova()
 	for i, h := range hostNames {
 		logf, err := os.Create(filepath.Join(r.dir, h+".log"))
 		if err != nil {
@@ -186,7 +193,8 @@ func startRig(t *testing.T) *rig {
 		}
 		cmd := exec.Command("ip", "netns", "exec", hostNS(i), r.bin, "agent", "--host", h,
 			"--nsdb", r.cluster.NSDBURLs[0], "--nsdb-ca", r.certs.CA, "--nsdb-cert", r.certs.ClientCert, "--nsdb-key", r.certs.ClientKey,
-			"--state-dir", filepath.Join(r.dir, h), "--metrics-listen", "127.0.0.1:9100")
+			"--state-dir", filepath.Join(r.dir, h), "--metrics-listen", "127.0.0.1:9100",
+			"--metadata-nova-url", r.novaURL, "--metadata-secret-file", r.secretFile)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
@@ -198,6 +206,37 @@ func startRig(t *testing.T) *rig {
 	r.tunnelZone()
 	r.startNeutron()
 	return r
+}
+
+// novaSecret is the metadata proxy's shared secret with Nova.
+const novaSecret = "nova-metadata-secret"
+
+// startNova runs a stand-in for Nova's metadata service on the underlay,
+// where the agents reach it: it answers as Nova does only when the
+// request's X-Instance-ID-Signature is the HMAC-SHA256 of its
+// X-Instance-ID keyed with the shared secret, with the identity it got.
+func (r *rig) startNova() {
+	r.t.Helper()
+	r.secretFile = filepath.Join(r.dir, "metadata.secret")
+	os.WriteFile(r.secretFile, []byte(novaSecret+"\n"), 0o600)
+	ln, err := net.Listen("tcp", storeAddr+":0")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.novaURL = "http://" + ln.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		id := req.Header.Get("X-Instance-ID")
+		m := hmac.New(sha256.New, []byte(novaSecret))
+		m.Write([]byte(id))
+		if id == "" || req.Header.Get("X-Instance-ID-Signature") != hex.EncodeToString(m.Sum(nil)) {
+			http.Error(w, "Invalid proxy request signature.", http.StatusForbidden)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"uuid": id, "project_id": req.Header.Get("X-Tenant-ID"),
+			"forwarded_for": req.Header.Get("X-Forwarded-For"), "path": req.URL.Path})
+	})}
+	go srv.Serve(ln)
+	r.t.Cleanup(func() { srv.Close() })
 }
 
 // login logs in to the cluster as MidoNet's clients do.
@@ -509,6 +548,37 @@ func dial(ns, addr string, timeout time.Duration) string {
 		return nil
 	})
 	return seen
+}
+
+// metadata asks http://169.254.169.254/openstack/latest/meta_data.json from
+// namespace ns and returns the decoded answer (nil when none came). The
+// connection is dialled on the namespace's thread (an http.Client would
+// dial on a goroutine of its own, in another namespace).
+func metadata(ns string) map[string]string {
+	var out map[string]string
+	inNS(ns, func() error {
+		c, err := net.DialTimeout("tcp", "169.254.169.254:80", 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req, _ := http.NewRequest("GET", "http://169.254.169.254/openstack/latest/meta_data.json", nil)
+		req.Close = true
+		if err := req.Write(c); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return json.NewDecoder(resp.Body).Decode(&out)
+	})
+	return out
 }
 
 // pings returns how many of n pings from ns to addr were answered.
