@@ -28,6 +28,9 @@ const (
 // fresh cluster on this machine writes for its admin.
 const DefaultCredentials = "/var/lib/midonet/admin.credentials"
 
+// defaultCredentials is DefaultCredentials; tests point it elsewhere.
+var defaultCredentials = DefaultCredentials
+
 // credentials say how the client authenticates.
 type credentials struct {
 	token, user, password, tenant string
@@ -60,7 +63,7 @@ func (c *credentials) resolve(cmd *cobra.Command) error {
 	env(&c.file, "credentials", EnvCredentials)
 	file, explicit := c.file, c.file != ""
 	if !explicit && c.token == "" && c.user == "" {
-		file = DefaultCredentials
+		file = defaultCredentials
 	}
 	if file == "" {
 		return nil

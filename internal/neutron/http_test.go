@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -18,10 +19,12 @@ import (
 )
 
 // apiServer is the REST API with the Neutron endpoints over a store of its
-// own.
-func apiServer(t *testing.T) *httptest.Server {
+// own (durable, with fsync, when MIDONET_BENCH_FSYNC is set, as `midonet
+// cluster` runs it).
+func apiServer(t testing.TB) *httptest.Server {
 	t.Helper()
-	member, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", Fast: true})
+	member, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0",
+		Fast: os.Getenv("MIDONET_BENCH_FSYNC") == ""})
 	if err != nil {
 		t.Fatal(err)
 	}

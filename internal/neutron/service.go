@@ -20,6 +20,7 @@ type Service struct {
 	store *nsdb.Store
 	log   *slog.Logger
 	colls map[string]collection
+	locks keyedLocks
 }
 
 // New returns a Service over store.
@@ -35,9 +36,17 @@ func New(store *nsdb.Store, log *slog.Logger) *Service {
 				s.dropState(ctx, nsdb.BridgeMACsPrefix(n.ID.String()), nsdb.BridgeARPPrefix(n.ID.String()))
 			}},
 		"subnets": &ops[Subnet, *Subnet]{s: s, kind: KindSubnet,
-			onCreate: (*txn).createSubnet, onUpdate: (*txn).updateSubnet, onDelete: (*txn).deleteSubnet},
+			onCreate: (*txn).createSubnet, onUpdate: (*txn).updateSubnet, onDelete: (*txn).deleteSubnet,
+			hot: func(x *Subnet) []string { return []string{x.NetworkID.String()} }},
 		"ports": &ops[Port, *Port]{s: s, kind: KindPort,
-			onCreate: (*txn).createPort, onUpdate: (*txn).updatePort, onDelete: (*txn).deletePort},
+			onCreate: (*txn).createPort, onUpdate: (*txn).updatePort, onDelete: (*txn).deletePort,
+			hot: func(x *Port) []string {
+				keys := []string{x.NetworkID.String()}
+				for _, g := range x.SecurityGroups {
+					keys = append(keys, g.String())
+				}
+				return keys
+			}},
 		"routers": &ops[Router, *Router]{s: s, kind: KindRouter,
 			onCreate: (*txn).createRouter, onUpdate: (*txn).updateRouter, onDelete: (*txn).deleteRouter,
 			after: func(ctx context.Context, r *Router) { s.dropState(ctx, nsdb.RouterARPPrefix(r.ID.String())) }},
@@ -46,7 +55,8 @@ func New(store *nsdb.Store, log *slog.Logger) *Service {
 		"security_groups": &ops[SecurityGroup, *SecurityGroup]{s: s, kind: KindSecurityGroup,
 			onCreate: (*txn).createSecurityGroup, onUpdate: (*txn).updateSecurityGroup, onDelete: (*txn).deleteSecurityGroup},
 		"security_group_rules": &ops[SecurityGroupRule, *SecurityGroupRule]{s: s, kind: KindSecurityGroupRule,
-			onCreate: (*txn).createSGRule, onDelete: (*txn).deleteSGRule},
+			onCreate: (*txn).createSGRule, onDelete: (*txn).deleteSGRule,
+			hot: func(x *SecurityGroupRule) []string { return []string{x.SecurityGroupID.String()} }},
 	}
 	return s
 }
@@ -91,6 +101,35 @@ type ops[T any, P interface {
 	// after runs once a delete committed: cleanup outside the store's
 	// object space (state tables of a deleted device).
 	after func(context.Context, P)
+	// hot names the objects whose writers take turns (see keyedLocks).
+	hot func(P) []string
+}
+
+// lockHot takes the turn of the objects an object's call writes.
+func (o *ops[T, P]) lockHot(objs ...P) func() {
+	if o.hot == nil {
+		return func() {}
+	}
+	var keys []string
+	for _, p := range objs {
+		if p != nil {
+			keys = append(keys, o.hot(p)...)
+		}
+	}
+	return o.s.locks.lock(keys...)
+}
+
+// stored reads an object outside any transaction (nil if absent), to know
+// which turns an update or delete takes.
+func (o *ops[T, P]) stored(ctx context.Context, id ID) P {
+	if o.hot == nil {
+		return nil
+	}
+	p := P(new(T))
+	if err := o.s.store.View(ctx, func(tx *nsdb.Tx) error { return tx.Get(o.kind, id.String(), p) }); err != nil {
+		return nil
+	}
+	return p
 }
 
 func (o *ops[T, P]) kindName() string { return topology.Singular(o.kind[len("neutron_"):]) }
@@ -139,6 +178,7 @@ func (o *ops[T, P]) create(ctx context.Context, body []byte, bulk bool) ([]json.
 		objs[i] = p
 	}
 	out := make([]json.RawMessage, len(objs))
+	defer o.lockHot(objs...)()
 	err := o.s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		t := o.s.newTxn(tx)
 		for i, in := range objs {
@@ -213,6 +253,7 @@ func (o *ops[T, P]) update(ctx context.Context, id ID, body []byte) (json.RawMes
 		return nil, invalid("%s %s: the body's id %s differs from the URL's", o.kindName(), id, bid)
 	}
 	var out json.RawMessage
+	defer o.lockHot(o.stored(ctx, id), in)()
 	err := o.s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		old := P(new(T))
 		if err := tx.Get(o.kind, id.String(), old); err != nil {
@@ -264,6 +305,7 @@ func mergeJSON(base, patch []byte) ([]byte, error) {
 
 func (o *ops[T, P]) delete(ctx context.Context, id ID) error {
 	var gone P
+	defer o.lockHot(o.stored(ctx, id))()
 	err := o.s.store.Update(ctx, func(tx *nsdb.Tx) error {
 		gone = nil
 		old := P(new(T))
