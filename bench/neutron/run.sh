@@ -6,7 +6,7 @@
 #      8 clients, a store without fsync unless MIDONET_BENCH_FSYNC=1);
 #   2. through Debian's neutron-server and the plugin, and straight to the
 #      cluster's endpoint of the same rig (test/neutron TestNeutronCallRate:
-#      TLS, local authentication, 4 clients, medians of 3 rounds of 100).
+#      TLS, local authentication, 1 then 4 clients, medians of 3 rounds of 50).
 # The time from `openstack port create --host` to the VM's first packet
 # forwarded is logged by test/neutron's main test (FIGURE lines). Run as
 # root with python3-neutron and python3-openstackclient installed.

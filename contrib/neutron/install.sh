@@ -4,7 +4,8 @@
 #   - the midonet_neutron package (with its entry points) into Python's
 #     dist-packages;
 #   - neutron.conf: core_plugin = ml2, service_plugins with midonet_l3 in place
-#     of Neutron's own router plugin;
+#     of Neutron's own router plugin, dhcp_agent_notification = false (the
+#     agents answer DHCP);
 #   - plugins/ml2/ml2_conf.ini: the midonet type and mechanism drivers;
 #   - server.conf.d/midonet.conf: where the cluster's API is and how to log in
 #     (Debian's neutron-api reads that directory).
@@ -128,12 +129,14 @@ EOF
 }
 
 conf=$etc_dir/neutron.conf
-echo "configuring $conf: core_plugin = ml2, service_plugins with midonet_l3"
+echo "configuring $conf: core_plugin = ml2, service_plugins with midonet_l3, no DHCP agent notification"
 set_ini "$conf" DEFAULT core_plugin ml2
 plugins=$(get_ini "$conf" DEFAULT service_plugins | tr ',' '\n' | sed 's/ //g' |
   { grep -v -x -e '' -e router -e midonet_l3 -e 'neutron.services.l3_router.l3_router_plugin.L3RouterPlugin' || true; } |
   paste -sd, -)
 set_ini "$conf" DEFAULT service_plugins "midonet_l3${plugins:+,$plugins}"
+# The agents answer DHCP: Neutron has no DHCP agent to schedule networks to.
+set_ini "$conf" DEFAULT dhcp_agent_notification false
 
 ml2=$etc_dir/plugins/ml2/ml2_conf.ini
 mkdir -p "$(dirname "$ml2")"

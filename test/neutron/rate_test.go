@@ -18,7 +18,7 @@ import (
 // Neutron call that matters most: through neutron-server and the plugin
 // (Neutron's REST API, as Nova calls it), and straight to the cluster's
 // endpoint (as the plugin calls it), side by side in one run, each the
-// median of three rounds of 100 calls from 1 client, then 4. It is a measurement,
+// median of three rounds of 50 calls from 1 client, then 4. It is a measurement,
 // not a check: MIDONET_NEUTRON_BENCH=1 runs it (bench/neutron/run.sh).
 func TestNeutronCallRate(t *testing.T) {
 	if os.Getenv("MIDONET_NEUTRON_BENCH") == "" {
@@ -51,12 +51,12 @@ func TestNeutronCallRate(t *testing.T) {
 	direct := func(hc *http.Client) error {
 		i := seq.Add(1)
 		body, _ := json.Marshal(map[string]any{"id": newUUID(), "network_id": net.ID, "tenant_id": "fake_project_id",
-			"mac_address": fmt.Sprintf("fa:16:3e:e0:%02x:%02x", i>>8&0xff, i&0xff),
-			"fixed_ips": []any{map[string]any{"subnet_id": sub.ID, "ip_address": fmt.Sprintf("10.72.%d.%d", i>>8&0xff, i&0xff)}},
+			"mac_address":     fmt.Sprintf("fa:16:3e:e0:%02x:%02x", i>>8&0xff, i&0xff),
+			"fixed_ips":       []any{map[string]any{"subnet_id": sub.ID, "ip_address": fmt.Sprintf("10.72.%d.%d", i>>8&0xff, i&0xff)}},
 			"security_groups": sgs, "binding:host_id": "host1", "device_owner": "compute:nova", "device_id": newUUID()})
 		return postOK(hc, r.cluster.APIURL+"/neutron/ports", "application/vnd.org.midonet.neutron.Port-v1+json", r.token, body)
 	}
-	const calls, rounds = 100, 3
+	const calls, rounds = 50, 3
 	measure := func(name string, clients int, call func(*http.Client) error) float64 {
 		var rates []float64
 		for range rounds {

@@ -581,6 +581,12 @@ func metadata(ns string) map[string]string {
 	return out
 }
 
+// pingOnce reports whether one ping from ns to addr is answered within
+// 50 ms.
+func pingOnce(ns, addr string) bool {
+	return exec.Command("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "0.05", addr).Run() == nil
+}
+
 // pings returns how many of n pings from ns to addr were answered.
 func pings(ns, addr string, n int) int {
 	out, _ := exec.Command("ip", "netns", "exec", ns, "ping", "-n", "-c", strconv.Itoa(n), "-i", "0.2", "-W", "1", addr).CombinedOutput()
