@@ -41,6 +41,25 @@ func HostInterfaceKey(hostID, name string) string { return HostInterfacesPrefix(
 // of that host has the port bound and up.
 func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
 
+// PortRoutesPrefix is the prefix of the routes an agent learned through a
+// router port (by BGP), one key a route.
+func PortRoutesPrefix(portID string) string { return "/state/ports/" + portID + "/routes/" }
+
+// PortRouteKey holds a learned route (a topology.Route, as JSON) through
+// port portID.
+func PortRouteKey(portID, routeID string) string { return PortRoutesPrefix(portID) + routeID }
+
+// PortBGPKey holds the BGP status of a router port, as text: MidoNet's
+// port "bgp" key, shown as the port's bgpStatus.
+func PortBGPKey(portID string) string { return "/state/ports/" + portID + "/bgp" }
+
+// BGPPeerStatusPrefix is the prefix of every BGP peer's status key.
+const BGPPeerStatusPrefix = "/state/bgp_peers/"
+
+// BGPPeerStatusKey holds the state of a BGP peer's session, as JSON,
+// written by the agent whose speaker has the session.
+func BGPPeerStatusKey(peerID string) string { return BGPPeerStatusPrefix + peerID + "/status" }
+
 // BridgeMACPrefix is the prefix of the MAC table of one VLAN of a bridge
 // (VLAN 0: untagged).
 func BridgeMACPrefix(bridgeID string, vlan uint16) string {
@@ -127,6 +146,25 @@ func ParseHostInterfaceKey(key string) (hostID, name string, ok bool) {
 func ParsePortActiveKey(key string) (portID string, ok bool) {
 	id, rest, ok := cutStateKey(key, "ports")
 	return id, ok && rest == "active"
+}
+
+// ParsePortRouteKey splits a PortRouteKey.
+func ParsePortRouteKey(key string) (portID, routeID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "ports")
+	rid, ok2 := strings.CutPrefix(rest, "routes/")
+	return id, rid, ok && ok2 && rid != "" && !strings.Contains(rid, "/")
+}
+
+// ParsePortBGPKey returns the port id of a PortBGPKey.
+func ParsePortBGPKey(key string) (portID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "ports")
+	return id, ok && rest == "bgp"
+}
+
+// ParseBGPPeerStatusKey returns the peer id of a BGPPeerStatusKey.
+func ParseBGPPeerStatusKey(key string) (peerID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "bgp_peers")
+	return id, ok && rest == "status"
 }
 
 // ParseBridgeMACKey splits a BridgeMACKey.
@@ -477,6 +515,87 @@ func (se *Session) set(ctx context.Context, key string, value []byte, unlessPers
 func (se *Session) SetState(ctx context.Context, key string, value []byte) error {
 	_, err := se.set(ctx, key, value, false)
 	return err
+}
+
+// stateBatch bounds the operations of one transaction of SetStates and
+// DeleteStates: etcd refuses more than 128 by default.
+const stateBatch = 128
+
+// SetStates writes many keys bound to the session, a batch a transaction:
+// a feed of learned routes costs a round trip a batch, not a key. On
+// error, the batches before the failing one are written.
+func (se *Session) SetStates(ctx context.Context, entries []StateEntry) error {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return ErrSessionClosed
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), stateBatch)
+		batch := entries[:n]
+		ops := make([]clientv3.Op, 0, n)
+		put := func() error {
+			ops = ops[:0]
+			for _, e := range batch {
+				full, err := se.s.stateKey(e.Key)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(full, string(e.Value), clientv3.WithLease(se.lease)))
+			}
+			rctx, cancel := se.s.reqCtx(ctx)
+			defer cancel()
+			_, err := se.s.cli.Txn(rctx).Then(ops...).Commit()
+			return err
+		}
+		err := put()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if err = se.renewLocked(ctx); err == nil {
+				err = put()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("nsdb: write %d state keys from %s: %w", n, batch[0].Key, err)
+		}
+		for _, e := range batch {
+			se.keys[se.s.prefix+e.Key] = sessionKey{value: e.Value}
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+// DeleteStates deletes many keys, a batch a transaction, whether the
+// session holds them or not: use it for keys only this session writes. On
+// error, the batches before the failing one are deleted.
+func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return ErrSessionClosed
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), stateBatch)
+		ops := make([]clientv3.Op, 0, n)
+		for _, k := range keys[:n] {
+			full, err := se.s.stateKey(k)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpDelete(full))
+		}
+		rctx, cancel := se.s.reqCtx(ctx)
+		_, err := se.s.cli.Txn(rctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("nsdb: delete %d state keys from %s: %w", n, keys[0], err)
+		}
+		for _, k := range keys[:n] {
+			delete(se.keys, se.s.prefix+k)
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // LearnState writes key bound to the session unless a persistent entry

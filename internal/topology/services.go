@@ -3,6 +3,7 @@ package topology
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Opt121Route is a classless static route handed out by DHCP.
@@ -375,6 +376,25 @@ func (p *BGPPeer) Validate() error {
 		}
 	}
 	return v.err()
+}
+
+// BGPSessionStatus is the state of a BGP peer's session as the agent that
+// speaks to it reports it (the peer's status state key).
+type BGPSessionStatus struct {
+	// State is the session's state (RFC 4271): Idle, Connect, Active,
+	// OpenSent, OpenConfirm or Established; or "Off" when no speaker runs
+	// for the peer's port, with Reason saying why.
+	State string `json:"state"`
+	// Since is when the session entered State.
+	Since time.Time `json:"since,omitzero"`
+	// Reason says why the session is down, when it is known.
+	Reason string `json:"reason,omitempty"`
+	// PortID is the uplink port the session runs on, HostID the host whose
+	// agent runs it.
+	PortID ID `json:"portId"`
+	HostID ID `json:"hostId"`
+	// Routes is how many prefixes the router learned from the peer.
+	Routes int `json:"routes"`
 }
 
 // BGPNetwork is a prefix a router announces.

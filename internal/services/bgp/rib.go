@@ -47,15 +47,21 @@ type RIB struct {
 	// routes: prefix → the routes written for it, by id.
 	routes map[netip.Prefix][]topology.Route
 	count  int
+	// perPeer counts the prefixes each peer has a best path to.
+	perPeer map[netip.Addr]int
 }
 
 // NewRIB returns an empty RIB for uplink up.
 func NewRIB(up Uplink) *RIB {
-	return &RIB{up: up, paths: map[netip.Prefix]map[netip.Addr]via{}, routes: map[netip.Prefix][]topology.Route{}}
+	return &RIB{up: up, paths: map[netip.Prefix]map[netip.Addr]via{}, routes: map[netip.Prefix][]topology.Route{},
+		perPeer: map[netip.Addr]int{}}
 }
 
 // Len is the number of learned routes.
 func (r *RIB) Len() int { return r.count }
+
+// PeerPrefixes is how many prefixes peer has a best path to.
+func (r *RIB) PeerPrefixes(peer netip.Addr) int { return r.perPeer[peer] }
 
 // Routes returns every learned route, by prefix then gateway.
 func (r *RIB) Routes() []topology.Route {
@@ -80,6 +86,12 @@ func (r *RIB) Apply(paths []Path) (put []topology.Route, del []topology.ID) {
 		touched[pfx] = true
 		if p.Withdraw {
 			if m := r.paths[pfx]; m != nil {
+				if _, ok := m[p.Peer]; ok {
+					r.perPeer[p.Peer]--
+					if r.perPeer[p.Peer] == 0 {
+						delete(r.perPeer, p.Peer)
+					}
+				}
 				delete(m, p.Peer)
 				if len(m) == 0 {
 					delete(r.paths, pfx)
@@ -95,6 +107,9 @@ func (r *RIB) Apply(paths []Path) (put []topology.Route, del []topology.ID) {
 		w := WeightEBGP
 		if p.Internal {
 			w = WeightIBGP
+		}
+		if _, ok := m[p.Peer]; !ok {
+			r.perPeer[p.Peer]++
 		}
 		m[p.Peer] = via{gateway: r.gateway(p), weight: w}
 	}
@@ -129,6 +144,7 @@ func (r *RIB) Clear() []topology.ID {
 	}
 	clear(r.paths)
 	clear(r.routes)
+	clear(r.perPeer)
 	r.count = 0
 	return del
 }

@@ -164,12 +164,18 @@ func TestRIBDropPeerAndClear(t *testing.T) {
 		{Prefix: pfx("0.0.0.0/0"), Peer: peer2, NextHop: peer2},
 		{Prefix: pfx("198.51.100.1/32"), Peer: peer1, NextHop: peer1},
 	})
+	if r.PeerPrefixes(peer1) != 2 || r.PeerPrefixes(peer2) != 1 {
+		t.Fatalf("prefixes per peer %d and %d, want 2 and 1", r.PeerPrefixes(peer1), r.PeerPrefixes(peer2))
+	}
 	put, del := r.DropPeer(peer1)
 	if len(put) != 0 || len(del) != 2 {
 		t.Fatalf("dropping peer1: put %d, deleted %d; want 0 and 2 (its default route and its /32)", len(put), len(del))
 	}
 	if got, want := summary(r.Routes()), []string{"0.0.0.0/0 via 10.1.0.3/20"}; !slices.Equal(got, want) {
 		t.Fatalf("after dropping peer1: %q, want %q", got, want)
+	}
+	if r.PeerPrefixes(peer1) != 0 || r.PeerPrefixes(peer2) != 1 {
+		t.Fatalf("after dropping peer1: prefixes per peer %d and %d, want 0 and 1", r.PeerPrefixes(peer1), r.PeerPrefixes(peer2))
 	}
 	if del := r.Clear(); len(del) != 1 || r.Len() != 0 || len(r.Routes()) != 0 {
 		t.Fatalf("Clear deleted %d routes and left %d, want 1 and 0", len(del), r.Len())
