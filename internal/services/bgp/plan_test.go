@@ -30,10 +30,10 @@ func TestPlan(t *testing.T) {
 	}
 	peers := []topology.BGPPeer{
 		peer(router, "10.1.0.3", 65002), peer(router, "10.1.0.1", 65001), // up1, sorted by address
-		peer(router, "10.3.0.1", 65003), // elsewhere: another host's
-		peer(router, "10.4.0.1", 65004), // unbound port
-		peer(router, "10.5.0.1", 65005), // down port
-		peer(router, "10.1.0.2", 65009), // the port's own address: not a peer
+		peer(router, "10.3.0.1", 65003),  // elsewhere: another host's
+		peer(router, "10.4.0.1", 65004),  // unbound port
+		peer(router, "10.5.0.1", 65005),  // down port
+		peer(router, "10.1.0.2", 65009),  // the port's own address: not a peer
 		peer(router, "192.0.2.1", 65006), // on no port's subnet
 		peer(noAS, "10.1.0.1", 65001),
 	}
