@@ -75,6 +75,10 @@ type resource[T any, P interface {
 	// enrich fills fields that come from state keys (a port's active
 	// flag) into objects about to be shown.
 	enrich func(r *http.Request, objs []P) error
+	// more lists objects that live in state keys rather than as stored
+	// objects (learned routes); a collection GET shows them after the
+	// stored ones.
+	more func(r *http.Request) ([]P, error)
 	// afterDelete removes the state that belonged to a deleted object
 	// (a bridge's MAC and ARP tables).
 	afterDelete func(r *http.Request, id string) error
@@ -124,6 +128,17 @@ func (rs *resource[T, P]) list(w http.ResponseWriter, r *http.Request, match fun
 				continue
 			}
 			objs = append(objs, o)
+		}
+		if rs.more != nil {
+			extra, err := rs.more(r)
+			if err != nil {
+				return err
+			}
+			for _, o := range extra {
+				if (match == nil || match(o)) && (rs.filter == nil || rs.filter(r, o)) {
+					objs = append(objs, o)
+				}
+			}
 		}
 		if rs.enrich != nil {
 			if err := rs.enrich(r, objs); err != nil {

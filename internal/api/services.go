@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -260,9 +261,10 @@ func (s *Server) serviceRoutes() {
 			v["router"] = base + "/routers/" + p.RouterID.String()
 		},
 		onUpdate: func(tx *nsdb.Tx, r *http.Request, old, p *topology.BGPPeer) error {
-			p.RouterID = old.RouterID
+			p.RouterID, p.Status = old.RouterID, nil
 			return nil
 		},
+		enrich: s.peersStatus,
 	}
 	crudRoutes(s, peers, "GUD")
 	s.handle("GET /routers/{id}/bgp_peers", subList(s, peers, topology.KindRouter,
@@ -276,7 +278,7 @@ func (s *Server) serviceRoutes() {
 			if err := requireExists(tx, topology.KindRouter, rid, http.StatusNotFound); err != nil {
 				return err
 			}
-			p.RouterID = rid
+			p.RouterID, p.Status = rid, nil
 			if err := p.Validate(); err != nil {
 				return err
 			}
@@ -445,6 +447,33 @@ func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// peersStatus fills each BGP peer's session status from the state its
+// agent writes (nil when no agent speaks to it).
+func (s *Server) peersStatus(r *http.Request, peers []*topology.BGPPeer) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	entries, _, err := s.store.ListState(r.Context(), nsdb.BGPPeerStatusPrefix)
+	if err != nil {
+		return err
+	}
+	status := make(map[string]*topology.BGPSessionStatus, len(entries))
+	for _, e := range entries {
+		id, ok := nsdb.ParseBGPPeerStatusKey(e.Key)
+		if !ok {
+			continue
+		}
+		var st topology.BGPSessionStatus
+		if json.Unmarshal(e.Value, &st) == nil {
+			status[id] = &st
+		}
+	}
+	for _, p := range peers {
+		p.Status = status[p.ID.String()]
 	}
 	return nil
 }

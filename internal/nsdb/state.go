@@ -41,9 +41,14 @@ func HostInterfaceKey(hostID, name string) string { return HostInterfacesPrefix(
 // of that host has the port bound and up.
 func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
 
+// LearnedRoutesPrefix is the prefix of every learned route. They live
+// apart from the ports' other keys, so that reading those (active flags)
+// does not read a full routing table too.
+const LearnedRoutesPrefix = "/state/port_routes/"
+
 // PortRoutesPrefix is the prefix of the routes an agent learned through a
 // router port (by BGP), one key a route.
-func PortRoutesPrefix(portID string) string { return "/state/ports/" + portID + "/routes/" }
+func PortRoutesPrefix(portID string) string { return LearnedRoutesPrefix + portID + "/" }
 
 // PortRouteKey holds a learned route (a topology.Route, as JSON) through
 // port portID.
@@ -150,9 +155,8 @@ func ParsePortActiveKey(key string) (portID string, ok bool) {
 
 // ParsePortRouteKey splits a PortRouteKey.
 func ParsePortRouteKey(key string) (portID, routeID string, ok bool) {
-	id, rest, ok := cutStateKey(key, "ports")
-	rid, ok2 := strings.CutPrefix(rest, "routes/")
-	return id, rid, ok && ok2 && rid != "" && !strings.Contains(rid, "/")
+	id, rid, ok := cutStateKey(key, "port_routes")
+	return id, rid, ok && rid != "" && !strings.Contains(rid, "/")
 }
 
 // ParsePortBGPKey returns the port id of a PortBGPKey.

@@ -75,11 +75,11 @@ func TestStateKeyParsersRefuseMalformedKeys(t *testing.T) {
 		{"interface: no name", "/state/hosts/h/interfaces/", interfaceOK},
 		{"interface: nested name", "/state/hosts/h/interfaces/a/b", interfaceOK},
 		{"active: host key", "/state/hosts/p/active", activeOK},
-		{"active: route key", "/state/ports/p/routes/r", activeOK},
-		{"route: no id", "/state/ports/p/routes/", routeOK},
-		{"route: nested id", "/state/ports/p/routes/r/x", routeOK},
+		{"active: route key", "/state/port_routes/p/active", activeOK},
+		{"route: no id", "/state/port_routes/p/", routeOK},
+		{"route: nested id", "/state/port_routes/p/r/x", routeOK},
 		{"route: active key", "/state/ports/p/active", routeOK},
-		{"bgp: route key", "/state/ports/p/routes/bgp", portBGPOK},
+		{"bgp: route key", "/state/port_routes/p/bgp", portBGPOK},
 		{"peer status: trailing part", "/state/bgp_peers/g/status/x", peerStatusOK},
 	}
 	for _, tc := range tests {

@@ -355,6 +355,10 @@ type BGPPeer struct {
 	ConnectRetry *int    `json:"connectRetry"`
 	Password     *string `json:"password"`
 	RouterID     ID      `json:"_routerId"`
+	// Status is the session's state as its agent reports it: read-only,
+	// filled by the API from the state store (nil when no agent speaks
+	// to the peer), never stored.
+	Status *BGPSessionStatus `json:"status"`
 }
 
 func (BGPPeer) Kind() string       { return KindBGPPeer }
