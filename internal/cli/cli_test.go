@@ -678,7 +678,7 @@ func TestEveryVerbHasExample(t *testing.T) {
 		}
 		verbs++
 		want := c.Parent().CommandPath() // e.g. "midonet router bgp"
-		if !c.Parent().HasParent() { // a top-level verb such as trace
+		if !c.Parent().HasParent() {     // a top-level verb such as trace
 			want = c.CommandPath()
 		}
 		if !strings.Contains(c.Example, want) {
