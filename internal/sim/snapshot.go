@@ -68,6 +68,11 @@ type SnapshotInput struct {
 	PoolMembers   []topology.PoolMember
 	VIPs          []topology.VIP
 
+	// Learned are the routers' learned routes (BGP), by router: tables
+	// the agent keeps up to date change by change and the snapshot takes
+	// as they are (see LearnedTable).
+	Learned map[ID]*LearnedTable
+
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
 	ARPTable    []ARPEntry
@@ -217,7 +222,8 @@ type bridge struct {
 
 type router struct {
 	deviceBase
-	table routingTable
+	table   routingTable
+	learned *LearnedTable // shared with other snapshots; nil when empty
 	lb    *loadBalancer
 	arp   map[[4]byte]arpEntry
 }
@@ -473,6 +479,11 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 	}
 	s.compileRoutes(in.Routes)
+	for id, t := range in.Learned {
+		if r, ok := s.routers[id]; ok && t.Len() > 0 {
+			r.learned = t
+		}
+	}
 	s.compileLoadBalancers(&in)
 	return s, nil
 }
