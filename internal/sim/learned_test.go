@@ -29,10 +29,12 @@ func TestLearnedRoutes(t *testing.T) {
 		want    string // egress port name, "" for no route
 		wantGW  string // MAC the packet is sent to
 	}{{
-		name:    "a learned route alone",
-		setup:   func(tp *topo, ids map[string]ID) { tp.in.Routes = nil },
-		learned: func(ids map[string]ID) []LearnedRoute { return []LearnedRoute{lr(ids, "l1", "0.0.0.0/0", "up2", "198.51.100.254", 20)} },
-		dst:     "8.8.8.8", want: "up2", wantGW: gw2MAC,
+		name:  "a learned route alone",
+		setup: func(tp *topo, ids map[string]ID) { tp.in.Routes = nil },
+		learned: func(ids map[string]ID) []LearnedRoute {
+			return []LearnedRoute{lr(ids, "l1", "0.0.0.0/0", "up2", "198.51.100.254", 20)}
+		},
+		dst: "8.8.8.8", want: "up2", wantGW: gw2MAC,
 	}, {
 		name: "a longer learned prefix beats the static default",
 		learned: func(ids map[string]ID) []LearnedRoute {
@@ -221,4 +223,3 @@ func TestLearnedRouteNoAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per simulation through a learned route, want 0", n)
 	}
 }
-

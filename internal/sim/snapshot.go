@@ -224,8 +224,8 @@ type router struct {
 	deviceBase
 	table   routingTable
 	learned *LearnedTable // shared with other snapshots; nil when empty
-	lb    *loadBalancer
-	arp   map[[4]byte]arpEntry
+	lb      *loadBalancer
+	arp     map[[4]byte]arpEntry
 }
 
 type arpEntry struct {
