@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"slices"
 	"strings"
 	"sync"
@@ -361,4 +363,62 @@ func runIP(args ...string) (string, error) {
 func execCommand(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// TestFullTableFeed measures how fast a full table reaches the store: BIRD
+// announces MIDONET_BGP_FEED prefixes (e.g. 100000) and the test times
+// them from the session's establishment to the last key written, then
+// their withdrawal. Run by hand:
+//
+//	MIDONET_BGP_FEED=100000 go test -run TestFullTableFeed -v ./internal/services/bgp
+func TestFullTableFeed(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("MIDONET_BGP_FEED"))
+	if n <= 0 {
+		t.Skip("set MIDONET_BGP_FEED to the number of prefixes to feed")
+	}
+	r := newManagerRig(t)
+	cfg := bird.Config{
+		RouterID: ispSubnet.Addr(), AS: 65001,
+		Neighbors: []bird.Neighbor{{Name: "uplink", Address: portSubnet.Addr(), AS: 65000, Local: ispSubnet.Addr(),
+			HoldTime: 9 * time.Second, KeepAlive: 3 * time.Second, ConnectRetry: time.Second}},
+	}
+	for i := range n {
+		cfg.Announce = append(cfg.Announce, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(11 + i>>16), byte(i >> 8), byte(i), 0}), 24))
+	}
+	if err := r.bird.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		es, _, err := r.store.ListState(context.Background(), nsdb.PortRoutesPrefix(r.port().ID.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	r.plan()
+	bgptest.Eventually(t, 30*time.Second, "session established", func() (bool, string) {
+		st, _ := r.peerStatus()
+		return st.State == "Established", st.State
+	})
+	start := time.Now()
+	bgptest.Eventually(t, 10*time.Minute, "every prefix in the store", func() (bool, string) {
+		c := count()
+		return c == n, strconv.Itoa(c)
+	})
+	d := time.Since(start)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("%d learned routes in the store in %v: %.0f routes/s; test process heap %d MiB after GC (manager, store client, session)",
+		n, d.Round(time.Millisecond), float64(n)/d.Seconds(), ms.HeapAlloc>>20)
+	if _, err := r.bird.Birdc("disable", "announced"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	bgptest.Eventually(t, 10*time.Minute, "every prefix withdrawn", func() (bool, string) {
+		c := count()
+		return c == 0, strconv.Itoa(c)
+	})
+	d = time.Since(start)
+	t.Logf("%d withdrawn in %v: %.0f routes/s", n, d.Round(time.Millisecond), float64(n)/d.Seconds())
 }
