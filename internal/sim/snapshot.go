@@ -73,6 +73,9 @@ type SnapshotInput struct {
 	// as they are (see LearnedTable).
 	Learned map[ID]*LearnedTable
 
+	// BGP lists the router ports that speak BGP, with their peers.
+	BGP []BGPPort
+
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
 	ARPTable    []ARPEntry
@@ -164,6 +167,9 @@ type port struct {
 	addr    [4]byte
 	hasAddr bool
 	subnet  prefix4
+	// BGP: the peers whose sessions go to the port's helper.
+	bgpPeers  [][4]byte
+	bgpHelper ID
 }
 
 func (p *port) deviceID() ID {
@@ -476,6 +482,18 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 				exp = e.Expiry.UnixNano()
 			}
 			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
+		}
+	}
+	for _, b := range in.BGP {
+		p, ok := s.ports[b.Port]
+		if !ok || p.router == nil || !p.hasAddr {
+			continue
+		}
+		p.bgpHelper = BGPHelperPort(p.id)
+		for _, a := range b.Peers {
+			if a.Is4() {
+				p.bgpPeers = append(p.bgpPeers, a.As4())
+			}
 		}
 	}
 	s.compileRoutes(in.Routes)
