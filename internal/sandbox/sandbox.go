@@ -517,6 +517,24 @@ func (sb *Sandbox) AgentStateDir(i int) string {
 // starts it again, as a supervisor would after a crash.
 func (sb *Sandbox) CrashAgent(i int) error { return sb.restartAgent(i, syscall.SIGKILL) }
 
+// KillAgent kills the agent of host i (SIGKILL) and leaves it dead, until
+// StartAgent: what its death takes away can be watched meanwhile.
+func (sb *Sandbox) KillAgent(i int) {
+	a := sb.agents[i]
+	a.Process.Kill()
+	a.Wait()
+}
+
+// StartAgent starts again the agent of host i that KillAgent killed.
+func (sb *Sandbox) StartAgent(i int) error {
+	cmd, err := sb.startAgent(i)
+	if err != nil {
+		return err
+	}
+	sb.agents[i] = cmd
+	return nil
+}
+
 func (sb *Sandbox) restartAgent(i int, sig syscall.Signal) error {
 	a := sb.agents[i]
 	a.Process.Signal(sig)
