@@ -149,7 +149,10 @@ func (m *Manager) Update(specs []PortSpec) {
 	}
 	for id, s := range want {
 		if r, ok := m.ports[id]; ok {
-			r.update(s)
+			if !r.last.Equal(&s) {
+				r.last = s
+				r.update(s)
+			}
 			continue
 		}
 		r := m.newRunner(s)
@@ -185,6 +188,7 @@ type runner struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	next   chan PortSpec // the latest spec, capacity 1
+	last   PortSpec      // the last spec handed over; guarded by Manager.mu
 
 	// Owned by the runner's goroutine.
 	spec    PortSpec
@@ -204,7 +208,7 @@ func (m *Manager) newRunner(s PortSpec) *runner {
 	return &runner{
 		m: m, log: m.log.With("port_id", s.Port.String()), port: s.Port,
 		ifname: m.cfg.InterfacePrefix + hex[:8],
-		ctx:    ctx, cancel: cancel, next: make(chan PortSpec, 1), spec: s,
+		ctx:    ctx, cancel: cancel, next: make(chan PortSpec, 1), spec: s, last: s,
 		rib: NewRIB(s.Uplink), peers: map[netip.Addr]PeerStatus{},
 		pending: map[topology.ID]*topology.Route{}, stored: map[topology.ID]bool{}, peerIDs: map[topology.ID]bool{},
 	}

@@ -43,7 +43,17 @@ type Topology struct {
 // that has an IPv4 address and at least one BGP peer of its router on its
 // subnet (MidoNet's BgpPortMapper), in port id order. A peer on the subnets
 // of two such ports is served by each.
-func Plan(host topology.ID, t Topology) []PortSpec {
+func Plan(host topology.ID, t Topology) []PortSpec { return plan(&host, t) }
+
+// PlanAll is Plan for every host: the uplinks of the whole cloud.
+func PlanAll(t Topology) []PortSpec { return plan(nil, t) }
+
+// Equal reports whether two specs are the same.
+func (s *PortSpec) Equal(o *PortSpec) bool {
+	return s.Uplink == o.Uplink && s.MAC == o.MAC && s.Off == o.Off && s.Speaker.Equal(o.Speaker)
+}
+
+func plan(host *topology.ID, t Topology) []PortSpec {
 	routers := make(map[topology.ID]*topology.Router, len(t.Routers))
 	for i := range t.Routers {
 		routers[t.Routers[i].ID] = &t.Routers[i]
@@ -51,7 +61,7 @@ func Plan(host topology.ID, t Topology) []PortSpec {
 	var out []PortSpec
 	for i := range t.Ports {
 		p := &t.Ports[i]
-		if !p.IsRouterPort() || p.HostID == nil || *p.HostID != host || p.InterfaceName == nil || p.PeerID != nil {
+		if !p.IsRouterPort() || p.HostID == nil || (host != nil && *p.HostID != *host) || p.InterfaceName == nil || p.PeerID != nil {
 			continue
 		}
 		r, ok := routers[p.DeviceID]
