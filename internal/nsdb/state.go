@@ -359,6 +359,9 @@ type Session struct {
 	lease  clientv3.LeaseID      // guarded by mu
 	keys   map[string]sessionKey // guarded by mu: full key → what to write again
 	closed bool                  // guarded by mu
+	// smallBatch: the store refused a large batch (see batchSize);
+	// guarded by mu.
+	smallBatch bool
 }
 
 type sessionKey struct {
@@ -521,9 +524,34 @@ func (se *Session) SetState(ctx context.Context, key string, value []byte) error
 	return err
 }
 
-// stateBatch bounds the operations of one transaction of SetStates and
-// DeleteStates: etcd refuses more than 128 by default.
-const stateBatch = 128
+// Batches of SetStates and DeleteStates: a transaction each. etcd refuses
+// more than 128 operations in one by default; the cluster's embedded store
+// takes many more (embedded.MaxTxnOps), and a full BGP table is written
+// several times faster in batches of a thousand. A session starts with the
+// large batch and falls back to the small one for good the first time the
+// store refuses it.
+const (
+	stateBatch      = 128
+	stateBatchLarge = 1024
+)
+
+// batchSize is the session's batch, large until the store refuses it.
+func (se *Session) batchSize() int {
+	if se.smallBatch {
+		return stateBatch
+	}
+	return stateBatchLarge
+}
+
+// tooManyOps reports whether err is the store refusing a transaction's
+// size, and if so switches the session to small batches.
+func (se *Session) tooManyOps(err error) bool {
+	if err == nil || se.smallBatch || !errors.Is(err, rpctypes.ErrTooManyOps) && !strings.Contains(err.Error(), "too many operations") {
+		return false
+	}
+	se.smallBatch = true
+	return true
+}
 
 // SetStates writes many keys bound to the session, a batch a transaction:
 // a feed of learned routes costs a round trip a batch, not a key. On
@@ -535,7 +563,7 @@ func (se *Session) SetStates(ctx context.Context, entries []StateEntry) error {
 		return ErrSessionClosed
 	}
 	for len(entries) > 0 {
-		n := min(len(entries), stateBatch)
+		n := min(len(entries), se.batchSize())
 		batch := entries[:n]
 		ops := make([]clientv3.Op, 0, n)
 		put := func() error {
@@ -558,6 +586,9 @@ func (se *Session) SetStates(ctx context.Context, entries []StateEntry) error {
 				err = put()
 			}
 		}
+		if se.tooManyOps(err) {
+			continue // again, in small batches
+		}
 		if err != nil {
 			return fmt.Errorf("nsdb: write %d state keys from %s: %w", n, batch[0].Key, err)
 		}
@@ -579,7 +610,7 @@ func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
 		return ErrSessionClosed
 	}
 	for len(keys) > 0 {
-		n := min(len(keys), stateBatch)
+		n := min(len(keys), se.batchSize())
 		ops := make([]clientv3.Op, 0, n)
 		for _, k := range keys[:n] {
 			full, err := se.s.stateKey(k)
@@ -591,6 +622,9 @@ func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
 		rctx, cancel := se.s.reqCtx(ctx)
 		_, err := se.s.cli.Txn(rctx).Then(ops...).Commit()
 		cancel()
+		if se.tooManyOps(err) {
+			continue // again, in small batches
+		}
 		if err != nil {
 			return fmt.Errorf("nsdb: delete %d state keys from %s: %w", n, keys[0], err)
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
 
 var testMAC = [6]byte{0x02, 0x00, 0x5e, 0x10, 0xab, 0xcd}
@@ -298,7 +300,7 @@ func TestSessionBatches(t *testing.T) {
 	ctx := context.Background()
 	se := newSession(t, s, time.Second)
 	var entries []StateEntry
-	for i := range 3*stateBatch + 5 {
+	for i := range 3*stateBatchLarge + 5 {
 		entries = append(entries, StateEntry{Key: PortRouteKey("p1", strconv.Itoa(i)), Value: []byte("r")})
 	}
 	if err := se.SetStates(ctx, entries); err != nil {
@@ -308,7 +310,7 @@ func TestSessionBatches(t *testing.T) {
 		t.Fatalf("%d keys written, want %d", got, len(entries))
 	}
 	var del []string
-	for _, e := range entries[:stateBatch+1] {
+	for _, e := range entries[:stateBatchLarge+1] {
 		del = append(del, e.Key)
 	}
 	if err := se.DeleteStates(ctx, del); err != nil {
@@ -339,6 +341,38 @@ func TestSessionBatches(t *testing.T) {
 	}
 	if err := se.SetStates(ctx, entries[:1]); !errors.Is(err, ErrSessionClosed) {
 		t.Fatalf("SetStates after Close: %v, want ErrSessionClosed", err)
+	}
+}
+
+// TestSessionBatchesOnAStrictStore: a store that takes only etcd's
+// default 128 operations a transaction gets every key all the same, the
+// session falling back to small batches.
+func TestSessionBatchesOnAStrictStore(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", Fast: true, MaxTxnOps: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	s := openStore(t, srv.ClientURL)
+	se := newSession(t, s, time.Second)
+	ctx := context.Background()
+	var entries []StateEntry
+	var keys []string
+	for i := range 2*stateBatchLarge + 3 {
+		k := PortRouteKey("p1", strconv.Itoa(i))
+		entries, keys = append(entries, StateEntry{Key: k, Value: []byte("r")}), append(keys, k)
+	}
+	if err := se.SetStates(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != len(entries) {
+		t.Fatalf("%d keys written, want %d", got, len(entries))
+	}
+	if err := se.DeleteStates(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != 0 {
+		t.Fatalf("%d keys left, want 0", got)
 	}
 }
 

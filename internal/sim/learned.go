@@ -243,3 +243,11 @@ func (s *Simulator) routeLookup(r *router, src, dst uint32, scratch *route) (*ro
 	scratch.port = s.snap.ports[scratch.portID]
 	return scratch, true
 }
+
+// LearnedRoutes is the number of learned routes router holds.
+func (s *Snapshot) LearnedRoutes(router ID) int {
+	if r, ok := s.routers[router]; ok {
+		return r.learned.Len()
+	}
+	return 0
+}
