@@ -13,8 +13,9 @@ import (
 // Main is the body of a speaker process: it reads configurations from in,
 // applies each, and writes events to out, until in ends (the agent closed
 // it, or died) or ctx is done. A configuration the running speaker cannot
-// take (a new router id or AS) ends it with ErrRestart, for the agent to
-// start another.
+// take (a new router id or AS) ends it with ErrRestart, and one it cannot
+// start with (its address cannot be listened on) with that error, for the
+// agent to start another.
 func Main(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger) error {
 	var mu sync.Mutex
 	enc := bgp.NewEncoder(out)
@@ -57,7 +58,9 @@ func Main(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logger) er
 			return err
 		case c := <-cfgs:
 			err := s.Apply(ctx, c)
-			if errors.Is(err, ErrRestart) {
+			if errors.Is(err, ErrRestart) || (err != nil && !s.Started()) {
+				// A speaker that cannot start (its address cannot be
+				// listened on) ends, for its agent to say why and retry.
 				return err
 			}
 			ev := bgp.Event{Ready: true}

@@ -71,6 +71,13 @@ func New(log *slog.Logger, emit func(bgp.Event)) *Speaker {
 	return s
 }
 
+// Started reports whether BGP runs (the first Apply started it).
+func (s *Speaker) Started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
+}
+
 // ErrRestart is returned by Apply for a configuration whose router id or
 // AS differs from the running one: BGP must start again, which is a new
 // speaker (the agent starts a new process).
