@@ -199,6 +199,7 @@ type runner struct {
 	status  bool                            // the status keys need writing
 	peerIDs map[topology.ID]bool            // peers whose status key exists
 	offWhy  string                          // why no speaker runs now, if none does
+	cfgErr  string                          // what the speaker refused of its last configuration
 	pid     int
 }
 
@@ -336,7 +337,7 @@ func (r *runner) serve() error {
 	if err := proc.Send(spec.Speaker); err != nil {
 		return err
 	}
-	r.offWhy = ""
+	r.offWhy, r.cfgErr = "", ""
 	r.peers = map[netip.Addr]PeerStatus{}
 	for _, p := range spec.Speaker.Peers {
 		r.peers[p.Address] = PeerStatus{Address: p.Address, AS: p.AS, State: StateIdle, Since: time.Now().UTC()}
@@ -415,8 +416,12 @@ func (r *runner) reconfigure(proc *Process, s PortSpec) error {
 
 // handle takes one event from the speaker.
 func (r *runner) handle(e Event) {
-	if e.Error != "" {
-		r.log.Warn("bgp speaker refused part of its configuration", "err", e.Error)
+	if e.Ready && e.Error != r.cfgErr {
+		if e.Error != "" {
+			r.log.Warn("bgp speaker refused part of its configuration", "err", e.Error)
+		}
+		r.cfgErr = e.Error
+		r.status = true
 	}
 	if p := e.Peer; p != nil {
 		if _, ok := r.peers[p.Address]; ok {
@@ -558,6 +563,9 @@ func (r *runner) statusText() string {
 	} else {
 		fmt.Fprintf(&b, "BGP AS %d, router id %s, speaker pid %d, %d learned routes\n",
 			r.spec.Speaker.LocalAS, r.spec.Speaker.RouterID, r.pid, r.rib.Len())
+		if r.cfgErr != "" {
+			fmt.Fprintf(&b, "configuration refused: %s\n", r.cfgErr)
+		}
 	}
 	for _, p := range r.spec.Speaker.Peers {
 		st, ok := r.peers[p.Address]
