@@ -357,6 +357,11 @@ type StateSession interface {
 	SetState(ctx context.Context, key string, value []byte) error
 	LearnState(ctx context.Context, key string, value []byte) (bool, error)
 	DeleteState(ctx context.Context, key string) error
+	// SetStates and DeleteStates write and delete many keys in batches
+	// (a feed of learned routes); DeleteStates deletes whichever session
+	// holds a key, so use it for keys only this session writes.
+	SetStates(ctx context.Context, entries []StateEntry) error
+	DeleteStates(ctx context.Context, keys []string) error
 	Close() error
 }
 

@@ -1,20 +1,11 @@
 package sim
 
 import (
-	"net/netip"
-
 	"github.com/google/uuid"
 
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
 )
-
-// BGPPort says that a router port speaks BGP with Peers: a speaker on the
-// port's host holds the port's address in a namespace attached to the
-// datapath as the port's BGP helper (BGPHelperPort).
-type BGPPort struct {
-	Port  ID
-	Peers []netip.Addr
-}
 
 // bgpTCPPort is BGP's TCP port.
 const bgpTCPPort = 179
@@ -66,4 +57,34 @@ func (p *port) isBGPPeer(a [4]byte) bool {
 		}
 	}
 	return false
+}
+
+// compileBGP marks the router ports that speak BGP with the peers they
+// reach (topology.BGPPeerOnPort), unless BGP is off on them
+// (topology.BGPOff): a speaker on the port's host holds the port's address
+// in a namespace attached to the datapath as the port's BGP helper.
+func (s *Snapshot) compileBGP(peers []topology.BGPPeer, ports []topology.Port, routers []topology.Router) {
+	if len(peers) == 0 {
+		return
+	}
+	byRouter := make(map[ID]*topology.Router, len(routers))
+	for i := range routers {
+		byRouter[routers[i].ID] = &routers[i]
+	}
+	for i := range ports {
+		tp := &ports[i]
+		p, ok := s.ports[tp.ID]
+		r := byRouter[tp.DeviceID]
+		if !ok || p.router == nil || !p.hasAddr || r == nil || topology.BGPOff(r, tp) != "" {
+			continue
+		}
+		for j := range peers {
+			if a, ok := topology.BGPPeerOnPort(&peers[j], tp); ok {
+				p.bgpPeers = append(p.bgpPeers, a.As4())
+			}
+		}
+		if p.bgpPeers != nil {
+			p.bgpHelper = BGPHelperPort(p.id)
+		}
+	}
 }

@@ -1,8 +1,9 @@
 package sim
 
 import (
-	"net/netip"
 	"testing"
+
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // TestBGPDivert: a BGP uplink's sessions with its peers go to the port's
@@ -13,6 +14,7 @@ func TestBGPDivert(t *testing.T) {
 	tests := []struct {
 		name      string
 		noBGP     bool
+		noAS      bool
 		spec      PacketSpec
 		kind      Kind
 		toHelper  bool
@@ -40,12 +42,18 @@ func TestBGPDivert(t *testing.T) {
 	}, {
 		name: "an ARP request from the peer is answered by the router",
 		spec: arpReq(peerMAC, peerIP, upIP), kind: Consumed, wantLearn: true,
+	}, {
+		name: "a router without an AS number speaks no BGP", noAS: true, spec: tcp(peerMAC, upMAC, peerIP, upIP, 40000, 179),
+		kind: TemporaryDrop,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tp, ids := routerTopo(t)
+			if !tt.noAS {
+				tp.in.Routers[0].ASNumber = 65000
+			}
 			if !tt.noBGP {
-				tp.in.BGP = []BGPPort{{Port: ids["up"], Peers: []netip.Addr{ip(peerIP)}}}
+				tp.in.BGPPeers = []topology.BGPPeer{{ID: id("peer"), RouterID: ids["rtr"], Address: topology.Str(peerIP), ASNumber: 65001}}
 			}
 			r := run(t, tp.snapshot(), nil, ids["up"], tt.spec)
 			if r.Kind != tt.kind {

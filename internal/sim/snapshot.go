@@ -74,8 +74,9 @@ type SnapshotInput struct {
 	// as they are (see LearnedTable).
 	Learned map[ID]*LearnedTable
 
-	// BGP lists the router ports that speak BGP, with their peers.
-	BGP []BGPPort
+	// BGPPeers are the routers' BGP peers: a router port that reaches
+	// some sends its sessions with them to its BGP helper.
+	BGPPeers []topology.BGPPeer
 
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
@@ -485,18 +486,7 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
 		}
 	}
-	for _, b := range in.BGP {
-		p, ok := s.ports[b.Port]
-		if !ok || p.router == nil || !p.hasAddr {
-			continue
-		}
-		p.bgpHelper = BGPHelperPort(p.id)
-		for _, a := range b.Peers {
-			if a.Is4() {
-				p.bgpPeers = append(p.bgpPeers, a.As4())
-			}
-		}
-	}
+	s.compileBGP(in.BGPPeers, in.Ports, in.Routers)
 	s.compileRoutes(in.Routes)
 	for id, t := range in.Learned {
 		if r, ok := s.routers[id]; ok && t.Len() > 0 {

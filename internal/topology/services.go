@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -380,6 +381,40 @@ func (p *BGPPeer) Validate() error {
 		}
 	}
 	return v.err()
+}
+
+// BGPPeerOnPort reports whether a BGP peer is reached through router port
+// p, and returns its address: p belongs to the peer's router and the peer's
+// address lies on p's IPv4 subnet without being p's own (MidoNet's
+// BgpPortMapper). A peer on the subnets of two ports is reached through
+// each.
+func BGPPeerOnPort(peer *BGPPeer, p *Port) (netip.Addr, bool) {
+	if peer.RouterID != p.DeviceID || !p.IsRouterPort() || peer.Address == nil {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(*peer.Address)
+	subnet, ok := p.Subnet4()
+	if err != nil || !ok || !a.Is4() || !subnet.Contains(a) || a == subnet.Addr() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// BGPOff says why a router port that reaches BGP peers speaks no BGP, or
+// "" when it does: the port must be bound to a host interface (exterior),
+// and the port and its router up, the router with an AS number.
+func BGPOff(r *Router, p *Port) string {
+	switch {
+	case !p.IsExterior() || p.PeerID != nil:
+		return "the port is not bound to a host interface"
+	case r.ASNumber <= 0:
+		return "the router has no AS number (asNumber 0)"
+	case !p.AdminStateUp:
+		return "the port is administratively down"
+	case !r.AdminStateUp:
+		return "the router is administratively down"
+	}
+	return ""
 }
 
 // BGPSessionStatus is the state of a BGP peer's session as the agent that

@@ -94,7 +94,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger.With("service", "bgp"), metrics: newMetrics(), ports: map[topology.ID]*runner{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), ports: map[topology.ID]*runner{}}, nil
 }
 
 // Collectors are the manager's Prometheus collectors.

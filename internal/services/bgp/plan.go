@@ -61,14 +61,14 @@ func plan(host *topology.ID, t Topology) []PortSpec {
 	var out []PortSpec
 	for i := range t.Ports {
 		p := &t.Ports[i]
-		if !p.IsRouterPort() || p.HostID == nil || (host != nil && *p.HostID != *host) || p.InterfaceName == nil || p.PeerID != nil {
+		if !p.IsRouterPort() || !p.IsExterior() || p.PeerID != nil || (host != nil && *p.HostID != *host) {
 			continue
 		}
 		r, ok := routers[p.DeviceID]
 		if !ok {
 			continue
 		}
-		subnet, ok := portSubnet(p)
+		subnet, ok := p.Subnet4()
 		if !ok {
 			continue
 		}
@@ -80,11 +80,8 @@ func plan(host *topology.ID, t Topology) []PortSpec {
 		}
 		for j := range t.Peers {
 			bp := &t.Peers[j]
-			if bp.RouterID != r.ID || bp.Address == nil {
-				continue
-			}
-			a, err := netip.ParseAddr(*bp.Address)
-			if err != nil || !a.Is4() || !subnet.Contains(a) || a == subnet.Addr() {
+			a, ok := topology.BGPPeerOnPort(bp, p)
+			if !ok {
 				continue
 			}
 			spec.Speaker.Peers = append(spec.Speaker.Peers, PeerConfig{
@@ -96,14 +93,7 @@ func plan(host *topology.ID, t Topology) []PortSpec {
 		if len(spec.Speaker.Peers) == 0 {
 			continue
 		}
-		switch {
-		case r.ASNumber <= 0:
-			spec.Off = "the router has no AS number (asNumber 0)"
-		case !p.AdminStateUp:
-			spec.Off = "the port is administratively down"
-		case !r.AdminStateUp:
-			spec.Off = "the router is administratively down"
-		}
+		spec.Off = topology.BGPOff(r, p)
 		slices.SortFunc(spec.Speaker.Peers, func(a, b PeerConfig) int { return a.Address.Compare(b.Address) })
 		for j := range t.Networks {
 			n := &t.Networks[j]
@@ -125,21 +115,6 @@ func plan(host *topology.ID, t Topology) []PortSpec {
 	}
 	slices.SortFunc(out, func(a, b PortSpec) int { return slices.Compare(a.Port[:], b.Port[:]) })
 	return out
-}
-
-// portSubnet is the port's first IPv4 address with its subnet's length.
-func portSubnet(p *topology.Port) (netip.Prefix, bool) {
-	for _, s := range p.PortSubnet {
-		if pfx, err := netip.ParsePrefix(s); err == nil && pfx.Addr().Is4() {
-			return pfx, true
-		}
-	}
-	if p.PortAddress != nil {
-		if a, ok := topology.ParseIPv4(*p.PortAddress); ok {
-			return netip.PrefixFrom(a, p.NetworkLength), true
-		}
-	}
-	return netip.Prefix{}, false
 }
 
 func seconds(v *int) time.Duration {
