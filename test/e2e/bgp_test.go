@@ -162,7 +162,24 @@ func (i *ispNet) portAddr() string { return i.net + ".2" }
 const (
 	failoverTarget = "198.18.5.5"
 	failoverHold   = 10 * time.Second
+	inetAS         = 65010
 )
+
+// startBird starts BIRD in a namespace for the test.
+func startBird(t *testing.T, ns string, cfg bird.Config) *bird.Daemon {
+	t.Helper()
+	d, err := bird.Start(t.TempDir(), cfg, func(cmd *exec.Cmd) error { return sandbox.InNS(ns, cmd.Start) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("BIRD log of %s:\n%s", ns, d.Log())
+		}
+	})
+	return d
+}
 
 // ipns runs ip(8) and fails the test on error.
 func ipns(t *testing.T, args ...string) {
@@ -174,8 +191,9 @@ func ipns(t *testing.T, args ...string) {
 
 // buildFailoverRig adds to the sandbox two uplinks of the provider router,
 // A on host1 and B on host2, each to an ISP namespace running BIRD; both
-// ISPs reach the internet namespace, which holds failoverTarget and routes
-// the public range back through both. The uplinks form a stateful port
+// ISPs peer with the internet namespace (BIRD too), which holds
+// failoverTarget and routes the public range back through whichever ISP
+// still announces it. The uplinks form a stateful port
 // group. B's peer starts with a wrong MD5 password. Everything is removed
 // when the test ends.
 func buildFailoverRig(t *testing.T) (a, b *ispNet) {
@@ -211,26 +229,31 @@ func buildFailoverRig(t *testing.T) (a, b *ispNet) {
 		if isp == b {
 			password = "s3cret"
 		}
-		dir := t.TempDir()
-		d, err := bird.Start(dir, bird.Config{
-			RouterID: netip.MustParseAddr(isp.addr()), AS: uint32(isp.as), Kernel: true,
+		// The ISP peers with the provider router and with the internet,
+		// passing the public range on to the internet (transit).
+		isp.daemon = startBird(t, isp.ns, bird.Config{
+			RouterID: netip.MustParseAddr(isp.addr()), AS: uint32(isp.as), Kernel: true, Transit: true,
 			Announce: []netip.Prefix{netip.MustParsePrefix(failoverTarget + "/32")},
-			Neighbors: []bird.Neighbor{{Name: "provider", Address: netip.MustParseAddr(isp.portAddr()), AS: 65000,
-				Local: netip.MustParseAddr(isp.addr()), Password: password,
-				HoldTime: failoverHold, KeepAlive: 3 * time.Second, ConnectRetry: 2 * time.Second}},
-		}, func(cmd *exec.Cmd) error { return sandbox.InNS(isp.ns, cmd.Start) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		isp.daemon = d
-		t.Cleanup(func() {
-			d.Stop()
-			if t.Failed() {
-				t.Logf("BIRD log of %s:\n%s", isp.ns, d.Log())
-			}
+			Neighbors: []bird.Neighbor{
+				{Name: "provider", Address: netip.MustParseAddr(isp.portAddr()), AS: 65000,
+					Local: netip.MustParseAddr(isp.addr()), Password: password,
+					HoldTime: failoverHold, KeepAlive: 3 * time.Second, ConnectRetry: 2 * time.Second},
+				{Name: "internet", Address: netip.MustParseAddr(link + ".2"), AS: inetAS, Local: netip.MustParseAddr(link + ".1"),
+					HoldTime: failoverHold, KeepAlive: 3 * time.Second, ConnectRetry: 2 * time.Second},
+			},
 		})
 	}
-	ipns(t, "-n", inet, "route", "add", publicRange, "nexthop", "via", "10.81.0.1", "nexthop", "via", "10.82.0.1")
+	// The internet learns the public range from both ISPs, and routes it
+	// back through whichever still has it.
+	startBird(t, inet, bird.Config{
+		RouterID: netip.MustParseAddr("10.81.0.2"), AS: inetAS, Kernel: true,
+		Neighbors: []bird.Neighbor{
+			{Name: "ispa", Address: netip.MustParseAddr("10.81.0.1"), AS: uint32(a.as), Local: netip.MustParseAddr("10.81.0.2"),
+				HoldTime: failoverHold, KeepAlive: 3 * time.Second, ConnectRetry: 2 * time.Second},
+			{Name: "ispb", Address: netip.MustParseAddr("10.82.0.1"), AS: uint32(b.as), Local: netip.MustParseAddr("10.82.0.2"),
+				HoldTime: failoverHold, KeepAlive: 3 * time.Second, ConnectRetry: 2 * time.Second},
+		},
+	})
 
 	pr := sb.ID("provider-router")
 	var group string
@@ -409,7 +432,6 @@ func fail(t *testing.T, isp *ispNet) {
 func recoverISP(t *testing.T, isp *ispNet) {
 	t.Helper()
 	ipns(t, "-n", "mbt-inet", "link", "set", isp.inetIf, "up")
-	ipns(t, "-n", "mbt-inet", "route", "replace", publicRange, "nexthop", "via", "10.81.0.1", "nexthop", "via", "10.82.0.1")
 	if err := isp.daemon.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
