@@ -58,6 +58,8 @@ func StartProcess(ns *Namespace, command []string, log *slog.Logger) (*Process, 
 		return nil, err
 	}
 	if err := ns.Start(cmd); err != nil {
+		stdin.Close()
+		stdout.Close()
 		return nil, fmt.Errorf("bgp: start speaker %q: %w", command, err)
 	}
 	p := &Process{cmd: cmd, stdin: stdin, enc: NewEncoder(stdin), events: make(chan Event, 64), done: make(chan struct{}),
