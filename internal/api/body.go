@@ -38,6 +38,12 @@ const maxDiscardBytes = 64 << 20
 // maxViolations bounds the violations one answer lists.
 const maxViolations = 100
 
+// maxJSONValues bounds the values (numbers, strings, objects, ...) of one
+// body. Decoding costs memory per value, some 50 bytes each whatever their
+// size, so the size limit alone would let a body of small values cost 50
+// times its size; no MidoNet object comes near this many.
+const maxJSONValues = 100_000
+
 // readBody reads the request body into memory, or answers 413 when it is
 // over the limit. A body over the limit is read and discarded up to
 // maxDiscardBytes first (so that a client that sends its whole body before
@@ -90,6 +96,10 @@ func decode(r *http.Request, v any) error {
 
 // decodeJSON is decode on a body already read.
 func decodeJSON(body []byte, v any) error {
+	if n := countValues(body); n > maxJSONValues {
+		return errStatus(http.StatusRequestEntityTooLarge,
+			"the request body holds more than %d JSON values; send a smaller object", maxJSONValues)
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var doc any
@@ -112,6 +122,30 @@ func decodeJSON(body []byte, v any) error {
 		return &topology.ValidationError{Violations: vs}
 	}
 	return nil
+}
+
+// countValues returns an upper bound of the number of JSON values in b:
+// one for each value started after a separator or an opening bracket,
+// outside strings. It reads b once and allocates nothing.
+func countValues(b []byte) int {
+	n, inString, escaped := 1, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			if escaped {
+				escaped = false
+			} else if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ',' || c == ':' || c == '[' || c == '{':
+			n++
+		}
+	}
+	return n
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -294,20 +328,20 @@ func integer(val any) (intValue, bool) {
 	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
 		return intValue{u: u, fitsUint64: true}, true
 	}
+	if !strings.ContainsAny(s, ".eE") {
+		return intValue{}, true // an integer beyond 64 bits: fits nothing
+	}
+	// An integral value written as a float (1e3, 24.0), taken where a
+	// float64 holds it exactly.
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f != math.Trunc(f) {
 		return intValue{}, false
 	}
-	// An integral value written as a float (1e3, 24.0), or one out of
-	// 64-bit range (fitting nothing).
-	var n intValue
-	if f >= math.MinInt64 && f < math.MaxInt64 {
-		n.i, n.fitsInt64 = int64(f), true
+	const exact = 1 << 53
+	if f <= -exact || f >= exact {
+		return intValue{}, true
 	}
-	if f >= 0 && f < math.MaxUint64 {
-		n.u, n.fitsUint64 = uint64(f), true
-	}
-	return n, true
+	return intValue{i: int64(f), u: uint64(f), fitsInt64: true, fitsUint64: f >= 0}, true
 }
 
 // fieldCache maps a struct type to its JSON fields: name → index path.
