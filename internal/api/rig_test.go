@@ -32,6 +32,8 @@ type rig struct {
 	ids   map[string]string // collection segment ("bridges") → the fixture's object of it
 	vars  map[string]string // other path wildcards → a value naming a fixture entry
 	saved []*mvccKV         // the fixture's keys, for restore
+	// replacer turns "@name" into the fixture's values (symbols).
+	replacer *strings.Replacer
 }
 
 type mvccKV struct{ key, value string }
@@ -266,9 +268,14 @@ var validBodies = map[string]string{
 // validBody returns the body of route with the fixture's ids, or "" when
 // the table has none.
 func (rg *rig) validBody(route string) string {
-	b, ok := validBodies[route]
-	if !ok {
-		return ""
+	return rg.symbols().Replace(validBodies[route])
+}
+
+// symbols replaces each "@name" with the fixture's id of that collection or
+// variable.
+func (rg *rig) symbols() *strings.Replacer {
+	if rg.replacer != nil {
+		return rg.replacer
 	}
 	names := map[string]string{}
 	maps.Copy(names, rg.vars)
@@ -279,7 +286,8 @@ func (rg *rig) validBody(route string) string {
 	for _, k := range keys {
 		pairs = append(pairs, "@"+k, names[k])
 	}
-	return strings.NewReplacer(pairs...).Replace(b)
+	rg.replacer = strings.NewReplacer(pairs...)
+	return rg.replacer
 }
 
 // dump reads every key of the rig's prefix, in key order.
