@@ -44,6 +44,7 @@ var badBodies = []struct {
 // entity, and the store is unchanged. An empty object is then either
 // taken (2xx) or refused without a trace.
 func TestProbeEveryWriteRouteStoresNothing(t *testing.T) {
+	t.Parallel() // its own store, or its own prefix of the shared one
 	rg := newRig(t, probeLimit)
 	probed := 0
 	for _, route := range rg.srv.Routes() {
@@ -187,6 +188,7 @@ func TestUnknownRoutesAnswerTheErrorEntity(t *testing.T) {
 // the fixture (2xx), or refuses the method outright (405). A write route
 // added without a body in the table fails here.
 func TestValidBodiesAreTaken(t *testing.T) {
+	t.Parallel() // its own store, or its own prefix of the shared one
 	rg := newRig(t, 0)
 	for _, route := range rg.srv.Routes() {
 		method, pattern, _ := strings.Cut(route, " ")

@@ -73,6 +73,7 @@ func newRigWith(t testing.TB, cfg rigConfig) *rig {
 	cfg.api.Store = store
 	rg := &rig{t: t, store: store, srv: api.New(cfg.api), ids: map[string]string{}, vars: map[string]string{}}
 	rg.build()
+	rg.replacer = rg.newReplacer()
 	rg.saved = rg.dump()
 	return rg
 }
@@ -273,10 +274,9 @@ func (rg *rig) validBody(route string) string {
 
 // symbols replaces each "@name" with the fixture's id of that collection or
 // variable.
-func (rg *rig) symbols() *strings.Replacer {
-	if rg.replacer != nil {
-		return rg.replacer
-	}
+func (rg *rig) symbols() *strings.Replacer { return rg.replacer }
+
+func (rg *rig) newReplacer() *strings.Replacer {
 	names := map[string]string{}
 	maps.Copy(names, rg.vars)
 	maps.Copy(names, rg.ids)
@@ -286,8 +286,7 @@ func (rg *rig) symbols() *strings.Replacer {
 	for _, k := range keys {
 		pairs = append(pairs, "@"+k, names[k])
 	}
-	rg.replacer = strings.NewReplacer(pairs...)
-	return rg.replacer
+	return strings.NewReplacer(pairs...)
 }
 
 // dump reads every key of the rig's prefix, in key order.

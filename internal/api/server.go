@@ -223,9 +223,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The store did not answer in time, or the client left first
 		// (then nobody reads this).
 		status = http.StatusServiceUnavailable
-		msg = "the store is unavailable; retry later: " + msg
+		msg = "temporarily unavailable, retry later: " + msg
 	}
 	switch {
+	case status == http.StatusServiceUnavailable && errors.Is(err, context.Canceled):
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
+		s.log.Debug("client left before the answer", "method", r.Method, "path", r.URL.Path)
 	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 		s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)

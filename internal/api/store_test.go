@@ -122,6 +122,7 @@ func waitForStore(t *testing.T, rg *rig) {
 // route, then starts the store again: nothing was written, and the API
 // serves again by itself.
 func TestStoreDownAnswers503(t *testing.T) {
+	t.Parallel() // its own store, or its own prefix of the shared one
 	member, cfg := startOwnMember(t)
 	rg := newRigWith(t, rigConfig{endpoints: []string{member.ClientURL}, storeTimeout: failStoreTimeout,
 		api: api.Config{RequestTimeout: failRequestTimeout}})
@@ -234,6 +235,7 @@ func (p *stallProxy) close() {
 // the stall may still reach the store once it answers again (their
 // outcome was unknown); each is then there whole or not at all.
 func TestSlowStoreAnswers503AndWritesWhole(t *testing.T) {
+	t.Parallel() // its own store, or its own prefix of the shared one
 	member, _ := startOwnMember(t)
 	t.Cleanup(member.Close)
 	proxy := newStallProxy(t, member.ClientURL)
