@@ -77,6 +77,8 @@ func FuzzAPI(f *testing.F) {
 	f.Add("PUT /routers/{id}", uint8(0), uint8(0), "", "", uint8(0), []byte(`{"name": "r", "loadBalancerId": "@load_balancers"}`))
 	f.Add("PUT /qos_policies/{id}", uint8(0), uint8(0), "", "", uint8(0), []byte(`{"rules": [{"id": "@qos_dscp_rules", "type": "bandwidth_limit", "max_kbps": 1}]}`))
 	f.Add("POST /ports/{id}/link", uint8(0), uint8(0), "", "", uint8(0), []byte(`{"peerId": "@ports"}`))
+	f.Add("PUT /ports/{id}", uint8(0), uint8(2), "@rport", "", uint8(0), []byte(`{"type": "Router", "portSubnet": ["10.1.0.9/24", "fd00::1/64"], "portMac": "02:00:00:00:00:99"}`))
+	f.Add("POST /bridges/{id}/ports", uint8(0), uint8(0), "", "", uint8(0), []byte(`{"type": "Bridge", "vlanId": 1e2, "tunnelKey": 18446744073709551616}`))
 	f.Add("raw", uint8(0), uint8(0), "bridges//x/../hosts", "", uint8(0), []byte(nil))
 	f.Add("DELETE /bridges/{id}", uint8(200), uint8(0), "", "", uint8(0), []byte(`{}`))
 	f.Add("GET /bridges/{id}/dhcp/{subnet}/hosts/{mac}", uint8(0), uint8(0x28), "AA:BB:CC:DD:EE:FF", "", uint8(0), []byte(nil))
