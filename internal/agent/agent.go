@@ -67,7 +67,10 @@ type Config struct {
 	// PublishInterfaces publishes the host's interfaces to the NSDB
 	// (disabled in scale tests that run many agents in one namespace).
 	PublishInterfaces bool
-	Logger            *slog.Logger
+	// MetricsAddress, when set, is published as the host's metrics
+	// address (nsdb.HostMetricsKey) for as long as the agent runs.
+	MetricsAddress string
+	Logger         *slog.Logger
 	// Now returns the time; tests may drive it.
 	Now func() time.Time
 }
@@ -328,6 +331,11 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	if err := a.session.SetState(ctx, nsdb.HostAliveKey(a.hostID.String()), []byte(a.cfg.HostName)); err != nil {
 		return fmt.Errorf("agent: mark host alive: %w", err)
+	}
+	if a.cfg.MetricsAddress != "" {
+		if err := a.session.SetState(ctx, nsdb.HostMetricsKey(a.hostID.String()), []byte(a.cfg.MetricsAddress)); err != nil {
+			return fmt.Errorf("agent: publish the metrics address: %w", err)
+		}
 	}
 	a.log.Info("host registered", "name", a.cfg.HostName)
 	return nil

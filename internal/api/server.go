@@ -127,15 +127,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handle registers a handler for "METHOD /path" under the base path; the
 // handler returns an error that is written as MidoNet's error entity. The
 // handler's context ends after the request timeout, so that a store that
-// does not answer gives 503 in bounded time. (A handler that streams
-// would need a registration without that deadline.)
+// does not answer gives 503 in bounded time (Handle registers without it).
 func (s *Server) handle(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	s.register(pattern, s.timeout, h)
+}
+
+// register adds a route; a timeout above zero bounds the handler's context.
+func (s *Server) register(pattern string, timeout time.Duration, h func(w http.ResponseWriter, r *http.Request) error) {
 	method, path, _ := strings.Cut(pattern, " ")
 	s.patterns = append(s.patterns, method+" "+path)
 	s.mux.HandleFunc(method+" "+BasePath+path, func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
-		defer cancel()
-		r = r.WithContext(ctx)
+		if timeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -159,6 +165,23 @@ func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	s.writeError(w, r, errStatus(http.StatusMethodNotAllowed, "%s is not supported on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+}
+
+// Handle adds an endpoint to the API under BasePath, e.g. "GET /events".
+// Other packages' endpoints (the console's event stream, packet trace and
+// agent metrics) are public API endpoints like the API's own: served behind
+// the same checks (the body limit among them), listed by Routes, their
+// errors written as MidoNet's error entity (return Error, a
+// *topology.ValidationError or a topology error). Unlike the API's own
+// handlers, h gets no request deadline, so that it may stream: it bounds
+// its own waits on the store.
+func (s *Server) Handle(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	s.register(pattern, 0, h)
+}
+
+// Error returns an error that the API answers with the status and message.
+func Error(status int, format string, args ...any) error {
+	return errStatus(status, format, args...)
 }
 
 // httpError is an error with its status, written as the error entity.
@@ -241,6 +264,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(ent)
 }
+
+// BaseURI is the absolute base of the API as the client of r reached it,
+// e.g. http://10.0.0.1:8181/midonet-api: the base of the links the API
+// returns.
+func BaseURI(r *http.Request) string { return baseURI(r) }
 
 // baseURI is the absolute base of the API as the client reached it.
 func baseURI(r *http.Request) string {

@@ -37,6 +37,12 @@ func HostInterfacesPrefix(hostID string) string { return "/state/hosts/" + hostI
 // its interfaces.
 func HostInterfaceKey(hostID, name string) string { return HostInterfacesPrefix(hostID) + name }
 
+// HostMetricsKey holds, while the agent of the host runs, the address
+// (host:port) where it serves its Prometheus metrics on /metrics; an
+// unspecified host ("[::]:9100", ":9100") stands for the host's tunnel-zone
+// address. The cluster's console reads the agents' metrics there.
+func HostMetricsKey(hostID string) string { return "/state/hosts/" + hostID + "/metrics" }
+
 // PortActiveKey is present, holding the id of the host, while the agent
 // of that host has the port bound and up.
 func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
