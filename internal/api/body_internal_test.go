@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"runtime"
 	"strconv"
@@ -199,4 +200,40 @@ func errSummary(err error) string {
 		s = s[:80]
 	}
 	return s
+}
+
+// BenchmarkDecode compares the body decoder with encoding/json's Unmarshal
+// into the same object, side by side, on a bridge and on a NAT rule with a
+// condition: what the decoder's checks cost per create.
+func BenchmarkDecode(b *testing.B) {
+	bodies := []struct {
+		name string
+		body string
+		obj  func() any
+	}{
+		{"bridge", `{"name": "tenant-net", "tenantId": "demo", "adminStateUp": true}`, func() any { return &topology.Bridge{AdminStateUp: true} }},
+		{"snat rule", `{"type": "snat", "flowAction": "accept", "nwSrcAddress": "10.0.0.0", "nwSrcLength": 24,
+			"inPorts": ["5b4cb2f1-0000-4000-8000-0000000000ff"], "tpDst": {"start": 80, "end": 80},
+			"natTargets": [{"addressFrom": "203.0.113.1", "addressTo": "203.0.113.1", "portFrom": 1024, "portTo": 65535}],
+			"position": 1, "condInvert": false, "fragmentPolicy": null}`, func() any { return &topology.Rule{} }},
+	}
+	for _, tc := range bodies {
+		body := []byte(tc.body)
+		b.Run(tc.name+"/decodeJSON", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decodeJSON(body, tc.obj()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tc.name+"/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := json.Unmarshal(body, tc.obj()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
