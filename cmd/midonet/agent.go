@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -42,6 +43,13 @@ func agentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
+			if cfg.HostName == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return fmt.Errorf("no --host given and the hostname is unknown: %w", err)
+				}
+				cfg.HostName = h
+			}
 			cpus, err := userspace.ParseCPUList(dpCPUs)
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
@@ -67,7 +75,7 @@ func agentCommand() *cobra.Command {
 				}
 			}
 			defer store.Close()
-			cfg.Store, cfg.Datapath, cfg.Logger = store, dp, log
+			cfg.Store, cfg.Datapath, cfg.Logger = agent.NSDB(store), dp, log
 			cfg.TunnelPort = tunnelPort
 			cfg.PublishInterfaces = true
 			var metricsLn net.Listener

@@ -96,7 +96,7 @@ func startRig(ctx context.Context, dir string) (r *rig, stop func(), err error) 
 		return nil, stop, err
 	}
 	r.dp = mem.New(mem.Config{})
-	a, err := agent.New(agent.Config{HostName: "console-h1", StateDir: dir + "/agent", Store: c.Store, Datapath: r.dp,
+	a, err := agent.New(agent.Config{HostName: "console-h1", StateDir: dir + "/agent", Store: agent.NSDB(c.Store), Datapath: r.dp,
 		Workers: 1, SessionTTL: 2 * time.Second, MetricsAddress: ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -308,6 +308,18 @@ type SessionConfig struct {
 	TTL time.Duration
 }
 
+// StateSession is what a holder of session-bound state keys calls:
+// *Session implements it, and so does the in-memory store of package
+// memstore, so that a user of sessions (the agent) can run on either.
+type StateSession interface {
+	SetState(ctx context.Context, key string, value []byte) error
+	LearnState(ctx context.Context, key string, value []byte) (bool, error)
+	DeleteState(ctx context.Context, key string) error
+	Close() error
+}
+
+var _ StateSession = (*Session)(nil)
+
 // Session binds state keys to the life of a process through an etcd lease
 // it keeps alive. Its keys vanish when it is closed, or TTL after the
 // process dies or loses the store. If the lease expires while the process
