@@ -54,11 +54,11 @@ func (s *Server) networkRoutes() {
 			return nil
 		},
 	}
-	bridges.afterDelete = func(r *http.Request, id string) error {
-		if err := s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeMACsPrefix(id)); err != nil {
+	bridges.onDelete = func(tx *nsdb.Tx, id string) error {
+		if err := tx.DeleteStatePrefix(nsdb.BridgeMACsPrefix(id)); err != nil {
 			return err
 		}
-		return s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeARPPrefix(id))
+		return tx.DeleteStatePrefix(nsdb.BridgeARPPrefix(id))
 	}
 	crudRoutes(s, bridges, "LCGUD")
 
@@ -87,8 +87,8 @@ func (s *Server) networkRoutes() {
 			return s.attachLoadBalancer(tx, x, old)
 		},
 	}
-	routers.afterDelete = func(r *http.Request, id string) error {
-		return s.store.DeleteStatePrefix(r.Context(), nsdb.RouterARPPrefix(id))
+	routers.onDelete = func(tx *nsdb.Tx, id string) error {
+		return tx.DeleteStatePrefix(nsdb.RouterARPPrefix(id))
 	}
 	crudRoutes(s, routers, "LCGUD")
 

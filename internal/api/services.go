@@ -416,6 +416,9 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 			id = topology.NewID()
 		}
 		keep[id] = true
+		if err := claimQOSRuleID(tx, id, q.ID, spec.Type); err != nil {
+			return err
+		}
 		switch spec.Type {
 		case "bandwidth_limit":
 			burst := spec.MaxBurstKbps
@@ -432,6 +435,34 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 		return err
 	}
 	return deleteUnkept(tx, keep, func(x topology.QOSDSCPRule) (*topology.ID, topology.ID) { return x.PolicyID, x.ID }, q.ID)
+}
+
+// claimQOSRuleID checks that the id of an inline rule names a rule of
+// policy or none: a client-chosen id must not move another policy's rule
+// (409). This policy's rule of the other type under that id is deleted: the
+// rule changed type.
+func claimQOSRuleID(tx *nsdb.Tx, id, policy topology.ID, ruleType string) error {
+	for kind, typ := range map[string]string{topology.KindQOSBWLimitRule: "bandwidth_limit", topology.KindQOSDSCPRule: "dscp_marking"} {
+		var owner struct {
+			PolicyID *topology.ID `json:"policyId"`
+		}
+		err := tx.Get(kind, id.String(), &owner)
+		if errors.Is(err, topology.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if owner.PolicyID != nil && *owner.PolicyID != policy {
+			return conflict("rules: QoS rule %s belongs to policy %s; give the rule another id", id, owner.PolicyID)
+		}
+		if typ != ruleType {
+			if err := tx.Delete(kind, id.String()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // deleteUnkept deletes the rules of one kind that belong to policy and are

@@ -426,3 +426,33 @@ func TestQOSPolicyPutReplacesRules(t *testing.T) {
 		t.Errorf("dscp rules after the second PUT: %v", l)
 	}
 }
+
+// TestQOSPolicyRulesStayWithTheirPolicy checks that an inline rule's id
+// cannot take another policy's rule, and that a rule changing type keeps
+// one object.
+func TestQOSPolicyRulesStayWithTheirPolicy(t *testing.T) {
+	ruleID := uuid.NewString()
+	a := create(t, "/qos_policies", map[string]any{"name": "a", "rules": []any{
+		map[string]any{"id": ruleID, "type": "dscp_marking", "dscp_mark": 10},
+	}})
+	b := create(t, "/qos_policies", map[string]any{"name": "b"})
+	for _, typ := range []string{"dscp_marking", "bandwidth_limit"} {
+		r := do(t, "PUT", b["uri"].(string), map[string]any{"name": "b", "rules": []any{
+			map[string]any{"id": ruleID, "type": typ, "dscp_mark": 20, "max_kbps": 5},
+		}})
+		expect(t, r, 409)
+		expect(t, do(t, "POST", "/qos_policies", map[string]any{"rules": []any{map[string]any{"id": ruleID, "type": typ}}}), 409)
+	}
+	got := expect(t, do(t, "GET", "/qos_dscp_rules/"+ruleID, nil), 200).obj(t)
+	if got["policyId"] != id(a) || got["dscpMark"] != float64(10) {
+		t.Fatalf("policy a's rule after b's PUTs: %v", got)
+	}
+	// Policy a turns its rule into a bandwidth limit: one rule remains.
+	expect(t, do(t, "PUT", a["uri"].(string), map[string]any{"name": "a", "rules": []any{
+		map[string]any{"id": ruleID, "type": "bandwidth_limit", "max_kbps": 7},
+	}}), 204)
+	expect(t, do(t, "GET", "/qos_dscp_rules/"+ruleID, nil), 404)
+	if got := expect(t, do(t, "GET", "/qos_bw_limit_rules/"+ruleID, nil), 200).obj(t); got["maxKbps"] != float64(7) {
+		t.Errorf("rule after its type changed: %v", got)
+	}
+}

@@ -251,7 +251,7 @@ func (s *Store) PutState(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := s.cli.Put(ctx, full, string(value)); err != nil {
-		return fmt.Errorf("nsdb: write %s: %w", key, err)
+		return fmt.Errorf("nsdb: write %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -266,7 +266,7 @@ func (s *Store) DeleteState(ctx context.Context, key string) error {
 	ctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := s.cli.Delete(ctx, full); err != nil {
-		return fmt.Errorf("nsdb: delete %s: %w", key, err)
+		return fmt.Errorf("nsdb: delete %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -312,7 +312,7 @@ func (s *Store) GetState(ctx context.Context, key string) (StateEntry, error) {
 	defer cancel()
 	resp, err := s.cli.Get(ctx, full)
 	if err != nil {
-		return StateEntry{}, fmt.Errorf("nsdb: read %s: %w", key, err)
+		return StateEntry{}, fmt.Errorf("nsdb: read %s: %w: %w", key, ErrUnavailable, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return StateEntry{}, fmt.Errorf("state %s: %w", key, ErrNotFound)
@@ -332,7 +332,7 @@ func (s *Store) ListState(ctx context.Context, prefix string) ([]StateEntry, int
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("nsdb: list %s: %w", prefix, err)
+		return nil, 0, fmt.Errorf("nsdb: list %s: %w: %w", prefix, ErrUnavailable, err)
 	}
 	out := make([]StateEntry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
