@@ -20,7 +20,7 @@ type LearnedRoute struct {
 
 // learnedShards splits each prefix length's map, so that a change copies
 // the shards it touches rather than the whole table.
-const learnedShards = 64
+const learnedShards = 1024
 
 // LearnedTable is the immutable table of one router's learned routes. With
 // returns a new table that shares every part the change does not touch, so
@@ -43,7 +43,7 @@ type learnedLevel struct {
 	shards [learnedShards]map[uint32][]*route
 }
 
-func shardOf(addr uint32) int { return int((addr * 2654435761) >> 26) } // Fibonacci hashing to 6 bits
+func shardOf(addr uint32) int { return int((addr * 2654435761) >> 22) } // Fibonacci hashing to 10 bits
 
 // Len is the number of routes in the table.
 func (t *LearnedTable) Len() int {
