@@ -20,6 +20,7 @@ import (
 
 	"github.com/midonet/midonet/internal/sandbox"
 	"github.com/midonet/midonet/internal/services/bgp/bird"
+	"github.com/midonet/midonet/internal/testenv"
 )
 
 // The sandbox's external network runs BIRD (AS 65001), which announces a
@@ -289,9 +290,8 @@ var midonetBin string
 
 func testenvBird(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("bird"); err != nil {
-		t.Fatal("bird is missing (apt-get install bird2); the sandbox needs it too")
-	}
+	testenv.RequireTool(t, "bird", "bird2")
+	testenv.RequireTool(t, "birdc", "bird2")
 }
 
 // postID creates an object and returns its id.
