@@ -58,6 +58,12 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 		a.importState(u.Packet)
 		return
 	}
+	if t := a.ports.Load(); t.services != nil {
+		if h, ok := t.services[u.InPort]; ok {
+			h(u) // a service's own port: not simulated
+			return
+		}
+	}
 	if len(a.services.takers) > 0 && a.services.take(u) {
 		a.metrics.upcallsTaken.Inc()
 		return

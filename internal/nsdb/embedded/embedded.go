@@ -45,6 +45,10 @@ type Config struct {
 	// TLS (the client URL must then be https); with ClientCA, clients must
 	// present a certificate signed by it.
 	TLSCert, TLSKey, ClientCA string
+	// MaxTxnOps bounds the operations of a transaction; default MaxTxnOps
+	// (etcd's own default, 128, is what a store that is not ours may hold
+	// clients to).
+	MaxTxnOps uint
 }
 
 // DefaultClientURL is where `midonet cluster` serves its embedded store.
@@ -122,6 +126,9 @@ func Start(cfg Config) (*Server, error) {
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.MaxTxnOps = MaxTxnOps
+	if cfg.MaxTxnOps > 0 {
+		ec.MaxTxnOps = cfg.MaxTxnOps
+	}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		if cfg.TLSCert == "" || cfg.TLSKey == "" || curl.Scheme != "https" {
 			return nil, fmt.Errorf("embedded store: serving clients over TLS needs a certificate, its key and an https client URL (have %s)", curl)

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 
 	"github.com/midonet/midonet/internal/agent"
@@ -48,6 +50,10 @@ var ServiceAddr = netip.MustParseAddr("169.254.169.254")
 // DefaultInterface names the proxy's end of the veth pair; the
 // datapath's end is the name with "-dp".
 const DefaultInterface = "mnmeta"
+
+// PortID names the proxy's datapath port among the services' ports (it is
+// no topology object).
+var PortID = uuid.MustParse("6d657461-6461-7461-2d70-726f78790001")
 
 // Config configures the proxy.
 type Config struct {
@@ -77,6 +83,9 @@ type Proxy struct {
 	dpPort          datapath.PortNo                 // guarded by mu: the datapath's end (0: not up)
 	proxyMAC, dpMAC [6]byte                         // guarded by mu
 	kick            chan struct{}
+
+	metricsOnce sync.Once
+	requests    *prometheus.CounterVec // by result; nil until Run
 }
 
 // vm is a bound port of a VM with what the proxy needs of it.
@@ -150,11 +159,12 @@ func (p *Proxy) Run(ctx context.Context, host *agent.ServiceHost) error {
 			return fmt.Errorf("metadata: bring %s up: %w", l.Attrs().Name, err)
 		}
 	}
-	no, err := host.Datapath.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: dpName})
+	no, err := host.AttachPort(PortID, dpName, p.fromProxy)
 	if err != nil {
 		return fmt.Errorf("metadata: plug %s into the datapath: %w", dpName, err)
 	}
-	defer host.Datapath.RemovePort(no)
+	defer host.DetachPort(PortID)
+	p.registerMetrics(host)
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ServiceAddr, 80).String())
 	if err != nil {
 		return fmt.Errorf("metadata: listen on %s:80: %w", ServiceAddr, err)
@@ -375,10 +385,29 @@ func (p *Proxy) install(host *agent.ServiceHost, v *vm) {
 	}
 }
 
+// fromProxy takes the misses of the proxy's datapath port: its answers to
+// a VM's local address go back to the VM; anything else is dropped (the
+// proxy's interface is no virtual port).
+func (p *Proxy) fromProxy(u *datapath.Upcall) {
+	k := &u.Key
+	if k.EthType != 0x0800 || k.NwProto != 6 || k.TpSrc != 80 {
+		return
+	}
+	p.mu.Lock()
+	v, host := p.byLocal[netip.AddrFrom4(k.NwDst)], p.host
+	p.mu.Unlock()
+	if v == nil || host == nil {
+		return
+	}
+	_, back := p.flows(v)
+	host.Datapath.Execute(u.Packet, back.Actions, u.InPort)
+	p.install(host, v)
+}
+
 // TakePacket implements agent.PacketTaker: a VM's TCP to the metadata
-// service, and everything from the proxy's datapath port, never reach the
-// simulation. The packet goes out as its flow would send it (a VM the
-// proxy does not know yet drops its SYN: TCP sends it again).
+// service never reaches the simulation. The packet goes out as its flow
+// would send it (a VM the proxy does not know yet drops its SYN: TCP
+// sends it again).
 func (p *Proxy) TakePacket(u *datapath.Upcall) bool {
 	p.mu.Lock()
 	dpPort := p.dpPort
@@ -389,17 +418,6 @@ func (p *Proxy) TakePacket(u *datapath.Upcall) bool {
 	case dpPort == 0:
 		p.mu.Unlock()
 		return false
-	case u.InPort == dpPort:
-		if k.EthType == 0x0800 {
-			v = p.byLocal[netip.AddrFrom4(k.NwDst)]
-		}
-		p.mu.Unlock()
-		if v != nil && k.NwProto == 6 && k.TpSrc == 80 {
-			_, back := p.flows(v)
-			host.Datapath.Execute(u.Packet, back.Actions, u.InPort)
-			p.install(host, v)
-		}
-		return true // the proxy's interface is no virtual port
 	case k.EthType == 0x0800 && k.NwProto == 6 && k.TpDst == 80 && netip.AddrFrom4(k.NwDst) == ServiceAddr:
 		for _, x := range p.vms {
 			if x.dp == u.InPort {
@@ -437,6 +455,24 @@ func (p *Proxy) boundDP(no datapath.PortNo) (topology.ID, bool) {
 	return topology.ID{}, false
 }
 
+// registerMetrics registers the proxy's counter once.
+func (p *Proxy) registerMetrics(host *agent.ServiceHost) {
+	p.metricsOnce.Do(func() {
+		p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "metadata",
+			Name: "requests_total", Help: "VMs' metadata requests: forwarded to Nova, from an unknown address, Nova unreachable."},
+			[]string{"result"})
+		if host.Metrics != nil {
+			host.Metrics.MustRegister(p.requests)
+		}
+	})
+}
+
+func (p *Proxy) count(result string) {
+	if p.requests != nil {
+		p.requests.WithLabelValues(result).Inc()
+	}
+}
+
 // hopHeaders are not forwarded (RFC 9110, 7.6.1).
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
 	"Transfer-Encoding", "Upgrade"}
@@ -453,6 +489,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	if err != nil || v == nil {
+		p.count("unknown")
 		http.Error(w, "this address is not a VM the metadata proxy knows", http.StatusNotFound)
 		return
 	}
@@ -486,9 +523,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, vmIP netip.Addr,
 	req.Header.Set("X-Instance-ID-Signature", Sign(p.cfg.SharedSecret, instance))
 	resp, err := p.cfg.Client.Do(req)
 	if err != nil {
+		p.count("nova_unreachable")
 		http.Error(w, "the metadata service (Nova) cannot be reached", http.StatusBadGateway)
 		return
 	}
+	p.count("forwarded")
 	defer resp.Body.Close()
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
