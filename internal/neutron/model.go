@@ -59,6 +59,7 @@ type Network struct {
 	NetworkType     *string `json:"provider:network_type"`
 	PhysicalNetwork *string `json:"provider:physical_network"`
 	SegmentationID  *int    `json:"provider:segmentation_id"`
+	QoSPolicyID     *string `json:"qos_policy_id"`
 
 	rest map[string]json.RawMessage
 }
@@ -140,6 +141,7 @@ type Port struct {
 	Profile             *BindingProfile `json:"binding:profile"`
 	DeviceOwner         string          `json:"device_owner"`
 	DeviceID            string          `json:"device_id"`
+	QoSPolicyID         *string         `json:"qos_policy_id"`
 
 	rest map[string]json.RawMessage
 }
@@ -217,6 +219,9 @@ type SecurityGroupRule struct {
 	PortRangeMax    *int     `json:"port_range_max"`
 	RemoteIPPrefix  *string  `json:"remote_ip_prefix"`
 	RemoteGroupID   *ID      `json:"remote_group_id"`
+	// RemoteAddressGroupID names a Neutron address group (refused: not
+	// translated).
+	RemoteAddressGroupID *string `json:"remote_address_group_id"`
 
 	rest map[string]json.RawMessage
 }

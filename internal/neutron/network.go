@@ -10,6 +10,9 @@ import (
 // checkNetworkType refuses provider network types the translation does not
 // implement: every network here is an overlay network of bridges.
 func checkNetworkType(n *Network) error {
+	if n.QoSPolicyID != nil && *n.QoSPolicyID != "" {
+		return unsupported("network %s: qos_policy_id: Neutron QoS policies are not translated; use the MidoNet API's qos_policies", n.ID)
+	}
 	if n.NetworkType == nil {
 		return nil
 	}

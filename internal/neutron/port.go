@@ -47,6 +47,9 @@ type portAddr struct {
 // portAddrs checks a port's fixed IPs: each is an IPv4 address inside a
 // subnet of the port's network.
 func (t *txn) portAddrs(p *Port) ([]portAddr, error) {
+	if p.QoSPolicyID != nil && *p.QoSPolicyID != "" {
+		return nil, unsupported("port %s: qos_policy_id: Neutron QoS policies are not translated; use the MidoNet API's qos_policies", p.ID)
+	}
 	out := make([]portAddr, 0, len(p.FixedIPs))
 	for _, f := range p.FixedIPs {
 		ip, err := parseAddr4("fixed_ips.ip_address", f.IPAddress)

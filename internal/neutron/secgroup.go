@@ -177,6 +177,9 @@ var ethertypes = map[string]int{"ipv4": 0x0800, "ipv6": 0x86dd}
 // for later fragments, which carry none; a rule without ports matches
 // fragments of any kind.
 func (t *txn) addSGRule(r *SecurityGroupRule) error {
+	if r.RemoteAddressGroupID != nil && *r.RemoteAddressGroupID != "" {
+		return unsupported("security group rule %s: remote_address_group_id: Neutron address groups are not translated; use remote_ip_prefix or remote_group_id", r.ID)
+	}
 	base := topology.Rule{ID: r.ID, Type: topology.RuleAccept}
 	proto, hasProto, err := r.Protocol.Number()
 	if err != nil {

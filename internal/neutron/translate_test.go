@@ -78,6 +78,9 @@ func TestNetworkTranslation(t *testing.T) {
 	absent[topology.Bridge](r, id)
 	r.delete("networks", id) // deletes are idempotent
 
+	if _, err := r.createErr("networks", body("id", topology.NewID(), "name", "x", "qos_policy_id", topology.NewID())); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("network with a QoS policy: err = %v, want ErrUnsupported", err)
+	}
 	for _, typ := range []string{"uplink", "vlan", "flat"} {
 		_, err := r.createErr("networks", body("id", topology.NewID(), "name", "x", "provider:network_type", typ))
 		if !errors.Is(err, ErrUnsupported) {
@@ -571,6 +574,11 @@ func TestSecurityGroupRuleTranslation(t *testing.T) {
 		"ethertype", "IPv6", "remote_ip_prefix", "2001:db8::/64"))
 	if !errors.Is(err, ErrUnsupported) {
 		t.Errorf("IPv6 prefix: err = %v, want ErrUnsupported", err)
+	}
+	_, err = r.createErr("security_group_rules", body("id", topology.NewID(), "security_group_id", sg, "direction", "ingress",
+		"remote_address_group_id", topology.NewID()))
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("address group: err = %v, want ErrUnsupported", err)
 	}
 	_, err = r.createErr("security_groups", body("id", topology.NewID(), "name", "stateless", "stateful", false, "security_group_rules", []any{}))
 	if !errors.Is(err, ErrUnsupported) {

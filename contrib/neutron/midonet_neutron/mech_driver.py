@@ -87,6 +87,13 @@ class MidonetMechanismDriver(api.MechanismDriver):
         self._send(self.client.delete, 'ports', context.current['id'])
 
     def bind_port(self, context):
+        vnic = context.current.get(portbindings.VNIC_TYPE,
+                                   portbindings.VNIC_NORMAL)
+        if vnic != portbindings.VNIC_NORMAL:
+            LOG.debug('midonet: port %s has VNIC type %s; only normal '
+                      'ports are plugged by the agents',
+                      context.current['id'], vnic)
+            return
         for segment in context.segments_to_bind:
             if segment[api.NETWORK_TYPE] in BINDABLE:
                 context.set_binding(segment[api.ID], portbindings.VIF_TYPE_TAP,
