@@ -49,8 +49,9 @@ type Config struct {
 	// FastStore trades durability for speed in the embedded member (tests).
 	FastStore bool
 	// Auth is the authentication provider: AuthMock (MidoNet's mock mode:
-	// no checks; the default of an empty Config), AuthLocal or
-	// AuthKeystone.
+	// no checks), AuthLocal or AuthKeystone. Empty is AuthMock, for
+	// in-process clusters of tests; `midonet cluster` defaults to
+	// AuthLocal.
 	Auth string
 	// AdminCredentials is where AuthLocal writes the first admin's
 	// credential when the store has no user yet.
