@@ -390,6 +390,10 @@ func TestRolesAndTenants(t *testing.T) {
 	if status, _ := r.call("a-admin", "POST", "/ports/"+a.port+"/link", map[string]any{"peerId": b.port}); status != 404 {
 		t.Errorf("a-admin linking its port to b's: %d, want 404", status)
 	}
+	if status, _ := r.call("a-admin", "POST", "/neutron/ports", map[string]any{"id": id(), "network_id": a.nnet,
+		"mac_address": "fa:16:3e:00:00:0a", "device_owner": "compute:nova", "binding:host_id": "host1"}); status != 403 {
+		t.Errorf("a-admin binding a Neutron port to a host: %d, want 403", status)
+	}
 	if status, _ := r.call("a-user", "POST", "/bridges", map[string]any{"name": "x"}); status != 403 {
 		t.Errorf("a-user creating a bridge: %d, want 403", status)
 	}

@@ -217,7 +217,7 @@ func (h *handler) tenantCall(w http.ResponseWriter, r *http.Request, id Identity
 	}
 	if r.Method != http.MethodGet {
 		if err := h.checkBodyRefs(r, id); err != nil {
-			writeError(w, http.StatusNotFound, err.Error())
+			refusal(w, err)
 			return
 		}
 	}
@@ -288,7 +288,7 @@ func (h *handler) createOwned(w http.ResponseWriter, r *http.Request, id Identit
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	if err := h.checkBodyRefsBytes(r.Context(), body, id); err != nil {
-		writeError(w, http.StatusNotFound, err.Error())
+		refusal(w, err)
 		return
 	}
 	h.next.ServeHTTP(w, r)
@@ -299,6 +299,32 @@ func (h *handler) createOwned(w http.ResponseWriter, r *http.Request, id Identit
 var bodyRefs = map[string]string{
 	"peerId": "ports", "portId": "ports", "inboundFilterId": "chains", "outboundFilterId": "chains",
 	"jumpChainId": "chains", "deviceId": "", "network_id": "neutron/networks", "router_id": "neutron/routers",
+}
+
+// forbiddenField is a refusal of a field the caller's role may not set
+// (403, where a reference to another tenant's object is a 404).
+type forbiddenField string
+
+func (f forbiddenField) Error() string { return string(f) }
+
+// refusal writes a body check's error: 403 for a forbidden field, 404 for
+// another tenant's object.
+func refusal(w http.ResponseWriter, err error) {
+	var ff forbiddenField
+	if errors.As(err, &ff) {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	writeError(w, http.StatusNotFound, err.Error())
+}
+
+// adminFields are fields only the admin may set (Neutron's policy keeps
+// port bindings to admins too).
+var adminFields = []string{"binding:host_id", "binding:profile", "hostId", "interfaceName"}
+
+func isEmptyMap(v any) bool {
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 0
 }
 
 func (h *handler) checkBodyRefs(r *http.Request, id Identity) error {
@@ -325,6 +351,11 @@ func (h *handler) checkBodyRefsBytes(ctx context.Context, body []byte, id Identi
 		}
 	}
 	for _, o := range objs {
+		for _, f := range adminFields {
+			if v, ok := o[f]; ok && v != nil && v != "" && !isEmptyMap(v) {
+				return forbiddenField(f + ": only the admin binds ports to hosts")
+			}
+		}
 		for f, coll := range bodyRefs {
 			v, ok := o[f].(string)
 			if !ok || v == "" || coll == "" {
