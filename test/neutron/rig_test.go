@@ -340,6 +340,9 @@ rpc_state_report_workers = 0
 transport_url = fake:/
 log_file = %[1]s/neutron-server.log
 state_path = %[1]s
+# No Nova here to tell about ports.
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
 [database]
 connection = sqlite:///%[1]s/neutron.db
 [oslo_concurrency]
