@@ -15,6 +15,8 @@
 //
 // What the translation does not support is refused with an error wrapping
 // ErrUnsupported (the API answers 501), never accepted and dropped:
-// IPv6 subnets and addresses (the simulation routes and filters IPv4),
-// uplink and VLAN/flat provider networks.
+// IPv6 subnets, addresses and prefixes (the simulation routes and filters
+// IPv4), uplink and VLAN/flat provider networks, Neutron QoS policies and
+// address groups, stateless security groups, and the services MidoNet's
+// endpoints also carried (LBaaS, FWaaS, VPNaaS, L2 gateways, BGP, TaaS).
 package neutron
