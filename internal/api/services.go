@@ -221,6 +221,10 @@ func (s *Server) serviceRoutes() {
 	s.handle("GET /health_monitors/{id}/pools", subList(s, pools, topology.KindHealthMonitor,
 		func(p *topology.Pool, hm topology.ID) bool { return eqID(p.HealthMonitorID, hm) }))
 
+	s.handle("POST /l2insertions", func(w http.ResponseWriter, r *http.Request) error {
+		return notImplemented("L2 insertions: the agents do not insert services in a port's path yet")
+	})
+
 	mirrors := &mirrorRes{
 		s: s, kind: topology.KindMirror, media: []string{"Mirror-v1"},
 		links: func(base string, m *topology.Mirror, v view) { v["uri"] = base + "/mirrors/" + m.ID.String() },
