@@ -489,3 +489,40 @@ func (t *TraceRequest) Validate() error {
 	}
 	return v.err()
 }
+
+// L2Insertion puts a service (a VM behind SrvPortID) in the path of the
+// traffic to and from the VM behind PortID whose MAC is MAC: frames are
+// redirected out of the service port and continue when the service sends
+// them back (reference §1.13, §2.12). Several insertions on one port chain
+// services by Position. A service port that is down drops the traffic,
+// unless FailOpen, when the traffic skips it. A non-zero VLAN tags frames
+// towards the service with that VLAN id (and a priority marking their
+// direction).
+type L2Insertion struct {
+	ID        ID      `json:"id"`
+	PortID    *ID     `json:"portId"`
+	SrvPortID *ID     `json:"srvPortId"`
+	VLAN      int     `json:"vlan"`
+	Position  int     `json:"position"`
+	FailOpen  bool    `json:"failOpen"`
+	MAC       *string `json:"mac"`
+}
+
+func (L2Insertion) Kind() string       { return KindL2Insertion }
+func (x L2Insertion) ObjectID() string { return x.ID.String() }
+func (x *L2Insertion) Normalize()      {}
+func (x *L2Insertion) Validate() error {
+	var v violations
+	if x.PortID == nil {
+		v.add("portId", "may not be null")
+	}
+	if x.SrvPortID == nil {
+		v.add("srvPortId", "may not be null")
+	}
+	if x.PortID != nil && x.SrvPortID != nil && *x.PortID == *x.SrvPortID {
+		v.add("srvPortId", "must differ from portId")
+	}
+	v.checkMAC("mac", x.MAC, true)
+	v.checkRange("vlan", int64(x.VLAN), 0, 4095)
+	return v.err()
+}
