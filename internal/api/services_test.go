@@ -311,6 +311,7 @@ func TestNotActedOnIsRefused(t *testing.T) {
 	pool := create(t, lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN"})
 	b := create(t, "/bridges", map[string]any{"name": "refusals"})
 	p := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	p2 := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
 	r := create(t, "/routers", map[string]any{"name": "refusals"})
 	m := create(t, "/mirrors", map[string]any{"toPortId": id(p)})
 	q := create(t, "/qos_policies", map[string]any{"name": "refusals"})
@@ -331,7 +332,7 @@ func TestNotActedOnIsRefused(t *testing.T) {
 		{"bridge QoS policy", "PUT", b["uri"].(string), map[string]any{"qosPolicyId": id(q)}, "qosPolicyId"},
 		{"port QoS policy", "PUT", p["uri"].(string), map[string]any{"type": "Bridge", "qosPolicyId": id(q)}, "qosPolicyId"},
 		{"l2_transform rule", "POST", c["rules"].(string), map[string]any{"type": "l2_transform", "flowAction": "accept", "popVlan": true}, "l2_transform"},
-		{"L2 insertion", "POST", "/l2insertions", map[string]any{"portId": id(p), "srvPortId": id(p)}, "L2 insertion"},
+		{"L2 insertion", "POST", "/l2insertions", map[string]any{"portId": id(p), "srvPortId": id(p2), "mac": "02:00:00:00:00:01"}, "L2 insertion"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := expect(t, do(t, tc.method, tc.path, tc.body), 501)

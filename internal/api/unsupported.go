@@ -64,6 +64,8 @@ func notActedOn(o, old any) error {
 		if newRef(x.HealthMonitorID, was.HealthMonitorID) {
 			return notImplemented("healthMonitorId: no agent runs health monitors yet; leave pool %s's healthMonitorId null", x.ID)
 		}
+	case *topology.L2Insertion:
+		return notImplemented("L2 insertions: the agents do not insert services in a port's path yet")
 	case *topology.Rule:
 		if x.Type == topology.RuleL2Transform {
 			return notImplemented("rule type l2_transform: the agents do not apply L2 transform and redirect rules yet; use another rule type")
