@@ -9,15 +9,15 @@ import (
 )
 
 type (
-	lbRes      = resource[topology.LoadBalancer, *topology.LoadBalancer]
-	poolRes    = resource[topology.Pool, *topology.Pool]
-	memberRes  = resource[topology.PoolMember, *topology.PoolMember]
-	vipRes     = resource[topology.VIP, *topology.VIP]
-	hmRes      = resource[topology.HealthMonitor, *topology.HealthMonitor]
-	mirrorRes  = resource[topology.Mirror, *topology.Mirror]
-	qosRes     = resource[topology.QOSPolicy, *topology.QOSPolicy]
-	bgpPeerRes = resource[topology.BGPPeer, *topology.BGPPeer]
-	bgpNetRes  = resource[topology.BGPNetwork, *topology.BGPNetwork]
+	lbRes        = resource[topology.LoadBalancer, *topology.LoadBalancer]
+	poolRes      = resource[topology.Pool, *topology.Pool]
+	memberRes    = resource[topology.PoolMember, *topology.PoolMember]
+	vipRes       = resource[topology.VIP, *topology.VIP]
+	hmRes        = resource[topology.HealthMonitor, *topology.HealthMonitor]
+	mirrorRes    = resource[topology.Mirror, *topology.Mirror]
+	qosRes       = resource[topology.QOSPolicy, *topology.QOSPolicy]
+	bgpPeerRes   = resource[topology.BGPPeer, *topology.BGPPeer]
+	bgpNetRes    = resource[topology.BGPNetwork, *topology.BGPNetwork]
 	traceRes     = resource[topology.TraceRequest, *topology.TraceRequest]
 	insertionRes = resource[topology.L2Insertion, *topology.L2Insertion]
 )
@@ -239,7 +239,9 @@ func (s *Server) serviceRoutes() {
 		},
 	}
 	insertions.onCreate = func(tx *nsdb.Tx, r *http.Request, x *topology.L2Insertion) error { return checkInsertion(tx, x, nil) }
-	insertions.onUpdate = func(tx *nsdb.Tx, r *http.Request, old, x *topology.L2Insertion) error { return checkInsertion(tx, x, old) }
+	insertions.onUpdate = func(tx *nsdb.Tx, r *http.Request, old, x *topology.L2Insertion) error {
+		return checkInsertion(tx, x, old)
+	}
 	crudRoutes(s, insertions, "LCGUD")
 
 	mirrors := &mirrorRes{
