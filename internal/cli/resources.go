@@ -50,7 +50,7 @@ func commands(o *options) []*cobra.Command {
 		{
 			kind: bridgeKind, use: "bridge", short: "Virtual L2 switches",
 			columns: deviceColumns,
-			fields:  deviceFields("bridge"),
+			fields:  append(deviceFields("bridge"), serviceDeviceFields("bridge", true)...),
 			examples: map[string]string{
 				"list":   "  midonet bridge list -o json",
 				"show":   "  midonet bridge show tenant-net",
@@ -62,7 +62,8 @@ func commands(o *options) []*cobra.Command {
 		{
 			kind: routerKind, use: "router", short: "Virtual L3 routers",
 			columns: deviceColumns,
-			fields:  deviceFields("router"),
+			fields: append(append(deviceFields("router"), serviceDeviceFields("router", false)...),
+				refField("load-balancer", "loadBalancerId", loadBalancerKind, "L4 load balancer of the router's VIPs (\"none\" to detach)")),
 			examples: map[string]string{
 				"list":   "  midonet router list",
 				"show":   "  midonet router show edge",
@@ -89,6 +90,11 @@ func commands(o *options) []*cobra.Command {
 				{flag: "admin-state-up", key: "adminStateUp", kind: kBool, usage: "administrative state (default true)"},
 				refField("inbound-filter", "inboundFilterId", chainKind, "chain applied to traffic entering through the port (\"none\" to detach)"),
 				refField("outbound-filter", "outboundFilterId", chainKind, "chain applied to traffic leaving through the port (\"none\" to detach)"),
+				{flag: "inbound-mirrors", key: "inboundMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic entering, before the inbound filter"},
+				{flag: "post-in-filter-mirrors", key: "postInFilterMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic entering, after the inbound filter"},
+				{flag: "pre-out-filter-mirrors", key: "preOutFilterMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic leaving, before the outbound filter"},
+				{flag: "outbound-mirrors", key: "outboundMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic leaving, after the outbound filter"},
+				refField("qos-policy", "qosPolicyId", qosPolicyKind, "QoS policy of the port, over its bridge's (\"none\" to detach)"),
 			},
 			examples: map[string]string{
 				"list":   "  midonet port list --bridge tenant-net\n  midonet port list",
@@ -242,6 +248,7 @@ func commands(o *options) []*cobra.Command {
 		},
 	}
 
+	resources = append(resources, serviceResources()...)
 	cmds := make([]*cobra.Command, 0, len(resources)+2)
 	byUse := map[string]*cobra.Command{}
 	for _, r := range resources {
