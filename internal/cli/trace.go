@@ -527,7 +527,55 @@ func fetchTopology(s *session) (*topo, error) {
 			in.PortBinding = append(in.PortBinding, sim.PortBinding{Port: p.ID, Host: *p.HostID, TunnelKey: uint32(p.TunnelKey)})
 		}
 	}
+	if err := fetchServices(s, in); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// fetchServices reads what the agents simulate besides devices and chains:
+// load balancers, mirrors, QoS DSCP marks and L2 insertions. A collection
+// the API does not offer is left out.
+func fetchServices(s *session, in *sim.SnapshotInput) error {
+	var err error
+	optional := func(e error) error {
+		if e != nil && strings.Contains(e.Error(), "does not offer") {
+			return nil
+		}
+		return e
+	}
+	if in.LoadBalancers, _, err = listRoot[topology.LoadBalancer](s, loadBalancerKind); optional(err) != nil {
+		return err
+	}
+	if in.Pools, _, err = listRoot[topology.Pool](s, poolKind); optional(err) != nil {
+		return err
+	}
+	if in.PoolMembers, _, err = listRoot[topology.PoolMember](s, poolMemberKind); optional(err) != nil {
+		return err
+	}
+	if in.VIPs, _, err = listRoot[topology.VIP](s, vipKind); optional(err) != nil {
+		return err
+	}
+	if in.Mirrors, _, err = listRoot[topology.Mirror](s, mirrorKind); optional(err) != nil {
+		return err
+	}
+	if in.L2Insertions, _, err = listRoot[topology.L2Insertion](s, l2InsertionKind); optional(err) != nil {
+		return err
+	}
+	_, policies, err := listRoot[topology.QOSPolicy](s, qosPolicyKind)
+	if optional(err) != nil {
+		return err
+	}
+	for _, pol := range policies {
+		dscp, ok, err := listSub[topology.QOSDSCPRule](s, qosPolicyKind, pol, "dscpRules", qosDSCPRuleKind.media)
+		if err != nil {
+			return err
+		}
+		if ok {
+			in.DSCPRules = append(in.DSCPRules, dscp...)
+		}
+	}
+	return nil
 }
 
 func deref(s *string) string {
