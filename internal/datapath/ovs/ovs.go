@@ -195,8 +195,8 @@ func Open(cfg Config) (d *Datapath, err error) {
 		return nil, err
 	}
 	d = &Datapath{
-		cfg:   cfg,
-		log:   cfg.Logger.With("datapath", cfg.Name),
+		cfg:    cfg,
+		log:    cfg.Logger.With("datapath", cfg.Name),
 		fam:    fam,
 		ports:  make(map[datapath.PortNo]*vport),
 		meters: make(map[datapath.PortNo]uint32),
