@@ -19,6 +19,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/services/health"
 )
 
 func agentCommand() *cobra.Command {
@@ -33,6 +34,7 @@ func agentCommand() *cobra.Command {
 		busyPoll      time.Duration
 		dpCPUs        string
 		fastPath      bool
+		healthMonitor bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -86,6 +88,9 @@ func agentCommand() *cobra.Command {
 				defer srv.Shutdown(context.Background())
 				log.Info("metrics serving", "addr", ln.Addr().String())
 			}
+			if healthMonitor {
+				defer startHealthMonitor(ctx, store, a, log)()
+			}
 			err = a.Run(ctx)
 			dp.Close()
 			return err
@@ -109,8 +114,41 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&fastPath, "fast-path", true,
 		"userspace datapath: run the flows that only rewrite headers and send to a local interface or into the overlay in the kernel (eBPF), "+
 			"so their packets need no receiver to wake up; false: every packet through the agent's receivers")
+	f.BoolVar(&healthMonitor, "health-monitor", true,
+		"take part in the election of the one agent that runs the load balancers' health monitors "+
+			"(it probes pool members from a namespace it links to each router)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
+}
+
+// startHealthMonitor runs the health monitors' campaign beside agent a,
+// once the agent has registered its host, until the returned stop is
+// called.
+func startHealthMonitor(ctx context.Context, store *nsdb.Store, a *agent.Agent, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.Ready():
+		}
+		plumbing, err := health.NewNetns(health.NetnsConfig{Store: store, HostID: a.HostID()})
+		if err != nil {
+			log.Error("health monitors cannot run on this host", "err", err)
+			return
+		}
+		defer plumbing.Close()
+		m, err := health.New(health.Config{Store: store, HostID: a.HostID(), Plumbing: plumbing, Logger: log,
+			Registerer: a.Metrics().Registry()})
+		if err != nil {
+			log.Error("health monitors cannot run on this host", "err", err)
+			return
+		}
+		m.Run(ctx)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // openDatapath opens the datapath backend the operator chose; us holds
