@@ -153,7 +153,7 @@ const (
 	actAttrPushVLAN  = 4
 	actAttrPopVLAN   = 5
 	actAttrSetMasked = 11
-	actAttrMeter     = 23
+	actAttrMeter     = 19
 )
 
 // OVS_USERSPACE_ATTR_*.
