@@ -380,7 +380,7 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	a.reconcileTunnels(ctx)
 	a.reconcileBindings(ctx)
 	if len(tags) > 0 {
-		n := a.flows.invalidate(tags)
+		n := a.flows.Invalidate(tags)
 		if n > 0 {
 			a.log.Debug("flows invalidated", "flows", n, "tags", len(tags))
 		}

@@ -85,6 +85,20 @@ func (s *Server) handle(pattern string, h func(w http.ResponseWriter, r *http.Re
 	})
 }
 
+// Handle adds an endpoint to the API under BasePath, e.g. "GET /events".
+// Other packages' endpoints (the console's event stream, packet trace and
+// agent metrics) are public API endpoints like the API's own: served behind
+// the same checks, their errors written as MidoNet's error entity (return
+// Error, a *topology.ValidationError or a topology error).
+func (s *Server) Handle(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	s.handle(pattern, h)
+}
+
+// Error returns an error that the API answers with the status and message.
+func Error(status int, format string, args ...any) error {
+	return errStatus(status, format, args...)
+}
+
 // httpError is an error with its status, written as the error entity.
 type httpError struct {
 	status int
@@ -155,6 +169,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(ent)
 }
+
+// BaseURI is the absolute base of the API as the client of r reached it,
+// e.g. http://10.0.0.1:8181/midonet-api: the base of the links the API
+// returns.
+func BaseURI(r *http.Request) string { return baseURI(r) }
 
 // baseURI is the absolute base of the API as the client reached it.
 func baseURI(r *http.Request) string {

@@ -37,6 +37,12 @@ func HostInterfacesPrefix(hostID string) string { return "/state/hosts/" + hostI
 // its interfaces.
 func HostInterfaceKey(hostID, name string) string { return HostInterfacesPrefix(hostID) + name }
 
+// HostMetricsKey holds, while the agent of the host runs, the address
+// (host:port) where it serves its Prometheus metrics on /metrics; an
+// unspecified host ("[::]:9100", ":9100") stands for the host's tunnel-zone
+// address. The cluster's console reads the agents' metrics there.
+func HostMetricsKey(hostID string) string { return "/state/hosts/" + hostID + "/metrics" }
+
 // PortActiveKey is present, holding the id of the host, while the agent
 // of that host has the port bound and up.
 func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
@@ -301,6 +307,18 @@ type SessionConfig struct {
 	// least one.
 	TTL time.Duration
 }
+
+// StateSession is what a holder of session-bound state keys calls:
+// *Session implements it, and so does the in-memory store of package
+// memstore, so that a user of sessions (the agent) can run on either.
+type StateSession interface {
+	SetState(ctx context.Context, key string, value []byte) error
+	LearnState(ctx context.Context, key string, value []byte) (bool, error)
+	DeleteState(ctx context.Context, key string) error
+	Close() error
+}
+
+var _ StateSession = (*Session)(nil)
 
 // Session binds state keys to the life of a process through an etcd lease
 // it keeps alive. Its keys vanish when it is closed, or TTL after the

@@ -215,6 +215,9 @@ func vmNames() string {
 // APIURL is the REST API's base URL.
 func (sb *Sandbox) APIURL() string { return sb.api }
 
+// ConsoleURL is the web console's URL.
+func (sb *Sandbox) ConsoleURL() string { return sb.cluster.ConsoleURL }
+
 func (sb *Sandbox) step(format string, args ...any) {
 	fmt.Fprintf(sb.out, "==> "+format+"\n", args...)
 }
@@ -294,7 +297,9 @@ func (sb *Sandbox) startAgent(i int) (*exec.Cmd, error) {
 	cmd := exec.Command("ip", "netns", "exec", h.ns, sb.cfg.Binary, "agent",
 		"--host", h.name, "--nsdb", "http://"+storeAddr+":2379",
 		"--state-dir", filepath.Join(sb.cfg.DataDir, h.name), "--datapath", sb.cfg.Datapath,
-		"--metrics-listen", "127.0.0.1:9100")
+		// On every address of the host: the console reads it at the
+		// host's underlay (tunnel-zone) address.
+		"--metrics-listen", ":9100")
 	if sb.pins != nil {
 		cmd.Args = append(cmd.Args, "--datapath-cpus", strconv.Itoa(sb.pins[i]))
 	}
