@@ -89,6 +89,11 @@ func agentCommand() *cobra.Command {
 				// Published in the store, for the cluster's console.
 				cfg.MetricsAddress = metricsLn.Addr().String()
 			}
+			var hs *healthService
+			if healthMonitor {
+				hs = &healthService{store: store}
+				cfg.Services = append(cfg.Services, hs)
+			}
 			a, err := agent.New(cfg)
 			if err != nil {
 				if metricsLn != nil {
@@ -103,8 +108,8 @@ func agentCommand() *cobra.Command {
 				defer srv.Shutdown(context.Background())
 				log.Info("metrics serving", "addr", cfg.MetricsAddress)
 			}
-			if healthMonitor {
-				defer startHealthMonitor(ctx, store, a, log)()
+			if hs != nil {
+				hs.reg = a.Metrics().Registry()
 			}
 			err = a.Run(ctx)
 			dp.Close()
@@ -137,34 +142,29 @@ func agentCommand() *cobra.Command {
 	return cmd
 }
 
-// startHealthMonitor runs the health monitors' campaign beside agent a,
-// once the agent has registered its host, until the returned stop is
-// called.
-func startHealthMonitor(ctx context.Context, store *nsdb.Store, a *agent.Agent, log *slog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.Ready():
-		}
-		plumbing, err := health.NewNetns(health.NetnsConfig{Store: store, HostID: a.HostID()})
-		if err != nil {
-			log.Error("health monitors cannot run on this host", "err", err)
-			return
-		}
-		defer plumbing.Close()
-		m, err := health.New(health.Config{Store: store, HostID: a.HostID(), Plumbing: plumbing, Logger: log,
-			Registerer: a.Metrics().Registry()})
-		if err != nil {
-			log.Error("health monitors cannot run on this host", "err", err)
-			return
-		}
-		m.Run(ctx)
-	}()
-	return func() { cancel(); <-done }
+// healthService runs, as one of the agent's services, the host's part in
+// the load balancers' health monitors: it campaigns for the lead and, while
+// it holds it, probes the pools' members from namespaces it links to their
+// routers.
+type healthService struct {
+	store *nsdb.Store
+	reg   prometheus.Registerer // the agent's, set before it runs
+}
+
+func (s *healthService) Name() string { return "health-monitor" }
+
+func (s *healthService) Run(ctx context.Context, host *agent.ServiceHost) error {
+	plumbing, err := health.NewNetns(health.NetnsConfig{Store: s.store, HostID: host.ID})
+	if err != nil {
+		return err
+	}
+	defer plumbing.Close()
+	m, err := health.New(health.Config{Store: s.store, HostID: host.ID, Plumbing: plumbing, Logger: host.Log, Registerer: s.reg})
+	if err != nil {
+		return err
+	}
+	m.Run(ctx)
+	return nil
 }
 
 // openDatapath opens the datapath backend the operator chose; us holds

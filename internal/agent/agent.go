@@ -223,6 +223,8 @@ type Agent struct {
 	vxlanPort datapath.PortNo
 	vxlanAddr netip.Addr
 	peers     map[topology.ID]netip.Addr // host -> underlay address
+	// limits are the bandwidth limits set on bound ports' datapath ports.
+	limits map[datapath.PortNo]datapath.RateLimit
 	// ports is the immutable view of the maps above the workers read.
 	ports atomic.Pointer[portTables]
 

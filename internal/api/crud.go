@@ -216,9 +216,6 @@ func (rs *resource[T, P]) create(w http.ResponseWriter, r *http.Request, prepare
 				return err
 			}
 		}
-		if err := notActedOn(o, nil); err != nil {
-			return err
-		}
 		if err := topology.CheckRefs(tx, o); err != nil {
 			return err
 		}
@@ -298,9 +295,6 @@ func (rs *resource[T, P]) update(w http.ResponseWriter, r *http.Request, id stri
 			if err := rs.onUpdate(tx, r, old, o); err != nil {
 				return err
 			}
-		}
-		if err := notActedOn(o, old); err != nil {
-			return err
 		}
 		if err := o.Validate(); err != nil {
 			return err

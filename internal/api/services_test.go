@@ -92,8 +92,7 @@ func TestLoadBalancing(t *testing.T) {
 	lb := create(t, "/load_balancers", map[string]any{})
 	expect(t, do(t, "POST", "/load_balancers", map[string]any{"routerId": uuid.NewString()}), 400)
 	hm := create(t, "/health_monitors", map[string]any{"type": "TCP", "delay": 1, "timeout": 1, "maxRetries": 3})
-	expect(t, do(t, "POST", lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN", "healthMonitorId": id(hm)}), 501)
-	pool := create(t, lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN"})
+	pool := create(t, lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN", "healthMonitorId": id(hm)})
 	if pool["protocol"] != "TCP" || pool["status"] != "ACTIVE" || pool["loadBalancerId"] != id(lb) {
 		t.Errorf("pool %v", pool)
 	}
@@ -116,17 +115,28 @@ func TestLoadBalancing(t *testing.T) {
 	if l := expect(t, do(t, "GET", lb["vips"].(string), nil), 200).list(t); len(l) != 1 {
 		t.Errorf("lb vips %v", l)
 	}
-	if l := expect(t, do(t, "GET", "/pools?hm_id="+id(hm), nil), 200).list(t); len(l) != 0 {
+	if l := expect(t, do(t, "GET", "/pools?hm_id="+id(hm), nil), 200).list(t); len(l) != 1 {
 		t.Errorf("pools?hm_id %v", l)
 	}
-	// Attaching to a router is refused while no agent balances.
-	expect(t, do(t, "POST", "/routers", map[string]any{"name": "lbr", "loadBalancerId": id(lb)}), 501)
+	// Attaching to a router, and the router delete refusal while attached.
+	r := create(t, "/routers", map[string]any{"name": "lbr", "loadBalancerId": id(lb)})
+	if got := expect(t, do(t, "GET", lb["uri"].(string), nil), 200).obj(t); got["routerId"] != id(r) {
+		t.Errorf("lb routerId %v", got["routerId"])
+	}
+	expect(t, do(t, "POST", "/routers", map[string]any{"name": "lbr2", "loadBalancerId": id(lb)}), 409)
+	expect(t, do(t, "DELETE", r["uri"].(string), nil), 409)
 	expect(t, do(t, "DELETE", hm["uri"].(string), nil), 204)
+	if got := expect(t, do(t, "GET", pool["uri"].(string), nil), 200).obj(t); got["healthMonitorId"] != nil {
+		t.Errorf("pool keeps a deleted health monitor")
+	}
 	expect(t, do(t, "DELETE", lb["uri"].(string), nil), 204)
 	for _, o := range []map[string]any{pool, m, vip} {
 		expect(t, do(t, "GET", o["uri"].(string), nil), 404)
 	}
 	expect(t, do(t, "DELETE", pool["uri"].(string), nil), 204) // idempotent
+	if got := expect(t, do(t, "GET", r["uri"].(string), nil), 200).obj(t); got["loadBalancerId"] != nil {
+		t.Errorf("router keeps a deleted load balancer")
+	}
 }
 
 func TestBGP(t *testing.T) {
@@ -153,8 +163,11 @@ func TestMirrorsAndQoS(t *testing.T) {
 		t.Errorf("mirror %v", m)
 	}
 	expect(t, do(t, "POST", "/mirrors", map[string]any{"toPortId": uuid.NewString()}), 404)
-	expect(t, do(t, "POST", "/bridges", map[string]any{"name": "mirrored", "inboundMirrorIds": []string{id(m)}}), 501)
+	b2 := create(t, "/bridges", map[string]any{"name": "mirrored", "inboundMirrorIds": []string{id(m)}})
 	expect(t, do(t, "DELETE", m["uri"].(string), nil), 204)
+	if got := expect(t, do(t, "GET", b2["uri"].(string), nil), 200).obj(t); len(got["inboundMirrorIds"].([]any)) != 0 {
+		t.Errorf("bridge keeps a deleted mirror: %v", got["inboundMirrorIds"])
+	}
 
 	q := create(t, "/qos_policies", map[string]any{"name": "gold", "rules": []any{
 		map[string]any{"id": uuid.NewString(), "type": "bandwidth_limit", "max_kbps": 1000, "max_burst_kbps": 100},
@@ -168,9 +181,12 @@ func TestMirrorsAndQoS(t *testing.T) {
 		t.Errorf("dscp rule %v", d)
 	}
 	expectViolation(t, do(t, "POST", q["dscpRules"].(string), map[string]any{"dscpMark": 64}), "dscpMark")
-	expect(t, do(t, "POST", "/bridges", map[string]any{"name": "qos", "qosPolicyId": id(q)}), 501)
+	bq := create(t, "/bridges", map[string]any{"name": "qos", "qosPolicyId": id(q)})
 	expect(t, do(t, "DELETE", q["uri"].(string), nil), 204)
 	expect(t, do(t, "GET", d["uri"].(string), nil), 404)
+	if got := expect(t, do(t, "GET", bq["uri"].(string), nil), 200).obj(t); got["qosPolicyId"] != nil {
+		t.Errorf("bridge keeps a deleted QoS policy")
+	}
 }
 
 func TestPortGroupsAndIPAddrGroups(t *testing.T) {
@@ -303,52 +319,54 @@ func TestQOSPolicyPutReplacesRules(t *testing.T) {
 	}
 }
 
-// TestNotActedOnIsRefused: what the API would store but no agent acts on
-// is refused with 501 and a message naming it, and nothing is stored.
-func TestNotActedOnIsRefused(t *testing.T) {
-	lb := create(t, "/load_balancers", map[string]any{})
-	hm := create(t, "/health_monitors", map[string]any{"type": "TCP", "delay": 1, "timeout": 1, "maxRetries": 1})
-	pool := create(t, lb["pools"].(string), map[string]any{"lbMethod": "ROUND_ROBIN"})
-	b := create(t, "/bridges", map[string]any{"name": "refusals"})
-	p := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
-	p2 := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
-	r := create(t, "/routers", map[string]any{"name": "refusals"})
-	m := create(t, "/mirrors", map[string]any{"toPortId": id(p)})
-	q := create(t, "/qos_policies", map[string]any{"name": "refusals"})
-	c := create(t, "/chains", map[string]any{"name": "refusals"})
-	mirrors := []string{id(m)}
+// L2 insertions: created between two bridge ports, listed by port or by
+// service port, and refused where MidoNet refuses them.
+func TestL2Insertions(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "insertions"})
+	vm := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc2 := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	r := create(t, "/routers", map[string]any{"name": "insertions"})
+	rp := create(t, r["ports"].(string), map[string]any{"type": "Router", "portAddress": "10.0.0.1", "networkAddress": "10.0.0.0", "networkLength": 24})
+	ins := create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01",
+		"position": 1, "vlan": 10, "failOpen": true})
+	checkKeys(t, ins, []string{"id", "portId", "srvPortId", "vlan", "position", "failOpen", "mac", "uri"})
+	create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01", "position": 2})
+	if l := expect(t, do(t, "GET", "/l2insertions?port="+id(vm), nil), 200).list(t); len(l) != 2 {
+		t.Errorf("insertions of the port: %v", l)
+	}
+	if l := expect(t, do(t, "GET", "/l2insertions?srv_port="+id(svc2), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("insertions of the service port: %v", l)
+	}
+	if got := expect(t, do(t, "GET", vm["uri"].(string), nil), 200).obj(t); len(got["insertionIds"].([]any)) != 2 {
+		t.Errorf("the protected port's insertionIds: %v", got["insertionIds"])
+	}
 	for _, tc := range []struct {
-		name, method, path string
-		body               map[string]any
-		names              string // what the message must name
+		name   string
+		body   map[string]any
+		status int
 	}{
-		{"router with a load balancer", "PUT", r["uri"].(string), map[string]any{"name": "x", "loadBalancerId": id(lb)}, "loadBalancerId"},
-		{"pool with a health monitor", "PUT", pool["uri"].(string), map[string]any{"lbMethod": "ROUND_ROBIN", "healthMonitorId": id(hm)}, "healthMonitorId"},
-		{"bridge inbound mirror", "PUT", b["uri"].(string), map[string]any{"inboundMirrorIds": mirrors}, "inboundMirrorIds"},
-		{"bridge outbound mirror", "POST", "/bridges", map[string]any{"outboundMirrorIds": mirrors}, "outboundMirrorIds"},
-		{"router mirror", "PUT", r["uri"].(string), map[string]any{"outboundMirrorIds": mirrors}, "outboundMirrorIds"},
-		{"port post-in-filter mirror", "PUT", p["uri"].(string), map[string]any{"type": "Bridge", "postInFilterMirrorIds": mirrors}, "postInFilterMirrorIds"},
-		{"port pre-out-filter mirror", "POST", b["ports"].(string), map[string]any{"type": "Bridge", "preOutFilterMirrorIds": mirrors}, "preOutFilterMirrorIds"},
-		{"bridge QoS policy", "PUT", b["uri"].(string), map[string]any{"qosPolicyId": id(q)}, "qosPolicyId"},
-		{"port QoS policy", "PUT", p["uri"].(string), map[string]any{"type": "Bridge", "qosPolicyId": id(q)}, "qosPolicyId"},
-		{"l2_transform rule", "POST", c["rules"].(string), map[string]any{"type": "l2_transform", "flowAction": "accept", "popVlan": true}, "l2_transform"},
-		{"L2 insertion", "POST", "/l2insertions", map[string]any{"portId": id(p), "srvPortId": id(p2), "mac": "02:00:00:00:00:01"}, "L2 insertion"},
+		{"same pair twice", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01"}, 409},
+		{"a service port protected", map[string]any{"portId": id(svc), "srvPortId": id(svc2), "mac": "02:00:00:00:00:02"}, 400},
+		{"a protected port as a service", map[string]any{"portId": id(svc2), "srvPortId": id(vm), "mac": "02:00:00:00:00:02"}, 400},
+		{"a router port", map[string]any{"portId": id(rp), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 400},
+		{"no MAC", map[string]any{"portId": id(vm), "srvPortId": id(svc)}, 400},
+		{"a port that does not exist", map[string]any{"portId": uuid.NewString(), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 404},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp := expect(t, do(t, tc.method, tc.path, tc.body), 501)
-			if msg, _ := resp.obj(t)["message"].(string); !strings.Contains(msg, tc.names) {
-				t.Errorf("message %q does not name %s", msg, tc.names)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expect(t, do(t, "POST", "/l2insertions", tc.body), tc.status) })
 	}
-	// Nothing was stored.
-	if got := expect(t, do(t, "GET", r["uri"].(string), nil), 200).obj(t); got["loadBalancerId"] != nil || len(got["outboundMirrorIds"].([]any)) != 0 {
-		t.Errorf("router after refusals %v", got)
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01"}), 400)
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01", "position": 3}), 204)
+	if got := expect(t, do(t, "GET", ins["uri"].(string), nil), 200).obj(t); got["position"] != float64(3) {
+		t.Errorf("insertion after PUT %v", got)
 	}
-	if got := expect(t, do(t, "GET", b["uri"].(string), nil), 200).obj(t); got["qosPolicyId"] != nil || len(got["inboundMirrorIds"].([]any)) != 0 {
-		t.Errorf("bridge after refusals %v", got)
-	}
-	if l := expect(t, do(t, "GET", c["rules"].(string), nil), 200).list(t); len(l) != 0 {
-		t.Errorf("rules after refusals %v", l)
+	// Deleting the service port deletes its insertions.
+	expect(t, do(t, "DELETE", svc["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", ins["uri"].(string), nil), 404)
+	c := create(t, "/chains", map[string]any{"name": "l2"})
+	rule := create(t, c["rules"].(string), map[string]any{"type": "l2_transform", "flowAction": "redirect",
+		"targetPortId": id(svc2), "pushVlan": 20})
+	if rule["flowAction"] != "redirect" || rule["pushVlan"] != float64(20) || rule["targetPortId"] != id(svc2) {
+		t.Errorf("l2_transform rule %v", rule)
 	}
 }

@@ -127,10 +127,23 @@ func New(cfg Config) (*Monitor, error) {
 			Help: "1 while this host runs the health monitors."}),
 	}}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.metrics.checks, m.metrics.changes, m.metrics.leader} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("health: register metrics: %w", err)
-			}
+		// A monitor made again (a restarted service) counts on where the
+		// last one left off.
+		var are prometheus.AlreadyRegisteredError
+		if err := cfg.Registerer.Register(m.metrics.checks); errors.As(err, &are) {
+			m.metrics.checks = are.ExistingCollector.(*prometheus.CounterVec)
+		} else if err != nil {
+			return nil, fmt.Errorf("health: register metrics: %w", err)
+		}
+		if err := cfg.Registerer.Register(m.metrics.changes); errors.As(err, &are) {
+			m.metrics.changes = are.ExistingCollector.(*prometheus.CounterVec)
+		} else if err != nil {
+			return nil, fmt.Errorf("health: register metrics: %w", err)
+		}
+		if err := cfg.Registerer.Register(m.metrics.leader); errors.As(err, &are) {
+			m.metrics.leader = are.ExistingCollector.(prometheus.Gauge)
+		} else if err != nil {
+			return nil, fmt.Errorf("health: register metrics: %w", err)
 		}
 	}
 	return m, nil
