@@ -194,14 +194,14 @@ func TestTrace(t *testing.T) {
 		pool := object(t, "pool", "create", "--load-balancer", lb).Str("id")
 		must(t, "pool-member", "create", "--pool", pool, "--address", "10.61.2.5", "--protocol-port", "8080")
 		must(t, "vip", "create", "--pool", pool, "--address", "10.61.9.1", "--protocol-port", "80")
-		r := trace(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.9.1", "--proto", "tcp", "--dst-port", "80")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.9.1", "--proto", "tcp", "--dst-port", "80")
 		if r.Result != "forward" || len(r.Egress) != 1 || r.Egress[0].Port != n.vm2 {
 			t.Fatalf("result %s (%s) egress %+v, want forward to vm2\n%+v", r.Result, r.Reason, r.Egress, r.Steps)
 		}
 		if set := r.Egress[0].Set; set["nw_dst"] != "10.61.2.5" || set["tp_dst"] != "8080" {
 			t.Errorf("egress sets %v, want the back end 10.61.2.5:8080", set)
 		}
-		if r.step(lb, "balance") == nil {
+		if step(r, lb, "balance") == nil {
 			t.Errorf("no step shows the load balancer balancing: %+v", r.Steps)
 		}
 	})

@@ -264,6 +264,9 @@ func loadServices(ctx context.Context, rd Reader, in *sim.SnapshotInput) error {
 	if in.Mirrors, _, err = listRoot[topology.Mirror](ctx, rd, "mirrors", "Mirror-v1"); err != nil {
 		return err
 	}
+	if in.L2Insertions, _, err = listRoot[topology.L2Insertion](ctx, rd, "l2insertions", "L2Insertion-v1"); err != nil {
+		return err
+	}
 	_, policies, err := listRoot[topology.QOSPolicy](ctx, rd, "qosPolicies", "QOSPolicy-v1")
 	if err != nil {
 		return err
