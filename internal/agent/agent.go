@@ -225,7 +225,8 @@ type Agent struct {
 	byKey     map[uint32]topology.ID // tunnel key -> local virtual port
 	vxlanPort datapath.PortNo
 	vxlanAddr netip.Addr
-	peers     map[topology.ID]netip.Addr // host -> underlay address
+	peers     map[topology.ID]netip.Addr   // host -> underlay address
+	svcPorts  map[topology.ID]*servicePort // services' own ports (ServiceHost.AttachPort)
 	// limits are the bandwidth limits set on bound ports' datapath ports.
 	limits map[datapath.PortNo]datapath.RateLimit
 	// ports is the immutable view of the maps above the workers read.
@@ -273,6 +274,8 @@ type portTables struct {
 	translate.Ports
 	byDP  map[datapath.PortNo]topology.ID
 	byKey map[uint32]datapath.PortNo
+	// services hands the misses of services' ports to them.
+	services map[datapath.PortNo]PortHandler
 }
 
 // New prepares an agent from cfg, filling in defaults. It validates the
@@ -288,7 +291,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, now: cfg.Now,
 		log:   cfg.Logger.With("host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
-		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
+		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{}, svcPorts: map[topology.ID]*servicePort{},
 		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)

@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,15 +61,16 @@ func commands(o *options) []*cobra.Command {
 			},
 		},
 		{
-			kind: routerKind, use: "router", short: "Virtual L3 routers",
-			columns: deviceColumns,
-			fields: append(append(deviceFields("router"), serviceDeviceFields("router", false)...),
+			kind: routerKind, use: "router", short: "Virtual L3 routers (and their BGP: router bgp ...)",
+			columns: append(slices.Clone(deviceColumns), col("AS", "asNumber")),
+			fields: append(append(append(deviceFields("router"), serviceDeviceFields("router", false)...),
 				refField("load-balancer", "loadBalancerId", loadBalancerKind, "L4 load balancer of the router's VIPs (\"none\" to detach)")),
+				field{flag: "as-number", key: "asNumber", kind: kInt, usage: "the router's BGP AS number (0: no BGP)"}),
 			examples: map[string]string{
 				"list":   "  midonet router list",
 				"show":   "  midonet router show edge",
 				"create": "  midonet router create --name edge --tenant acme",
-				"update": "  midonet router update edge --name edge-1 --outbound-filter nat-out",
+				"update": "  midonet router update edge --name edge-1 --outbound-filter nat-out\n  midonet router update edge --as-number 65000",
 				"delete": "  midonet router delete edge",
 			},
 		},
@@ -257,6 +259,7 @@ func commands(o *options) []*cobra.Command {
 		cmds = append(cmds, c)
 	}
 	addPortVerbs(o, byUse["port"])
+	addRouterBGPVerbs(o, byUse["router"])
 	addPortGroupVerbs(o, byUse["port-group"])
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])

@@ -356,6 +356,11 @@ func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
 	if p.service && s.ethType() == packet.EtherTypeIPv6 {
 		return s.drop(ReasonServicePort) // as MidoNet's service ports
 	}
+	if p.bgpPeers != nil {
+		if v, ok := s.bgpDivert(p); ok {
+			return v
+		}
+	}
 	s.mirrorTo(p.mirrorsIn)
 	switch s.runChains(p.inChains) {
 	case actDrop:

@@ -54,8 +54,8 @@ func del(p string) {
 	}
 }
 
-// getJSON reads an object.
-func getJSON(t *testing.T, p string) map[string]any {
+// getObject reads an object.
+func getObject(t *testing.T, p string) map[string]any {
 	t.Helper()
 	resp, err := http.Get(sb.APIURL() + p)
 	if err != nil {
@@ -113,7 +113,7 @@ func addVM(t *testing.T, name string, host int, bridge, cidr, gw string) *svVM {
 	t.Cleanup(func() { del("/ports/" + v.port) })
 	api(t, "POST", "/hosts/"+sb.ID(fmt.Sprintf("host:host%d", host+1))+"/ports", map[string]any{"portId": v.port, "interfaceName": hostIf})
 	eventually(t, 10*time.Second, "port of "+name+" active", func() bool {
-		o := getJSON(t, "/ports/"+v.port)
+		o := getObject(t, "/ports/"+v.port)
 		return o["active"] == true
 	})
 	return v
@@ -293,10 +293,10 @@ func newLBRig(t *testing.T) *lbRig {
 	r.lb = post(t, "/load_balancers", map[string]any{})
 	t.Cleanup(func() { del("/load_balancers/" + r.lb) })
 	put(t, "/routers/"+sb.ID("tenant-router"), map[string]any{"name": "tenant-router", "tenantId": "demo",
-		"inboundFilterId":  getJSON(t, "/routers/"+sb.ID("tenant-router"))["inboundFilterId"],
-		"outboundFilterId": getJSON(t, "/routers/"+sb.ID("tenant-router"))["outboundFilterId"], "loadBalancerId": r.lb})
+		"inboundFilterId":  getObject(t, "/routers/"+sb.ID("tenant-router"))["inboundFilterId"],
+		"outboundFilterId": getObject(t, "/routers/"+sb.ID("tenant-router"))["outboundFilterId"], "loadBalancerId": r.lb})
 	t.Cleanup(func() {
-		o := getJSON(t, "/routers/"+sb.ID("tenant-router"))
+		o := getObject(t, "/routers/"+sb.ID("tenant-router"))
 		o["loadBalancerId"] = nil
 		req, _ := http.NewRequest("PUT", sb.APIURL()+"/routers/"+sb.ID("tenant-router"), jsonBody(o))
 		req.Header.Set("Content-Type", "application/json")
@@ -397,7 +397,7 @@ func TestLoadBalancer(t *testing.T) {
 	} {
 		t.Run("disable "+tc.what, func(t *testing.T) {
 			id := map[string]string{"vip": r.vip, "pool": r.pool, "load balancer": r.lb}[tc.what]
-			o := getJSON(t, tc.path+id)
+			o := getObject(t, tc.path+id)
 			o["adminStateUp"] = false
 			api(t, "PUT", tc.path+id, o)
 			eventually(t, 3*time.Second, "requests failing with the "+tc.what+" down", func() bool {
@@ -415,13 +415,13 @@ func TestLoadBalancer(t *testing.T) {
 		hm := post(t, "/health_monitors", map[string]any{"type": "HTTP", "delay": 1, "timeout": 1, "maxRetries": 2,
 			"urlPath": "/", "expectedCodes": "200"})
 		t.Cleanup(func() { del("/health_monitors/" + hm) })
-		pool := getJSON(t, "/pools/"+r.pool)
+		pool := getObject(t, "/pools/"+r.pool)
 		pool["healthMonitorId"] = hm
 		api(t, "PUT", "/pools/"+r.pool, pool)
 		eventually(t, 15*time.Second, "one agent running the health monitors", func() bool {
 			return len(healthLeaders(t)) == 1
 		})
-		status := func(name string) string { return fmt.Sprint(getJSON(t, "/pool_members/"+r.members[name])["status"]) }
+		status := func(name string) string { return fmt.Sprint(getObject(t, "/pool_members/"+r.members[name])["status"]) }
 		// A back end that dies is out within delay × (retries + 1) = 3 s
 		// (and the rest of a check and of the agents' reaction).
 		r.servers["be2"].stop()
@@ -494,11 +494,11 @@ func TestMirrorAcrossHosts(t *testing.T) {
 		map[string]any{"nwProto": 6, "tpDst": map[string]any{"start": 7200, "end": 7200}}}})
 	t.Cleanup(func() { del("/mirrors/" + m) })
 	port := sb.ID("port:vm-a1")
-	o := getJSON(t, "/ports/"+port)
+	o := getObject(t, "/ports/"+port)
 	o["inboundMirrorIds"] = []string{m}
 	api(t, "PUT", "/ports/"+port, o)
 	t.Cleanup(func() {
-		o := getJSON(t, "/ports/"+port)
+		o := getObject(t, "/ports/"+port)
 		o["inboundMirrorIds"] = []string{}
 		req, _ := http.NewRequest("PUT", sb.APIURL()+"/ports/"+port, jsonBody(o))
 		req.Header.Set("Content-Type", "application/json")
@@ -594,7 +594,7 @@ func TestQoS(t *testing.T) {
 	t.Cleanup(func() { del("/qos_policies/" + pol) })
 	rule := post(t, "/qos_policies/"+pol+"/qos_bw_limit_rules", map[string]any{"maxKbps": 1000, "maxBurstKb": 200})
 	setPolicy := func(v *svVM, policy any) {
-		o := getJSON(t, "/ports/"+v.port)
+		o := getObject(t, "/ports/"+v.port)
 		o["qosPolicyId"] = policy
 		api(t, "PUT", "/ports/"+v.port, o)
 	}
