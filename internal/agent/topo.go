@@ -26,6 +26,8 @@ type topoCache struct {
 	ipgroups map[string]topology.IPAddrGroup
 	zones    map[string]topology.TunnelZone
 
+	svc serviceCache // load balancers, mirrors, QoS and L2 insertions
+
 	macs   map[string]sim.MACEntry   // by state key
 	ipmacs map[string]sim.IPMACEntry // by state key
 	arps   map[string]sim.ARPEntry   // by state key
@@ -50,8 +52,8 @@ func (c *topoCache) reset() {
 		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
 		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
 		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
-		zones: map[string]topology.TunnelZone{},
-		macs:  map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
+		zones: map[string]topology.TunnelZone{}, svc: newServiceCache(),
+		macs: map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
 		active:   map[topology.ID]topology.ID{},
 		bgpPeers: map[string]topology.BGPPeer{},
 		learned:  newLearnedRoutes(),
@@ -94,6 +96,8 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		apply(c.zones, id, value)
 	case topology.KindBGPPeer:
 		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
+	default:
+		tags, _ = c.svc.apply(kind, id, value, c)
 	}
 	return tags
 }
@@ -224,6 +228,7 @@ func (c *topoCache) input() sim.SnapshotInput {
 		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
 		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
 	}
+	c.svc.fill(&in)
 	for i := range in.Ports {
 		p := &in.Ports[i]
 		if p.HostID == nil || p.InterfaceName == nil {
@@ -391,6 +396,7 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	}
 	a.reconcileTunnels(ctx)
 	a.reconcileBindings(ctx)
+	a.applyRateLimits()
 	if len(tags) > 0 {
 		n := a.flows.Invalidate(tags)
 		if n > 0 {
