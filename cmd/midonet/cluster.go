@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -38,7 +39,11 @@ MidoNet's mock mode: no checks, every call is the admin's.`,
 				return err
 			}
 			defer c.Close()
-			cfg.Logger.Info("cluster ready", "api", c.APIURL, "console", c.ConsoleURL, "nsdb", strings.Join(c.NSDBURLs, ","))
+			cfg.Logger.Info("cluster ready", "api", c.APIURL, "console", c.ConsoleURL, "nsdb", strings.Join(c.NSDBURLs, ","), "auth", cfg.Auth)
+			if c.AdminCredentials != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "The first admin's credential is in %s (user admin); the CLI reads it there, or: eval $(midonet login --credentials %s)\n",
+					c.AdminCredentials, c.AdminCredentials)
+			}
 			select {
 			case <-cmd.Context().Done():
 				return nil
