@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/midonet/midonet/internal/auth"
+	"github.com/midonet/midonet/internal/cli"
 	"github.com/midonet/midonet/internal/cluster"
 )
 
@@ -41,8 +42,9 @@ MidoNet's mock mode: no checks, every call is the admin's.`,
 			defer c.Close()
 			cfg.Logger.Info("cluster ready", "api", c.APIURL, "console", c.ConsoleURL, "nsdb", strings.Join(c.NSDBURLs, ","), "auth", cfg.Auth)
 			if c.AdminCredentials != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "The first admin's credential is in %s (user admin); the CLI reads it there, or: eval $(midonet login --credentials %s)\n",
-					c.AdminCredentials, c.AdminCredentials)
+				fmt.Fprintf(cmd.ErrOrStderr(), "The first admin's credential is in %s (user admin): midonet --credentials %s ..., "+
+					"or eval $(midonet login --credentials %s); the CLI reads %s by itself.\n",
+					c.AdminCredentials, c.AdminCredentials, c.AdminCredentials, cli.DefaultCredentials)
 			}
 			select {
 			case <-cmd.Context().Done():
