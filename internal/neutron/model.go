@@ -60,6 +60,8 @@ type Network struct {
 	PhysicalNetwork *string `json:"provider:physical_network"`
 	SegmentationID  *int    `json:"provider:segmentation_id"`
 	QoSPolicyID     *string `json:"qos_policy_id"`
+	// MTU is the network's MTU, which DHCP tells the VMs (option 26).
+	MTU *int `json:"mtu"`
 
 	rest map[string]json.RawMessage
 }

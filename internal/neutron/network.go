@@ -38,7 +38,8 @@ func (t *txn) createNetwork(n *Network) error {
 	return t.tx.Create(&b)
 }
 
-// updateNetwork copies the name and admin state to the bridge.
+// updateNetwork copies the name and admin state to the bridge, and the
+// MTU to its DHCP subnets.
 func (t *txn) updateNetwork(old, n *Network) error {
 	if err := checkNetworkType(n); err != nil {
 		return err
@@ -48,7 +49,35 @@ func (t *txn) updateNetwork(old, n *Network) error {
 		return err
 	}
 	b.Name, b.AdminStateUp = topology.Str(n.Name), isUp(n.AdminStateUp)
-	return t.tx.Put(b)
+	if err := t.tx.Put(b); err != nil {
+		return err
+	}
+	if mtuOf(old) == mtuOf(n) {
+		return nil
+	}
+	subnets, err := topology.ListOf[topology.DHCPSubnet](t.tx)
+	if err != nil {
+		return err
+	}
+	for i := range subnets {
+		if d := &subnets[i]; d.BridgeID == n.ID {
+			d.InterfaceMTU = mtuOf(n)
+			if err := t.tx.Put(d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mtuOf is the MTU a network's DHCP subnets hand out (nil: Neutron gave
+// none, the agents' default applies).
+func mtuOf(n *Network) *int {
+	if n.MTU == nil || *n.MTU <= 0 {
+		return nil
+	}
+	m := *n.MTU
+	return &m
 }
 
 // deleteNetwork deletes the bridge with what it holds (its ports, DHCP
@@ -79,7 +108,8 @@ var metadataPrefix = netip.MustParsePrefix("169.254.169.254/32")
 
 // dhcpFromSubnet fills a DHCP subnet from a Neutron subnet: the gateway is
 // the default gateway and, until a DHCP port gives one, the server
-// address; host routes become option 121 routes.
+// address; host routes become option 121 routes. (The network's MTU
+// becomes the interface MTU option.)
 func dhcpFromSubnet(s *Subnet, p netip.Prefix, d *topology.DHCPSubnet) error {
 	d.BridgeID = s.NetworkID
 	d.SubnetPrefix, d.SubnetLength = topology.Str(p.Addr().String()), p.Bits()
@@ -152,6 +182,7 @@ func (t *txn) createSubnet(s *Subnet) error {
 		return err
 	}
 	d.ServerAddr = d.DefaultGateway
+	d.InterfaceMTU = mtuOf(n)
 	d.Normalize()
 	if err := d.Validate(); err != nil {
 		return err

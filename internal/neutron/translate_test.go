@@ -92,7 +92,7 @@ func TestNetworkTranslation(t *testing.T) {
 func TestSubnetTranslation(t *testing.T) {
 	r := newRig(t)
 	net := topology.NewID()
-	r.create("networks", body("id", net, "tenant_id", tenant, "name", "n"))
+	r.create("networks", body("id", net, "tenant_id", tenant, "name", "n", "mtu", 1450))
 	sub := topology.NewID()
 	r.create("subnets", body("id", sub, "network_id", net, "ip_version", 4, "cidr", "10.1.0.0/24",
 		"gateway_ip", "10.1.0.1", "enable_dhcp", true, "dns_nameservers", []string{"10.1.0.2", "8.8.8.8"},
@@ -109,6 +109,15 @@ func TestSubnetTranslation(t *testing.T) {
 	want := "gw=10.1.0.1 server=10.1.0.1 dns=[10.1.0.2 8.8.8.8] enabled=true routes=192.168.0.0/16 via 10.1.0.254"
 	if got != want || len(d.Opt121Routes) != 1 {
 		t.Errorf("DHCP subnet:\n got %s\nwant %s", got, want)
+	}
+	if d.InterfaceMTU == nil || *d.InterfaceMTU != 1450 {
+		t.Errorf("DHCP subnet MTU = %v, want the network's 1450", d.InterfaceMTU)
+	}
+	if err := r.update("networks", net, body("mtu", 1400)); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := get[topology.DHCPSubnet](r, did); d.InterfaceMTU == nil || *d.InterfaceMTU != 1400 {
+		t.Errorf("DHCP subnet MTU after the network's change = %v, want 1400", d.InterfaceMTU)
 	}
 	if err := r.update("subnets", sub, body("enable_dhcp", false, "dns_nameservers", []string{}, "gateway_ip", "10.1.0.254")); err != nil {
 		t.Fatal(err)
