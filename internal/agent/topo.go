@@ -395,14 +395,17 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 		return
 	}
 	a.reconcileTunnels(ctx)
-	a.reconcileBindings(ctx)
-	a.applyRateLimits()
+	// Invalidate at once: flows simulated on the old snapshot go, and few
+	// simulated on the new one (already valid) are taken with them. The
+	// bindings below publish again and invalidate their own ports.
 	if len(tags) > 0 {
 		n := a.flows.Invalidate(tags)
 		if n > 0 {
 			a.log.Debug("flows invalidated", "flows", n, "tags", len(tags))
 		}
 	}
+	a.reconcileBindings(ctx)
+	a.applyRateLimits()
 }
 
 // publishSnapshot compiles the cached topology into the snapshot the
