@@ -30,6 +30,14 @@ func TestDHCP(t *testing.T) {
 	}
 	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}), 409)
 	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "nope", "ipAddr": "10.0.0.11"}), "macAddr")
+	// Extra options the agents could not encode are refused, each named.
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"},
+			map[string]any{"optName": "no-such-option", "optValue": "1"}}}), "extraDhcpOpts[1]")
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "dns-server", "optValue": "10.0.0.300"}}}), "extraDhcpOpts[0]")
+	create(t, s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"}}})
 	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"macAddr": "02:00:00:00:00:0A", "ipAddr": "10.0.0.12"}), 204)
 	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["ipAddr"] != "10.0.0.12" {
 		t.Errorf("host after PUT %v", got)
@@ -39,7 +47,7 @@ func TestDHCP(t *testing.T) {
 	if got["enabled"] != false || got["defaultGateway"] != nil {
 		t.Errorf("subnet after PUT %v", got)
 	}
-	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 2 {
 		t.Errorf("PUT of the subnet lost its hosts: %v", l)
 	}
 	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
