@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"slices"
+
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -78,6 +81,9 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 			mac, known = rp.peer.mac, true
 		} else if m, ok := b.ipMAC[tpa]; ok && b.answerARP {
 			mac, known = m, true
+		} else if slices.Contains(b.dhcpServers, tpa) {
+			// The DHCP server's address: clients renew by unicast to it.
+			mac, known = dhcp.ServerMAC, true
 		}
 		if known {
 			sha := s.arpSHA()

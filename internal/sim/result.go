@@ -77,11 +77,12 @@ const (
 	ReasonMalformed
 	ReasonARPTimeout
 	ReasonLoadBalancer
+	ReasonDHCPMalformed
 )
 
 var reasonNames = [...]string{"", "unknown-port", "port-admin-down", "device-admin-down", "unplugged-port", "loop",
 	"chain", "multicast-source", "same-in-out-port", "vlan", "not-ipv4", "not-for-router", "no-route", "blackhole-route",
-	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer"}
+	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer", "dhcp-malformed"}
 
 // String returns the reason's name.
 func (r DropReason) String() string {
@@ -166,6 +167,9 @@ type Result struct {
 	LearnedARP  []ARPLearning
 	Generated   []Generated
 	ARP         ARPRequest // when Kind is ARPNeeded
+	// DHCP says what the bridge's DHCP server did, when the packet was a
+	// DHCP request entering a bridge that serves DHCP.
+	DHCP DHCPEvent
 
 	// Trace lists what each device did, when tracing was requested.
 	Trace Trace

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -67,6 +68,14 @@ type SnapshotInput struct {
 	Pools         []topology.Pool
 	PoolMembers   []topology.PoolMember
 	VIPs          []topology.VIP
+
+	// DHCPSubnets are the bridges' DHCP subnets with their hosts; the
+	// bridge's agent answers its VMs' requests from them.
+	DHCPSubnets []topology.DHCPSubnet
+	// UnderlayMTU is the smallest MTU of the tunnel-zone members'
+	// underlay interfaces, 0 when unknown (1500 is assumed). DHCP offers it
+	// minus the overlay's overhead to subnets without an interfaceMTU.
+	UnderlayMTU int
 
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
@@ -213,6 +222,10 @@ type bridge struct {
 	flood     []*port             // exterior ports, by id
 	vlanPorts map[uint16]*port    // interior ports with a VLAN id
 	vabPeers  []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
+	// dhcp4 answers the DHCP requests of the bridge's VMs, nil without
+	// DHCP subnets; the bridge answers ARP for dhcpServers with its MAC.
+	dhcp4       *dhcp.Server4
+	dhcpServers [][4]byte
 }
 
 type router struct {
@@ -474,6 +487,7 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	s.compileRoutes(in.Routes)
 	s.compileLoadBalancers(&in)
+	s.compileDHCP(&in)
 	return s, nil
 }
 
