@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
@@ -49,6 +50,8 @@ type traceFlags struct {
 	icmpCode         int
 	ttl              int
 	arp              bool
+	dhcp             string
+	requestedIP      string
 	datapath         string
 }
 
@@ -88,10 +91,18 @@ Packet defaults:
                 else the bridge's ARP table entry for --dst-ip; else broadcast
                 (the bridge floods). With --arp: broadcast.
   --arp         sends an ARP request from --src-ip asking for --dst-ip
-                instead of an IPv4 packet.`,
+                instead of an IPv4 packet.
+  --dhcp TYPE   sends a DHCP request (discover, request, inform, release or
+                decline) from --src-mac (required): UDP 68 → 67 from
+                --src-ip (default 0.0.0.0, the client's address when
+                renewing or informing) to 255.255.255.255; --requested-ip
+                sets option 50. A bridge with DHCP subnets answers it in the
+                agent: the trace shows the answer and that no flow is
+                installed.`,
 		Example: `  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 8.8.8.8 --proto udp --dst-port 53
   midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.1.7 -o json
-  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.0.1 --arp`,
+  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.0.1 --arp
+  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --dhcp discover --src-mac 02:00:00:00:00:05`,
 		Args: cobra.NoArgs,
 		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
 			return runTrace(s, cmd, f)
@@ -111,6 +122,8 @@ Packet defaults:
 	fl.IntVar(&f.icmpCode, "icmp-code", 0, "ICMP code")
 	fl.IntVar(&f.ttl, "ttl", int(packet.DefaultTTL), "IP time to live")
 	fl.BoolVar(&f.arp, "arp", false, "send an ARP request for --dst-ip instead of an IPv4 packet")
+	fl.StringVar(&f.dhcp, "dhcp", "", "send a DHCP request of this type from --src-mac: discover, request, inform, release or decline")
+	fl.StringVar(&f.requestedIP, "requested-ip", "", "with --dhcp: the address the client asks for (option 50)")
 	fl.StringVar(&f.datapath, "datapath", "userspace", "the agents' datapath, whose flows the trace shows: userspace, "+
 		"or ovs (its flows cannot match ICMP echo identifiers: pings through NAT and conntrack are simulated one by one)")
 	return cmd
@@ -123,6 +136,8 @@ type probe struct {
 	vlan             uint16 // VLAN id; 0 = untagged
 	src, dst         netip.Addr
 	arp              bool
+	dhcp             dhcp.MessageType // a DHCP request instead of the packet above
+	requestedIP      netip.Addr
 	proto            uint8
 	srcPort, dstPort uint16
 	icmpType         uint8
@@ -152,11 +167,20 @@ func parseProbe(cmd *cobra.Command, f *traceFlags) (*probe, error) {
 	default:
 		return nil, fmt.Errorf("--datapath %q: want userspace or ovs, the agents' datapath", f.datapath)
 	}
-	if p.src, err = parseIPv4Flag("src-ip", f.srcIP); err != nil {
-		return nil, err
+	if f.dhcp != "" {
+		if err := parseDHCPProbe(cmd, f, p); err != nil {
+			return nil, err
+		}
 	}
-	if p.dst, err = parseIPv4Flag("dst-ip", f.dstIP); err != nil {
-		return nil, err
+	if p.dhcp == 0 || f.srcIP != "" {
+		if p.src, err = parseIPv4Flag("src-ip", f.srcIP); err != nil {
+			return nil, err
+		}
+	}
+	if p.dhcp == 0 || f.dstIP != "" {
+		if p.dst, err = parseIPv4Flag("dst-ip", f.dstIP); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range []struct {
 		flag, text string
@@ -181,6 +205,12 @@ func parseProbe(cmd *cobra.Command, f *traceFlags) (*probe, error) {
 	p.ttl = uint8(f.ttl)
 	p.arp = f.arp
 	changed := cmd.Flags().Changed
+	if p.dhcp != 0 {
+		return p, nil
+	}
+	if changed("requested-ip") {
+		return nil, errors.New("--requested-ip applies to --dhcp only")
+	}
 	if p.arp {
 		for _, name := range []string{"proto", "src-port", "dst-port", "icmp-type", "icmp-code", "ttl"} {
 			if changed(name) {
@@ -248,6 +278,37 @@ func parseProbe(cmd *cobra.Command, f *traceFlags) (*probe, error) {
 	return p, nil
 }
 
+// parseDHCPProbe checks the flags of a DHCP request probe.
+func parseDHCPProbe(cmd *cobra.Command, f *traceFlags, p *probe) error {
+	types := map[string]dhcp.MessageType{"discover": dhcp.Discover, "request": dhcp.Request, "inform": dhcp.Inform,
+		"release": dhcp.Release, "decline": dhcp.Decline}
+	t, ok := types[strings.ToLower(f.dhcp)]
+	if !ok {
+		return fmt.Errorf("--dhcp %q: want discover, request, inform, release or decline", f.dhcp)
+	}
+	p.dhcp = t
+	if f.srcMAC == "" {
+		return errors.New("--dhcp needs --src-mac: the client's MAC, which its DHCP host entry names")
+	}
+	if f.arp {
+		return errors.New("--dhcp and --arp are two different packets: give one")
+	}
+	for _, name := range []string{"proto", "src-port", "dst-port", "icmp-type", "icmp-code", "vlan"} {
+		if cmd.Flags().Changed(name) {
+			return fmt.Errorf("--%s does not apply to --dhcp", name)
+		}
+	}
+	p.src, p.dst = netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	if f.requestedIP != "" {
+		a, err := parseIPv4Flag("requested-ip", f.requestedIP)
+		if err != nil {
+			return err
+		}
+		p.requestedIP = a
+	}
+	return nil
+}
+
 func parseIPv4Flag(flag, text string) (netip.Addr, error) {
 	if text == "" {
 		return netip.Addr{}, fmt.Errorf("--%s is required", flag)
@@ -262,6 +323,21 @@ func parseIPv4Flag(flag, text string) (netip.Addr, error) {
 // frame builds the probe's Ethernet frame, with valid lengths and
 // checksums, so that devices can quote it in ICMP errors or answer it.
 func (p *probe) frame() []byte {
+	if p.dhcp != 0 {
+		f := dhcp.RequestFields{Type: p.dhcp, XID: 1, CHAddr: p.srcMAC, CIAddr: p.src.As4()}
+		if p.requestedIP.IsValid() {
+			f.RequestedIP = p.requestedIP.As4()
+		}
+		b := dhcp.AppendRequest4(nil, f)
+		packet.Ethernet(b).SetDst(p.dstMAC)
+		if p.dst != netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			// A renewal unicast to the server: readdress the frame.
+			var pp packet.Parsed
+			pp.Decode(b)
+			pp.SetIPv4Dst(p.dst.As4())
+		}
+		return b
+	}
 	b := make([]byte, 0, 128)
 	b = append(b, p.dstMAC[:]...)
 	b = append(b, p.srcMAC[:]...)
@@ -438,6 +514,11 @@ func fetchTopology(s *session) (*topo, error) {
 				in.IPMACTable = append(in.IPMACTable, sim.IPMACEntry{Bridge: b.ID, IP: ip, MAC: mac})
 			}
 		}
+		subnets, err := fetchDHCP(s, b.ID, bridgeObjs[i])
+		if err != nil {
+			return nil, err
+		}
+		in.DHCPSubnets = append(in.DHCPSubnets, subnets...)
 		in.Bridges = append(in.Bridges, b)
 	}
 	for i, r := range routers {
@@ -528,6 +609,34 @@ func fetchTopology(s *session) (*topo, error) {
 		}
 	}
 	return t, nil
+}
+
+// fetchDHCP reads a bridge's DHCP subnets with their hosts. A subnet
+// deleted meanwhile is left out.
+func fetchDHCP(s *session, bridge topology.ID, b Object) ([]topology.DHCPSubnet, error) {
+	u, err := link(bridgeKind, b, "dhcpSubnets")
+	if err != nil {
+		return nil, err
+	}
+	subnets, objs, err := listAs[topology.DHCPSubnet](s, u, dhcpSubnetMedia)
+	if IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := subnets[:0]
+	for i := range subnets {
+		hosts, ok, err := listSub[topology.DHCPHost](s, dhcpSubnetKind, objs[i], "hosts", dhcpHostMedia)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			subnets[i].BridgeID, subnets[i].Hosts = bridge, hosts
+			out = append(out, subnets[i])
+		}
+	}
+	return out, nil
 }
 
 func deref(s *string) string {
@@ -687,6 +796,11 @@ type TraceReport struct {
 	// Generated lists the packets devices answered with (ICMP errors,
 	// echo and ARP replies, ARP requests).
 	Generated []TraceGenerated `json:"generated,omitempty"`
+	// DHCP says what the bridge's DHCP server in the agent did with a DHCP
+	// request: offer, ack, nak, ignored (consumed without an answer),
+	// no-lease or disabled (not answered, simulated on without a flow),
+	// malformed.
+	DHCP string `json:"dhcp,omitempty"`
 	// ARPNeeded is the next hop a router could not resolve.
 	ARPNeeded *TraceARP `json:"arpNeeded,omitempty"`
 	// Match lists the header fields the installed flow matches exactly,
@@ -829,6 +943,9 @@ func (t *topo) report(port topology.ID, m *sim.Match, res *sim.Result) *TraceRep
 	for _, g := range res.Generated {
 		gm, _ := sim.MatchFromFrame(g.Frame)
 		rep.Generated = append(rep.Generated, TraceGenerated{Port: g.Port.String(), Name: t.name(g.Port), Packet: describe(&gm)})
+	}
+	if res.DHCP != sim.DHCPNone {
+		rep.DHCP = res.DHCP.String()
 	}
 	if res.Kind == sim.ARPNeeded {
 		rep.ARPNeeded = &TraceARP{Router: res.ARP.Router.String(), Port: res.ARP.Port.String(), IP: res.ARP.IP.String()}
@@ -1050,6 +1167,21 @@ func (r *TraceReport) write(w io.Writer) error {
 	}
 	if len(r.AssumedActive) > 0 {
 		fmt.Fprintf(tw, "assumed active\t%s (bound, but no agent reports them up)\n", strings.Join(r.AssumedActive, " "))
+	}
+	switch r.DHCP {
+	case "":
+	case sim.DHCPOffer.String(), sim.DHCPAck.String(), sim.DHCPNak.String():
+		fmt.Fprintf(tw, "dhcp\tanswered by the agent on the ingress host: %s\n", strings.ToUpper(r.DHCP))
+	case sim.DHCPIgnored.String():
+		fmt.Fprintf(tw, "dhcp\tconsumed by the agent, no answer needed\n")
+	case sim.DHCPMalformed.String():
+		fmt.Fprintf(tw, "dhcp\tmalformed: dropped and counted by the agent\n")
+	default:
+		fmt.Fprintf(tw, "dhcp\tnot answered (%s): the request goes on through the bridge\n", r.DHCP)
+	}
+	if r.Result == sim.Consumed.String() {
+		fmt.Fprintf(tw, "flow\tnone: the agent answers every such packet itself\n")
+		return tw.Flush()
 	}
 	if r.Result == sim.UserspaceOnly.String() {
 		fmt.Fprintf(tw, "flow\tnone: every such packet is simulated, as the result depends on %s, which the datapath's flows cannot match\n",

@@ -3,7 +3,10 @@ package dhcp
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
+
+	"github.com/midonet/midonet/internal/packet"
 )
 
 // UDP ports of DHCPv4 (RFC 2131) and DHCPv6 (RFC 8415).
@@ -233,4 +236,64 @@ func (r *Request4) decodeOptions(b []byte, main bool) (overload uint8, err error
 	// RFC 2131 requires an end option; clients that omit it at the very
 	// end of the packet are accepted, as most servers do.
 	return overload, nil
+}
+
+// RequestFields describes a client's request, for AppendRequest4: the
+// `midonet trace` probe, load generators and tests.
+type RequestFields struct {
+	Type        MessageType
+	XID         uint32
+	CHAddr      [6]byte
+	CIAddr      [4]byte // the client's address when renewing or informing
+	RequestedIP [4]byte // option 50 when not zero
+	ServerID    [4]byte // option 54 when not zero
+	Broadcast   bool
+}
+
+// AppendRequest4 appends a client's request frame: Ethernet from CHAddr,
+// IPv4 from CIAddr (0.0.0.0 without one) to the broadcast address, UDP
+// 68 to 67, then the BOOTREQUEST, checksums included.
+func AppendRequest4(dst []byte, f RequestFields) []byte {
+	var opts [3 + 6 + 6 + 6 + 1]byte
+	o := append(opts[:0], OptMessageType, 1, byte(f.Type))
+	if f.RequestedIP != [4]byte{} {
+		o = append(o, OptRequestedIP, 4)
+		o = append(o, f.RequestedIP[:]...)
+	}
+	if f.ServerID != [4]byte{} {
+		o = append(o, OptServerID, 4)
+		o = append(o, f.ServerID[:]...)
+	}
+	o = append(o, OptParamList, 4, OptSubnetMask, OptRouter, OptDNS, OptClasslessRoute, OptEnd)
+	msgLen := max(optionsOff+len(o), minReplyLen)
+	const hdrs = packet.EthernetHeaderLen + packet.IPv4MinHeaderLen + packet.UDPHeaderLen
+	dst = slices.Grow(dst, hdrs+msgLen)
+	start := len(dst)
+	dst = dst[:start+hdrs+msgLen]
+	b := dst[start:]
+	clear(b)
+	bcast := [4]byte{255, 255, 255, 255}
+	packet.Ethernet(b).Encode(packet.EthernetFields{Dst: packet.BroadcastMAC, Src: f.CHAddr, EtherType: packet.EtherTypeIPv4})
+	ip := b[packet.EthernetHeaderLen:]
+	packet.IPv4(ip).Encode(packet.IPv4Fields{TotalLen: uint16(packet.IPv4MinHeaderLen + packet.UDPHeaderLen + msgLen),
+		TTL: packet.DefaultTTL, Protocol: packet.IPProtoUDP, Src: f.CIAddr, Dst: bcast})
+	udp := ip[packet.IPv4MinHeaderLen:]
+	m := udp[packet.UDPHeaderLen:]
+	m[0], m[1], m[2] = opRequest, htypeEthernet, 6
+	binary.BigEndian.PutUint32(m[4:], f.XID)
+	if f.Broadcast {
+		binary.BigEndian.PutUint16(m[10:], flagBroadcast)
+	}
+	copy(m[12:16], f.CIAddr[:])
+	copy(m[28:34], f.CHAddr[:])
+	binary.BigEndian.PutUint32(m[bootpLen:], magicCookie)
+	copy(m[optionsOff:], o)
+	udpLen := uint16(packet.UDPHeaderLen + msgLen)
+	packet.UDP(udp).Encode(packet.UDPFields{SrcPort: ClientPort4, DstPort: ServerPort4, Length: udpLen})
+	c := packet.Checksum(udp[:udpLen], packet.PseudoHeaderSum4(f.CIAddr, bcast, packet.IPProtoUDP, udpLen))
+	if c == 0 {
+		c = 0xffff
+	}
+	packet.UDP(udp).SetChecksum(c)
+	return dst
 }

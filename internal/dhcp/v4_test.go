@@ -470,3 +470,27 @@ func BenchmarkAnswer4(b *testing.B) {
 		buf, _ = srv.AppendAnswer(buf[:0], clientMAC, &r)
 	}
 }
+
+// TestAppendRequest4 checks the client-side encoder with gopacket and our
+// own decoder.
+func TestAppendRequest4(t *testing.T) {
+	f := RequestFields{Type: Request, XID: 7, CHAddr: clientMAC, RequestedIP: [4]byte{10, 0, 1, 11},
+		ServerID: [4]byte{10, 0, 1, 2}, Broadcast: true}
+	frame := AppendRequest4(nil, f)
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	d, ok := p.Layer(layers.LayerTypeDHCPv4).(*layers.DHCPv4)
+	if !ok || p.ErrorLayer() != nil {
+		t.Fatalf("gopacket: %v", p)
+	}
+	if d.Xid != 7 || !bytes.Equal(d.ClientHWAddr, clientMAC[:]) || d.Flags != 0x8000 {
+		t.Errorf("gopacket reads xid %d chaddr %v flags %#x", d.Xid, d.ClientHWAddr, d.Flags)
+	}
+	udp := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	var r Request4
+	if err := r.Decode(udp.Payload); err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != Request || r.RequestedIP != f.RequestedIP || r.ServerID != f.ServerID || !r.Broadcast() {
+		t.Errorf("decoded %+v from %+v", r, f)
+	}
+}
