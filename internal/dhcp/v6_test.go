@@ -17,7 +17,7 @@ import (
 var (
 	clientLL   = netip.MustParseAddr("fe80::11").As16()
 	clientDUID = []byte{0, 1, 0, 1, 0x2a, 0x2b, 0x2c, 0x2d, 0x02, 0, 0, 0, 0, 0x11} // DUID-LLT of clientMAC
-	otherDUID  = []byte{0, 2, 0, 0, 0x01, 0x37, 1, 2, 3, 4}                       // DUID-EN
+	otherDUID  = []byte{0, 2, 0, 0, 0x01, 0x37, 1, 2, 3, 4}                         // DUID-EN
 )
 
 // testSubnet6 has a host named by MAC (clientMAC), one by a whole DUID,
@@ -147,14 +147,14 @@ func TestAnswer6(t *testing.T) {
 			req: spec6{typ: layers.DHCPv6MsgTypeSolicit, clientID: otherDUID}, outcome: Answered,
 			reply: layers.DHCPv6MsgTypeAdvertise, addrs: map[string]uint32{"2001:db8:1::22": 86400}, status: -1, dns: true},
 		{name: "request is replied", ethSrc: clientMAC,
-			req: spec6{typ: layers.DHCPv6MsgTypeRequest, clientID: clientDUID, serverID: serverDUID, iaAddr: "2001:db8:1::11"},
+			req:     spec6{typ: layers.DHCPv6MsgTypeRequest, clientID: clientDUID, serverID: serverDUID, iaAddr: "2001:db8:1::11"},
 			outcome: Answered, reply: layers.DHCPv6MsgTypeReply, addrs: map[string]uint32{"2001:db8:1::11": 86400}, status: -1, dns: true},
 		{name: "renew of a stale address withdraws it", ethSrc: clientMAC,
-			req: spec6{typ: layers.DHCPv6MsgTypeRenew, clientID: clientDUID, serverID: serverDUID, iaAddr: "2001:db8:1::99"},
+			req:     spec6{typ: layers.DHCPv6MsgTypeRenew, clientID: clientDUID, serverID: serverDUID, iaAddr: "2001:db8:1::99"},
 			outcome: Answered, reply: layers.DHCPv6MsgTypeReply,
 			addrs: map[string]uint32{"2001:db8:1::11": 86400, "2001:db8:1::99": 0}, status: -1, dns: true},
 		{name: "rebind is replied", ethSrc: clientMAC,
-			req: spec6{typ: layers.DHCPv6MsgTypeRebind, clientID: clientDUID, iaAddr: "2001:db8:1::11"},
+			req:     spec6{typ: layers.DHCPv6MsgTypeRebind, clientID: clientDUID, iaAddr: "2001:db8:1::11"},
 			outcome: Answered, reply: layers.DHCPv6MsgTypeReply, addrs: map[string]uint32{"2001:db8:1::11": 86400}, status: -1, dns: true},
 		{name: "request for another server is ignored", ethSrc: clientMAC,
 			req:     spec6{typ: layers.DHCPv6MsgTypeRequest, clientID: clientDUID, serverID: otherDUID},
