@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"net/netip"
 	"strconv"
 
 	"github.com/midonet/midonet/internal/dhcp"
@@ -15,8 +16,8 @@ type DHCPEvent uint8
 // DHCP events.
 const (
 	DHCPNone      DHCPEvent = iota // not a DHCP request on a bridge with DHCP
-	DHCPOffer                      // a DISCOVER answered with an OFFER
-	DHCPAck                        // a REQUEST or INFORM answered with an ACK
+	DHCPOffer                      // a DISCOVER answered with an OFFER, a SOLICIT with an ADVERTISE
+	DHCPAck                        // a REQUEST or INFORM answered with an ACK, a DHCPv6 message with a REPLY
 	DHCPNak                        // a REQUEST for an address that is not the client's
 	DHCPIgnored                    // RELEASE, DECLINE, or a REQUEST for another server: consumed
 	DHCPNoLease                    // no entry for the client's MAC: simulated on, without a flow
@@ -60,6 +61,16 @@ func (s *Snapshot) compileDHCP(in *SnapshotInput) {
 		b.dhcp4, _ = dhcp.NewServer4(subnets, defaults)
 		b.dhcpServers = b.dhcp4.ServerAddrs()
 	}
+	byBridge6 := map[ID][]topology.DHCPSubnetV6{}
+	for i := range in.DHCPSubnetsV6 {
+		d := &in.DHCPSubnetsV6[i]
+		if _, ok := s.bridges[d.BridgeID]; ok {
+			byBridge6[d.BridgeID] = append(byBridge6[d.BridgeID], *d)
+		}
+	}
+	for id, subnets := range byBridge6 {
+		s.bridges[id].dhcp6, _ = dhcp.NewServer6(subnets)
+	}
 }
 
 // dhcpIngress answers a DHCP request entering bridge port p from a VM, as
@@ -71,8 +82,19 @@ func (s *Snapshot) compileDHCP(in *SnapshotInput) {
 // traffic ever catches a DHCP request.
 func (s *Simulator) dhcpIngress(p *port) (v verdict, handled bool) {
 	b := p.bridge
-	if s.ethType() != packet.EtherTypeIPv4 || s.nwProto() != packet.IPProtoUDP || s.nwFrag() != packet.FragNone ||
-		s.tpSrc() != dhcp.ClientPort4 || s.tpDst() != dhcp.ServerPort4 {
+	switch s.ethType() {
+	case packet.EtherTypeIPv4:
+		if b.dhcp4 == nil || s.nwProto() != packet.IPProtoUDP || s.nwFrag() != packet.FragNone ||
+			s.tpSrc() != dhcp.ClientPort4 || s.tpDst() != dhcp.ServerPort4 {
+			return 0, false
+		}
+	case packet.EtherTypeIPv6:
+		if b.dhcp6 == nil || s.nwProto() != packet.IPProtoUDP || s.nwFrag() != packet.FragNone ||
+			s.tpSrc() != dhcp.ClientPort6 || s.tpDst() != dhcp.ServerPort6 {
+			return 0, false
+		}
+		return s.dhcp6Ingress(p)
+	default:
 		return 0, false
 	}
 	var parsed packet.Parsed
@@ -132,6 +154,58 @@ func (s *Simulator) dhcpIngress(p *port) (v verdict, handled bool) {
 	if s.tracing {
 		s.trace("bridge", b.id, "dhcp", req.Type.String()+" answered by the agent: "+ans.Reply.String()+" "+
 			addr4(ans.Addr).String()+" (subnet "+ans.Subnet+")")
+	}
+	return vConsumed, true
+}
+
+// dhcp6Ingress is dhcpIngress for a DHCPv6 client message.
+func (s *Simulator) dhcp6Ingress(p *port) (v verdict, handled bool) {
+	b := p.bridge
+	var parsed packet.Parsed
+	parsed.Decode(s.pkt.Frame)
+	if parsed.Layer < packet.Layer4 || parsed.IPVersion != 6 || parsed.IPProto != packet.IPProtoUDP {
+		return 0, false
+	}
+	var req dhcp.Request6
+	if err := req.Decode(parsed.Payload()); err != nil {
+		if err == dhcp.ErrNotClient6 {
+			return 0, false // relayed or a server's: the bridge forwards it
+		}
+		s.res.DHCP = DHCPMalformed
+		s.userspace = true
+		if s.tracing {
+			s.trace("bridge", b.id, "dhcpv6", "malformed message: "+err.Error())
+		}
+		s.device = b.id
+		return s.drop(ReasonDHCPMalformed), true
+	}
+	start := len(s.genBuf)
+	var ans dhcp.Answer6
+	s.genBuf, ans = b.dhcp6.AppendAnswer(s.genBuf, s.wc.EthSrc, parsed.Src.As16(), &req)
+	switch ans.Outcome {
+	case dhcp.NoLease:
+		s.res.DHCP = DHCPNoLease
+		s.userspace = true
+		if s.tracing {
+			s.trace("bridge", b.id, "dhcpv6", req.Type.String()+": no-lease, not answered")
+		}
+		return 0, false
+	case dhcp.Ignored:
+		s.res.DHCP = DHCPIgnored
+		if s.tracing {
+			s.trace("bridge", b.id, "dhcpv6", req.Type.String()+" for another server, consumed")
+		}
+		return vConsumed, true
+	}
+	s.res.DHCP = DHCPAck
+	if ans.Reply == dhcp.MsgAdvertise {
+		s.res.DHCP = DHCPOffer
+	}
+	n := len(s.genBuf)
+	s.generate(p, s.genBuf[start:n:n])
+	if s.tracing {
+		s.trace("bridge", b.id, "dhcpv6", req.Type.String()+" answered by the agent: "+ans.Reply.String()+" "+
+			netip.AddrFrom16(ans.Addr).String()+" (subnet "+ans.Subnet+")")
 	}
 	return vConsumed, true
 }

@@ -218,3 +218,82 @@ func TestDHCPNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per DHCP request, want 0", n)
 	}
 }
+
+// dhcp6Frame is a DHCPv6 SOLICIT from vm1's link-local address to the
+// All_DHCP_Relay_Agents_and_Servers group, built with gopacket.
+func dhcp6Frame(t *testing.T, from string) []byte {
+	t.Helper()
+	m := mac(from)
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(m[:]), DstMAC: net.HardwareAddr{0x33, 0x33, 0, 1, 0, 2},
+		EthernetType: layers.EthernetTypeIPv6}
+	ip6 := &layers.IPv6{Version: 6, HopLimit: 1, NextHeader: layers.IPProtocolUDP,
+		SrcIP: net.ParseIP("fe80::1:1"), DstIP: net.ParseIP("ff02::1:2")}
+	u := &layers.UDP{SrcPort: 546, DstPort: 547}
+	if err := u.SetNetworkLayerForChecksum(ip6); err != nil {
+		t.Fatal(err)
+	}
+	duid := append([]byte{0, 3, 0, 1}, m[:]...)
+	ia := make([]byte, 12)
+	ia[3] = 1
+	d := &layers.DHCPv6{MsgType: layers.DHCPv6MsgTypeSolicit, TransactionID: []byte{1, 2, 3},
+		Options: layers.DHCPv6Options{layers.NewDHCPv6Option(layers.DHCPv6OptClientID, duid),
+			layers.NewDHCPv6Option(layers.DHCPv6OptIANA, ia)}}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip6, u, d); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestDHCPv6Answered(t *testing.T) {
+	tp, ids := dhcpTopo(t, true)
+	tp.in.DHCPSubnetsV6 = []topology.DHCPSubnetV6{{BridgeID: ids["br"], Prefix: topology.Str("2001:db8:1::"), PrefixLength: 64,
+		Hosts: []topology.DHCPHostV6{{ClientID: topology.Str(vm1MAC), FixedAddress: topology.Str("2001:db8:1::11")}}}}
+	snap := tp.snapshot()
+	for _, tc := range []struct {
+		name  string
+		port  string
+		mac   string
+		kind  Kind
+		event DHCPEvent
+	}{
+		{"solicit answered with an advertise", "vm1", vm1MAC, Consumed, DHCPOffer},
+		{"unknown client flooded without a flow", "vm2", vm2MAC, UserspaceOnly, DHCPNoLease},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := dhcp6Frame(t, tc.mac)
+			m, _ := MatchFromFrame(frame)
+			pkt := &Packet{Port: ids[tc.port], Match: m, Frame: frame, Trace: testing.Verbose()}
+			r := NewSimulator(1).Simulate(snap, nil, pkt, testNow)
+			t.Logf("trace:\n%s", r.Trace)
+			if r.Kind != tc.kind || r.DHCP != tc.event {
+				t.Fatalf("%v dhcp %v, want %v %v", r.Kind, r.DHCP, tc.kind, tc.event)
+			}
+			if tc.kind != Consumed {
+				if len(r.Egress) == 0 || len(r.Generated) != 0 {
+					t.Errorf("egress %v generated %d, want flooded and unanswered", egressPorts(r), len(r.Generated))
+				}
+				return
+			}
+			if len(r.Generated) != 1 {
+				t.Fatalf("generated %d, want the advertise", len(r.Generated))
+			}
+			p := gopacket.NewPacket(r.Generated[0].Frame, layers.LayerTypeEthernet, gopacket.Default)
+			d, ok := p.Layer(layers.LayerTypeDHCPv6).(*layers.DHCPv6)
+			if !ok || d.MsgType != layers.DHCPv6MsgTypeAdvertise {
+				t.Fatalf("generated %v, want an ADVERTISE", p)
+			}
+		})
+	}
+	// Other IPv6 traffic is bridged like any frame: to a multicast group,
+	// it floods, and the source MAC is learned.
+	ns := dhcp6Frame(t, vm1MAC)
+	copy(ns[14+40:], []byte{0x87, 0x00, 0x87, 0x00}) // UDP ports 34560, not DHCP's
+	m, _ := MatchFromFrame(ns)
+	r := NewSimulator(1).Simulate(snap, nil, &Packet{Port: ids["vm1"], Match: m, Frame: ns}, testNow)
+	if r.Kind != Forward || len(r.Egress) != 2 || len(r.LearnedMACs) != 1 {
+		t.Errorf("IPv6 multicast from vm1: %v to %v, learned %v; want flooded to vm2 and vm3, vm1's MAC learned",
+			r.Kind, egressPorts(r), r.LearnedMACs)
+	}
+}

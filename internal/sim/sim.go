@@ -324,7 +324,7 @@ func (s *Simulator) traversed(id ID) bool {
 // p: a DHCP request to a bridge with DHCP is answered there, anything else
 // goes through the port.
 func (s *Simulator) ingress(p *port) verdict {
-	if b := p.bridge; b != nil && b.dhcp4 != nil && p.exterior && p.adminUp && b.adminUp {
+	if b := p.bridge; b != nil && (b.dhcp4 != nil || b.dhcp6 != nil) && p.exterior && p.adminUp && b.adminUp {
 		if v, ok := s.dhcpIngress(p); ok {
 			return v
 		}

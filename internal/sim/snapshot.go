@@ -72,6 +72,8 @@ type SnapshotInput struct {
 	// DHCPSubnets are the bridges' DHCP subnets with their hosts; the
 	// bridge's agent answers its VMs' requests from them.
 	DHCPSubnets []topology.DHCPSubnet
+	// DHCPSubnetsV6 are the bridges' DHCPv6 subnets with their hosts.
+	DHCPSubnetsV6 []topology.DHCPSubnetV6
 	// UnderlayMTU is the smallest MTU of the tunnel-zone members'
 	// underlay interfaces, 0 when unknown (1500 is assumed). DHCP offers it
 	// minus the overlay's overhead to subnets without an interfaceMTU.
@@ -225,6 +227,7 @@ type bridge struct {
 	// dhcp4 answers the DHCP requests of the bridge's VMs, nil without
 	// DHCP subnets; the bridge answers ARP for dhcpServers with its MAC.
 	dhcp4       *dhcp.Server4
+	dhcp6       *dhcp.Server6
 	dhcpServers [][4]byte
 }
 
