@@ -144,6 +144,14 @@ type ARPRequest struct {
 	IP     netip.Addr
 }
 
+// ARPRefresh is a stale ARP entry a router used, and the request (sent
+// out of Port) that asks for it again. The agent sends it unless it asked
+// recently.
+type ARPRefresh struct {
+	ARPRequest
+	Frame []byte
+}
+
 // Result is the outcome of one simulation. Its slices point into the
 // Simulator's scratch space: they are valid until the Simulator's next call.
 type Result struct {
@@ -167,6 +175,7 @@ type Result struct {
 	LearnedARP  []ARPLearning
 	Generated   []Generated
 	ARP         ARPRequest // when Kind is ARPNeeded
+	ARPRefresh  []ARPRefresh
 	// DHCP says what the bridge's DHCP server did, when the packet was a
 	// DHCP request entering a bridge that serves DHCP.
 	DHCP DHCPEvent

@@ -185,6 +185,7 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	*r = Result{
 		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0],
 		LearnedMACs: r.LearnedMACs[:0], LearnedARP: r.LearnedARP[:0], Generated: r.Generated[:0], Trace: r.Trace[:0],
+		ARPRefresh: r.ARPRefresh[:0],
 	}
 }
 

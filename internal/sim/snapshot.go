@@ -30,11 +30,15 @@ type IPMACEntry struct {
 	MAC    [6]byte
 }
 
-// ARPEntry is an entry of a router's ARP table. A zero Expiry never expires.
+// ARPEntry is an entry of a router's ARP table. A zero Expiry never
+// expires; past Expiry the entry is ignored. Past Stale (zero: never), a
+// router that uses the entry asks the next hop again (Result.ARPRefresh)
+// while it keeps using it, as MidoNet's ARP cache does.
 type ARPEntry struct {
 	Router ID
 	IP     netip.Addr
 	MAC    [6]byte
+	Stale  time.Time
 	Expiry time.Time
 }
 
@@ -240,6 +244,7 @@ type router struct {
 
 type arpEntry struct {
 	mac    [6]byte
+	stale  int64 // Unix nanoseconds, 0 = never
 	expiry int64 // Unix nanoseconds, 0 = never
 }
 
@@ -481,11 +486,14 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	for _, e := range in.ARPTable {
 		if r, ok := s.routers[e.Router]; ok && e.IP.Is4() {
-			var exp int64
+			var exp, stale int64
 			if !e.Expiry.IsZero() {
 				exp = e.Expiry.UnixNano()
 			}
-			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
+			if !e.Stale.IsZero() {
+				stale = e.Stale.UnixNano()
+			}
+			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, stale: stale, expiry: exp}
 		}
 	}
 	s.compileRoutes(in.Routes)
