@@ -116,3 +116,33 @@ func TestDHCPTraceFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestDHCP6Commands(t *testing.T) {
+	t.Parallel()
+	bridge := unique("dhcp6-br")
+	must(t, "bridge", "create", "--name", bridge)
+	sub := object(t, "dhcp6", "create", "--bridge", bridge, "--subnet", "2001:db8:62::/64", "--dns", "2001:db8:62::53")
+	if sub.Str("prefix") != "2001:db8:62::" || format(sub["prefixLength"]) != "64" {
+		t.Fatalf("subnet %v", sub)
+	}
+	h := object(t, "dhcp6-host", "create", "--bridge", bridge, "--subnet", "2001:db8:62::/64", "--client-id", "02:00:00:00:62:05",
+		"--ip", "2001:db8:62::5", "--name", "vm5")
+	if h.Str("fixedAddress") != "2001:db8:62::5" || h.Str("clientId") != "02:00:00:00:62:05" {
+		t.Fatalf("host %v", h)
+	}
+	if out := must(t, "dhcp6-host", "list", "--bridge", bridge, "--subnet", "2001:db8:62::/64"); !strings.Contains(out, "2001:db8:62::5") {
+		t.Errorf("host list:\n%s", out)
+	}
+	if out := must(t, "dhcp6", "list", "--bridge", bridge); !strings.Contains(out, "2001:db8:62::/64") {
+		t.Errorf("subnet list:\n%s", out)
+	}
+	if _, err := run(t, "dhcp6-host", "create", "--bridge", bridge, "--subnet", "2001:db8:62::/64", "--client-id", "vm6",
+		"--ip", "2001:db8:62::6"); err == nil || !strings.Contains(err.Error(), "clientId") {
+		t.Errorf("a client id that is no DUID or MAC: %v", err)
+	}
+	must(t, "dhcp6-host", "delete", "--bridge", bridge, "--subnet", "2001:db8:62::/64", "02:00:00:00:62:05")
+	must(t, "dhcp6", "delete", "--bridge", bridge, "2001:db8:62::/64")
+	if out := must(t, "dhcp6", "list", "--bridge", bridge); strings.Contains(out, "2001:db8:62::") {
+		t.Errorf("the subnet is still listed:\n%s", out)
+	}
+}
