@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/services/bgp"
 )
 
 func agentCommand() *cobra.Command {
@@ -42,6 +44,13 @@ func agentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
+			if cfg.HostName == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return fmt.Errorf("no --host given and the hostname is unknown: %w", err)
+				}
+				cfg.HostName = h
+			}
 			cpus, err := userspace.ParseCPUList(dpCPUs)
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
@@ -67,24 +76,34 @@ func agentCommand() *cobra.Command {
 				}
 			}
 			defer store.Close()
-			cfg.Store, cfg.Datapath, cfg.Logger = store, dp, log
+			cfg.Store, cfg.Datapath, cfg.Logger = agent.NSDB(store), dp, log
 			cfg.TunnelPort = tunnelPort
 			cfg.PublishInterfaces = true
-			a, err := agent.New(cfg)
-			if err != nil {
-				dp.Close()
-				return err
-			}
+			// BGP on the uplinks bound here: a speaker process each (this
+			// binary's hidden bgp-speaker command) in the port's namespace.
+			cfg.Services = append(cfg.Services, bgp.NewService(bgp.ServiceConfig{}))
+			var metricsLn net.Listener
 			if metricsListen != "" {
-				ln, err := net.Listen("tcp", metricsListen)
-				if err != nil {
+				if metricsLn, err = net.Listen("tcp", metricsListen); err != nil {
 					dp.Close()
 					return fmt.Errorf("metrics: listen on %s: %w", metricsListen, err)
 				}
+				// Published in the store, for the cluster's console.
+				cfg.MetricsAddress = metricsLn.Addr().String()
+			}
+			a, err := agent.New(cfg)
+			if err != nil {
+				if metricsLn != nil {
+					metricsLn.Close()
+				}
+				dp.Close()
+				return err
+			}
+			if metricsLn != nil {
 				srv := &http.Server{Handler: metricsMux(a.Metrics().Registry(), profiling), ReadHeaderTimeout: 5 * time.Second}
-				go srv.Serve(ln)
+				go srv.Serve(metricsLn)
 				defer srv.Shutdown(context.Background())
-				log.Info("metrics serving", "addr", ln.Addr().String())
+				log.Info("metrics serving", "addr", cfg.MetricsAddress)
 			}
 			err = a.Run(ctx)
 			dp.Close()
@@ -96,7 +115,8 @@ func agentCommand() *cobra.Command {
 	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated")
 	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
 	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and the flow state (saved every 2s and on exit, journaled in between)")
-	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100")
+	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100 (published in the store "+
+		"for the cluster's console, which reads an unspecified address at the host's tunnel-zone address)")
 	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
 	f.IntVar(&cfg.FlowLimit, "flow-limit", agent.DefaultFlowLimit, "maximum installed flows; the oldest are evicted beyond it")

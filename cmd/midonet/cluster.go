@@ -16,8 +16,9 @@ func clusterCommand() *cobra.Command {
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Run the NSDB (embedded etcd by default) and the REST API",
-		Long: `Runs a cluster node: the network state database and the MidoNet REST API.
+		Short: "Run the NSDB (embedded etcd by default), the REST API and the web console",
+		Long: `Runs a cluster node: the network state database, the MidoNet REST API under
+/midonet-api and the web console at / (served at /ui/).
 
 By default an embedded etcd member keeps the data under --data-dir and serves
 agents on --nsdb-listen. With --nsdb the node uses an external etcd cluster.`,
@@ -31,7 +32,7 @@ agents on --nsdb-listen. With --nsdb the node uses an external etcd cluster.`,
 				return err
 			}
 			defer c.Close()
-			cfg.Logger.Info("cluster ready", "api", c.APIURL, "nsdb", strings.Join(c.NSDBURLs, ","))
+			cfg.Logger.Info("cluster ready", "api", c.APIURL, "console", c.ConsoleURL, "nsdb", strings.Join(c.NSDBURLs, ","))
 			select {
 			case <-cmd.Context().Done():
 				return nil

@@ -45,7 +45,8 @@ created, and what a crashed earlier run left.`,
 				}
 				return nil
 			}
-			fmt.Printf("\nThe sandbox is running. REST API: %s\n", sb.APIURL())
+			fmt.Printf("\nThe sandbox is running. Web console: %s\n", sb.ConsoleURL())
+			fmt.Printf("REST API: %s\n", sb.APIURL())
 			fmt.Printf("Try: midonet --api %s router list\n", sb.APIURL())
 			fmt.Println("     ip netns exec mnsb-vm-a1 ping 10.0.2.11")
 			fmt.Println("Ctrl-C stops it and cleans up.")

@@ -1,11 +1,52 @@
 // Package agent is MidoNet's per-host agent: it registers its host in the
 // NSDB, keeps a compiled snapshot of the virtual topology, plugs the
 // interfaces bound to virtual ports into the host's datapath, and for each
-// packet the datapath cannot match simulates the virtual network, installs a
-// megaflow and executes the packet. Traffic to ports on other hosts leaves
-// through the VXLAN overlay with the egress port's tunnel key; the receiving
-// agent delivers it by key without simulating. Connection-tracking and NAT
-// state goes to the peers that may see return traffic before the packet.
+// packet the datapath cannot match simulates the virtual network, installs
+// a megaflow and executes the packet. Traffic to ports on other hosts
+// leaves through the VXLAN overlay with the egress port's tunnel key; the
+// receiving agent delivers it by key without simulating. Connection-tracking
+// and NAT state goes to the peers that may see return traffic before the
+// packet.
+//
+// # The packet path
+//
+//		datapath ──miss──▶ dispatch.go ──▶ worker.go ──────────▶ package translate ──▶ datapath
+//		                   input, pick     simulate (package sim),  result → actions     execute the packet;
+//		                   a worker        act on the result                             install (package flows)
+//
+//	 1. Input (dispatch.go): the datapath delivers a miss. Flow-state
+//	    messages from peers are imported there, before any packet queued
+//	    after them is simulated.
+//	 2. Dispatch (dispatch.go): a worker is chosen by connection hash, so
+//	    both directions of a connection meet on one worker, which owns its
+//	    simulator scratch space and its flow-state shard.
+//	 3. Simulate (worker.go): the packet's match (its datapath flow key,
+//	    decoded once by the datapath) goes through the snapshot; the result
+//	    says forward, drop, wait for ARP or answer.
+//	 4. Translate (package translate): the egress ports and header rewrites
+//	    become datapath actions, a pure function of the result.
+//	 5. Output (worker.go, state.go): flow state goes to the peers first,
+//	    then the packet is executed, then its flow installed (package flows
+//	    keeps the index).
+//	 6. Invalidate (topo.go, bindings.go, state.go): a topology change, a
+//	    binding change or an expired state key removes exactly the flows
+//	    tagged with it; flows also expire by hard timeout.
+//
+// Around the path: topo.go follows the store into snapshots, bindings.go
+// plugs ports and opens the overlay, writer.go writes learned state to the
+// store off the packet path, persist.go and journal.go keep the flow state
+// across restarts, migrate.go pulls it for a port that moved here.
+//
+// # Services
+//
+// Jobs beside the packet path (a BGP speaker per uplink port, health
+// monitors, a metadata proxy) are Services (services.go), given in
+// Config.Services: the agent runs each for its host once the topology is
+// loaded, restarts it if it fails, and tells the ones that implement
+// PortWatcher when ports are bound here and unbound. A ServiceHost gives
+// them the snapshot, the datapath, the flow table and the store session.
+// DHCP needs no service: it is answered inside the simulation, as ARP is,
+// with generated packets the worker already sends.
 package agent
 
 import (
@@ -14,43 +55,45 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/flows"
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
+	"github.com/midonet/midonet/internal/translate"
 )
 
 // Defaults of the agent's configuration.
 const (
-	DefaultStateDir   = "/var/lib/midonet"
-	DefaultFlowLimit  = 1 << 20
-	DefaultSessionTTL = 5 * time.Second
+	DefaultStateDir          = "/var/lib/midonet"
+	DefaultFlowLimit         = 1 << 20
+	DefaultSessionTTL        = 5 * time.Second
+	DefaultStateSaveInterval = 2 * time.Second
 	// StateVNI is the overlay key of flow-state messages (MidoNet's).
 	StateVNI = 0xFFFFFF
 	// stateEtherType marks the inner frame of a flow-state message.
 	stateEtherType = 0x88b5
 )
 
-// Config configures an agent.
+// Config configures an agent. Zero fields take their defaults (NewConfig
+// shows them); Validate says what is wrong with the rest.
 type Config struct {
-	// HostName names the host in the NSDB.
+	// HostName names the host in the NSDB. Required.
 	HostName string
 	// StateDir keeps the host id and the flow state across restarts, in a
 	// directory per host name: agents of several simulated hosts can share
 	// one state directory without sharing an identity.
 	StateDir string
-	// Store is the NSDB connection.
-	Store *nsdb.Store
-	// Datapath is the host's datapath; the agent owns it and closes it.
+	// Store is the NSDB (NSDB wraps an nsdb.Store). Required.
+	Store Store
+	// Datapath is the host's datapath. Required. The agent uses it until
+	// Run returns; the caller closes it.
 	Datapath datapath.Datapath
 	// Workers is the number of simulation workers; default the number of
 	// cores.
@@ -62,44 +105,127 @@ type Config struct {
 	// SessionTTL is the lease of the host's liveness and learned state.
 	SessionTTL time.Duration
 	// StateSaveInterval is how often the flow state is saved whole while
-	// the agent runs (default 2 s); a journal holds what changes between.
+	// the agent runs; a journal holds what changes between.
 	StateSaveInterval time.Duration
 	// PublishInterfaces publishes the host's interfaces to the NSDB
 	// (disabled in scale tests that run many agents in one namespace).
 	PublishInterfaces bool
-	Logger            *slog.Logger
+	// MetricsAddress, when set, is published as the host's metrics
+	// address (nsdb.HostMetricsKey) for as long as the agent runs.
+	MetricsAddress string
+	// Services run beside the packet path (see Service).
+	Services []Service
+	Logger   *slog.Logger
 	// Now returns the time; tests may drive it.
 	Now func() time.Time
 }
 
-// Agent is a running agent.
-type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *nsdb.Store
-	dp     datapath.Datapath
-	hostID topology.ID
-	now    func() time.Time
-	debug  bool // log a trace of every simulation
-	// freshID: the id was made at this start, so an operator's host
-	// object of the same name may be adopted instead.
-	freshID bool
+// NewConfig returns a configuration with every default filled in, for the
+// host named name on store and dp.
+func NewConfig(name string, store Store, dp datapath.Datapath) Config {
+	c := Config{HostName: name, Store: store, Datapath: dp}
+	c.fillDefaults()
+	return c
+}
 
-	session *nsdb.Session
+// fillDefaults gives zero fields their defaults.
+func (c *Config) fillDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.TunnelPort == 0 {
+		c.TunnelPort = datapath.DefaultVXLANPort
+	}
+	if c.FlowLimit == 0 {
+		c.FlowLimit = DefaultFlowLimit
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.StateSaveInterval == 0 {
+		c.StateSaveInterval = DefaultStateSaveInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports what is wrong with the configuration, naming the field
+// and what it accepts. Zero fields are valid: they take their defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.HostName == "" {
+		errs = append(errs, errors.New("agent: HostName is empty; name the host (--host)"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("agent: no Store; give the NSDB the agent follows"))
+	}
+	if c.Datapath == nil {
+		errs = append(errs, errors.New("agent: no Datapath; open one (userspace, ovs or mem)"))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("agent: Workers is %d; give at least 1, or 0 for one per core", c.Workers))
+	}
+	if c.FlowLimit < 0 {
+		errs = append(errs, fmt.Errorf("agent: FlowLimit is %d; give at least 1, or 0 for %d", c.FlowLimit, DefaultFlowLimit))
+	}
+	if c.SessionTTL < 0 || c.SessionTTL > 0 && c.SessionTTL < time.Second {
+		errs = append(errs, fmt.Errorf("agent: SessionTTL is %v; give at least 1s (the store counts whole seconds), or 0 for %v",
+			c.SessionTTL, DefaultSessionTTL))
+	}
+	if c.StateSaveInterval < 0 {
+		errs = append(errs, fmt.Errorf("agent: StateSaveInterval is %v; give a positive interval, or 0 for %v",
+			c.StateSaveInterval, DefaultStateSaveInterval))
+	}
+	names := map[string]bool{}
+	for i, s := range c.Services {
+		switch {
+		case s == nil:
+			errs = append(errs, fmt.Errorf("agent: Services[%d] is nil", i))
+		case names[s.Name()]:
+			errs = append(errs, fmt.Errorf("agent: two services are named %q; names must be unique", s.Name()))
+		default:
+			names[s.Name()] = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Agent is a host's agent. New prepares it, Run runs it.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	store Store
+	dp    datapath.Datapath
+	now   func() time.Time
+	debug bool // log a trace of every simulation
+
+	// hostID and session are set by Run before the workers start (and
+	// before Ready is closed); only Run's goroutines read them.
+	hostID  topology.ID
+	session nsdb.StateSession
 
 	// snap is the compiled topology the workers read without locks.
 	snap atomic.Pointer[sim.Snapshot]
 	topo *topoCache
 
 	// mu guards the binding and tunnel state below.
-	mu          sync.Mutex
-	bound       map[topology.ID]*boundPort // virtual port -> datapath port
-	byDP        map[datapath.PortNo]topology.ID
-	byKey       map[uint32]topology.ID // tunnel key -> local virtual port
-	vxlanPort   datapath.PortNo
-	vxlanAddr   netip.Addr
-	peers       map[topology.ID]netip.Addr // host -> underlay address
-	dpPortsView atomic.Pointer[portTables]
+	mu        sync.Mutex
+	bound     map[topology.ID]*boundPort // virtual port -> datapath port
+	byDP      map[datapath.PortNo]topology.ID
+	byKey     map[uint32]topology.ID // tunnel key -> local virtual port
+	vxlanPort datapath.PortNo
+	vxlanAddr netip.Addr
+	peers     map[topology.ID]netip.Addr   // host -> underlay address
+	svcPorts  map[topology.ID]*servicePort // services' own ports (ServiceHost.AttachPort)
+	// ports is the immutable view of the maps above the workers read.
+	ports atomic.Pointer[portTables]
 
 	// topoKick asks the topology goroutine to reconcile bindings again.
 	topoKick  chan struct{}
@@ -109,21 +235,22 @@ type Agent struct {
 	// one datapath goroutine that delivers upcalls.
 	importMsg flowstate.Message
 	// journal appends the flow state committed or imported between two
-	// saves (Run creates it before the workers).
+	// saves.
 	journal *stateJournal
 	// pulls are the flow-state requests to migrated ports' previous hosts
 	// that wait for an answer.
 	pulls pullWaits
 
-	flows   *flowTable
-	state   *flowstate.Tables
-	workers []*worker
-	metrics *Metrics
-	writer  *stateWriter
+	flows    *flows.Table
+	state    *flowstate.Tables
+	workers  []*worker
+	metrics  *Metrics
+	writer   *stateWriter
+	services *serviceRunner
 
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	ready  chan struct{}
+	wg    sync.WaitGroup
+	ready chan struct{}
+	ran   atomic.Bool
 }
 
 // boundPort is a virtual port plugged into the datapath here.
@@ -135,131 +262,85 @@ type boundPort struct {
 	up        bool
 }
 
-// portTables is an immutable copy of the binding maps for workers.
+// portTables is an immutable view of the bindings for the workers: where
+// ports and hosts are reached (translate.Ports), and which virtual port a
+// datapath port or tunnel key delivers to.
 type portTables struct {
-	byPort  map[topology.ID]datapath.PortNo
-	byDP    map[datapath.PortNo]topology.ID
-	byKey   map[uint32]datapath.PortNo
-	peers   map[topology.ID]netip.Addr
-	vxlan   datapath.PortNo
-	localIP netip.Addr
+	translate.Ports
+	byDP  map[datapath.PortNo]topology.ID
+	byKey map[uint32]datapath.PortNo
+	// services hands the misses of services' ports to them.
+	services map[datapath.PortNo]PortHandler
 }
 
-// New prepares an agent; Run starts it.
+// New prepares an agent from cfg, filling in defaults. It validates the
+// configuration and builds the agent's tables, and does no I/O: Run reads
+// the host's identity, registers it and starts everything.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Store == nil || cfg.Datapath == nil {
-		return nil, errors.New("agent: a store and a datapath are required")
-	}
-	if cfg.HostName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("agent: no --host given and the hostname is unknown: %w", err)
-		}
-		cfg.HostName = h
-	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir
-	}
-	cfg.StateDir = HostStateDir(cfg.StateDir, cfg.HostName)
-	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.NumCPU()
-	}
-	if cfg.TunnelPort == 0 {
-		cfg.TunnelPort = datapath.DefaultVXLANPort
-	}
-	if cfg.FlowLimit <= 0 {
-		cfg.FlowLimit = DefaultFlowLimit
-	}
-	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = DefaultSessionTTL
-	}
-	if cfg.StateSaveInterval <= 0 {
-		cfg.StateSaveInterval = defaultStateSaveInterval
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	id, fresh, err := loadHostID(cfg.StateDir)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.fillDefaults()
+	cfg.StateDir = HostStateDir(cfg.StateDir, cfg.HostName)
 	a := &Agent{
-		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, hostID: id, freshID: fresh, now: cfg.Now,
-		log:   cfg.Logger.With("host_id", id.String(), "host", cfg.HostName),
+		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, now: cfg.Now,
+		log:   cfg.Logger.With("host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
-		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
+		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{}, svcPorts: map[topology.ID]*servicePort{},
 		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
-	a.metrics = newMetrics()
+	a.flows = flows.New(a.dp, cfg.FlowLimit)
+	a.metrics = newMetrics(a.flows)
 	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
-	a.flows = newFlowTable(a.dp, cfg.FlowLimit, a.metrics)
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
 	a.topo = newTopoCache()
+	a.services = newServiceRunner(a, cfg.Services)
 	a.publishPorts()
 	return a, nil
 }
 
-// HostID is the host's stable id.
-func (a *Agent) HostID() topology.ID { return a.hostID }
+// HostID is the host's stable id, known once Ready is closed.
+func (a *Agent) HostID() topology.ID {
+	select {
+	case <-a.ready:
+		return a.hostID
+	default:
+		return topology.ID{}
+	}
+}
 
 // Metrics returns the agent's Prometheus collectors.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
 
-// Ready is closed once the agent has loaded the topology and bound its ports.
+// Ready is closed once the agent has registered its host, loaded the
+// topology and bound its ports.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
-// safeName turns a host name into a directory name.
-func safeName(name string) string {
-	b := []byte(name)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') || (c == '.' && i == 0) {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
+// Flows returns the number of flows the agent has installed.
+func (a *Agent) Flows() int { return a.flows.Len() }
 
-// loadHostID reads the host id kept in the state directory, creating it on
-// first start so the host keeps its identity across restarts.
-func loadHostID(dir string) (id topology.ID, fresh bool, err error) {
-	path := filepath.Join(dir, "host_id")
-	if b, err := os.ReadFile(path); err == nil {
-		id, err := topology.ParseID(strings.TrimSpace(string(b)))
-		if err != nil {
-			return id, false, fmt.Errorf("agent: %s holds %q, not a host id; remove it to get a new one", path, b)
-		}
-		return id, false, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return topology.ID{}, false, fmt.Errorf("agent: read host id: %w", err)
-	}
-	id = topology.NewID()
-	return id, true, saveHostID(dir, id)
-}
+// ErrRunTwice is returned by a second call of Run.
+var ErrRunTwice = errors.New("agent: Run called twice; make a new Agent")
 
-func saveHostID(dir string, id topology.ID) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("agent: state directory: %w", err)
+// Run runs the agent until ctx ends, and returns nil then. It returns an
+// error, having undone what it started, if the agent cannot start: the
+// host id in the state directory is unreadable, or the store refuses the
+// host's registration or session.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if !a.ran.CompareAndSwap(false, true) {
+		return ErrRunTwice
 	}
-	if err := os.WriteFile(filepath.Join(dir, "host_id"), []byte(id.String()+"\n"), 0o644); err != nil {
-		return fmt.Errorf("agent: write host id: %w", err)
-	}
-	return nil
-}
-
-// Run runs the agent until ctx ends.
-func (a *Agent) Run(ctx context.Context) error {
-	ctx, a.cancel = context.WithCancel(ctx)
-	defer a.cancel()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if err := a.register(ctx); err != nil {
 		return err
 	}
+	defer a.session.Close()
 	a.log.Info("agent starting", "workers", a.cfg.Workers)
 	a.loadState()
 	a.journal = newStateJournal(a.cfg.StateDir, a.log, a.metrics)
+	defer a.journal.close()
 	a.writer = newStateWriter(a)
 	a.workers = make([]*worker, a.cfg.Workers)
 	for i := range a.workers {
@@ -267,103 +348,34 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.dp.SetPortEventHandler(datapath.PortEventHandlerFunc(a.handlePortEvent))
 	a.dp.SetUpcallHandler(datapath.UpcallHandlerFunc(a.dispatch))
+	a.goRun(func() { a.journal.run(ctx) })
+	a.goRun(func() { a.writer.run(ctx) })
 	for _, w := range a.workers {
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); w.run(ctx) }()
+		a.goRun(func() { w.run(ctx) })
 	}
-	a.wg.Add(5)
-	go func() { defer a.wg.Done(); a.journal.run(ctx) }()
-	go func() { defer a.wg.Done(); a.writer.run(ctx) }()
-	go func() { defer a.wg.Done(); a.expireLoop(ctx) }()
-	go func() { defer a.wg.Done(); a.followTopology(ctx) }()
-	go func() { defer a.wg.Done(); a.saveStateLoop(ctx) }()
+	a.goRun(func() { a.expireLoop(ctx) })
+	a.goRun(func() { a.saveStateLoop(ctx) })
+	a.goRun(func() { a.followTopology(ctx) })
 	if a.cfg.PublishInterfaces {
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.publishInterfacesLoop(ctx) }()
+		a.goRun(func() { a.publishInterfacesLoop(ctx) })
 	}
+	a.goRun(func() { a.services.run(ctx) })
 	<-ctx.Done()
 	a.log.Info("agent stopping")
+	// The front doors first: no more upcalls or port events, then wait for
+	// every goroutine, then save what they left.
 	a.dp.SetUpcallHandler(nil)
+	a.dp.SetPortEventHandler(nil)
 	a.wg.Wait()
 	if n, ok := a.saveState(); ok && n > 0 {
 		a.log.Info("flow state saved", "file", a.stateFile(), "keys", n)
-	}
-	a.journal.close()
-	if a.session != nil {
-		a.session.Close()
 	}
 	a.log.Info("agent stopped")
 	return nil
 }
 
-// register makes sure the host object exists with its name and starts the
-// session that keeps the host alive.
-func (a *Agent) register(ctx context.Context) error {
-	if a.freshID {
-		if err := a.adoptHost(ctx); err != nil {
-			return err
-		}
-	}
-	err := a.store.Update(ctx, func(tx *nsdb.Tx) error {
-		var h topology.Host
-		err := tx.Get(topology.KindHost, a.hostID.String(), &h)
-		switch {
-		case errors.Is(err, topology.ErrNotFound):
-			h = topology.Host{ID: a.hostID, FloodingProxyWeight: 1, ContainerWeight: 1, ContainerLimit: -1}
-		case err != nil:
-			return err
-		}
-		if h.Name != nil && *h.Name == a.cfg.HostName {
-			return nil
-		}
-		h.Name = topology.Str(a.cfg.HostName)
-		return tx.Put(&h)
-	})
-	if err != nil {
-		return fmt.Errorf("agent: register host %s: %w", a.hostID, err)
-	}
-	a.session, err = a.store.NewSession(ctx, nsdb.SessionConfig{TTL: a.cfg.SessionTTL})
-	if err != nil {
-		return fmt.Errorf("agent: open a session: %w", err)
-	}
-	if err := a.session.SetState(ctx, nsdb.HostAliveKey(a.hostID.String()), []byte(a.cfg.HostName)); err != nil {
-		return fmt.Errorf("agent: mark host alive: %w", err)
-	}
-	a.log.Info("host registered", "name", a.cfg.HostName)
-	return nil
+// goRun runs f on a goroutine Run waits for.
+func (a *Agent) goRun(f func()) {
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); f() }()
 }
-
-// adoptHost takes over the id of a host object an operator created with
-// this agent's name (POST /hosts before the agent first ran, to bind
-// ports in advance), unless an agent already keeps that host alive.
-func (a *Agent) adoptHost(ctx context.Context) error {
-	var match []topology.Host
-	err := a.store.View(ctx, func(tx *nsdb.Tx) error {
-		hosts, err := topology.ListOf[topology.Host](tx)
-		for _, h := range hosts {
-			if h.Name != nil && *h.Name == a.cfg.HostName && h.ID != a.hostID {
-				match = append(match, h)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("agent: look up host %s: %w", a.cfg.HostName, err)
-	}
-	if len(match) != 1 {
-		return nil
-	}
-	if _, err := a.store.GetState(ctx, nsdb.HostAliveKey(match[0].ID.String())); err == nil {
-		return nil // another agent runs as this host
-	}
-	if err := saveHostID(a.cfg.StateDir, match[0].ID); err != nil {
-		return err
-	}
-	a.hostID = match[0].ID
-	a.log = a.cfg.Logger.With("host_id", a.hostID.String(), "host", a.cfg.HostName)
-	a.log.Info("host adopted: an operator created it with this name")
-	return nil
-}
-
-// Flows returns the number of flows the agent has installed.
-func (a *Agent) Flows() int { return a.flows.len() }

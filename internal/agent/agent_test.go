@@ -12,47 +12,68 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/mem"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
+	"github.com/midonet/midonet/internal/nsdb/memstore"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
-var storeURL string
+// etcd is one embedded store member for the tests that need a real store
+// (its watch fan-out, its failures), started by the first of them.
+var etcd struct {
+	once   sync.Once
+	member *embedded.Server
+	dir    string
+	err    error
+}
+
+// etcdURL returns the client URL of the tests' embedded etcd member.
+func etcdURL(t testing.TB) string {
+	t.Helper()
+	etcd.once.Do(func() {
+		if etcd.dir, etcd.err = os.MkdirTemp("", "agent-test"); etcd.err != nil {
+			return
+		}
+		etcd.member, etcd.err = embedded.Start(embedded.Config{DataDir: etcd.dir, ClientURL: "http://127.0.0.1:0", Fast: true})
+	})
+	if etcd.err != nil {
+		t.Fatal(etcd.err)
+	}
+	return etcd.member.ClientURL
+}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agent-test")
-	if err != nil {
-		panic(err)
-	}
-	member, err := embedded.Start(embedded.Config{DataDir: dir, ClientURL: "http://127.0.0.1:0", Fast: true})
-	if err != nil {
-		panic(err)
-	}
-	storeURL = member.ClientURL
 	code := m.Run()
-	member.Close()
-	os.RemoveAll(dir)
+	if etcd.member != nil {
+		etcd.member.Close()
+	}
+	if etcd.dir != "" {
+		os.RemoveAll(etcd.dir)
+	}
 	os.Exit(code)
 }
 
 var prefixSeq atomic.Int64
 
-// cloud is a store namespace of its own with agents on mem datapaths joined
-// by one in-memory underlay.
+// cloud is a store of its own (in memory, or a namespace of an etcd
+// cluster) with agents on mem datapaths joined by one in-memory underlay.
 type cloud struct {
 	t      testing.TB
-	store  *nsdb.Store
+	store  Store
 	fabric *mem.Fabric
 	agents []*testAgent
 	dir    string // the agents' state directories; removed after they stop
 	zone   topology.ID
+
+	closeStore func()
 }
 
 type testAgent struct {
@@ -64,9 +85,11 @@ type testAgent struct {
 	stopOnce sync.Once
 }
 
-func newCloud(t testing.TB) *cloud { return newCloudOn(t, []string{storeURL}) }
+// newCloud builds a cloud on an in-memory store.
+func newCloud(t testing.TB) *cloud { return newCloudWith(t, memstore.New(), func() {}) }
 
-// newCloudOn builds a cloud on the store at endpoints.
+// newCloudOn builds a cloud on the etcd cluster at endpoints, in a prefix
+// of its own.
 func newCloudOn(t testing.TB, endpoints []string) *cloud {
 	t.Helper()
 	prefix := fmt.Sprintf("/agent-test/%d-%d", os.Getpid(), prefixSeq.Add(1))
@@ -74,17 +97,22 @@ func newCloudOn(t testing.TB, endpoints []string) *cloud {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newCloudWith(t, NSDB(store), func() { store.Close() })
+}
+
+func newCloudWith(t testing.TB, store Store, closeStore func()) *cloud {
+	t.Helper()
 	// The directory is made before close is registered, so that it is
 	// removed after the agents have stopped (and saved their state).
-	c := &cloud{t: t, store: store, fabric: mem.NewFabric(), zone: topology.NewID(), dir: t.TempDir()}
-	c.update(func(tx *nsdb.Tx) error {
+	c := &cloud{t: t, store: store, closeStore: closeStore, fabric: mem.NewFabric(), zone: topology.NewID(), dir: t.TempDir()}
+	c.update(func(tx topology.Store) error {
 		return tx.Create(&topology.TunnelZone{ID: c.zone, Name: topology.Str("tz"), Type: topology.Str("vxlan")})
 	})
 	t.Cleanup(c.close)
 	return c
 }
 
-func (c *cloud) update(fn func(tx *nsdb.Tx) error) {
+func (c *cloud) update(fn func(tx topology.Store) error) {
 	c.t.Helper()
 	if err := c.store.Update(context.Background(), fn); err != nil {
 		c.t.Fatal(err)
@@ -101,7 +129,7 @@ func (c *cloud) addAgent(name, addr string) *testAgent {
 func (c *cloud) addAgentWith(name, addr string, tune func(*Config)) *testAgent {
 	c.t.Helper()
 	dp := mem.New(mem.Config{Fabric: c.fabric})
-	dir, err := os.MkdirTemp(c.dir, name+"-")
+	dir, err := os.MkdirTemp(c.dir, safeName(name)+"-")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -116,13 +144,18 @@ func (c *cloud) addAgentWith(name, addr string, tune func(*Config)) *testAgent {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ta := &testAgent{Agent: a, dp: dp, addr: netip.MustParseAddr(addr), cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(ta.done); a.Run(ctx) }()
+	go func() {
+		defer close(ta.done)
+		if err := a.Run(ctx); err != nil {
+			c.t.Errorf("agent %s: %v", name, err)
+		}
+	}()
 	select {
 	case <-a.Ready():
 	case <-time.After(10 * time.Second):
 		c.t.Fatalf("agent %s not ready", name)
 	}
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		var z topology.TunnelZone
 		if err := tx.Get(topology.KindTunnelZone, c.zone.String(), &z); err != nil {
 			return err
@@ -141,7 +174,15 @@ func (c *cloud) close() {
 	for _, a := range c.agents {
 		a.stop()
 	}
-	c.store.Close()
+	c.closeStore()
+}
+
+// seedMAC stores an operator's MAC table entry.
+func (c *cloud) seedMAC(ctx context.Context, bridge string, vlan uint16, m [6]byte, port string) {
+	c.t.Helper()
+	if err := c.store.PutState(ctx, nsdb.BridgeMACKey(bridge, vlan, m), []byte(port)); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // stop stops the agent (it saves its flow state on the way out) and
@@ -166,7 +207,7 @@ func (c *cloud) restart(a *testAgent) *testAgent {
 // appendRule adds a rule at the end of a chain.
 func (c *cloud) appendRule(chain topology.ID, rule topology.Rule) {
 	c.t.Helper()
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		var ch topology.Chain
 		if err := tx.Get(topology.KindChain, chain.String(), &ch); err != nil {
 			return err
@@ -194,7 +235,7 @@ func (c *cloud) createPort(p topology.Port, a *testAgent, iface string) topology
 	if a != nil {
 		p.HostID, p.InterfaceName = topology.IDPtr(a.HostID()), topology.Str(iface)
 	}
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := topology.AllocateTunnelKey(tx, &p, func(n int64) int64 { return time.Now().UnixNano() % n }); err != nil {
 			return err
 		}
@@ -247,7 +288,7 @@ func (a *testAgent) waitActive(t testing.TB, port topology.ID) {
 func (c *cloud) settle() {
 	c.t.Helper()
 	bridge := topology.NewID()
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
 	marker := c.bridgePort(bridge, nil, "")
 	for _, a := range c.agents {
 		if !poll.Until(func() bool {
@@ -303,7 +344,7 @@ func TestBridgeAcrossHostsFloodsThenLearns(t *testing.T) {
 	c := newCloud(t)
 	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
 	bridge := topology.NewID()
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
 	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h2, "vm2")
 	dp1, dp2 := h1.dpPort(t, "vm1", p1), h2.dpPort(t, "vm2", p2)
 	// The remote port must be active in h1's view before it can flood there.
@@ -337,7 +378,7 @@ func TestRuleChangeInvalidatesInstalledFlows(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgent("h1", "10.9.0.1")
 	bridge, chain := topology.NewID(), topology.NewID()
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := tx.Create(&topology.Chain{ID: chain}); err != nil {
 			return err
 		}
@@ -388,8 +429,7 @@ func TestRuleChangeInvalidatesInstalledFlows(t *testing.T) {
 		for k, c := range h1.metrics.byKind {
 			t.Logf("sim %v: %v", sim.Kind(k), counterValue(c))
 		}
-		t.Logf("flow errors %v installed %v removed %v", counterValue(h1.metrics.flowPutErrors),
-			counterValue(h1.metrics.flowsInstalled), counterValue(h1.metrics.flowsRemoved))
+		t.Logf("flows: %+v", h1.flows.Stats())
 		t.Error("no drop flow installed for the blocked packets")
 	}
 	if h1.dp.Stats().Hits < before {
@@ -401,7 +441,7 @@ func TestInterfaceDownDeactivatesPort(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgent("h1", "10.9.0.1")
 	bridge := topology.NewID()
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
 	p1 := c.bridgePort(bridge, h1, "vm1")
 	dp1 := h1.dpPort(t, "vm1", p1)
 	h1.dp.SetLinkState(dp1, false)
@@ -423,7 +463,7 @@ func TestOwnActivationNeedsNoEcho(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgent("h1", "10.9.0.1")
 	bridge := topology.NewID()
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
 	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
 	dp1, dp2 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2)
 	for _, p := range []topology.ID{p1, p2} {
@@ -439,7 +479,7 @@ func TestOwnActivationNeedsNoEcho(t *testing.T) {
 		t.Fatal("no flow installed for the first frame")
 	}
 	c.settle() // the agent has seen the echo of both active keys
-	if n := counterValue(h1.metrics.flowsInvalidated); n != 0 || h1.Flows() == 0 {
+	if n := float64(h1.flows.Stats().Invalidated); n != 0 || h1.Flows() == 0 {
 		t.Errorf("after the store echoed the active keys: %v flows invalidated, %d installed; want 0 and the flow kept", n, h1.Flows())
 	}
 }
@@ -464,7 +504,7 @@ func TestMACMoveInvalidatesFlows(t *testing.T) {
 	c := newCloud(t)
 	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
 	bridge := topology.NewID()
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
 	p1, p2, p3 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2"), c.bridgePort(bridge, h2, "vm3")
 	dp1, dp2, dp3 := h1.dpPort(t, "vm1", p1), h1.dpPort(t, "vm2", p2), h2.dpPort(t, "vm3", p3)
 	h1.waitActive(t, p3)
@@ -520,23 +560,19 @@ func readTo(a *testAgent, port datapath.PortNo, dst [6]byte, d time.Duration) bo
 // and that agents of different hosts sharing a state directory do not
 // share an identity.
 func TestHostIdentity(t *testing.T) {
-	dir := t.TempDir()
-	id := func(name string) topology.ID {
-		a, err := New(Config{HostName: name, StateDir: dir, Store: &nsdb.Store{}, Datapath: mem.New(mem.Config{})})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a.HostID()
+	c := newCloud(t)
+	h1 := c.addAgent("h1", "10.9.0.1")
+	first := h1.HostID()
+	if again := c.restart(h1).HostID(); again != first {
+		t.Errorf("host id changed across restarts: %s then %s", first, again)
 	}
-	h1 := id("h1")
-	if again := id("h1"); again != h1 {
-		t.Errorf("host id changed across restarts: %s then %s", h1, again)
+	base := func(cfg *Config) { cfg.StateDir = c.dir } // one directory for both
+	a, b := c.addAgentWith("h2", "10.9.0.2", base), c.addAgentWith("../etc", "10.9.0.3", base)
+	if a.HostID() == b.HostID() || a.HostID() == first {
+		t.Errorf("hosts sharing a state directory share an id: %s %s %s", first, a.HostID(), b.HostID())
 	}
-	if h2 := id("h2"); h2 == h1 {
-		t.Error("two hosts sharing a state directory got one id")
-	}
-	if odd := id("../etc"); odd == h1 {
-		t.Error("odd host name shares an id")
+	if dir := HostStateDir(c.dir, "../etc"); filepath.Dir(filepath.Dir(dir)) != c.dir {
+		t.Errorf("odd host name %q escapes the state directory: %s", "../etc", dir)
 	}
 }
 
@@ -546,7 +582,7 @@ func TestHostIdentity(t *testing.T) {
 func TestAgentAdoptsHostCreatedByOperator(t *testing.T) {
 	c := newCloud(t)
 	host, bridge := topology.NewID(), topology.NewID()
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := tx.Create(&topology.Host{ID: host, Name: topology.Str("pre")}); err != nil {
 			return err
 		}
@@ -554,7 +590,7 @@ func TestAgentAdoptsHostCreatedByOperator(t *testing.T) {
 	})
 	p := topology.Port{ID: topology.NewID(), Type: topology.PortTypeBridge, DeviceID: bridge, AdminStateUp: true,
 		HostID: &host, InterfaceName: topology.Str("vm1")}
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&p) })
+	c.update(func(tx topology.Store) error { return tx.Create(&p) })
 	a := c.addAgent("pre", "10.9.0.1")
 	if a.HostID() != host {
 		t.Fatalf("agent runs as host %s, want the operator's %s", a.HostID(), host)

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
-	"sync"
-	"time"
 
 	"github.com/midonet/midonet/internal/datapath"
-	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/sim"
 	"github.com/midonet/midonet/internal/topology"
+	"github.com/midonet/midonet/internal/translate"
 )
 
 // reconcileTunnels opens the overlay port on this host's tunnel-zone
@@ -72,6 +70,7 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 	}
 	a.mu.Lock()
 	var activate, deactivate []topology.ID
+	var plugged, unplugged []BoundPort
 	for id, b := range a.bound {
 		p, ok := want[id]
 		if ok && *p.InterfaceName == b.iface {
@@ -89,6 +88,7 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		delete(a.byDP, b.dp)
 		delete(a.byKey, b.tunnelKey)
 		deactivate = append(deactivate, id)
+		unplugged = append(unplugged, b.public())
 		a.log.Info("port unbound", "port_id", id, "interface", b.iface)
 		if _, exists := a.topo.ports[id.String()]; exists {
 			a.writer.recordLastHost(id) // the port may be bound elsewhere next
@@ -108,6 +108,7 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		b := &boundPort{port: id, iface: *p.InterfaceName, dp: no, tunnelKey: uint32(p.TunnelKey), up: true}
 		a.bound[id], a.byDP[no], a.byKey[b.tunnelKey] = b, id, id
 		activate = append(activate, id)
+		plugged = append(plugged, b.public())
 		a.log.Info("port bound", "port_id", id, "interface", b.iface, "dp_port", no)
 	}
 	a.publishPortsLocked()
@@ -128,14 +129,24 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 	}
 	for _, id := range activate {
 		a.writer.setActive(id, true)
-		a.flows.invalidate([]sim.Tag{sim.DeviceTag(id)})
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.pullState(ctx, id) }()
+		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.goRun(func() { a.pullState(ctx, id) })
 	}
 	for _, id := range deactivate {
 		a.writer.setActive(id, false)
-		a.flows.invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
 	}
+	for _, p := range unplugged {
+		a.services.portUnbound(p)
+	}
+	for _, p := range plugged {
+		a.services.portBound(p)
+	}
+}
+
+// public describes the binding to services.
+func (b *boundPort) public() BoundPort {
+	return BoundPort{ID: b.port, Interface: b.iface, DatapathPort: b.dp}
 }
 
 // retryBindings is called when interfaces may have appeared.
@@ -154,9 +165,11 @@ func (a *Agent) handlePortEvent(ev datapath.PortEvent) {
 	if ok {
 		b = a.bound[id]
 	}
+	var gone BoundPort
 	switch {
 	case !ok:
 	case ev.Kind == datapath.PortRemoved:
+		gone = b.public()
 		delete(a.bound, id)
 		delete(a.byDP, ev.Port)
 		delete(a.byKey, b.tunnelKey)
@@ -172,8 +185,9 @@ func (a *Agent) handlePortEvent(ev datapath.PortEvent) {
 	}
 	a.log.Info("interface "+ev.Kind.String(), "port_id", id, "interface", ev.Name)
 	a.writer.setActive(id, ev.Kind == datapath.PortUp)
-	a.flows.invalidate([]sim.Tag{sim.DeviceTag(id)})
+	a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
 	if ev.Kind == datapath.PortRemoved {
+		a.services.portUnbound(gone)
 		a.retryBindings()
 	}
 }
@@ -187,95 +201,20 @@ func (a *Agent) publishPorts() {
 
 func (a *Agent) publishPortsLocked() {
 	t := &portTables{
-		byPort: map[topology.ID]datapath.PortNo{}, byDP: maps.Clone(a.byDP),
-		byKey: map[uint32]datapath.PortNo{}, peers: maps.Clone(a.peers),
-		vxlan: a.vxlanPort, localIP: a.vxlanAddr,
+		Ports: translate.Ports{Local: map[topology.ID]datapath.PortNo{}, Peers: maps.Clone(a.peers),
+			Overlay: a.vxlanPort, LocalIP: a.vxlanAddr},
+		byDP: maps.Clone(a.byDP), byKey: map[uint32]datapath.PortNo{},
 	}
 	for id, b := range a.bound {
-		t.byPort[id] = b.dp
+		t.Local[id] = b.dp
 		t.byKey[b.tunnelKey] = b.dp
 	}
-	a.dpPortsView.Store(t)
-}
-
-// stateWriter writes what workers learn (MACs, ARP entries, port
-// activity) to the NSDB from its own goroutine, so that a slow or absent
-// store never blocks the packet path.
-type stateWriter struct {
-	a  *Agent
-	ch chan func(ctx context.Context) error
-
-	mu   sync.Mutex
-	macs map[sim.MACLearning]time.Time // recently written MAC mappings
-}
-
-func newStateWriter(a *Agent) *stateWriter {
-	return &stateWriter{a: a, ch: make(chan func(ctx context.Context) error, 4096)}
-}
-
-func (w *stateWriter) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case f := <-w.ch:
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				w.a.log.Warn("state write failed", "err", err)
-			}
+	if len(a.svcPorts) > 0 {
+		t.services = make(map[datapath.PortNo]PortHandler, len(a.svcPorts))
+		for id, p := range a.svcPorts {
+			t.Local[id] = p.dp
+			t.services[p.dp] = p.handle
 		}
 	}
-}
-
-// submit queues a write; when the queue is full the write is dropped and
-// counted (learning happens again on the next packet).
-func (w *stateWriter) submit(f func(ctx context.Context) error) {
-	select {
-	case w.ch <- f:
-	default:
-		w.a.metrics.stateWritesDropped.Inc()
-	}
-}
-
-func (w *stateWriter) setActive(port topology.ID, active bool) {
-	host := w.a.hostID.String()
-	w.submit(func(ctx context.Context) error {
-		if active {
-			return w.a.session.SetPortActive(ctx, port.String(), host)
-		}
-		return w.a.session.DeleteState(ctx, nsdb.PortActiveKey(port.String()))
-	})
-}
-
-func (w *stateWriter) learnMAC(l sim.MACLearning) {
-	// Packets keep reporting a MAC until the snapshot has it: write each
-	// mapping once.
-	w.mu.Lock()
-	if w.macs == nil || len(w.macs) > 1<<16 {
-		w.macs = map[sim.MACLearning]time.Time{}
-	}
-	key := l
-	if last, ok := w.macs[key]; ok && time.Since(last) < learnRewriteAfter {
-		w.mu.Unlock()
-		return
-	}
-	w.macs[key] = time.Now()
-	w.mu.Unlock()
-	w.submit(func(ctx context.Context) error {
-		_, err := w.a.session.LearnMAC(ctx, l.Bridge.String(), l.VLAN, l.MAC, l.Port.String())
-		return err
-	})
-}
-
-// learnRewriteAfter is how long the same learned MAC mapping is not
-// written again.
-const learnRewriteAfter = 5 * time.Second
-
-func (w *stateWriter) learnARP(l sim.ARPLearning, router bool) {
-	w.submit(func(ctx context.Context) error {
-		if router {
-			return w.a.session.SetRouterARP(ctx, l.Device.String(), l.IP, l.MAC)
-		}
-		_, err := w.a.session.LearnBridgeARP(ctx, l.Device.String(), l.IP, l.MAC)
-		return err
-	})
+	a.ports.Store(t)
 }

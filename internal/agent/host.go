@@ -2,19 +2,148 @@ package agent
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io/fs"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
+
+// HostStateDir is where the agent of host keeps its host id and flow state
+// under the --state-dir given (ReadSavedState reads the flow state there).
+func HostStateDir(stateDir, host string) string {
+	return filepath.Join(stateDir, "hosts", safeName(host))
+}
+
+// safeName turns a host name into a directory name.
+func safeName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') || (c == '.' && i == 0) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// loadHostID reads the host id kept in the state directory, creating it on
+// first start so the host keeps its identity across restarts.
+func loadHostID(dir string) (id topology.ID, fresh bool, err error) {
+	path := filepath.Join(dir, "host_id")
+	if b, err := os.ReadFile(path); err == nil {
+		id, err := topology.ParseID(strings.TrimSpace(string(b)))
+		if err != nil {
+			return id, false, fmt.Errorf("agent: %s holds %q, not a host id; remove it to get a new one", path, b)
+		}
+		return id, false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return topology.ID{}, false, fmt.Errorf("agent: read host id: %w", err)
+	}
+	id = topology.NewID()
+	return id, true, saveHostID(dir, id)
+}
+
+func saveHostID(dir string, id topology.ID) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("agent: state directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "host_id"), []byte(id.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("agent: write host id: %w", err)
+	}
+	return nil
+}
+
+// register reads the host's identity, makes sure the host object exists
+// with its name and opens the session that keeps the host alive.
+func (a *Agent) register(ctx context.Context) error {
+	id, fresh, err := loadHostID(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	a.setHostID(id)
+	if fresh {
+		if err := a.adoptHost(ctx); err != nil {
+			return err
+		}
+	}
+	err = a.store.Update(ctx, func(tx topology.Store) error {
+		var h topology.Host
+		err := tx.Get(topology.KindHost, a.hostID.String(), &h)
+		switch {
+		case errors.Is(err, topology.ErrNotFound):
+			h = topology.Host{ID: a.hostID, FloodingProxyWeight: 1, ContainerWeight: 1, ContainerLimit: -1}
+		case err != nil:
+			return err
+		}
+		if h.Name != nil && *h.Name == a.cfg.HostName {
+			return nil
+		}
+		h.Name = topology.Str(a.cfg.HostName)
+		return tx.Put(&h)
+	})
+	if err != nil {
+		return fmt.Errorf("agent: register host %s: %w", a.hostID, err)
+	}
+	a.session, err = a.store.NewSession(ctx, a.cfg.SessionTTL)
+	if err != nil {
+		return fmt.Errorf("agent: open a session: %w", err)
+	}
+	if err := a.session.SetState(ctx, nsdb.HostAliveKey(a.hostID.String()), []byte(a.cfg.HostName)); err != nil {
+		a.session.Close()
+		return fmt.Errorf("agent: mark host alive: %w", err)
+	}
+	if a.cfg.MetricsAddress != "" {
+		if err := a.session.SetState(ctx, nsdb.HostMetricsKey(a.hostID.String()), []byte(a.cfg.MetricsAddress)); err != nil {
+			a.session.Close()
+			return fmt.Errorf("agent: publish the metrics address: %w", err)
+		}
+	}
+	a.log.Info("host registered", "name", a.cfg.HostName)
+	return nil
+}
+
+// setHostID makes id the host's, in what the agent logs.
+func (a *Agent) setHostID(id topology.ID) {
+	a.hostID = id
+	a.log = a.cfg.Logger.With("host_id", id.String(), "host", a.cfg.HostName)
+}
+
+// adoptHost takes over the id of a host object an operator created with
+// this agent's name (POST /hosts before the agent first ran, to bind
+// ports in advance), unless an agent already keeps that host alive.
+func (a *Agent) adoptHost(ctx context.Context) error {
+	var match []topology.Host
+	err := a.store.View(ctx, func(tx topology.Store) error {
+		hosts, err := topology.ListOf[topology.Host](tx)
+		for _, h := range hosts {
+			if h.Name != nil && *h.Name == a.cfg.HostName && h.ID != a.hostID {
+				match = append(match, h)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("agent: look up host %s: %w", a.cfg.HostName, err)
+	}
+	if len(match) != 1 {
+		return nil
+	}
+	if _, err := a.store.GetState(ctx, nsdb.HostAliveKey(match[0].ID.String())); err == nil {
+		return nil // another agent runs as this host
+	}
+	if err := saveHostID(a.cfg.StateDir, match[0].ID); err != nil {
+		return err
+	}
+	a.setHostID(match[0].ID)
+	a.log.Info("host adopted: an operator created it with this name")
+	return nil
+}
 
 // publishInterfacesLoop publishes the host's interfaces (name, MAC,
 // addresses, up/down, MTU) and keeps them current; it also retries
@@ -86,149 +215,4 @@ func interfaceOf(host topology.ID, itf net.Interface) topology.Interface {
 		}
 	}
 	return out
-}
-
-// HostStateDir is where the agent of host keeps its host id and flow state
-// under the --state-dir given (ReadSavedState reads the flow state there).
-func HostStateDir(stateDir, host string) string {
-	return filepath.Join(stateDir, "hosts", safeName(host))
-}
-
-const stateFileName = "flowstate.bin"
-
-// stateFile keeps the flow state across agent restarts.
-func (a *Agent) stateFile() string { return filepath.Join(a.cfg.StateDir, stateFileName) }
-
-// ReadSavedState returns the flow-state messages an agent whose state
-// directory is dir left: its last snapshot and the journals written since.
-// Files that are not there hold nothing.
-func ReadSavedState(dir string) ([]flowstate.Message, error) {
-	var all []flowstate.Message
-	for _, name := range []string{stateFileName, rotatedJournalName, journalName} {
-		msgs, err := readStateFile(filepath.Join(dir, name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return all, err
-		}
-		all = append(all, msgs...)
-	}
-	return all, nil
-}
-
-// A state file (the snapshot and the journals) is a sequence of records:
-// an encoded flow-state message's length, two bytes big-endian, then the
-// message.
-
-// appendRecord appends the record of an encoded message to b.
-func appendRecord(b, msg []byte) []byte {
-	return append(binary.BigEndian.AppendUint16(b, uint16(len(msg))), msg...)
-}
-
-// readStateFile returns the flow-state messages a state file holds; a
-// truncated or corrupt tail is left out.
-func readStateFile(path string) ([]flowstate.Message, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var msgs []flowstate.Message
-	for len(b) >= 2 {
-		l := int(binary.BigEndian.Uint16(b))
-		if len(b) < 2+l {
-			break
-		}
-		var m flowstate.Message
-		if m.UnmarshalBinary(b[2:2+l]) == nil {
-			msgs = append(msgs, m)
-		}
-		b = b[2+l:]
-	}
-	return msgs, nil
-}
-
-// saveState writes the conntrack and NAT keys this agent holds, so that a
-// restarted agent keeps established connections (and their NAT) working.
-// It replaces the file whole (a crash mid-write leaves the previous one)
-// and reports how many keys it saved, or false if it could not.
-func (a *Agent) saveState() (keys int, ok bool) {
-	a.journal.rotate() // before the keys are read: see stateJournal
-	var out, enc []byte
-	for _, m := range a.stateChunks() {
-		var err error
-		if enc, err = m.AppendBinary(enc[:0]); err != nil {
-			continue
-		}
-		out = appendRecord(out, enc)
-		keys += len(m.Conntrack) + len(m.NAT)
-	}
-	tmp := a.stateFile() + ".new"
-	err := os.WriteFile(tmp, out, 0o600)
-	if err == nil {
-		err = os.Rename(tmp, a.stateFile())
-	}
-	if err != nil {
-		a.log.Warn("flow state not saved: check the state directory", "dir", a.cfg.StateDir, "err", err)
-		return 0, false
-	}
-	a.journal.dropRotated()
-	a.metrics.stateSaves.Inc()
-	a.metrics.stateSavedKeys.Set(float64(keys))
-	a.log.Debug("flow state saved", "file", a.stateFile(), "keys", keys, "bytes", len(out))
-	return keys, true
-}
-
-// stateChanges sums the keys added to and removed from the flow state.
-func (a *Agent) stateChanges() uint64 {
-	var n uint64
-	for i := range a.state.Len() {
-		s := a.state.Shard(i)
-		n += s.Conntrack.Changes() + s.NAT.Changes()
-	}
-	return n
-}
-
-// defaultStateSaveInterval is how often the agent saves its flow state
-// whole while it runs; the journal holds what changes in between, so that
-// even a crash of the agent loses no connection (MidoNet's agent logs every
-// state message to local files).
-const defaultStateSaveInterval = 2 * time.Second
-
-// saveStateLoop saves the flow state every StateSaveInterval, if keys came
-// or went since the last save or the journal grew large, until ctx ends
-// (Run saves it once more on the way out). At 100k keys a save takes about
-// 30 ms of one core.
-func (a *Agent) saveStateLoop(ctx context.Context) {
-	tick := time.NewTicker(a.cfg.StateSaveInterval)
-	defer tick.Stop()
-	saved, first := uint64(0), true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		// Read before saving: what changes during the save is saved next time.
-		if c := a.stateChanges(); first || c != saved || a.journal.large() {
-			if _, ok := a.saveState(); ok {
-				saved, first = c, false
-			}
-		}
-	}
-}
-
-// loadState imports the flow state a previous run saved, with what it
-// journaled after its last save; keys then idle out unless traffic
-// refreshes them.
-func (a *Agent) loadState() {
-	msgs, err := ReadSavedState(a.cfg.StateDir)
-	if err != nil {
-		a.log.Warn("flow state not restored: check the state directory", "dir", a.cfg.StateDir, "err", err)
-		return
-	}
-	shard := a.state.Shard(a.state.Len() - 1)
-	n := 0
-	for i := range msgs {
-		shard.Import(&msgs[i], a.now())
-		n += len(msgs[i].Conntrack) + len(msgs[i].NAT)
-	}
-	a.log.Info("flow state restored", "keys", n)
 }

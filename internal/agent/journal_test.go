@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/datapath/mem"
+	"github.com/midonet/midonet/internal/flows"
 	"github.com/midonet/midonet/internal/flowstate"
-	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/nsdb/memstore"
 	"github.com/midonet/midonet/internal/poll"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -58,7 +59,7 @@ func readPorts(t *testing.T, dir, name string) []uint16 {
 // the next one keeps both until it succeeds.
 func TestStateJournalRotation(t *testing.T) {
 	dir := t.TempDir()
-	j := newStateJournal(dir, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
+	j := newStateJournal(dir, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(flows.New(nil, 1)))
 	defer j.close()
 	type files struct{ journal, rotated []uint16 }
 	check := func(step string, want files) {
@@ -138,7 +139,7 @@ func TestJournalKeepsStateBetweenSaves(t *testing.T) {
 	}
 	dp := mem.New(mem.Config{})
 	defer dp.Close()
-	next, err := New(Config{HostName: "h1", StateDir: crashed, Store: &nsdb.Store{}, Datapath: dp})
+	next, err := New(Config{HostName: "h1", StateDir: crashed, Store: memstore.New(), Datapath: dp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/flows"
 	"github.com/midonet/midonet/internal/sim"
 )
 
@@ -18,16 +19,11 @@ type Metrics struct {
 	simLatency         prometheus.Histogram
 	snapshotBuild      prometheus.Histogram
 	drops              *prometheus.CounterVec
-	flowsInstalled     prometheus.Counter
-	flowsRemoved       prometheus.Counter
-	flowsInvalidated   prometheus.Counter
-	flowsEvicted       prometheus.Counter
-	flowPutErrors      prometheus.Counter
-	flowsCurrent       prometheus.Gauge
 	stateSent          prometheus.Counter
 	stateReceived      prometheus.Counter
 	statePulls         prometheus.Counter
 	stateWritesDropped prometheus.Counter
+	serviceFailures    *prometheus.CounterVec
 	stateSaves         prometheus.Counter
 	stateSavedKeys     prometheus.Gauge
 	journalBytes       prometheus.Counter
@@ -41,7 +37,7 @@ type Metrics struct {
 	dpKernelFlows      prometheus.Gauge
 }
 
-func newMetrics() *Metrics {
+func newMetrics(ft *flows.Table) *Metrics {
 	r := prometheus.NewRegistry()
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{registry: r}
@@ -74,12 +70,10 @@ func newMetrics() *Metrics {
 	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "drops_total", Help: "Packets dropped, by reason."}, []string{"reason"})
 	f(m.drops)
-	m.flowsInstalled = counter("flows_installed_total", "Flows installed in the datapath.")
-	m.flowsRemoved = counter("flows_removed_total", "Flows removed from the datapath.")
-	m.flowsInvalidated = counter("flows_invalidated_total", "Flows removed because something they depended on changed.")
-	m.flowsEvicted = counter("flows_evicted_total", "Flows evicted at the flow limit.")
-	m.flowPutErrors = counter("flow_errors_total", "Flow installations or removals the datapath refused.")
-	m.flowsCurrent = gauge("flows", "Flows currently installed.")
+	f(newFlowCollector(ft))
+	m.serviceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
+		Name: "service_failures_total", Help: "Times a service's Run failed (it is restarted), by service."}, []string{"service"})
+	f(m.serviceFailures)
 	m.stateSent = counter("state_messages_sent_total", "Flow-state messages sent to peers.")
 	m.stateReceived = counter("state_messages_received_total", "Flow-state messages received from peers.")
 	m.statePulls = counter("state_pulls_total", "Flow-state requests sent to the previous hosts of migrated ports.")
@@ -107,6 +101,45 @@ func (m *Metrics) simulated(k sim.Kind) {
 		return
 	}
 	m.simulations.WithLabelValues(k.String()).Inc()
+}
+
+// flowCollector exports the flow table's counters at scrape time.
+type flowCollector struct {
+	t                                                     *flows.Table
+	installed, removed, invalidated, evicted, errs, count *prometheus.Desc
+}
+
+func newFlowCollector(t *flows.Table) *flowCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("midonet_agent_"+name, help, nil, nil)
+	}
+	return &flowCollector{t: t,
+		installed:   d("flows_installed_total", "Flows installed in the datapath."),
+		removed:     d("flows_removed_total", "Flows removed from the datapath."),
+		invalidated: d("flows_invalidated_total", "Flows removed, or not installed, because something they depended on changed."),
+		evicted:     d("flows_evicted_total", "Flows evicted at the flow limit."),
+		errs:        d("flow_errors_total", "Flow installations or removals the datapath refused."),
+		count:       d("flows", "Flows currently installed."),
+	}
+}
+
+func (c *flowCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.installed, c.removed, c.invalidated, c.evicted, c.errs, c.count} {
+		ch <- d
+	}
+}
+
+func (c *flowCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.t.Stats()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(c.installed, s.Installed)
+	counter(c.removed, s.Removed)
+	counter(c.invalidated, s.Invalidated)
+	counter(c.evicted, s.Evicted)
+	counter(c.errs, s.Errors)
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(s.Current))
 }
 
 // portCollector exports the datapath's per-port counters at scrape time.

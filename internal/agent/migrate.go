@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -50,16 +49,11 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 	deadline := time.Now().Add(pullTimeout)
 	asked := 0
 	for {
-		t := a.dpPortsView.Load()
-		if ip, ok := t.peers[prev]; ok && t.vxlan != 0 {
+		if acts, ok := a.stateTunnel(prev); ok {
 			frame := make([]byte, 14+32)
 			binary.BigEndian.PutUint16(frame[12:], pullEtherType)
 			copy(frame[14:], a.hostID[:])
 			copy(frame[30:], port[:])
-			acts := []datapath.Action{
-				datapath.SetTunnel(datapath.TunnelSet{VNI: StateVNI, Dst: ip, Src: t.localIP}),
-				datapath.Output(t.vxlan),
-			}
 			if err := a.dp.Execute(frame, acts, 0); err != nil {
 				a.log.Warn("flow state pull failed", "port_id", port, "from_host", prev, "err", err)
 			}
@@ -157,14 +151,9 @@ func (a *Agent) answerPull(frame []byte) {
 	}
 	var host topology.ID
 	copy(host[:], frame[14:30])
-	t := a.dpPortsView.Load()
-	ip, ok := t.peers[host]
-	if !ok || t.vxlan == 0 {
+	acts, ok := a.stateTunnel(host)
+	if !ok {
 		return
-	}
-	acts := []datapath.Action{
-		datapath.SetTunnel(datapath.TunnelSet{VNI: StateVNI, Dst: ip, Src: t.localIP}),
-		datapath.Output(t.vxlan),
 	}
 	sent := 0
 	var out []byte

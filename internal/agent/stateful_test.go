@@ -30,7 +30,7 @@ func (c *cloud) route(router topology.ID, dst string, length int, port topology.
 	if gw != "" {
 		r.NextHopGateway = topology.Str(gw)
 	}
-	c.update(func(tx *nsdb.Tx) error { return tx.Create(&r) })
+	c.update(func(tx topology.Store) error { return tx.Create(&r) })
 }
 
 func (c *cloud) chain(rules ...topology.Rule) topology.ID {
@@ -44,7 +44,7 @@ func (c *cloud) chain(rules ...topology.Rule) topology.ID {
 		}
 		ch.RuleIDs = append(ch.RuleIDs, rules[i].ID)
 	}
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := tx.Create(&ch); err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
 	revSNAT := topology.Rule{Type: topology.RuleRevSNAT, FlowAction: topology.Str(topology.FlowAccept)}
 	revSNAT.NwDstAddress, revSNAT.NwDstLength = topology.Str("203.0.113.1"), 32
 	pre, post := c.chain(revSNAT), c.chain(snat)
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := tx.Create(&topology.Router{ID: n.router, AdminStateUp: true, InboundFilterID: &pre, OutboundFilterID: &post}); err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
 	n.vm = c.bridgePort(n.bridge, vmHost, "vm")
 	bp := c.bridgePort(n.bridge, nil, "")
 	rp := c.routerPort(n.router, "10.0.0.1/24", n.rpMAC, nil, "")
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		var a, b topology.Port
 		if err := tx.Get(topology.KindPort, bp.String(), &a); err != nil {
 			return err
@@ -106,7 +106,7 @@ func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
 	ctx := context.Background()
 	c.store.PutState(ctx, nsdb.RouterARPKey(n.router.String(), netip.MustParseAddr("192.0.2.1")), []byte(topology.FormatMAC(n.gwMAC)))
 	c.store.PutState(ctx, nsdb.RouterARPKey(n.router.String(), netip.MustParseAddr("10.0.0.10")), []byte(topology.FormatMAC(n.vmMAC)))
-	c.store.SeedMAC(ctx, n.bridge.String(), 0, n.vmMAC, n.vm.String())
+	c.seedMAC(ctx, n.bridge.String(), 0, n.vmMAC, n.vm.String())
 	return n
 }
 
@@ -121,7 +121,7 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 	n := c.snatNet(h1, h2)
 	up2MAC := mac(13)
 	up2 := c.routerPort(n.router, "198.51.100.2/24", up2MAC, h3, "up2")
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		return tx.Create(&topology.PortGroup{ID: topology.NewID(), Stateful: true, PortIDs: []topology.ID{n.up, up2}})
 	})
 
@@ -249,7 +249,7 @@ func TestMigratedPortPullsStateFromARestartingHost(t *testing.T) {
 	// h2's agent goes down (saving its state); vm1's port moves to h1,
 	// which asks h2 for the state while nothing answers.
 	h2.stop()
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		var p topology.Port
 		if err := tx.Get(topology.KindPort, p1.String(), &p); err != nil {
 			return err

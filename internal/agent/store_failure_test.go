@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -41,7 +40,7 @@ func TestForwardingContinuesWhenAStoreMemberDies(t *testing.T) {
 	c := newCloudOn(t, urls)
 	h1, h2 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h2", "10.9.0.2")
 	bridge, chain := topology.NewID(), topology.NewID()
-	c.update(func(tx *nsdb.Tx) error {
+	c.update(func(tx topology.Store) error {
 		if err := tx.Create(&topology.Chain{ID: chain}); err != nil {
 			return err
 		}
@@ -50,7 +49,7 @@ func TestForwardingContinuesWhenAStoreMemberDies(t *testing.T) {
 	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h2, "vm2")
 	dp1, dp2 := h1.dpPort(t, "vm1", p1), h2.dpPort(t, "vm2", p2)
 	h1.waitActive(t, p2)
-	c.store.SeedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String())
+	c.seedMAC(context.Background(), bridge.String(), 0, mac(2), p2.String())
 	send := func(port uint16) {
 		h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.0.0.1", "10.0.0.2", 1000, port))
 	}

@@ -57,7 +57,7 @@ func (s *Server) dhcp6Routes() {
 		if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
 			return nil, err
 		}
-		key := r.PathValue("subnet")
+		key := r.PathValue("subnet6")
 		// The same subnet spelt another way (2001:DB8:0::_64) is found.
 		if addr, length, ok := strings.Cut(key, "_"); ok {
 			if n, err := strconv.Atoi(length); err == nil {
@@ -105,7 +105,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return created(w, dhcp6SubnetURI(baseURI(r), in))
 	})
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
 		var d *topology.DHCPSubnetV6
 		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
 			var err error
@@ -117,7 +117,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return writeJSON(w, r, http.StatusOK, subnets.media, subnets.render(r, d))
 	})
-	s.handle("PUT /bridges/{id}/dhcpV6/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
 		in, err := subnets.decodeNew(r)
 		if err != nil {
 			return err
@@ -140,7 +140,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return noContent(w)
 	})
-	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
 		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			d, err := loadSubnet(tx, r)
 			if err != nil {
@@ -163,7 +163,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return i, nil
 	}
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
 		var out []view
 		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
 			d, err := loadSubnet(tx, r)
@@ -182,7 +182,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return writeJSON(w, r, http.StatusOK, []string{"collection.DhcpV6Host-v1"}, out)
 	})
-	s.handle("POST /bridges/{id}/dhcpV6/{subnet}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("POST /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
 		h, err := decodeHost6(r)
 		if err != nil {
 			return err
@@ -205,7 +205,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return created(w, loc)
 	})
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
 		var out view
 		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
 			d, err := loadSubnet(tx, r)
@@ -224,7 +224,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return writeJSON(w, r, http.StatusOK, hostMedia, out)
 	})
-	s.handle("PUT /bridges/{id}/dhcpV6/{subnet}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
 		h, err := decodeHost6(r)
 		if err != nil {
 			return err
@@ -246,7 +246,7 @@ func (s *Server) dhcp6Routes() {
 		}
 		return noContent(w)
 	})
-	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
 		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			d, err := loadSubnet(tx, r)
 			if err != nil {

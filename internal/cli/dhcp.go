@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -439,4 +440,74 @@ func dhcpHostCommand(o *options) *cobra.Command {
 	requiredFlags(del, bridgeFlag, subnetFlag)
 	root.AddCommand(list, show, create, update, del)
 	return root
+}
+
+// decodeAs converts objects the API listed into T.
+func decodeAs[T any](objs []Object) ([]T, error) {
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		b, err := json.Marshal(o)
+		if err == nil {
+			err = json.Unmarshal(b, &out[i])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// fetchDHCP reads a bridge's DHCP subnets with their hosts. A subnet
+// deleted meanwhile is left out.
+func fetchDHCP(s *session, bridge topology.ID, b Object) ([]topology.DHCPSubnet, error) {
+	u, err := link(bridgeKind, b, "dhcpSubnets")
+	if err != nil {
+		return nil, err
+	}
+	objs, err := s.client.List(s.ctx, u, dhcpSubnetMedia)
+	if IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	subnets, err := decodeAs[topology.DHCPSubnet](objs)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	out := subnets[:0]
+	for i := range subnets {
+		hu, err := link(dhcpSubnetKind, objs[i], "hosts")
+		if err != nil {
+			return nil, err
+		}
+		hostObjs, err := s.client.List(s.ctx, hu, dhcpHostMedia)
+		if IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		hosts, err := decodeAs[topology.DHCPHost](hostObjs)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", hu, err)
+		}
+		subnets[i].BridgeID, subnets[i].Hosts = bridge, hosts
+		out = append(out, subnets[i])
+	}
+	return out, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

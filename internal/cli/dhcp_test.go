@@ -25,7 +25,7 @@ func TestDHCPTraceAndLeases(t *testing.T) {
 	must(t, "dhcp", "create", "--bridge", bridge, "--subnet", "10.63.0.0/24", "--enabled=false")
 
 	t.Run("discover answered by the agent", func(t *testing.T) {
-		r := trace(t, "--port", vm, "--dhcp", "discover", "--src-mac", "02:00:0a:3e:00:05")
+		r := traceJSON(t, "--port", vm, "--dhcp", "discover", "--src-mac", "02:00:0a:3e:00:05")
 		if r.Result != "consumed" || r.DHCP != "offer" {
 			t.Fatalf("result %s dhcp %q, want consumed with an offer\n%+v", r.Result, r.DHCP, r.Steps)
 		}
@@ -33,18 +33,18 @@ func TestDHCPTraceAndLeases(t *testing.T) {
 			r.Generated[0].Packet.NwSrc != "10.62.0.1" {
 			t.Errorf("generated %+v, want the offer from 10.62.0.1:67 to 10.62.0.5", r.Generated)
 		}
-		if s := r.step(b, "dhcp"); s == nil || !strings.Contains(s.Detail, "OFFER 10.62.0.5") {
+		if s := step(r, b, "dhcp"); s == nil || !strings.Contains(s.Detail, "OFFER 10.62.0.5") {
 			t.Errorf("no dhcp step offering 10.62.0.5: %+v", r.Steps)
 		}
 	})
 	t.Run("stale lease nakked", func(t *testing.T) {
-		r := trace(t, "--port", vm, "--dhcp", "request", "--src-mac", "02:00:0a:3e:00:05", "--requested-ip", "10.62.0.99")
+		r := traceJSON(t, "--port", vm, "--dhcp", "request", "--src-mac", "02:00:0a:3e:00:05", "--requested-ip", "10.62.0.99")
 		if r.Result != "consumed" || r.DHCP != "nak" {
 			t.Fatalf("result %s dhcp %q, want a NAK", r.Result, r.DHCP)
 		}
 	})
 	t.Run("unknown MAC not answered, no flow", func(t *testing.T) {
-		r := trace(t, "--port", vm, "--dhcp", "discover", "--src-mac", "02:00:0a:3e:00:77")
+		r := traceJSON(t, "--port", vm, "--dhcp", "discover", "--src-mac", "02:00:0a:3e:00:77")
 		if r.Result != "userspace-only" || r.DHCP != "no-lease" || len(r.Generated) != 0 {
 			t.Fatalf("result %s dhcp %q generated %d, want no answer and no flow", r.Result, r.DHCP, len(r.Generated))
 		}
@@ -109,7 +109,7 @@ func TestDHCPTraceFlagErrors(t *testing.T) {
 		{"requested without dhcp", []string{port, "--src-ip=10.0.0.1", "--dst-ip=10.0.0.2", "--requested-ip=10.0.0.3"}, "applies to --dhcp only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseTestProbe(t, tc.args...)
+			err := parseTestProbe(t, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}

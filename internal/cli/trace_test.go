@@ -2,14 +2,12 @@ package cli
 
 import (
 	"encoding/json"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/midonet/midonet/internal/packet"
-	"github.com/midonet/midonet/internal/sim"
-	"github.com/midonet/midonet/internal/topology"
+	"github.com/midonet/midonet/internal/trace"
 )
 
 // traceNet is a router between two bridges, each with one bound VM port:
@@ -74,11 +72,11 @@ func newTraceNet(t *testing.T) *traceNet {
 	return n
 }
 
-// trace runs `midonet trace args... -o json` and decodes the report.
-func trace(t *testing.T, args ...string) *TraceReport {
+// traceJSON runs `midonet trace args... -o json` and decodes the report.
+func traceJSON(t *testing.T, args ...string) *trace.Report {
 	t.Helper()
 	out := must(t, append([]string{"trace"}, append(args, "-o", "json")...)...)
-	var r TraceReport
+	var r trace.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("trace -o json: %v\n%s", err, out)
 	}
@@ -86,7 +84,7 @@ func trace(t *testing.T, args ...string) *TraceReport {
 }
 
 // step returns the first step with the event on the device, or nil.
-func (r *TraceReport) step(device, event string) *TraceStep {
+func step(r *trace.Report, device, event string) *trace.Step {
 	for i := range r.Steps {
 		if r.Steps[i].Device == device && r.Steps[i].Event == event {
 			return &r.Steps[i]
@@ -100,7 +98,7 @@ func TestTrace(t *testing.T) {
 	n := newTraceNet(t)
 
 	t.Run("forward across the router", func(t *testing.T) {
-		r := trace(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80")
 		if r.Result != "forward" || r.Reason != "" {
 			t.Fatalf("result %s (%s), want forward\n%+v", r.Result, r.Reason, r.Steps)
 		}
@@ -109,7 +107,7 @@ func TestTrace(t *testing.T) {
 		if r.Packet.EthSrc != n.vm1MAC || r.Packet.EthDst != n.rp1MAC {
 			t.Errorf("packet %s → %s, want %s → %s (VM → gateway)", r.Packet.EthSrc, r.Packet.EthDst, n.vm1MAC, n.rp1MAC)
 		}
-		if r.Packet.Proto != "tcp" || r.Packet.TpSrc != defaultTCPSrcPort || r.Packet.TpDst != 80 || r.Packet.TTL != 64 {
+		if r.Packet.Proto != "tcp" || r.Packet.TpSrc != trace.DefaultSrcPort || r.Packet.TpDst != 80 || r.Packet.TTL != 64 {
 			t.Errorf("packet %+v, want tcp 49152 → 80 ttl 64", r.Packet)
 		}
 		if len(r.Egress) != 1 {
@@ -125,11 +123,11 @@ func TestTrace(t *testing.T) {
 				t.Errorf("egress sets %s=%q, want %q (all: %v)", k, eg.Set[k], v, eg.Set)
 			}
 		}
-		route := r.step(n.router, "route")
+		route := step(r, n.router, "route")
 		if route == nil || !strings.Contains(route.Detail, "10.61.2.5") || route.DeviceType != "router" || route.Name == "" {
 			t.Errorf("no route step naming the router and 10.61.2.5: %+v", r.Steps)
 		}
-		if r.step(n.chain, "evaluate") == nil {
+		if step(r, n.chain, "evaluate") == nil {
 			t.Errorf("the router's inbound filter was not evaluated: %+v", r.Steps)
 		}
 		if !slices.Contains(r.Match, "nw_dst") || !slices.Contains(r.Match, "tp_dst") {
@@ -146,20 +144,20 @@ func TestTrace(t *testing.T) {
 		if r.InKernel == nil || !*r.InKernel || !strings.HasPrefix(r.Where, "the kernel fast path of host ") {
 			t.Errorf("runs in %v %q, want the kernel fast path", r.InKernel, r.Where)
 		}
-		if o := trace(t, "--datapath", "ovs", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80"); o.InKernel != nil {
+		if o := traceJSON(t, "--datapath", "ovs", "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--proto", "tcp", "--dst-port", "80"); o.InKernel != nil {
 			t.Errorf("with the ovs datapath, runs in %v %q: want nothing said", *o.InKernel, o.Where)
 		}
 	})
 
 	t.Run("dropped by a rule", func(t *testing.T) {
-		r := trace(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--dst-port", "22")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.2.5", "--dst-port", "22")
 		if r.Result != "drop" || r.Reason != "chain" {
 			t.Fatalf("result %s (%s), want drop (chain)\n%+v", r.Result, r.Reason, r.Steps)
 		}
 		if len(r.Egress) != 0 {
 			t.Errorf("a dropped packet has egress %+v", r.Egress)
 		}
-		hit := r.step(n.dropRule, "matched")
+		hit := step(r, n.dropRule, "matched")
 		if hit == nil {
 			t.Fatalf("no step names the drop rule %s: %+v", n.dropRule, r.Steps)
 		}
@@ -169,7 +167,7 @@ func TestTrace(t *testing.T) {
 	})
 
 	t.Run("no route", func(t *testing.T) {
-		r := trace(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "198.51.100.9", "--proto", "udp", "--dst-port", "53")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "198.51.100.9", "--proto", "udp", "--dst-port", "53")
 		if r.Result != "temporary-drop" || r.Reason != "no-route" {
 			t.Fatalf("result %s (%s), want temporary-drop (no-route)\n%+v", r.Result, r.Reason, r.Steps)
 		}
@@ -188,7 +186,7 @@ func TestTrace(t *testing.T) {
 	})
 
 	t.Run("arp for the gateway", func(t *testing.T) {
-		r := trace(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.1.1", "--arp")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.1.1", "--arp")
 		if r.Result != "consumed" || r.Packet.EthType != "arp" || r.Packet.EthDst != "ff:ff:ff:ff:ff:ff" {
 			t.Fatalf("result %s for %+v, want the broadcast request consumed\n%+v", r.Result, r.Packet, r.Steps)
 		}
@@ -230,7 +228,7 @@ func TestTrace(t *testing.T) {
 			datapath, result string
 			matchesID        bool
 		}{{"userspace", "forward", true}, {"ovs", "userspace-only", true}} {
-			r := trace(t, append(args, "--datapath", tc.datapath)...)
+			r := traceJSON(t, append(args, "--datapath", tc.datapath)...)
 			if r.Result != tc.result || slices.Contains(r.Match, "icmp_id") != tc.matchesID {
 				t.Errorf("--datapath %s: result %s, flow matches %v; want %s, icmp_id matched %v",
 					tc.datapath, r.Result, r.Match, tc.result, tc.matchesID)
@@ -273,7 +271,7 @@ func TestTraceFlagErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseTestProbe(t, tc.args...)
+			err := parseTestProbe(t, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
@@ -281,85 +279,13 @@ func TestTraceFlagErrors(t *testing.T) {
 	}
 }
 
-// parseTestProbe parses trace flags without running the command.
-func parseTestProbe(t *testing.T, args ...string) (*probe, error) {
+// parseTestProbe checks trace flags without running the command.
+func parseTestProbe(t *testing.T, args ...string) error {
 	t.Helper()
 	f := &traceFlags{}
 	cmd := traceCommandWith(&options{}, f)
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
-	return parseProbe(cmd, f)
-}
-
-func TestProbeFrame(t *testing.T) {
-	mac := func(s string) [6]byte { m, _ := topology.ParseMAC(s); return m }
-	base := probe{srcMAC: mac("02:00:00:00:00:01"), dstMAC: mac("02:00:00:00:00:02"),
-		src: netip.MustParseAddr("10.0.0.1"), dst: netip.MustParseAddr("10.0.1.2"), ttl: 9}
-	with := func(f func(p *probe)) probe { p := base; f(&p); return p }
-	cases := []struct {
-		name string
-		p    probe
-	}{
-		{"tcp", with(func(p *probe) { p.proto, p.srcPort, p.dstPort = packet.IPProtoTCP, 1234, 80 })},
-		{"udp with vlan", with(func(p *probe) { p.proto, p.srcPort, p.dstPort, p.vlan = packet.IPProtoUDP, 5353, 53, 7 })},
-		{"icmp echo", with(func(p *probe) { p.proto, p.icmpType = packet.IPProtoICMP, packet.ICMPEchoRequest })},
-		{"icmp unreachable", with(func(p *probe) { p.proto, p.icmpType, p.icmpCode = packet.IPProtoICMP, 3, 1 })},
-		{"gre", with(func(p *probe) { p.proto = 47 })},
-		{"arp", with(func(p *probe) { p.arp = true })},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := tc.p
-			frame := p.frame()
-			m, ok := sim.MatchFromFrame(frame)
-			if !ok {
-				t.Fatal("frame does not decode")
-			}
-			if m.EthSrc != p.srcMAC || m.EthDst != p.dstMAC || m.NwSrc != p.src.As4() || m.NwDst != p.dst.As4() {
-				t.Errorf("addresses %+v, want the probe's", m)
-			}
-			wantVLAN := uint16(0)
-			if p.vlan != 0 {
-				wantVLAN = p.vlan | packet.VLANPresent
-			}
-			if m.VLAN != wantVLAN {
-				t.Errorf("vlan %#x, want %#x", m.VLAN, wantVLAN)
-			}
-			if p.arp {
-				if m.EthType != packet.EtherTypeARP || m.NwProto != uint8(packet.ARPRequest) || m.ARPSHA != p.srcMAC {
-					t.Errorf("arp match %+v, want a request from the probe", m)
-				}
-				return
-			}
-			if m.EthType != packet.EtherTypeIPv4 || m.NwProto != p.proto || m.NwTTL != p.ttl {
-				t.Errorf("ip match %+v, want proto %d ttl %d", m, p.proto, p.ttl)
-			}
-			wantSrc, wantDst := p.srcPort, p.dstPort
-			if p.proto == packet.IPProtoICMP {
-				wantSrc, wantDst = uint16(p.icmpType), uint16(p.icmpCode)
-			}
-			if m.TpSrc != wantSrc || m.TpDst != wantDst {
-				t.Errorf("l4 %d → %d, want %d → %d", m.TpSrc, m.TpDst, wantSrc, wantDst)
-			}
-			// Checksums: the IPv4 header's and the L4 one (with its pseudo
-			// header for TCP and UDP) sum to zero when valid.
-			off := packet.EthernetHeaderLen
-			if p.vlan != 0 {
-				off += 4
-			}
-			ip := frame[off:]
-			if packet.Checksum(ip[:packet.IPv4MinHeaderLen], 0) != 0 {
-				t.Error("bad IPv4 header checksum")
-			}
-			l4 := ip[packet.IPv4MinHeaderLen:]
-			var pseudo uint32
-			if p.proto == packet.IPProtoTCP || p.proto == packet.IPProtoUDP {
-				pseudo = packet.PseudoHeaderSum4(p.src.As4(), p.dst.As4(), p.proto, uint16(len(l4)))
-			}
-			if len(l4) > 0 && packet.Checksum(l4, pseudo) != 0 {
-				t.Error("bad L4 checksum")
-			}
-		})
-	}
+	return traceError(traceRequest(cmd, f).Check())
 }

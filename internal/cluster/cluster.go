@@ -1,5 +1,6 @@
 // Package cluster runs the `midonet cluster` daemon: the NSDB (an embedded
-// etcd member unless an external cluster is named) and the REST API.
+// etcd member unless an external cluster is named), the REST API and the
+// web console beside it.
 package cluster
 
 import (
@@ -12,7 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/console"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
@@ -47,14 +53,17 @@ type Cluster struct {
 	Store *nsdb.Store
 	// APIURL is the base URL of the REST API, e.g. http://127.0.0.1:8181/midonet-api.
 	APIURL string
+	// ConsoleURL is the web console's, e.g. http://127.0.0.1:8181/ui/.
+	ConsoleURL string
 	// NSDBURLs are the client URLs agents use.
 	NSDBURLs []string
 
-	member *embedded.Server
-	http   *http.Server
-	ln     net.Listener
-	done   chan error
-	log    *slog.Logger
+	member  *embedded.Server
+	console *console.Console
+	http    *http.Server
+	ln      net.Listener
+	done    chan error
+	log     *slog.Logger
 }
 
 // Start starts the store (or connects to it) and the API. It undoes what it
@@ -107,10 +116,18 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		apiHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(host.Port))
 	}
 	c.APIURL = "http://" + apiHost + api.BasePath
-	c.http = &http.Server{
-		Handler:           api.New(api.Config{Store: c.Store, Logger: cfg.Logger}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	c.ConsoleURL = "http://" + apiHost + console.Path
+	apiSrv := api.New(api.Config{Store: c.Store, Logger: cfg.Logger})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.console = console.New(console.Config{Store: c.Store, API: apiSrv, Registerer: reg, Logger: cfg.Logger})
+	c.console.Start()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle(api.BasePath, apiSrv)
+	mux.Handle(api.BasePath+"/", apiSrv)
+	mux.Handle("/", c.console)
+	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		err := c.http.Serve(c.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -118,7 +135,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		c.done <- err
 	}()
-	c.log.Info("api serving", "url", c.APIURL)
+	c.log.Info("api serving", "url", c.APIURL, "console", c.ConsoleURL)
 	return c, nil
 }
 
@@ -139,8 +156,14 @@ func (c *Cluster) Err() <-chan error {
 	return out
 }
 
-// Close stops the API, then the store: front door first, core last.
+// Close stops the API and the console, then the store: front door first,
+// core last.
 func (c *Cluster) Close() {
+	if c.console != nil {
+		// Its event streams would hold the HTTP server's shutdown.
+		c.console.Close()
+		c.console = nil
+	}
 	if c.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		c.http.Shutdown(ctx)

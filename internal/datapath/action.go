@@ -3,6 +3,8 @@ package datapath
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/midonet/midonet/internal/packet"
 )
 
 // ActionKind names an action. An empty action list drops the packet.
@@ -47,31 +49,24 @@ func (k ActionKind) String() string {
 
 // Field-selection bits for the set actions: only selected fields change.
 const (
-	SetSrc uint8 = 1 << iota // source address or port
-	SetDst                   // destination address or port
-	SetTOS                   // IPv4 TOS (DSCP and ECN)
-	SetTTL                   // IPv4 TTL
+	SetSrc = packet.SetSrc // source address or port
+	SetDst = packet.SetDst // destination address or port
+	SetTOS = packet.SetTOS // IPv4 TOS (DSCP and ECN)
+	SetTTL = packet.SetTTL // IPv4 TTL
 )
 
-// EthernetSet is the argument of a set-Ethernet action.
-type EthernetSet struct {
-	Src, Dst [6]byte
-	Fields   uint8 // SetSrc | SetDst
-}
-
-// IPv4Set is the argument of a set-IPv4 action. Decrementing the TTL is a
-// set of TTL to the matched TTL minus one (TTL must then be in the mask).
-type IPv4Set struct {
-	Src, Dst [4]byte
-	TOS, TTL uint8
-	Fields   uint8 // SetSrc | SetDst | SetTOS | SetTTL
-}
-
-// L4Set is the argument of a set-TCP or set-UDP action.
-type L4Set struct {
-	Src, Dst uint16
-	Fields   uint8 // SetSrc | SetDst
-}
+// The arguments of the set actions are package packet's, which applies
+// them: one implementation of header rewrites for every backend.
+type (
+	// EthernetSet is the argument of a set-Ethernet action.
+	EthernetSet = packet.EthernetSet
+	// IPv4Set is the argument of a set-IPv4 action. Decrementing the TTL
+	// is a set of TTL to the matched TTL minus one (TTL must then be in
+	// the mask).
+	IPv4Set = packet.IPv4Set
+	// L4Set is the argument of a set-TCP or set-UDP action.
+	L4Set = packet.L4Set
+)
 
 // TunnelSet is the argument of a set-tunnel action: the outer header of the
 // VXLAN encapsulation done by a following output to the VXLAN port.

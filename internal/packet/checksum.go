@@ -85,3 +85,62 @@ func fold64(s uint64) uint32 {
 	s = (s >> 16) + (s & 0xffff)
 	return uint32(s)
 }
+
+// Checksums left to offload. A sender that leaves a TCP or UDP checksum to
+// hardware (AF_PACKET hands such frames with TP_STATUS_CSUMNOTREADY; a
+// virtio header says so) puts only the pseudo-header sum in the field.
+
+// l4Segment finds the TCP or UDP segment of an IPv4 frame (bounded by the
+// datagram's length), the offset of its checksum field, and the sum of its
+// pseudo header.
+func l4Segment(f []byte) (l4 []byte, off int, pseudo uint32, ok bool) {
+	ip, l4 := IPv4Headers(f)
+	if ip == nil || l4 == nil {
+		return nil, 0, 0, false
+	}
+	tot, ihl := int(ip.TotalLen()), ip.HeaderLen()
+	if tot > len(ip) || tot < ihl {
+		return nil, 0, 0, false
+	}
+	l4 = l4[:tot-ihl]
+	if off, ok = l4ChecksumField(ip.Protocol(), l4); !ok {
+		return nil, 0, 0, false
+	}
+	return l4, off, PseudoHeaderSum4(ip.Src(), ip.Dst(), ip.Protocol(), uint16(len(l4))), true
+}
+
+// CompleteChecksum finishes the TCP or UDP checksum of an IPv4 frame whose
+// sender left it to hardware, whatever the field holds. It reports whether
+// it did.
+func CompleteChecksum(f []byte) bool {
+	l4, off, pseudo, ok := l4Segment(f)
+	if ok {
+		storeL4Checksum(l4, off, pseudo)
+	}
+	return ok
+}
+
+// FinishPartialChecksum completes the TCP or UDP checksum of an IPv4 frame
+// whose field holds just the pseudo-header sum, as a sender leaves it to
+// offload: frames the kernel encapsulated arrive so over virtual links. It
+// reports whether it did. A complete checksum that happens to equal that
+// sum is recomputed to itself.
+func FinishPartialChecksum(f []byte) bool {
+	l4, off, pseudo, ok := l4Segment(f)
+	if !ok || binary.BigEndian.Uint16(l4[off:]) != uint16(pseudo) { // the folded pseudo-header sum, as a partial checksum holds
+		return false
+	}
+	storeL4Checksum(l4, off, pseudo)
+	return true
+}
+
+// storeL4Checksum computes the checksum of segment l4, whose field is at
+// off, over pseudo and stores it.
+func storeL4Checksum(l4 []byte, off int, pseudo uint32) {
+	l4[off], l4[off+1] = 0, 0
+	c := Checksum(l4, pseudo)
+	if off == 6 { // UDP sends a computed 0 as 0xffff
+		c = nonZeroUDP(c)
+	}
+	binary.BigEndian.PutUint16(l4[off:], c)
+}

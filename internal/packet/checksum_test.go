@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
@@ -165,4 +166,66 @@ func BenchmarkChecksum1500(b *testing.B) {
 	for b.Loop() {
 		Checksum(buf, 0)
 	}
+}
+
+// l4ChecksumOffset is where the TCP or UDP checksum of an untagged IPv4
+// frame without options sits.
+func l4ChecksumOffset(proto uint8) int {
+	if proto == IPProtoUDP {
+		return 14 + 20 + 6
+	}
+	return 14 + 20 + 16
+}
+
+// l4Frames are a TCP and a UDP frame, untagged IPv4 without options.
+var l4Frames = []struct {
+	name  string
+	frame func(testing.TB) []byte
+	proto uint8
+}{{"tcp", tcpFrame, IPProtoTCP}, {"udp", udpFrame, IPProtoUDP}}
+
+func TestCompleteChecksum(t *testing.T) {
+	for _, tc := range l4Frames {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.frame(t)
+			off := l4ChecksumOffset(tc.proto)
+			f[off], f[off+1] = 0x12, 0x34 // as left for hardware: garbage here
+			if !CompleteChecksum(f) {
+				t.Fatal("CompleteChecksum refused a valid frame")
+			}
+			checkChecksums(t, f)
+		})
+	}
+}
+
+// A checksum left to offload (the field holds the pseudo-header sum) is
+// finished; a complete one, or any other value, is left alone.
+func TestFinishPartialChecksum(t *testing.T) {
+	for _, tc := range l4Frames {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.frame(t)
+			off := l4ChecksumOffset(tc.proto)
+			complete := bytes.Clone(f)
+			if FinishPartialChecksum(f) || !bytes.Equal(f, complete) {
+				t.Fatal("a complete checksum was changed")
+			}
+			partial(f, tc.proto)
+			if !FinishPartialChecksum(f) {
+				t.Fatal("a partial checksum was not finished")
+			}
+			checkChecksums(t, f)
+			f[off] ^= 0xff // corrupt, not partial
+			if FinishPartialChecksum(f) {
+				t.Error("a wrong checksum that is not the pseudo-header sum was rewritten")
+			}
+		})
+	}
+}
+
+// partial leaves the TCP or UDP checksum of an untagged IPv4 frame without
+// options to offload: the field holds the folded pseudo-header sum.
+func partial(f []byte, proto uint8) {
+	ip := IPv4(f[14:])
+	sum := PseudoHeaderSum4(ip.Src(), ip.Dst(), proto, ip.TotalLen()-20)
+	binary.BigEndian.PutUint16(f[l4ChecksumOffset(proto):], ^Checksum(nil, sum))
 }

@@ -13,7 +13,7 @@ package packet
 // Conventions follow the OVS datapath and FlowKey's documentation: VLAN is
 // the tag's TCI with VLANPresent set; for ARP, NwSrc/NwDst are the sender and
 // target protocol addresses, NwProto the opcode when it fits a byte, and
-// ArpSHA/ArpTHA the hardware addresses; later IPv4 fragments have no ports;
+// ARPSHA/ARPTHA the hardware addresses; later IPv4 fragments have no ports;
 // ICMP type and code go in TpSrc and TpDst, and an ICMPv4 echo's
 // identifier in ICMPID. IPv6 extension headers
 // (hop-by-hop, routing, destination options, fragment) are walked to find
@@ -49,7 +49,7 @@ func (p *Parsed) FlowKey(inPort uint32, key *FlowKey) {
 		if p.ARPOp <= 0xff {
 			key.NwProto = uint8(p.ARPOp)
 		}
-		key.ArpSHA, key.ArpTHA = p.ARPSHA, p.ARPTHA
+		key.ARPSHA, key.ARPTHA = p.ARPSHA, p.ARPTHA
 		return
 	case p.IPVersion == 4:
 		key.NwSrc, key.NwDst = p.Src.As4(), p.Dst.As4()

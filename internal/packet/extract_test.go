@@ -56,7 +56,7 @@ func TestExtractFlowKey(t *testing.T) {
 			},
 			ok: true,
 			want: FlowKey{InPort: 7, EthSrc: macA, EthDst: macB, EthType: EtherTypeARP, NwSrc: ipA, NwDst: ipB,
-				NwProto: 1, ArpSHA: macA},
+				NwProto: 1, ARPSHA: macA},
 		},
 		{
 			name:  "icmp echo",

@@ -42,8 +42,8 @@ type FlowKey struct {
 	// datapath.Features.ICMPEchoID match it.
 	ICMPID uint16
 
-	ArpSHA [6]byte
-	ArpTHA [6]byte
+	ARPSHA [6]byte
+	ARPTHA [6]byte
 }
 
 // VLANPresent is the bit of FlowKey.VLAN that says a tag is present (the CFI
@@ -81,8 +81,8 @@ func (k *FlowKey) Masked(mask *FlowKey) FlowKey {
 	r.TpSrc = k.TpSrc & mask.TpSrc
 	r.TpDst = k.TpDst & mask.TpDst
 	r.ICMPID = k.ICMPID & mask.ICMPID
-	r.ArpSHA = and6(k.ArpSHA, mask.ArpSHA)
-	r.ArpTHA = and6(k.ArpTHA, mask.ArpTHA)
+	r.ARPSHA = and6(k.ARPSHA, mask.ARPSHA)
+	r.ARPTHA = and6(k.ARPTHA, mask.ARPTHA)
 	return r
 }
 

@@ -10,6 +10,7 @@ const (
 	EtherTypeIPv4 uint16 = 0x0800
 	EtherTypeARP  uint16 = 0x0806
 	EtherTypeVLAN uint16 = 0x8100 // 802.1Q tag
+	EtherTypeQinQ uint16 = 0x88a8 // 802.1ad service tag (an outer tag)
 	EtherTypeIPv6 uint16 = 0x86dd
 )
 

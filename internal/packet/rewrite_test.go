@@ -113,29 +113,31 @@ var (
 	ipC  = [4]byte{172, 16, 254, 3}
 )
 
+// rewriteFrames are the frames the rewrite tests rewrite.
+var rewriteFrames = []struct {
+	name  string
+	frame func(t testing.TB) []byte
+}{
+	{"tcp", tcpFrame},
+	{"udp", udpFrame},
+	{"udp without checksum", func(t testing.TB) []byte {
+		f := udpFrame(t)
+		f[14+20+6], f[14+20+7] = 0, 0
+		return f
+	}},
+	{"tcp with ip options and vlan", func(t testing.TB) []byte {
+		ip := ip4(layers.IPProtocolTCP)
+		ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: []byte{4, 1, 2, 3, 4, 5, 6, 7, 8}}}
+		return serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
+			ip, tcp(1, 2), gopacket.Payload("odd"))
+	}},
+	{"icmp echo", func(t testing.TB) []byte {
+		return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 3}, gopacket.Payload("ping!"))
+	}},
+}
+
 func TestRewrites(t *testing.T) {
-	frames := []struct {
-		name  string
-		frame func(t testing.TB) []byte
-	}{
-		{"tcp", tcpFrame},
-		{"udp", udpFrame},
-		{"udp without checksum", func(t testing.TB) []byte {
-			f := udpFrame(t)
-			f[14+20+6], f[14+20+7] = 0, 0
-			return f
-		}},
-		{"tcp with ip options and vlan", func(t testing.TB) []byte {
-			ip := ip4(layers.IPProtocolTCP)
-			ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 11, OptionData: []byte{4, 1, 2, 3, 4, 5, 6, 7, 8}}}
-			return serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
-				ip, tcp(1, 2), gopacket.Payload("odd"))
-		}},
-		{"icmp echo", func(t testing.TB) []byte {
-			return serialize(t, eth(layers.EthernetTypeIPv4), ip4(layers.IPProtocolICMPv4),
-				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 3}, gopacket.Payload("ping!"))
-		}},
-	}
 	rewrites := []struct {
 		name  string
 		apply func(p *Parsed) bool
@@ -154,7 +156,7 @@ func TestRewrites(t *testing.T) {
 		{"dst port", func(p *Parsed) bool { return p.SetDstPort(8443) }, func(p *Parsed) bool { return p.DstPort == 8443 }, true, false},
 		{"echo ident", func(p *Parsed) bool { return p.SetICMPEchoIdent(0x4242) }, func(p *Parsed) bool { return p.ICMPIdent == 0x4242 }, false, true},
 	}
-	for _, fc := range frames {
+	for _, fc := range rewriteFrames {
 		for _, rc := range rewrites {
 			t.Run(fc.name+"/"+rc.name, func(t *testing.T) {
 				frame := fc.frame(t)
@@ -398,5 +400,113 @@ func BenchmarkRewriteNAT(b *testing.B) {
 		p.DecTTL()
 		p.SetTTL(64)
 		p.SetEthDst(macC)
+	}
+}
+
+// The set arguments of datapath actions and Parsed's methods are two ways
+// into one implementation: on every frame they give the same bytes, with
+// checksums equal to a full recomputation.
+func TestSetsApplyAsParsedRewrites(t *testing.T) {
+	cases := []struct {
+		name   string
+		set    func(f []byte, proto uint8) bool
+		parsed func(p *Parsed)
+	}{
+		{"eth both", func(f []byte, _ uint8) bool {
+			return (&EthernetSet{Src: macC, Dst: macA, Fields: SetSrc | SetDst}).Apply(f)
+		}, func(p *Parsed) { p.SetEthSrc(macC); p.SetEthDst(macA) }},
+		{"snat", func(f []byte, _ uint8) bool {
+			return (&IPv4Set{Src: ipC, Fields: SetSrc}).Apply(f, L4ChecksumComplete)
+		}, func(p *Parsed) { p.SetIPv4Src(ipC) }},
+		{"dnat and ttl", func(f []byte, _ uint8) bool {
+			return (&IPv4Set{Dst: ipC, TTL: 9, Fields: SetDst | SetTTL}).Apply(f, L4ChecksumComplete)
+		}, func(p *Parsed) { p.SetIPv4Dst(ipC); p.SetTTL(9) }},
+		{"tos", func(f []byte, _ uint8) bool {
+			return (&IPv4Set{TOS: 0xb8, Fields: SetTOS}).Apply(f, L4ChecksumComplete)
+		}, func(p *Parsed) { p.SetTOS(0xb8) }},
+		{"same address", func(f []byte, _ uint8) bool {
+			var p Parsed
+			p.Decode(f)
+			return (&IPv4Set{Src: p.Src.As4(), Fields: SetSrc}).Apply(f, L4ChecksumComplete)
+		}, func(p *Parsed) { p.SetIPv4Src(p.Src.As4()) }},
+		{"ports", func(f []byte, proto uint8) bool {
+			return (&L4Set{Src: 61000, Dst: 8443, Fields: SetSrc | SetDst}).Apply(f, proto, L4ChecksumComplete)
+		}, func(p *Parsed) { p.SetSrcPort(61000); p.SetDstPort(8443) }},
+	}
+	for _, fc := range rewriteFrames {
+		for _, c := range cases {
+			t.Run(fc.name+"/"+c.name, func(t *testing.T) {
+				viaSet, viaParsed := fc.frame(t), fc.frame(t)
+				var p Parsed
+				p.Decode(viaParsed)
+				proto := p.IPProto
+				c.parsed(&p)
+				c.set(viaSet, proto)
+				if !bytes.Equal(viaSet, viaParsed) {
+					t.Fatalf("the set and Parsed disagree:\n set    %x\n parsed %x", viaSet, viaParsed)
+				}
+				checkChecksums(t, viaSet)
+				if n := testing.AllocsPerRun(50, func() { c.set(viaSet, proto) }); n != 0 {
+					t.Errorf("Apply allocated %v times per run", n)
+				}
+			})
+		}
+	}
+}
+
+// With the L4 checksum left to offload, rewrites keep the field the
+// pseudo-header sum of the rewritten packet: finishing it afterwards gives
+// what a full recomputation gives.
+func TestPartialChecksumFollowsRewrites(t *testing.T) {
+	for _, tc := range l4Frames {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.frame(t)
+			partial(f, tc.proto)
+			if !(&IPv4Set{Src: ipC, Dst: ipA, TTL: 3, Fields: SetSrc | SetDst | SetTTL}).Apply(f, L4ChecksumPartial) ||
+				!(&L4Set{Src: 4000, Dst: 5000, Fields: SetSrc | SetDst}).Apply(f, tc.proto, L4ChecksumPartial) {
+				t.Fatal("a rewrite refused the frame")
+			}
+			if !FinishPartialChecksum(f) {
+				t.Fatal("after the rewrites the field is no longer the pseudo-header sum")
+			}
+			checkChecksums(t, f)
+		})
+	}
+}
+
+// IPv4Headers finds the headers datapaths rewrite without decoding the
+// frame, and refuses what is not IPv4.
+func TestIPv4Headers(t *testing.T) {
+	tagged := serialize(t, eth(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 10, Type: layers.EthernetTypeIPv4},
+		ip4(layers.IPProtocolUDP), udp(1, 2), gopacket.Payload("x"))
+	later := udpFrame(t)
+	later[14+6], later[14+7] = 0, 10 // fragment offset 80
+	for _, tc := range []struct {
+		name         string
+		frame        []byte
+		ipOff, l4Len int // ipOff 0: no IPv4 header; l4Len -1: no L4
+	}{
+		{"untagged", udpFrame(t), 14, len(udpFrame(t)) - 34},
+		{"tagged", tagged, 18, len(tagged) - 38},
+		{"later fragment", later, 14, -1},
+		{"truncated", udpFrame(t)[:30], 0, 0},
+		{"arp", mustHex(t, "ffffffffffff0200000000010806"), 0, 0},
+		{"short", []byte{1, 2, 3}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ip, l4 := IPv4Headers(tc.frame)
+			switch {
+			case tc.ipOff == 0:
+				if ip != nil {
+					t.Fatalf("found an IPv4 header at %d", len(tc.frame)-len(ip))
+				}
+			case ip == nil:
+				t.Fatal("no IPv4 header found")
+			case len(tc.frame)-len(ip) != tc.ipOff:
+				t.Fatalf("IPv4 header at %d, want %d", len(tc.frame)-len(ip), tc.ipOff)
+			case tc.l4Len < 0 && l4 != nil, tc.l4Len >= 0 && len(l4) != tc.l4Len:
+				t.Fatalf("L4 of %d bytes (nil %v), want %d", len(l4), l4 == nil, tc.l4Len)
+			}
+		})
 	}
 }

@@ -214,7 +214,7 @@ func ptr[T any](v T) *T { return &v }
 
 func TestBridge8023FramesMatchMACsExactly(t *testing.T) {
 	tp, ids := bridgeTopo(t)
-	pkt := &Packet{Port: ids["vm1"], Match: Match{EthSrc: mac("02:00:00:00:00:01"), EthDst: mac("02:00:00:00:00:02"), EthType: 0x05dc}}
+	pkt := &Packet{Port: ids["vm1"], Match: Match{FlowKey: packet.FlowKey{EthSrc: mac("02:00:00:00:00:01"), EthDst: mac("02:00:00:00:00:02"), EthType: 0x05dc}}}
 	r := NewSimulator(1).Simulate(tp.snapshot(), nil, pkt, testNow)
 	if r.Kind != Forward || r.Mask.EthSrc != broadcastMAC || r.Mask.EthDst != broadcastMAC || r.Mask.EthType != 0xffff {
 		t.Fatalf("%v mask %+v", r.Kind, r.Mask)

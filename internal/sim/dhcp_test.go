@@ -176,8 +176,8 @@ func TestDHCPMegaflow(t *testing.T) {
 			t.Fatalf("%+v: %v, want forward", spec, r.Kind)
 		}
 		mask := r.Mask
-		k := dhcpPkt.Match.FlowKey(0)
-		flowKey := mkPacket(t, ids["vm1"], spec).Match.FlowKey(0)
+		k := dhcpPkt.Match.FlowKey
+		flowKey := mkPacket(t, ids["vm1"], spec).Match.FlowKey
 		if k.Masked(&mask) == flowKey.Masked(&mask) {
 			t.Errorf("the flow for %+v (mask %v) would catch DHCP requests", spec, r.Seen)
 		}

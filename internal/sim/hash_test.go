@@ -27,9 +27,9 @@ func TestConnectionHashIsSymmetric(t *testing.T) {
 		}
 		if m.EthType == packet.EtherTypeIPv4 && m.NwProto != packet.IPProtoICMP {
 			// An ICMP error about the reverse packet belongs to the same worker.
-			e := Match{EthType: packet.EtherTypeIPv4, NwSrc: [4]byte{192, 0, 2, 1}, NwDst: m.NwSrc, NwProto: packet.IPProtoICMP,
-				TpSrc: uint16(packet.ICMPDestUnreachable), ICMPData: ICMPData{Valid: true, Src: rev.NwSrc, Dst: rev.NwDst,
-					Proto: m.NwProto, SrcPort: rev.TpSrc, DstPort: rev.TpDst}}
+			e := Match{FlowKey: packet.FlowKey{EthType: packet.EtherTypeIPv4, NwSrc: [4]byte{192, 0, 2, 1}, NwDst: m.NwSrc,
+				NwProto: packet.IPProtoICMP, TpSrc: uint16(packet.ICMPDestUnreachable)}, ICMPData: ICMPData{Valid: true, Src: rev.NwSrc, Dst: rev.NwDst,
+				Proto: m.NwProto, SrcPort: rev.TpSrc, DstPort: rev.TpDst}}
 			if ConnectionHash(&e) != ConnectionHash(&m) {
 				t.Fatalf("ICMP error about %+v hashes elsewhere", rev)
 			}

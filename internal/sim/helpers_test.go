@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"

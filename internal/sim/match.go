@@ -72,45 +72,38 @@ type ICMPData struct {
 	SrcPort, DstPort uint16 // TCP/UDP ports, or the ICMP echo identifier in both
 }
 
-// Match is the packet as the simulation sees it: the datapath flow key
-// fields the devices read, plus the ICMP fields a datapath cannot match.
-// Conventions follow packet.FlowKey: for ARP NwSrc/NwDst are the sender and
-// target protocol addresses and NwProto the opcode; for ICMP TpSrc is the
-// type and TpDst the code.
+// Match is the packet as the simulation sees it: its datapath flow key,
+// which the datapath decoded once from the frame, plus the header an ICMP
+// error quotes, which no flow key holds. Devices read the key's Ethernet,
+// IPv4, transport, ARP and ICMP echo identifier fields; its in-port,
+// tunnel metadata and IPv6 addresses ride along unread. Conventions follow
+// packet.FlowKey: for ARP NwSrc/NwDst are the sender and target protocol
+// addresses and NwProto the opcode; for ICMP TpSrc is the type and TpDst
+// the code.
 type Match struct {
-	EthSrc, EthDst [6]byte
-	VLAN           uint16 // TCI with packet.VLANPresent set, or 0 when untagged
-	EthType        uint16
-	NwSrc, NwDst   [4]byte // IPv4 only; IPv6 addresses are not simulated
-	NwProto        uint8
-	NwTOS          uint8
-	NwTTL          uint8
-	NwFrag         uint8
-	TpSrc, TpDst   uint16
-	ARPSHA, ARPTHA [6]byte
-	ICMPID         uint16 // identifier of an ICMP echo request or reply
-	ICMPData       ICMPData
+	packet.FlowKey
+	ICMPData ICMPData
 }
 
 // MatchFromFlowKey returns the match of a datapath flow key. The quoted
 // header of an ICMP error, which a flow key lacks, stays zero (and so does
-// the echo identifier of a key from a datapath without it); FillICMP adds
-// them from the decoded frame.
-func MatchFromFlowKey(k *packet.FlowKey) Match {
-	return Match{
-		EthSrc: k.EthSrc, EthDst: k.EthDst, VLAN: k.VLAN, EthType: k.EthType,
-		NwSrc: k.NwSrc, NwDst: k.NwDst, NwProto: k.NwProto, NwTOS: k.NwTOS, NwTTL: k.NwTTL, NwFrag: k.NwFrag,
-		TpSrc: k.TpSrc, TpDst: k.TpDst, ARPSHA: k.ArpSHA, ARPTHA: k.ArpTHA, ICMPID: k.ICMPID,
-	}
-}
+// the echo identifier of a key from a datapath without it): MatchOf or
+// FillICMP add them from the frame.
+func MatchFromFlowKey(k *packet.FlowKey) Match { return Match{FlowKey: *k} }
 
-// FlowKey returns the datapath flow key of the match on port inPort.
-func (m *Match) FlowKey(inPort uint32) packet.FlowKey {
-	return packet.FlowKey{
-		InPort: inPort, EthSrc: m.EthSrc, EthDst: m.EthDst, VLAN: m.VLAN, EthType: m.EthType,
-		NwSrc: m.NwSrc, NwDst: m.NwDst, NwProto: m.NwProto, NwTOS: m.NwTOS, NwTTL: m.NwTTL, NwFrag: m.NwFrag,
-		TpSrc: m.TpSrc, TpDst: m.TpDst, ArpSHA: m.ARPSHA, ArpTHA: m.ARPTHA, ICMPID: m.ICMPID,
+// MatchOf returns the complete match of a packet a datapath delivered with
+// its flow key: the key itself and, for ICMPv4, the fields a key may lack
+// (an error's quoted header; the echo identifier, from a datapath whose
+// flows do not match it), decoded from the frame. Only ICMPv4 frames are
+// decoded again. It does not allocate.
+func MatchOf(k *packet.FlowKey, frame []byte) Match {
+	m := Match{FlowKey: *k}
+	if k.EthType == packet.EtherTypeIPv4 && k.NwProto == packet.IPProtoICMP {
+		var p packet.Parsed
+		p.Decode(frame)
+		m.FillICMP(&p)
 	}
+	return m
 }
 
 // FillICMP sets the ICMP echo identifier and the quoted header of an ICMP
@@ -146,9 +139,7 @@ func MatchFromFrame(frame []byte) (m Match, ok bool) {
 	if p.Layer < packet.Layer2 {
 		return m, false
 	}
-	var k packet.FlowKey
-	p.FlowKey(0, &k)
-	m = MatchFromFlowKey(&k)
+	p.FlowKey(0, &m.FlowKey)
 	m.FillICMP(&p)
 	return m, true
 }
@@ -213,10 +204,10 @@ func maskFor(seen, written FieldSet) packet.FlowKey {
 		k.TpDst = 0xffff
 	}
 	if seen&FieldARPSHA != 0 {
-		k.ArpSHA = broadcastMAC
+		k.ARPSHA = broadcastMAC
 	}
 	if seen&FieldARPTHA != 0 {
-		k.ArpTHA = broadcastMAC
+		k.ARPTHA = broadcastMAC
 	}
 	return k
 }

@@ -222,7 +222,7 @@ func (w *randomWorld) randomKey() packet.FlowKey {
 	k.NwFrag = []uint8{packet.FragNone, packet.FragNone, packet.FragNone, packet.FragFirst, packet.FragLater}[r.IntN(5)]
 	k.TpSrc, k.TpDst = w.tport(), w.tport()
 	k.ICMPID = []uint16{1, 2, 777}[r.IntN(3)]
-	k.ArpSHA, k.ArpTHA = w.mac(), w.mac()
+	k.ARPSHA, k.ARPTHA = w.mac(), w.mac()
 	if r.IntN(5) == 0 {
 		// Aim at the router's services: the uplink MAC, the floating IP or
 		// the VIP, a TCP service port.
@@ -241,7 +241,7 @@ func normalize(k *packet.FlowKey) {
 		k.NwProto = 1 + k.NwProto%2
 		k.NwTOS, k.NwTTL, k.NwFrag, k.TpSrc, k.TpDst = 0, 0, 0, 0, 0
 	case packet.EtherTypeIPv4:
-		k.ArpSHA, k.ArpTHA = [6]byte{}, [6]byte{}
+		k.ARPSHA, k.ARPTHA = [6]byte{}, [6]byte{}
 		switch {
 		case k.NwFrag == packet.FragLater, k.NwProto != 1 && k.NwProto != 6 && k.NwProto != 17:
 			k.TpSrc, k.TpDst = 0, 0
@@ -253,7 +253,7 @@ func normalize(k *packet.FlowKey) {
 		}
 	default:
 		k.NwSrc, k.NwDst, k.NwProto, k.NwTOS, k.NwTTL, k.NwFrag, k.TpSrc, k.TpDst = [4]byte{}, [4]byte{}, 0, 0, 0, 0, 0, 0
-		k.ArpSHA, k.ArpTHA, k.ICMPID = [6]byte{}, [6]byte{}, 0
+		k.ARPSHA, k.ARPTHA, k.ICMPID = [6]byte{}, [6]byte{}, 0
 	}
 	if k.EthType == packet.EtherTypeARP {
 		k.ICMPID = 0
@@ -287,8 +287,8 @@ func (w *randomWorld) perturb(k, mask packet.FlowKey) (packet.FlowKey, bool) {
 	keepMasked(&q.TpSrc, k.TpSrc, mask.TpSrc)
 	keepMasked(&q.TpDst, k.TpDst, mask.TpDst)
 	keepMasked(&q.ICMPID, k.ICMPID, mask.ICMPID)
-	keepMasked(&q.ArpSHA, k.ArpSHA, mask.ArpSHA)
-	keepMasked(&q.ArpTHA, k.ArpTHA, mask.ArpTHA)
+	keepMasked(&q.ARPSHA, k.ARPSHA, mask.ARPSHA)
+	keepMasked(&q.ARPTHA, k.ARPTHA, mask.ARPTHA)
 	normalize(&q)
 	return q, q.Masked(&mask) == k.Masked(&mask)
 }
@@ -307,7 +307,7 @@ func sameActions(a, b *Result) string {
 		if x.Port != y.Port || x.Set != y.Set {
 			return fmt.Sprintf("egress %d: port %v set %v vs port %v set %v", i, x.Port, x.Set, y.Port, y.Set)
 		}
-		xk, yk := x.Values.FlowKey(0), y.Values.FlowKey(0)
+		xk, yk := x.Values.FlowKey, y.Values.FlowKey
 		// The mask of exactly the set fields.
 		m := maskFor(x.Set&^fieldsUserspace, 0)
 		m.InPort, m.EthType, m.NwFrag = 0, 0, 0

@@ -177,7 +177,7 @@ func TestSNATOfICMPEchoKeepsIdentifier(t *testing.T) {
 			if tc.matchICMPID {
 				k, m := reply, back.Mask
 				k.ICMPID = 4242
-				a, b := mkPacket(t, ids["up"], k).Match.FlowKey(0), mkPacket(t, ids["up"], reply).Match.FlowKey(0)
+				a, b := mkPacket(t, ids["up"], k).Match.FlowKey, mkPacket(t, ids["up"], reply).Match.FlowKey
 				if a.Masked(&m) == b.Masked(&m) {
 					t.Fatal("the reply flow's mask does not tell two echo identifiers apart")
 				}
@@ -285,12 +285,13 @@ func TestICMPErrorFromInsideIsForwardNATed(t *testing.T) {
 }
 
 func TestICMPFieldsComeFromTheFrame(t *testing.T) {
-	// The agent hands Simulate a match made from the datapath flow key,
-	// which has no ICMP identifier; the frame supplies it.
+	// A datapath without ICMPEchoID delivers a flow key with no ICMP
+	// identifier; MatchOf supplies it from the frame.
 	tp, ids := natTopo(t, 1024, 65535)
 	pkt := mkPacket(t, ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4242))
-	k := pkt.Match.FlowKey(0)
-	pkt.Match = MatchFromFlowKey(&k)
+	k := pkt.Match.FlowKey
+	k.ICMPID = 0
+	pkt.Match = MatchOf(&k, pkt.Frame)
 	r := NewSimulator(1).Simulate(tp.snapshot(), nil, pkt, testNow)
 	if r.Kind != UserspaceOnly || len(r.NAT) == 0 || r.NAT[0].Key.SrcPort != 4242 {
 		t.Fatalf("%v NAT %+v", r.Kind, r.NAT)

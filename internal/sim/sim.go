@@ -30,9 +30,8 @@ type Packet struct {
 	// Port is the virtual port the packet arrived on, or for a Generated
 	// packet the port it is emitted from.
 	Port ID
-	// Match is the packet's match (MatchFromFlowKey plus FillICMP, or
-	// MatchFromFrame). When Frame is set and the match is ICMP, Simulate
-	// fills the ICMP identifier and quoted header from the frame itself.
+	// Match is the packet's complete match: MatchOf a datapath's flow key
+	// and frame, or MatchFromFrame. Simulate does not decode the frame.
 	Match Match
 	// Frame is the raw frame, read-only; devices copy from it into the
 	// packets they generate (ICMP echo replies and errors). It may be nil.
@@ -169,12 +168,6 @@ func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now
 func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now time.Time) {
 	s.snap, s.state, s.pkt, s.now, s.tracing = snap, state, pkt, now.UnixNano(), pkt.Trace
 	s.orig = pkt.Match
-	if s.orig.EthType == packet.EtherTypeIPv4 && s.orig.NwProto == packet.IPProtoICMP && pkt.Frame != nil {
-		// A datapath flow key lacks the ICMP fields NAT and conntrack need.
-		var p packet.Parsed
-		p.Decode(pkt.Frame)
-		s.orig.FillICMP(&p)
-	}
 	s.wc, s.preRouting = s.orig, s.orig
 	s.seen, s.written, s.writtenAll = 0, 0, 0
 	s.inputPort, s.inPort, s.outPort, s.device = nil, nil, nil, ID{}
@@ -354,6 +347,11 @@ func (s *Simulator) portIngress(p *port) verdict {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonPortAdminDown)
+	}
+	if p.bgpPeers != nil {
+		if v, ok := s.bgpDivert(p); ok {
+			return v
+		}
 	}
 	s.mirrorTo(p.mirrorsIn)
 	switch s.runChains(p.inChains) {

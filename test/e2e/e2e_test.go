@@ -56,6 +56,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "midonet")
+	midonetBin = bin
 	build := exec.Command("go", "build", "-o", bin, "github.com/midonet/midonet/cmd/midonet")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building midonet: %v\n%s", err, out)
@@ -538,5 +539,41 @@ func TestNATConnectionSurvivesPortMigration(t *testing.T) {
 	})
 	if got := say("after"); got != seen+" after" {
 		t.Fatalf("echo after the migration %q: the connection must keep its NAT mapping %s", got, seen)
+	}
+}
+
+// TestConsoleReadsEveryAgent: the cluster's console reads each agent's
+// counters at the host's tunnel-zone address (the agents listen on :9100
+// in their namespaces), as the hosts view shows them.
+func TestConsoleReadsEveryAgent(t *testing.T) {
+	need(t)
+	for i, name := range []string{"host1", "host2", "host3"} {
+		var m struct {
+			Address   string `json:"address"`
+			Available bool   `json:"available"`
+			Error     string `json:"error"`
+			Ports     []struct {
+				Interface string `json:"interface"`
+			} `json:"ports"`
+		}
+		eventually(t, 40*time.Second, name+"'s counters through the console", func() bool {
+			resp, err := http.Get(sb.APIURL() + "/hosts/" + sb.ID("host:"+name) + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			if json.NewDecoder(resp.Body).Decode(&m) != nil || !m.Available {
+				return false
+			}
+			for _, p := range m.Ports {
+				if p.Interface == "midonet-vxlan" { // the overlay port every agent has
+					return true
+				}
+			}
+			return false
+		})
+		if want := fmt.Sprintf("10.250.0.%d:9100", i+1); m.Address != want {
+			t.Errorf("%s's metrics read at %q, want its tunnel-zone address %s", name, m.Address, want)
+		}
 	}
 }

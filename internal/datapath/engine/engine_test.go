@@ -316,52 +316,6 @@ func TestSetUDPKeepsAbsentChecksum(t *testing.T) {
 	checkChecksums(t, out)
 }
 
-func TestCompleteChecksum(t *testing.T) {
-	for _, l4 := range []string{"tcp", "udp"} {
-		t.Run(l4, func(t *testing.T) {
-			f := frame(t, l4)
-			off := 14 + 20 + 16
-			if l4 == "udp" {
-				off = 14 + 20 + 6
-			}
-			f[off], f[off+1] = 0x12, 0x34 // as left for hardware: garbage here
-			if !CompleteChecksum(f) {
-				t.Fatal("completeChecksum refused a valid frame")
-			}
-			checkChecksums(t, f)
-		})
-	}
-}
-
-// A checksum left to offload (the field holds the pseudo-header sum) is
-// finished; a complete one, or any other value, is left alone.
-func TestFinishPartialChecksum(t *testing.T) {
-	for _, l4 := range []string{"tcp", "udp"} {
-		t.Run(l4, func(t *testing.T) {
-			f := frame(t, l4)
-			off, proto := 14+20+16, uint8(6)
-			if l4 == "udp" {
-				off, proto = 14+20+6, 17
-			}
-			complete := bytes.Clone(f)
-			if FinishPartialChecksum(f) || !bytes.Equal(f, complete) {
-				t.Fatal("a complete checksum was changed")
-			}
-			tot := int(binary.BigEndian.Uint16(f[14+2:])) - 20
-			sum := packet.PseudoHeaderSum4([4]byte(f[14+12:]), [4]byte(f[14+16:]), proto, uint16(tot))
-			binary.BigEndian.PutUint16(f[off:], ^packet.Checksum(nil, sum))
-			if !FinishPartialChecksum(f) {
-				t.Fatal("a partial checksum was not finished")
-			}
-			checkChecksums(t, f)
-			f[off] ^= 0xff // corrupt, not partial
-			if FinishPartialChecksum(f) {
-				t.Error("a wrong checksum that is not the pseudo-header sum was rewritten")
-			}
-		})
-	}
-}
-
 func TestOutputSequenceAndTunnel(t *testing.T) {
 	r := newRig(t, 2)
 	vx := r.out[1]

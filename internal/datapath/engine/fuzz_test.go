@@ -12,11 +12,11 @@ import (
 // unfragmented TCP or UDP datagram that fits the frame, its L4 checksum
 // verify. ok is false when f is not such a frame.
 func checksumsValid(f []byte) (ipOK, l4OK, ok bool) {
-	ip, l4 := ipv4L4(f)
+	ip, l4 := packet.IPv4Headers(f)
 	if ip == nil {
 		return false, false, false
 	}
-	ihl := int(ip[0]&0x0f) * 4
+	ihl := ip.HeaderLen()
 	ipOK = packet.Checksum(ip[:ihl], 0) == 0
 	tot := int(binary.BigEndian.Uint16(ip[2:]))
 	frag := binary.BigEndian.Uint16(ip[6:])&0x3fff != 0

@@ -81,13 +81,12 @@ func (o *Offload) shift(n int) {
 // call). buf is scratch space, grown as needed and returned. It reports
 // false, emitting nothing, if the frame is not a TCP/IPv4 segment.
 func segmentTCPv4(f []byte, o *Offload, buf []byte, emit func(seg []byte)) ([]byte, bool) {
-	l3, et := l3Offset(f)
-	if l3 < 0 || et != 0x0800 || len(f) < l3+20 || o.GSOSize == 0 {
+	ip, _ := packet.IPv4Headers(f)
+	if ip == nil || o.GSOSize == 0 {
 		return buf, false
 	}
-	ip := f[l3:]
-	ihl := int(ip[0]&0x0f) * 4
-	if ip[0]>>4 != 4 || ihl < 20 || ip[9] != 6 || len(ip) < ihl+20 {
+	l3, ihl := len(f)-len(ip), ip.HeaderLen()
+	if ip.Protocol() != packet.IPProtoTCP || len(ip) < ihl+20 {
 		return buf, false
 	}
 	tcp := ip[ihl:]

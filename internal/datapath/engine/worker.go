@@ -167,6 +167,15 @@ func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offloa
 	w.executeOffload(in, frame, *fs.actions.Load(), &w.key, off)
 }
 
+// tcpFlags returns the TCP flags of an IPv4 TCP segment, or 0.
+func tcpFlags(f []byte) uint16 {
+	ip, l4 := packet.IPv4Headers(f)
+	if ip == nil || ip.Protocol() != packet.IPProtoTCP || len(l4) < packet.TCPMinHeaderLen {
+		return 0
+	}
+	return binary.BigEndian.Uint16(l4[12:]) & 0x0fff
+}
+
 // scratch returns the worker's copy buffer with room for headroom and an
 // n-byte frame. It starts small, since most workers never see jumbo or
 // super-frames, and grows once for those that do.
@@ -211,7 +220,12 @@ func (w *Worker) executeOffload(in *Port, frame []byte, actions []datapath.Actio
 		w.ofl = *ofl // ours to adjust as headers move
 		o = &w.ofl
 	}
-	partial := func() bool { return o != nil && o.NeedsCsum }
+	csum := func() packet.L4Checksum {
+		if o != nil && o.NeedsCsum {
+			return packet.L4ChecksumPartial
+		}
+		return packet.L4ChecksumComplete
+	}
 	var tun *datapath.TunnelSet
 	for i := range actions {
 		a := &actions[i]
@@ -230,13 +244,13 @@ func (w *Worker) executeOffload(in *Port, frame []byte, actions []datapath.Actio
 			}
 			w.output(a.Port, pkt, tun, o)
 		case datapath.ActSetEth:
-			setEthernet(pkt, &a.Eth)
+			a.Eth.Apply(pkt)
 		case datapath.ActSetIPv4:
-			setIPv4(pkt, &a.IPv4, partial())
+			a.IPv4.Apply(pkt, csum())
 		case datapath.ActSetTCP:
-			setL4Ports(pkt, &a.L4, 6, partial())
+			a.L4.Apply(pkt, packet.IPProtoTCP, csum())
 		case datapath.ActSetUDP:
-			setL4Ports(pkt, &a.L4, 17, partial())
+			a.L4.Apply(pkt, packet.IPProtoUDP, csum())
 		case datapath.ActSetTunnel:
 			tun = &a.Tunnel
 		case datapath.ActPushVLAN:

@@ -550,7 +550,7 @@ func translate(key, mask *packet.FlowKey, actions []datapath.Action, ports Ports
 	// never matches a frame the kernel takes.
 	if key.TunID != 0 || key.TunSrc != [4]byte{} || key.TunDst != [4]byte{} || key.TunTOS != 0 || key.TunTTL != 0 ||
 		key.VLAN != 0 || key.IPv6Src != [16]byte{} || key.IPv6Dst != [16]byte{} || key.NwFrag != 0 ||
-		key.ArpSHA != [6]byte{} || key.ArpTHA != [6]byte{} {
+		key.ARPSHA != [6]byte{} || key.ARPTHA != [6]byte{} {
 		return kf, false
 	}
 	if key.EthType != packet.EtherTypeIPv4&mask.EthType {

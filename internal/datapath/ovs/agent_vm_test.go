@@ -122,7 +122,7 @@ func agentForwardsThroughKernel(t *testing.T) {
 		t.Fatalf("open kernel datapath: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := agent.New(agent.Config{HostName: "vm-host", StateDir: t.TempDir(), Store: store, Datapath: dp,
+	a, err := agent.New(agent.Config{HostName: "vm-host", StateDir: t.TempDir(), Store: agent.NSDB(store), Datapath: dp,
 		Workers: 2, Logger: logger})
 	if err != nil {
 		_ = dp.Delete()

@@ -56,7 +56,7 @@ func TestKeyMaskRoundTrip(t *testing.T) {
 	vlan.VLAN = 0x0064 | packet.VLANPresent
 	arp := packet.FlowKey{
 		InPort: 1, EthSrc: macA, EthDst: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, EthType: 0x0806,
-		NwSrc: [4]byte{10, 0, 0, 1}, NwDst: [4]byte{10, 0, 0, 9}, NwProto: 1, ArpSHA: macA,
+		NwSrc: [4]byte{10, 0, 0, 1}, NwDst: [4]byte{10, 0, 0, 9}, NwProto: 1, ARPSHA: macA,
 	}
 	tunnel := ipv4UDP
 	tunnel.TunID, tunnel.TunSrc, tunnel.TunDst, tunnel.TunTOS, tunnel.TunTTL = 0x1234, [4]byte{192, 168, 0, 1}, [4]byte{192, 168, 0, 2}, 0, 64

@@ -120,8 +120,8 @@ func appendL3(e *encoder, s, v *packet.FlowKey, isMask bool) {
 		copy(b[0:4], v.NwSrc[:])
 		copy(b[4:8], v.NwDst[:])
 		binary.BigEndian.PutUint16(b[8:10], uint16(v.NwProto))
-		copy(b[10:16], v.ArpSHA[:])
-		copy(b[16:22], v.ArpTHA[:])
+		copy(b[10:16], v.ARPSHA[:])
+		copy(b[16:22], v.ARPTHA[:])
 	}
 }
 
@@ -241,8 +241,8 @@ func decodeKey(b []byte, k *packet.FlowKey, isMask bool) bool {
 				copy(k.NwSrc[:], p[0:4])
 				copy(k.NwDst[:], p[4:8])
 				k.NwProto = uint8(binary.BigEndian.Uint16(p[8:10]))
-				copy(k.ArpSHA[:], p[10:16])
-				copy(k.ArpTHA[:], p[16:22])
+				copy(k.ARPSHA[:], p[10:16])
+				copy(k.ARPTHA[:], p[16:22])
 			}
 		}
 		if a.bad {

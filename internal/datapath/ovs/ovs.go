@@ -986,7 +986,7 @@ var exactMask = func() packet.FlowKey {
 	}
 	m.NwProto, m.NwTOS, m.NwTTL, m.NwFrag = 0xff, 0xff, 0xff, 0xff
 	m.TpSrc, m.TpDst = 0xffff, 0xffff
-	m.ArpSHA, m.ArpTHA = [6]byte{255, 255, 255, 255, 255, 255}, [6]byte{255, 255, 255, 255, 255, 255}
+	m.ARPSHA, m.ARPTHA = [6]byte{255, 255, 255, 255, 255, 255}, [6]byte{255, 255, 255, 255, 255, 255}
 	return m
 }()
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/packet"
 )
 
 // An AF_PACKET port has one socket with two rings mapped together: the
@@ -295,7 +296,7 @@ func (p *afpacketPort) handle(w *engine.Worker, ep *engine.Port, ring []byte, st
 			off = &p.rxOffload
 		}
 	} else if status&unix.TP_STATUS_CSUMNOTREADY != 0 {
-		engine.CompleteChecksum(frame)
+		packet.CompleteChecksum(frame)
 	}
 	if status&unix.TP_STATUS_VLAN_VALID != 0 && len(frame) >= 12 {
 		if status&unix.TP_STATUS_VLAN_TPID_VALID == 0 || tpid == 0 {

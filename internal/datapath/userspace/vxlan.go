@@ -12,6 +12,7 @@ import (
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/engine"
+	"github.com/midonet/midonet/internal/packet"
 )
 
 // vxlanPort is the overlay port: VXLAN (RFC 7348) over a UDP socket bound to
@@ -185,7 +186,7 @@ func (p *vxlanPort) drain(w *engine.Worker, wait bool) int {
 				// virtual links with its inner checksum still left to
 				// offload (coalesced ones come from agents, which
 				// finish them).
-				engine.FinishPartialChecksum(d[vxlanHeaderLen:])
+				packet.FinishPartialChecksum(d[vxlanHeaderLen:])
 			}
 			tun.ID = uint32(d[4])<<16 | uint32(d[5])<<8 | uint32(d[6])
 			w.Receive(ep, d[vxlanHeaderLen:], &tun)

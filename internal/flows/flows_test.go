@@ -1,4 +1,4 @@
-package agent
+package flows
 
 import (
 	"math/rand/v2"
@@ -32,21 +32,21 @@ func TestFlowSimulatedAcrossAnInvalidationIsNotInstalled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dp := mem.New(mem.Config{})
 			defer dp.Close()
-			ft := newFlowTable(dp, 100, newMetrics())
-			ft.invalidate([]sim.Tag{99}) // some history before
-			since := ft.generation()
+			ft := New(dp, 100)
+			ft.Invalidate([]sim.Tag{99}) // some history before
+			since := ft.Generation()
 			for _, tags := range tc.invalidated {
 				for i := range tags {
 					if tags[i] == 0 {
 						tags[i] = sim.Tag(1000 + i) // filler, none of the flow's
 					}
 				}
-				ft.invalidate(tags)
+				ft.Invalidate(tags)
 			}
 			var key, mask packet.FlowKey
 			key.InPort, mask.InPort = 1, ^uint32(0)
-			ft.add(&flowEntry{key: key, mask: mask, actions: []datapath.Action{datapath.Output(2)}, tags: tc.tags, since: since})
-			if got := ft.len() == 1; got != tc.installed {
+			ft.Add(&Entry{Key: key, Mask: mask, Actions: []datapath.Action{datapath.Output(2)}, Tags: tc.tags, Since: since})
+			if got := ft.Len() == 1; got != tc.installed {
 				t.Errorf("installed %v, want %v", got, tc.installed)
 			}
 			n := 0
@@ -65,7 +65,7 @@ func TestFlowsExpireByHardTimeout(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		dp := mem.New(mem.Config{})
-		ft := newFlowTable(dp, 48, newMetrics())
+		ft := New(dp, 48)
 		now := time.Unix(1_800_000_000, 0)
 		want := map[uint32]time.Time{} // in_port -> expiry of the live flow
 		var order []uint32             // installs, oldest first, for eviction
@@ -74,21 +74,21 @@ func TestFlowsExpireByHardTimeout(t *testing.T) {
 			switch rng.IntN(10) {
 			case 0, 1: // time passes and flows expire
 				now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
-				ft.expire(now)
+				ft.Expire(now)
 				for p, exp := range want {
 					if now.After(exp) {
 						delete(want, p)
 					}
 				}
 			case 2: // a tag invalidation removes the port's flow
-				ft.invalidate([]sim.Tag{sim.Tag(port)})
+				ft.Invalidate([]sim.Tag{sim.Tag(port)})
 				delete(want, port)
 			default: // install, replacing the port's flow if it has one
 				exp := now.Add(time.Duration(rng.IntN(5000)) * time.Millisecond)
 				var key, mask packet.FlowKey
 				key.InPort, mask.InPort = port, ^uint32(0)
-				ft.add(&flowEntry{key: key, mask: mask, actions: []datapath.Action{datapath.Output(2)},
-					tags: []sim.Tag{sim.Tag(port)}, expires: exp, since: ft.generation()})
+				ft.Add(&Entry{Key: key, Mask: mask, Actions: []datapath.Action{datapath.Output(2)},
+					Tags: []sim.Tag{sim.Tag(port)}, Expires: exp, Since: ft.Generation()})
 				if _, ok := want[port]; !ok && len(want) >= 48 {
 					// At the limit the oldest live install is evicted.
 					for i, p := range order {
@@ -103,7 +103,7 @@ func TestFlowsExpireByHardTimeout(t *testing.T) {
 				order = append(order, port)
 				want[port] = exp
 			}
-			if got := ft.len(); got != len(want) {
+			if got := ft.Len(); got != len(want) {
 				t.Fatalf("seed %d step %d: %d flows, want %d", seed, step, got, len(want))
 			}
 			if len(ft.expiry) != len(want) {
@@ -121,5 +121,49 @@ func TestFlowsExpireByHardTimeout(t *testing.T) {
 			t.Errorf("seed %d: %d flows in the datapath, want %d", seed, len(live), len(want))
 		}
 		dp.Close()
+	}
+}
+
+// counted is a Holder that counts its releases.
+type counted struct{ n *int }
+
+func (c counted) Release() { *c.n++ }
+
+// What a flow holds is released exactly once, whichever way it leaves:
+// refused, replaced, invalidated, expired or evicted.
+func TestHeldIsReleasedOnce(t *testing.T) {
+	dp := mem.New(mem.Config{})
+	defer dp.Close()
+	ft := New(dp, 2)
+	now := time.Unix(1_800_000_000, 0)
+	add := func(port uint32, tag sim.Tag, expires time.Time, since uint64) *int {
+		n := new(int)
+		var key, mask packet.FlowKey
+		key.InPort, mask.InPort = port, ^uint32(0)
+		ft.Add(&Entry{Key: key, Mask: mask, Tags: []sim.Tag{tag}, Expires: expires, Since: since, Held: counted{n}})
+		return n
+	}
+	since := ft.Generation()
+	ft.Invalidate([]sim.Tag{1})
+	refused := add(1, 1, now.Add(time.Hour), since)
+	replaced := add(2, 2, now.Add(time.Hour), ft.Generation())
+	replacing := add(2, 2, now.Add(time.Hour), ft.Generation())
+	invalidated := add(3, 3, now.Add(time.Hour), ft.Generation()) // evicts nothing: port 2's flow is one
+	ft.Invalidate([]sim.Tag{3})
+	expired := add(4, 4, now.Add(time.Second), ft.Generation())
+	ft.Expire(now.Add(2 * time.Second))
+	evicted := add(5, 5, now.Add(time.Hour), ft.Generation()) // with port 2's: the limit
+	kept := add(6, 6, now.Add(time.Hour), ft.Generation())    // evicts the oldest: port 2's
+	for name, c := range map[string]struct {
+		n    *int
+		want int
+	}{"refused": {refused, 1}, "replaced": {replaced, 1}, "replacing, then evicted": {replacing, 1},
+		"invalidated": {invalidated, 1}, "expired": {expired, 1}, "installed": {evicted, 0}, "kept": {kept, 0}} {
+		if *c.n != c.want {
+			t.Errorf("%s flow: released %d times, want %d", name, *c.n, c.want)
+		}
+	}
+	if s := ft.Stats(); s.Current != 2 || s.Evicted != 1 || s.Invalidated != 2 {
+		t.Errorf("stats %+v: want 2 flows, 1 eviction, 2 invalidations (one refused)", s)
 	}
 }

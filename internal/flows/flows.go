@@ -1,0 +1,311 @@
+// Package flows is the agent's index of the flows it installed in a
+// datapath: by tag, to remove exactly the flows a change invalidates; by
+// age, to evict the oldest at a flow limit; and by hard timeout, to expire
+// them. It mirrors the datapath's flow table, which never removes a flow
+// on its own.
+//
+// It also remembers the most recent invalidations, so that a flow whose
+// simulation overlapped the invalidation of one of its tags is refused: it
+// was computed from what the invalidation replaced, and nothing would
+// remove it afterwards (MidoNet keeps the same history). A simulation
+// reads Generation before it reads the topology, and its Entry carries it.
+package flows
+
+import (
+	"container/heap"
+	"container/list"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/midonet/midonet/internal/datapath"
+	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/sim"
+)
+
+// Holder is what a flow holds while it is installed, released when it
+// leaves the table (references on flow-state keys).
+type Holder interface {
+	Release()
+}
+
+// Entry is a flow to install, with what it depends on. The table owns it
+// once added.
+type Entry struct {
+	Key, Mask packet.FlowKey // Key is masked on Add
+	Actions   []datapath.Action
+	Tags      []sim.Tag
+	Expires   time.Time
+	// Since is the table's Generation when the decision to install the
+	// flow began, before the snapshot and port tables it used were read.
+	Since uint64
+	// Held, if not nil, is released when the flow leaves the table, or
+	// at once if it never enters.
+	Held Holder
+
+	elem *list.Element // in the insertion order, for eviction
+	at   int           // index in the expiry heap while installed
+	dead bool          // removed: tag sets drop it lazily
+}
+
+func (e *Entry) release() {
+	if e.Held != nil {
+		e.Held.Release()
+		e.Held = nil
+	}
+}
+
+// Stats counts what the table did.
+type Stats struct {
+	Installed   uint64 // flows installed in the datapath
+	Removed     uint64 // flows removed from the datapath (expired, invalidated, evicted)
+	Invalidated uint64 // flows removed, or refused, because something they depended on changed
+	Evicted     uint64 // flows removed at the flow limit
+	Errors      uint64 // installations or removals the datapath refused
+	Current     int    // flows installed now
+}
+
+// Table is the index of installed flows. Its methods are safe for
+// concurrent use.
+type Table struct {
+	dp    datapath.FlowTable
+	limit int
+
+	mu      sync.Mutex
+	flows   map[flowID]*Entry // guarded by mu
+	byTag   map[sim.Tag]*tagSet
+	order   *list.List
+	expiry  expiryHeap
+	history invalidationLog
+	stats   Stats
+	gen     atomic.Uint64 // Invalidate calls so far; written under mu
+}
+
+type flowID struct{ key, mask packet.FlowKey }
+
+// New returns an empty table that installs flows in dp, at most limit of
+// them.
+func New(dp datapath.FlowTable, limit int) *Table {
+	return &Table{dp: dp, limit: limit, flows: map[flowID]*Entry{}, byTag: map[sim.Tag]*tagSet{}, order: list.New()}
+}
+
+// Generation returns the number of invalidations so far; a flow records it
+// before its simulation reads the topology (Entry.Since).
+func (t *Table) Generation() uint64 { return t.gen.Load() }
+
+// Add installs a flow, replacing one with the same key and mask. A flow one
+// of whose tags was invalidated since e.Since is refused (its packet went
+// out; the next one is simulated afresh).
+func (t *Table) Add(e *Entry) {
+	e.Key = e.Key.Masked(&e.Mask)
+	id := flowID{e.Key, e.Mask}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.history.invalidatedSince(e.Since, t.gen.Load(), e.Tags) {
+		t.stats.Invalidated++
+		e.release()
+		return
+	}
+	if old, ok := t.flows[id]; ok {
+		t.forgetLocked(old)
+	}
+	for len(t.flows) >= t.limit && t.order.Len() > 0 {
+		t.removeLocked(t.order.Front().Value.(*Entry))
+		t.stats.Evicted++
+	}
+	if err := t.dp.PutFlow(&e.Key, &e.Mask, e.Actions, datapath.FlowCreate|datapath.FlowModify); err != nil {
+		t.stats.Errors++
+		e.release()
+		return
+	}
+	t.flows[id] = e
+	for _, tag := range e.Tags {
+		s := t.byTag[tag]
+		if s == nil {
+			s = &tagSet{}
+			t.byTag[tag] = s
+		}
+		s.flows = append(s.flows, e)
+	}
+	e.elem = t.order.PushBack(e)
+	heap.Push(&t.expiry, e)
+	t.stats.Installed++
+}
+
+// forgetLocked drops an entry from the indexes without touching the
+// datapath (it is being replaced there, or was removed).
+func (t *Table) forgetLocked(e *Entry) {
+	delete(t.flows, flowID{e.Key, e.Mask})
+	e.dead = true
+	for _, tag := range e.Tags {
+		if s := t.byTag[tag]; s != nil {
+			s.dead++
+			switch {
+			case s.dead == len(s.flows):
+				delete(t.byTag, tag)
+			case s.dead > 16 && s.dead > len(s.flows)/2:
+				s.compact()
+			}
+		}
+	}
+	if e.elem != nil {
+		t.order.Remove(e.elem)
+		e.elem = nil
+		heap.Remove(&t.expiry, e.at)
+	}
+	e.release()
+}
+
+// removeLocked removes a flow from the datapath and the indexes.
+func (t *Table) removeLocked(e *Entry) {
+	if _, err := t.dp.DeleteFlow(&e.Key, &e.Mask); err != nil && !errors.Is(err, datapath.ErrFlowNotFound) {
+		t.stats.Errors++
+	}
+	t.forgetLocked(e)
+	t.stats.Removed++
+}
+
+// Invalidate removes every flow carrying one of tags and returns how many.
+func (t *Table) Invalidate(tags []sim.Tag) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.history.record(t.gen.Add(1), tags)
+	n := 0
+	for _, tag := range tags {
+		s := t.byTag[tag]
+		if s == nil {
+			continue
+		}
+		// removeLocked may compact s while we walk it: walk a copy.
+		for _, e := range slices.Clone(s.flows) {
+			if !e.dead {
+				t.removeLocked(e)
+				n++
+			}
+		}
+	}
+	t.stats.Invalidated += uint64(n)
+	return n
+}
+
+// Expire removes the flows whose hard timeout passed and returns how many.
+func (t *Table) Expire(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for len(t.expiry) > 0 && now.After(t.expiry[0].Expires) {
+		t.removeLocked(t.expiry[0])
+		n++
+	}
+	return n
+}
+
+// Len returns the number of installed flows.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.flows)
+}
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.stats
+	s.Current = len(t.flows)
+	return s
+}
+
+// expiryHeap orders installed flows by hard timeout, the earliest first,
+// so that expiring them costs what expires, not a walk of every flow under
+// the lock installs need (at 300k flows, four walks a second took a third
+// of the new-flow rate).
+type expiryHeap []*Entry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].Expires.Before(h[j].Expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].at, h[j].at = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*Entry)
+	e.at = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.at = -1
+	return e
+}
+
+// tagSet lists the flows that carry a tag. Flows are appended and removed
+// lazily (marked dead, skipped, and compacted away once they are the
+// majority): a tag every flow of a busy device carries would otherwise make
+// each install pay for a hash set's growth.
+type tagSet struct {
+	flows []*Entry
+	dead  int
+}
+
+func (s *tagSet) compact() {
+	live := s.flows[:0]
+	for _, e := range s.flows {
+		if !e.dead {
+			live = append(live, e)
+		}
+	}
+	clear(s.flows[len(live):])
+	s.flows, s.dead = live, 0
+}
+
+// invalidationHistory is how many recent tag invalidations the table
+// remembers to refuse flows simulated before them.
+const invalidationHistory = 4096
+
+// invalidationLog is a ring of the most recent tag invalidations.
+type invalidationLog struct {
+	n     uint64 // entries written
+	floor uint64 // entries of invalidations up to this one were overwritten
+	tags  [invalidationHistory]sim.Tag
+	seqs  [invalidationHistory]uint64
+}
+
+// record logs the tags of invalidation number seq.
+func (l *invalidationLog) record(seq uint64, tags []sim.Tag) {
+	for _, tag := range tags {
+		i := l.n % invalidationHistory
+		if l.n >= invalidationHistory {
+			l.floor = l.seqs[i]
+		}
+		l.tags[i], l.seqs[i] = tag, seq
+		l.n++
+	}
+}
+
+// invalidatedSince reports whether one of tags was invalidated after
+// invalidation number seq, up to number now, or may have been (the ring no
+// longer reaches back that far).
+func (l *invalidationLog) invalidatedSince(seq, now uint64, tags []sim.Tag) bool {
+	switch {
+	case seq == now:
+		return false
+	case seq < l.floor:
+		return true
+	}
+	for k := l.n; k > 0 && l.n-k < invalidationHistory; k-- {
+		i := (k - 1) % invalidationHistory
+		if l.seqs[i] <= seq {
+			break
+		}
+		if slices.Contains(tags, l.tags[i]) {
+			return true
+		}
+	}
+	return false
+}
