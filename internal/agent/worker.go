@@ -142,6 +142,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	start := time.Now()
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
 	w.a.metrics.simulated(res.Kind)
+	w.a.metrics.dhcpEvent(res.DHCP)
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
 	if w.a.debug {
 		// Simulate again with a trace: per-packet detail for debugging only.
