@@ -23,6 +23,7 @@ import (
 
 	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/sandbox"
+	"github.com/midonet/midonet/internal/testenv"
 )
 
 var (
@@ -38,6 +39,9 @@ func TestMain(m *testing.M) {
 	default:
 		if _, err := exec.LookPath("ping"); err != nil {
 			skipWhy = "ping is missing (apt-get install iputils-ping)"
+		}
+		if _, err := exec.LookPath("dhclient"); err != nil {
+			skipWhy = "dhclient is missing: the sandbox's VMs get their addresses by DHCP (apt-get install isc-dhcp-client)"
 		}
 	}
 	code := 0
@@ -91,9 +95,12 @@ func dumpLogs(dir string) {
 	}
 }
 
-func need(t *testing.T) {
+func need(t testing.TB) {
 	t.Helper()
 	if skipWhy != "" {
+		if testenv.Required() {
+			t.Fatalf("%s (MIDONET_REQUIRE_TOOLS is set: CI must provide it)", skipWhy)
+		}
 		t.Skip(skipWhy)
 	}
 }
@@ -115,7 +122,7 @@ func pingCount(ns, addr string, n int, extra ...string) int {
 // started within timeout succeeded. It returns when the successful attempt
 // started: for a probe that waits for a reply, that is when the probe was
 // sent, not when it gave up waiting.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -130,7 +137,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func api(t *testing.T, method, p string, body any) *http.Response {
+func api(t testing.TB, method, p string, body any) *http.Response {
 	t.Helper()
 	var b []byte
 	if body != nil {
@@ -280,7 +287,7 @@ func TestICMPErrorTranslatedBackThroughSNAT(t *testing.T) {
 }
 
 // inNS runs fn on a thread inside a namespace.
-func inNS(t *testing.T, name string, fn func()) {
+func inNS(t testing.TB, name string, fn func()) {
 	t.Helper()
 	if err := sandbox.InNS(name, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
@@ -496,7 +503,7 @@ func migrate(t *testing.T, vmName string, from, to int) {
 
 // agentMetric reads a sample of a host agent's metrics: the line that
 // starts with series (the metric name with its labels) followed by a space.
-func agentMetric(t *testing.T, host int, series string) int {
+func agentMetric(t testing.TB, host int, series string) int {
 	var n int
 	inNS(t, sandbox.HostNS(host), func() {
 		// Dial on this thread, which is in the host's namespace: an
