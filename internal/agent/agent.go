@@ -118,6 +118,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Now returns the time; tests may drive it.
 	Now func() time.Time
+	// InterfaceMTU reads a host interface's MTU, which MSS clamping
+	// compares with the overlay's (default: the kernel's; tests stub it).
+	InterfaceMTU func(name string) (int, error)
 }
 
 // NewConfig returns a configuration with every default filled in, for the
@@ -150,6 +153,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.InterfaceMTU == nil {
+		c.InterfaceMTU = interfaceMTU
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -68,6 +68,9 @@ func (m *Metrics) registerDHCP(register func(prometheus.Collector)) {
 	for e := sim.DHCPOffer; e <= sim.DHCPMalformed; e++ {
 		m.dhcp[e] = v.WithLabelValues(e.String())
 	}
+	m.mssClamped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
+		Name: "mss_clamped_total", Help: "TCP SYNs from local VMs towards the overlay whose MSS was lowered to fit the overlay."})
+	register(m.mssClamped)
 }
 
 // dhcpEvent counts what a bridge's DHCP server did with a packet.

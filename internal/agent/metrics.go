@@ -36,6 +36,7 @@ type Metrics struct {
 	dpKernelBytes      prometheus.Gauge
 	dpKernelFlows      prometheus.Gauge
 	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
+	mssClamped         prometheus.Counter
 }
 
 func newMetrics(ft *flows.Table) *Metrics {

@@ -48,9 +48,10 @@ type worker struct {
 	view     *flowstate.View
 	acts     []datapath.Action
 	parked   []*upcall
-	msg      flowstate.Message // encodeState's message
-	egress   []topology.ID     // its egress ports
-	stateBuf []byte            // its frame
+	msg      flowstate.Message        // encodeState's message
+	egress   []topology.ID            // its egress ports
+	stateBuf []byte                   // its frame
+	mtus     map[topology.ID]ifaceMTU // port interfaces' MTUs, for MSS clamping
 }
 
 func newWorker(a *Agent, id int) *worker {
@@ -160,6 +161,12 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		w.a.writer.learnARP(l, w.a.isRouter(l.Device))
 	}
 	generated := copyGenerated(res.Generated)
+	if f := w.clampMSS(snap, u, port, res); f != nil {
+		// A SYN whose MSS the overlay cannot carry: sent clamped, no flow.
+		c := *u
+		c.frame, c.borrowed, u = f, false, &c
+		res.Kind = sim.UserspaceOnly
+	}
 
 	switch res.Kind {
 	case sim.Forward:

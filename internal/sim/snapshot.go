@@ -117,7 +117,13 @@ type Snapshot struct {
 	chains  map[ID]*chain
 	groups  map[ID]*portGroup
 	names   map[ID]string // for traces
+	// underlayMTU is SnapshotInput.UnderlayMTU.
+	underlayMTU int
 }
+
+// UnderlayMTU is the smallest MTU of the tunnel-zone members' underlay
+// interfaces the snapshot was compiled with, 0 when unknown.
+func (s *Snapshot) UnderlayMTU() int { return s.underlayMTU }
 
 // PortInfo describes a port for the agent's translation of egress ports to
 // datapath outputs and tunnels.
@@ -291,6 +297,8 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		chains:  make(map[ID]*chain, len(in.Chains)),
 		groups:  make(map[ID]*portGroup, len(in.PortGroups)),
 		names:   map[ID]string{},
+
+		underlayMTU: in.UnderlayMTU,
 	}
 	name := func(id ID, n *string) {
 		if n != nil && *n != "" {
