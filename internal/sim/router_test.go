@@ -411,3 +411,32 @@ func TestRouterARPStaleness(t *testing.T) {
 		})
 	}
 }
+
+// TestGratuitousARPReachesRouters: a VM's gratuitous ARP on a bridge is
+// learned by the bridge and by the routers linked to it whose subnet holds
+// the address, so an address that moved to another MAC is followed at once.
+func TestGratuitousARPReachesRouters(t *testing.T) {
+	tp, ids := routerTopo(t)
+	r := run(t, tp.snapshot(), nil, ids["vm1"], arpReq("02:00:00:00:00:77", vmIP, vmIP))
+	var bridge, router bool
+	for _, l := range r.LearnedARP {
+		if l.IP != ip(vmIP) || l.MAC != mac("02:00:00:00:00:77") {
+			t.Errorf("learned %+v", l)
+		}
+		bridge = bridge || l.Device == ids["br"]
+		router = router || l.Device == ids["rtr"]
+	}
+	if !bridge || !router {
+		t.Errorf("learned %+v: want the bridge's and the router's entry", r.LearnedARP)
+	}
+	if r.Kind != UserspaceOnly && r.Kind != Drop {
+		t.Errorf("kind %v: a gratuitous ARP installs no flow", r.Kind)
+	}
+	// An address outside the router's subnet is not the router's.
+	r = run(t, tp.snapshot(), nil, ids["vm1"], arpReq("02:00:00:00:00:77", "172.16.0.9", "172.16.0.9"))
+	for _, l := range r.LearnedARP {
+		if l.Device == ids["rtr"] {
+			t.Errorf("the router learned %+v outside its subnet", l)
+		}
+	}
+}
