@@ -37,6 +37,9 @@ type Metrics struct {
 	dpKernelFlows      prometheus.Gauge
 	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
 	mssClamped         prometheus.Counter
+	arpRefreshes       prometheus.Counter
+	macsExpired        prometheus.Counter
+	arpsExpired        prometheus.Counter
 }
 
 func newMetrics(ft *flows.Table) *Metrics {
@@ -74,6 +77,7 @@ func newMetrics(ft *flows.Table) *Metrics {
 	f(m.drops)
 	f(newFlowCollector(ft))
 	m.registerDHCP(f)
+	m.registerAgeing(f)
 	m.serviceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "service_failures_total", Help: "Times a service's Run failed (it is restarted), by service."}, []string{"service"})
 	f(m.serviceFailures)

@@ -27,6 +27,7 @@ type topoCache struct {
 	zones    map[string]topology.TunnelZone
 	dhcp     dhcpCache
 
+	ageing arpAgeing
 	macs   map[string]sim.MACEntry   // by state key
 	ipmacs map[string]sim.IPMACEntry // by state key
 	arps   map[string]sim.ARPEntry   // by state key
@@ -190,7 +191,11 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return tags
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
-			c.arps[key] = sim.ARPEntry{Router: rid, IP: ip, MAC: mac}
+			old, had := c.arps[key]
+			c.arps[key] = c.ageing.arpEntry(rid, ip, mac)
+			if had && old.MAC == mac {
+				return nil // refreshed: the flows through it stay right
+			}
 		}
 		return tags
 	case strings.HasPrefix(key, "/state/hosts/"):
@@ -288,6 +293,7 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	c := newTopoCache()
+	c.ageing = arpAgeing{now: a.now, stale: a.cfg.ARPStale, expire: a.cfg.ARPExpire}
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
 	}
