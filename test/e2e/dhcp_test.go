@@ -174,10 +174,17 @@ func envScript(t *testing.T) (script, out string) {
 // envOf reads the variables of the last reason the script recorded.
 func envOf(t *testing.T, file, reason string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("the dhclient script wrote nothing: %v", err)
+	env, b := envBlock(file, reason)
+	if len(env) == 0 {
+		t.Fatalf("dhclient reported no %s:\n%s", reason, b)
 	}
+	return env
+}
+
+// envBlock returns the variables recorded with the last event of reason,
+// and the whole record.
+func envBlock(file, reason string) (map[string]string, []byte) {
+	b, _ := os.ReadFile(file)
 	env := map[string]string{}
 	in := false
 	for _, line := range strings.Split(string(b), "\n") {
@@ -193,10 +200,7 @@ func envOf(t *testing.T, file, reason string) map[string]string {
 			env[k] = val
 		}
 	}
-	if len(env) == 0 {
-		t.Fatalf("dhclient reported no %s:\n%s", reason, b)
-	}
-	return env
+	return env, b
 }
 
 // vmIP returns `ip -n ns args` output on one line, space padded.
@@ -302,46 +306,65 @@ func TestDHCPOptionsFromARealClient(t *testing.T) {
 	}
 }
 
-// TestDHCPRenewAndStaleLease binds a lease with Debian's dhclient-script,
-// lets the client renew it (a short lease from an extra option), then
-// moves the host entry to another address: the client, restarted with its
-// old lease, is refused it at once (NAK) and takes the new one.
-func TestDHCPRenewAndStaleLease(t *testing.T) {
+// TestDHCPRenew binds a lease with Debian's dhclient-script (through a
+// wrapper that records each event), then lets the client renew it by
+// unicast to the server (a 6-second lease from an extra option: it renews
+// after about 3 s), and checks the VM still reaches its peer on another
+// host.
+func TestDHCPRenew(t *testing.T) {
 	needDHClient(t)
 	bridge, hosts := dhcpBridge(t, 2)
 	mac := "02:00:0a:4d:02:05"
-	entry := hosts + "/" + mac
 	api(t, "POST", hosts, map[string]any{"macAddr": mac, "ipAddr": "10.77.2.5",
 		"extraDhcpOpts": []any{map[string]any{"optName": "lease-time", "optValue": "6"}}})
 	v := newTestVM(t, 1, bridge, mac)
 	peer := newTestVM(t, 2, bridge, "02:00:0a:4d:02:06")
 	api(t, "POST", hosts, map[string]any{"macAddr": peer.mac, "ipAddr": "10.77.2.6"})
-	leases := filepath.Join(t.TempDir(), "leases")
 	v.up(t)
 	peer.up(t)
 	if o, err := peer.dhclient(t, 20*time.Second, "-lf", filepath.Join(t.TempDir(), "peer"), "-pf", peer.pidFile("peer"), "eth0"); err != nil {
 		t.Fatalf("peer's dhclient: %v\n%s", err, o)
 	}
-	if o, err := v.dhclient(t, 20*time.Second, "-lf", leases, "-pf", v.pidFile("renew"), "eth0"); err != nil {
+	script, events := wrapScript(t)
+	if o, err := v.dhclient(t, 20*time.Second, "-sf", script, "-lf", filepath.Join(t.TempDir(), "leases"),
+		"-pf", v.pidFile("renew"), "eth0"); err != nil {
 		t.Fatalf("dhclient: %v\n%s", err, o)
 	}
 	if got := vmIP(t, v.ns, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, " 10.77.2.5/24 ") {
 		t.Fatalf("addresses%s, want 10.77.2.5/24", got)
 	}
-	// dhclient, now in the background, renews at half the lease (3 s) by
-	// unicast to the server and writes each renewed lease to its file.
-	eventually(t, 15*time.Second, "a renewed lease in dhclient's lease file", func() bool {
-		b, _ := os.ReadFile(leases)
-		return strings.Count(string(b), "lease {") >= 2
+	// dhclient, now in the background, renews: a unicast REQUEST to the
+	// server address, which the bridge answers ARP for.
+	var env map[string]string
+	eventually(t, 15*time.Second, "dhclient renewing its lease", func() bool {
+		env, _ = envBlock(events, "RENEW")
+		return env["new_ip_address"] != ""
 	})
+	if env["new_ip_address"] != "10.77.2.5" || env["new_dhcp_lease_time"] != "6" {
+		t.Errorf("renewed lease %v, want 10.77.2.5 for 6 s", env)
+	}
 	if n := pingCount(v.ns, "10.77.2.6", 3); n < 2 {
 		t.Errorf("after the renewal: %d of 3 pings to the peer on host3", n)
 	}
+}
 
-	// The entry moves; a client restarted with its old lease asks for it
-	// back (INIT-REBOOT) and must be told no at once.
+// TestDHCPStaleLeaseNAK: a client restarted with a lease for an address
+// that is no longer its own asks for it back (INIT-REBOOT) and is refused
+// at once (NAK): it takes its new address without waiting out retries.
+func TestDHCPStaleLeaseNAK(t *testing.T) {
+	needDHClient(t)
+	bridge, hosts := dhcpBridge(t, 4)
+	mac := "02:00:0a:4d:04:05"
+	entry := hosts + "/" + mac
+	api(t, "POST", hosts, map[string]any{"macAddr": mac, "ipAddr": "10.77.4.5"})
+	v := newTestVM(t, 1, bridge, mac)
+	v.up(t)
+	leases := filepath.Join(t.TempDir(), "leases")
+	if o, err := v.dhclient(t, 20*time.Second, "-lf", leases, "-pf", v.pidFile("first"), "eth0"); err != nil {
+		t.Fatalf("dhclient: %v\n%s", err, o)
+	}
 	stopDHClients(v)
-	api(t, "PUT", entry, map[string]any{"macAddr": mac, "ipAddr": "10.77.2.7"})
+	api(t, "PUT", entry, map[string]any{"macAddr": mac, "ipAddr": "10.77.4.7"})
 	exec.Command("ip", "-n", v.ns, "addr", "flush", "dev", "eth0").Run()
 	start := time.Now()
 	o, err := v.dhclient(t, 30*time.Second, "-lf", leases, "-pf", v.pidFile("stale"), "eth0")
@@ -349,17 +372,36 @@ func TestDHCPRenewAndStaleLease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dhclient with a stale lease: %v\n%s", err, o)
 	}
-	if !strings.Contains(o, "DHCPNAK") {
-		t.Errorf("no DHCPNAK for the stale address:\n%s", o)
+	if !strings.Contains(o, "DHCPREQUEST for 10.77.4.5") || !strings.Contains(o, "DHCPNAK") {
+		t.Errorf("no REQUEST for the old address answered by a NAK:\n%s", o)
 	}
-	if got := vmIP(t, v.ns, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, " 10.77.2.7/24 ") {
-		t.Errorf("addresses%s, want the new 10.77.2.7/24", got)
+	if got := vmIP(t, v.ns, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, " 10.77.4.7/24 ") {
+		t.Errorf("addresses%s, want the new 10.77.4.7/24", got)
 	}
-	// Without the NAK, dhclient would wait out its INIT-REBOOT retries.
+	// Without the NAK, dhclient would wait out its INIT-REBOOT retries
+	// (seconds) before falling back to DISCOVER.
 	if took > 5*time.Second {
 		t.Errorf("the stale lease took %s to replace: the NAK did not come at once\n%s", took, o)
 	}
 	t.Logf("stale lease replaced in %s", took.Round(time.Millisecond))
+}
+
+// wrapScript writes a dhclient-script that records each event's reason
+// and variables, then runs Debian's dhclient-script to configure the VM.
+func wrapScript(t *testing.T) (script, out string) {
+	t.Helper()
+	real, err := exec.LookPath("dhclient-script")
+	if err != nil {
+		t.Fatal("dhclient-script is missing (isc-dhcp-client installs it)")
+	}
+	dir := t.TempDir()
+	script, out = filepath.Join(dir, "wrap.sh"), filepath.Join(dir, "events")
+	body := "#!/bin/sh\necho \"reason=$reason\" >> " + out + "\nenv | grep -E '^(new_|old_)' | sort >> " + out +
+		"\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script, out
 }
 
 // TestDHCPUnknownMACGetsNothing: a client whose MAC has no entry gets no
@@ -435,7 +477,8 @@ func TestDHCPv6(t *testing.T) {
 		"-pf", vms[0].pidFile("info"), "eth0"); err != nil {
 		t.Fatalf("dhclient -6 -S: %v\n%s", err, o)
 	}
-	if env := envOf(t, out, "INFORM6"); env["new_dhcp6_name_servers"] != "2001:db8:77::53" {
+	// dhclient reports a stateless reply as RENEW6.
+	if env := envOf(t, out, "RENEW6"); env["new_dhcp6_name_servers"] != "2001:db8:77::53" {
 		t.Errorf("information request: DNS %q, want 2001:db8:77::53 (%v)", env["new_dhcp6_name_servers"], env)
 	}
 }
