@@ -69,6 +69,7 @@ func run(m *testing.M) int {
 	var log bytes.Buffer
 	sb, startErr = sandbox.Start(context.Background(), sandbox.Config{
 		Binary: bin, DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:18181", Out: &log,
+		AgentArgs: ageingArgs,
 	})
 	if startErr != nil {
 		fmt.Fprintf(os.Stderr, "sandbox: %v\n%s", startErr, log.String())
