@@ -167,7 +167,8 @@ type Lease struct {
 	Server     string   `json:"serverAddr"` // the server identifier clients see
 	DNS        []string `json:"dnsServerAddrs,omitempty"`
 	// MTU is the subnet's interfaceMTU, or "auto": the agents offer the
-	// underlay's MTU minus the overlay's 50 bytes.
+	// underlay's MTU minus the overlay's 50 bytes, shown as "auto (N)"
+	// when the agents have published their hosts' interfaces.
 	MTU     string   `json:"mtu"`
 	Routes  []string `json:"opt121Routes,omitempty"`
 	MAC     string   `json:"macAddr,omitempty"`
@@ -205,6 +206,10 @@ entries; a MAC without an entry, or a disabled subnet, gets no answer.`,
 					return err
 				}
 			}
+			auto := "auto"
+			if mtu := underlayMTU(s); mtu > 0 {
+				auto = "auto (" + strconv.Itoa(mtu-50) + ")"
+			}
 			rows := []Lease{}
 			for _, b := range bridges {
 				subnets, err := fetchDHCP(s, topology.ID{}, b)
@@ -213,7 +218,7 @@ entries; a MAC without an entry, or a disabled subnet, gets no answer.`,
 				}
 				slices.SortFunc(subnets, func(x, y topology.DHCPSubnet) int { return cmp.Compare(x.SubnetKey(), y.SubnetKey()) })
 				for _, d := range subnets {
-					rows = append(rows, leaseRows(b, &d)...)
+					rows = append(rows, leaseRows(b, &d, auto)...)
 				}
 			}
 			if s.json {
@@ -237,10 +242,48 @@ entries; a MAC without an entry, or a disabled subnet, gets no answer.`,
 	return cmd
 }
 
+// underlayMTU computes, as the agents do, the underlay MTU from the tunnel
+// zones' members and the interfaces their agents publish; 0 when unknown
+// (or unreadable: the listing then says "auto" alone).
+func underlayMTU(s *session) int {
+	zones, objs, err := listRoot[topology.TunnelZone](s, tunnelZoneKind)
+	if err != nil {
+		return 0
+	}
+	var ifaces []topology.Interface
+	seen := map[topology.ID]bool{}
+	for i := range zones {
+		members, ok, err := listSub[topology.TunnelZoneMember](s, tunnelZoneKind, objs[i], "hosts", "TunnelZoneHost-v1")
+		if err != nil || !ok {
+			continue
+		}
+		zones[i].Members = members
+		for _, m := range members {
+			if seen[m.HostID] {
+				continue
+			}
+			seen[m.HostID] = true
+			u, err := s.client.Item(s.ctx, hostKind.template, m.HostID.String())
+			if err != nil {
+				continue
+			}
+			host, err := s.client.Get(s.ctx, u, hostKind.media)
+			if err != nil {
+				continue
+			}
+			list, ok, err := listSub[topology.Interface](s, hostKind, host, "interfaces", "Interface-v1")
+			if err == nil && ok {
+				ifaces = append(ifaces, list...)
+			}
+		}
+	}
+	return topology.UnderlayMTU(zones, ifaces)
+}
+
 // leaseRows renders a subnet and its hosts.
-func leaseRows(b Object, d *topology.DHCPSubnet) []Lease {
+func leaseRows(b Object, d *topology.DHCPSubnet, auto string) []Lease {
 	base := Lease{Bridge: b.Str("id"), BridgeName: b.Str("name"), Subnet: deref(d.SubnetPrefix) + "/" + strconv.Itoa(d.SubnetLength),
-		Enabled: d.Enabled, Gateway: deref(d.DefaultGateway), DNS: d.DNSServerAddrs, MTU: "auto"}
+		Enabled: d.Enabled, Gateway: deref(d.DefaultGateway), DNS: d.DNSServerAddrs, MTU: auto}
 	// The server identifier the agents send: serverAddr, else the gateway,
 	// else the subnet's first address.
 	switch {
