@@ -246,15 +246,31 @@ entries; a MAC without an entry, or a disabled subnet, gets no answer.`,
 // zones' members and the interfaces their agents publish; 0 when unknown
 // (or unreadable: the listing then says "auto" alone).
 func underlayMTU(s *session) int {
-	zones, objs, err := listRoot[topology.TunnelZone](s, tunnelZoneKind)
+	u, err := s.client.Collection(s.ctx, tunnelZoneKind.collection)
+	if err != nil {
+		return 0
+	}
+	zoneObjs, err := s.client.List(s.ctx, u, tunnelZoneKind.media)
+	if err != nil {
+		return 0
+	}
+	zones, err := decodeAs[topology.TunnelZone](zoneObjs)
 	if err != nil {
 		return 0
 	}
 	var ifaces []topology.Interface
 	seen := map[topology.ID]bool{}
 	for i := range zones {
-		members, ok, err := listSub[topology.TunnelZoneMember](s, tunnelZoneKind, objs[i], "hosts", "TunnelZoneHost-v1")
-		if err != nil || !ok {
+		mu, err := link(tunnelZoneKind, zoneObjs[i], "hosts")
+		if err != nil {
+			continue
+		}
+		memberObjs, err := s.client.List(s.ctx, mu, "TunnelZoneHost-v1")
+		if err != nil {
+			continue
+		}
+		members, err := decodeAs[topology.TunnelZoneMember](memberObjs)
+		if err != nil {
 			continue
 		}
 		zones[i].Members = members
@@ -263,16 +279,23 @@ func underlayMTU(s *session) int {
 				continue
 			}
 			seen[m.HostID] = true
-			u, err := s.client.Item(s.ctx, hostKind.template, m.HostID.String())
+			hu, err := s.client.Item(s.ctx, hostKind.template, m.HostID.String())
 			if err != nil {
 				continue
 			}
-			host, err := s.client.Get(s.ctx, u, hostKind.media)
+			host, err := s.client.Get(s.ctx, hu, hostKind.media)
 			if err != nil {
 				continue
 			}
-			list, ok, err := listSub[topology.Interface](s, hostKind, host, "interfaces", "Interface-v1")
-			if err == nil && ok {
+			iu, err := link(hostKind, host, "interfaces")
+			if err != nil {
+				continue
+			}
+			objs, err := s.client.List(s.ctx, iu, "Interface-v1")
+			if err != nil {
+				continue
+			}
+			if list, err := decodeAs[topology.Interface](objs); err == nil {
 				ifaces = append(ifaces, list...)
 			}
 		}

@@ -67,7 +67,7 @@ func macTableHas(bridge, mac, port string) bool {
 		MAC  string `json:"macAddr"`
 		Port string `json:"portId"`
 	}
-	if getJSON(sb.APIURL()+"/bridges/"+bridge+"/mac_table", &entries) != nil {
+	if readJSON(sb.APIURL()+"/bridges/"+bridge+"/mac_table", &entries) != nil {
 		return false
 	}
 	for _, e := range entries {
