@@ -25,8 +25,8 @@ import (
 //     store, and the bridges flood to the MAC until it is learned again
 //     (MidoNet's bridge.mac_port_mapping_expire).
 //   - A router's ARP entry is used freely for ARPStale after it was written,
-//     then, still used, asked for again (every ARPRetry at most) until a
-//     reply rewrites it; ARPExpire after it was written the agent that
+//     then the flows through it are simulated again and, still used, it is
+//     asked for again (every ARPRetry at most) until a reply rewrites it; ARPExpire after it was written the agent that
 //     wrote it deletes it (MidoNet's arptable.arp_stale, arp_retry_interval
 //     and arp_expiration). Every agent times an entry from when it saw it
 //     written.
@@ -189,6 +189,7 @@ func (w *worker) dueRefreshes(rs []sim.ARPRefresh) []sim.Generated {
 func (a *Agent) ageLoop(ctx context.Context) {
 	tick := time.NewTicker(ageingTick(&a.cfg))
 	defer tick.Stop()
+	last := a.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,6 +197,17 @@ func (a *Agent) ageLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := a.now()
+		// Flows through an entry that just went stale are simulated again
+		// on their next packet, which asks for the entry again: a moved
+		// address is followed within ARPStale, not ARPExpire.
+		if snap := a.snap.Load(); snap != nil {
+			var tags []sim.Tag
+			snap.StaleARP(last, now, func(router topology.ID, ip netip.Addr) { tags = append(tags, sim.ARPTag(router, ip)) })
+			if len(tags) > 0 {
+				a.flows.Invalidate(tags)
+			}
+		}
+		last = now
 		for _, l := range a.macAges.expired(now, a.cfg.MACExpire) {
 			a.writer.forgetMAC(l)
 		}

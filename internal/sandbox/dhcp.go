@@ -171,7 +171,7 @@ func (sb *Sandbox) leaseChecks(ctx context.Context) []Check {
 		c.OK = len(problems) == 0
 		c.Detail = strings.Join(problems, "; ")
 		if c.OK && i < len(sb.leases) {
-			c.Detail = fmt.Sprintf("bound %s after link up", sb.leases[i].Took.Round(time.Millisecond))
+			c.Detail = fmt.Sprintf("%s bound %s after link up", v.name, sb.leases[i].Took.Round(time.Millisecond))
 		}
 		out = append(out, c)
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -438,5 +439,25 @@ func TestGratuitousARPReachesRouters(t *testing.T) {
 		if l.Device == ids["rtr"] {
 			t.Errorf("the router learned %+v outside its subnet", l)
 		}
+	}
+}
+
+func TestStaleARPBetween(t *testing.T) {
+	tp, ids := routerTopo(t)
+	tp.in.ARPTable = []ARPEntry{
+		{Router: ids["rtr"], IP: ip(gatewayIP), MAC: mac(gwMAC), Stale: testNow.Add(time.Second)},
+		{Router: ids["rtr"], IP: ip("192.0.2.9"), MAC: mac(gw2MAC), Stale: testNow.Add(3 * time.Second)},
+		{Router: ids["rtr"], IP: ip("192.0.2.10"), MAC: mac(gw2MAC)}, // never stale
+	}
+	snap := tp.snapshot()
+	var got []string
+	snap.StaleARP(testNow, testNow.Add(2*time.Second), func(r ID, a netip.Addr) {
+		if r != ids["rtr"] {
+			t.Errorf("router %s", r)
+		}
+		got = append(got, a.String())
+	})
+	if len(got) != 1 || got[0] != gatewayIP {
+		t.Errorf("stale between now and +2s: %v, want %s only", got, gatewayIP)
 	}
 }

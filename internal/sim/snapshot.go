@@ -599,3 +599,17 @@ func (s *Snapshot) compileRoutes(routes []topology.Route) {
 		s.routers[id].table = newRoutingTable(rs)
 	}
 }
+
+// StaleARP calls fn for each router ARP entry that goes stale after after
+// and no later than upTo: the agent invalidates the flows through them, so
+// that the next packet is simulated again and the router asks again.
+func (s *Snapshot) StaleARP(after, upTo time.Time, fn func(router ID, ip netip.Addr)) {
+	a, b := after.UnixNano(), upTo.UnixNano()
+	for id, r := range s.routers {
+		for ip, e := range r.arp {
+			if e.stale > a && e.stale <= b {
+				fn(id, netip.AddrFrom4(ip))
+			}
+		}
+	}
+}
