@@ -82,6 +82,9 @@ func (s *Snapshot) compileDHCP(in *SnapshotInput) {
 // traffic ever catches a DHCP request.
 func (s *Simulator) dhcpIngress(p *port) (v verdict, handled bool) {
 	b := p.bridge
+	if s.vlan() != 0 {
+		return 0, false // a trunk's tagged frames are bridged, never answered
+	}
 	switch s.ethType() {
 	case packet.EtherTypeIPv4:
 		if b.dhcp4 == nil || s.nwProto() != packet.IPProtoUDP || s.nwFrag() != packet.FragNone ||

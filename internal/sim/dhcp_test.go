@@ -297,3 +297,13 @@ func TestDHCPv6Answered(t *testing.T) {
 			r.Kind, egressPorts(r), r.LearnedMACs)
 	}
 }
+
+func TestDHCPTaggedNotAnswered(t *testing.T) {
+	tp, ids := dhcpTopo(t, true)
+	spec := dhcpRequest(t, vm1MAC, layers.DHCPMsgTypeDiscover, "")
+	spec.VLAN = 5
+	r := run(t, tp.snapshot(), nil, ids["vm1"], spec)
+	if r.DHCP != DHCPNone || len(r.Generated) != 0 {
+		t.Errorf("a VLAN-tagged request: dhcp %v, %d generated; want it bridged, not answered", r.DHCP, len(r.Generated))
+	}
+}
