@@ -242,20 +242,23 @@ func TestOverlayInTheKernel(t *testing.T) {
 func TestPingThroughSNAT(t *testing.T) {
 	need(t)
 	const perPacket = `midonet_agent_simulations_total{result="userspace-only"}`
-	before := 0
-	for h := range 3 {
-		before += agentMetric(t, h, perPacket)
+	// A stale ARP entry of the gateway asked for again brings a reply that
+	// is simulated in userspace too (a BGP peer's reply is copied to the
+	// port's speaker, without a flow): those do not count.
+	const refreshes = `midonet_agent_arp_refreshes_total`
+	count := func() (n int) {
+		for h := range 3 {
+			n += agentMetric(t, h, perPacket) - agentMetric(t, h, refreshes)
+		}
+		return n
 	}
+	before := count()
 	for _, vm := range []string{"vm-b1", "vm-b2"} {
 		if n := pingCount(sandbox.VMNS(vm), "192.0.2.1", 4); n < 3 {
 			t.Errorf("%s: %d of 4 pings to the external host through SNAT", vm, n)
 		}
 	}
-	after := 0
-	for h := range 3 {
-		after += agentMetric(t, h, perPacket)
-	}
-	if after != before {
+	if after := count(); after > before {
 		t.Errorf("%d echoes simulated packet by packet, want none (flows match the echo identifier)", after-before)
 	}
 }
