@@ -28,11 +28,14 @@
 //	 5. Output (worker.go, state.go): flow state goes to the peers first,
 //	    then the packet is executed, then its flow installed (package flows
 //	    keeps the index).
-//	 6. Invalidate (topo.go, bindings.go, state.go): a topology change, a
-//	    binding change or an expired state key removes exactly the flows
-//	    tagged with it; flows also expire by hard timeout.
+//	 6. Invalidate (topo.go, bindings.go, state.go, arrivals.go): a
+//	    topology change, a binding change, a state key that expires or
+//	    newly arrives removes exactly the flows tagged with it; flows also
+//	    expire by hard timeout.
 //
-// Around the path: topo.go follows the store into snapshots, bindings.go
+// Around the path: topo.go follows the store into snapshots (servicecache.go
+// adds load balancers, mirrors, QoS marks and L2 insertions, and sets the
+// bandwidth limits of the ports bound here), bindings.go
 // plugs ports and opens the overlay, writer.go writes learned state to the
 // store off the packet path, persist.go and journal.go keep the flow state
 // across restarts, migrate.go pulls it for a port that moved here.
@@ -240,6 +243,8 @@ type Agent struct {
 	vxlanAddr netip.Addr
 	peers     map[topology.ID]netip.Addr   // host -> underlay address
 	svcPorts  map[topology.ID]*servicePort // services' own ports (ServiceHost.AttachPort)
+	// limits are the bandwidth limits set on bound ports' datapath ports.
+	limits map[datapath.PortNo]datapath.RateLimit
 	// ports is the immutable view of the maps above the workers read.
 	ports atomic.Pointer[portTables]
 

@@ -28,6 +28,8 @@ type topoCache struct {
 	dhcp     dhcpCache
 
 	ageing arpAgeing
+	svc    serviceCache // load balancers, mirrors, QoS and L2 insertions
+
 	macs   map[string]sim.MACEntry   // by state key
 	ipmacs map[string]sim.IPMACEntry // by state key
 	arps   map[string]sim.ARPEntry   // by state key
@@ -52,7 +54,7 @@ func (c *topoCache) reset() {
 		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
 		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
 		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
-		zones: map[string]topology.TunnelZone{}, dhcp: newDHCPCache(),
+		zones: map[string]topology.TunnelZone{}, dhcp: newDHCPCache(), svc: newServiceCache(),
 		macs: map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
 		active:   map[topology.ID]topology.ID{},
 		bgpPeers: map[string]topology.BGPPeer{},
@@ -98,6 +100,8 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
 	case topology.KindDHCPSubnet, topology.KindDHCPSubnetV6:
 		tags = c.dhcp.applyObject(kind, id, value, tags)
+	default:
+		tags, _ = c.svc.apply(kind, id, value, c)
 	}
 	return tags
 }
@@ -236,6 +240,7 @@ func (c *topoCache) input() sim.SnapshotInput {
 		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
 	}
 	c.dhcp.fill(&in, c.zones)
+	c.svc.fill(&in)
 	for i := range in.Ports {
 		p := &in.Ports[i]
 		if p.HostID == nil || p.InterfaceName == nil {
@@ -405,6 +410,7 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	}
 	a.reconcileTunnels(ctx)
 	a.reconcileBindings(ctx)
+	a.applyRateLimits()
 	if len(tags) > 0 {
 		n := a.flows.Invalidate(tags)
 		if n > 0 {

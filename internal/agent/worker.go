@@ -179,7 +179,11 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		acts := append([]datapath.Action(nil), w.acts...) // the flow table keeps them
 		state := w.encodeState(port, res)
 		w.replicate(t, snap, port, res, state)
+		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Commit(res.Conntrack, res.NAT)
+		if len(arrived) > 0 {
+			w.a.flows.Invalidate(arrived)
+		}
 		w.a.journalState(state) // after the commit: see stateJournal
 		// The packet first, then its flow: installing it is not on the
 		// packet's path (a packet of the flow arriving meanwhile misses
@@ -201,7 +205,11 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		state := w.encodeState(port, res)
 		w.replicate(t, snap, port, res, state)
 		// No flow holds the state: it idles out unless packets refresh it.
+		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Touch(res.Conntrack, res.NAT, now)
+		if len(arrived) > 0 {
+			w.a.flows.Invalidate(arrived)
+		}
 		w.a.journalState(state)
 		w.executeInUserspace(t, snap, &pkt.Match, res.Egress, u)
 	case sim.Drop, sim.TemporaryDrop:

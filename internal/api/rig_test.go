@@ -139,6 +139,7 @@ func (rg *rig) build() {
 	router := id("routers", "/routers", map[string]any{"name": "rig"})
 	port := id("ports", "/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
 	port2 := rg.mustCreate("/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
+	port3 := rg.mustCreate("/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
 	rport := rg.mustCreate("/routers/"+router+"/ports", map[string]any{"type": "Router", "portAddress": "10.1.0.1", "networkLength": 24})
 	id("routes", "/routers/"+router+"/routes", map[string]any{"type": "Normal", "srcNetworkAddr": "0.0.0.0",
 		"dstNetworkAddr": "10.2.0.0", "dstNetworkLength": 16, "nextHopPort": rport})
@@ -170,8 +171,9 @@ func (rg *rig) build() {
 	id("bgp_peers", "/routers/"+router+"/bgp_peers", map[string]any{"asNumber": 65001, "address": "10.1.0.2"})
 	id("bgp_networks", "/routers/"+router+"/bgp_networks", map[string]any{"subnetAddress": "10.3.0.0", "subnetLength": 24})
 	id("traces", "/traces", map[string]any{"name": "rig", "deviceType": "BRIDGE", "deviceId": bridge, "condition": map[string]any{}})
+	id("l2insertions", "/l2insertions", map[string]any{"portId": port, "srvPortId": port2, "mac": "02:00:00:00:00:61"})
 	rg.vars = map[string]string{
-		"portId": port, "hostId": host, "port2": port2, "host2": host2, "rport": rport, "subnet": rigSubnet, "mac": rigDHCPMAC, "vlan": "0",
+		"portId": port, "hostId": host, "port2": port2, "port3": port3, "host2": host2, "rport": rport, "subnet": rigSubnet, "mac": rigDHCPMAC, "vlan": "0",
 		"subnet6": rigSubnet6, "client": strings.ReplaceAll(rigDHCP6Client, ":", "-"),
 		"ver": "4", "addr": rigAddr, "name": "rig0",
 		"macEntry": strings.ReplaceAll(rigMAC, ":", "-") + "_" + port,
@@ -230,6 +232,7 @@ var validBodies = map[string]string{
 	"POST /hosts/{id}/ports":                              `{"portId": "@port2", "interfaceName": "rig1"}`,
 	"POST /ip_addr_groups":                                `{"name": "g"}`,
 	"POST /ip_addr_groups/{id}/ip_addrs":                  `{"addr": "10.0.0.99", "version": 4}`,
+	"POST /l2insertions":                                  `{"portId": "@ports", "srvPortId": "@port3", "mac": "02:00:00:00:00:61", "position": 2, "vlan": 10}`,
 	"POST /load_balancers":                                `{"adminStateUp": true}`,
 	"POST /load_balancers/{id}/pools":                     `{"lbMethod": "ROUND_ROBIN", "healthMonitorId": "@health_monitors"}`,
 	"POST /login":                                         `{}`,
@@ -261,6 +264,7 @@ var validBodies = map[string]string{
 	"PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}": `{"clientId": "02:00:00:00:00:0b", "fixedAddress": "2001:db8::c"}`,
 	"PUT /health_monitors/{id}":                           `{"type": "TCP", "delay": 10}`,
 	"PUT /hosts/{id}":                                     `{"floodingProxyWeight": 2, "containerWeight": 1, "containerLimit": -1, "enforceContainerLimit": false}`,
+	"PUT /l2insertions/{id}":                              `{"portId": "@ports", "srvPortId": "@port2", "mac": "02:00:00:00:00:61", "position": 3, "failOpen": true}`,
 	"PUT /load_balancers/{id}":                            `{"adminStateUp": false}`,
 	"PUT /mirrors/{id}":                                   `{"toPortId": "@rport"}`,
 	"PUT /pool_members/{id}":                              `{"poolId": "@pools", "weight": 3, "adminStateUp": false}`,

@@ -474,6 +474,58 @@ func TestDHCPv6(t *testing.T) {
 	expect(t, do(t, "GET", s["uri"].(string), nil), 404)
 }
 
+// L2 insertions: created between two bridge ports, listed by port or by
+// service port, and refused where MidoNet refuses them.
+func TestL2Insertions(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "insertions"})
+	vm := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc2 := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	r := create(t, "/routers", map[string]any{"name": "insertions"})
+	rp := create(t, r["ports"].(string), map[string]any{"type": "Router", "portAddress": "10.0.0.1", "networkAddress": "10.0.0.0", "networkLength": 24})
+	ins := create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01",
+		"position": 1, "vlan": 10, "failOpen": true})
+	checkKeys(t, ins, []string{"id", "portId", "srvPortId", "vlan", "position", "failOpen", "mac", "uri"})
+	create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01", "position": 2})
+	if l := expect(t, do(t, "GET", "/l2insertions?port="+id(vm), nil), 200).list(t); len(l) != 2 {
+		t.Errorf("insertions of the port: %v", l)
+	}
+	if l := expect(t, do(t, "GET", "/l2insertions?srv_port="+id(svc2), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("insertions of the service port: %v", l)
+	}
+	if got := expect(t, do(t, "GET", vm["uri"].(string), nil), 200).obj(t); len(got["insertionIds"].([]any)) != 2 {
+		t.Errorf("the protected port's insertionIds: %v", got["insertionIds"])
+	}
+	for _, tc := range []struct {
+		name   string
+		body   map[string]any
+		status int
+	}{
+		{"same pair twice", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01"}, 409},
+		{"a service port protected", map[string]any{"portId": id(svc), "srvPortId": id(svc2), "mac": "02:00:00:00:00:02"}, 400},
+		{"a protected port as a service", map[string]any{"portId": id(svc2), "srvPortId": id(vm), "mac": "02:00:00:00:00:02"}, 400},
+		{"a router port", map[string]any{"portId": id(rp), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 400},
+		{"no MAC", map[string]any{"portId": id(vm), "srvPortId": id(svc)}, 400},
+		{"a port that does not exist", map[string]any{"portId": uuid.NewString(), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expect(t, do(t, "POST", "/l2insertions", tc.body), tc.status) })
+	}
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01"}), 400)
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01", "position": 3}), 204)
+	if got := expect(t, do(t, "GET", ins["uri"].(string), nil), 200).obj(t); got["position"] != float64(3) {
+		t.Errorf("insertion after PUT %v", got)
+	}
+	// Deleting the service port deletes its insertions.
+	expect(t, do(t, "DELETE", svc["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", ins["uri"].(string), nil), 404)
+	c := create(t, "/chains", map[string]any{"name": "l2"})
+	rule := create(t, c["rules"].(string), map[string]any{"type": "l2_transform", "flowAction": "redirect",
+		"targetPortId": id(svc2), "pushVlan": 20})
+	if rule["flowAction"] != "redirect" || rule["pushVlan"] != float64(20) || rule["targetPortId"] != id(svc2) {
+		t.Errorf("l2_transform rule %v", rule)
+	}
+}
+
 // TestQOSPolicyRulesStayWithTheirPolicy checks that an inline rule's id
 // cannot take another policy's rule, and that a rule changing type keeps
 // one object.

@@ -77,12 +77,16 @@ const (
 	ReasonMalformed
 	ReasonARPTimeout
 	ReasonLoadBalancer
+	ReasonServicePort
+	ReasonServicePortDown
+	ReasonVLANStack
 	ReasonDHCPMalformed
 )
 
 var reasonNames = [...]string{"", "unknown-port", "port-admin-down", "device-admin-down", "unplugged-port", "loop",
 	"chain", "multicast-source", "same-in-out-port", "vlan", "not-ipv4", "not-for-router", "no-route", "blackhole-route",
-	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer", "dhcp-malformed"}
+	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer",
+	"service-port", "service-port-down", "vlan-stack", "dhcp-malformed"}
 
 // String returns the reason's name.
 func (r DropReason) String() string {
@@ -170,6 +174,10 @@ type Result struct {
 	// (flowstate.Shard.Commit) and they are replicated to peers.
 	Conntrack []flowstate.ConnKey
 	NAT       []flowstate.NATEntry
+	// StatePorts are more ports whose hosts must receive the flow state:
+	// the service ports of an L2 insertion and the port that redirected to
+	// them (besides the egress ports and stateful port groups).
+	StatePorts []ID
 
 	LearnedMACs []MACLearning
 	LearnedARP  []ARPLearning

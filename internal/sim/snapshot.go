@@ -73,6 +73,8 @@ type SnapshotInput struct {
 	Pools         []topology.Pool
 	PoolMembers   []topology.PoolMember
 	VIPs          []topology.VIP
+	// L2Insertions put service ports in the path of protected ports.
+	L2Insertions []topology.L2Insertion
 
 	// DHCPSubnets are the bridges' DHCP subnets with their hosts; the
 	// bridge's agent answers its VMs' requests from them.
@@ -181,6 +183,10 @@ type port struct {
 	groups    []*portGroup
 	vlan      uint16 // bridge interior port of a VLAN-aware bridge
 	dscp      int16  // DSCP mark for IPv4 entering this bridge port, or -1
+	// service: the service port of an L2 insertion, which takes only
+	// redirected traffic; servicePorts: a protected port's service ports.
+	service      bool
+	servicePorts []ID
 
 	// Mirrors at the port's four mirror points, in traversal order.
 	mirrorsIn, mirrorsPostIn, mirrorsPreOut, mirrorsOut []*mirror
@@ -526,6 +532,14 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 	}
 	s.compileLoadBalancers(&in)
+	s.compileInsertions(in.L2Insertions)
+	for _, c := range s.chains {
+		for i := range c.rules {
+			if r := &c.rules[i]; r.action == actRedirect {
+				r.redirect = s.ports[r.redirectID]
+			}
+		}
+	}
 	s.compileDHCP(&in)
 	return s, nil
 }

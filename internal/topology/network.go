@@ -32,6 +32,7 @@ const (
 	KindBGPPeer        = "bgp_peers"
 	KindBGPNetwork     = "bgp_networks"
 	KindTrace          = "traces"
+	KindL2Insertion    = "l2insertions"
 )
 
 // Bridge is an L2 network.

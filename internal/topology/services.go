@@ -302,7 +302,18 @@ func (x *VIP) Validate() error {
 	return v.err()
 }
 
-// HealthMonitor checks the members of the pools that use it.
+// Health monitor types: MidoNet's TCP connect check, and an HTTP GET
+// checked against expected status codes (Neutron LBaaS's HTTP monitor).
+const (
+	HealthMonitorTCP  = "TCP"
+	HealthMonitorHTTP = "HTTP"
+)
+
+// HealthMonitor checks the members of the pools that use it: every Delay
+// seconds, a check that must succeed within Timeout seconds; a member is
+// INACTIVE after MaxRetries failures in a row. URLPath and ExpectedCodes
+// are for HTTP monitors, and extend MidoNet's DTO (whose clients ignore
+// them).
 type HealthMonitor struct {
 	ID           ID      `json:"id"`
 	Type         *string `json:"type"`
@@ -310,6 +321,11 @@ type HealthMonitor struct {
 	Timeout      int     `json:"timeout"`
 	MaxRetries   int     `json:"maxRetries"`
 	AdminStateUp bool    `json:"adminStateUp"`
+	// URLPath is the path an HTTP monitor gets (default "/").
+	URLPath *string `json:"urlPath"`
+	// ExpectedCodes are the HTTP statuses that pass, in Neutron's syntax:
+	// "200", "200,202" or "200-204" (default "200").
+	ExpectedCodes *string `json:"expectedCodes"`
 }
 
 func (HealthMonitor) Kind() string       { return KindHealthMonitor }
@@ -319,10 +335,43 @@ func (h *HealthMonitor) Validate() error {
 	var v violations
 	if h.Type == nil {
 		v.add("type", "may not be null")
-	} else if *h.Type != "TCP" {
-		v.add("type", "must be TCP")
+	} else if *h.Type != HealthMonitorTCP && *h.Type != HealthMonitorHTTP {
+		v.add("type", "must be TCP or HTTP")
+	}
+	v.checkRange("delay", int64(h.Delay), 0, 3600)
+	v.checkRange("timeout", int64(h.Timeout), 0, 3600)
+	v.checkRange("maxRetries", int64(h.MaxRetries), 0, 100)
+	if h.URLPath != nil && !strings.HasPrefix(*h.URLPath, "/") {
+		v.add("urlPath", "must start with /")
+	}
+	if h.ExpectedCodes != nil {
+		if _, ok := ParseExpectedCodes(*h.ExpectedCodes); !ok {
+			v.add("expectedCodes", "must be a status (200), a list (200,202) or a range (200-204) of HTTP statuses")
+		}
 	}
 	return v.err()
+}
+
+// ParseExpectedCodes parses an HTTP monitor's expected codes ("200",
+// "200,202", "200-204", or a mix) into the statuses that pass.
+func ParseExpectedCodes(s string) (map[int]bool, bool) {
+	out := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+			return nil, false
+		}
+		for c := a; c <= b; c++ {
+			out[c] = true
+		}
+	}
+	return out, true
 }
 
 // Mirror copies traffic matching any of its conditions to a port.
@@ -588,5 +637,42 @@ func (t *TraceRequest) Validate() error {
 	} else {
 		t.Condition.validateCondition(&v, "condition.")
 	}
+	return v.err()
+}
+
+// L2Insertion puts a service (a VM behind SrvPortID) in the path of the
+// traffic to and from the VM behind PortID whose MAC is MAC: frames are
+// redirected out of the service port and continue when the service sends
+// them back (reference §1.13, §2.12). Several insertions on one port chain
+// services by Position. A service port that is down drops the traffic,
+// unless FailOpen, when the traffic skips it. A non-zero VLAN tags frames
+// towards the service with that VLAN id (and a priority marking their
+// direction).
+type L2Insertion struct {
+	ID        ID      `json:"id"`
+	PortID    *ID     `json:"portId"`
+	SrvPortID *ID     `json:"srvPortId"`
+	VLAN      int     `json:"vlan"`
+	Position  int     `json:"position"`
+	FailOpen  bool    `json:"failOpen"`
+	MAC       *string `json:"mac"`
+}
+
+func (L2Insertion) Kind() string       { return KindL2Insertion }
+func (x L2Insertion) ObjectID() string { return x.ID.String() }
+func (x *L2Insertion) Normalize()      {}
+func (x *L2Insertion) Validate() error {
+	var v violations
+	if x.PortID == nil {
+		v.add("portId", "may not be null")
+	}
+	if x.SrvPortID == nil {
+		v.add("srvPortId", "may not be null")
+	}
+	if x.PortID != nil && x.SrvPortID != nil && *x.PortID == *x.SrvPortID {
+		v.add("srvPortId", "must differ from portId")
+	}
+	v.checkMAC("mac", x.MAC, true)
+	v.checkRange("vlan", int64(x.VLAN), 0, 4095)
 	return v.err()
 }

@@ -161,3 +161,38 @@ func TestUnderlayMTU(t *testing.T) {
 		})
 	}
 }
+
+func TestParseExpectedCodes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []int // nil: invalid
+	}{
+		{"200", []int{200}},
+		{"200,202", []int{200, 202}},
+		{"200-202", []int{200, 201, 202}},
+		{" 204 , 300-301", []int{204, 300, 301}},
+		{"", nil},
+		{"20x", nil},
+		{"302-300", nil},
+		{"99", nil},
+		{"200-600", nil},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := ParseExpectedCodes(tc.in)
+			if tc.want == nil {
+				if ok {
+					t.Errorf("accepted: %v", got)
+				}
+				return
+			}
+			if !ok || len(got) != len(tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, ok, tc.want)
+			}
+			for _, c := range tc.want {
+				if !got[c] {
+					t.Errorf("%d missing from %v", c, got)
+				}
+			}
+		})
+	}
+}

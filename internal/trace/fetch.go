@@ -244,6 +244,9 @@ func Load(ctx context.Context, rd Reader) (*Topology, error) {
 			in.PortBinding = append(in.PortBinding, sim.PortBinding{Port: p.ID, Host: *p.HostID, TunnelKey: uint32(p.TunnelKey)})
 		}
 	}
+	if err := loadServices(ctx, rd, in); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -273,6 +276,44 @@ func dhcpSubnets(ctx context.Context, rd Reader, bridge topology.ID, l links) ([
 		}
 	}
 	return out, nil
+}
+
+// loadServices reads what the agents simulate besides devices and chains:
+// load balancers, mirrors, QoS DSCP marks and L2 insertions.
+func loadServices(ctx context.Context, rd Reader, in *sim.SnapshotInput) error {
+	var err error
+	if in.LoadBalancers, _, err = listRoot[topology.LoadBalancer](ctx, rd, "loadBalancers", "LoadBalancer-v1"); err != nil {
+		return err
+	}
+	if in.Pools, _, err = listRoot[topology.Pool](ctx, rd, "pools", "Pool-v1"); err != nil {
+		return err
+	}
+	if in.PoolMembers, _, err = listRoot[topology.PoolMember](ctx, rd, "poolMembers", "PoolMember-v1"); err != nil {
+		return err
+	}
+	if in.VIPs, _, err = listRoot[topology.VIP](ctx, rd, "vips", "VIP-v1"); err != nil {
+		return err
+	}
+	if in.Mirrors, _, err = listRoot[topology.Mirror](ctx, rd, "mirrors", "Mirror-v1"); err != nil {
+		return err
+	}
+	if in.L2Insertions, _, err = listRoot[topology.L2Insertion](ctx, rd, "l2insertions", "L2Insertion-v1"); err != nil {
+		return err
+	}
+	_, policies, err := listRoot[topology.QOSPolicy](ctx, rd, "qosPolicies", "QOSPolicy-v1")
+	if err != nil {
+		return err
+	}
+	for _, pol := range policies {
+		dscp, ok, err := listSub[topology.QOSDSCPRule](ctx, rd, pol, "dscpRules", "QOSRuleDSCP-v1")
+		if err != nil {
+			return err
+		}
+		if ok {
+			in.DSCPRules = append(in.DSCPRules, dscp...)
+		}
+	}
+	return nil
 }
 
 func deref(s *string) string {

@@ -253,8 +253,6 @@ func rawSocket(t testing.TB, ifname string) int {
 	return fd
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 // readTimeout reads one frame, waiting at most d.
 func readTimeout(fd int, buf []byte, d time.Duration) (int, error) {
 	tv := unix.NsecToTimeval(d.Nanoseconds())
