@@ -24,6 +24,7 @@ import (
 	"github.com/midonet/midonet/internal/services/bgp"
 	"github.com/midonet/midonet/internal/services/health"
 	"github.com/midonet/midonet/internal/services/metadata"
+	"github.com/midonet/midonet/internal/sim"
 )
 
 func agentCommand() *cobra.Command {
@@ -159,6 +160,16 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
 	f.IntVar(&cfg.FlowLimit, "flow-limit", agent.DefaultFlowLimit, "maximum installed flows; the oldest are evicted beyond it")
+	f.DurationVar(&cfg.FlowTimeout, "flow-timeout", sim.FlowTimeout,
+		"hard timeout of installed flows, at most MidoNet's 60s (stateful flows: 30s, or this if shorter)")
+	f.DurationVar(&cfg.MACExpire, "mac-expire", agent.DefaultMACExpire,
+		"how long a learned MAC mapping outlives the last flow from the MAC (MidoNet's mac_port_mapping_expire)")
+	f.DurationVar(&cfg.ARPStale, "arp-stale", agent.DefaultARPStale,
+		"age at which a router ARP entry in use is asked for again (MidoNet's arp_stale)")
+	f.DurationVar(&cfg.ARPRetry, "arp-retry", agent.DefaultARPRetry,
+		"least time between two requests refreshing one stale ARP entry (MidoNet's arp_retry_interval)")
+	f.DurationVar(&cfg.ARPExpire, "arp-expire", agent.DefaultARPExpire,
+		"age at which a router ARP entry not written again is deleted (MidoNet's arp_expiration)")
 	f.Uint16Var(&tunnelPort, "tunnel-port", datapath.DefaultVXLANPort, "UDP port of the VXLAN overlay")
 	f.DurationVar(&busyPoll, "busy-poll", 200*time.Microsecond,
 		"userspace datapath: keep polling the ports this long after the last packet before sleeping; "+

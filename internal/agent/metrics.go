@@ -36,6 +36,11 @@ type Metrics struct {
 	dpKernelPackets    prometheus.Gauge
 	dpKernelBytes      prometheus.Gauge
 	dpKernelFlows      prometheus.Gauge
+	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
+	mssClamped         prometheus.Counter
+	arpRefreshes       prometheus.Counter
+	macsExpired        prometheus.Counter
+	arpsExpired        prometheus.Counter
 }
 
 func newMetrics(ft *flows.Table) *Metrics {
@@ -73,6 +78,8 @@ func newMetrics(ft *flows.Table) *Metrics {
 		Name: "drops_total", Help: "Packets dropped, by reason."}, []string{"reason"})
 	f(m.drops)
 	f(newFlowCollector(ft))
+	m.registerDHCP(f)
+	m.registerAgeing(f)
 	m.serviceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "service_failures_total", Help: "Times a service's Run failed (it is restarted), by service."}, []string{"service"})
 	f(m.serviceFailures)

@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	s.filterRoutes()
 	s.hostRoutes()
 	s.dhcpRoutes()
+	s.dhcp6Routes()
 	s.tableRoutes()
 	s.serviceRoutes()
 }

@@ -32,6 +32,14 @@ func TestDHCP(t *testing.T) {
 	}
 	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}), 409)
 	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "nope", "ipAddr": "10.0.0.11"}), "macAddr")
+	// Extra options the agents could not encode are refused, each named.
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"},
+			map[string]any{"optName": "no-such-option", "optValue": "1"}}}), "extraDhcpOpts[1]")
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "dns-server", "optValue": "10.0.0.300"}}}), "extraDhcpOpts[0]")
+	create(t, s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"}}})
 	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"macAddr": "02:00:00:00:00:0A", "ipAddr": "10.0.0.12"}), 204)
 	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["ipAddr"] != "10.0.0.12" {
 		t.Errorf("host after PUT %v", got)
@@ -41,7 +49,7 @@ func TestDHCP(t *testing.T) {
 	if got["enabled"] != false || got["defaultGateway"] != nil {
 		t.Errorf("subnet after PUT %v", got)
 	}
-	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 2 {
 		t.Errorf("PUT of the subnet lost its hosts: %v", l)
 	}
 	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
@@ -425,6 +433,45 @@ func TestQOSPolicyPutReplacesRules(t *testing.T) {
 	if l := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["dscpMark"] != float64(14) {
 		t.Errorf("dscp rules after the second PUT: %v", l)
 	}
+}
+
+func TestDHCPv6(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "dhcp6"})
+	list := b["dhcpSubnet6s"].(string)
+	s := create(t, list, map[string]any{"prefix": "2001:DB8:6:0::", "prefixLength": 64, "dnsServerAddrs": []string{"2001:db8:6::2"}})
+	if s["uri"] != list+"/2001:db8:6::_64" || s["prefix"] != "2001:db8:6::" || s["hosts"] != s["uri"].(string)+"/hostsV6" {
+		t.Errorf("subnet %v", s)
+	}
+	expect(t, do(t, "POST", list, map[string]any{"prefix": "2001:db8:6::", "prefixLength": 64}), 409)
+	expectViolation(t, do(t, "POST", list, map[string]any{"prefix": "10.0.0.0", "prefixLength": 64}), "prefix")
+	expectViolation(t, do(t, "POST", list, map[string]any{"prefix": "2001:db8:7::", "prefixLength": 129}), "prefixLength")
+	// Another spelling of the same subnet finds it.
+	expect(t, do(t, "GET", list+"/2001:db8:6:0:0::_64", nil), 200)
+	h := create(t, s["hosts"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0a",
+		"fixedAddress": "2001:db8:6::a", "name": "vm"})
+	if h["uri"] != s["hosts"].(string)+"/00-03-00-01-02-00-00-00-00-0a" {
+		t.Errorf("host %v", h)
+	}
+	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0A",
+		"fixedAddress": "2001:db8:6::b"}), 409)
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "vm-b", "fixedAddress": "2001:db8:6::b"}), "clientId")
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "02:00:00:00:00:0b", "fixedAddress": "10.0.0.1"}), "fixedAddress")
+	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0a", "fixedAddress": "2001:db8:6::c"}), 204)
+	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["fixedAddress"] != "2001:db8:6::c" {
+		t.Errorf("host after PUT %v", got)
+	}
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("hosts %v", l)
+	}
+	expect(t, do(t, "PUT", s["uri"].(string), map[string]any{"prefix": "2001:db8:6::", "prefixLength": 64}), 204)
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("PUT of the subnet lost its hosts: %v", l)
+	}
+	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", h["uri"].(string), nil), 404)
+	// Deleting the bridge takes its DHCPv6 subnets along.
+	expect(t, do(t, "DELETE", b["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", s["uri"].(string), nil), 404)
 }
 
 // L2 insertions: created between two bridge ports, listed by port or by

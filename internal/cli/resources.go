@@ -264,7 +264,7 @@ func commands(o *options) []*cobra.Command {
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])
 	addIPAddrGroupVerbs(o, byUse["ip-addr-group"])
-	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), traceCommand(o))
+	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), dhcp6Command(o), dhcp6HostCommand(o), traceCommand(o))
 	return cmds
 }
 

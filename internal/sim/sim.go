@@ -170,7 +170,7 @@ func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now
 		v = s.portEgress(p)
 	default:
 		s.inputPort = p
-		v = s.portIngress(p)
+		v = s.ingress(p)
 	}
 	s.finish(v)
 	return &s.res
@@ -190,6 +190,7 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	*r = Result{
 		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0], StatePorts: r.StatePorts[:0],
 		LearnedMACs: r.LearnedMACs[:0], LearnedARP: r.LearnedARP[:0], Generated: r.Generated[:0], Trace: r.Trace[:0],
+		ARPRefresh: r.ARPRefresh[:0],
 	}
 }
 
@@ -200,6 +201,9 @@ func (s *Simulator) finish(v verdict) {
 		switch {
 		case len(r.Egress) == 0:
 			r.Kind, r.Reason = Drop, ReasonNoEgress
+			if s.needsUserspace() {
+				r.Kind = UserspaceOnly // this packet only, no drop flow
+			}
 		case s.needsUserspace():
 			r.Kind = UserspaceOnly
 		default:
@@ -321,6 +325,18 @@ func (s *Simulator) traversed(id ID) bool {
 		}
 	}
 	return false
+}
+
+// ingress handles a packet entering the virtual network at exterior port
+// p: a DHCP request to a bridge with DHCP is answered there, anything else
+// goes through the port.
+func (s *Simulator) ingress(p *port) verdict {
+	if b := p.bridge; b != nil && (b.dhcp4 != nil || b.dhcp6 != nil) && p.exterior && p.adminUp && b.adminUp {
+		if v, ok := s.dhcpIngress(p); ok {
+			return v
+		}
+	}
+	return s.portIngress(p)
 }
 
 // portIngress handles a packet entering port p: loop guard, tags, admin

@@ -148,7 +148,7 @@ func Delete(s Store, kind, id string) error {
 	case KindHost:
 		return deleteHost(s, id)
 	case KindTunnelZone, KindPortGroup, KindIPAddrGroup, KindRoute, KindBGPPeer, KindBGPNetwork,
-		KindTrace, KindDHCPSubnet, KindPoolMember, KindVIP, KindQOSBWLimitRule, KindQOSDSCPRule, KindL2Insertion:
+		KindTrace, KindDHCPSubnet, KindDHCPSubnetV6, KindPoolMember, KindVIP, KindQOSBWLimitRule, KindQOSDSCPRule, KindL2Insertion:
 		return deletePlain(s, kind, id)
 	case KindLoadBalancer:
 		return deleteLoadBalancer(s, id)
@@ -227,6 +227,9 @@ func deleteBridge(s Store, id string) error {
 		return err
 	}
 	if err := deleteWhere(s, func(d *DHCPSubnet) bool { return d.BridgeID == b.ID }); err != nil {
+		return err
+	}
+	if err := deleteWhere(s, func(d *DHCPSubnetV6) bool { return d.BridgeID == b.ID }); err != nil {
 		return err
 	}
 	if err := tracesOn(s, b.ID); err != nil {

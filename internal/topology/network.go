@@ -19,6 +19,7 @@ const (
 	KindHost           = "hosts"
 	KindTunnelZone     = "tunnel_zones"
 	KindDHCPSubnet     = "dhcp_subnets"
+	KindDHCPSubnetV6   = "dhcpv6_subnets"
 	KindLoadBalancer   = "load_balancers"
 	KindPool           = "pools"
 	KindPoolMember     = "pool_members"

@@ -118,6 +118,97 @@ func (s *DHCPSubnet) Host(mac string) int {
 	return -1
 }
 
+// DHCPHostV6 is a static DHCPv6 lease: the client's DUID (or MAC) and
+// its fixed address.
+type DHCPHostV6 struct {
+	ClientID     *string `json:"clientId"`
+	FixedAddress *string `json:"fixedAddress"`
+	Name         *string `json:"name"`
+}
+
+// Validate checks a DHCPv6 host; the client id's syntax is checked where it
+// is parsed (package dhcp), by the API.
+func (h *DHCPHostV6) Validate() error {
+	var v violations
+	if h.ClientID == nil || strings.TrimSpace(*h.ClientID) == "" {
+		v.add("clientId", "may not be null")
+	}
+	checkIPv6(&v, "fixedAddress", h.FixedAddress, true)
+	return v.err()
+}
+
+// DHCPSubnetV6 is an IPv6 subnet a bridge serves DHCPv6 on, stored under
+// its bridge id and prefix like DHCPSubnet. DNSServerAddrs extends
+// MidoNet's model: the DNS servers (option 23) its replies carry.
+type DHCPSubnetV6 struct {
+	Prefix         *string      `json:"prefix"`
+	PrefixLength   int          `json:"prefixLength"`
+	DNSServerAddrs []string     `json:"dnsServerAddrs"`
+	BridgeID       ID           `json:"_bridgeId"`
+	Hosts          []DHCPHostV6 `json:"_hosts"`
+}
+
+func (DHCPSubnetV6) Kind() string { return KindDHCPSubnetV6 }
+
+// ObjectID is the bridge id and the subnet, e.g. <uuid>_2001:db8::_64.
+func (s DHCPSubnetV6) ObjectID() string { return DHCPSubnetID(s.BridgeID, s.SubnetKey()) }
+
+// SubnetKey is the subnet as it appears in URLs: 2001:db8::_64.
+func (s *DHCPSubnetV6) SubnetKey() string {
+	return deref(s.Prefix) + "_" + strconv.Itoa(s.PrefixLength)
+}
+
+func (s *DHCPSubnetV6) Normalize() {
+	if len(s.DNSServerAddrs) == 0 {
+		s.DNSServerAddrs = nil
+	}
+	if s.Hosts == nil {
+		s.Hosts = []DHCPHostV6{}
+	}
+	if s.Prefix != nil {
+		// One spelling per subnet, so that its key is unique.
+		if a, err := netip.ParseAddr(*s.Prefix); err == nil && a.Is6() {
+			if p, err := a.Prefix(min(max(s.PrefixLength, 0), 128)); err == nil {
+				s.Prefix = Str(p.Addr().String())
+			}
+		}
+	}
+}
+
+func (s *DHCPSubnetV6) Validate() error {
+	var v violations
+	checkIPv6(&v, "prefix", s.Prefix, true)
+	v.checkRange("prefixLength", int64(s.PrefixLength), 0, 128)
+	for i, a := range s.DNSServerAddrs {
+		checkIPv6(&v, "dnsServerAddrs["+strconv.Itoa(i)+"]", &a, true)
+	}
+	return v.err()
+}
+
+// Host returns the index of the host with a client id, compared without
+// regard to case or to '-' written for ':'.
+func (s *DHCPSubnetV6) Host(clientID string) int {
+	norm := func(x string) string { return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(x), "-", ":")) }
+	for i, h := range s.Hosts {
+		if norm(deref(h.ClientID)) == norm(clientID) {
+			return i
+		}
+	}
+	return -1
+}
+
+func checkIPv6(v *violations, prop string, s *string, required bool) {
+	if s == nil {
+		if required {
+			v.add(prop, "may not be null")
+		}
+		return
+	}
+	if a, err := netip.ParseAddr(*s); err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		v.add(prop, "is an invalid IPv6 format")
+	}
+}
+
 // LoadBalancer is an L4 load balancer attached to a router.
 type LoadBalancer struct {
 	ID           ID   `json:"id"`

@@ -153,6 +153,11 @@ func Load(ctx context.Context, rd Reader) (*Topology, error) {
 				in.IPMACTable = append(in.IPMACTable, sim.IPMACEntry{Bridge: b.ID, IP: ip, MAC: mac})
 			}
 		}
+		subnets, err := dhcpSubnets(ctx, rd, b.ID, bridgeLinks[i])
+		if err != nil {
+			return nil, err
+		}
+		in.DHCPSubnets = append(in.DHCPSubnets, subnets...)
 		in.Bridges = append(in.Bridges, b)
 	}
 	for i, r := range routers {
@@ -243,6 +248,34 @@ func Load(ctx context.Context, rd Reader) (*Topology, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// dhcpSubnets reads a bridge's DHCP subnets with their hosts. A subnet
+// deleted meanwhile is left out.
+func dhcpSubnets(ctx context.Context, rd Reader, bridge topology.ID, l links) ([]topology.DHCPSubnet, error) {
+	u, err := l.get("dhcpSubnets")
+	if err != nil {
+		return nil, err
+	}
+	subnets, subnetLinks, err := listAs[topology.DHCPSubnet](ctx, rd, u, "DhcpSubnet-v2")
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil // the bridge went meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := subnets[:0]
+	for i := range subnets {
+		hosts, ok, err := listSub[topology.DHCPHost](ctx, rd, subnetLinks[i], "hosts", "DhcpHost-v2")
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			subnets[i].BridgeID, subnets[i].Hosts = bridge, hosts
+			out = append(out, subnets[i])
+		}
+	}
+	return out, nil
 }
 
 // loadServices reads what the agents simulate besides devices and chains:

@@ -538,6 +538,25 @@ func TestMirrorAcrossHosts(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer that a command's output goroutine may
+// write while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // capture is tcpdump running on an interface of a namespace.
 type capture struct {
 	cmd *exec.Cmd
@@ -549,7 +568,7 @@ func startCapture(t *testing.T, ns, dev string, filter ...string) *capture {
 	args := append([]string{"netns", "exec", ns, "tcpdump", "-l", "-n", "-v", "-i", dev, "-Q", "in", "--immediate-mode"}, filter...)
 	c := &capture{cmd: exec.Command("ip", args...), out: &bytes.Buffer{}}
 	c.cmd.Stdout = c.out
-	var errOut bytes.Buffer
+	var errOut lockedBuffer // written by exec's copying goroutine while we read it
 	c.cmd.Stderr = &errOut
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
