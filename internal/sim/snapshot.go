@@ -70,6 +70,9 @@ type SnapshotInput struct {
 	VIPs          []topology.VIP
 	// L2Insertions put service ports in the path of protected ports.
 	L2Insertions []topology.L2Insertion
+	// TraceRequests ask for the packets matching a condition at a port,
+	// bridge or router to be traced; disabled ones are left out.
+	TraceRequests []topology.TraceRequest
 
 	// Learned are the routers' learned routes (BGP), by router: tables
 	// the agent keeps up to date change by change and the snapshot takes
@@ -178,6 +181,8 @@ type port struct {
 	// BGP: the peers whose sessions go to the port's helper.
 	bgpPeers  [][4]byte
 	bgpHelper ID
+
+	traces []*traceReq // enabled trace requests on the port
 }
 
 func (p *port) deviceID() ID {
@@ -220,6 +225,7 @@ type deviceBase struct {
 	outChains  []*chain
 	mirrorsIn  []*mirror
 	mirrorsOut []*mirror
+	traces     []*traceReq // enabled trace requests on the device
 }
 
 type bridge struct {
@@ -294,7 +300,8 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	for i := range in.Ports {
 		name(in.Ports[i].ID, in.Ports[i].InterfaceName)
 	}
-	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, in.IPAddrGroups); err != nil {
+	ipg := compileIPGroups(in.IPAddrGroups)
+	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, ipg); err != nil {
 		return nil, err
 	}
 	chainList := func(ids ...*ID) []*chain {
@@ -317,7 +324,7 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			cm.toID = *m.ToPortID
 		}
 		for j := range m.Conditions {
-			if err := s.compileCond(&cm.conds[j], &m.Conditions[j].Condition, nil); err != nil {
+			if err := s.compileCond(&cm.conds[j], &m.Conditions[j].Condition, ipg); err != nil {
 				return nil, fmt.Errorf("%w: mirror %s: condition %d: %w", ErrTopology, m.ID, j, err)
 			}
 		}
@@ -501,6 +508,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	s.compileLoadBalancers(&in)
 	s.compileInsertions(in.L2Insertions)
+	if err := s.compileTraceRequests(in.TraceRequests, ipg); err != nil {
+		return nil, err
+	}
 	for _, c := range s.chains {
 		for i := range c.rules {
 			if r := &c.rules[i]; r.action == actRedirect {
