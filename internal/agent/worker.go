@@ -143,6 +143,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
 	w.a.metrics.simulated(res.Kind)
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
+	res = w.traceAgain(u, &pkt, res, snap, now)
 	if w.a.debug {
 		// Simulate again with a trace: per-packet detail for debugging only.
 		pkt.Trace = true
