@@ -251,6 +251,7 @@ func commands(o *options) []*cobra.Command {
 	}
 
 	resources = append(resources, serviceResources()...)
+	resources = append(resources, traceRequestResource())
 	cmds := make([]*cobra.Command, 0, len(resources)+2)
 	byUse := map[string]*cobra.Command{}
 	for _, r := range resources {
@@ -264,6 +265,7 @@ func commands(o *options) []*cobra.Command {
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])
 	addIPAddrGroupVerbs(o, byUse["ip-addr-group"])
+	addTraceRequestVerbs(o, byUse["trace-request"])
 	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), traceCommand(o))
 	return cmds
 }
