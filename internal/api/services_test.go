@@ -285,10 +285,11 @@ func TestMirrorsAndQoS(t *testing.T) {
 	if l := expect(t, do(t, "GET", q["bwLimitRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["maxKbps"] != float64(1000) {
 		t.Errorf("bw rules %v", l)
 	}
-	d := create(t, q["dscpRules"].(string), map[string]any{"dscpMark": 20})
-	if d["policyId"] != id(q) {
-		t.Errorf("dscp rule %v", d)
+	dscp := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t)
+	if len(dscp) != 1 || dscp[0]["policyId"] != id(q) || dscp[0]["dscpMark"] != float64(10) {
+		t.Fatalf("dscp rules %v", dscp)
 	}
+	d := dscp[0]
 	expectViolation(t, do(t, "POST", q["dscpRules"].(string), map[string]any{"dscpMark": 64}), "dscpMark")
 	bq := create(t, "/bridges", map[string]any{"name": "qos", "qosPolicyId": id(q)})
 	expect(t, do(t, "DELETE", q["uri"].(string), nil), 204)
@@ -329,7 +330,7 @@ func TestPortGroupsAndIPAddrGroups(t *testing.T) {
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.1", "version": 4}), 409)
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.2"}), 400)
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.300", "version": 4}), 400)
-	create(t, ig["addrs"].(string), map[string]any{"addr": "2001:db8::1", "version": 6})
+	create(t, ig["addrs"].(string), map[string]any{"addr": "10.0.0.3", "version": 4})
 	got := expect(t, do(t, "GET", ig["uri"].(string), nil), 200).obj(t)
 	if l := got["ipAddrPorts"].([]any); len(l) != 2 {
 		t.Errorf("ipAddrPorts %v", l)

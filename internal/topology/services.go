@@ -343,10 +343,15 @@ func (q QOSPolicy) ObjectID() string { return q.ID.String() }
 func (q *QOSPolicy) Normalize()      {}
 func (q *QOSPolicy) Validate() error {
 	var v violations
+	seen := map[string]bool{}
 	for i, r := range q.Rules {
 		if r.Type != "bandwidth_limit" && r.Type != "dscp_marking" {
 			v.add("rules["+strconv.Itoa(i)+"].type", "must be bandwidth_limit or dscp_marking")
+		} else if seen[r.Type] {
+			// The agents apply one rule of each type, as Neutron allows.
+			v.add("rules["+strconv.Itoa(i)+"].type", "a policy has at most one "+r.Type+" rule")
 		}
+		seen[r.Type] = true
 	}
 	return v.err()
 }
