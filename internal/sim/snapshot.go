@@ -58,8 +58,8 @@ type SnapshotInput struct {
 	PortGroups   []topology.PortGroup
 	IPAddrGroups []topology.IPAddrGroup
 	Mirrors      []topology.Mirror
-	// DSCPRules mark the IPv4 traffic entering bridge ports whose QoS
-	// policy (or whose bridge's, when the port has none) holds one.
+	// DSCPRules mark the IPv4 traffic entering ports whose QoS policy
+	// (for a bridge port without one, its bridge's) holds one.
 	DSCPRules []topology.QOSDSCPRule
 	// L4 load balancers, attached to routers by LoadBalancer.RouterID or
 	// Router.LoadBalancerID. A member's Status is "ACTIVE" (or empty) when
@@ -379,6 +379,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 		p.exterior = tp.IsExterior() || tp.Type == topology.PortTypeVxlan
 		p.tunnelKey = uint32(tp.TunnelKey)
+		// A port's QoS policy marks the IPv4 it takes in; a bridge port
+		// without one has its bridge's.
+		policy := tp.QOSPolicyID
 		switch tp.Type {
 		case topology.PortTypeRouter:
 			r, ok := s.routers[tp.DeviceID]
@@ -408,14 +411,13 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 				return nil, fmt.Errorf("%w: port %s: bridge %s does not exist", ErrTopology, tp.ID, tp.DeviceID)
 			}
 			p.bridge = b
-			policy := tp.QOSPolicyID
 			if policy == nil {
 				policy = bridgePolicy[b.id]
 			}
-			if policy != nil {
-				if d, ok := dscp[*policy]; ok {
-					p.dscp = d
-				}
+		}
+		if policy != nil {
+			if d, ok := dscp[*policy]; ok {
+				p.dscp = d
 			}
 		}
 		s.ports[p.id] = p
