@@ -32,8 +32,11 @@ const tracedKeep = 16
 
 // tracePublishEvery is how often the agent publishes what it traced since
 // the last time: a burst of traced packets costs one store write per
-// request.
-const tracePublishEvery = 250 * time.Millisecond
+// request. traceRetryAfter is how long it waits after the store refused.
+const (
+	tracePublishEvery = 250 * time.Millisecond
+	traceRetryAfter   = 5 * time.Second
+)
 
 // tracer counts, keeps and publishes the packets traced for trace requests.
 type tracer struct {
@@ -148,6 +151,11 @@ func (t *tracer) record(p topology.TracedPacket) {
 		t.dirty[id] = true
 	}
 	t.mu.Unlock()
+	t.wake()
+}
+
+// wake has run publish soon.
+func (t *tracer) wake() {
 	select {
 	case t.kick <- struct{}{}:
 	default:
@@ -155,7 +163,7 @@ func (t *tracer) record(p topology.TracedPacket) {
 }
 
 // run publishes what was traced, at most every tracePublishEvery, until ctx
-// ends. A write the store refuses is tried again later.
+// ends. What the store refuses is tried again traceRetryAfter later.
 func (t *tracer) run(ctx context.Context) {
 	tick := time.NewTicker(tracePublishEvery)
 	defer tick.Stop()
@@ -170,13 +178,22 @@ func (t *tracer) run(ctx context.Context) {
 			return
 		case <-tick.C: // let a burst gather
 		}
-		t.publish(ctx)
+		if t.publish(ctx) {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(traceRetryAfter):
+		}
+		t.wake()
 	}
 }
 
 // publish writes the recent packets of the requests that traced some since
-// the last time, and removes those of deleted requests.
-func (t *tracer) publish(ctx context.Context) {
+// the last time, and removes those of deleted requests. It reports false
+// when the store refused some, which stay to be published.
+func (t *tracer) publish(ctx context.Context) bool {
 	host := t.a.hostID.String()
 	type write struct {
 		id    topology.ID
@@ -197,6 +214,8 @@ func (t *tracer) publish(ctx context.Context) {
 	clear(t.dirty)
 	clear(t.gone)
 	t.mu.Unlock()
+	var failed int
+	var lastErr error
 	for _, w := range writes {
 		key := nsdb.TracedPacketsKey(w.id.String(), host)
 		var err error
@@ -208,7 +227,7 @@ func (t *tracer) publish(ctx context.Context) {
 		if err == nil || ctx.Err() != nil {
 			continue
 		}
-		t.a.log.Warn("traced packets not published; will retry", "trace_request_id", w.id.String(), "err", err)
+		failed, lastErr = failed+1, err
 		t.mu.Lock()
 		if w.value == nil {
 			t.gone[w.id] = true
@@ -216,11 +235,11 @@ func (t *tracer) publish(ctx context.Context) {
 			t.dirty[w.id] = true
 		}
 		t.mu.Unlock()
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
 	}
+	if failed > 0 {
+		t.a.log.Warn("traced packets not published; will retry", "trace_requests", failed, "retry_in", traceRetryAfter, "err", lastErr)
+	}
+	return failed == 0
 }
 
 // traceAgain simulates a packet again with a trace when it matched trace
