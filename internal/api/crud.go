@@ -238,6 +238,9 @@ func (rs *resource[T, P]) create(w http.ResponseWriter, r *http.Request, prepare
 				return err
 			}
 		}
+		if err := rs.s.refuseIgnored(tx, o, nil); err != nil {
+			return err
+		}
 		if err := topology.CheckRefs(tx, o); err != nil {
 			return err
 		}
@@ -319,6 +322,9 @@ func (rs *resource[T, P]) update(w http.ResponseWriter, r *http.Request, id stri
 			}
 		}
 		if err := o.Validate(); err != nil {
+			return err
+		}
+		if err := rs.s.refuseIgnored(tx, o, old); err != nil {
 			return err
 		}
 		if err := topology.CheckRefs(tx, o); err != nil {

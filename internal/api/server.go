@@ -255,7 +255,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 		s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-	case status >= 500:
+	case status >= 500 && status != http.StatusNotImplemented:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	ent.Message = &msg
