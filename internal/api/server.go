@@ -206,6 +206,12 @@ func notFound(format string, args ...any) error {
 	return errStatus(http.StatusNotFound, format, args...)
 }
 
+// isNotFound reports whether err is a 404.
+func isNotFound(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound
+}
+
 func conflict(format string, args ...any) error {
 	return errStatus(http.StatusConflict, format, args...)
 }

@@ -213,6 +213,13 @@ func TestBGPStateShown(t *testing.T) {
 		found["weight"] != float64(20) || found["router"] != r["uri"] {
 		t.Errorf("learned route %v among %d routes", found, len(routes))
 	}
+	if found != nil {
+		// Its own URI answers too, as a stored route's does.
+		one := expect(t, do(t, "GET", found["uri"].(string), nil), 200).obj(t)
+		if one["id"] != learned.ID.String() || one["learned"] != true || one["nextHopGateway"] != "10.1.0.1" {
+			t.Errorf("GET %s: %v", found["uri"], one)
+		}
+	}
 	other := create(t, "/routers", map[string]any{"name": "other"})
 	for _, rt := range expect(t, do(t, "GET", other["routes"].(string), nil), 200).list(t) {
 		if rt["learned"] == true {
