@@ -1,9 +1,13 @@
 package neutron
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,25 +26,85 @@ type vm struct {
 	// instance is the port's device_id: the Nova instance the metadata
 	// service answers for.
 	instance string
+	// active is when the agent had plugged the port.
+	active time.Time
 }
 
 func (v *vm) ns() string { return prefix + v.name }
 
-// plug creates the VM's namespace and link; the VM takes the Neutron
-// port's MAC (the port's anti-spoofing rules want it) and its address.
-func (r *rig) plug(v *vm, gateway string) {
+// plug creates the VM's namespace and link and gets the VM its address
+// by DHCP from its host's agent, with Debian's dhclient and
+// dhclient-script (address, default route, MTU), as a guest does; the VM
+// takes the Neutron port's MAC, which its DHCP host entry and
+// anti-spoofing rules name. It checks the lease gave the port's fixed IP,
+// the subnet's gateway as the default route and its DNS server.
+func (r *rig) plug(v *vm, gateway, dns string) {
 	r.t.Helper()
 	ipAll(r.t,
 		[]string{"netns", "add", v.ns()},
 		[]string{"link", "add", v.name, "netns", hostNS(v.host), "type", "veth", "peer", "name", "eth0", "netns", v.ns()},
 		[]string{"-n", hostNS(v.host), "link", "set", v.name, "up"},
 		[]string{"-n", v.ns(), "link", "set", "eth0", "address", v.mac},
-		[]string{"-n", v.ns(), "addr", "add", v.ip + "/24", "dev", "eth0"},
-		[]string{"-n", v.ns(), "link", "set", "eth0", "up"},
-		[]string{"-n", v.ns(), "link", "set", "lo", "up"})
-	if gateway != "" {
-		ipAll(r.t, []string{"-n", v.ns(), "route", "add", "default", "via", gateway})
+		[]string{"-n", v.ns(), "link", "set", "lo", "up"},
+		[]string{"-n", v.ns(), "link", "set", "eth0", "up"})
+	// As Nova boots a VM once Neutron says its VIF is plugged, the guest
+	// asks DHCP once the agent has plugged the port (the port is active).
+	v.active = r.waitActive(v)
+	if err := r.dhclient(v); err != nil {
+		r.t.Fatalf("%s: %v", v.name, err)
 	}
+	addrs, _ := exec.Command("ip", "-n", v.ns(), "-4", "-o", "addr", "show", "dev", "eth0").Output()
+	if !strings.Contains(string(addrs), " "+v.ip+"/24 ") {
+		r.t.Errorf("%s: DHCP configured %q, want its port's fixed IP %s/24", v.name, strings.TrimSpace(string(addrs)), v.ip)
+	}
+	routes, _ := exec.Command("ip", "-n", v.ns(), "-4", "route", "show", "default").Output()
+	if !strings.Contains(string(routes), "via "+gateway+" ") {
+		r.t.Errorf("%s: DHCP configured the default route %q, want via the subnet's gateway %s", v.name,
+			strings.TrimSpace(string(routes)), gateway)
+	}
+	if resolv, _ := os.ReadFile(filepath.Join("/etc/netns", v.ns(), "resolv.conf")); !strings.Contains(string(resolv), "nameserver "+dns+"\n") {
+		r.t.Errorf("%s: DHCP configured the resolver %q, want the subnet's DNS server %s", v.name, resolv, dns)
+	}
+}
+
+// waitActive waits until the agent of v's host has plugged v's port and
+// returns when it did.
+func (r *rig) waitActive(v *vm) time.Time {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var p struct {
+			Active bool `json:"active"`
+		}
+		if r.api("GET", "/ports/"+v.port, nil, &p) == 200 && p.Active {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s: the agent of %s did not plug port %s within 30s", v.name, hostNames[v.host], v.port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dhclient runs Debian's DHCP client once in v's namespace: it returns
+// when the lease is bound and applied and leaves the client renewing it
+// (cleanup ends it).
+func (r *rig) dhclient(v *vm) error {
+	// ip netns exec bind-mounts /etc/netns/NS/* over /etc/*: dhclient-script
+	// writes the VM's resolv.conf there, not the machine's.
+	etc := filepath.Join("/etc/netns", v.ns())
+	os.MkdirAll(etc, 0o755)
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), nil, 0o644); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", v.ns(), "dhclient", "-4", "-1", "-v",
+		"-lf", filepath.Join(r.dir, v.name+".leases"), "-pf", dhclientPidFile(v.name), "eth0").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dhclient got no lease from its agent: %v: %s", err, out)
+	}
+	return nil
 }
 
 // createPort creates a VM's Neutron port bound to its host and interface.
@@ -115,15 +179,18 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 	}
 	for _, v := range vms[:2] {
 		r.createPort(v, "--security-group", "web")
-		r.plug(v, v.ip[:strings.LastIndex(v.ip, ".")]+".1")
+		net := v.ip[:strings.LastIndex(v.ip, ".")]
+		r.plug(v, net+".1", net+".2")
 	}
-	// vm3: how long from the port's creation to its first packet through
-	// (probed every 50 ms).
+	// vm3: how long from the port's creation to its first packet through:
+	// the CLI's call, plugging (until the agent has the port active), DHCP,
+	// then pings probing every 50 ms.
 	start := time.Now()
 	r.createPort(vms[2], "--security-group", "web")
 	cli := time.Since(start)
-	r.plug(vms[2], "10.0.1.1")
 	plugged := time.Now()
+	r.plug(vms[2], "10.0.1.1", "10.0.1.2")
+	leased := time.Since(plugged)
 	for !pingOnce(vms[2].ns(), vms[0].ip) {
 		if time.Since(plugged) > time.Minute {
 			t.Fatal("vm3's pings to vm1 are not answered within a minute of its port's creation")
@@ -131,8 +198,10 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	first := time.Since(plugged)
-	t.Logf("FIGURE port create --host to the VM's first packet forwarded: %v (the openstack CLI's call took %v of it)",
-		(cli + first).Round(10*time.Millisecond), cli.Round(10*time.Millisecond))
+	ms := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	t.Logf("FIGURE port create --host to the VM's first packet forwarded: %v (the openstack CLI's call %v, the VM's "+
+		"interface created and plugged by the agent %v, DHCP %v, the first ping answered %v)", ms(cli+first), ms(cli),
+		ms(vms[2].active.Sub(plugged)), ms(leased-vms[2].active.Sub(plugged)), ms(first-leased))
 
 	var fip struct {
 		Address string `json:"floating_ip_address"`
@@ -189,6 +258,56 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 				md["path"] != "/openstack/latest/meta_data.json" {
 				t.Errorf("%s got the metadata %v; want instance %s, forwarded for %s", v.name, md, v.instance, v.ip)
 			}
+		}
+	})
+	t.Run("tokens and tenants on the cluster", func(t *testing.T) {
+		// What neutron-server made belongs to its project; users of that
+		// project and of another one, created through the API.
+		for _, u := range []struct{ name, tenant, role string }{
+			{"viewer", "fake_project_id", "tenant_user"}, {"stranger", "other_project", "tenant_admin"},
+		} {
+			if s := r.api("POST", "/users", map[string]any{"name": u.name, "tenant": u.tenant, "role": u.role,
+				"password": u.name + "-password"}, nil); s != 201 {
+				t.Fatalf("creating user %s: %d", u.name, s)
+			}
+		}
+		viewer, stranger := r.login("viewer", "viewer-password"), r.login("stranger", "stranger-password")
+		port := "/neutron/ports/" + vms[0].port
+		for _, c := range []struct {
+			who, token, method, path string
+			want                     int
+		}{
+			{"no token", "", "GET", port, 401},
+			{"a forged token", "forged-" + r.token, "GET", port, 401},
+			{"no token", "", "GET", "/bridges", 401},
+			{"the project's user", viewer, "GET", port, 200},
+			{"the project's user", viewer, "DELETE", port, 403},
+			{"another project's admin", stranger, "GET", port, 404},
+			{"another project's admin", stranger, "DELETE", port, 404},
+			{"another project's admin", stranger, "GET", "/hosts", 403},
+		} {
+			if s := r.apiAs(c.token, c.method, c.path, nil, nil); s != c.want {
+				t.Errorf("%s: %s %s = %d, want %d", c.who, c.method, c.path, s, c.want)
+			}
+		}
+		count := func(token, coll string) int {
+			var l []map[string]any
+			if s := r.apiAs(token, "GET", coll, nil, &l); s != 200 {
+				t.Errorf("GET %s = %d", coll, s)
+			}
+			return len(l)
+		}
+		for _, coll := range []string{"/neutron/networks", "/neutron/ports", "/bridges", "/routers"} {
+			if n := count(viewer, coll); n == 0 {
+				t.Errorf("the project's user sees no %s", coll)
+			}
+			if n := count(stranger, coll); n != 0 {
+				t.Errorf("another project's admin sees %d of the project's %s", n, coll)
+			}
+		}
+		// The refusals changed nothing: vm1 still reaches vm3.
+		if pings(vms[0].ns(), vms[2].ip, 2) == 0 {
+			t.Error("vm1 no longer pings vm3 after the refused calls")
 		}
 	})
 	t.Run("deleting everything leaves nothing", func(t *testing.T) {

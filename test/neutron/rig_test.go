@@ -2,7 +2,8 @@
 // plugin (contrib/neutron), in front of a cluster and three agents, drives
 // it with the real openstack CLI, and checks the result with real packets
 // between VMs (network namespaces) on different hosts. It needs root,
-// python3-neutron and python3-openstackclient; without them it skips
+// python3-neutron, python3-openstackclient and isc-dhcp-client (the VMs
+// get their addresses by DHCP from the agents); without them it skips
 // (and fails in CI, where .ci/run installs them). Everything it creates
 // is named with the "mnnt-" prefix.
 package neutron
@@ -81,6 +82,7 @@ func need(t *testing.T) {
 	testenv.RequireTool(t, "ip", "iproute2")
 	testenv.RequireTool(t, "ping", "iputils-ping")
 	testenv.RequireTool(t, "openstack", "python3-openstackclient")
+	testenv.RequireTool(t, "dhclient", "isc-dhcp-client")
 	if err := exec.Command(python, "-c", "import neutron.cmd.eventlet.server").Run(); err != nil {
 		testenv.RequireTool(t, "neutron-server-is-missing", "python3-neutron")
 	}
@@ -110,8 +112,30 @@ func ipAll(t *testing.T, cmds ...[]string) {
 	}
 }
 
-// cleanup removes every namespace and link of the prefix.
+// dhclientPidFile is where the DHCP client of a VM keeps its pid: outside
+// the test's directory, so that a crashed run's clients are found too.
+func dhclientPidFile(vm string) string {
+	return filepath.Join(os.TempDir(), prefix+"dhclient-"+vm+".pid")
+}
+
+// cleanup ends the VMs' DHCP clients and removes every namespace and link
+// of the prefix.
 func cleanup() {
+	pids, _ := filepath.Glob(dhclientPidFile("*"))
+	for _, f := range pids {
+		b, _ := os.ReadFile(f)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			// Only a dhclient: the pid may have been reused.
+			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(cmdline), "dhclient") {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		os.Remove(f)
+	}
+	etcs, _ := filepath.Glob(filepath.Join("/etc/netns", prefix+"*"))
+	for _, d := range etcs {
+		os.RemoveAll(d)
+	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		if name, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.HasPrefix(name, prefix) {
@@ -260,13 +284,21 @@ func (r *rig) login(user, password string) string {
 // nil, receives the JSON answer.
 func (r *rig) api(method, path string, body, out any) int {
 	r.t.Helper()
+	return r.apiAs(r.token, method, path, body, out)
+}
+
+// apiAs is api with another token ("" for none).
+func (r *rig) apiAs(token, method, path string, body, out any) int {
+	r.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, r.cluster.APIURL+path, rd)
-	req.Header.Set("X-Auth-Token", r.token)
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
