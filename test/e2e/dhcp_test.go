@@ -113,20 +113,32 @@ func (v *testVM) pidFile(tag string) string {
 	return filepath.Join(os.TempDir(), v.ns+"-"+tag+".pid")
 }
 
-// stopDHClients kills the dhclients a test VM started.
+// stopDHClients kills the dhclients a test VM started: those its pid
+// files name and those running in its namespace (a dhclient that has just
+// gone to the background may not have written its pid file yet).
 func stopDHClients(v *testVM) {
+	var pids []int
 	files, _ := filepath.Glob(filepath.Join(os.TempDir(), v.ns+"-*.pid"))
 	for _, f := range files {
 		if b, err := os.ReadFile(f); err == nil {
 			var pid int
 			fmt.Sscan(strings.TrimSpace(string(b)), &pid)
-			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && strings.Contains(string(cmdline), "dhclient") {
-				if p, err := os.FindProcess(pid); err == nil {
-					p.Kill()
-				}
-			}
+			pids = append(pids, pid)
 		}
 		os.Remove(f)
+	}
+	out, _ := exec.Command("ip", "netns", "pids", v.ns).Output()
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && strings.HasPrefix(string(cmdline), "dhclient\x00") {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
 	}
 }
 
