@@ -230,9 +230,13 @@ type Agent struct {
 	topoKick  chan struct{}
 	routerSet atomic.Pointer[map[topology.ID]bool]
 
-	// importMsg is the decoding scratch of importState, which runs on the
-	// one datapath goroutine that delivers upcalls.
+	// importMu guards importMsg, the decoding scratch of importState.
+	importMu  sync.Mutex
 	importMsg flowstate.Message
+	// epoch and lastMiss (nanoseconds since epoch, monotonic) tell
+	// dispatch whether misses are sparse.
+	epoch    time.Time
+	lastMiss atomic.Int64
 	// journal appends the flow state committed or imported between two
 	// saves.
 	journal *stateJournal
@@ -240,9 +244,12 @@ type Agent struct {
 	// that wait for an answer.
 	pulls pullWaits
 
-	flows    *flows.Table
-	state    *flowstate.Tables
-	workers  []*worker
+	flows   *flows.Table
+	state   *flowstate.Tables
+	workers []*worker
+	// handle is what a worker does with a miss: (*worker).handle; the
+	// model test of dispatch records instead.
+	handle   func(w *worker, u *upcall)
 	metrics  *Metrics
 	writer   *stateWriter
 	services *serviceRunner
@@ -284,9 +291,10 @@ func New(cfg Config) (*Agent, error) {
 		log:   cfg.Logger.With("host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
 		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
-		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
+		ready: make(chan struct{}), topoKick: make(chan struct{}, 1), epoch: time.Now(),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
+	a.handle = (*worker).handle
 	a.flows = flows.New(a.dp, cfg.FlowLimit)
 	a.metrics = newMetrics(a.flows)
 	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
