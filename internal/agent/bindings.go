@@ -127,14 +127,16 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		}
 		a.publishSnapshot()
 	}
+	// Invalidate before the keys are written: once the cloud sees a port
+	// active, the flows this host builds through it are there to stay.
 	for _, id := range activate {
-		a.writer.setActive(id, true)
 		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.writer.setActive(id, true)
 		a.goRun(func() { a.pullState(ctx, id) })
 	}
 	for _, id := range deactivate {
-		a.writer.setActive(id, false)
 		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.writer.setActive(id, false)
 	}
 	for _, p := range unplugged {
 		a.services.portUnbound(p)
@@ -208,6 +210,13 @@ func (a *Agent) publishPortsLocked() {
 	for id, b := range a.bound {
 		t.Local[id] = b.dp
 		t.byKey[b.tunnelKey] = b.dp
+	}
+	if len(a.svcPorts) > 0 {
+		t.services = make(map[datapath.PortNo]PortHandler, len(a.svcPorts))
+		for id, p := range a.svcPorts {
+			t.Local[id] = p.dp
+			t.services[p.dp] = p.handle
+		}
 	}
 	a.ports.Store(t)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -9,16 +10,17 @@ import (
 )
 
 type (
-	lbRes      = resource[topology.LoadBalancer, *topology.LoadBalancer]
-	poolRes    = resource[topology.Pool, *topology.Pool]
-	memberRes  = resource[topology.PoolMember, *topology.PoolMember]
-	vipRes     = resource[topology.VIP, *topology.VIP]
-	hmRes      = resource[topology.HealthMonitor, *topology.HealthMonitor]
-	mirrorRes  = resource[topology.Mirror, *topology.Mirror]
-	qosRes     = resource[topology.QOSPolicy, *topology.QOSPolicy]
-	bgpPeerRes = resource[topology.BGPPeer, *topology.BGPPeer]
-	bgpNetRes  = resource[topology.BGPNetwork, *topology.BGPNetwork]
-	traceRes   = resource[topology.TraceRequest, *topology.TraceRequest]
+	lbRes        = resource[topology.LoadBalancer, *topology.LoadBalancer]
+	poolRes      = resource[topology.Pool, *topology.Pool]
+	memberRes    = resource[topology.PoolMember, *topology.PoolMember]
+	vipRes       = resource[topology.VIP, *topology.VIP]
+	hmRes        = resource[topology.HealthMonitor, *topology.HealthMonitor]
+	mirrorRes    = resource[topology.Mirror, *topology.Mirror]
+	qosRes       = resource[topology.QOSPolicy, *topology.QOSPolicy]
+	bgpPeerRes   = resource[topology.BGPPeer, *topology.BGPPeer]
+	bgpNetRes    = resource[topology.BGPNetwork, *topology.BGPNetwork]
+	traceRes     = resource[topology.TraceRequest, *topology.TraceRequest]
+	insertionRes = resource[topology.L2Insertion, *topology.L2Insertion]
 )
 
 // idempotentDelete answers 204 for an absent object, as MidoNet does for
@@ -221,6 +223,28 @@ func (s *Server) serviceRoutes() {
 	s.handle("GET /health_monitors/{id}/pools", subList(s, pools, topology.KindHealthMonitor,
 		func(p *topology.Pool, hm topology.ID) bool { return eqID(p.HealthMonitorID, hm) }))
 
+	insertions := &insertionRes{
+		s: s, kind: topology.KindL2Insertion, media: []string{"L2Insertion-v1"},
+		links: func(base string, x *topology.L2Insertion, v view) {
+			v["uri"] = base + "/l2insertions/" + x.ID.String()
+		},
+		filter: func(r *http.Request, x *topology.L2Insertion) bool {
+			q := r.URL.Query()
+			if sp := q.Get("srv_port"); sp != "" {
+				return x.SrvPortID != nil && x.SrvPortID.String() == sp
+			}
+			if p := q.Get("port"); p != "" {
+				return x.PortID != nil && x.PortID.String() == p
+			}
+			return true
+		},
+	}
+	insertions.onCreate = func(tx *nsdb.Tx, r *http.Request, x *topology.L2Insertion) error { return checkInsertion(tx, x, nil) }
+	insertions.onUpdate = func(tx *nsdb.Tx, r *http.Request, old, x *topology.L2Insertion) error {
+		return checkInsertion(tx, x, old)
+	}
+	crudRoutes(s, insertions, "LCGUD")
+
 	mirrors := &mirrorRes{
 		s: s, kind: topology.KindMirror, media: []string{"Mirror-v1"},
 		links: func(base string, m *topology.Mirror, v view) { v["uri"] = base + "/mirrors/" + m.ID.String() },
@@ -260,9 +284,10 @@ func (s *Server) serviceRoutes() {
 			v["router"] = base + "/routers/" + p.RouterID.String()
 		},
 		onUpdate: func(tx *nsdb.Tx, r *http.Request, old, p *topology.BGPPeer) error {
-			p.RouterID = old.RouterID
+			p.RouterID, p.Status = old.RouterID, nil
 			return nil
 		},
+		enrich: s.peersStatus,
 	}
 	crudRoutes(s, peers, "GUD")
 	s.handle("GET /routers/{id}/bgp_peers", subList(s, peers, topology.KindRouter,
@@ -276,7 +301,7 @@ func (s *Server) serviceRoutes() {
 			if err := requireExists(tx, topology.KindRouter, rid, http.StatusNotFound); err != nil {
 				return err
 			}
-			p.RouterID = rid
+			p.RouterID, p.Status = rid, nil
 			if err := p.Validate(); err != nil {
 				return err
 			}
@@ -414,6 +439,9 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 			id = topology.NewID()
 		}
 		keep[id] = true
+		if err := claimQOSRuleID(tx, id, q.ID, spec.Type); err != nil {
+			return err
+		}
 		switch spec.Type {
 		case "bandwidth_limit":
 			burst := spec.MaxBurstKbps
@@ -432,6 +460,34 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 	return deleteUnkept(tx, keep, func(x topology.QOSDSCPRule) (*topology.ID, topology.ID) { return x.PolicyID, x.ID }, q.ID)
 }
 
+// claimQOSRuleID checks that the id of an inline rule names a rule of
+// policy or none: a client-chosen id must not move another policy's rule
+// (409). This policy's rule of the other type under that id is deleted: the
+// rule changed type.
+func claimQOSRuleID(tx *nsdb.Tx, id, policy topology.ID, ruleType string) error {
+	for kind, typ := range map[string]string{topology.KindQOSBWLimitRule: "bandwidth_limit", topology.KindQOSDSCPRule: "dscp_marking"} {
+		var owner struct {
+			PolicyID *topology.ID `json:"policyId"`
+		}
+		err := tx.Get(kind, id.String(), &owner)
+		if errors.Is(err, topology.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if owner.PolicyID != nil && *owner.PolicyID != policy {
+			return conflict("rules: QoS rule %s belongs to policy %s; give the rule another id", id, owner.PolicyID)
+		}
+		if typ != ruleType {
+			if err := tx.Delete(kind, id.String()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // deleteUnkept deletes the rules of one kind that belong to policy and are
 // not in keep; ids gives a rule's policy and its own id.
 func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids func(T) (policy *topology.ID, id topology.ID), policy topology.ID) error {
@@ -445,6 +501,76 @@ func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkInsertion applies MidoNet's rules to an L2 insertion being created
+// (old nil) or updated: both ports are bridge ports, a protected port is
+// not a service port and the reverse, one insertion per pair of ports, and
+// an update keeps the ports.
+func checkInsertion(tx *nsdb.Tx, x, old *topology.L2Insertion) error {
+	if x.PortID == nil || x.SrvPortID == nil {
+		return nil // Validate names the field
+	}
+	if old != nil && (!eqID(old.PortID, *x.PortID) || !eqID(old.SrvPortID, *x.SrvPortID)) {
+		return badRequest("Port/SrvPort can't be changed for an insertion; delete it and create another")
+	}
+	for _, pid := range []*topology.ID{x.PortID, x.SrvPortID} {
+		var p topology.Port
+		if err := tx.Get(topology.KindPort, pid.String(), &p); err != nil {
+			if errors.Is(err, topology.ErrNotFound) {
+				return notFound("port %s does not exist", pid)
+			}
+			return err
+		}
+		if p.Type != topology.PortTypeBridge {
+			return badRequest("port %s is a %s port; L2 insertions join bridge ports", pid, p.Type)
+		}
+	}
+	all, err := topology.ListOf[topology.L2Insertion](tx)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.ID == x.ID {
+			continue
+		}
+		switch {
+		case eqID(o.PortID, *x.PortID) && eqID(o.SrvPortID, *x.SrvPortID):
+			return conflict("Insertion for same port/srvPort pair already exists: %s", o.ID)
+		case eqID(o.SrvPortID, *x.PortID):
+			return badRequest("Protected port %s can't have a service: it is the service port of insertion %s", x.PortID, o.ID)
+		case eqID(o.PortID, *x.SrvPortID):
+			return badRequest("Service port %s can't have an insertion: it is the protected port of insertion %s", x.SrvPortID, o.ID)
+		}
+	}
+	return nil
+}
+
+// peersStatus fills each BGP peer's session status from the state its
+// agent writes (nil when no agent speaks to it).
+func (s *Server) peersStatus(r *http.Request, peers []*topology.BGPPeer) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	entries, _, err := s.store.ListState(r.Context(), nsdb.BGPPeerStatusPrefix)
+	if err != nil {
+		return err
+	}
+	status := make(map[string]*topology.BGPSessionStatus, len(entries))
+	for _, e := range entries {
+		id, ok := nsdb.ParseBGPPeerStatusKey(e.Key)
+		if !ok {
+			continue
+		}
+		var st topology.BGPSessionStatus
+		if json.Unmarshal(e.Value, &st) == nil {
+			status[id] = &st
+		}
+	}
+	for _, p := range peers {
+		p.Status = status[p.ID.String()]
 	}
 	return nil
 }

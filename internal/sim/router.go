@@ -63,18 +63,12 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	}
 
 	src, dstIP := s.nwSrc(), s.nwDst()
-	rs, weight, ok := r.table.lookup(u32(src), u32(dstIP))
+	var learned route
+	rt, ok := s.routeLookup(r, u32(src), u32(dstIP), &learned)
 	if !ok {
 		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeNetUnreachable)
 		return s.tempDrop(ReasonNoRoute)
 	}
-	// Equal-cost routes: the connection's hash picks one, so that a
-	// connection keeps its path.
-	choice := 0
-	if n := candidates(rs, u32(src), weight); n > 1 {
-		choice = int(s.connHash() % uint32(n))
-	}
-	rt := nthCandidate(rs, u32(src), weight, choice)
 	s.tag(rt.tag)
 	if rt.dst.bits != 32 {
 		s.tag(DstIPTag(r.id, addr4(dstIP)))
@@ -154,7 +148,8 @@ func (s *Simulator) routerProcess(r *router) verdict {
 
 // nextHopMAC resolves the MAC of next hop gw behind port out: a linked
 // router port's MAC, a bridge's knowledge of its router ports and its ARP
-// suppression table, then the router's ARP table.
+// suppression table, then the router's ARP table. A stale entry is used,
+// and the request that refreshes it is added to Result.ARPRefresh.
 func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool) {
 	if peer := out.peer; peer != nil {
 		if peer.router != nil {
@@ -173,6 +168,14 @@ func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool)
 	e, ok := r.arp[gw]
 	if !ok || (e.expiry != 0 && e.expiry <= s.now) {
 		return [6]byte{}, false
+	}
+	if e.stale != 0 && e.stale <= s.now {
+		frame := s.buildARP(arpOpRequest, out.mac, out.addr, [6]byte{}, gw, broadcastMAC)
+		s.res.ARPRefresh = append(s.res.ARPRefresh, ARPRefresh{ARPRequest: ARPRequest{Router: r.id, Port: out.id,
+			IP: addr4(gw)}, Frame: frame})
+		if s.tracing {
+			s.trace("router", r.id, "arp stale", addr4(gw).String()+" is-at "+topology.FormatMAC(e.mac)+": asking again")
+		}
 	}
 	return e.mac, true
 }
