@@ -38,7 +38,9 @@
 // bandwidth limits of the ports bound here), bindings.go
 // plugs ports and opens the overlay, writer.go writes learned state to the
 // store off the packet path, persist.go and journal.go keep the flow state
-// across restarts, migrate.go pulls it for a port that moved here.
+// across restarts, migrate.go pulls it for a port that moved here, and
+// tracing.go traces the packets that match enabled trace requests (logs,
+// counts and publishes them).
 //
 // # Services
 //
@@ -278,6 +280,7 @@ type Agent struct {
 	metrics  *Metrics
 	writer   *stateWriter
 	services *serviceRunner
+	tracer   *tracer
 
 	wg    sync.WaitGroup
 	ready chan struct{}
@@ -328,6 +331,7 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
 	a.topo = newTopoCache()
+	a.tracer = newTracer(a)
 	a.services = newServiceRunner(a, cfg.Services)
 	a.publishPorts()
 	return a, nil
@@ -383,6 +387,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.dp.SetUpcallHandler(datapath.UpcallHandlerFunc(a.dispatch))
 	a.goRun(func() { a.journal.run(ctx) })
 	a.goRun(func() { a.writer.run(ctx) })
+	a.goRun(func() { a.tracer.run(ctx) })
 	for _, w := range a.workers {
 		a.goRun(func() { w.run(ctx) })
 	}
