@@ -42,6 +42,18 @@
 // tracing.go traces the packets that match enabled trace requests (logs,
 // counts and publishes them).
 //
+// # In parallel
+//
+// No lock is held across workers on the path. The datapath delivers a
+// port's misses one at a time and different ports' at once, and never under
+// a datapath-wide lock (datapath.UpcallHandler). dispatch only imports
+// peers' flow state or picks a worker; on a quiet host it handles a miss
+// inline, holding only that worker's lock, when the worker has nothing
+// queued. Workers simulate at once, each with its own scratch space and
+// flow-state shard; the flow table's lock guards only its indexes, and the
+// datapath's flow puts and deletes are made outside it, in order, in
+// batches where the backend takes them (datapath.FlowBatcher).
+//
 // # Services
 //
 // Jobs beside the packet path (a BGP speaker per uplink port, health
