@@ -23,13 +23,16 @@ go test -c -o "$bin" ./internal/agent
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 run=(nice -n "${NICE:-0}" "$bin" -test.run '^$' -test.benchtime "${N}x")
 echo "priority: nice ${NICE:-0}"
+# One hold of the lock for the rounds and the profile.
 flock /work/e2e.lock bash -c '
   for i in $(seq '"$RUNS"'); do
     "$@" -test.bench "NewFlows/workers=1\$"
     "$@" -test.bench "NewFlows/workers=2\$"
-  done' _ "${run[@]}" | grep '^BenchmarkNewFlows' | tee "$out"
+  done
+  if [ -n "'"${PROFILE:-}"'" ]; then
+    "$@" -test.bench "NewFlows/workers=2\$" -test.cpuprofile "'"${PROFILE:-}"'" | sed "s/^BenchmarkNewFlows/profiled: &/"
+  fi' _ "${run[@]}" | grep 'BenchmarkNewFlows' | tee "$out"
 if [ -n "${PROFILE:-}" ]; then
-  flock /work/e2e.lock "${run[@]}" -test.bench 'NewFlows/workers=2$' -test.cpuprofile "$PROFILE" | grep '^BenchmarkNewFlows'
   echo "profile in $PROFILE (go tool pprof -top $bin $PROFILE; keep the binary: $bin)"
   trap 'rm -f "$out"' EXIT
 fi
