@@ -139,6 +139,16 @@ func cleanup() {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		if name, _, _ := strings.Cut(strings.TrimSpace(line), " "); strings.HasPrefix(name, prefix) {
+			// A dhclient that has just gone to the background may not have
+			// written its pid file yet: end the ones in the namespace too.
+			pids, _ := exec.Command("ip", "netns", "pids", name).Output()
+			for _, f := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "dhclient" {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			}
 			ip("netns", "del", name)
 		}
 	}
