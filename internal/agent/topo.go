@@ -367,6 +367,8 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 	case strings.HasPrefix(ev.Key, "/state/bridges/"), strings.HasPrefix(ev.Key, "/state/routers/"),
 		strings.HasPrefix(ev.Key, "/state/ports/"):
 		return a.topo.applyState(ev.Key, value), true
+	case strings.HasPrefix(ev.Key, "/state/nat/"):
+		a.nat.observe(ev)
 	}
 	return nil, false
 }

@@ -1,6 +1,11 @@
 package flowstate
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Shard is one worker's conntrack and NAT tables. The conntrack table holds
 // return-flow keys only, so its values are empty.
@@ -55,6 +60,17 @@ func (s *Shard) Import(m *Message, now time.Time) { s.Touch(m.Conntrack, m.NAT, 
 type Tables struct {
 	shards []*Shard
 	views  []View
+	leases *SNATLeases
+}
+
+// TrackSNAT makes l count the reverse SNAT keys of every shard, and the
+// views offer l's blocks to the simulation, which then allocates SNAT
+// ports only inside them. Call it before the tables are used.
+func (t *Tables) TrackSNAT(l *SNATLeases) {
+	t.leases = l
+	for _, s := range t.shards {
+		s.NAT.Observe(l.keyChanged)
+	}
 }
 
 // NewTables returns n shards (at least one) with the given idle TTL.
@@ -117,4 +133,14 @@ func (v *View) NAT(k NATKey) (NATBinding, bool) {
 		}
 	}
 	return NATBinding{}, false
+}
+
+// SNATBlocks returns the SNAT port blocks this host may allocate from for
+// a NAT address, or nil; leasing is false when the tables track no leases
+// (then any port may be allocated). It does not allocate.
+func (v *View) SNATBlocks(device uuid.UUID, ip netip.Addr) (blocks *BlockSet, leasing bool) {
+	if v.t.leases == nil {
+		return nil, false
+	}
+	return v.t.leases.Held(NATAddr{Device: device, IP: ip}), true
 }

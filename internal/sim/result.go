@@ -33,9 +33,18 @@ const (
 	// generated ARP request, waits for the reply (or a timeout) and simulates
 	// the packet again.
 	ARPNeeded
+	// NATLeaseNeeded means a dynamic SNAT found no free port in the blocks
+	// this host leased for NATLease's address (see SNATBlockReader): the
+	// agent leases another block from the store and simulates the packet
+	// again, or drops it if the store cannot be reached.
+	NATLeaseNeeded
 )
 
-var kindNames = [...]string{"drop", "temporary-drop", "forward", "userspace-only", "consumed", "arp-needed"}
+// Kinds is the number of result kinds.
+const Kinds = int(NATLeaseNeeded) + 1
+
+var kindNames = [...]string{"drop", "temporary-drop", "forward", "userspace-only", "consumed", "arp-needed",
+	"nat-lease-needed"}
 
 // String returns the kind's name.
 func (k Kind) String() string {
@@ -143,6 +152,14 @@ type ARPRequest struct {
 	IP     netip.Addr
 }
 
+// NATLeaseRequest asks for a SNAT port block of a NAT address on a device
+// that holds ports in [PortFrom, PortTo].
+type NATLeaseRequest struct {
+	Device           ID
+	IP               netip.Addr
+	PortFrom, PortTo uint16
+}
+
 // Result is the outcome of one simulation. Its slices point into the
 // Simulator's scratch space: they are valid until the Simulator's next call.
 type Result struct {
@@ -166,6 +183,9 @@ type Result struct {
 	LearnedARP  []ARPLearning
 	Generated   []Generated
 	ARP         ARPRequest // when Kind is ARPNeeded
+	// NATLease is the NAT address that needs another port block, when
+	// Kind is NATLeaseNeeded.
+	NATLease NATLeaseRequest
 
 	// Trace lists what each device did, when tracing was requested.
 	Trace Trace
