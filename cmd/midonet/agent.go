@@ -20,6 +20,7 @@ import (
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/services/bgp"
 )
 
 func agentCommand() *cobra.Command {
@@ -78,6 +79,9 @@ func agentCommand() *cobra.Command {
 			cfg.Store, cfg.Datapath, cfg.Logger = agent.NSDB(store), dp, log
 			cfg.TunnelPort = tunnelPort
 			cfg.PublishInterfaces = true
+			// BGP on the uplinks bound here: a speaker process each (this
+			// binary's hidden bgp-speaker command) in the port's namespace.
+			cfg.Services = append(cfg.Services, bgp.NewService(bgp.ServiceConfig{}))
 			var metricsLn net.Listener
 			if metricsListen != "" {
 				if metricsLn, err = net.Listen("tcp", metricsListen); err != nil {

@@ -23,7 +23,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(clusterCommand(), agentCommand(), sandboxCommand())
+	root.AddCommand(clusterCommand(), agentCommand(), sandboxCommand(), bgpSpeakerCommand())
 	registerCLI(root)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "midonet:", err)

@@ -225,7 +225,8 @@ type Agent struct {
 	byKey     map[uint32]topology.ID // tunnel key -> local virtual port
 	vxlanPort datapath.PortNo
 	vxlanAddr netip.Addr
-	peers     map[topology.ID]netip.Addr // host -> underlay address
+	peers     map[topology.ID]netip.Addr   // host -> underlay address
+	svcPorts  map[topology.ID]*servicePort // services' own ports (ServiceHost.AttachPort)
 	// ports is the immutable view of the maps above the workers read.
 	ports atomic.Pointer[portTables]
 
@@ -272,6 +273,8 @@ type portTables struct {
 	translate.Ports
 	byDP  map[datapath.PortNo]topology.ID
 	byKey map[uint32]datapath.PortNo
+	// services hands the misses of services' ports to them.
+	services map[datapath.PortNo]PortHandler
 }
 
 // New prepares an agent from cfg, filling in defaults. It validates the
@@ -287,7 +290,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, store: cfg.Store, dp: cfg.Datapath, now: cfg.Now,
 		log:   cfg.Logger.With("host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
-		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{},
+		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{}, svcPorts: map[topology.ID]*servicePort{},
 		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)

@@ -209,5 +209,12 @@ func (a *Agent) publishPortsLocked() {
 		t.Local[id] = b.dp
 		t.byKey[b.tunnelKey] = b.dp
 	}
+	if len(a.svcPorts) > 0 {
+		t.services = make(map[datapath.PortNo]PortHandler, len(a.svcPorts))
+		for id, p := range a.svcPorts {
+			t.Local[id] = p.dp
+			t.services[p.dp] = p.handle
+		}
+	}
 	a.ports.Store(t)
 }

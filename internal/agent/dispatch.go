@@ -58,6 +58,12 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 		a.importState(u.Packet)
 		return
 	}
+	if t := a.ports.Load(); t.services != nil {
+		if h, ok := t.services[u.InPort]; ok {
+			h(u) // a service's own port: not simulated
+			return
+		}
+	}
 	m := sim.MatchOf(&u.Key, u.Packet)
 	// Both directions of a connection, and ICMP errors about it, meet on
 	// one worker, which holds the connection's flow state.

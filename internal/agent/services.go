@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/midonet/midonet/internal/datapath"
 	"github.com/midonet/midonet/internal/flows"
@@ -63,8 +66,59 @@ type ServiceHost struct {
 	// the agent's own (invalidated by tag, expired, evicted).
 	Datapath datapath.Datapath
 	Flows    *flows.Table
+	// Metrics registers the service's collectors with the agent's, served
+	// on its metrics address (register once: Run may be called again).
+	Metrics prometheus.Registerer
 
 	a *Agent
+}
+
+// PortHandler takes the misses of a datapath port a service attached. It
+// runs on the datapath's upcall goroutine: it must be quick, and u's
+// packet is valid only during the call.
+type PortHandler func(u *datapath.Upcall)
+
+// AttachPort plugs a host interface into the datapath as the service's
+// port id: a simulation's egress to id goes out of it (the id is not a
+// topology object; the simulation names it, e.g. sim.BGPHelperPort), and
+// what comes in from it goes to handle instead of the simulation. A port
+// already attached as id is replaced.
+func (h *ServiceHost) AttachPort(id topology.ID, ifname string, handle PortHandler) (datapath.PortNo, error) {
+	a := h.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old, ok := a.svcPorts[id]; ok {
+		a.dp.RemovePort(old.dp)
+		delete(a.svcPorts, id)
+	}
+	no, err := a.dp.AddPort(datapath.PortSpec{Kind: datapath.PortNetdev, Name: ifname})
+	if err != nil {
+		return 0, err
+	}
+	a.svcPorts[id] = &servicePort{ifname: ifname, dp: no, handle: handle}
+	a.publishPortsLocked()
+	return no, nil
+}
+
+// DetachPort unplugs the service's port id, if attached.
+func (h *ServiceHost) DetachPort(id topology.ID) {
+	a := h.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.svcPorts[id]; ok {
+		if err := a.dp.RemovePort(p.dp); err != nil && !errors.Is(err, datapath.ErrPortNotFound) {
+			h.Log.Warn("service port removal failed", "interface", p.ifname, "err", err)
+		}
+		delete(a.svcPorts, id)
+		a.publishPortsLocked()
+	}
+}
+
+// servicePort is an interface a service plugged into the datapath.
+type servicePort struct {
+	ifname string
+	dp     datapath.PortNo
+	handle PortHandler
 }
 
 // Snapshot returns the current compiled topology (never nil once Run is
@@ -111,7 +165,7 @@ func (r *serviceRunner) run(ctx context.Context) {
 func (r *serviceRunner) supervise(ctx context.Context, s Service) {
 	a := r.a
 	host := &ServiceHost{ID: a.hostID, Name: a.cfg.HostName, Log: a.log.With("service", s.Name()), Store: a.store,
-		Session: a.session, Datapath: a.dp, Flows: a.flows, a: a}
+		Session: a.session, Datapath: a.dp, Flows: a.flows, Metrics: a.metrics.registry, a: a}
 	pause := serviceRestartMin
 	for {
 		host.Log.Info("service starting")

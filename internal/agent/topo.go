@@ -30,6 +30,12 @@ type topoCache struct {
 	ipmacs map[string]sim.IPMACEntry // by state key
 	arps   map[string]sim.ARPEntry   // by state key
 	active map[topology.ID]topology.ID
+
+	// bgpPeers decide which uplink traffic goes to a BGP speaker.
+	bgpPeers map[string]topology.BGPPeer
+	// learned holds the routes learned by BGP, by state key; the routers'
+	// tables change route by route (learned.go).
+	learned learnedRoutes
 }
 
 func newTopoCache() *topoCache {
@@ -46,7 +52,9 @@ func (c *topoCache) reset() {
 		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
 		zones: map[string]topology.TunnelZone{},
 		macs:  map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
-		active: map[topology.ID]topology.ID{},
+		active:   map[topology.ID]topology.ID{},
+		bgpPeers: map[string]topology.BGPPeer{},
+		learned:  newLearnedRoutes(),
 	}
 }
 
@@ -84,6 +92,8 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		devTag(id)
 	case topology.KindTunnelZone:
 		apply(c.zones, id, value)
+	case topology.KindBGPPeer:
+		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
 	}
 	return tags
 }
@@ -119,6 +129,8 @@ func apply[T any](m map[string]T, id string, value []byte) {
 // applyState applies a state key change and returns the tags it affects.
 func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 	switch {
+	case strings.HasPrefix(key, nsdb.LearnedRoutesPrefix):
+		return c.learned.apply(key, value)
 	case strings.HasPrefix(key, "/state/bridges/") && strings.Contains(key, "/mac/"):
 		bridge, vlan, mac, ok := nsdb.ParseBridgeMACKey(key)
 		if !ok {
@@ -210,7 +222,7 @@ func (c *topoCache) input() sim.SnapshotInput {
 		Routes: values(c.routes), Chains: values(c.chains), Rules: values(c.rules),
 		PortGroups: values(c.pgroups), IPAddrGroups: values(c.ipgroups),
 		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
-		BridgeARP: true,
+		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
 	}
 	for i := range in.Ports {
 		p := &in.Ports[i]
@@ -272,7 +284,7 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
 	}
-	for _, prefix := range []string{"/state/bridges/", "/state/routers/", "/state/ports/"} {
+	for _, prefix := range []string{"/state/bridges/", "/state/routers/", "/state/ports/", nsdb.LearnedRoutesPrefix} {
 		entries, _, err := a.store.ListState(ctx, prefix)
 		if err != nil {
 			return 0, err
@@ -365,7 +377,7 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 	case ev.Kind != "":
 		return a.topo.applyObject(ev.Kind, ev.ID, value), true
 	case strings.HasPrefix(ev.Key, "/state/bridges/"), strings.HasPrefix(ev.Key, "/state/routers/"),
-		strings.HasPrefix(ev.Key, "/state/ports/"):
+		strings.HasPrefix(ev.Key, "/state/ports/"), strings.HasPrefix(ev.Key, nsdb.LearnedRoutesPrefix):
 		return a.topo.applyState(ev.Key, value), true
 	case strings.HasPrefix(ev.Key, "/state/nat/"):
 		a.nat.observe(ev)

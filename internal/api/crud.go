@@ -75,9 +75,17 @@ type resource[T any, P interface {
 	// enrich fills fields that come from state keys (a port's active
 	// flag) into objects about to be shown.
 	enrich func(r *http.Request, objs []P) error
-	// afterDelete removes the state that belonged to a deleted object
-	// (a bridge's MAC and ARP tables).
-	afterDelete func(r *http.Request, id string) error
+	// more lists objects that live in state keys rather than as stored
+	// objects (learned routes); a collection GET shows them after the
+	// stored ones.
+	more func(r *http.Request) ([]P, error)
+	// onDelete runs in the delete transaction: it removes the state that
+	// belonged to the object (a bridge's MAC and ARP tables) in the same
+	// commit.
+	onDelete func(tx *nsdb.Tx, id string) error
+	// idRequired makes a create without an id a violation instead of
+	// giving the object a random one (hosts: the id is the agent's).
+	idRequired bool
 }
 
 func (rs *resource[T, P]) collectionMedia() []string {
@@ -124,6 +132,17 @@ func (rs *resource[T, P]) list(w http.ResponseWriter, r *http.Request, match fun
 				continue
 			}
 			objs = append(objs, o)
+		}
+		if rs.more != nil {
+			extra, err := rs.more(r)
+			if err != nil {
+				return err
+			}
+			for _, o := range extra {
+				if (match == nil || match(o)) && (rs.filter == nil || rs.filter(r, o)) {
+					objs = append(objs, o)
+				}
+			}
 		}
 		if rs.enrich != nil {
 			if err := rs.enrich(r, objs); err != nil {
@@ -197,6 +216,9 @@ func (rs *resource[T, P]) create(w http.ResponseWriter, r *http.Request, prepare
 	in, err := rs.decodeNew(r)
 	if err != nil {
 		return err
+	}
+	if f, ok := idField(in); ok && rs.idRequired && f.Interface().(topology.ID) == (topology.ID{}) {
+		return &topology.ValidationError{Violations: []topology.Violation{{Property: "id", Message: "may not be null"}}}
 	}
 	ensureID(in)
 	var id string
@@ -323,15 +345,16 @@ func (rs *resource[T, P]) del(w http.ResponseWriter, r *http.Request) error {
 
 func (rs *resource[T, P]) deleteID(w http.ResponseWriter, r *http.Request, id string, status int) error {
 	err := rs.s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-		return topology.Delete(tx, rs.kind, id)
+		if err := topology.Delete(tx, rs.kind, id); err != nil {
+			return err
+		}
+		if rs.onDelete != nil {
+			return rs.onDelete(tx, id)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
-	}
-	if rs.afterDelete != nil {
-		if err := rs.afterDelete(r, id); err != nil {
-			return err
-		}
 	}
 	w.WriteHeader(status)
 	return nil

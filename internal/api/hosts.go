@@ -72,6 +72,7 @@ func derefStr(s *string) any {
 func (s *Server) hostRoutes() {
 	hosts := &hostRes{
 		s: s, kind: topology.KindHost, media: []string{"Host-v3", "Host-v2"},
+		idRequired: true,
 		defaults: func(h *topology.Host) {
 			h.FloodingProxyWeight, h.ContainerWeight, h.ContainerLimit = 1, 1, -1
 		},

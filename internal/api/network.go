@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
 	"net/http"
@@ -53,11 +54,11 @@ func (s *Server) networkRoutes() {
 			return nil
 		},
 	}
-	bridges.afterDelete = func(r *http.Request, id string) error {
-		if err := s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeMACsPrefix(id)); err != nil {
+	bridges.onDelete = func(tx *nsdb.Tx, id string) error {
+		if err := tx.DeleteStatePrefix(nsdb.BridgeMACsPrefix(id)); err != nil {
 			return err
 		}
-		return s.store.DeleteStatePrefix(r.Context(), nsdb.BridgeARPPrefix(id))
+		return tx.DeleteStatePrefix(nsdb.BridgeARPPrefix(id))
 	}
 	crudRoutes(s, bridges, "LCGUD")
 
@@ -86,8 +87,8 @@ func (s *Server) networkRoutes() {
 			return s.attachLoadBalancer(tx, x, old)
 		},
 	}
-	routers.afterDelete = func(r *http.Request, id string) error {
-		return s.store.DeleteStatePrefix(r.Context(), nsdb.RouterARPPrefix(id))
+	routers.onDelete = func(tx *nsdb.Tx, id string) error {
+		return tx.DeleteStatePrefix(nsdb.RouterARPPrefix(id))
 	}
 	crudRoutes(s, routers, "LCGUD")
 
@@ -127,6 +128,7 @@ func (s *Server) networkRoutes() {
 			v["router"] = base + "/routers/" + x.RouterID.String()
 		},
 	}
+	routes.more = s.learnedRoutes
 	crudRoutes(s, routes, "GD")
 	s.handle("GET /routers/{id}/routes", subList(s, routes, topology.KindRouter,
 		func(x *topology.Route, rt topology.ID) bool { return x.RouterID == rt }))
@@ -441,32 +443,68 @@ func (s *Server) unlinkPorts(w http.ResponseWriter, r *http.Request) error {
 }
 
 // portsActive sets the active flag of ports from the state their agents
-// publish: a port is active while its agent has it plugged and up.
+// publish (a port is active while its agent has it plugged and up), and a
+// router port's bgpStatus from the state of its BGP speaker.
 func (s *Server) portsActive(r *http.Request, ports []*topology.Port) error {
 	if len(ports) == 0 {
 		return nil
 	}
-	var active map[string]bool
+	var entries []nsdb.StateEntry
 	if len(ports) == 1 {
-		e, err := s.store.GetState(r.Context(), nsdb.PortActiveKey(ports[0].ID.String()))
-		if err != nil && !errors.Is(err, topology.ErrNotFound) {
+		for _, key := range []string{nsdb.PortActiveKey(ports[0].ID.String()), nsdb.PortBGPKey(ports[0].ID.String())} {
+			e, err := s.store.GetState(r.Context(), key)
+			if errors.Is(err, topology.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+		}
+	} else {
+		var err error
+		if entries, _, err = s.store.ListState(r.Context(), "/state/ports/"); err != nil {
 			return err
 		}
-		ports[0].Active = err == nil && ports[0].HostID != nil && string(e.Value) == ports[0].HostID.String()
-		return nil
 	}
-	entries, _, err := s.store.ListState(r.Context(), "/state/ports/")
-	if err != nil {
-		return err
-	}
-	active = make(map[string]bool, len(entries))
+	active := make(map[string]bool, len(entries))
+	status := map[string]string{}
 	for _, e := range entries {
 		if id, ok := nsdb.ParsePortActiveKey(e.Key); ok {
 			active[id+"/"+string(e.Value)] = true
+		} else if id, ok := nsdb.ParsePortBGPKey(e.Key); ok {
+			status[id] = string(e.Value)
 		}
 	}
 	for _, p := range ports {
 		p.Active = p.HostID != nil && active[p.ID.String()+"/"+p.HostID.String()]
+		if st, ok := status[p.ID.String()]; ok && p.Type == topology.PortTypeRouter {
+			p.BGPStatus = &st
+		} else {
+			p.BGPStatus = nil
+		}
 	}
 	return nil
+}
+
+// learnedRoutes lists the routes agents learned by BGP: state keys, shown
+// with the stored routes as MidoNet did ("learned": true).
+func (s *Server) learnedRoutes(r *http.Request) ([]*topology.Route, error) {
+	entries, _, err := s.store.ListState(r.Context(), nsdb.LearnedRoutesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*topology.Route, 0, len(entries))
+	for _, e := range entries {
+		if _, _, ok := nsdb.ParsePortRouteKey(e.Key); !ok {
+			continue
+		}
+		var rt topology.Route
+		if err := json.Unmarshal(e.Value, &rt); err != nil {
+			continue // not ours to fix: an agent writes it
+		}
+		rt.Learned = true
+		out = append(out, &rt)
+	}
+	return out, nil
 }

@@ -8,8 +8,9 @@ import (
 
 // routes registers every path of the API.
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET "+BasePath, s.root)
-	s.mux.HandleFunc("GET "+BasePath+"/{$}", s.root)
+	root := func(w http.ResponseWriter, r *http.Request) error { s.root(w, r); return nil }
+	s.handle("GET ", root)
+	s.handle("GET /{$}", root)
 	s.handle("POST /login", s.login)
 	s.handle("GET /system_state", s.systemState)
 	s.handle("GET /tenants", s.tenants)

@@ -5,16 +5,15 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"reflect"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,14 +31,31 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the time; tests may fix it.
 	Now func() time.Time
+	// MaxBodyBytes bounds a request body; a larger one is answered 413.
+	// Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// RequestTimeout bounds the store work of one request: a store that
+	// does not answer within it gives 503. Default DefaultRequestTimeout.
+	RequestTimeout time.Duration
 }
+
+// DefaultRequestTimeout is the default of Config.RequestTimeout.
+const DefaultRequestTimeout = 15 * time.Second
+
+// RetryAfter is what a 503 tells the client to wait before retrying: about
+// one leader election of the store.
+const RetryAfter = 2 * time.Second
 
 // Server is the REST API.
 type Server struct {
-	store *nsdb.Store
-	log   *slog.Logger
-	now   func() time.Time
-	mux   *http.ServeMux
+	store   *nsdb.Store
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+	maxBody int64
+	timeout time.Duration
+	// patterns lists the registered routes, "METHOD /path" under BasePath.
+	patterns []string
 }
 
 // New builds the API server.
@@ -50,14 +66,44 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, mux: http.NewServeMux()}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, mux: http.NewServeMux(),
+		maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout}
 	s.routes()
+	// Whatever no route takes gets the error entity too: 405 naming the
+	// methods the path has, or 404.
+	s.mux.HandleFunc(BasePath+"/", s.unmatched)
 	return s
 }
 
+// Routes lists every route the server registered, as "METHOD /path" with
+// the path under BasePath and its wildcards ("GET /bridges/{id}"), sorted.
+func (s *Server) Routes() []string {
+	out := slices.Clone(s.patterns)
+	slices.Sort(out)
+	return out
+}
+
 // ServeHTTP serves the API. A trailing slash is tolerated on every path,
-// CORS headers are added, and OPTIONS is answered for any path.
+// CORS headers are added, and OPTIONS is answered for any path. The body
+// is read here, once, within the size limit.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A handler's panic is a bug: answer 500 with the error entity
+		// and log it, rather than cut the connection.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			s.writeError(w, r, fmt.Errorf("internal error: %v", v))
+		}
+	}()
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
@@ -65,6 +111,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Expose-Headers", "Location")
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if err := s.readBody(w, r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if p := r.URL.Path; len(p) > len(BasePath)+1 && strings.HasSuffix(p, "/") {
@@ -75,23 +125,58 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // handle registers a handler for "METHOD /path" under the base path; the
-// handler returns an error that is written as MidoNet's error entity.
+// handler returns an error that is written as MidoNet's error entity. The
+// handler's context ends after the request timeout, so that a store that
+// does not answer gives 503 in bounded time (Handle registers without it).
 func (s *Server) handle(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	s.register(pattern, s.timeout, h)
+}
+
+// register adds a route; a timeout above zero bounds the handler's context.
+func (s *Server) register(pattern string, timeout time.Duration, h func(w http.ResponseWriter, r *http.Request) error) {
 	method, path, _ := strings.Cut(pattern, " ")
+	s.patterns = append(s.patterns, method+" "+path)
 	s.mux.HandleFunc(method+" "+BasePath+path, func(w http.ResponseWriter, r *http.Request) {
+		if timeout > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
 }
 
+// unmatched answers a request no route takes: 405 with the methods the
+// path has, 404 when it has none.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != BasePath+"/" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) == 0 {
+		s.writeError(w, r, notFound("no resource at %s; the API root %s lists the collections", r.URL.Path, BasePath))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	s.writeError(w, r, errStatus(http.StatusMethodNotAllowed, "%s is not supported on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+}
+
 // Handle adds an endpoint to the API under BasePath, e.g. "GET /events".
 // Other packages' endpoints (the console's event stream, packet trace and
 // agent metrics) are public API endpoints like the API's own: served behind
-// the same checks, their errors written as MidoNet's error entity (return
-// Error, a *topology.ValidationError or a topology error).
+// the same checks (the body limit among them), listed by Routes, their
+// errors written as MidoNet's error entity (return Error, a
+// *topology.ValidationError or a topology error). Unlike the API's own
+// handlers, h gets no request deadline, so that it may stream: it bounds
+// its own waits on the store.
 func (s *Server) Handle(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-	s.handle(pattern, h)
+	s.register(pattern, 0, h)
 }
 
 // Error returns an error that the API answers with the status and message.
@@ -157,10 +242,20 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusForbidden
 	case errors.Is(err, topology.ErrInvalid):
 		status = http.StatusBadRequest
-	case errors.Is(err, topology.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, topology.ErrBusy), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The store did not answer in time, or the client left first
+		// (then nobody reads this).
 		status = http.StatusServiceUnavailable
+		msg = "temporarily unavailable, retry later: " + msg
 	}
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable && errors.Is(err, context.Canceled):
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
+		s.log.Debug("client left before the answer", "method", r.Method, "path", r.URL.Path)
+	case status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
+		s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+	case status >= 500:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	ent.Message = &msg
@@ -237,120 +332,11 @@ func checkContentType(r *http.Request) error {
 	if err != nil {
 		return errStatus(http.StatusUnsupportedMediaType, "unparsable Content-Type %q", ct)
 	}
-	if mt == "application/json" || strings.HasPrefix(mt, "application/vnd.org.midonet.") || mt == "*/*" || mt == "application/*" {
+	vendorJSON := strings.HasPrefix(mt, "application/vnd.org.midonet.") && strings.HasSuffix(mt, "+json")
+	if mt == "application/json" || vendorJSON || mt == "*/*" || mt == "application/*" {
 		return nil
 	}
 	return errStatus(http.StatusUnsupportedMediaType, "Content-Type %s is not supported; send application/json or a MidoNet vendor type", mt)
-}
-
-// maxBody bounds request bodies.
-const maxBody = 4 << 20
-
-// decode reads a JSON body into v. Errors name the field where JSON allows.
-func decode(r *http.Request, v any) error {
-	if err := checkContentType(r); err != nil {
-		return err
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	if err != nil {
-		return badRequest("reading the request body: %v", err)
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil
-	}
-	err = json.Unmarshal(body, v)
-	// MidoNet's JSON mapper takes a string holding a number for a numeric
-	// field (python-midonetclient sends prefix lengths as "24"): convert
-	// such strings where the decoder refused them, and decode again.
-	for range 16 {
-		var te *json.UnmarshalTypeError
-		if !errors.As(err, &te) || te.Value != "string" || te.Field == "" || !isNumberKind(te.Type.Kind()) {
-			break
-		}
-		fixed, ok := coerceNumericString(body, strings.Split(te.Field, "."))
-		if !ok {
-			break
-		}
-		body = fixed
-		err = json.Unmarshal(body, v)
-	}
-	if err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return &topology.ValidationError{Violations: []topology.Violation{{
-				Property: te.Field, Message: "must be of type " + jsonTypeName(te.Type.Kind().String()) + ", got " + te.Value,
-			}}}
-		}
-		return badRequest("malformed JSON body: %v", err)
-	}
-	return nil
-}
-
-func isNumberKind(k reflect.Kind) bool {
-	switch k {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		return true
-	}
-	return false
-}
-
-// coerceNumericString rewrites, at the JSON path (arrays crossed
-// transparently), every string that parses as a number into that number.
-func coerceNumericString(body []byte, path []string) ([]byte, bool) {
-	var doc any
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if d.Decode(&doc) != nil {
-		return nil, false
-	}
-	changed := false
-	var walk func(v any, path []string) any
-	walk = func(v any, path []string) any {
-		switch x := v.(type) {
-		case []any:
-			for i := range x {
-				x[i] = walk(x[i], path)
-			}
-			return x
-		case map[string]any:
-			if len(path) == 0 {
-				return x
-			}
-			if c, ok := x[path[0]]; ok {
-				x[path[0]] = walk(c, path[1:])
-			}
-			return x
-		case string:
-			if len(path) == 0 {
-				if _, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil {
-					changed = true
-					return json.Number(strings.TrimSpace(x))
-				}
-			}
-		}
-		return v
-	}
-	doc = walk(doc, path)
-	if !changed {
-		return nil, false
-	}
-	out, err := json.Marshal(doc)
-	return out, err == nil
-}
-
-func jsonTypeName(kind string) string {
-	switch kind {
-	case "bool":
-		return "boolean"
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
-		return "number"
-	case "slice", "array":
-		return "array"
-	case "struct", "map", "ptr":
-		return "object"
-	}
-	return kind
 }
 
 // writeJSON writes v with a negotiated content type.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -260,9 +261,10 @@ func (s *Server) serviceRoutes() {
 			v["router"] = base + "/routers/" + p.RouterID.String()
 		},
 		onUpdate: func(tx *nsdb.Tx, r *http.Request, old, p *topology.BGPPeer) error {
-			p.RouterID = old.RouterID
+			p.RouterID, p.Status = old.RouterID, nil
 			return nil
 		},
+		enrich: s.peersStatus,
 	}
 	crudRoutes(s, peers, "GUD")
 	s.handle("GET /routers/{id}/bgp_peers", subList(s, peers, topology.KindRouter,
@@ -276,7 +278,7 @@ func (s *Server) serviceRoutes() {
 			if err := requireExists(tx, topology.KindRouter, rid, http.StatusNotFound); err != nil {
 				return err
 			}
-			p.RouterID = rid
+			p.RouterID, p.Status = rid, nil
 			if err := p.Validate(); err != nil {
 				return err
 			}
@@ -414,6 +416,9 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 			id = topology.NewID()
 		}
 		keep[id] = true
+		if err := claimQOSRuleID(tx, id, q.ID, spec.Type); err != nil {
+			return err
+		}
 		switch spec.Type {
 		case "bandwidth_limit":
 			burst := spec.MaxBurstKbps
@@ -432,6 +437,34 @@ func syncQOSRules(tx *nsdb.Tx, q *topology.QOSPolicy, apply bool) error {
 	return deleteUnkept(tx, keep, func(x topology.QOSDSCPRule) (*topology.ID, topology.ID) { return x.PolicyID, x.ID }, q.ID)
 }
 
+// claimQOSRuleID checks that the id of an inline rule names a rule of
+// policy or none: a client-chosen id must not move another policy's rule
+// (409). This policy's rule of the other type under that id is deleted: the
+// rule changed type.
+func claimQOSRuleID(tx *nsdb.Tx, id, policy topology.ID, ruleType string) error {
+	for kind, typ := range map[string]string{topology.KindQOSBWLimitRule: "bandwidth_limit", topology.KindQOSDSCPRule: "dscp_marking"} {
+		var owner struct {
+			PolicyID *topology.ID `json:"policyId"`
+		}
+		err := tx.Get(kind, id.String(), &owner)
+		if errors.Is(err, topology.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if owner.PolicyID != nil && *owner.PolicyID != policy {
+			return conflict("rules: QoS rule %s belongs to policy %s; give the rule another id", id, owner.PolicyID)
+		}
+		if typ != ruleType {
+			if err := tx.Delete(kind, id.String()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // deleteUnkept deletes the rules of one kind that belong to policy and are
 // not in keep; ids gives a rule's policy and its own id.
 func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids func(T) (policy *topology.ID, id topology.ID), policy topology.ID) error {
@@ -445,6 +478,33 @@ func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// peersStatus fills each BGP peer's session status from the state its
+// agent writes (nil when no agent speaks to it).
+func (s *Server) peersStatus(r *http.Request, peers []*topology.BGPPeer) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	entries, _, err := s.store.ListState(r.Context(), nsdb.BGPPeerStatusPrefix)
+	if err != nil {
+		return err
+	}
+	status := make(map[string]*topology.BGPSessionStatus, len(entries))
+	for _, e := range entries {
+		id, ok := nsdb.ParseBGPPeerStatusKey(e.Key)
+		if !ok {
+			continue
+		}
+		var st topology.BGPSessionStatus
+		if json.Unmarshal(e.Value, &st) == nil {
+			status[id] = &st
+		}
+	}
+	for _, p := range peers {
+		p.Status = status[p.ID.String()]
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/topology"
 )
 
 func TestDHCP(t *testing.T) {
@@ -152,6 +154,112 @@ func TestBGP(t *testing.T) {
 	expect(t, do(t, "DELETE", r["uri"].(string), nil), 204)
 	expect(t, do(t, "GET", peer["uri"].(string), nil), 404)
 	expect(t, do(t, "GET", n["uri"].(string), nil), 404)
+}
+
+// TestBGPStateShown: what agents write of BGP shows through the API: the
+// learned routes among the router's routes, the port's bgpStatus, each
+// peer's session status; none of it can be written through the API.
+func TestBGPStateShown(t *testing.T) {
+	ctx := context.Background()
+	r := create(t, "/routers", map[string]any{"name": "bgp-state", "asNumber": 65000})
+	rid, _ := uuid.Parse(id(r))
+	port := create(t, r["ports"].(string), map[string]any{"type": "Router", "portAddress": "10.1.0.2", "networkLength": 24})
+	pid, _ := uuid.Parse(id(port))
+	peer := create(t, r["bgpPeers"].(string), map[string]any{"asNumber": 65001, "address": "10.1.0.1",
+		"status": map[string]any{"state": "Established"}})
+	if peer["status"] != nil {
+		t.Errorf("a peer's status was taken from the client: %v", peer["status"])
+	}
+	if port["bgpStatus"] != nil {
+		t.Errorf("a new port has bgpStatus %v", port["bgpStatus"])
+	}
+	se, err := testStore.NewSession(ctx, nsdb.SessionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer se.Close()
+	learned := topology.Route{ID: uuid.New(), Type: topology.RouteNormal, SrcNetworkAddr: topology.Str("0.0.0.0"),
+		DstNetworkAddr: topology.Str("0.0.0.0"), NextHopPort: &pid, NextHopGateway: topology.Str("10.1.0.1"),
+		Weight: 20, RouterID: rid, Learned: true}
+	rb, _ := json.Marshal(learned)
+	sb, _ := json.Marshal(topology.BGPSessionStatus{State: "Established", PortID: pid, Routes: 1})
+	err = se.SetStates(ctx, []nsdb.StateEntry{
+		{Key: nsdb.PortRouteKey(pid.String(), learned.ID.String()), Value: rb},
+		{Key: nsdb.PortBGPKey(pid.String()), Value: []byte("peer 10.1.0.1 AS 65001: Established")},
+		{Key: nsdb.BGPPeerStatusKey(id(peer)), Value: sb},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := expect(t, do(t, "GET", r["routes"].(string), nil), 200).list(t)
+	var found map[string]any
+	for _, rt := range routes {
+		if rt["id"] == learned.ID.String() {
+			found = rt
+		} else if rt["learned"] != false {
+			t.Errorf("stored route shown as learned: %v", rt)
+		}
+	}
+	if found == nil || found["learned"] != true || found["nextHopGateway"] != "10.1.0.1" || found["nextHopPort"] != id(port) ||
+		found["weight"] != float64(20) || found["router"] != r["uri"] {
+		t.Errorf("learned route %v among %d routes", found, len(routes))
+	}
+	other := create(t, "/routers", map[string]any{"name": "other"})
+	for _, rt := range expect(t, do(t, "GET", other["routes"].(string), nil), 200).list(t) {
+		if rt["learned"] == true {
+			t.Errorf("another router lists the learned route %v", rt)
+		}
+	}
+	for _, got := range []map[string]any{
+		expect(t, do(t, "GET", port["uri"].(string), nil), 200).obj(t),
+		findByID(t, expect(t, do(t, "GET", r["ports"].(string), nil), 200).list(t), id(port)),
+	} {
+		if got["bgpStatus"] != "peer 10.1.0.1 AS 65001: Established" {
+			t.Errorf("port bgpStatus %v", got["bgpStatus"])
+		}
+	}
+	for _, got := range []map[string]any{
+		expect(t, do(t, "GET", peer["uri"].(string), nil), 200).obj(t),
+		findByID(t, expect(t, do(t, "GET", r["bgpPeers"].(string), nil), 200).list(t), id(peer)),
+	} {
+		st, _ := got["status"].(map[string]any)
+		if st["state"] != "Established" || st["portId"] != id(port) || st["routes"] != float64(1) {
+			t.Errorf("peer status %v", got["status"])
+		}
+	}
+	// A PUT keeps nothing of what the client says of the state.
+	expect(t, do(t, "PUT", peer["uri"].(string), map[string]any{"asNumber": 65001, "address": "10.1.0.1",
+		"status": map[string]any{"state": "Idle"}}), 204)
+	var stored topology.BGPPeer
+	if err := testStore.View(ctx, func(tx *nsdb.Tx) error { return tx.Get(topology.KindBGPPeer, id(peer), &stored) }); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != nil {
+		t.Errorf("a status was stored with the peer: %+v", stored.Status)
+	}
+	got := expect(t, do(t, "GET", peer["uri"].(string), nil), 200).obj(t)
+	if st, _ := got["status"].(map[string]any); st["state"] != "Established" {
+		t.Errorf("after a PUT with a status: %v", got["status"])
+	}
+	// The agent gone, its state goes.
+	se.Close()
+	if got := expect(t, do(t, "GET", port["uri"].(string), nil), 200).obj(t); got["bgpStatus"] != nil {
+		t.Errorf("bgpStatus %v after the agent left", got["bgpStatus"])
+	}
+	if got := expect(t, do(t, "GET", peer["uri"].(string), nil), 200).obj(t); got["status"] != nil {
+		t.Errorf("peer status %v after the agent left", got["status"])
+	}
+}
+
+func findByID(t *testing.T, l []map[string]any, want string) map[string]any {
+	t.Helper()
+	for _, o := range l {
+		if o["id"] == want {
+			return o
+		}
+	}
+	t.Fatalf("%s not in the list", want)
+	return nil
 }
 
 func TestMirrorsAndQoS(t *testing.T) {
@@ -316,5 +424,35 @@ func TestQOSPolicyPutReplacesRules(t *testing.T) {
 	}
 	if l := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["dscpMark"] != float64(14) {
 		t.Errorf("dscp rules after the second PUT: %v", l)
+	}
+}
+
+// TestQOSPolicyRulesStayWithTheirPolicy checks that an inline rule's id
+// cannot take another policy's rule, and that a rule changing type keeps
+// one object.
+func TestQOSPolicyRulesStayWithTheirPolicy(t *testing.T) {
+	ruleID := uuid.NewString()
+	a := create(t, "/qos_policies", map[string]any{"name": "a", "rules": []any{
+		map[string]any{"id": ruleID, "type": "dscp_marking", "dscp_mark": 10},
+	}})
+	b := create(t, "/qos_policies", map[string]any{"name": "b"})
+	for _, typ := range []string{"dscp_marking", "bandwidth_limit"} {
+		r := do(t, "PUT", b["uri"].(string), map[string]any{"name": "b", "rules": []any{
+			map[string]any{"id": ruleID, "type": typ, "dscp_mark": 20, "max_kbps": 5},
+		}})
+		expect(t, r, 409)
+		expect(t, do(t, "POST", "/qos_policies", map[string]any{"rules": []any{map[string]any{"id": ruleID, "type": typ}}}), 409)
+	}
+	got := expect(t, do(t, "GET", "/qos_dscp_rules/"+ruleID, nil), 200).obj(t)
+	if got["policyId"] != id(a) || got["dscpMark"] != float64(10) {
+		t.Fatalf("policy a's rule after b's PUTs: %v", got)
+	}
+	// Policy a turns its rule into a bandwidth limit: one rule remains.
+	expect(t, do(t, "PUT", a["uri"].(string), map[string]any{"name": "a", "rules": []any{
+		map[string]any{"id": ruleID, "type": "bandwidth_limit", "max_kbps": 7},
+	}}), 204)
+	expect(t, do(t, "GET", "/qos_dscp_rules/"+ruleID, nil), 404)
+	if got := expect(t, do(t, "GET", "/qos_bw_limit_rules/"+ruleID, nil), 200).obj(t); got["maxKbps"] != float64(7) {
+		t.Errorf("rule after its type changed: %v", got)
 	}
 }

@@ -17,10 +17,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/midonet/midonet/internal/cluster"
+	"github.com/midonet/midonet/internal/nsdb"
 )
 
 // apiURL is the base URL of the cluster every test talks to.
 var apiURL string
+
+// testStore is that cluster's store, for state only agents write.
+var testStore *nsdb.Store
 
 func TestMain(m *testing.M) {
 	os.Exit(runWithCluster(m))
@@ -44,6 +48,7 @@ func runWithCluster(m *testing.M) int {
 	}
 	defer c.Close()
 	apiURL = c.APIURL
+	testStore = c.Store
 	return m.Run()
 }
 
@@ -672,8 +677,8 @@ func TestEveryVerbHasExample(t *testing.T) {
 			return
 		}
 		verbs++
-		want := "midonet " + c.Parent().Name()
-		if !c.Parent().HasParent() { // a top-level verb such as trace
+		want := c.Parent().CommandPath() // e.g. "midonet router bgp"
+		if !c.Parent().HasParent() {     // a top-level verb such as trace
 			want = c.CommandPath()
 		}
 		if !strings.Contains(c.Example, want) {

@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,14 +61,15 @@ func commands(o *options) []*cobra.Command {
 			},
 		},
 		{
-			kind: routerKind, use: "router", short: "Virtual L3 routers",
-			columns: deviceColumns,
-			fields:  deviceFields("router"),
+			kind: routerKind, use: "router", short: "Virtual L3 routers (and their BGP: router bgp ...)",
+			columns: append(slices.Clone(deviceColumns), col("AS", "asNumber")),
+			fields: append(deviceFields("router"),
+				field{flag: "as-number", key: "asNumber", kind: kInt, usage: "the router's BGP AS number (0: no BGP)"}),
 			examples: map[string]string{
 				"list":   "  midonet router list",
 				"show":   "  midonet router show edge",
 				"create": "  midonet router create --name edge --tenant acme",
-				"update": "  midonet router update edge --name edge-1 --outbound-filter nat-out",
+				"update": "  midonet router update edge --name edge-1 --outbound-filter nat-out\n  midonet router update edge --as-number 65000",
 				"delete": "  midonet router delete edge",
 			},
 		},
@@ -250,6 +252,7 @@ func commands(o *options) []*cobra.Command {
 		cmds = append(cmds, c)
 	}
 	addPortVerbs(o, byUse["port"])
+	addRouterBGPVerbs(o, byUse["router"])
 	addPortGroupVerbs(o, byUse["port-group"])
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])

@@ -47,6 +47,30 @@ func HostMetricsKey(hostID string) string { return "/state/hosts/" + hostID + "/
 // of that host has the port bound and up.
 func PortActiveKey(portID string) string { return "/state/ports/" + portID + "/active" }
 
+// LearnedRoutesPrefix is the prefix of every learned route. They live
+// apart from the ports' other keys, so that reading those (active flags)
+// does not read a full routing table too.
+const LearnedRoutesPrefix = "/state/port_routes/"
+
+// PortRoutesPrefix is the prefix of the routes an agent learned through a
+// router port (by BGP), one key a route.
+func PortRoutesPrefix(portID string) string { return LearnedRoutesPrefix + portID + "/" }
+
+// PortRouteKey holds a learned route (a topology.Route, as JSON) through
+// port portID.
+func PortRouteKey(portID, routeID string) string { return PortRoutesPrefix(portID) + routeID }
+
+// PortBGPKey holds the BGP status of a router port, as text: MidoNet's
+// port "bgp" key, shown as the port's bgpStatus.
+func PortBGPKey(portID string) string { return "/state/ports/" + portID + "/bgp" }
+
+// BGPPeerStatusPrefix is the prefix of every BGP peer's status key.
+const BGPPeerStatusPrefix = "/state/bgp_peers/"
+
+// BGPPeerStatusKey holds the state of a BGP peer's session, as JSON,
+// written by the agent whose speaker has the session.
+func BGPPeerStatusKey(peerID string) string { return BGPPeerStatusPrefix + peerID + "/status" }
+
 // BridgeMACPrefix is the prefix of the MAC table of one VLAN of a bridge
 // (VLAN 0: untagged).
 func BridgeMACPrefix(bridgeID string, vlan uint16) string {
@@ -185,6 +209,24 @@ func ParsePortActiveKey(key string) (portID string, ok bool) {
 	return id, ok && rest == "active"
 }
 
+// ParsePortRouteKey splits a PortRouteKey.
+func ParsePortRouteKey(key string) (portID, routeID string, ok bool) {
+	id, rid, ok := cutStateKey(key, "port_routes")
+	return id, rid, ok && rid != "" && !strings.Contains(rid, "/")
+}
+
+// ParsePortBGPKey returns the port id of a PortBGPKey.
+func ParsePortBGPKey(key string) (portID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "ports")
+	return id, ok && rest == "bgp"
+}
+
+// ParseBGPPeerStatusKey returns the peer id of a BGPPeerStatusKey.
+func ParseBGPPeerStatusKey(key string) (peerID string, ok bool) {
+	id, rest, ok := cutStateKey(key, "bgp_peers")
+	return id, ok && rest == "status"
+}
+
 // ParseBridgeMACKey splits a BridgeMACKey.
 func ParseBridgeMACKey(key string) (bridgeID string, vlan uint16, mac [6]byte, ok bool) {
 	id, rest, ok := cutStateKey(key, "bridges")
@@ -259,7 +301,7 @@ func (s *Store) PutState(ctx context.Context, key string, value []byte) error {
 	ctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := s.cli.Put(ctx, full, string(value)); err != nil {
-		return fmt.Errorf("nsdb: write %s: %w", key, err)
+		return fmt.Errorf("nsdb: write %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -274,7 +316,7 @@ func (s *Store) DeleteState(ctx context.Context, key string) error {
 	ctx, cancel := s.reqCtx(ctx)
 	defer cancel()
 	if _, err := s.cli.Delete(ctx, full); err != nil {
-		return fmt.Errorf("nsdb: delete %s: %w", key, err)
+		return fmt.Errorf("nsdb: delete %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -320,7 +362,7 @@ func (s *Store) GetState(ctx context.Context, key string) (StateEntry, error) {
 	defer cancel()
 	resp, err := s.cli.Get(ctx, full)
 	if err != nil {
-		return StateEntry{}, fmt.Errorf("nsdb: read %s: %w", key, err)
+		return StateEntry{}, fmt.Errorf("nsdb: read %s: %w: %w", key, ErrUnavailable, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return StateEntry{}, fmt.Errorf("state %s: %w", key, ErrNotFound)
@@ -340,7 +382,7 @@ func (s *Store) ListState(ctx context.Context, prefix string) ([]StateEntry, int
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("nsdb: list %s: %w", prefix, err)
+		return nil, 0, fmt.Errorf("nsdb: list %s: %w: %w", prefix, ErrUnavailable, err)
 	}
 	out := make([]StateEntry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -366,6 +408,11 @@ type StateSession interface {
 	LearnState(ctx context.Context, key string, value []byte) (bool, error)
 	ClaimState(ctx context.Context, key string, value []byte) (bool, error)
 	DeleteState(ctx context.Context, key string) error
+	// SetStates and DeleteStates write and delete many keys in batches
+	// (a feed of learned routes); DeleteStates deletes whichever session
+	// holds a key, so use it for keys only this session writes.
+	SetStates(ctx context.Context, entries []StateEntry) error
+	DeleteStates(ctx context.Context, keys []string) error
 	Close() error
 }
 
@@ -386,6 +433,9 @@ type Session struct {
 	lease  clientv3.LeaseID      // guarded by mu
 	keys   map[string]sessionKey // guarded by mu: full key → what to write again
 	closed bool                  // guarded by mu
+	// smallBatch: the store refused a large batch (see batchSize);
+	// guarded by mu.
+	smallBatch bool
 }
 
 type sessionKey struct {
@@ -571,6 +621,118 @@ func (se *Session) set(ctx context.Context, key string, value []byte, k sessionK
 func (se *Session) SetState(ctx context.Context, key string, value []byte) error {
 	_, err := se.set(ctx, key, value, sessionKey{})
 	return err
+}
+
+// Batches of SetStates and DeleteStates: a transaction each. etcd refuses
+// more than 128 operations in one by default; the cluster's embedded store
+// takes many more (embedded.MaxTxnOps), and a full BGP table is written
+// several times faster in batches of a thousand. A session starts with the
+// large batch and falls back to the small one for good the first time the
+// store refuses it.
+const (
+	stateBatch      = 128
+	stateBatchLarge = 1024
+)
+
+// batchSize is the session's batch, large until the store refuses it.
+func (se *Session) batchSize() int {
+	if se.smallBatch {
+		return stateBatch
+	}
+	return stateBatchLarge
+}
+
+// tooManyOps reports whether err is the store refusing a transaction's
+// size, and if so switches the session to small batches.
+func (se *Session) tooManyOps(err error) bool {
+	if err == nil || se.smallBatch || !errors.Is(err, rpctypes.ErrTooManyOps) && !strings.Contains(err.Error(), "too many operations") {
+		return false
+	}
+	se.smallBatch = true
+	return true
+}
+
+// SetStates writes many keys bound to the session, a batch a transaction:
+// a feed of learned routes costs a round trip a batch, not a key. On
+// error, the batches before the failing one are written.
+func (se *Session) SetStates(ctx context.Context, entries []StateEntry) error {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return ErrSessionClosed
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), se.batchSize())
+		batch := entries[:n]
+		ops := make([]clientv3.Op, 0, n)
+		put := func() error {
+			ops = ops[:0]
+			for _, e := range batch {
+				full, err := se.s.stateKey(e.Key)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(full, string(e.Value), clientv3.WithLease(se.lease)))
+			}
+			rctx, cancel := se.s.reqCtx(ctx)
+			defer cancel()
+			_, err := se.s.cli.Txn(rctx).Then(ops...).Commit()
+			return err
+		}
+		err := put()
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if err = se.renewLocked(ctx); err == nil {
+				err = put()
+			}
+		}
+		if se.tooManyOps(err) {
+			continue // again, in small batches
+		}
+		if err != nil {
+			return fmt.Errorf("nsdb: write %d state keys from %s: %w", n, batch[0].Key, err)
+		}
+		for _, e := range batch {
+			se.keys[se.s.prefix+e.Key] = sessionKey{value: e.Value}
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+// DeleteStates deletes many keys, a batch a transaction, whether the
+// session holds them or not: use it for keys only this session writes. On
+// error, the batches before the failing one are deleted.
+func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed {
+		return ErrSessionClosed
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), se.batchSize())
+		ops := make([]clientv3.Op, 0, n)
+		for _, k := range keys[:n] {
+			full, err := se.s.stateKey(k)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpDelete(full))
+		}
+		rctx, cancel := se.s.reqCtx(ctx)
+		_, err := se.s.cli.Txn(rctx).Then(ops...).Commit()
+		cancel()
+		if se.tooManyOps(err) {
+			continue // again, in small batches
+		}
+		if err != nil {
+			return fmt.Errorf("nsdb: delete %d state keys from %s: %w", n, keys[0], err)
+		}
+		for _, k := range keys[:n] {
+			delete(se.keys, se.s.prefix+k)
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
 // LearnState writes key bound to the session unless a persistent entry

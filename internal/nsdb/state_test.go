@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
 
 var testMAC = [6]byte{0x02, 0x00, 0x5e, 0x10, 0xab, 0xcd}
@@ -40,6 +43,15 @@ func TestStateKeysRoundTrip(t *testing.T) {
 	if id, ok := ParsePortActiveKey(PortActiveKey("p1")); !ok || id != "p1" {
 		t.Errorf("ParsePortActiveKey: %q %v", id, ok)
 	}
+	if id, rid, ok := ParsePortRouteKey(PortRouteKey("p1", "r7")); !ok || id != "p1" || rid != "r7" {
+		t.Errorf("ParsePortRouteKey: %q %q %v", id, rid, ok)
+	}
+	if id, ok := ParsePortBGPKey(PortBGPKey("p1")); !ok || id != "p1" {
+		t.Errorf("ParsePortBGPKey: %q %v", id, ok)
+	}
+	if id, ok := ParseBGPPeerStatusKey(BGPPeerStatusKey("g1")); !ok || id != "g1" {
+		t.Errorf("ParseBGPPeerStatusKey: %q %v", id, ok)
+	}
 }
 
 func TestStateKeyParsersRefuseMalformedKeys(t *testing.T) {
@@ -65,6 +77,12 @@ func TestStateKeyParsersRefuseMalformedKeys(t *testing.T) {
 		{"interface: no name", "/state/hosts/h/interfaces/", interfaceOK},
 		{"interface: nested name", "/state/hosts/h/interfaces/a/b", interfaceOK},
 		{"active: host key", "/state/hosts/p/active", activeOK},
+		{"active: route key", "/state/port_routes/p/active", activeOK},
+		{"route: no id", "/state/port_routes/p/", routeOK},
+		{"route: nested id", "/state/port_routes/p/r/x", routeOK},
+		{"route: active key", "/state/ports/p/active", routeOK},
+		{"bgp: route key", "/state/port_routes/p/bgp", portBGPOK},
+		{"peer status: trailing part", "/state/bgp_peers/g/status/x", peerStatusOK},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,6 +99,12 @@ func routerARPOK(k string) bool { _, _, ok := ParseRouterARPKey(k); return ok }
 func aliveOK(k string) bool     { _, ok := ParseHostAliveKey(k); return ok }
 func interfaceOK(k string) bool { _, _, ok := ParseHostInterfaceKey(k); return ok }
 func activeOK(k string) bool    { _, ok := ParsePortActiveKey(k); return ok }
+func routeOK(k string) bool     { _, _, ok := ParsePortRouteKey(k); return ok }
+func portBGPOK(k string) bool   { _, ok := ParsePortBGPKey(k); return ok }
+func peerStatusOK(k string) bool {
+	_, ok := ParseBGPPeerStatusKey(k)
+	return ok
+}
 
 // FuzzParseStateKeys checks that every key a parser accepts is the key its
 // builder makes of the parts: one spelling per entry.
@@ -92,6 +116,8 @@ func FuzzParseStateKeys(f *testing.F) {
 	f.Add(HostInterfaceKey("h", "eth0"))
 	f.Add(HostAliveKey("h"))
 	f.Add(PortActiveKey("p"))
+	f.Add(PortRouteKey("p", "r"))
+	f.Add(BGPPeerStatusKey("g"))
 	f.Add("/state/bridges/b/vlans/-1/mac/x")
 	f.Add(NATBlockKey("r", netip.MustParseAddr("203.0.113.1"), 17))
 	f.Add(NATBlockUsedKey("r", netip.MustParseAddr("203.0.113.1"), 17))
@@ -116,6 +142,15 @@ func FuzzParseStateKeys(f *testing.F) {
 		}
 		if id, ok := ParsePortActiveKey(key); ok && PortActiveKey(id) != key {
 			t.Errorf("active key %q parsed to %q", key, id)
+		}
+		if id, rid, ok := ParsePortRouteKey(key); ok && PortRouteKey(id, rid) != key {
+			t.Errorf("route key %q parsed to %q %q", key, id, rid)
+		}
+		if id, ok := ParsePortBGPKey(key); ok && PortBGPKey(id) != key {
+			t.Errorf("port bgp key %q parsed to %q", key, id)
+		}
+		if id, ok := ParseBGPPeerStatusKey(key); ok && BGPPeerStatusKey(id) != key {
+			t.Errorf("peer status key %q parsed to %q", key, id)
 		}
 	})
 }
@@ -260,6 +295,90 @@ func TestSessionRenewsALostLease(t *testing.T) {
 		t.Fatalf("write after the lease was lost: %v", err)
 	}
 	waitFor(t, "all three keys", 10*time.Second, func() bool { return len(stateKeys(t, s, StatePrefix)) == 3 })
+}
+
+// TestSessionBatches: many keys written and deleted in batches are bound to
+// the session like single ones: they vanish with it and are written again
+// under a new lease.
+func TestSessionBatches(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	se := newSession(t, s, time.Second)
+	var entries []StateEntry
+	for i := range 3*stateBatchLarge + 5 {
+		entries = append(entries, StateEntry{Key: PortRouteKey("p1", strconv.Itoa(i)), Value: []byte("r")})
+	}
+	if err := se.SetStates(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != len(entries) {
+		t.Fatalf("%d keys written, want %d", got, len(entries))
+	}
+	var del []string
+	for _, e := range entries[:stateBatchLarge+1] {
+		del = append(del, e.Key)
+	}
+	if err := se.DeleteStates(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	want := len(entries) - len(del)
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != want {
+		t.Fatalf("%d keys after deleting %d, want %d", got, len(del), want)
+	}
+	e, err := s.GetState(ctx, entries[len(entries)-1].Key)
+	if err != nil || !e.Leased {
+		t.Fatalf("a batched key: %+v, %v; want it leased", e, err)
+	}
+	// The lease is lost: the batch is written again, without the deleted
+	// keys.
+	old := se.Lease()
+	if _, err := s.Client().Revoke(ctx, clientv3.LeaseID(old)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batched keys written again under a new lease", 10*time.Second, func() bool {
+		return len(stateKeys(t, s, PortRoutesPrefix("p1"))) == want && se.Lease() != old
+	})
+	if err := se.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateKeys(t, s, StatePrefix); len(got) != 0 {
+		t.Fatalf("%d keys left after Close", len(got))
+	}
+	if err := se.SetStates(ctx, entries[:1]); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("SetStates after Close: %v, want ErrSessionClosed", err)
+	}
+}
+
+// TestSessionBatchesOnAStrictStore: a store that takes only etcd's
+// default 128 operations a transaction gets every key all the same, the
+// session falling back to small batches.
+func TestSessionBatchesOnAStrictStore(t *testing.T) {
+	srv, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", Fast: true, MaxTxnOps: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	s := openStore(t, srv.ClientURL)
+	se := newSession(t, s, time.Second)
+	ctx := context.Background()
+	var entries []StateEntry
+	var keys []string
+	for i := range 2*stateBatchLarge + 3 {
+		k := PortRouteKey("p1", strconv.Itoa(i))
+		entries, keys = append(entries, StateEntry{Key: k, Value: []byte("r")}), append(keys, k)
+	}
+	if err := se.SetStates(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != len(entries) {
+		t.Fatalf("%d keys written, want %d", got, len(entries))
+	}
+	if err := se.DeleteStates(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(stateKeys(t, s, PortRoutesPrefix("p1"))); got != 0 {
+		t.Fatalf("%d keys left, want 0", got)
+	}
 }
 
 func TestLearnedEntriesYieldToSeededOnes(t *testing.T) {

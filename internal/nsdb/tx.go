@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type Tx struct {
 	written map[string]bool
 	// created keeps the order keys were created in by this tx.
 	created []string
+	// statePrefixes lists the state prefixes the commit deletes (the
+	// tables of a deleted device), so that an object and its state go
+	// in one etcd transaction.
+	statePrefixes []string
 	// attempt counts the runs of the Update before this one.
 	attempt int
 }
@@ -90,6 +95,9 @@ func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	}
 	if len(tx.writes) > 0 {
 		return fmt.Errorf("nsdb: %d writes inside View (first %s); use Update: %w", len(tx.writes), tx.writes[0], ErrReadOnly)
+	}
+	if len(tx.statePrefixes) > 0 {
+		return fmt.Errorf("nsdb: state delete of %s inside View; use Update: %w", tx.statePrefixes[0], ErrReadOnly)
 	}
 	return nil
 }
@@ -173,7 +181,7 @@ func (tx *Tx) writeKey(key string, val []byte) error {
 }
 
 func (tx *Tx) commit() (bool, error) {
-	if len(tx.writes) == 0 {
+	if len(tx.writes) == 0 && len(tx.statePrefixes) == 0 {
 		return true, nil
 	}
 	cmps := make([]clientv3.Cmp, 0, len(tx.seen))
@@ -188,6 +196,9 @@ func (tx *Tx) commit() (bool, error) {
 			ops = append(ops, clientv3.OpPut(k, string(v)))
 		}
 	}
+	for _, p := range tx.statePrefixes {
+		ops = append(ops, clientv3.OpDelete(tx.s.prefix+p, clientv3.WithPrefix()))
+	}
 	ctx, cancel := tx.s.reqCtx(tx.ctx)
 	defer cancel()
 	resp, err := tx.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
@@ -195,6 +206,21 @@ func (tx *Tx) commit() (bool, error) {
 		return false, fmt.Errorf("nsdb: commit of %d writes (outcome unknown): %w: %w", len(ops), ErrUnavailable, err)
 	}
 	return resp.Succeeded, nil
+}
+
+// DeleteStatePrefix deletes every state key under prefix when the
+// transaction commits, atomically with its object writes: a deleted
+// bridge's MAC and ARP tables go with the bridge, or neither goes. The
+// keys are not read, so they do not guard the commit (an agent learning an
+// entry meanwhile does not make the delete conflict; the entry goes too).
+func (tx *Tx) DeleteStatePrefix(prefix string) error {
+	if !strings.HasPrefix(prefix, StatePrefix) || !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("nsdb: %q is not a state prefix; build prefixes with the nsdb key functions", prefix)
+	}
+	if !slices.Contains(tx.statePrefixes, prefix) {
+		tx.statePrefixes = append(tx.statePrefixes, prefix)
+	}
+	return nil
 }
 
 // GetRaw returns the JSON of an object, or ErrNotFound.

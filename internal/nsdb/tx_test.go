@@ -8,8 +8,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
 
 func TestCRUD(t *testing.T) {
@@ -452,5 +455,96 @@ func TestReadAtAFutureRevisionFails(t *testing.T) {
 	tx.rev = rev + 1000
 	if _, err := tx.GetRaw("widgets", "w"); !errors.Is(err, rpctypes.ErrFutureRev) {
 		t.Errorf("read at a future revision: %v, want ErrFutureRev", err)
+	}
+}
+
+// TestStatePrefixDeleteCommitsWithTheObjects checks that a transaction
+// deletes a device's state keys and its objects in one commit: a failed
+// transaction deletes neither, a committed one both, and a View refuses it.
+func TestStatePrefixDeleteCommitsWithTheObjects(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	mustUpdate(t, s, func(tx *Tx) error { return tx.Create(widget{ID: "dev"}) })
+	mac := [6]byte{2, 0, 0, 0, 0, 1}
+	if err := s.SeedMAC(ctx, "dev", 0, mac, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeedMAC(ctx, "other", 0, mac, "p2"); err != nil {
+		t.Fatal(err)
+	}
+	entries := func(bridge string) int {
+		t.Helper()
+		l, _, err := s.ListState(ctx, BridgeMACsPrefix(bridge))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l)
+	}
+	errBoom := errors.New("boom")
+	err := s.Update(ctx, func(tx *Tx) error {
+		if err := tx.Delete("widgets", "dev"); err != nil {
+			return err
+		}
+		if err := tx.DeleteStatePrefix(BridgeMACsPrefix("dev")); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	if err != errBoom {
+		t.Fatalf("Update returned %v, want the fn's error", err)
+	}
+	if _, err := getWidget(t, s, "dev"); err != nil || entries("dev") != 1 {
+		t.Fatalf("a failed transaction deleted something: object %v, %d MAC entries left of 1", err, entries("dev"))
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		if err := tx.Delete("widgets", "dev"); err != nil {
+			return err
+		}
+		return tx.DeleteStatePrefix(BridgeMACsPrefix("dev"))
+	})
+	if _, err := getWidget(t, s, "dev"); !errors.Is(err, ErrNotFound) || entries("dev") != 0 {
+		t.Fatalf("after the commit: object %v (want ErrNotFound), %d MAC entries (want 0)", err, entries("dev"))
+	}
+	if entries("other") != 1 {
+		t.Fatal("another bridge's MAC table was deleted")
+	}
+	if err := s.View(ctx, func(tx *Tx) error { return tx.DeleteStatePrefix(BridgeMACsPrefix("other")) }); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("View with a state delete: %v, want ErrReadOnly", err)
+	}
+	for _, p := range []string{"/topology/widgets/", "/state/bridges/x", ""} {
+		if err := s.Update(ctx, func(tx *Tx) error { return tx.DeleteStatePrefix(p) }); err == nil {
+			t.Errorf("DeleteStatePrefix(%q) accepted", p)
+		}
+	}
+}
+
+// TestStateCallsReportAnUnreachableStore checks that state reads and
+// writes against a dead store fail with ErrUnavailable, the error the API
+// answers 503 for.
+func TestStateCallsReportAnUnreachableStore(t *testing.T) {
+	member, err := embedded.Start(embedded.Config{DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), Config{Endpoints: []string{member.ClientURL}, RequestTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member.Kill()
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	key := BridgeMACKey("b", 0, [6]byte{2, 0, 0, 0, 0, 1})
+	calls := map[string]error{
+		"PutState":          s.PutState(ctx, key, []byte("p")),
+		"DeleteState":       s.DeleteState(ctx, key),
+		"DeleteStatePrefix": s.DeleteStatePrefix(ctx, BridgeMACsPrefix("b")),
+	}
+	_, calls["GetState"] = s.GetState(ctx, key)
+	_, _, calls["ListState"] = s.ListState(ctx, BridgeMACsPrefix("b"))
+	_, calls["DeleteStateIf"] = s.DeleteStateIf(ctx, key, []byte("p"))
+	for name, err := range calls {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s on a dead store: %v, want ErrUnavailable", name, err)
+		}
 	}
 }

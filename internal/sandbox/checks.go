@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -181,6 +182,13 @@ func (sb *Sandbox) RunChecks(ctx context.Context) []Check {
 	tcpCheck("in through the floating IP, TCP", "ext", "vm-a1", floatingAddr, extAddr, false)
 	tcpCheck("security group blocks new TCP", "vm-a2", "vm-b2", vms[3].addr, "", true)
 	tcpCheck("security group lets replies in", "vm-b2", "vm-a2", vms[1].addr, vms[3].addr, false)
+	ok, detail := sb.learnedDefault(ctx)
+	add(Check{Name: "default route learned by BGP", From: "provider-router", To: "ext BIRD " + extAddr,
+		Expect: "0.0.0.0/0 learned", OK: ok, Detail: detail})
+	ok, detail = sb.ispLearned()
+	add(Check{Name: "ISP learned the public range", From: "ext BIRD", To: "provider-router " + uplinkAddr,
+		Expect: publicNet + "0/24 from AS " + strconv.Itoa(providerAS), OK: ok, Detail: detail})
+	tcpCheck("to the internet through the learned route", "vm-b1", "ext", internetAddr, snatAddr, false)
 	return checks
 }
 
@@ -199,4 +207,22 @@ func PrintTable(w io.Writer, checks []Check) (failed int) {
 	tw.Flush()
 	fmt.Fprintf(w, "%d passed, %d failed\n", len(checks)-failed, failed)
 	return failed
+}
+
+// ispLearned reports whether BIRD learned the public range from the
+// provider router, as its own "show route" says.
+func (sb *Sandbox) ispLearned() (bool, string) {
+	if sb.isp == nil {
+		return false, "BIRD is not running"
+	}
+	rs, err := sb.isp.Routes()
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, r := range rs {
+		if r.Prefix.String() == publicNet+"0/24" && r.OriginAS == strconv.Itoa(providerAS) {
+			return true, fmt.Sprintf("BIRD: %s via %s [AS%s]", r.Prefix, r.NextHop, r.OriginAS)
+		}
+	}
+	return false, fmt.Sprintf("BIRD learned %v", rs)
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/cluster"
 	"github.com/midonet/midonet/internal/datapath/userspace"
+	"github.com/midonet/midonet/internal/services/bgp/bird"
 )
 
 // Names and addresses of the sandbox.
@@ -40,6 +42,12 @@ const (
 	snatAddr     = publicNet + "1"
 	floatingAddr = publicNet + "10"
 	underlayMTU  = "9000"
+	// The external network's BGP: the ISP (BIRD in extNS) announces a
+	// default route and the "internet" address it holds on its loopback;
+	// the provider router announces the public range back.
+	ispAS        = 65001
+	providerAS   = 65000
+	internetAddr = "198.51.100.1"
 )
 
 // Config configures a sandbox run.
@@ -82,6 +90,7 @@ type Sandbox struct {
 	log     *slog.Logger
 	cluster *cluster.Cluster
 	agents  []*exec.Cmd
+	isp     *bird.Daemon
 	tmpData bool
 	pins    []int // the processor of each host's receivers, if pinned
 	api     string
@@ -128,6 +137,9 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, errors.New("sandbox: the ip command is missing; apt-get install iproute2")
+	}
+	if _, err := exec.LookPath("bird"); err != nil {
+		return nil, errors.New("sandbox: BIRD, the external network's BGP router, is missing; apt-get install bird2")
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
@@ -201,6 +213,13 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	if err := sb.waitActive(ctx); err != nil {
 		return sb, err
 	}
+	sb.step("starting BIRD in %s (AS %d) and waiting for the provider router (AS %d) to learn its default route", extNS, ispAS, providerAS)
+	if err := sb.startISP(); err != nil {
+		return sb, err
+	}
+	if err := sb.waitLearned(ctx); err != nil {
+		return sb, err
+	}
 	return sb, nil
 }
 
@@ -272,9 +291,37 @@ func (sb *Sandbox) underlay() error {
 		[]string{"-n", extNS, "addr", "add", extAddr + "/24", "dev", "eth0"},
 		[]string{"-n", extNS, "link", "set", "eth0", "up"},
 		[]string{"-n", extNS, "link", "set", "lo", "up"},
-		[]string{"-n", extNS, "route", "add", publicNet + "0/24", "via", uplinkAddr},
+		[]string{"-n", extNS, "addr", "add", internetAddr + "/32", "dev", "lo"},
 	)
 }
+
+// startISP starts BIRD in the external namespace: it peers with the
+// provider router's uplink, announces a default route and the internet
+// address, and installs what it learns (the public range) in the
+// namespace's routing table.
+func (sb *Sandbox) startISP() error {
+	dir := filepath.Join(sb.cfg.DataDir, "bird")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cfg := bird.Config{
+		RouterID: netip.MustParseAddr(extAddr), AS: ispAS, Kernel: true,
+		Announce: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix(internetAddr + "/32")},
+		Neighbors: []bird.Neighbor{{Name: "provider", Address: netip.MustParseAddr(uplinkAddr), AS: providerAS,
+			Local: netip.MustParseAddr(extAddr), HoldTime: 15 * time.Second, KeepAlive: 5 * time.Second, ConnectRetry: 5 * time.Second}},
+	}
+	d, err := bird.Start(dir, cfg, func(cmd *exec.Cmd) error {
+		return InNS(extNS, cmd.Start)
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	sb.isp = d
+	return nil
+}
+
+// ISP is the external network's BGP router.
+func (sb *Sandbox) ISP() *bird.Daemon { return sb.isp }
 
 func (sb *Sandbox) startAgents() error {
 	for i := range hosts {
@@ -385,6 +432,10 @@ func (sb *Sandbox) Close() {
 		}
 	}
 	sb.agents = nil
+	if sb.isp != nil {
+		sb.isp.Stop()
+		sb.isp = nil
+	}
 	if sb.cluster != nil {
 		sb.cluster.Close()
 		sb.cluster = nil
@@ -470,6 +521,24 @@ func (sb *Sandbox) AgentStateDir(i int) string {
 // CrashAgent kills the agent of host i (SIGKILL: no clean shutdown) and
 // starts it again, as a supervisor would after a crash.
 func (sb *Sandbox) CrashAgent(i int) error { return sb.restartAgent(i, syscall.SIGKILL) }
+
+// KillAgent kills the agent of host i (SIGKILL) and leaves it dead, until
+// StartAgent: what its death takes away can be watched meanwhile.
+func (sb *Sandbox) KillAgent(i int) {
+	a := sb.agents[i]
+	a.Process.Kill()
+	a.Wait()
+}
+
+// StartAgent starts again the agent of host i that KillAgent killed.
+func (sb *Sandbox) StartAgent(i int) error {
+	cmd, err := sb.startAgent(i)
+	if err != nil {
+		return err
+	}
+	sb.agents[i] = cmd
+	return nil
+}
 
 func (sb *Sandbox) restartAgent(i int, sig syscall.Signal) error {
 	a := sb.agents[i]

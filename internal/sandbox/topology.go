@@ -121,9 +121,17 @@ func (sb *Sandbox) buildTopology(ctx context.Context) error {
 	ids["uplink"] = up
 	must(sb.post(ctx, "/routers/"+ids["provider-router"]+"/routes", map[string]any{"type": "Normal",
 		"srcNetworkAddr": "0.0.0.0", "dstNetworkAddr": "192.0.2.0", "dstNetworkLength": 24, "nextHopPort": up}))
-	must(sb.post(ctx, "/routers/"+ids["provider-router"]+"/routes", map[string]any{"type": "Normal",
-		"srcNetworkAddr": "0.0.0.0", "dstNetworkAddr": "0.0.0.0", "nextHopPort": up, "nextHopGateway": extAddr}))
 	must(sb.post(ctx, "/hosts/"+ids["host:host3"]+"/ports", map[string]any{"portId": up, "interfaceName": "uplink"}))
+	// No static default route: the provider router learns it by BGP from
+	// the ISP, and announces the public range to it.
+	if err == nil {
+		err = sb.put(ctx, "/routers/"+ids["provider-router"], map[string]any{"name": "provider-router", "tenantId": "admin",
+			"asNumber": providerAS})
+	}
+	ids["isp-peer"] = must(sb.post(ctx, "/routers/"+ids["provider-router"]+"/bgp_peers", map[string]any{
+		"address": extAddr, "asNumber": ispAS, "keepAlive": 5, "holdTime": 15, "connectRetry": 5}))
+	must(sb.post(ctx, "/routers/"+ids["provider-router"]+"/bgp_networks", map[string]any{
+		"subnetAddress": publicNet + "0", "subnetLength": 24}))
 
 	// NAT on the tenant router, as MidoNet's Neutron plugin lays it out:
 	// pre-routing (inbound filter) DNATs the floating IP and reverses the
@@ -214,6 +222,58 @@ func (sb *Sandbox) put(ctx context.Context, p string, body any) error {
 		return fmt.Errorf("PUT %s: %s: %s", p, resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
+}
+
+// learnedDefault reports whether the provider router has a default route
+// learned by BGP via the ISP, and describes what it has.
+func (sb *Sandbox) learnedDefault(ctx context.Context) (bool, string) {
+	var routes []struct {
+		DstNetworkAddr   string  `json:"dstNetworkAddr"`
+		DstNetworkLength int     `json:"dstNetworkLength"`
+		NextHopGateway   *string `json:"nextHopGateway"`
+		Learned          bool    `json:"learned"`
+	}
+	if err := sb.get(ctx, "/routers/"+sb.ids["provider-router"]+"/routes", &routes); err != nil {
+		return false, err.Error()
+	}
+	n := 0
+	for _, r := range routes {
+		if !r.Learned {
+			continue
+		}
+		n++
+		if r.DstNetworkAddr == "0.0.0.0" && r.DstNetworkLength == 0 && r.NextHopGateway != nil && *r.NextHopGateway == extAddr {
+			return true, fmt.Sprintf("0.0.0.0/0 via %s learned by BGP (%d learned routes)", extAddr, n)
+		}
+	}
+	var port struct {
+		BGPStatus *string `json:"bgpStatus"`
+	}
+	sb.get(ctx, "/ports/"+sb.ids["uplink"], &port)
+	status := "no BGP status from the uplink's agent"
+	if port.BGPStatus != nil {
+		status = *port.BGPStatus
+	}
+	return false, fmt.Sprintf("no learned default route (%d learned routes); uplink: %s", n, status)
+}
+
+// waitLearned waits for the provider router to learn its default route.
+func (sb *Sandbox) waitLearned(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, detail := sb.learnedDefault(ctx)
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after 60s: %s; see %s/host3.log and the BIRD log in %s/bird", detail, sb.cfg.DataDir, sb.cfg.DataDir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitActive waits until every bound port is reported active by its agent.

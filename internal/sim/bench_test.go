@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -117,4 +119,95 @@ func BenchmarkNewSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// withLearnedRoutes adds n routes learned through an uplink of the first
+// router of in, as a BGP full table fills it.
+func withLearnedRoutes(tb testing.TB, in SnapshotInput, n int) SnapshotInput {
+	rid := in.Routers[0].ID
+	h := topology.NewID()
+	up := topology.Port{ID: topology.NewID(), Type: topology.PortTypeRouter, DeviceID: rid, AdminStateUp: true,
+		PortSubnet: []string{"192.0.2.2/24"}, PortMAC: topology.Str("ac:ca:ba:ff:00:01"), HostID: &h, InterfaceName: topology.Str("up")}
+	in.Ports = append(slices.Clone(in.Ports), up)
+	in.PortBinding = append(slices.Clone(in.PortBinding), PortBinding{Port: up.ID, Host: h, TunnelKey: 99})
+	in.Routes = slices.Clone(in.Routes)
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 0})
+		in.Routes = append(in.Routes, topology.Route{ID: topology.NewID(), Type: topology.RouteNormal,
+			SrcNetworkAddr: topology.Str("0.0.0.0"), DstNetworkAddr: topology.Str(a.String()), DstNetworkLength: 24,
+			NextHopPort: &up.ID, NextHopGateway: topology.Str("192.0.2.1"), Weight: 20, RouterID: rid, Learned: true})
+	}
+	return in
+}
+
+// BenchmarkNewSnapshotFullTable compiles the large topology with a router
+// holding a 100k-prefix learned table: what every route change costs an
+// agent while snapshots are compiled whole.
+func BenchmarkNewSnapshotFullTable(b *testing.B) {
+	in := withLearnedRoutes(b, largeInput(b), 100_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewSnapshot(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// fullTable returns n learned /24 routes through port of router.
+func fullTable(router, port ID, n int) []LearnedRoute {
+	out := make([]LearnedRoute, n)
+	for i := range out {
+		a := netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 0})
+		out[i] = LearnedRoute{ID: topology.NewID(), Router: router, Port: port, Dst: netip.PrefixFrom(a, 24),
+			Gateway: netip.MustParseAddr("192.0.2.1"), Weight: 20}
+	}
+	return out
+}
+
+// BenchmarkNewSnapshotLearnedTable compiles the same topology as
+// BenchmarkNewSnapshotFullTable, the 100k routes held in a LearnedTable:
+// the snapshot takes the table as it is.
+func BenchmarkNewSnapshotLearnedTable(b *testing.B) {
+	in := withLearnedRoutes(b, largeInput(b), 0)
+	up := in.Ports[len(in.Ports)-1]
+	in.Learned = map[ID]*LearnedTable{up.DeviceID: (*LearnedTable)(nil).With(fullTable(up.DeviceID, up.ID, 100_000), nil)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewSnapshot(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLearnedTableWith measures changes to a 100k-route table: one
+// route, and a batch of 4096 (a speaker's message).
+func BenchmarkLearnedTableWith(b *testing.B) {
+	r, p := topology.NewID(), topology.NewID()
+	routes := fullTable(r, p, 100_000)
+	t := (*LearnedTable)(nil).With(routes, nil)
+	more := fullTable(r, p, 100_000+4096)[100_000:]
+	for i := range more {
+		more[i].Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte{200, byte(i >> 8), byte(i), 0}), 24)
+	}
+	b.Run("one", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			t.With(more[:1], nil)
+		}
+	})
+	b.Run("batch-4096", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			t.With(more, nil)
+		}
+	})
+	b.Run("fill-100k-by-4096", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var x *LearnedTable
+			for i := 0; i < len(routes); i += 4096 {
+				x = x.With(routes[i:min(i+4096, len(routes))], nil)
+			}
+		}
+	})
 }

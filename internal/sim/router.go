@@ -63,18 +63,12 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	}
 
 	src, dstIP := s.nwSrc(), s.nwDst()
-	rs, weight, ok := r.table.lookup(u32(src), u32(dstIP))
+	var learned route
+	rt, ok := s.routeLookup(r, u32(src), u32(dstIP), &learned)
 	if !ok {
 		s.icmpError(in, packet.ICMPDestUnreachable, packet.ICMPCodeNetUnreachable)
 		return s.tempDrop(ReasonNoRoute)
 	}
-	// Equal-cost routes: the connection's hash picks one, so that a
-	// connection keeps its path.
-	choice := 0
-	if n := candidates(rs, u32(src), weight); n > 1 {
-		choice = int(s.connHash() % uint32(n))
-	}
-	rt := nthCandidate(rs, u32(src), weight, choice)
 	s.tag(rt.tag)
 	if rt.dst.bits != 32 {
 		s.tag(DstIPTag(r.id, addr4(dstIP)))

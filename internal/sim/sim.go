@@ -354,6 +354,11 @@ func (s *Simulator) portIngress(p *port) verdict {
 		}
 		return s.drop(ReasonPortAdminDown)
 	}
+	if p.bgpPeers != nil {
+		if v, ok := s.bgpDivert(p); ok {
+			return v
+		}
+	}
 	s.mirrorTo(p.mirrorsIn)
 	switch s.runChains(p.inChains) {
 	case actDrop:

@@ -69,6 +69,15 @@ type SnapshotInput struct {
 	PoolMembers   []topology.PoolMember
 	VIPs          []topology.VIP
 
+	// Learned are the routers' learned routes (BGP), by router: tables
+	// the agent keeps up to date change by change and the snapshot takes
+	// as they are (see LearnedTable).
+	Learned map[ID]*LearnedTable
+
+	// BGPPeers are the routers' BGP peers: a router port that reaches
+	// some sends its sessions with them to its BGP helper.
+	BGPPeers []topology.BGPPeer
+
 	MACTable    []MACEntry
 	IPMACTable  []IPMACEntry
 	ARPTable    []ARPEntry
@@ -160,6 +169,9 @@ type port struct {
 	addr    [4]byte
 	hasAddr bool
 	subnet  prefix4
+	// BGP: the peers whose sessions go to the port's helper.
+	bgpPeers  [][4]byte
+	bgpHelper ID
 }
 
 func (p *port) deviceID() ID {
@@ -218,9 +230,10 @@ type bridge struct {
 
 type router struct {
 	deviceBase
-	table routingTable
-	lb    *loadBalancer
-	arp   map[[4]byte]arpEntry
+	table   routingTable
+	learned *LearnedTable // shared with other snapshots; nil when empty
+	lb      *loadBalancer
+	arp     map[[4]byte]arpEntry
 }
 
 type arpEntry struct {
@@ -473,7 +486,13 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
 		}
 	}
+	s.compileBGP(in.BGPPeers, in.Ports, in.Routers)
 	s.compileRoutes(in.Routes)
+	for id, t := range in.Learned {
+		if r, ok := s.routers[id]; ok && t.Len() > 0 {
+			r.learned = t
+		}
+	}
 	s.compileLoadBalancers(&in)
 	return s, nil
 }

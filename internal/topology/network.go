@@ -141,6 +141,22 @@ func (p Port) ObjectID() string { return p.ID.String() }
 // IsRouterPort reports whether the port belongs to a router.
 func (p *Port) IsRouterPort() bool { return p.Type == PortTypeRouter }
 
+// Subnet4 returns a router port's IPv4 address with its subnet's length:
+// the first IPv4 entry of PortSubnet, or PortAddress/NetworkLength.
+func (p *Port) Subnet4() (netip.Prefix, bool) {
+	for _, s := range p.PortSubnet {
+		if pfx, err := netip.ParsePrefix(s); err == nil && pfx.Addr().Is4() {
+			return pfx, true
+		}
+	}
+	if p.PortAddress != nil {
+		if a, ok := ParseIPv4(*p.PortAddress); ok && p.NetworkLength >= 0 && p.NetworkLength <= 32 {
+			return netip.PrefixFrom(a, p.NetworkLength), true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 // IsExterior reports whether the port is bound to a host interface.
 func (p *Port) IsExterior() bool { return p.HostID != nil && p.InterfaceName != nil }
 

@@ -1,8 +1,10 @@
 package topology
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Opt121Route is a classless static route handed out by DHCP.
@@ -354,6 +356,10 @@ type BGPPeer struct {
 	ConnectRetry *int    `json:"connectRetry"`
 	Password     *string `json:"password"`
 	RouterID     ID      `json:"_routerId"`
+	// Status is the session's state as its agent reports it: read-only,
+	// filled by the API from the state store (nil when no agent speaks
+	// to the peer), never stored.
+	Status *BGPSessionStatus `json:"status"`
 }
 
 func (BGPPeer) Kind() string       { return KindBGPPeer }
@@ -375,6 +381,59 @@ func (p *BGPPeer) Validate() error {
 		}
 	}
 	return v.err()
+}
+
+// BGPPeerOnPort reports whether a BGP peer is reached through router port
+// p, and returns its address: p belongs to the peer's router and the peer's
+// address lies on p's IPv4 subnet without being p's own (MidoNet's
+// BgpPortMapper). A peer on the subnets of two ports is reached through
+// each.
+func BGPPeerOnPort(peer *BGPPeer, p *Port) (netip.Addr, bool) {
+	if peer.RouterID != p.DeviceID || !p.IsRouterPort() || peer.Address == nil {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(*peer.Address)
+	subnet, ok := p.Subnet4()
+	if err != nil || !ok || !a.Is4() || !subnet.Contains(a) || a == subnet.Addr() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// BGPOff says why a router port that reaches BGP peers speaks no BGP, or
+// "" when it does: the port must be bound to a host interface (exterior),
+// and the port and its router up, the router with an AS number.
+func BGPOff(r *Router, p *Port) string {
+	switch {
+	case !p.IsExterior() || p.PeerID != nil:
+		return "the port is not bound to a host interface"
+	case r.ASNumber <= 0:
+		return "the router has no AS number (asNumber 0)"
+	case !p.AdminStateUp:
+		return "the port is administratively down"
+	case !r.AdminStateUp:
+		return "the router is administratively down"
+	}
+	return ""
+}
+
+// BGPSessionStatus is the state of a BGP peer's session as the agent that
+// speaks to it reports it (the peer's status state key).
+type BGPSessionStatus struct {
+	// State is the session's state (RFC 4271): Idle, Connect, Active,
+	// OpenSent, OpenConfirm or Established; or "Off" when no speaker runs
+	// for the peer's port, with Reason saying why.
+	State string `json:"state"`
+	// Since is when the session entered State.
+	Since time.Time `json:"since,omitzero"`
+	// Reason says why the session is down, when it is known.
+	Reason string `json:"reason,omitempty"`
+	// PortID is the uplink port the session runs on, HostID the host whose
+	// agent runs it.
+	PortID ID `json:"portId"`
+	HostID ID `json:"hostId"`
+	// Routes is how many prefixes the router learned from the peer.
+	Routes int `json:"routes"`
 }
 
 // BGPNetwork is a prefix a router announces.

@@ -56,6 +56,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "midonet")
+	midonetBin = bin
 	build := exec.Command("go", "build", "-o", bin, "github.com/midonet/midonet/cmd/midonet")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building midonet: %v\n%s", err, out)

@@ -41,6 +41,10 @@ type Config struct {
 	Fast bool
 	// StartTimeout bounds the wait for the member to be ready. Default 60s.
 	StartTimeout time.Duration
+	// MaxTxnOps bounds the operations of a transaction; default MaxTxnOps
+	// (etcd's own default, 128, is what a store that is not ours may hold
+	// clients to).
+	MaxTxnOps uint
 }
 
 // DefaultClientURL is where `midonet cluster` serves its embedded store.
@@ -118,6 +122,9 @@ func Start(cfg Config) (*Server, error) {
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.MaxTxnOps = MaxTxnOps
+	if cfg.MaxTxnOps > 0 {
+		ec.MaxTxnOps = cfg.MaxTxnOps
+	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Keep an hour of history so watchers that reconnect can resume.
 	ec.AutoCompactionMode = embed.CompactorModePeriodic

@@ -417,6 +417,47 @@ func (se *Session) DeleteState(ctx context.Context, key string) error {
 	return nil
 }
 
+// SetStates writes many keys bound to the session.
+func (se *Session) SetStates(ctx context.Context, entries []nsdb.StateEntry) error {
+	for _, e := range entries {
+		if err := checkStateKey(e.Key); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := se.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se.closed {
+		return nsdb.ErrSessionClosed
+	}
+	for _, e := range entries {
+		s.setStateLocked(e.Key, e.Value, se.id)
+	}
+	return nil
+}
+
+// DeleteStates deletes many keys, whichever session holds them.
+func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if err := checkStateKey(k); err != nil {
+			return err
+		}
+	}
+	s := se.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if se.closed {
+		return nsdb.ErrSessionClosed
+	}
+	for _, k := range keys {
+		s.deleteStateLocked(k)
+	}
+	return nil
+}
+
 // Close ends the session: its keys vanish.
 func (se *Session) Close() error {
 	s := se.s
