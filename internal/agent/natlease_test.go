@@ -110,6 +110,14 @@ func TestSNATPortsLeasedDisjointAcrossHosts(t *testing.T) {
 				t.Fatalf("SNAT port %d given to %s and to %s", f.SrcPort, clients[prev].ip, cl.ip)
 			}
 			sender[f.SrcPort] = ci
+			// The packet left by the overlay delivery flow, maybe before
+			// h3's agent imported the state sent ahead of it; a real
+			// reply comes a round trip later.
+			rev := flowstate.NATKey{Type: flowstate.RevSNAT, Src: netip.MustParseAddr("8.8.8.8"), SrcPort: 53,
+				Dst: natIP, DstPort: f.SrcPort, Proto: packet.IPProtoUDP, Device: n.router}
+			if !poll.Until(func() bool { _, ok := h3.state.View(0).NAT(rev); return ok }, 3*time.Second) {
+				t.Fatalf("h3 never imported the NAT key of %s's connection %d", cl.ip, i)
+			}
 			h3.dp.Inject(dpUp, udpFrame(n.gwMAC, n.upMAC, "8.8.8.8", natIP.String(), 53, f.SrcPort))
 			back := readIPv4(t, cl.a, cl.dp)
 			if back.Dst.String() != cl.ip || back.DstPort != sport {
