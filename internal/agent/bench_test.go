@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"runtime"
 	"slices"
@@ -153,73 +152,6 @@ func hasFlowFrom(a *testAgent, in datapath.PortNo) bool {
 
 // inFlight bounds the misses a flow-setup benchmark keeps outstanding.
 const inFlight = 128
-
-// TestConvergence100Agents measures, with 100 agents on one store, the time
-// from a committed topology change to the last agent having invalidated the
-// flows it affects. Set MIDONET_CONVERGENCE=1 to run it (it takes about half a minute).
-func TestConvergence100Agents(t *testing.T) {
-	if os.Getenv("MIDONET_CONVERGENCE") == "" {
-		t.Skip("set MIDONET_CONVERGENCE=1 to run the 100-agent convergence measurement")
-	}
-	const agents, rounds = 100, 20
-	c := newCloudOn(t, []string{etcdURL(t)}) // the store's watch fan-out is part of what is measured
-	chain := topology.NewID()
-	bridge := topology.NewID()
-	c.update(func(tx topology.Store) error {
-		if err := tx.Create(&topology.Chain{ID: chain}); err != nil {
-			return err
-		}
-		return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true, InboundFilterID: topology.IDPtr(chain)})
-	})
-	type vm struct {
-		a      *testAgent
-		in     datapath.PortNo
-		frame  []byte
-		outMAC [6]byte
-	}
-	var vms []vm
-	for i := range agents {
-		a := c.addAgent(fmt.Sprintf("h%d", i), fmt.Sprintf("10.9.%d.%d", i/250, 1+i%250))
-		pin, pout := c.bridgePort(bridge, a, "in"), c.bridgePort(bridge, a, "out")
-		dpIn := a.dpPort(t, "in", pin)
-		a.dpPort(t, "out", pout)
-		dst := [6]byte{2, 1, 0, 0, byte(i >> 8), byte(i)}
-		c.seedMAC(context.Background(), bridge.String(), 0, dst, pout.String())
-		vms = append(vms, vm{a: a, in: dpIn, outMAC: dst,
-			frame: udpFrame([6]byte{2, 2, 0, 0, byte(i >> 8), byte(i)}, dst, "10.0.0.1", "10.0.0.2", 1, 2)})
-	}
-	var lat []time.Duration
-	for r := range rounds {
-		// Every agent installs its flow.
-		for _, v := range vms {
-			installed := false
-			for try := 0; try < 25 && !installed; try++ {
-				v.a.dp.Inject(v.in, v.frame)
-				installed = poll.Until(func() bool { return hasFlowFrom(v.a, v.in) }, 200*time.Millisecond)
-			}
-			if !installed {
-				t.Fatalf("round %d: agent %s installed no flow", r, v.a.HostID())
-			}
-		}
-		start := time.Now()
-		rule := topology.Rule{ID: topology.NewID(), Type: topology.RuleAccept, ChainID: chain}
-		rule.Validate()
-		c.appendRule(chain, rule)
-		committed := time.Since(start)
-		for _, v := range vms {
-			if !poll.Until(func() bool { return !hasFlowFrom(v.a, v.in) }, 5*time.Second) {
-				t.Fatalf("round %d: an agent kept its flow", r)
-			}
-		}
-		lat = append(lat, time.Since(start))
-		t.Logf("round %d: commit %s, last agent invalidated after %s", r, committed, lat[len(lat)-1])
-	}
-	slices.Sort(lat)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	t.Logf("convergence over %d agents, %d rounds: p50 %s p99 %s (heap in use %d MB)", agents, rounds,
-		lat[len(lat)/2], lat[len(lat)*99/100], ms.HeapInuse>>20)
-}
 
 // TestMemoryAt100kFlows installs 100,000 flows through one agent on the mem
 // datapath and reports the memory they take (heap growth, since the test

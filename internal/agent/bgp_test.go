@@ -128,11 +128,12 @@ func TestFullTableIntoSnapshots(t *testing.T) {
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
-		cache := newTopoCache()
+		cache := newTopoCache(topology.ID{})
 		for _, e := range entries {
 			cache.applyState(e.Key, e.Value)
 		}
-		tables := cache.learned.tables()
+		cache.learned.flush(cache.b)
+		tables := cache.learned.byRtr
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		t.Logf("one agent's cache of %d learned routes (keys and table): %d MiB of heap (%d B a route)",

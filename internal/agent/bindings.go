@@ -63,10 +63,8 @@ func (a *Agent) reconcileTunnels(ctx context.Context) {
 // active.
 func (a *Agent) reconcileBindings(ctx context.Context) {
 	want := map[topology.ID]topology.Port{}
-	for _, p := range a.topo.ports {
-		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
-			want[p.ID] = p
-		}
+	for id := range a.topo.local {
+		want[id] = *a.topo.ports[id.String()]
 	}
 	a.mu.Lock()
 	var activate, deactivate []topology.ID
@@ -118,12 +116,10 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		// when the store echoes the keys written below: a flow simulated
 		// in between would be invalidated by the echo.
 		for _, id := range activate {
-			a.topo.active[id] = a.hostID
+			a.topo.setActive(id, a.hostID)
 		}
 		for _, id := range deactivate {
-			if a.topo.active[id] == a.hostID {
-				delete(a.topo.active, id)
-			}
+			a.topo.clearActive(id, a.hostID)
 		}
 		a.publishSnapshot()
 	}
