@@ -231,7 +231,8 @@ type Agent struct {
 	ports atomic.Pointer[portTables]
 
 	// topoKick asks the topology goroutine to reconcile bindings again.
-	topoKick chan struct{}
+	topoKick  chan struct{}
+	routerSet atomic.Pointer[map[topology.ID]bool]
 
 	// importMsg is the decoding scratch of importState, which runs on the
 	// one datapath goroutine that delivers upcalls.
@@ -299,7 +300,7 @@ func New(cfg Config) (*Agent, error) {
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
 	a.nat = newNATLeaser(a)
 	a.state.TrackSNAT(a.nat.leases)
-	a.topo = newTopoCache(topology.ID{})
+	a.topo = newTopoCache()
 	a.services = newServiceRunner(a, cfg.Services)
 	a.publishPorts()
 	return a, nil

@@ -128,12 +128,11 @@ func TestFullTableIntoSnapshots(t *testing.T) {
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
-		cache := newTopoCache(topology.ID{})
+		cache := newTopoCache()
 		for _, e := range entries {
 			cache.applyState(e.Key, e.Value)
 		}
-		cache.learned.flush(cache.b)
-		tables := cache.learned.byRtr
+		tables := cache.learned.tables()
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		t.Logf("one agent's cache of %d learned routes (keys and table): %d MiB of heap (%d B a route)",

@@ -63,8 +63,10 @@ func (a *Agent) reconcileTunnels(ctx context.Context) {
 // active.
 func (a *Agent) reconcileBindings(ctx context.Context) {
 	want := map[topology.ID]topology.Port{}
-	for id := range a.topo.local {
-		want[id] = *a.topo.ports[id.String()]
+	for _, p := range a.topo.ports {
+		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
+			want[p.ID] = p
+		}
 	}
 	a.mu.Lock()
 	var activate, deactivate []topology.ID
@@ -116,10 +118,12 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		// when the store echoes the keys written below: a flow simulated
 		// in between would be invalidated by the echo.
 		for _, id := range activate {
-			a.topo.setActive(id, a.hostID)
+			a.topo.active[id] = a.hostID
 		}
 		for _, id := range deactivate {
-			a.topo.clearActive(id, a.hostID)
+			if a.topo.active[id] == a.hostID {
+				delete(a.topo.active, id)
+			}
 		}
 		a.publishSnapshot()
 	}

@@ -76,10 +76,9 @@ func (l *learnedRoutes) pend(lr sim.LearnedRoute, del bool) {
 	m[lr.ID] = learnedOp{route: lr, del: del}
 }
 
-// flush applies the changes since the last call to the routers' tables
-// (shared with the snapshots: never changed in place) and gives the
-// builder the tables that changed.
-func (l *learnedRoutes) flush(b *sim.Builder) {
+// tables applies the changes since the last call and returns the routers'
+// tables (shared with the snapshots: never changed in place).
+func (l *learnedRoutes) tables() map[topology.ID]*sim.LearnedTable {
 	for r, ops := range l.pending {
 		var put, del []sim.LearnedRoute
 		for _, op := range ops {
@@ -94,7 +93,7 @@ func (l *learnedRoutes) flush(b *sim.Builder) {
 		} else {
 			delete(l.byRtr, r)
 		}
-		b.SetLearned(r, l.byRtr[r])
 	}
 	clear(l.pending)
+	return l.byRtr
 }

@@ -146,8 +146,8 @@ func (a *Agent) expireLoop(ctx context.Context) {
 
 // isRouter reports whether id is a router of the current topology.
 func (a *Agent) isRouter(id topology.ID) bool {
-	snap := a.snap.Load()
-	return snap != nil && snap.IsRouter(id)
+	rs := a.routerSet.Load()
+	return rs != nil && (*rs)[id]
 }
 
 // stateTunnel returns the actions that send a flow-state frame to host,

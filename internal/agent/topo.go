@@ -13,31 +13,18 @@ import (
 )
 
 // topoCache is the agent's copy of the topology and of the state tables the
-// simulation reads, kept current by the NSDB watch, and the builder that
-// compiles them into snapshots change by change: a write costs the agent
-// what it changes, not a compilation of the whole topology. Only
-// followTopology touches it.
+// simulation reads, kept current by the NSDB watch. Only followTopology
+// touches it.
 type topoCache struct {
-	b    *sim.Builder
-	host topology.ID // this host: its ports are plugged by reconcileBindings
-	// local holds the ports bound to this host's interfaces.
-	local map[topology.ID]struct{}
-	// zonesChanged and localChanged say that tunnels and bindings need
-	// reconciling: a tunnel zone, or a port bound here (before or after
-	// the change), changed since the last reconciliation.
-	zonesChanged, localChanged bool
-
-	// The objects, shared with the builder: an event decodes a new one,
-	// never changes one in place.
-	bridges  map[string]*topology.Bridge
-	routers  map[string]*topology.Router
-	ports    map[string]*topology.Port
-	routes   map[string]*topology.Route
-	chains   map[string]*topology.Chain
-	rules    map[string]*topology.Rule
-	pgroups  map[string]*topology.PortGroup
-	ipgroups map[string]*topology.IPAddrGroup
-	zones    map[string]*topology.TunnelZone
+	bridges  map[string]topology.Bridge
+	routers  map[string]topology.Router
+	ports    map[string]topology.Port
+	routes   map[string]topology.Route
+	chains   map[string]topology.Chain
+	rules    map[string]topology.Rule
+	pgroups  map[string]topology.PortGroup
+	ipgroups map[string]topology.IPAddrGroup
+	zones    map[string]topology.TunnelZone
 
 	macs   map[string]sim.MACEntry   // by state key
 	ipmacs map[string]sim.IPMACEntry // by state key
@@ -45,29 +32,28 @@ type topoCache struct {
 	active map[topology.ID]topology.ID
 
 	// bgpPeers decide which uplink traffic goes to a BGP speaker.
-	bgpPeers map[string]*topology.BGPPeer
+	bgpPeers map[string]topology.BGPPeer
 	// learned holds the routes learned by BGP, by state key; the routers'
 	// tables change route by route (learned.go).
 	learned learnedRoutes
 }
 
-func newTopoCache(host topology.ID) *topoCache {
+func newTopoCache() *topoCache {
 	c := &topoCache{}
-	c.reset(host)
+	c.reset()
 	return c
 }
 
-func (c *topoCache) reset(host topology.ID) {
+func (c *topoCache) reset() {
 	*c = topoCache{
-		b: sim.NewBuilder(true), host: host, local: map[topology.ID]struct{}{}, zonesChanged: true, localChanged: true,
-		bridges: map[string]*topology.Bridge{}, routers: map[string]*topology.Router{},
-		ports: map[string]*topology.Port{}, routes: map[string]*topology.Route{},
-		chains: map[string]*topology.Chain{}, rules: map[string]*topology.Rule{},
-		pgroups: map[string]*topology.PortGroup{}, ipgroups: map[string]*topology.IPAddrGroup{},
-		zones: map[string]*topology.TunnelZone{},
+		bridges: map[string]topology.Bridge{}, routers: map[string]topology.Router{},
+		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
+		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
+		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
+		zones: map[string]topology.TunnelZone{},
 		macs:  map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
 		active:   map[topology.ID]topology.ID{},
-		bgpPeers: map[string]*topology.BGPPeer{},
+		bgpPeers: map[string]topology.BGPPeer{},
 		learned:  newLearnedRoutes(),
 	}
 }
@@ -81,109 +67,42 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 			tags = append(tags, sim.DeviceTag(uid))
 		}
 	}
-	uid, err := topology.ParseID(id)
-	if err != nil {
-		return nil
-	}
 	switch kind {
 	case topology.KindBridge:
 		apply(c.bridges, id, value)
-		toBuilder(c.b, c.bridges, kind, uid)
 		devTag(id)
 	case topology.KindRouter:
 		apply(c.routers, id, value)
-		toBuilder(c.b, c.routers, kind, uid)
 		devTag(id)
 	case topology.KindPort:
-		if old, ok := c.ports[id]; ok && c.isLocal(old) {
-			c.localChanged = true
-		}
-		tags = applyOwned(c.ports, id, value, tags, func(p *topology.Port) topology.ID { return p.DeviceID })
-		toBuilder(c.b, c.ports, kind, uid)
+		tags = applyOwned(c.ports, id, value, tags, func(p topology.Port) topology.ID { return p.DeviceID })
 		devTag(id)
-		delete(c.local, uid)
-		if p, ok := c.ports[id]; ok && c.isLocal(p) {
-			c.local[uid] = struct{}{}
-			c.localChanged = true
-		}
-		c.bind(uid)
 	case topology.KindRoute:
-		tags = applyOwned(c.routes, id, value, tags, func(r *topology.Route) topology.ID { return r.RouterID })
-		toBuilder(c.b, c.routes, kind, uid)
+		tags = applyOwned(c.routes, id, value, tags, func(r topology.Route) topology.ID { return r.RouterID })
 	case topology.KindChain:
 		apply(c.chains, id, value)
-		toBuilder(c.b, c.chains, kind, uid)
 		devTag(id)
 	case topology.KindRule:
-		tags = applyOwned(c.rules, id, value, tags, func(r *topology.Rule) topology.ID { return r.ChainID })
-		toBuilder(c.b, c.rules, kind, uid)
+		tags = applyOwned(c.rules, id, value, tags, func(r topology.Rule) topology.ID { return r.ChainID })
 	case topology.KindPortGroup:
 		apply(c.pgroups, id, value)
-		toBuilder(c.b, c.pgroups, kind, uid)
 		devTag(id)
 	case topology.KindIPAddrGroup:
 		apply(c.ipgroups, id, value)
-		toBuilder(c.b, c.ipgroups, kind, uid)
 		devTag(id)
 	case topology.KindTunnelZone:
 		apply(c.zones, id, value)
-		c.zonesChanged = true
 	case topology.KindBGPPeer:
-		tags = applyOwned(c.bgpPeers, id, value, tags, func(p *topology.BGPPeer) topology.ID { return p.RouterID })
-		toBuilder(c.b, c.bgpPeers, kind, uid)
+		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
 	}
 	return tags
-}
-
-// isLocal reports whether p is bound to an interface of this host.
-func (c *topoCache) isLocal(p *topology.Port) bool {
-	return p.HostID != nil && *p.HostID == c.host && p.InterfaceName != nil
-}
-
-// toBuilder hands m's object id, or its absence, to the builder.
-func toBuilder[T any, P interface {
-	*T
-	topology.Object
-}](b *sim.Builder, m map[string]*T, kind string, id topology.ID) {
-	key := id.String()
-	if v, ok := m[key]; ok {
-		b.Put(P(v))
-	} else {
-		b.Delete(kind, id)
-	}
-}
-
-// bind tells the builder whether a port is active: bound to an interface
-// on a host whose agent reports it active.
-func (c *topoCache) bind(id topology.ID) {
-	p, ok := c.ports[id.String()]
-	host, active := c.active[id]
-	if ok && active && p.HostID != nil && p.InterfaceName != nil && host == *p.HostID {
-		c.b.SetBinding(sim.PortBinding{Port: id, Host: host, TunnelKey: uint32(p.TunnelKey)})
-		return
-	}
-	c.b.DeleteBinding(id)
-}
-
-// setActive records a port active on host (this one, when it plugs it).
-func (c *topoCache) setActive(id, host topology.ID) {
-	c.active[id] = host
-	c.bind(id)
-}
-
-// clearActive records a port inactive, if it was active on host.
-func (c *topoCache) clearActive(id, host topology.ID) {
-	if c.active[id] == host {
-		delete(c.active, id)
-		c.bind(id)
-	}
 }
 
 // applyOwned is apply for an object that belongs to a device (a port's
 // bridge or router, a route's router, a rule's chain): it appends to tags
 // the device it belonged to before the change and the one it belongs to
 // after.
-func applyOwned[T any](m map[string]*T, id string, value []byte, tags []sim.Tag, owner func(*T) topology.ID) []sim.Tag {
+func applyOwned[T any](m map[string]T, id string, value []byte, tags []sim.Tag, owner func(T) topology.ID) []sim.Tag {
 	if old, ok := m[id]; ok {
 		tags = append(tags, sim.DeviceTag(owner(old)))
 	}
@@ -194,14 +113,14 @@ func applyOwned[T any](m map[string]*T, id string, value []byte, tags []sim.Tag,
 	return tags
 }
 
-// apply decodes value into a new m[id], or deletes m[id] for a nil value.
-func apply[T any](m map[string]*T, id string, value []byte) {
+// apply decodes value into m[id], or deletes m[id] for a nil value.
+func apply[T any](m map[string]T, id string, value []byte) {
 	if value == nil {
 		delete(m, id)
 		return
 	}
-	v := new(T)
-	if err := json.Unmarshal(value, v); err != nil {
+	var v T
+	if err := json.Unmarshal(value, &v); err != nil {
 		return
 	}
 	m[id] = v
@@ -227,7 +146,6 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 				return nil
 			}
 			delete(c.macs, key)
-			c.b.DeleteMAC(old.Bridge, old.VLAN, old.MAC)
 			return []sim.Tag{sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port)}
 		}
 		port, err := topology.ParseID(string(value))
@@ -238,7 +156,6 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return nil // relearned where it was: nothing changes
 		}
 		c.macs[key] = sim.MACEntry{Bridge: bid, VLAN: vlan, MAC: mac, Port: port}
-		c.b.SetMAC(c.macs[key])
 		tags := []sim.Tag{sim.FloodTag(bid, vlan, mac)}
 		if had {
 			tags = append(tags, sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port))
@@ -251,15 +168,11 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return nil
 		}
 		if value == nil {
-			if _, had := c.ipmacs[key]; had {
-				delete(c.ipmacs, key)
-				c.b.DeleteIPMAC(bid, ip)
-			}
+			delete(c.ipmacs, key)
 			return nil
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
 			c.ipmacs[key] = sim.IPMACEntry{Bridge: bid, IP: ip, MAC: mac}
-			c.b.SetIPMAC(c.ipmacs[key])
 		}
 		return nil
 	case strings.HasPrefix(key, "/state/routers/"):
@@ -271,12 +184,10 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 		tags := []sim.Tag{sim.ARPTag(rid, ip)}
 		if value == nil {
 			delete(c.arps, key)
-			c.b.DeleteARP(rid, ip)
 			return tags
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
 			c.arps[key] = sim.ARPEntry{Router: rid, IP: ip, MAC: mac}
-			c.b.SetARP(c.arps[key])
 		}
 		return tags
 	case strings.HasPrefix(key, "/state/ports/"):
@@ -299,10 +210,39 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			}
 			c.active[pid] = host
 		}
-		c.bind(pid)
 		return []sim.Tag{sim.DeviceTag(pid)}
 	}
 	return nil
+}
+
+// input assembles the simulation's input from the cache.
+func (c *topoCache) input() sim.SnapshotInput {
+	in := sim.SnapshotInput{
+		Bridges: values(c.bridges), Routers: values(c.routers), Ports: values(c.ports),
+		Routes: values(c.routes), Chains: values(c.chains), Rules: values(c.rules),
+		PortGroups: values(c.pgroups), IPAddrGroups: values(c.ipgroups),
+		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
+		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
+	}
+	for i := range in.Ports {
+		p := &in.Ports[i]
+		if p.HostID == nil || p.InterfaceName == nil {
+			continue
+		}
+		// A bound port is usable once its host's agent reports it active.
+		if host, ok := c.active[p.ID]; ok && host == *p.HostID {
+			in.PortBinding = append(in.PortBinding, sim.PortBinding{Port: p.ID, Host: host, TunnelKey: uint32(p.TunnelKey)})
+		}
+	}
+	return in
+}
+
+func values[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // followTopology loads the topology and state, then follows every change,
@@ -340,7 +280,7 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	c := newTopoCache(a.hostID)
+	c := newTopoCache()
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
 	}
@@ -445,21 +385,14 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 	return nil, false
 }
 
-// rebuild compiles a new snapshot, publishes it, reconciles the tunnels and
-// bindings of this host if a zone or a port bound here changed, and
-// invalidates the flows the change affects.
+// rebuild compiles a new snapshot, publishes it, reconciles the bindings
+// and tunnels of this host, and invalidates the flows the change affects.
 func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	if !a.publishSnapshot() {
 		return
 	}
-	if a.topo.zonesChanged {
-		a.topo.zonesChanged = false
-		a.reconcileTunnels(ctx)
-	}
-	if a.topo.localChanged {
-		a.topo.localChanged = false
-		a.reconcileBindings(ctx)
-	}
+	a.reconcileTunnels(ctx)
+	a.reconcileBindings(ctx)
 	if len(tags) > 0 {
 		n := a.flows.Invalidate(tags)
 		if n > 0 {
@@ -468,21 +401,23 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	}
 }
 
-// publishSnapshot compiles what changed in the cached topology into the
-// snapshot the workers read. It reports false, keeping the previous
-// snapshot, when the topology does not compile.
+// publishSnapshot compiles the cached topology into the snapshot the
+// workers read. It reports false, keeping the previous snapshot, when the
+// topology does not compile.
 func (a *Agent) publishSnapshot() bool {
 	start := time.Now()
-	a.topo.learned.flush(a.topo.b)
-	objects := a.topo.b.Dirty()
-	snap, err := a.topo.b.Build()
+	snap, err := sim.NewSnapshot(a.topo.input())
 	if err != nil {
 		a.log.Error("topology does not compile; keeping the previous snapshot", "err", err)
 		return false
 	}
 	a.snap.Store(snap)
+	routers := make(map[topology.ID]bool, len(a.topo.routers))
+	for _, r := range a.topo.routers {
+		routers[r.ID] = true
+	}
+	a.routerSet.Store(&routers)
 	a.metrics.snapshotBuild.Observe(time.Since(start).Seconds())
-	a.metrics.snapshotObjects.Observe(float64(objects))
 	return true
 }
 
@@ -502,9 +437,11 @@ func (a *Agent) localZoneAddr() (netip.Addr, bool) {
 func (a *Agent) pendingBindings() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for id := range a.topo.local {
-		if _, ok := a.bound[id]; !ok {
-			return true
+	for _, p := range a.topo.ports {
+		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
+			if _, ok := a.bound[p.ID]; !ok {
+				return true
+			}
 		}
 	}
 	return false

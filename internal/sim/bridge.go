@@ -20,7 +20,7 @@ func (s *Simulator) bridgeProcess(b *bridge) verdict {
 	s.mirrorTo(b.mirrorsIn)
 	// A frame entering a VLAN-aware bridge from an interior port with a
 	// VLAN id gets that tag; trunk frames keep theirs.
-	if in.vlan != 0 && in.peer != 0 {
+	if in.vlan != 0 && in.peer != nil {
 		if s.vlan() != 0 {
 			return s.drop(ReasonVLAN)
 		}
@@ -51,15 +51,14 @@ func (s *Simulator) bridgeProcess(b *bridge) verdict {
 		return s.flood(b, vid)
 	}
 	if rp, ok := b.rtrMACs[dst]; ok {
-		return s.bridgeUnicastTo(b, rp)
+		return s.bridgeUnicast(b, rp)
 	}
-	h, ok := b.macs[macKey{vid, dst}]
-	out := s.snap.port(h)
-	if !ok || out == nil {
+	out, ok := b.macs[macKey{vid, dst}]
+	if !ok {
 		s.tag(FloodTag(b.id, vid, dst))
 		return s.flood(b, vid)
 	}
-	if out.id == in.id {
+	if out == in {
 		return s.tempDrop(ReasonSameInOutPort)
 	}
 	s.tag(MACTag(b.id, vid, dst, out.id))
@@ -76,7 +75,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 		var mac [6]byte
 		known := false
 		if rp, ok := b.rtrIPs[tpa]; ok {
-			mac, known = rp.mac, true
+			mac, known = rp.peer.mac, true
 		} else if m, ok := b.ipMAC[tpa]; ok && b.answerARP {
 			mac, known = m, true
 		}
@@ -91,7 +90,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 		}
 	}
 	if rp, ok := b.rtrIPs[tpa]; ok {
-		return s.bridgeUnicastTo(b, rp.port)
+		return s.bridgeUnicast(b, rp)
 	}
 	if spa == tpa {
 		// Gratuitous ARP: learn the address, flood, and see every such
@@ -102,15 +101,6 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 	}
 	s.tag(ARPRequestsTag(b.id))
 	return s.flood(b, vid)
-}
-
-// bridgeUnicastTo is bridgeUnicast to the port of a handle.
-func (s *Simulator) bridgeUnicastTo(b *bridge, h handle[port]) verdict {
-	out := s.snap.port(h)
-	if out == nil {
-		return s.tempDrop(ReasonUnknownPort)
-	}
-	return s.bridgeUnicast(b, out)
 }
 
 // bridgeUnicast applies the bridge's outbound chains (untagged frames only)
@@ -148,26 +138,25 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 		s.trace("bridge", b.id, "flood", "")
 	}
 	saved := s.save()
-	// out sends a branch out of port h, unless it is the ingress port.
-	out := func(h handle[port]) {
-		p := s.snap.port(h)
-		if p == nil || (saved.inPort != nil && p.id == saved.inPort.id) {
-			return
+	for _, p := range b.flood {
+		if p == saved.inPort {
+			continue
 		}
 		s.restore(&saved)
 		s.portEgress(p)
 	}
-	for _, h := range b.flood {
-		out(h)
-	}
 	if vid != 0 {
-		if h, ok := b.vlanPorts[vid]; ok {
-			out(h)
+		if p, ok := b.vlanPorts[vid]; ok && p != saved.inPort {
+			s.restore(&saved)
+			s.portEgress(p)
 		}
 	}
 	// A bridge linked to a VLAN-aware bridge floods to it too.
-	for _, h := range b.vabPeers {
-		out(h)
+	for _, p := range b.vabPeers {
+		if p != saved.inPort {
+			s.restore(&saved)
+			s.portEgress(p)
+		}
 	}
 	s.restore(&saved)
 	return vForward

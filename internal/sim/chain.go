@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -43,7 +44,7 @@ type rule struct {
 	typ    string
 	cond   cond
 	action ruleAction
-	jump   handle[chain] // the target chain's handle: it may not exist
+	jump   *chain // nil when the target chain does not exist
 	jumpID ID
 	nat    natKind
 	static bool // a floating-IP style forward NAT rule: one address, no ports
@@ -114,7 +115,54 @@ type cond struct {
 	tpSrc, tpDst                           [2]uint16
 }
 
-func (b *Builder) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}) (rule, error) {
+func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule, groups []topology.PortGroup, ipGroups []topology.IPAddrGroup) error {
+	for i := range groups {
+		g := &groups[i]
+		s.groups[g.ID] = &portGroup{id: g.ID, stateful: g.Stateful, ports: g.PortIDs}
+	}
+	ipg := make(map[ID]map[[4]byte]struct{}, len(ipGroups))
+	for i := range ipGroups {
+		g := &ipGroups[i]
+		m := map[[4]byte]struct{}{}
+		for _, a := range g.IPAddrPorts {
+			if x, err := netip.ParseAddr(a.IPAddress); err == nil && x.Is4() {
+				m[x.As4()] = struct{}{}
+			}
+		}
+		ipg[g.ID] = m
+	}
+	byID := make(map[ID]*topology.Rule, len(rules))
+	for i := range rules {
+		byID[rules[i].ID] = &rules[i]
+	}
+	for i := range chains {
+		c := &chains[i]
+		ch := &chain{id: c.ID, tag: DeviceTag(c.ID)}
+		if c.Name != nil {
+			ch.name = *c.Name
+		}
+		s.chains[c.ID] = ch
+	}
+	for i := range chains {
+		c := &chains[i]
+		ch := s.chains[c.ID]
+		ch.rules = make([]rule, 0, len(c.RuleIDs))
+		for _, rid := range c.RuleIDs {
+			tr, ok := byID[rid]
+			if !ok {
+				continue
+			}
+			r, err := s.compileRule(tr, ipg)
+			if err != nil {
+				return fmt.Errorf("%w: chain %s: rule %s: %w", ErrTopology, c.ID, rid, err)
+			}
+			ch.rules = append(ch.rules, r)
+		}
+	}
+	return nil
+}
+
+func (s *Snapshot) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}) (rule, error) {
 	r := rule{id: tr.ID, typ: tr.Type}
 	flow := actAccept
 	if tr.FlowAction != nil {
@@ -138,7 +186,7 @@ func (b *Builder) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}
 		r.action = actJump
 		if tr.JumpChainID != nil {
 			r.jumpID = *tr.JumpChainID
-			r.jump = b.ix.chains.of(r.jumpID)
+			r.jump = s.chains[r.jumpID]
 		}
 	case topology.RuleDNAT, topology.RuleSNAT:
 		r.action = flow
@@ -180,7 +228,7 @@ func (b *Builder) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}
 		// simulation here, and L2 insertion is not simulated (2026-11).
 		r.action = actContinue
 	}
-	if err := b.compileCond(&r.cond, &tr.Condition, ipg); err != nil {
+	if err := s.compileCond(&r.cond, &tr.Condition, ipg); err != nil {
 		return r, err
 	}
 	// Dynamic NAT (and NAT on L4 fields) only ever matches unfragmented
@@ -199,7 +247,7 @@ func deref(p *string) string {
 	return *p
 }
 
-func (b *Builder) compileCond(c *cond, tc *topology.Condition, ipg map[ID]map[[4]byte]struct{}) error {
+func (s *Snapshot) compileCond(c *cond, tc *topology.Condition, ipg map[ID]map[[4]byte]struct{}) error {
 	set := func(f condField, inv bool) {
 		c.set |= f
 		if inv {

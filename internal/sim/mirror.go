@@ -7,29 +7,24 @@ type mirror struct {
 	tag   Tag
 	conds []cond
 	toID  ID
-	to    handle[port]
+	to    *port // nil when the target port does not exist
 }
 
 // mirrorTo simulates, for each mirror with a matching condition, a copy of
 // the packet as it is now leaving the mirror's target port (through that
 // port's outbound chains). The copies do not change the original's path:
 // the context is restored after each one, and a dropped copy is ignored.
-func (s *Simulator) mirrorTo(ms []handle[mirror]) {
-	for _, h := range ms {
-		m := s.snap.mirror(h)
-		if m == nil {
-			continue
-		}
+func (s *Simulator) mirrorTo(ms []*mirror) {
+	for _, m := range ms {
 		s.tag(m.tag)
-		to := s.snap.port(m.to)
-		if to == nil || !s.mirrorMatches(m) {
+		if m.to == nil || !s.mirrorMatches(m) {
 			continue
 		}
 		if s.tracing {
 			s.trace("mirror", m.id, "copy", "to port "+m.toID.String())
 		}
 		saved := s.save()
-		s.portEgress(to)
+		s.portEgress(m.to)
 		s.restore(&saved)
 	}
 }

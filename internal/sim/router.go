@@ -96,8 +96,8 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	}
 	s.setNwTTL(ttl - 1)
 
-	out := s.snap.port(rt.port)
-	if out == nil || !out.hasAddr || dstIP == out.addr {
+	out := rt.port
+	if !out.hasAddr || dstIP == out.addr {
 		return s.drop(ReasonBadEgressPort)
 	}
 	s.outPort = out
@@ -150,13 +150,13 @@ func (s *Simulator) routerProcess(r *router) verdict {
 // router port's MAC, a bridge's knowledge of its router ports and its ARP
 // suppression table, then the router's ARP table.
 func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool) {
-	if peer := s.snap.port(out.peer); peer != nil {
-		if peer.router != 0 {
+	if peer := out.peer; peer != nil {
+		if peer.router != nil {
 			return peer.mac, true
 		}
-		if b := s.snap.bridge(peer.bridge); b != nil {
+		if b := peer.bridge; b != nil {
 			if bp, ok := b.rtrIPs[gw]; ok {
-				return bp.mac, true
+				return bp.peer.mac, true
 			}
 			if m, ok := b.ipMAC[gw]; ok {
 				return m, true

@@ -164,10 +164,10 @@ func (s *Simulator) MatchICMPID(on bool) {
 // paths once the scratch space has grown, unless tracing.
 func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now time.Time) *Result {
 	s.reset(snap, state, pkt, now)
-	p := snap.portByID(pkt.Port)
+	p, ok := snap.ports[pkt.Port]
 	var v verdict
 	switch {
-	case p == nil:
+	case !ok:
 		v = s.tempDrop(ReasonUnknownPort)
 	case pkt.Generated:
 		s.inputPort = p
@@ -345,11 +345,11 @@ func (s *Simulator) portIngress(p *port) verdict {
 		s.trace("port", p.id, "ingress", "")
 	}
 	s.inPort, s.outPort, s.nwDstRewritten = p, nil, false
-	if p.router != 0 {
+	if p.router != nil {
 		s.preRouting = s.wc
 	}
 	if !p.adminUp {
-		if p.router != 0 {
+		if p.router != nil {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonPortAdminDown)
@@ -364,7 +364,7 @@ func (s *Simulator) portIngress(p *port) verdict {
 	case actDrop:
 		return s.drop(s.chainDropReason())
 	case actReject:
-		if p.router != 0 {
+		if p.router != nil {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonChain)
@@ -374,21 +374,17 @@ func (s *Simulator) portIngress(p *port) verdict {
 		// QoS DSCP marking keeps the ECN bits.
 		s.setNwTOS(uint8(p.dscp)<<2 | s.nwTOS()&3)
 	}
-	if p.bridge != 0 {
-		if b := s.snap.bridge(p.bridge); b != nil {
-			return s.bridgeProcess(b)
-		}
-	} else if r := s.snap.router(p.router); r != nil {
-		return s.routerProcess(r)
+	if p.bridge != nil {
+		return s.bridgeProcess(p.bridge)
 	}
-	return s.tempDrop(ReasonUnknownPort) // its device is gone: the next snapshot drops the port too
+	return s.routerProcess(p.router)
 }
 
 // portEgress handles a packet leaving through port p: VLAN pop on a
 // VLAN-aware bridge's interior port, tags, the port's outbound chains, then
 // emission (exterior), hand-off to the peer (interior) or a drop (unplugged).
 func (s *Simulator) portEgress(p *port) verdict {
-	if p.bridge != 0 && p.vlan != 0 && p.peer != 0 {
+	if p.bridge != nil && p.vlan != 0 && p.peer != nil {
 		if s.vlan()&0x0fff != p.vlan {
 			return s.drop(ReasonVLAN)
 		}
@@ -401,7 +397,7 @@ func (s *Simulator) portEgress(p *port) verdict {
 	s.device = p.deviceID()
 	s.outPort = p
 	if !p.adminUp {
-		if p.router != 0 && s.inPort != nil && s.inPort.router == p.router {
+		if p.router != nil && s.inPort != nil && s.inPort.router == p.router {
 			// Routed to a port that is down: the router tells the sender.
 			s.icmpError(s.inPort, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
@@ -415,10 +411,9 @@ func (s *Simulator) portEgress(p *port) verdict {
 		return s.drop(ReasonChain)
 	}
 	s.mirrorTo(p.mirrorsOut)
-	if peer := s.snap.port(p.peer); peer != nil {
-		return s.portIngress(peer)
-	}
 	switch {
+	case p.peer != nil:
+		return s.portIngress(p.peer)
 	case p.exterior:
 		s.emit(p)
 		return vForward
@@ -519,12 +514,8 @@ func (s *Simulator) setICMPData(d ICMPData) {
 // runChains applies a device's or port's filter chains in order; the first
 // chain that does not accept decides. It returns actAccept, actDrop or
 // actReject.
-func (s *Simulator) runChains(chains []handle[chain]) ruleAction {
-	for _, h := range chains {
-		c := s.snap.chain(h)
-		if c == nil {
-			continue // a chain that does not exist accepts
-		}
+func (s *Simulator) runChains(chains []*chain) ruleAction {
+	for _, c := range chains {
 		s.nstack = 0
 		switch a := s.runChain(c); a {
 		case actDrop, actReject:
@@ -576,14 +567,13 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 		case actContinue:
 			continue
 		case actJump:
-			jump := s.snap.chain(r.jump)
-			if jump == nil || s.nstack >= maxJumpDepth || s.onStack(jump) {
+			if r.jump == nil || s.nstack >= maxJumpDepth || s.onStack(r.jump) {
 				if s.tracing {
 					s.trace("rule", r.id, "jump ignored", "missing chain or loop: "+r.jumpID.String())
 				}
 				continue
 			}
-			switch a := s.runChain(jump); a {
+			switch a := s.runChain(r.jump); a {
 			case actAccept, actDrop, actReject:
 				return a
 			}
@@ -596,7 +586,7 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 
 func (s *Simulator) onStack(c *chain) bool {
 	for i := 0; i < s.nstack; i++ {
-		if s.chainStack[i].id == c.id {
+		if s.chainStack[i] == c {
 			return true
 		}
 	}

@@ -47,10 +47,10 @@ func (t Trace) String() string {
 
 // deviceType names the kind of device id for a trace event.
 func (s *Simulator) deviceType(id ID) string {
-	if s.snap.bridges.at(s.snap.ix.bridges.get(id)) != nil {
+	if _, ok := s.snap.bridges[id]; ok {
 		return "bridge"
 	}
-	if s.snap.routerByID(id) != nil {
+	if _, ok := s.snap.routers[id]; ok {
 		return "router"
 	}
 	return "device"
@@ -60,6 +60,6 @@ func (s *Simulator) trace(typ string, id ID, event, detail string) {
 	if typ == "device" {
 		typ = s.deviceType(id)
 	}
-	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Name: s.snap.nameOf(id),
+	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Name: s.snap.names[id],
 		Event: event, Detail: detail})
 }
