@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 # bird2: the external network's BGP router, from which the provider router
-# learns its default route.
-if ! command -v ip >/dev/null || ! command -v ping >/dev/null || ! command -v bird >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 iputils-ping bird2 >/dev/null
+# learns its default route; isc-dhcp-client: the VMs are namespaces that get
+# their addresses by DHCP with dhclient.
+if ! command -v ip >/dev/null || ! command -v ping >/dev/null || ! command -v bird >/dev/null || ! command -v dhclient >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 iputils-ping bird2 isc-dhcp-client >/dev/null
 fi
 echo "==> building midonet"
 go build -o ./midonet ./cmd/midonet

@@ -21,6 +21,8 @@ import (
 	"github.com/midonet/midonet/internal/datapath/userspace"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/services/bgp"
+	"github.com/midonet/midonet/internal/services/health"
+	"github.com/midonet/midonet/internal/sim"
 )
 
 func agentCommand() *cobra.Command {
@@ -35,6 +37,7 @@ func agentCommand() *cobra.Command {
 		busyPoll      time.Duration
 		dpCPUs        string
 		fastPath      bool
+		healthMonitor bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -91,6 +94,11 @@ func agentCommand() *cobra.Command {
 				// Published in the store, for the cluster's console.
 				cfg.MetricsAddress = metricsLn.Addr().String()
 			}
+			var hs *healthService
+			if healthMonitor {
+				hs = &healthService{store: store}
+				cfg.Services = append(cfg.Services, hs)
+			}
 			a, err := agent.New(cfg)
 			if err != nil {
 				if metricsLn != nil {
@@ -104,6 +112,9 @@ func agentCommand() *cobra.Command {
 				go srv.Serve(metricsLn)
 				defer srv.Shutdown(context.Background())
 				log.Info("metrics serving", "addr", cfg.MetricsAddress)
+			}
+			if hs != nil {
+				hs.reg = a.Metrics().Registry()
 			}
 			err = a.Run(ctx)
 			dp.Close()
@@ -120,6 +131,16 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on the metrics address")
 	f.IntVar(&cfg.Workers, "workers", 0, "simulation workers (default: the number of cores)")
 	f.IntVar(&cfg.FlowLimit, "flow-limit", agent.DefaultFlowLimit, "maximum installed flows; the oldest are evicted beyond it")
+	f.DurationVar(&cfg.FlowTimeout, "flow-timeout", sim.FlowTimeout,
+		"hard timeout of installed flows, at most MidoNet's 60s (stateful flows: 30s, or this if shorter)")
+	f.DurationVar(&cfg.MACExpire, "mac-expire", agent.DefaultMACExpire,
+		"how long a learned MAC mapping outlives the last flow from the MAC (MidoNet's mac_port_mapping_expire)")
+	f.DurationVar(&cfg.ARPStale, "arp-stale", agent.DefaultARPStale,
+		"age at which a router ARP entry in use is asked for again (MidoNet's arp_stale)")
+	f.DurationVar(&cfg.ARPRetry, "arp-retry", agent.DefaultARPRetry,
+		"least time between two requests refreshing one stale ARP entry (MidoNet's arp_retry_interval)")
+	f.DurationVar(&cfg.ARPExpire, "arp-expire", agent.DefaultARPExpire,
+		"age at which a router ARP entry not written again is deleted (MidoNet's arp_expiration)")
 	f.Uint16Var(&tunnelPort, "tunnel-port", datapath.DefaultVXLANPort, "UDP port of the VXLAN overlay")
 	f.DurationVar(&busyPoll, "busy-poll", 200*time.Microsecond,
 		"userspace datapath: keep polling the ports this long after the last packet before sleeping; "+
@@ -129,8 +150,36 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&fastPath, "fast-path", true,
 		"userspace datapath: run the flows that only rewrite headers and send to a local interface or into the overlay in the kernel (eBPF), "+
 			"so their packets need no receiver to wake up; false: every packet through the agent's receivers")
+	f.BoolVar(&healthMonitor, "health-monitor", true,
+		"take part in the election of the one agent that runs the load balancers' health monitors "+
+			"(it probes pool members from a namespace it links to each router)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
+}
+
+// healthService runs, as one of the agent's services, the host's part in
+// the load balancers' health monitors: it campaigns for the lead and, while
+// it holds it, probes the pools' members from namespaces it links to their
+// routers.
+type healthService struct {
+	store *nsdb.Store
+	reg   prometheus.Registerer // the agent's, set before it runs
+}
+
+func (s *healthService) Name() string { return "health-monitor" }
+
+func (s *healthService) Run(ctx context.Context, host *agent.ServiceHost) error {
+	plumbing, err := health.NewNetns(health.NetnsConfig{Store: s.store, HostID: host.ID})
+	if err != nil {
+		return err
+	}
+	defer plumbing.Close()
+	m, err := health.New(health.Config{Store: s.store, HostID: host.ID, Plumbing: plumbing, Logger: host.Log, Registerer: s.reg})
+	if err != nil {
+		return err
+	}
+	m.Run(ctx)
+	return nil
 }
 
 // openDatapath opens the datapath backend the operator chose; us holds

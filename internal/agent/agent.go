@@ -28,11 +28,14 @@
 //	 5. Output (worker.go, state.go): flow state goes to the peers first,
 //	    then the packet is executed, then its flow installed (package flows
 //	    keeps the index).
-//	 6. Invalidate (topo.go, bindings.go, state.go): a topology change, a
-//	    binding change or an expired state key removes exactly the flows
-//	    tagged with it; flows also expire by hard timeout.
+//	 6. Invalidate (topo.go, bindings.go, state.go, arrivals.go): a
+//	    topology change, a binding change, a state key that expires or
+//	    newly arrives removes exactly the flows tagged with it; flows also
+//	    expire by hard timeout.
 //
-// Around the path: topo.go follows the store into snapshots, bindings.go
+// Around the path: topo.go follows the store into snapshots (servicecache.go
+// adds load balancers, mirrors, QoS marks and L2 insertions, and sets the
+// bandwidth limits of the ports bound here), bindings.go
 // plugs ports and opens the overlay, writer.go writes learned state to the
 // store off the packet path, persist.go and journal.go keep the flow state
 // across restarts, migrate.go pulls it for a port that moved here,
@@ -121,6 +124,17 @@ type Config struct {
 	Logger   *slog.Logger
 	// Now returns the time; tests may drive it.
 	Now func() time.Time
+	// MACExpire, ARPRetry, ARPStale and ARPExpire age the learned tables
+	// (ageing.go); defaults MidoNet's 15 s, 10 s, 60 s and 90 s.
+	MACExpire, ARPRetry, ARPStale, ARPExpire time.Duration
+	// FlowTimeout caps the hard timeout of installed flows (default, and
+	// at most, MidoNet's 60 s; stateful flows get 30 s): with a shorter
+	// one, the flows of a MAC that went silent leave sooner, and its
+	// mapping MACExpire later.
+	FlowTimeout time.Duration
+	// InterfaceMTU reads a host interface's MTU, which MSS clamping
+	// compares with the overlay's (default: the kernel's; tests stub it).
+	InterfaceMTU func(name string) (int, error)
 }
 
 // NewConfig returns a configuration with every default filled in, for the
@@ -154,6 +168,10 @@ func (c *Config) fillDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.InterfaceMTU == nil {
+		c.InterfaceMTU = interfaceMTU
+	}
+	c.fillAgeingDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -182,6 +200,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("agent: SessionTTL is %v; give at least 1s (the store counts whole seconds), or 0 for %v",
 			c.SessionTTL, DefaultSessionTTL))
 	}
+	errs = append(errs, c.validateAgeing()...)
 	if c.StateSaveInterval < 0 {
 		errs = append(errs, fmt.Errorf("agent: StateSaveInterval is %v; give a positive interval, or 0 for %v",
 			c.StateSaveInterval, DefaultStateSaveInterval))
@@ -227,6 +246,8 @@ type Agent struct {
 	vxlanAddr netip.Addr
 	peers     map[topology.ID]netip.Addr   // host -> underlay address
 	svcPorts  map[topology.ID]*servicePort // services' own ports (ServiceHost.AttachPort)
+	// limits are the bandwidth limits set on bound ports' datapath ports.
+	limits map[datapath.PortNo]datapath.RateLimit
 	// ports is the immutable view of the maps above the workers read.
 	ports atomic.Pointer[portTables]
 
@@ -243,6 +264,9 @@ type Agent struct {
 	// pulls are the flow-state requests to migrated ports' previous hosts
 	// that wait for an answer.
 	pulls pullWaits
+	// macAges and arpRefresh age the learned tables (ageing.go).
+	macAges    *macAges
+	arpRefresh arpRefresher
 
 	flows    *flows.Table
 	state    *flowstate.Tables
@@ -295,6 +319,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
 	a.flows = flows.New(a.dp, cfg.FlowLimit)
+	a.macAges = newMACAges(a.now)
 	a.metrics = newMetrics(a.flows)
 	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
@@ -361,6 +386,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.goRun(func() { w.run(ctx) })
 	}
 	a.goRun(func() { a.expireLoop(ctx) })
+	a.goRun(func() { a.ageLoop(ctx) })
 	a.goRun(func() { a.saveStateLoop(ctx) })
 	a.goRun(func() { a.followTopology(ctx) })
 	if a.cfg.PublishInterfaces {

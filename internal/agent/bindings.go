@@ -127,14 +127,16 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		}
 		a.publishSnapshot()
 	}
+	// Invalidate before the keys are written: once the cloud sees a port
+	// active, the flows this host builds through it are there to stay.
 	for _, id := range activate {
-		a.writer.setActive(id, true)
 		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.writer.setActive(id, true)
 		a.goRun(func() { a.pullState(ctx, id) })
 	}
 	for _, id := range deactivate {
-		a.writer.setActive(id, false)
 		a.flows.Invalidate([]sim.Tag{sim.DeviceTag(id)})
+		a.writer.setActive(id, false)
 	}
 	for _, p := range unplugged {
 		a.services.portUnbound(p)

@@ -40,6 +40,11 @@ type Metrics struct {
 	natBlocksLost      prometheus.Counter
 	natBlocksHeld      prometheus.Gauge
 	natLeaseFailures   *prometheus.CounterVec
+	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
+	mssClamped         prometheus.Counter
+	arpRefreshes       prometheus.Counter
+	macsExpired        prometheus.Counter
+	arpsExpired        prometheus.Counter
 }
 
 func newMetrics(ft *flows.Table) *Metrics {
@@ -76,6 +81,8 @@ func newMetrics(ft *flows.Table) *Metrics {
 		Name: "drops_total", Help: "Packets dropped, by reason."}, []string{"reason"})
 	f(m.drops)
 	f(newFlowCollector(ft))
+	m.registerDHCP(f)
+	m.registerAgeing(f)
 	m.serviceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "service_failures_total", Help: "Times a service's Run failed (it is restarted), by service."}, []string{"service"})
 	f(m.serviceFailures)
@@ -170,6 +177,7 @@ func newPortCollector(dp datapath.Datapath) *portCollector {
 		{"rx_dropped", "Packets received on a datapath port and dropped (malformed, no room)."},
 		{"tx_dropped", "Packets that could not be sent out of a datapath port."},
 		{"upcall_dropped", "Misses dropped because the port's upcall queue was full."},
+		{"rx_limited", "Packets received on a datapath port beyond its QoS bandwidth limit, and dropped."},
 	} {
 		c.desc[n.name] = prometheus.NewDesc("midonet_agent_port_"+n.name+"_total", n.help, []string{"port", "kind"}, nil)
 	}
@@ -189,6 +197,7 @@ func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
 		for name, v := range map[string]uint64{
 			"rx_packets": st.RxPackets, "rx_bytes": st.RxBytes, "tx_packets": st.TxPackets, "tx_bytes": st.TxBytes,
 			"rx_dropped": st.RxDropped, "tx_dropped": st.TxDropped, "upcall_dropped": st.UpcallDropped,
+			"rx_limited": st.RxLimited,
 		} {
 			ch <- prometheus.MustNewConstMetric(c.desc[name], prometheus.CounterValue, float64(v), labels...)
 		}

@@ -72,6 +72,9 @@ func (w *worker) replicate(t *portTables, snap *sim.Snapshot, ingress topology.I
 	for _, p := range snap.StatefulGroupPeers(ingress) {
 		addPort(p)
 	}
+	for _, p := range res.StatePorts {
+		addPort(p) // L2 insertion: the service ports and the redirecting port
+	}
 	for h := range hosts {
 		acts, ok := t.Tunnel(nil, h, StateVNI)
 		if !ok {
@@ -100,7 +103,11 @@ func (a *Agent) importState(frame []byte) {
 		a.metrics.drops.WithLabelValues("bad-state-message").Inc()
 		return
 	}
+	arrived := arrivalTags(*a.state.View(a.state.Len() - 1), m.Conntrack, m.NAT, nil)
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
+	if len(arrived) > 0 {
+		a.flows.Invalidate(arrived)
+	}
 	a.journalState(frame)
 	a.pulls.arrived(m.Sender)
 	a.metrics.stateReceived.Inc()

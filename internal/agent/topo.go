@@ -25,6 +25,10 @@ type topoCache struct {
 	pgroups  map[string]topology.PortGroup
 	ipgroups map[string]topology.IPAddrGroup
 	zones    map[string]topology.TunnelZone
+	dhcp     dhcpCache
+
+	ageing arpAgeing
+	svc    serviceCache // load balancers, mirrors, QoS and L2 insertions
 
 	macs   map[string]sim.MACEntry   // by state key
 	ipmacs map[string]sim.IPMACEntry // by state key
@@ -50,8 +54,8 @@ func (c *topoCache) reset() {
 		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
 		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
 		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
-		zones: map[string]topology.TunnelZone{},
-		macs:  map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
+		zones: map[string]topology.TunnelZone{}, dhcp: newDHCPCache(), svc: newServiceCache(),
+		macs: map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
 		active:   map[topology.ID]topology.ID{},
 		bgpPeers: map[string]topology.BGPPeer{},
 		learned:  newLearnedRoutes(),
@@ -94,6 +98,10 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		apply(c.zones, id, value)
 	case topology.KindBGPPeer:
 		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
+	case topology.KindDHCPSubnet, topology.KindDHCPSubnetV6:
+		tags = c.dhcp.applyObject(kind, id, value, tags)
+	default:
+		tags, _ = c.svc.apply(kind, id, value, c)
 	}
 	return tags
 }
@@ -187,9 +195,16 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return tags
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
-			c.arps[key] = sim.ARPEntry{Router: rid, IP: ip, MAC: mac}
+			old, had := c.arps[key]
+			c.arps[key] = c.ageing.arpEntry(rid, ip, mac)
+			if had && old.MAC == mac {
+				return nil // refreshed: the flows through it stay right
+			}
 		}
 		return tags
+	case strings.HasPrefix(key, "/state/hosts/"):
+		c.dhcp.applyInterface(key, value)
+		return nil
 	case strings.HasPrefix(key, "/state/ports/"):
 		port, ok := nsdb.ParsePortActiveKey(key)
 		pid, err := topology.ParseID(port)
@@ -224,6 +239,8 @@ func (c *topoCache) input() sim.SnapshotInput {
 		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
 		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
 	}
+	c.dhcp.fill(&in, c.zones)
+	c.svc.fill(&in)
 	for i := range in.Ports {
 		p := &in.Ports[i]
 		if p.HostID == nil || p.InterfaceName == nil {
@@ -281,10 +298,11 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	c := newTopoCache()
+	c.ageing = arpAgeing{now: a.now, stale: a.cfg.ARPStale, expire: a.cfg.ARPExpire}
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
 	}
-	for _, prefix := range []string{"/state/bridges/", "/state/routers/", "/state/ports/", nsdb.LearnedRoutesPrefix} {
+	for _, prefix := range []string{"/state/bridges/", "/state/routers/", "/state/ports/", nsdb.LearnedRoutesPrefix, "/state/hosts/"} {
 		entries, _, err := a.store.ListState(ctx, prefix)
 		if err != nil {
 			return 0, err
@@ -377,7 +395,8 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 	case ev.Kind != "":
 		return a.topo.applyObject(ev.Kind, ev.ID, value), true
 	case strings.HasPrefix(ev.Key, "/state/bridges/"), strings.HasPrefix(ev.Key, "/state/routers/"),
-		strings.HasPrefix(ev.Key, "/state/ports/"), strings.HasPrefix(ev.Key, nsdb.LearnedRoutesPrefix):
+		strings.HasPrefix(ev.Key, "/state/ports/"), strings.HasPrefix(ev.Key, nsdb.LearnedRoutesPrefix),
+		strings.HasPrefix(ev.Key, "/state/hosts/"):
 		return a.topo.applyState(ev.Key, value), true
 	case strings.HasPrefix(ev.Key, "/state/nat/"):
 		a.nat.observe(ev)
@@ -392,13 +411,17 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 		return
 	}
 	a.reconcileTunnels(ctx)
-	a.reconcileBindings(ctx)
+	// Invalidate at once: flows simulated on the old snapshot go, and few
+	// simulated on the new one (already valid) are taken with them. The
+	// bindings below publish again and invalidate their own ports.
 	if len(tags) > 0 {
 		n := a.flows.Invalidate(tags)
 		if n > 0 {
 			a.log.Debug("flows invalidated", "flows", n, "tags", len(tags))
 		}
 	}
+	a.reconcileBindings(ctx)
+	a.applyRateLimits()
 }
 
 // publishSnapshot compiles the cached topology into the snapshot the

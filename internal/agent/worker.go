@@ -48,9 +48,10 @@ type worker struct {
 	view     *flowstate.View
 	acts     []datapath.Action
 	parked   []*upcall
-	msg      flowstate.Message // encodeState's message
-	egress   []topology.ID     // its egress ports
-	stateBuf []byte            // its frame
+	msg      flowstate.Message        // encodeState's message
+	egress   []topology.ID            // its egress ports
+	stateBuf []byte                   // its frame
+	mtus     map[topology.ID]ifaceMTU // port interfaces' MTUs, for MSS clamping
 }
 
 func newWorker(a *Agent, id int) *worker {
@@ -142,6 +143,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	start := time.Now()
 	res := w.sim.Simulate(snap, w.view, &pkt, now)
 	w.a.metrics.simulated(res.Kind)
+	w.a.metrics.dhcpEvent(res.DHCP)
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
 	if w.a.debug {
 		// Simulate again with a trace: per-packet detail for debugging only.
@@ -159,6 +161,15 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		w.a.writer.learnARP(l, w.a.isRouter(l.Device))
 	}
 	generated := copyGenerated(res.Generated)
+	// The flow installed below holds the MAC mappings it learned; without
+	// one they are released at once (ageing.go).
+	macs := w.a.macAges.hold(res.LearnedMACs)
+	if f := w.clampMSS(snap, u, port, res); f != nil {
+		// A SYN whose MSS the overlay cannot carry: sent clamped, no flow.
+		c := *u
+		c.frame, c.borrowed, u = f, false, &c
+		res.Kind = sim.UserspaceOnly
+	}
 
 	switch res.Kind {
 	case sim.Forward:
@@ -168,18 +179,23 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		acts := append([]datapath.Action(nil), w.acts...) // the flow table keeps them
 		state := w.encodeState(port, res)
 		w.replicate(t, snap, port, res, state)
+		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Commit(res.Conntrack, res.NAT)
+		if len(arrived) > 0 {
+			w.a.flows.Invalidate(arrived)
+		}
 		w.a.journalState(state) // after the commit: see stateJournal
 		// The packet first, then its flow: installing it is not on the
 		// packet's path (a packet of the flow arriving meanwhile misses
 		// and is simulated to the same result).
 		w.execute(u.frame, acts, u.inPort)
 		e := &flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Actions: acts, Tags: append([]sim.Tag(nil), res.Tags...),
-			Expires: now.Add(res.HardTimeout), Since: since}
+			Expires: now.Add(w.a.hardTimeout(res.HardTimeout)), Since: since}
 		if res.IsStateful() {
 			e.Held = &heldState{shard: w.shard, now: w.a.now,
 				conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...)}
 		}
+		e.Held, macs = withMACs(e.Held, macs), nil
 		w.a.flows.Add(e)
 	case sim.UserspaceOnly:
 		if len(res.Egress) == 0 {
@@ -189,7 +205,11 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		state := w.encodeState(port, res)
 		w.replicate(t, snap, port, res, state)
 		// No flow holds the state: it idles out unless packets refresh it.
+		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Touch(res.Conntrack, res.NAT, now)
+		if len(arrived) > 0 {
+			w.a.flows.Invalidate(arrived)
+		}
 		w.a.journalState(state)
 		w.executeInUserspace(t, snap, &pkt.Match, res.Egress, u)
 	case sim.Drop, sim.TemporaryDrop:
@@ -198,7 +218,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		if res.Kind == sim.Drop {
 			tags = append(tags, res.Tags...)
 		}
-		w.a.flows.Add(&flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Tags: tags, Expires: now.Add(res.HardTimeout), Since: since})
+		w.a.flows.Add(&flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Tags: tags, Expires: now.Add(w.a.hardTimeout(res.HardTimeout)),
+			Since: since, Held: withMACs(nil, macs)})
+		macs = nil
 	case sim.ARPNeeded:
 		// Park the packet; it is simulated again until the MAC is known
 		// or the wait times out.
@@ -215,6 +237,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		w.waitNATLease(u, res, now) // natlease.go
 	case sim.Consumed:
 	}
+	macs.Release()
+	// Read before emitting: each emission simulates, reusing res.
+	generated = append(generated, w.dueRefreshes(res.ARPRefresh)...)
 	for _, g := range generated {
 		w.emitGenerated(t, snap, g)
 	}

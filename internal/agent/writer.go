@@ -19,10 +19,16 @@ type stateWriter struct {
 
 	mu   sync.Mutex
 	macs map[sim.MACLearning]time.Time // recently written MAC mappings
+
+	// What this agent wrote, for ageing (ageing.go); only the writer's
+	// goroutine touches them.
+	ownMACs map[sim.MACLearning]topology.ID // by macKeyOf: the port last written
+	ownARPs map[arpKey]time.Time            // router ARP entries: when last written
 }
 
 func newStateWriter(a *Agent) *stateWriter {
-	return &stateWriter{a: a, ch: make(chan func(ctx context.Context) error, 4096)}
+	return &stateWriter{a: a, ch: make(chan func(ctx context.Context) error, 4096),
+		ownMACs: map[sim.MACLearning]topology.ID{}, ownARPs: map[arpKey]time.Time{}}
 }
 
 func (w *stateWriter) run(ctx context.Context) {
@@ -73,7 +79,10 @@ func (w *stateWriter) learnMAC(l sim.MACLearning) {
 	w.macs[key] = time.Now()
 	w.mu.Unlock()
 	w.submit(func(ctx context.Context) error {
-		_, err := w.a.session.LearnState(ctx, nsdb.BridgeMACKey(l.Bridge.String(), l.VLAN, l.MAC), []byte(l.Port.String()))
+		written, err := w.a.session.LearnState(ctx, nsdb.BridgeMACKey(l.Bridge.String(), l.VLAN, l.MAC), []byte(l.Port.String()))
+		if written {
+			w.ownMACs[macKeyOf(l)] = l.Port
+		}
 		return err
 	})
 }
@@ -86,7 +95,11 @@ func (w *stateWriter) learnARP(l sim.ARPLearning, router bool) {
 	w.submit(func(ctx context.Context) error {
 		mac := []byte(nsdb.FormatMAC(l.MAC))
 		if router {
-			return w.a.session.SetState(ctx, nsdb.RouterARPKey(l.Device.String(), l.IP), mac)
+			err := w.a.session.SetState(ctx, nsdb.RouterARPKey(l.Device.String(), l.IP), mac)
+			if err == nil {
+				w.ownARPs[arpKey{l.Device, l.IP.As4()}] = w.a.now()
+			}
+			return err
 		}
 		_, err := w.a.session.LearnState(ctx, nsdb.BridgeARPKey(l.Device.String(), l.IP), mac)
 		return err

@@ -271,7 +271,7 @@ func TestGoldenCycle(t *testing.T) {
 	}, {
 		name: "health monitor", collection: "/health_monitors",
 		body:     map[string]any{"type": "TCP", "delay": 5},
-		keys:     []string{"id", "type", "delay", "timeout", "maxRetries", "adminStateUp", "uri", "pools"},
+		keys:     []string{"id", "type", "delay", "timeout", "maxRetries", "adminStateUp", "urlPath", "expectedCodes", "uri", "pools"},
 		defaults: map[string]any{"delay": float64(5), "adminStateUp": true},
 		put:      map[string]any{"type": "TCP", "timeout": 3},
 		putCheck: map[string]any{"timeout": float64(3), "delay": float64(0)},

@@ -2,7 +2,10 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
+
+	"github.com/midonet/midonet/internal/dhcp"
 
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
@@ -171,7 +174,21 @@ func (s *Server) dhcpRoutes() {
 		if err := decode(r, &h); err != nil {
 			return h, err
 		}
-		return h, h.Validate()
+		if err := h.Validate(); err != nil {
+			return h, err
+		}
+		// An option the agents could not encode would be left out of every
+		// answer: refuse it here, saying why.
+		var v []topology.Violation
+		for i, o := range h.ExtraDHCPOpts {
+			if _, _, err := dhcp.ParseOption4(o.OptName, o.OptValue); err != nil {
+				v = append(v, topology.Violation{Property: "extraDhcpOpts[" + strconv.Itoa(i) + "]", Message: err.Error()})
+			}
+		}
+		if len(v) > 0 {
+			return h, &topology.ValidationError{Violations: v}
+		}
+		return h, nil
 	}
 	s.handle("POST /bridges/{id}/dhcp/{subnet}/hosts", func(w http.ResponseWriter, r *http.Request) error {
 		h, err := decodeHost(r)

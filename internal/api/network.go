@@ -97,7 +97,12 @@ func (s *Server) networkRoutes() {
 		defaults: func(p *topology.Port) { p.AdminStateUp = true },
 		links:    portLinks,
 		onUpdate: s.updatePort,
-		enrich:   s.portsActive,
+		enrich: func(r *http.Request, ports []*topology.Port) error {
+			if err := s.portsActive(r, ports); err != nil {
+				return err
+			}
+			return s.portInsertions(r, ports)
+		},
 	}
 	crudRoutes(s, ports, "LGUD")
 	s.handle("POST /ports/{id}/link", s.linkPorts)
@@ -440,6 +445,26 @@ func (s *Server) unlinkPorts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return noContent(w)
+}
+
+// portInsertions fills the insertionIds of ports: the L2 insertions that
+// protect them.
+func (s *Server) portInsertions(r *http.Request, ports []*topology.Port) error {
+	return s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+		all, err := topology.ListOf[topology.L2Insertion](tx)
+		if err != nil || len(all) == 0 {
+			return err
+		}
+		for _, p := range ports {
+			p.InsertionIDs = nil
+			for _, x := range all {
+				if eqID(x.PortID, p.ID) {
+					p.InsertionIDs = append(p.InsertionIDs, x.ID)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // portsActive sets the active flag of ports from the state their agents

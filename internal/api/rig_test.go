@@ -121,6 +121,9 @@ const (
 	rigSubnet  = "10.0.0.0_24"
 	rigDHCPMAC = "02:00:00:00:00:0a"
 	rigAddr    = "10.0.0.9"
+
+	rigSubnet6     = "2001:db8::_64"
+	rigDHCP6Client = "02:00:00:00:00:0b"
 )
 
 // build creates the fixture: a bridge and a router with a port each, the
@@ -136,6 +139,7 @@ func (rg *rig) build() {
 	router := id("routers", "/routers", map[string]any{"name": "rig"})
 	port := id("ports", "/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
 	port2 := rg.mustCreate("/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
+	port3 := rg.mustCreate("/bridges/"+bridge+"/ports", map[string]any{"type": "Bridge"})
 	rport := rg.mustCreate("/routers/"+router+"/ports", map[string]any{"type": "Router", "portAddress": "10.1.0.1", "networkLength": 24})
 	id("routes", "/routers/"+router+"/routes", map[string]any{"type": "Normal", "srcNetworkAddr": "0.0.0.0",
 		"dstNetworkAddr": "10.2.0.0", "dstNetworkLength": 16, "nextHopPort": rport})
@@ -151,6 +155,8 @@ func (rg *rig) build() {
 	rg.mustCreate("/hosts/"+host+"/ports", map[string]any{"portId": port, "interfaceName": "rig0"})
 	rg.mustCreate("/bridges/"+bridge+"/dhcp", map[string]any{"subnetPrefix": "10.0.0.0", "subnetLength": 24})
 	rg.mustCreate("/bridges/"+bridge+"/dhcp/"+rigSubnet+"/hosts", map[string]any{"macAddr": rigDHCPMAC, "ipAddr": "10.0.0.10"})
+	rg.mustCreate("/bridges/"+bridge+"/dhcpV6", map[string]any{"prefix": "2001:db8::", "prefixLength": 64})
+	rg.mustCreate("/bridges/"+bridge+"/dhcpV6/"+rigSubnet6+"/hostsV6", map[string]any{"clientId": rigDHCP6Client, "fixedAddress": "2001:db8::b"})
 	rg.mustCreate("/bridges/"+bridge+"/mac_table", map[string]any{"macAddr": rigMAC, "portId": port})
 	rg.mustCreate("/bridges/"+bridge+"/arp_table", map[string]any{"ip": rigARPIP, "mac": rigARPMAC})
 	lb := id("load_balancers", "/load_balancers", map[string]any{})
@@ -165,8 +171,10 @@ func (rg *rig) build() {
 	id("bgp_peers", "/routers/"+router+"/bgp_peers", map[string]any{"asNumber": 65001, "address": "10.1.0.2"})
 	id("bgp_networks", "/routers/"+router+"/bgp_networks", map[string]any{"subnetAddress": "10.3.0.0", "subnetLength": 24})
 	id("traces", "/traces", map[string]any{"name": "rig", "deviceType": "BRIDGE", "deviceId": bridge, "condition": map[string]any{}})
+	id("l2insertions", "/l2insertions", map[string]any{"portId": port, "srvPortId": port2, "mac": "02:00:00:00:00:61"})
 	rg.vars = map[string]string{
-		"portId": port, "hostId": host, "port2": port2, "host2": host2, "rport": rport, "subnet": rigSubnet, "mac": rigDHCPMAC, "vlan": "0",
+		"portId": port, "hostId": host, "port2": port2, "port3": port3, "host2": host2, "rport": rport, "subnet": rigSubnet, "mac": rigDHCPMAC, "vlan": "0",
+		"subnet6": rigSubnet6, "client": strings.ReplaceAll(rigDHCP6Client, ":", "-"),
 		"ver": "4", "addr": rigAddr, "name": "rig0",
 		"macEntry": strings.ReplaceAll(rigMAC, ":", "-") + "_" + port,
 		"arpEntry": rigARPIP + "_" + strings.ReplaceAll(rigARPMAC, ":", "-"),
@@ -208,62 +216,68 @@ func (rg *rig) fill(pattern string, override func(i int, value string) string) s
 // seeds the fuzzer mutates, and the writes of the store-failure tests.
 // "@name" stands for the fixture's id of that collection or variable.
 var validBodies = map[string]string{
-	"POST /bridges":                               `{"name": "b", "tenantId": "t", "adminStateUp": true}`,
-	"POST /bridges/{id}/arp_table":                `{"ip": "10.0.0.77", "mac": "02:00:00:00:00:77"}`,
-	"POST /bridges/{id}/dhcp":                     `{"subnetPrefix": "10.7.0.0", "subnetLength": 24, "defaultGateway": "10.7.0.1", "opt121Routes": [{"destinationPrefix": "10.9.0.0", "destinationLength": 16, "gatewayAddr": "10.7.0.254"}]}`,
-	"POST /bridges/{id}/dhcp/{subnet}/hosts":      `{"macAddr": "02:00:00:00:00:71", "ipAddr": "10.0.0.71", "name": "vm", "extraDhcpOpts": [{"optName": "mtu", "optValue": "1400"}]}`,
-	"POST /bridges/{id}/mac_table":                `{"macAddr": "02:00:00:00:00:72", "portId": "@ports"}`,
-	"POST /bridges/{id}/ports":                    `{"type": "Bridge", "vlanId": 0, "inboundFilterId": "@chains"}`,
-	"POST /bridges/{id}/vlans/{vlan}/mac_table":   `{"macAddr": "02:00:00:00:00:73", "portId": "@ports"}`,
-	"POST /chains":                                `{"name": "c", "tenantId": "t"}`,
-	"POST /chains/{id}/rules":                     `{"type": "snat", "flowAction": "accept", "nwSrcAddress": "10.0.0.0", "nwSrcLength": 24, "tpDst": {"start": 80, "end": 80}, "natTargets": [{"addressFrom": "1.1.1.1", "addressTo": "1.1.1.1", "portFrom": 1024, "portTo": 65535}], "position": 1}`,
-	"POST /health_monitors":                       `{"type": "TCP", "delay": 5, "timeout": 3, "maxRetries": 2}`,
-	"POST /hosts":                                 `{"id": "3f6a2b4e-0000-4000-8000-00000000a003", "name": "h3"}`,
-	"POST /hosts/{id}/ports":                      `{"portId": "@port2", "interfaceName": "rig1"}`,
-	"POST /ip_addr_groups":                        `{"name": "g"}`,
-	"POST /ip_addr_groups/{id}/ip_addrs":          `{"addr": "10.0.0.99", "version": 4}`,
-	"POST /load_balancers":                        `{"adminStateUp": true}`,
-	"POST /load_balancers/{id}/pools":             `{"lbMethod": "ROUND_ROBIN", "healthMonitorId": "@health_monitors"}`,
-	"POST /login":                                 `{}`,
-	"POST /mirrors":                               `{"toPortId": "@ports", "conditions": [{"nwProto": 6, "tpDst": {"start": 22, "end": 22}}]}`,
-	"POST /pool_members":                          `{"poolId": "@pools", "address": "10.0.0.21", "protocolPort": 8080}`,
-	"POST /pools":                                 `{"loadBalancerId": "@load_balancers", "lbMethod": "ROUND_ROBIN"}`,
-	"POST /pools/{id}/pool_members":               `{"address": "10.0.0.22", "protocolPort": 80, "weight": 2}`,
-	"POST /pools/{id}/vips":                       `{"address": "10.0.0.31", "protocolPort": 443, "sessionPersistence": "SOURCE_IP"}`,
-	"POST /port_groups":                           `{"name": "pg", "stateful": true}`,
-	"POST /port_groups/{id}/ports":                `{"portId": "@port2"}`,
-	"POST /ports/{id}/link":                       `{"peerId": "@rport"}`,
-	"POST /qos_policies":                          `{"name": "q", "rules": [{"id": "5b4cb2f1-0000-4000-8000-0000000000a1", "type": "bandwidth_limit", "max_kbps": 100, "max_burst_kbps": 10}]}`,
-	"POST /qos_policies/{id}/qos_bw_limit_rules":  `{"maxKbps": 500, "maxBurstKb": 50}`,
-	"POST /qos_policies/{id}/qos_dscp_rules":      `{"dscpMark": 12}`,
-	"POST /routers":                               `{"name": "r", "tenantId": "t"}`,
-	"POST /routers/{id}/bgp_networks":             `{"subnetAddress": "10.8.0.0", "subnetLength": 16}`,
-	"POST /routers/{id}/bgp_peers":                `{"asNumber": 65002, "address": "10.1.0.3", "keepAlive": 30, "holdTime": 90}`,
-	"POST /routers/{id}/ports":                    `{"type": "Router", "portAddress": "10.9.0.1", "networkLength": 24}`,
-	"POST /routers/{id}/routes":                   `{"type": "Normal", "srcNetworkAddr": "0.0.0.0", "dstNetworkAddr": "10.4.0.0", "dstNetworkLength": 16, "nextHopPort": "@rport", "weight": 10}`,
-	"POST /traces":                                `{"name": "t", "deviceType": "ROUTER", "deviceId": "@routers", "condition": {"nwProto": 17}, "enabled": true}`,
-	"POST /tunnel_zones":                          `{"name": "tz9", "type": "gre"}`,
-	"POST /tunnel_zones/{id}/hosts":               `{"hostId": "@host2", "ipAddress": "192.168.0.2"}`,
-	"POST /vips":                                  `{"poolId": "@pools", "address": "10.0.0.32", "protocolPort": 80}`,
-	"PUT /bgp_peers/{id}":                         `{"asNumber": 65003, "address": "10.1.0.2"}`,
-	"PUT /bridges/{id}":                           `{"name": "b2", "adminStateUp": false, "inboundFilterId": "@chains"}`,
-	"PUT /bridges/{id}/dhcp/{subnet}":             `{"subnetPrefix": "10.0.0.0", "subnetLength": 24, "serverAddr": "10.0.0.2", "dnsServerAddrs": ["8.8.8.8"]}`,
-	"PUT /bridges/{id}/dhcp/{subnet}/hosts/{mac}": `{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}`,
-	"PUT /health_monitors/{id}":                   `{"type": "TCP", "delay": 10}`,
-	"PUT /hosts/{id}":                             `{"floodingProxyWeight": 2, "containerWeight": 1, "containerLimit": -1, "enforceContainerLimit": false}`,
-	"PUT /load_balancers/{id}":                    `{"adminStateUp": false}`,
-	"PUT /mirrors/{id}":                           `{"toPortId": "@rport"}`,
-	"PUT /pool_members/{id}":                      `{"poolId": "@pools", "weight": 3, "adminStateUp": false}`,
-	"PUT /pools/{id}":                             `{"loadBalancerId": "@load_balancers", "lbMethod": "ROUND_ROBIN", "adminStateUp": false}`,
-	"PUT /port_groups/{id}":                       `{"name": "pg2"}`,
-	"PUT /ports/{id}":                             `{"type": "Bridge", "vlanId": 0, "outboundFilterId": "@chains"}`,
-	"PUT /qos_bw_limit_rules/{id}":                `{"maxKbps": 7, "policyId": "@qos_policies"}`,
-	"PUT /qos_dscp_rules/{id}":                    `{"dscpMark": 3, "policyId": "@qos_policies"}`,
-	"PUT /qos_policies/{id}":                      `{"name": "q2"}`,
-	"PUT /routers/{id}":                           `{"name": "r2", "asNumber": 65000}`,
-	"PUT /traces/{id}":                            `{"name": "t2", "deviceType": "BRIDGE", "deviceId": "@bridges", "condition": {}}`,
-	"PUT /tunnel_zones/{id}":                      `{"name": "rig2", "type": "vxlan"}`,
-	"PUT /vips/{id}":                              `{"poolId": "@pools", "address": "10.0.0.33"}`,
+	"POST /bridges":                                       `{"name": "b", "tenantId": "t", "adminStateUp": true}`,
+	"POST /bridges/{id}/arp_table":                        `{"ip": "10.0.0.77", "mac": "02:00:00:00:00:77"}`,
+	"POST /bridges/{id}/dhcp":                             `{"subnetPrefix": "10.7.0.0", "subnetLength": 24, "defaultGateway": "10.7.0.1", "opt121Routes": [{"destinationPrefix": "10.9.0.0", "destinationLength": 16, "gatewayAddr": "10.7.0.254"}]}`,
+	"POST /bridges/{id}/dhcp/{subnet}/hosts":              `{"macAddr": "02:00:00:00:00:71", "ipAddr": "10.0.0.71", "name": "vm", "extraDhcpOpts": [{"optName": "mtu", "optValue": "1400"}]}`,
+	"POST /bridges/{id}/dhcpV6":                           `{"prefix": "2001:db8:7::", "prefixLength": 64, "dnsServerAddrs": ["2001:db8:7::53"]}`,
+	"POST /bridges/{id}/dhcpV6/{subnet6}/hostsV6":         `{"clientId": "02:00:00:00:00:7b", "fixedAddress": "2001:db8::7b", "name": "vm"}`,
+	"POST /bridges/{id}/mac_table":                        `{"macAddr": "02:00:00:00:00:72", "portId": "@ports"}`,
+	"POST /bridges/{id}/ports":                            `{"type": "Bridge", "vlanId": 0, "inboundFilterId": "@chains"}`,
+	"POST /bridges/{id}/vlans/{vlan}/mac_table":           `{"macAddr": "02:00:00:00:00:73", "portId": "@ports"}`,
+	"POST /chains":                                        `{"name": "c", "tenantId": "t"}`,
+	"POST /chains/{id}/rules":                             `{"type": "snat", "flowAction": "accept", "nwSrcAddress": "10.0.0.0", "nwSrcLength": 24, "tpDst": {"start": 80, "end": 80}, "natTargets": [{"addressFrom": "1.1.1.1", "addressTo": "1.1.1.1", "portFrom": 1024, "portTo": 65535}], "position": 1}`,
+	"POST /health_monitors":                               `{"type": "TCP", "delay": 5, "timeout": 3, "maxRetries": 2}`,
+	"POST /hosts":                                         `{"id": "3f6a2b4e-0000-4000-8000-00000000a003", "name": "h3"}`,
+	"POST /hosts/{id}/ports":                              `{"portId": "@port2", "interfaceName": "rig1"}`,
+	"POST /ip_addr_groups":                                `{"name": "g"}`,
+	"POST /ip_addr_groups/{id}/ip_addrs":                  `{"addr": "10.0.0.99", "version": 4}`,
+	"POST /l2insertions":                                  `{"portId": "@ports", "srvPortId": "@port3", "mac": "02:00:00:00:00:61", "position": 2, "vlan": 10}`,
+	"POST /load_balancers":                                `{"adminStateUp": true}`,
+	"POST /load_balancers/{id}/pools":                     `{"lbMethod": "ROUND_ROBIN", "healthMonitorId": "@health_monitors"}`,
+	"POST /login":                                         `{}`,
+	"POST /mirrors":                                       `{"toPortId": "@ports", "conditions": [{"nwProto": 6, "tpDst": {"start": 22, "end": 22}}]}`,
+	"POST /pool_members":                                  `{"poolId": "@pools", "address": "10.0.0.21", "protocolPort": 8080}`,
+	"POST /pools":                                         `{"loadBalancerId": "@load_balancers", "lbMethod": "ROUND_ROBIN"}`,
+	"POST /pools/{id}/pool_members":                       `{"address": "10.0.0.22", "protocolPort": 80, "weight": 2}`,
+	"POST /pools/{id}/vips":                               `{"address": "10.0.0.31", "protocolPort": 443, "sessionPersistence": "SOURCE_IP"}`,
+	"POST /port_groups":                                   `{"name": "pg", "stateful": true}`,
+	"POST /port_groups/{id}/ports":                        `{"portId": "@port2"}`,
+	"POST /ports/{id}/link":                               `{"peerId": "@rport"}`,
+	"POST /qos_policies":                                  `{"name": "q", "rules": [{"id": "5b4cb2f1-0000-4000-8000-0000000000a1", "type": "bandwidth_limit", "max_kbps": 100, "max_burst_kbps": 10}]}`,
+	"POST /qos_policies/{id}/qos_bw_limit_rules":          `{"maxKbps": 500, "maxBurstKb": 50}`,
+	"POST /qos_policies/{id}/qos_dscp_rules":              `{"dscpMark": 12}`,
+	"POST /routers":                                       `{"name": "r", "tenantId": "t"}`,
+	"POST /routers/{id}/bgp_networks":                     `{"subnetAddress": "10.8.0.0", "subnetLength": 16}`,
+	"POST /routers/{id}/bgp_peers":                        `{"asNumber": 65002, "address": "10.1.0.3", "keepAlive": 30, "holdTime": 90}`,
+	"POST /routers/{id}/ports":                            `{"type": "Router", "portAddress": "10.9.0.1", "networkLength": 24}`,
+	"POST /routers/{id}/routes":                           `{"type": "Normal", "srcNetworkAddr": "0.0.0.0", "dstNetworkAddr": "10.4.0.0", "dstNetworkLength": 16, "nextHopPort": "@rport", "weight": 10}`,
+	"POST /traces":                                        `{"name": "t", "deviceType": "ROUTER", "deviceId": "@routers", "condition": {"nwProto": 17}, "enabled": true}`,
+	"POST /tunnel_zones":                                  `{"name": "tz9", "type": "gre"}`,
+	"POST /tunnel_zones/{id}/hosts":                       `{"hostId": "@host2", "ipAddress": "192.168.0.2"}`,
+	"POST /vips":                                          `{"poolId": "@pools", "address": "10.0.0.32", "protocolPort": 80}`,
+	"PUT /bgp_peers/{id}":                                 `{"asNumber": 65003, "address": "10.1.0.2"}`,
+	"PUT /bridges/{id}":                                   `{"name": "b2", "adminStateUp": false, "inboundFilterId": "@chains"}`,
+	"PUT /bridges/{id}/dhcp/{subnet}":                     `{"subnetPrefix": "10.0.0.0", "subnetLength": 24, "serverAddr": "10.0.0.2", "dnsServerAddrs": ["8.8.8.8"]}`,
+	"PUT /bridges/{id}/dhcp/{subnet}/hosts/{mac}":         `{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}`,
+	"PUT /bridges/{id}/dhcpV6/{subnet6}":                  `{"prefix": "2001:db8::", "prefixLength": 64, "dnsServerAddrs": ["2001:db8::53"]}`,
+	"PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}": `{"clientId": "02:00:00:00:00:0b", "fixedAddress": "2001:db8::c"}`,
+	"PUT /health_monitors/{id}":                           `{"type": "TCP", "delay": 10}`,
+	"PUT /hosts/{id}":                                     `{"floodingProxyWeight": 2, "containerWeight": 1, "containerLimit": -1, "enforceContainerLimit": false}`,
+	"PUT /l2insertions/{id}":                              `{"portId": "@ports", "srvPortId": "@port2", "mac": "02:00:00:00:00:61", "position": 3, "failOpen": true}`,
+	"PUT /load_balancers/{id}":                            `{"adminStateUp": false}`,
+	"PUT /mirrors/{id}":                                   `{"toPortId": "@rport"}`,
+	"PUT /pool_members/{id}":                              `{"poolId": "@pools", "weight": 3, "adminStateUp": false}`,
+	"PUT /pools/{id}":                                     `{"loadBalancerId": "@load_balancers", "lbMethod": "ROUND_ROBIN", "adminStateUp": false}`,
+	"PUT /port_groups/{id}":                               `{"name": "pg2"}`,
+	"PUT /ports/{id}":                                     `{"type": "Bridge", "vlanId": 0, "outboundFilterId": "@chains"}`,
+	"PUT /qos_bw_limit_rules/{id}":                        `{"maxKbps": 7, "policyId": "@qos_policies"}`,
+	"PUT /qos_dscp_rules/{id}":                            `{"dscpMark": 3, "policyId": "@qos_policies"}`,
+	"PUT /qos_policies/{id}":                              `{"name": "q2"}`,
+	"PUT /routers/{id}":                                   `{"name": "r2", "asNumber": 65000}`,
+	"PUT /traces/{id}":                                    `{"name": "t2", "deviceType": "BRIDGE", "deviceId": "@bridges", "condition": {}}`,
+	"PUT /tunnel_zones/{id}":                              `{"name": "rig2", "type": "vxlan"}`,
+	"PUT /vips/{id}":                                      `{"poolId": "@pools", "address": "10.0.0.33"}`,
 }
 
 // validBody returns the body of route with the fixture's ids, or "" when

@@ -30,6 +30,7 @@ func (s *Server) routes() {
 	s.filterRoutes()
 	s.hostRoutes()
 	s.dhcpRoutes()
+	s.dhcp6Routes()
 	s.tableRoutes()
 	s.serviceRoutes()
 }
@@ -37,7 +38,7 @@ func (s *Server) routes() {
 // collections maps the Application keys to their path segments.
 var collections = map[string]string{
 	"bridges": "bridges", "chains": "chains", "healthMonitors": "health_monitors", "hosts": "hosts",
-	"ipAddrGroups": "ip_addr_groups", "loadBalancers": "load_balancers", "mirrors": "mirrors",
+	"ipAddrGroups": "ip_addr_groups", "l2insertions": "l2insertions", "loadBalancers": "load_balancers", "mirrors": "mirrors",
 	"poolMembers": "pool_members", "pools": "pools", "portGroups": "port_groups", "ports": "ports",
 	"qosPolicies": "qos_policies", "routers": "routers", "systemState": "system_state", "tenants": "tenants",
 	"traceRequests": "traces", "tunnelZones": "tunnel_zones", "vips": "vips",
@@ -47,7 +48,7 @@ var collections = map[string]string{
 var templates = map[string]string{
 	"bgpNetworkTemplate": "bgp_networks", "bgpPeerTemplate": "bgp_peers", "bridgeTemplate": "bridges",
 	"chainTemplate": "chains", "healthMonitorTemplate": "health_monitors", "hostTemplate": "hosts",
-	"ipAddrGroupTemplate": "ip_addr_groups", "loadBalancerTemplate": "load_balancers",
+	"ipAddrGroupTemplate": "ip_addr_groups", "l2InsertionTemplate": "l2insertions", "loadBalancerTemplate": "load_balancers",
 	"mirrorTemplate": "mirrors", "poolMemberTemplate": "pool_members", "poolTemplate": "pools",
 	"portGroupTemplate": "port_groups", "portTemplate": "ports", "qosBwLimitRuleTemplate": "qos_bw_limit_rules",
 	"qosDscpRuleTemplate": "qos_dscp_rules", "qosPolicyTemplate": "qos_policies", "routeTemplate": "routes",

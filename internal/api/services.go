@@ -10,16 +10,17 @@ import (
 )
 
 type (
-	lbRes      = resource[topology.LoadBalancer, *topology.LoadBalancer]
-	poolRes    = resource[topology.Pool, *topology.Pool]
-	memberRes  = resource[topology.PoolMember, *topology.PoolMember]
-	vipRes     = resource[topology.VIP, *topology.VIP]
-	hmRes      = resource[topology.HealthMonitor, *topology.HealthMonitor]
-	mirrorRes  = resource[topology.Mirror, *topology.Mirror]
-	qosRes     = resource[topology.QOSPolicy, *topology.QOSPolicy]
-	bgpPeerRes = resource[topology.BGPPeer, *topology.BGPPeer]
-	bgpNetRes  = resource[topology.BGPNetwork, *topology.BGPNetwork]
-	traceRes   = resource[topology.TraceRequest, *topology.TraceRequest]
+	lbRes        = resource[topology.LoadBalancer, *topology.LoadBalancer]
+	poolRes      = resource[topology.Pool, *topology.Pool]
+	memberRes    = resource[topology.PoolMember, *topology.PoolMember]
+	vipRes       = resource[topology.VIP, *topology.VIP]
+	hmRes        = resource[topology.HealthMonitor, *topology.HealthMonitor]
+	mirrorRes    = resource[topology.Mirror, *topology.Mirror]
+	qosRes       = resource[topology.QOSPolicy, *topology.QOSPolicy]
+	bgpPeerRes   = resource[topology.BGPPeer, *topology.BGPPeer]
+	bgpNetRes    = resource[topology.BGPNetwork, *topology.BGPNetwork]
+	traceRes     = resource[topology.TraceRequest, *topology.TraceRequest]
+	insertionRes = resource[topology.L2Insertion, *topology.L2Insertion]
 )
 
 // idempotentDelete answers 204 for an absent object, as MidoNet does for
@@ -221,6 +222,28 @@ func (s *Server) serviceRoutes() {
 	crudRoutes(s, hms, "LCGUI")
 	s.handle("GET /health_monitors/{id}/pools", subList(s, pools, topology.KindHealthMonitor,
 		func(p *topology.Pool, hm topology.ID) bool { return eqID(p.HealthMonitorID, hm) }))
+
+	insertions := &insertionRes{
+		s: s, kind: topology.KindL2Insertion, media: []string{"L2Insertion-v1"},
+		links: func(base string, x *topology.L2Insertion, v view) {
+			v["uri"] = base + "/l2insertions/" + x.ID.String()
+		},
+		filter: func(r *http.Request, x *topology.L2Insertion) bool {
+			q := r.URL.Query()
+			if sp := q.Get("srv_port"); sp != "" {
+				return x.SrvPortID != nil && x.SrvPortID.String() == sp
+			}
+			if p := q.Get("port"); p != "" {
+				return x.PortID != nil && x.PortID.String() == p
+			}
+			return true
+		},
+	}
+	insertions.onCreate = func(tx *nsdb.Tx, r *http.Request, x *topology.L2Insertion) error { return checkInsertion(tx, x, nil) }
+	insertions.onUpdate = func(tx *nsdb.Tx, r *http.Request, old, x *topology.L2Insertion) error {
+		return checkInsertion(tx, x, old)
+	}
+	crudRoutes(s, insertions, "LCGUD")
 
 	mirrors := &mirrorRes{
 		s: s, kind: topology.KindMirror, media: []string{"Mirror-v1"},
@@ -477,6 +500,49 @@ func deleteUnkept[T topology.Object](tx *nsdb.Tx, keep map[topology.ID]bool, ids
 			if err := tx.Delete(x.Kind(), x.ObjectID()); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkInsertion applies MidoNet's rules to an L2 insertion being created
+// (old nil) or updated: both ports are bridge ports, a protected port is
+// not a service port and the reverse, one insertion per pair of ports, and
+// an update keeps the ports.
+func checkInsertion(tx *nsdb.Tx, x, old *topology.L2Insertion) error {
+	if x.PortID == nil || x.SrvPortID == nil {
+		return nil // Validate names the field
+	}
+	if old != nil && (!eqID(old.PortID, *x.PortID) || !eqID(old.SrvPortID, *x.SrvPortID)) {
+		return badRequest("Port/SrvPort can't be changed for an insertion; delete it and create another")
+	}
+	for _, pid := range []*topology.ID{x.PortID, x.SrvPortID} {
+		var p topology.Port
+		if err := tx.Get(topology.KindPort, pid.String(), &p); err != nil {
+			if errors.Is(err, topology.ErrNotFound) {
+				return notFound("port %s does not exist", pid)
+			}
+			return err
+		}
+		if p.Type != topology.PortTypeBridge {
+			return badRequest("port %s is a %s port; L2 insertions join bridge ports", pid, p.Type)
+		}
+	}
+	all, err := topology.ListOf[topology.L2Insertion](tx)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.ID == x.ID {
+			continue
+		}
+		switch {
+		case eqID(o.PortID, *x.PortID) && eqID(o.SrvPortID, *x.SrvPortID):
+			return conflict("Insertion for same port/srvPort pair already exists: %s", o.ID)
+		case eqID(o.SrvPortID, *x.PortID):
+			return badRequest("Protected port %s can't have a service: it is the service port of insertion %s", x.PortID, o.ID)
+		case eqID(o.PortID, *x.SrvPortID):
+			return badRequest("Service port %s can't have an insertion: it is the protected port of insertion %s", x.SrvPortID, o.ID)
 		}
 	}
 	return nil

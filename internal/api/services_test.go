@@ -32,6 +32,14 @@ func TestDHCP(t *testing.T) {
 	}
 	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0a", "ipAddr": "10.0.0.11"}), 409)
 	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "nope", "ipAddr": "10.0.0.11"}), "macAddr")
+	// Extra options the agents could not encode are refused, each named.
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"},
+			map[string]any{"optName": "no-such-option", "optValue": "1"}}}), "extraDhcpOpts[1]")
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "dns-server", "optValue": "10.0.0.300"}}}), "extraDhcpOpts[0]")
+	create(t, s["hosts"].(string), map[string]any{"macAddr": "02:00:00:00:00:0b", "ipAddr": "10.0.0.11",
+		"extraDhcpOpts": []any{map[string]any{"optName": "mtu", "optValue": "1400"}}})
 	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"macAddr": "02:00:00:00:00:0A", "ipAddr": "10.0.0.12"}), 204)
 	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["ipAddr"] != "10.0.0.12" {
 		t.Errorf("host after PUT %v", got)
@@ -41,7 +49,7 @@ func TestDHCP(t *testing.T) {
 	if got["enabled"] != false || got["defaultGateway"] != nil {
 		t.Errorf("subnet after PUT %v", got)
 	}
-	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 2 {
 		t.Errorf("PUT of the subnet lost its hosts: %v", l)
 	}
 	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
@@ -424,6 +432,97 @@ func TestQOSPolicyPutReplacesRules(t *testing.T) {
 	}
 	if l := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["dscpMark"] != float64(14) {
 		t.Errorf("dscp rules after the second PUT: %v", l)
+	}
+}
+
+func TestDHCPv6(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "dhcp6"})
+	list := b["dhcpSubnet6s"].(string)
+	s := create(t, list, map[string]any{"prefix": "2001:DB8:6:0::", "prefixLength": 64, "dnsServerAddrs": []string{"2001:db8:6::2"}})
+	if s["uri"] != list+"/2001:db8:6::_64" || s["prefix"] != "2001:db8:6::" || s["hosts"] != s["uri"].(string)+"/hostsV6" {
+		t.Errorf("subnet %v", s)
+	}
+	expect(t, do(t, "POST", list, map[string]any{"prefix": "2001:db8:6::", "prefixLength": 64}), 409)
+	expectViolation(t, do(t, "POST", list, map[string]any{"prefix": "10.0.0.0", "prefixLength": 64}), "prefix")
+	expectViolation(t, do(t, "POST", list, map[string]any{"prefix": "2001:db8:7::", "prefixLength": 129}), "prefixLength")
+	// Another spelling of the same subnet finds it.
+	expect(t, do(t, "GET", list+"/2001:db8:6:0:0::_64", nil), 200)
+	h := create(t, s["hosts"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0a",
+		"fixedAddress": "2001:db8:6::a", "name": "vm"})
+	if h["uri"] != s["hosts"].(string)+"/00-03-00-01-02-00-00-00-00-0a" {
+		t.Errorf("host %v", h)
+	}
+	expect(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0A",
+		"fixedAddress": "2001:db8:6::b"}), 409)
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "vm-b", "fixedAddress": "2001:db8:6::b"}), "clientId")
+	expectViolation(t, do(t, "POST", s["hosts"].(string), map[string]any{"clientId": "02:00:00:00:00:0b", "fixedAddress": "10.0.0.1"}), "fixedAddress")
+	expect(t, do(t, "PUT", h["uri"].(string), map[string]any{"clientId": "00:03:00:01:02:00:00:00:00:0a", "fixedAddress": "2001:db8:6::c"}), 204)
+	if got := expect(t, do(t, "GET", h["uri"].(string), nil), 200).obj(t); got["fixedAddress"] != "2001:db8:6::c" {
+		t.Errorf("host after PUT %v", got)
+	}
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("hosts %v", l)
+	}
+	expect(t, do(t, "PUT", s["uri"].(string), map[string]any{"prefix": "2001:db8:6::", "prefixLength": 64}), 204)
+	if l := expect(t, do(t, "GET", s["hosts"].(string), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("PUT of the subnet lost its hosts: %v", l)
+	}
+	expect(t, do(t, "DELETE", h["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", h["uri"].(string), nil), 404)
+	// Deleting the bridge takes its DHCPv6 subnets along.
+	expect(t, do(t, "DELETE", b["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", s["uri"].(string), nil), 404)
+}
+
+// L2 insertions: created between two bridge ports, listed by port or by
+// service port, and refused where MidoNet refuses them.
+func TestL2Insertions(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "insertions"})
+	vm := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	svc2 := create(t, b["ports"].(string), map[string]any{"type": "Bridge"})
+	r := create(t, "/routers", map[string]any{"name": "insertions"})
+	rp := create(t, r["ports"].(string), map[string]any{"type": "Router", "portAddress": "10.0.0.1", "networkAddress": "10.0.0.0", "networkLength": 24})
+	ins := create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01",
+		"position": 1, "vlan": 10, "failOpen": true})
+	checkKeys(t, ins, []string{"id", "portId", "srvPortId", "vlan", "position", "failOpen", "mac", "uri"})
+	create(t, "/l2insertions", map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01", "position": 2})
+	if l := expect(t, do(t, "GET", "/l2insertions?port="+id(vm), nil), 200).list(t); len(l) != 2 {
+		t.Errorf("insertions of the port: %v", l)
+	}
+	if l := expect(t, do(t, "GET", "/l2insertions?srv_port="+id(svc2), nil), 200).list(t); len(l) != 1 {
+		t.Errorf("insertions of the service port: %v", l)
+	}
+	if got := expect(t, do(t, "GET", vm["uri"].(string), nil), 200).obj(t); len(got["insertionIds"].([]any)) != 2 {
+		t.Errorf("the protected port's insertionIds: %v", got["insertionIds"])
+	}
+	for _, tc := range []struct {
+		name   string
+		body   map[string]any
+		status int
+	}{
+		{"same pair twice", map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01"}, 409},
+		{"a service port protected", map[string]any{"portId": id(svc), "srvPortId": id(svc2), "mac": "02:00:00:00:00:02"}, 400},
+		{"a protected port as a service", map[string]any{"portId": id(svc2), "srvPortId": id(vm), "mac": "02:00:00:00:00:02"}, 400},
+		{"a router port", map[string]any{"portId": id(rp), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 400},
+		{"no MAC", map[string]any{"portId": id(vm), "srvPortId": id(svc)}, 400},
+		{"a port that does not exist", map[string]any{"portId": uuid.NewString(), "srvPortId": id(svc), "mac": "02:00:00:00:00:02"}, 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expect(t, do(t, "POST", "/l2insertions", tc.body), tc.status) })
+	}
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc2), "mac": "02:00:00:00:00:01"}), 400)
+	expect(t, do(t, "PUT", ins["uri"].(string), map[string]any{"portId": id(vm), "srvPortId": id(svc), "mac": "02:00:00:00:00:01", "position": 3}), 204)
+	if got := expect(t, do(t, "GET", ins["uri"].(string), nil), 200).obj(t); got["position"] != float64(3) {
+		t.Errorf("insertion after PUT %v", got)
+	}
+	// Deleting the service port deletes its insertions.
+	expect(t, do(t, "DELETE", svc["uri"].(string), nil), 204)
+	expect(t, do(t, "GET", ins["uri"].(string), nil), 404)
+	c := create(t, "/chains", map[string]any{"name": "l2"})
+	rule := create(t, c["rules"].(string), map[string]any{"type": "l2_transform", "flowAction": "redirect",
+		"targetPortId": id(svc2), "pushVlan": 20})
+	if rule["flowAction"] != "redirect" || rule["pushVlan"] != float64(20) || rule["targetPortId"] != id(svc2) {
+		t.Errorf("l2_transform rule %v", rule)
 	}
 }
 

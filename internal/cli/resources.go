@@ -51,7 +51,7 @@ func commands(o *options) []*cobra.Command {
 		{
 			kind: bridgeKind, use: "bridge", short: "Virtual L2 switches",
 			columns: deviceColumns,
-			fields:  deviceFields("bridge"),
+			fields:  append(deviceFields("bridge"), serviceDeviceFields("bridge", true)...),
 			examples: map[string]string{
 				"list":   "  midonet bridge list -o json",
 				"show":   "  midonet bridge show tenant-net",
@@ -63,7 +63,8 @@ func commands(o *options) []*cobra.Command {
 		{
 			kind: routerKind, use: "router", short: "Virtual L3 routers (and their BGP: router bgp ...)",
 			columns: append(slices.Clone(deviceColumns), col("AS", "asNumber")),
-			fields: append(deviceFields("router"),
+			fields: append(append(append(deviceFields("router"), serviceDeviceFields("router", false)...),
+				refField("load-balancer", "loadBalancerId", loadBalancerKind, "L4 load balancer of the router's VIPs (\"none\" to detach)")),
 				field{flag: "as-number", key: "asNumber", kind: kInt, usage: "the router's BGP AS number (0: no BGP)"}),
 			examples: map[string]string{
 				"list":   "  midonet router list",
@@ -91,6 +92,11 @@ func commands(o *options) []*cobra.Command {
 				{flag: "admin-state-up", key: "adminStateUp", kind: kBool, usage: "administrative state (default true)"},
 				refField("inbound-filter", "inboundFilterId", chainKind, "chain applied to traffic entering through the port (\"none\" to detach)"),
 				refField("outbound-filter", "outboundFilterId", chainKind, "chain applied to traffic leaving through the port (\"none\" to detach)"),
+				{flag: "inbound-mirrors", key: "inboundMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic entering, before the inbound filter"},
+				{flag: "post-in-filter-mirrors", key: "postInFilterMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic entering, after the inbound filter"},
+				{flag: "pre-out-filter-mirrors", key: "preOutFilterMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic leaving, before the outbound filter"},
+				{flag: "outbound-mirrors", key: "outboundMirrorIds", kind: kRefList, ref: mirrorKind, usage: "mirrors of the traffic leaving, after the outbound filter"},
+				refField("qos-policy", "qosPolicyId", qosPolicyKind, "QoS policy of the port, over its bridge's (\"none\" to detach)"),
 			},
 			examples: map[string]string{
 				"list":   "  midonet port list --bridge tenant-net\n  midonet port list",
@@ -244,6 +250,7 @@ func commands(o *options) []*cobra.Command {
 		},
 	}
 
+	resources = append(resources, serviceResources()...)
 	cmds := make([]*cobra.Command, 0, len(resources)+2)
 	byUse := map[string]*cobra.Command{}
 	for _, r := range resources {
@@ -257,7 +264,7 @@ func commands(o *options) []*cobra.Command {
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])
 	addIPAddrGroupVerbs(o, byUse["ip-addr-group"])
-	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), traceCommand(o))
+	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), dhcp6Command(o), dhcp6HostCommand(o), traceCommand(o))
 	return cmds
 }
 

@@ -29,6 +29,8 @@ type traceFlags struct {
 	icmpCode         int
 	ttl              int
 	arp              bool
+	dhcp             string
+	requestedIP      string
 	datapath         string
 }
 
@@ -68,10 +70,18 @@ Packet defaults:
                 else the bridge's ARP table entry for --dst-ip; else broadcast
                 (the bridge floods). With --arp: broadcast.
   --arp         sends an ARP request from --src-ip asking for --dst-ip
-                instead of an IPv4 packet.`,
+                instead of an IPv4 packet.
+  --dhcp TYPE   sends a DHCP request (discover, request, inform, release or
+                decline) from --src-mac (required): UDP 68 → 67 from
+                --src-ip (default 0.0.0.0, the client's address when
+                renewing or informing) to 255.255.255.255; --requested-ip
+                sets option 50. A bridge with DHCP subnets answers it in the
+                agent: the trace shows the answer and that no flow is
+                installed.`,
 		Example: `  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 8.8.8.8 --proto udp --dst-port 53
   midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.1.7 -o json
-  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.0.1 --arp`,
+  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --src-ip 10.0.0.5 --dst-ip 10.0.0.1 --arp
+  midonet trace --port 6c0e7a1c-5b0e-4c44-9a4f-3f4a1f0b9d21 --dhcp discover --src-mac 02:00:00:00:00:05`,
 		Args: cobra.NoArgs,
 		RunE: o.run(func(s *session, cmd *cobra.Command, _ []string) error {
 			return runTrace(s, cmd, f)
@@ -91,6 +101,8 @@ Packet defaults:
 	fl.IntVar(&f.icmpCode, "icmp-code", 0, "ICMP code")
 	fl.IntVar(&f.ttl, "ttl", int(packet.DefaultTTL), "IP time to live")
 	fl.BoolVar(&f.arp, "arp", false, "send an ARP request for --dst-ip instead of an IPv4 packet")
+	fl.StringVar(&f.dhcp, "dhcp", "", "send a DHCP request of this type from --src-mac: discover, request, inform, release or decline")
+	fl.StringVar(&f.requestedIP, "requested-ip", "", "with --dhcp: the address the client asks for (option 50)")
 	fl.StringVar(&f.datapath, "datapath", "userspace", "the agents' datapath, whose flows the trace shows: userspace, "+
 		"or ovs (its flows cannot match ICMP echo identifiers: pings through NAT and conntrack are simulated one by one)")
 	return cmd
@@ -102,7 +114,7 @@ var traceFlagNames = map[string]string{
 	"portId": "--port", "srcMac": "--src-mac", "dstMac": "--dst-mac", "vlan": "--vlan",
 	"srcIp": "--src-ip", "dstIp": "--dst-ip", "proto": "--proto", "srcPort": "--src-port",
 	"dstPort": "--dst-port", "icmpType": "--icmp-type", "icmpCode": "--icmp-code", "ttl": "--ttl",
-	"arp": "--arp", "datapath": "--datapath",
+	"arp": "--arp", "datapath": "--datapath", "dhcp": "--dhcp", "requestedIp": "--requested-ip",
 }
 
 // traceRequest turns the flags into a request; flags left at their
@@ -117,7 +129,7 @@ func traceRequest(cmd *cobra.Command, f *traceFlags) *trace.Request {
 		return &v
 	}
 	r := &trace.Request{PortID: f.port, SrcMAC: f.srcMAC, DstMAC: f.dstMAC, SrcIP: f.srcIP, DstIP: f.dstIP,
-		Proto: f.proto, ARP: f.arp, Datapath: f.datapath,
+		Proto: f.proto, ARP: f.arp, Datapath: f.datapath, DHCP: f.dhcp, RequestedIP: f.requestedIP,
 		VLAN: opt("vlan", f.vlan), SrcPort: opt("src-port", f.srcPort), DstPort: opt("dst-port", f.dstPort),
 		ICMPType: opt("icmp-type", f.icmpType), ICMPCode: opt("icmp-code", f.icmpCode), TTL: opt("ttl", f.ttl)}
 	return r

@@ -185,6 +185,27 @@ func TestTrace(t *testing.T) {
 		}
 	})
 
+	t.Run("through a VIP", func(t *testing.T) {
+		// A load balancer built from the command line: VIP 10.61.9.1:80
+		// over vm2's port 8080.
+		lb := object(t, "load-balancer", "create").Str("id")
+		must(t, "router", "update", n.router, "--load-balancer", lb)
+		defer must(t, "router", "update", n.router, "--load-balancer", "none")
+		pool := object(t, "pool", "create", "--load-balancer", lb).Str("id")
+		must(t, "pool-member", "create", "--pool", pool, "--address", "10.61.2.5", "--protocol-port", "8080")
+		must(t, "vip", "create", "--pool", pool, "--address", "10.61.9.1", "--protocol-port", "80")
+		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.9.1", "--proto", "tcp", "--dst-port", "80")
+		if r.Result != "forward" || len(r.Egress) != 1 || r.Egress[0].Port != n.vm2 {
+			t.Fatalf("result %s (%s) egress %+v, want forward to vm2\n%+v", r.Result, r.Reason, r.Egress, r.Steps)
+		}
+		if set := r.Egress[0].Set; set["nw_dst"] != "10.61.2.5" || set["tp_dst"] != "8080" {
+			t.Errorf("egress sets %v, want the back end 10.61.2.5:8080", set)
+		}
+		if step(r, lb, "balance") == nil {
+			t.Errorf("no step shows the load balancer balancing: %+v", r.Steps)
+		}
+	})
+
 	t.Run("arp for the gateway", func(t *testing.T) {
 		r := traceJSON(t, "--port", n.vm1, "--src-ip", "10.61.1.5", "--dst-ip", "10.61.1.1", "--arp")
 		if r.Result != "consumed" || r.Packet.EthType != "arp" || r.Packet.EthDst != "ff:ff:ff:ff:ff:ff" {

@@ -79,6 +79,7 @@ type PortStats struct {
 	RxDropped          uint64 // received but dropped: malformed, or no room
 	TxDropped          uint64 // could not be sent (queue full, too big, error)
 	UpcallDropped      uint64 // misses dropped because the port's upcall queue was full
+	RxLimited          uint64 // received beyond the port's rate limit, and dropped
 }
 
 // FlowFlags say whether PutFlow may create a flow, replace one, or both.
@@ -276,6 +277,30 @@ func FeaturesOf(dp any) Features {
 		return r.Features()
 	}
 	return Features{}
+}
+
+// RateLimit polices what a datapath receives on a port: a token bucket of
+// BurstBytes refilled at BitsPerSecond. The zero value is no limit.
+type RateLimit struct {
+	BitsPerSecond uint64
+	BurstBytes    uint64
+}
+
+// Validate checks that a limit can pass a frame: its burst holds at least
+// one full-size frame.
+func (l RateLimit) Validate() error {
+	if l.BitsPerSecond != 0 && l.BurstBytes < 1514 {
+		return fmt.Errorf("rate limit %d bit/s: a burst of %d bytes is less than one frame (1514)", l.BitsPerSecond, l.BurstBytes)
+	}
+	return nil
+}
+
+// PortRateLimiter is implemented by backends that police what they receive
+// on a port (QoS bandwidth limits on a VM's traffic). A zero limit removes
+// it. The port's frames over the limit are dropped and counted in
+// PortStats.RxLimited.
+type PortRateLimiter interface {
+	SetPortRateLimit(no PortNo, l RateLimit) error
 }
 
 // PortManager adds and removes ports.

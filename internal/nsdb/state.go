@@ -524,21 +524,11 @@ func (se *Session) renewLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for key, k := range se.keys {
-		written, err := se.putLocked(ctx, lease, key, k)
-		if err == nil && !written && k.claim {
-			// Another session claimed the key while this one had no
-			// lease: it is theirs now.
-			delete(se.keys, key)
-			se.s.log.Warn("state session lost a claimed key while it had no lease", "key", key[len(se.s.prefix):])
-			continue
-		}
-		if err != nil {
-			rctx, cancel := se.s.reqCtx(ctx)
-			se.s.cli.Revoke(rctx, lease)
-			cancel()
-			return fmt.Errorf("nsdb: write %s again under a new lease: %w", key[len(se.s.prefix):], err)
-		}
+	if err := se.rewriteLocked(ctx, lease); err != nil {
+		rctx, cancel := se.s.reqCtx(ctx)
+		se.s.cli.Revoke(rctx, lease)
+		cancel()
+		return err
 	}
 	old := se.lease
 	se.lease = lease
@@ -549,6 +539,52 @@ func (se *Session) renewLocked(ctx context.Context) error {
 	se.s.cli.Revoke(rctx, old)
 	se.s.log.Info("state session renewed", "lease", int64(lease), "keys", len(se.keys))
 	return nil
+}
+
+// rewriteLocked writes the session's keys again under lease: the plain
+// ones a batch a transaction (a BGP feed holds 100k of them, and one round
+// trip each would keep them away for minutes), the learned ones one by
+// one, each with its own check for an operator's entry.
+func (se *Session) rewriteLocked(ctx context.Context, lease clientv3.LeaseID) error {
+	var ops []clientv3.Op
+	flush := func() error {
+		for len(ops) > 0 {
+			n := min(len(ops), se.batchSize())
+			rctx, cancel := se.s.reqCtx(ctx)
+			_, err := se.s.cli.Txn(rctx).Then(ops[:n]...).Commit()
+			cancel()
+			if se.tooManyOps(err) {
+				continue // again, in small batches
+			}
+			if err != nil {
+				return fmt.Errorf("nsdb: write %d state keys again under a new lease: %w", n, err)
+			}
+			ops = ops[n:]
+		}
+		return nil
+	}
+	for key, k := range se.keys {
+		if !k.unlessPersistent && !k.claim {
+			ops = append(ops, clientv3.OpPut(key, string(k.value), clientv3.WithLease(lease)))
+			if len(ops) >= se.batchSize() {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		written, err := se.putLocked(ctx, lease, key, k)
+		if err != nil {
+			return fmt.Errorf("nsdb: write %s again under a new lease: %w", key[len(se.s.prefix):], err)
+		}
+		if !written && k.claim {
+			// Another session claimed the key while this one had no
+			// lease: it is theirs now.
+			delete(se.keys, key)
+			se.s.log.Warn("state session lost a claimed key while it had no lease", "key", key[len(se.s.prefix):])
+		}
+	}
+	return flush()
 }
 
 // putLocked writes one key under lease.

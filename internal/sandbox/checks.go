@@ -171,6 +171,10 @@ func (sb *Sandbox) RunChecks(ctx context.Context) []Check {
 		}
 		add(c)
 	}
+	fmt.Fprintln(sb.out, "==> checking each VM's DHCP lease")
+	for _, c := range sb.leaseChecks(ctx) {
+		add(c)
+	}
 	fmt.Fprintln(sb.out, "==> checking connectivity with real packets")
 	pingCheck("same bridge across hosts", "vm-a1", "vm-a2", vms[1].addr)
 	pingCheck("across the router", "vm-a1", "vm-b2", vms[3].addr)

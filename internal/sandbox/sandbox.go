@@ -95,6 +95,7 @@ type Sandbox struct {
 	pins    []int // the processor of each host's receivers, if pinned
 	api     string
 	ids     map[string]string // names of the demo objects -> ids
+	leases  []Lease           // each VM's DHCP client, in vms order
 }
 
 // host is one simulated hypervisor.
@@ -220,13 +221,22 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	if err := sb.waitLearned(ctx); err != nil {
 		return sb, err
 	}
+	sb.step("bringing the VMs' interfaces up: dhclient in each gets its address from the agent of its host")
+	if err := sb.leaseVMs(ctx); err != nil {
+		return sb, err
+	}
+	var took []string
+	for _, l := range sb.leases {
+		took = append(took, fmt.Sprintf("%s %s", l.VM, l.Took.Round(time.Millisecond)))
+	}
+	sb.step("every VM bound its lease (link up to configured: %s)", strings.Join(took, ", "))
 	return sb, nil
 }
 
 func vmNames() string {
 	var s []string
 	for _, v := range vms {
-		s = append(s, fmt.Sprintf("%s (%s on %s)", v.name, v.addr, hosts[v.host].name))
+		s = append(s, fmt.Sprintf("%s (%s on %s)", v.name, macOf(v), hosts[v.host].name))
 	}
 	return strings.Join(s, ", ")
 }
@@ -395,6 +405,10 @@ func switchCPUs(allowed []int, n int) []int {
 	return cpus
 }
 
+// plugVMs creates each VM: a namespace whose eth0, with the MAC its DHCP
+// host entry names, is a veth pair's end; the other end, its tap, is in its
+// host's namespace. eth0 stays down and unaddressed until the VM boots
+// (leaseVMs).
 func (sb *Sandbox) plugVMs() error {
 	for _, v := range vms {
 		h := hosts[v.host]
@@ -402,10 +416,8 @@ func (sb *Sandbox) plugVMs() error {
 			[]string{"netns", "add", nsOf(v)},
 			[]string{"link", "add", tapOf(v), "netns", h.ns, "type", "veth", "peer", "name", "eth0", "netns", nsOf(v)},
 			[]string{"-n", h.ns, "link", "set", tapOf(v), "up"},
-			[]string{"-n", nsOf(v), "addr", "add", v.addr + "/24", "dev", "eth0"},
-			[]string{"-n", nsOf(v), "link", "set", "eth0", "up"},
+			[]string{"-n", nsOf(v), "link", "set", "eth0", "address", macOf(v)},
 			[]string{"-n", nsOf(v), "link", "set", "lo", "up"},
-			[]string{"-n", nsOf(v), "route", "add", "default", "via", v.gateway},
 		); err != nil {
 			return err
 		}
@@ -463,8 +475,9 @@ func (sb *Sandbox) clearState() error {
 }
 
 // Cleanup removes every namespace and link a sandbox creates, and stops
-// agents a crashed run left behind.
+// agents and DHCP clients a crashed run left behind.
 func Cleanup() {
+	stopDHCPClients()
 	pids, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*.pid"))
 	for _, f := range pids {
 		if b, err := os.ReadFile(f); err == nil {

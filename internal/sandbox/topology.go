@@ -190,6 +190,24 @@ func (sb *Sandbox) buildTopology(ctx context.Context) error {
 	must(sb.post(ctx, "/chains/"+sg+"/rules", map[string]any{"type": "accept", "dlType": 0x0806, "position": 3}))
 	must(sb.post(ctx, "/chains/"+sg+"/rules", map[string]any{"type": "drop", "position": 4}))
 
+	// DHCP on each tenant network: a host entry per VM (its MAC, its
+	// address), the gateway, the MTU, and the route to the metadata
+	// address by option 121, as Neutron's translation lays it out.
+	for _, n := range []struct{ name, net, gw string }{{"net-a", "10.0.1.0", "10.0.1.1"}, {"net-b", "10.0.2.0", "10.0.2.1"}} {
+		if err != nil {
+			break
+		}
+		sub := "/bridges/" + ids[n.name] + "/dhcp"
+		must(sb.post(ctx, sub, map[string]any{"subnetPrefix": n.net, "subnetLength": 24, "defaultGateway": n.gw,
+			"interfaceMTU": demoMTU, "opt121Routes": []any{map[string]any{"destinationPrefix": metadataAddr,
+				"destinationLength": 32, "gatewayAddr": n.gw}}}))
+		for _, v := range vms {
+			if v.network == n.name {
+				must(sb.post(ctx, sub+"/"+n.net+"_24/hosts", map[string]any{"macAddr": macOf(v), "ipAddr": v.addr}))
+			}
+		}
+	}
+
 	// The VMs' ports, bound to their taps.
 	for _, v := range vms {
 		body := map[string]any{"type": "Bridge"}

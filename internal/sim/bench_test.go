@@ -29,10 +29,29 @@ func benchCases(tb testing.TB) []benchCase {
 	refPkt := mkPacket(tb, fids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
 	first := NewSimulator(1).Simulate(fsnap, tables.View(0), refPkt, testNow)
 	tables.Shard(0).Commit(first.Conntrack, first.NAT)
+	// The bridge path with a mirror copying it to a tap port.
+	mtp, mids := bridgeTopo(tb)
+	mids["tap"] = mtp.vmPort(mtp.bridge("taps"), "tap")
+	mtp.in.Mirrors = []topology.Mirror{mirrorOf("m", mids["tap"], topology.Condition{NwProto: ptr(17)})}
+	mtp.port(mids["vm1"]).InboundMirrorIDs = []ID{id("m")}
+	// A new connection to a VIP, balanced or sticky (no state: each
+	// simulation picks a back end).
+	ltp, lids := lbTopo(tb, false, nil)
+	stp, sids := lbTopo(tb, true, nil)
+	toVIP := tcp(gwMAC, upMAC, "8.8.8.8", vipIP, 5000, 80)
+	// The protected port of an L2 insertion sending to its service.
+	itp, iids := bridgeTopo(tb)
+	iids["svc"] = itp.vmPort(itp.bridge("svc-net"), "svc")
+	itp.in.L2Insertions = []topology.L2Insertion{{ID: id("ins"), PortID: topology.IDPtr(iids["vm1"]),
+		SrvPortID: topology.IDPtr(iids["svc"]), MAC: topology.Str("02:00:00:00:00:01"), Position: 1}}
 	return []benchCase{
 		{"bridge", btp.snapshot(), nil, mkPacket(tb, bids["vm1"], udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 1, 2)), Forward},
 		{"router", rtp.snapshot(), nil, mkPacket(tb, rids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443)), Forward},
 		{"reference", fsnap, tables.View(0), refPkt, Forward},
+		{"bridge-mirrored", mtp.snapshot(), nil, mkPacket(tb, mids["vm1"], udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 1, 2)), Forward},
+		{"vip", ltp.snapshot(), nil, mkPacket(tb, lids["up"], toVIP), Forward},
+		{"vip-sticky", stp.snapshot(), nil, mkPacket(tb, sids["up"], toVIP), Forward},
+		{"l2-insertion", itp.snapshot(), nil, mkPacket(tb, iids["vm1"], udp("02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.11", "10.0.0.12", 1, 2)), Forward},
 	}
 }
 

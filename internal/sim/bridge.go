@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"slices"
+
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -78,6 +81,9 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 			mac, known = rp.peer.mac, true
 		} else if m, ok := b.ipMAC[tpa]; ok && b.answerARP {
 			mac, known = m, true
+		} else if slices.Contains(b.dhcpServers, tpa) {
+			// The DHCP server's address: clients renew by unicast to it.
+			mac, known = dhcp.ServerMAC, true
 		}
 		if known {
 			sha := s.arpSHA()
@@ -94,10 +100,16 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 	}
 	if spa == tpa {
 		// Gratuitous ARP: learn the address, flood, and see every such
-		// packet in userspace.
+		// packet in userspace. The routers on the bridge whose subnet holds
+		// the address get it too, so that a VM that moved, or an address
+		// that moved to another VM, is followed at once.
 		s.res.LearnedARP = append(s.res.LearnedARP, ARPLearning{Device: b.id, IP: addr4(spa), MAC: s.arpSHA()})
 		s.userspace = true
-		return s.flood(b, vid)
+		v := s.flood(b, vid)
+		if vid == 0 {
+			s.garpToRouters(b, spa)
+		}
+		return v
 	}
 	s.tag(ARPRequestsTag(b.id))
 	return s.flood(b, vid)
@@ -160,4 +172,19 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 	}
 	s.restore(&saved)
 	return vForward
+}
+
+// garpToRouters hands a gratuitous ARP for addr to the router ports linked
+// to b whose subnet holds it, which learn it (routerARP).
+func (s *Simulator) garpToRouters(b *bridge, addr [4]byte) {
+	saved := s.save()
+	for _, bp := range b.rtrIPs {
+		rp := bp.peer
+		if bp == saved.inPort || !rp.hasAddr || !rp.subnet.contains(u32(addr)) {
+			continue
+		}
+		s.restore(&saved)
+		s.portEgress(bp)
+	}
+	s.restore(&saved)
 }

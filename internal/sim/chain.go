@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -16,9 +17,10 @@ const (
 	actReject
 	actReturn
 	actJump
+	actRedirect // the chain hands the packet to another port (L2 insertion)
 )
 
-var ruleActionNames = [...]string{"continue", "accept", "drop", "reject", "return", "jump"}
+var ruleActionNames = [...]string{"continue", "accept", "drop", "reject", "return", "jump", "redirect"}
 
 func (a ruleAction) String() string { return ruleActionNames[a] }
 
@@ -49,6 +51,19 @@ type rule struct {
 	nat    natKind
 	static bool // a floating-IP style forward NAT rule: one address, no ports
 	target []natTarget
+
+	// l2_transform rules: pop the outer VLAN tag and/or push one (TCI,
+	// without the present bit); a transform that changes nothing does not
+	// fire. Redirect rules (l2_transform with action redirect) then hand
+	// the packet to redirect: to its ingress, or out of it without its
+	// outbound chains.
+	transform  bool
+	popVLAN    bool
+	pushVLAN   uint16
+	redirect   *port // nil when the target port does not exist
+	redirectID ID
+	ingress    bool
+	failOpen   bool
 }
 
 type chain struct {
@@ -110,6 +125,7 @@ type cond struct {
 	dlType                                 uint16
 	dlSrc, dlSrcMask, dlDst, dlDstMask     [6]byte
 	vlan                                   uint16
+	vlanMask                               uint16 // the TCI bits the VLAN condition compares
 	nwTos, nwProto                         uint8
 	nwSrc, nwDst, icmpDataSrc, icmpDataDst prefix4
 	tpSrc, tpDst                           [2]uint16
@@ -223,9 +239,17 @@ func (s *Snapshot) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{
 		r.action, r.nat = flow, natRevDNAT
 	case topology.RuleRevSNAT:
 		r.action, r.nat = flow, natRevSNAT
+	case topology.RuleL2Transform:
+		r.transform, r.popVLAN, r.pushVLAN = true, tr.PopVLAN, uint16(tr.PushVLAN)&^packet.VLANPresent
+		r.action = actAccept
+		if tr.FlowAction != nil && *tr.FlowAction == topology.FlowRedirect {
+			r.action, r.ingress, r.failOpen = actRedirect, tr.Ingress, tr.FailOpen
+			if tr.TargetPortID != nil {
+				r.redirectID = *tr.TargetPortID
+			}
+		}
 	default:
-		// Trace and L2 transform rules continue: tracing is requested per
-		// simulation here, and L2 insertion is not simulated (2026-11).
+		// Trace rules continue: tracing is requested per simulation here.
 		r.action = actContinue
 	}
 	if err := s.compileCond(&r.cond, &tr.Condition, ipg); err != nil {
@@ -323,7 +347,7 @@ func (s *Snapshot) compileCond(c *cond, tc *topology.Condition, ipg map[ID]map[[
 		return err
 	}
 	if tc.VLAN != nil {
-		c.vlan = uint16(*tc.VLAN)
+		c.vlan, c.vlanMask = uint16(*tc.VLAN), 0x0fff
 		set(cfVLAN, false)
 	}
 	if tc.NoVLAN {

@@ -17,10 +17,14 @@
 // (longest-prefix routing with source prefixes, weights and ECMP, local,
 // blackhole and reject routes, ARP, TTL, ICMP echo replies and errors),
 // chains and rules with every condition field, static and dynamic NAT,
-// connection tracking, L4 load balancers and QoS DSCP marking. Not
-// simulated yet (2026-11): L2 insertion and redirect rules, trace rules (tracing is
-// requested per packet instead), VTEP router ports, DHCP, BGP traffic
-// shuttling, IPv6 routing and router hairpinning.
+// connection tracking, L4 load balancers, QoS DSCP marking, mirrors,
+// l2_transform and redirect rules with L2 insertions (service ports in the
+// path of a protected port), and DHCP: a request from a VM to a bridge with
+// DHCP subnets is answered where it enters, from the static leases (package
+// dhcp), and consumed without a flow. Not simulated yet (2026-11): trace
+// rules (tracing is requested per packet instead), VTEP router ports, BGP
+// traffic shuttling, IPv6 routing, router hairpinning, and VLAN stacks (a
+// push onto a tagged frame drops it).
 //
 // A Simulator holds one worker's scratch space. Simulating a packet on the
 // bridge and router paths does not allocate once the scratch has grown; the

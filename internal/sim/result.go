@@ -86,11 +86,16 @@ const (
 	ReasonMalformed
 	ReasonARPTimeout
 	ReasonLoadBalancer
+	ReasonServicePort
+	ReasonServicePortDown
+	ReasonVLANStack
+	ReasonDHCPMalformed
 )
 
 var reasonNames = [...]string{"", "unknown-port", "port-admin-down", "device-admin-down", "unplugged-port", "loop",
 	"chain", "multicast-source", "same-in-out-port", "vlan", "not-ipv4", "not-for-router", "no-route", "blackhole-route",
-	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer"}
+	"reject-route", "local-route", "ttl-exceeded", "bad-egress-port", "nat-exhausted", "arp", "no-egress", "malformed", "arp-timeout", "load-balancer",
+	"service-port", "service-port-down", "vlan-stack", "dhcp-malformed"}
 
 // String returns the reason's name.
 func (r DropReason) String() string {
@@ -160,6 +165,14 @@ type NATLeaseRequest struct {
 	PortFrom, PortTo uint16
 }
 
+// ARPRefresh is a stale ARP entry a router used, and the request (sent
+// out of Port) that asks for it again. The agent sends it unless it asked
+// recently.
+type ARPRefresh struct {
+	ARPRequest
+	Frame []byte
+}
+
 // Result is the outcome of one simulation. Its slices point into the
 // Simulator's scratch space: they are valid until the Simulator's next call.
 type Result struct {
@@ -178,6 +191,10 @@ type Result struct {
 	// (flowstate.Shard.Commit) and they are replicated to peers.
 	Conntrack []flowstate.ConnKey
 	NAT       []flowstate.NATEntry
+	// StatePorts are more ports whose hosts must receive the flow state:
+	// the service ports of an L2 insertion and the port that redirected to
+	// them (besides the egress ports and stateful port groups).
+	StatePorts []ID
 
 	LearnedMACs []MACLearning
 	LearnedARP  []ARPLearning
@@ -185,7 +202,11 @@ type Result struct {
 	ARP         ARPRequest // when Kind is ARPNeeded
 	// NATLease is the NAT address that needs another port block, when
 	// Kind is NATLeaseNeeded.
-	NATLease NATLeaseRequest
+	NATLease   NATLeaseRequest
+	ARPRefresh []ARPRefresh
+	// DHCP says what the bridge's DHCP server did, when the packet was a
+	// DHCP request entering a bridge that serves DHCP.
+	DHCP DHCPEvent
 
 	// Trace lists what each device did, when tracing was requested.
 	Trace Trace

@@ -148,7 +148,8 @@ func (s *Simulator) routerProcess(r *router) verdict {
 
 // nextHopMAC resolves the MAC of next hop gw behind port out: a linked
 // router port's MAC, a bridge's knowledge of its router ports and its ARP
-// suppression table, then the router's ARP table.
+// suppression table, then the router's ARP table. A stale entry is used,
+// and the request that refreshes it is added to Result.ARPRefresh.
 func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool) {
 	if peer := out.peer; peer != nil {
 		if peer.router != nil {
@@ -167,6 +168,14 @@ func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool)
 	e, ok := r.arp[gw]
 	if !ok || (e.expiry != 0 && e.expiry <= s.now) {
 		return [6]byte{}, false
+	}
+	if e.stale != 0 && e.stale <= s.now {
+		frame := s.buildARP(arpOpRequest, out.mac, out.addr, [6]byte{}, gw, broadcastMAC)
+		s.res.ARPRefresh = append(s.res.ARPRefresh, ARPRefresh{ARPRequest: ARPRequest{Router: r.id, Port: out.id,
+			IP: addr4(gw)}, Frame: frame})
+		if s.tracing {
+			s.trace("router", r.id, "arp stale", addr4(gw).String()+" is-at "+topology.FormatMAC(e.mac)+": asking again")
+		}
 	}
 	return e.mac, true
 }

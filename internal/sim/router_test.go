@@ -2,7 +2,9 @@ package sim
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
@@ -355,5 +357,107 @@ func TestRouterResolvesNextHopFromBridgeTables(t *testing.T) {
 	}
 	if r := run(t, snap, nil, ids["vm1"], arpReq(vmMAC, vmIP, "10.0.0.12")); r.Kind != Forward {
 		t.Errorf("bridge answered ARP with bridge ARP disabled: %v", r.Kind)
+	}
+}
+
+// TestRouterARPStaleness: a fresh entry is used quietly; a stale one is
+// used and asked for again; an expired one is as good as none.
+func TestRouterARPStaleness(t *testing.T) {
+	tests := []struct {
+		name    string
+		stale   time.Duration // from testNow; 0 means never stale
+		expiry  time.Duration
+		kind    Kind
+		refresh bool
+	}{
+		{"fresh", 30 * time.Second, 60 * time.Second, Forward, false},
+		{"never stale", 0, 0, Forward, false},
+		{"stale: used and refreshed", -time.Second, 29 * time.Second, Forward, true},
+		{"expired", -31 * time.Second, -time.Second, ARPNeeded, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, ids := routerTopo(t)
+			e := ARPEntry{Router: ids["rtr"], IP: ip(gatewayIP), MAC: mac(gwMAC)}
+			if tc.stale != 0 {
+				e.Stale = testNow.Add(tc.stale)
+			}
+			if tc.expiry != 0 {
+				e.Expiry = testNow.Add(tc.expiry)
+			}
+			tp.in.ARPTable = []ARPEntry{e}
+			r := run(t, tp.snapshot(), nil, ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 1, 2))
+			if r.Kind != tc.kind {
+				t.Fatalf("kind %v (%v), want %v", r.Kind, r.Reason, tc.kind)
+			}
+			if got := len(r.ARPRefresh) == 1; got != tc.refresh {
+				t.Fatalf("%d refreshes, want refresh %v", len(r.ARPRefresh), tc.refresh)
+			}
+			if !tc.refresh {
+				return
+			}
+			f := r.ARPRefresh[0]
+			if f.Router != ids["rtr"] || f.Port != ids["up"] || f.IP != ip(gatewayIP) {
+				t.Errorf("refresh %+v", f.ARPRequest)
+			}
+			var p packet.Parsed
+			p.Decode(f.Frame)
+			if p.ARPOp != arpOpRequest || p.ARPTPA != ip(gatewayIP).As4() || p.ARPSPA != ip(upIP).As4() ||
+				p.ARPSHA != mac(upMAC) || p.EthDst != broadcastMAC {
+				t.Errorf("refresh request %+v", p)
+			}
+			if r.Egress[0].Values.EthDst != mac(gwMAC) {
+				t.Errorf("the stale entry was not used: eth_dst %v", r.Egress[0].Values.EthDst)
+			}
+		})
+	}
+}
+
+// TestGratuitousARPReachesRouters: a VM's gratuitous ARP on a bridge is
+// learned by the bridge and by the routers linked to it whose subnet holds
+// the address, so an address that moved to another MAC is followed at once.
+func TestGratuitousARPReachesRouters(t *testing.T) {
+	tp, ids := routerTopo(t)
+	r := run(t, tp.snapshot(), nil, ids["vm1"], arpReq("02:00:00:00:00:77", vmIP, vmIP))
+	var bridge, router bool
+	for _, l := range r.LearnedARP {
+		if l.IP != ip(vmIP) || l.MAC != mac("02:00:00:00:00:77") {
+			t.Errorf("learned %+v", l)
+		}
+		bridge = bridge || l.Device == ids["br"]
+		router = router || l.Device == ids["rtr"]
+	}
+	if !bridge || !router {
+		t.Errorf("learned %+v: want the bridge's and the router's entry", r.LearnedARP)
+	}
+	if r.Kind != UserspaceOnly && r.Kind != Drop {
+		t.Errorf("kind %v: a gratuitous ARP installs no flow", r.Kind)
+	}
+	// An address outside the router's subnet is not the router's.
+	r = run(t, tp.snapshot(), nil, ids["vm1"], arpReq("02:00:00:00:00:77", "172.16.0.9", "172.16.0.9"))
+	for _, l := range r.LearnedARP {
+		if l.Device == ids["rtr"] {
+			t.Errorf("the router learned %+v outside its subnet", l)
+		}
+	}
+}
+
+func TestStaleARPBetween(t *testing.T) {
+	tp, ids := routerTopo(t)
+	tp.in.ARPTable = []ARPEntry{
+		{Router: ids["rtr"], IP: ip(gatewayIP), MAC: mac(gwMAC), Stale: testNow.Add(time.Second)},
+		{Router: ids["rtr"], IP: ip("192.0.2.9"), MAC: mac(gw2MAC), Stale: testNow.Add(3 * time.Second)},
+		{Router: ids["rtr"], IP: ip("192.0.2.10"), MAC: mac(gw2MAC)}, // never stale
+	}
+	snap := tp.snapshot()
+	var got []string
+	snap.StaleARP(testNow, testNow.Add(2*time.Second), func(r ID, a netip.Addr) {
+		if r != ids["rtr"] {
+			t.Errorf("router %s", r)
+		}
+		got = append(got, a.String())
+	})
+	if len(got) != 1 || got[0] != gatewayIP {
+		t.Errorf("stale between now and +2s: %v, want %s only", got, gatewayIP)
 	}
 }

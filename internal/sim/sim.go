@@ -91,6 +91,8 @@ type pathState struct {
 	ndev           int
 	ntrav          int
 	nwDstRewritten bool
+	redirectedOut  bool
+	failOpen       bool
 }
 
 // Simulator is one worker's simulation engine and scratch space. It is not
@@ -118,12 +120,21 @@ type Simulator struct {
 	ntrav          int
 	ndev           int // ports entered, for the loop guard
 	nwDstRewritten bool
-	conn           connDir
-	connTracked    bool
-	userspace      bool
-	natFailed      bool
-	natWait        bool // natFailed for want of a leased port block: res.NATLease says which
-	reason         DropReason
+	// redirectedOut: a redirect rule sends the packet out of a port (to a
+	// service port, which takes nothing else); failOpen: if that port is
+	// down, the packet goes on as if the service had sent it back.
+	redirectedOut bool
+	failOpen      bool
+	// redirectRule is the rule whose redirect ended the last chains run.
+	redirectRule *rule
+	// vlanStack: an l2_transform rule pushed a tag onto a tagged frame.
+	vlanStack   bool
+	conn        connDir
+	connTracked bool
+	userspace   bool
+	natFailed   bool
+	natWait     bool // natFailed for want of a leased port block: res.NATLease says which
+	reason      DropReason
 
 	chainStack [maxJumpDepth]*chain
 	nstack     int
@@ -175,7 +186,7 @@ func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now
 		v = s.portEgress(p)
 	default:
 		s.inputPort = p
-		v = s.portIngress(p)
+		v = s.ingress(p)
 	}
 	s.finish(v)
 	return &s.res
@@ -188,12 +199,14 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	s.seen, s.written, s.writtenAll = 0, 0, 0
 	s.inputPort, s.inPort, s.outPort, s.device = nil, nil, nil, ID{}
 	s.ndev, s.ntrav, s.nwDstRewritten, s.conn, s.connTracked = 0, 0, false, connUnknown, false
+	s.redirectedOut, s.failOpen, s.redirectRule, s.vlanStack = false, false, nil, false
 	s.userspace, s.natFailed, s.natWait, s.reason, s.nstack = false, false, false, ReasonNone, 0
 	s.genBuf = s.genBuf[:0]
 	r := &s.res
 	*r = Result{
-		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0],
+		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0], StatePorts: r.StatePorts[:0],
 		LearnedMACs: r.LearnedMACs[:0], LearnedARP: r.LearnedARP[:0], Generated: r.Generated[:0], Trace: r.Trace[:0],
+		ARPRefresh: r.ARPRefresh[:0],
 	}
 }
 
@@ -204,6 +217,9 @@ func (s *Simulator) finish(v verdict) {
 		switch {
 		case len(r.Egress) == 0:
 			r.Kind, r.Reason = Drop, ReasonNoEgress
+			if s.needsUserspace() {
+				r.Kind = UserspaceOnly // this packet only, no drop flow
+			}
 		case s.needsUserspace():
 			r.Kind = UserspaceOnly
 		default:
@@ -302,12 +318,13 @@ func (s *Simulator) tag(t Tag) { s.res.Tags = append(s.res.Tags, t) }
 
 func (s *Simulator) save() pathState {
 	return pathState{wc: s.wc, written: s.written, inPort: s.inPort, outPort: s.outPort, device: s.device,
-		ndev: s.ndev, ntrav: s.ntrav, nwDstRewritten: s.nwDstRewritten}
+		ndev: s.ndev, ntrav: s.ntrav, nwDstRewritten: s.nwDstRewritten, redirectedOut: s.redirectedOut, failOpen: s.failOpen}
 }
 
 func (s *Simulator) restore(p *pathState) {
 	s.wc, s.written, s.inPort, s.outPort, s.device = p.wc, p.written, p.inPort, p.outPort, p.device
 	s.ndev, s.ntrav, s.nwDstRewritten = p.ndev, p.ntrav, p.nwDstRewritten
+	s.redirectedOut, s.failOpen = p.redirectedOut, p.failOpen
 }
 
 // enterDevice records a bridge or router on the path.
@@ -332,6 +349,18 @@ func (s *Simulator) traversed(id ID) bool {
 	return false
 }
 
+// ingress handles a packet entering the virtual network at exterior port
+// p: a DHCP request to a bridge with DHCP is answered there, anything else
+// goes through the port.
+func (s *Simulator) ingress(p *port) verdict {
+	if b := p.bridge; b != nil && (b.dhcp4 != nil || b.dhcp6 != nil) && p.exterior && p.adminUp && b.adminUp {
+		if v, ok := s.dhcpIngress(p); ok {
+			return v
+		}
+	}
+	return s.portIngress(p)
+}
+
 // portIngress handles a packet entering port p: loop guard, tags, admin
 // state, the port's inbound chains, then the owning device.
 func (s *Simulator) portIngress(p *port) verdict {
@@ -340,6 +369,14 @@ func (s *Simulator) portIngress(p *port) verdict {
 		return s.tempDrop(ReasonLoop)
 	}
 	s.ndev++
+	return s.ingressCommon(p, true)
+}
+
+// ingressCommon is a port's ingress after the loop guard. checkAdmin is
+// false for a packet a fail-open redirect bounces back from a service port
+// that is down.
+func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
+	s.device = p.deviceID()
 	s.tag(p.tag)
 	if s.tracing {
 		s.trace("port", p.id, "ingress", "")
@@ -348,11 +385,14 @@ func (s *Simulator) portIngress(p *port) verdict {
 	if p.router != nil {
 		s.preRouting = s.wc
 	}
-	if !p.adminUp {
+	if checkAdmin && !p.adminUp {
 		if p.router != nil {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonPortAdminDown)
+	}
+	if p.service && s.ethType() == packet.EtherTypeIPv6 {
+		return s.drop(ReasonServicePort) // as MidoNet's service ports
 	}
 	if p.bgpPeers != nil {
 		if v, ok := s.bgpDivert(p); ok {
@@ -368,6 +408,8 @@ func (s *Simulator) portIngress(p *port) verdict {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonChain)
+	case actRedirect:
+		return s.redirect(p)
 	}
 	s.mirrorTo(p.mirrorsPostIn)
 	if p.dscp >= 0 && s.isIPv4() {
@@ -383,7 +425,11 @@ func (s *Simulator) portIngress(p *port) verdict {
 // portEgress handles a packet leaving through port p: VLAN pop on a
 // VLAN-aware bridge's interior port, tags, the port's outbound chains, then
 // emission (exterior), hand-off to the peer (interior) or a drop (unplugged).
-func (s *Simulator) portEgress(p *port) verdict {
+func (s *Simulator) portEgress(p *port) verdict { return s.egress(p, true) }
+
+// egress is portEgress; without filter (a redirect out of p) the port's
+// pre-filter mirrors and outbound chains are skipped.
+func (s *Simulator) egress(p *port, filter bool) verdict {
 	if p.bridge != nil && p.vlan != 0 && p.peer != nil {
 		if s.vlan()&0x0fff != p.vlan {
 			return s.drop(ReasonVLAN)
@@ -396,19 +442,42 @@ func (s *Simulator) portEgress(p *port) verdict {
 	}
 	s.device = p.deviceID()
 	s.outPort = p
-	if !p.adminUp {
+	if p.service {
+		// A service port takes only what a redirect sends it. When it is
+		// down, a fail-open redirect goes on as if the service had sent
+		// the packet back; otherwise the packet is dropped.
+		if !s.redirectedOut {
+			return s.drop(ReasonServicePort)
+		}
+		failOpen := s.failOpen
+		s.redirectedOut, s.failOpen = false, false
+		if !p.adminUp || !p.active {
+			if !failOpen {
+				return s.drop(ReasonServicePortDown)
+			}
+			if s.tracing {
+				s.trace("port", p.id, "fail open", "service port down: the packet skips the service")
+			}
+			s.ndev++
+			return s.ingressCommon(p, false)
+		}
+	} else if !p.adminUp {
 		if p.router != nil && s.inPort != nil && s.inPort.router == p.router {
 			// Routed to a port that is down: the router tells the sender.
 			s.icmpError(s.inPort, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonPortAdminDown)
 	}
-	s.mirrorTo(p.mirrorsPreOut)
-	switch s.runChains(p.outChains) {
-	case actDrop:
-		return s.drop(s.chainDropReason())
-	case actReject:
-		return s.drop(ReasonChain)
+	if filter {
+		s.mirrorTo(p.mirrorsPreOut)
+		switch s.runChains(p.outChains) {
+		case actDrop:
+			return s.drop(s.chainDropReason())
+		case actReject:
+			return s.drop(ReasonChain)
+		case actRedirect:
+			return s.redirect(p)
+		}
 	}
 	s.mirrorTo(p.mirrorsOut)
 	switch {
@@ -421,11 +490,74 @@ func (s *Simulator) portEgress(p *port) verdict {
 	return s.tempDrop(ReasonUnplugged)
 }
 
+// redirect hands the packet to the port of the redirect rule that ended
+// the last chains run: into that port (through its inbound chains), or out
+// of it without its outbound chains. from is the port whose chains
+// redirected (nil for a device's chains): its flow state also goes to the
+// hosts of its service ports and its own, so that a service that fails
+// open still finds it.
+func (s *Simulator) redirect(from *port) verdict {
+	r := s.redirectRule
+	s.redirectRule = nil
+	if from != nil {
+		s.statePort(from.id)
+		for _, sp := range from.servicePorts {
+			s.statePort(sp)
+		}
+	}
+	if r == nil || r.redirect == nil {
+		return s.tempDrop(ReasonUnknownPort)
+	}
+	if s.tracing {
+		how := "out of"
+		if r.ingress {
+			how = "into"
+		}
+		s.trace("rule", r.id, "redirect", how+" port "+r.redirectID.String())
+	}
+	if r.ingress {
+		return s.portIngress(r.redirect)
+	}
+	s.redirectedOut, s.failOpen = true, r.failOpen
+	return s.egress(r.redirect, false)
+}
+
+// statePort adds a port whose host must receive the flow's state.
+func (s *Simulator) statePort(id ID) {
+	for _, x := range s.res.StatePorts {
+		if x == id {
+			return
+		}
+	}
+	s.res.StatePorts = append(s.res.StatePorts, id)
+}
+
 func (s *Simulator) chainDropReason() DropReason {
-	if s.natFailed {
+	switch {
+	case s.natFailed:
 		return ReasonNATExhausted
+	case s.vlanStack:
+		return ReasonVLANStack
 	}
 	return ReasonChain
+}
+
+// applyTransform pops and pushes a VLAN tag as an l2_transform rule says.
+// It reports whether the rule fires: it transforms, or it redirects. A
+// push onto a tagged frame would stack tags, which flows here cannot
+// match: it sets vlanStack and the packet is dropped.
+func (s *Simulator) applyTransform(r *rule) bool {
+	if r.popVLAN && s.vlan()&packet.VLANPresent != 0 {
+		s.setVLAN(0)
+	}
+	if r.pushVLAN != 0 {
+		if s.vlan()&packet.VLANPresent != 0 {
+			s.vlanStack = true
+			return true
+		}
+		s.setVLAN(r.pushVLAN | packet.VLANPresent)
+	}
+	return r.popVLAN || r.pushVLAN != 0 || r.action == actRedirect
 }
 
 // emit adds an egress action to exterior port p and tracks the connection
@@ -518,7 +650,7 @@ func (s *Simulator) runChains(chains []*chain) ruleAction {
 	for _, c := range chains {
 		s.nstack = 0
 		switch a := s.runChain(c); a {
-		case actDrop, actReject:
+		case actDrop, actReject, actRedirect:
 			return a
 		}
 	}
@@ -544,6 +676,14 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 		r := &c.rules[i]
 		if !s.condMatches(&r.cond) {
 			continue
+		}
+		if r.transform {
+			if !s.applyTransform(r) {
+				continue
+			}
+			if s.vlanStack {
+				return actDrop
+			}
 		}
 		if r.nat != natNone {
 			if !s.applyNAT(r) {
@@ -574,9 +714,12 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 				continue
 			}
 			switch a := s.runChain(r.jump); a {
-			case actAccept, actDrop, actReject:
+			case actAccept, actDrop, actReject, actRedirect:
 				return a
 			}
+		case actRedirect:
+			s.redirectRule = r
+			return actRedirect
 		default:
 			return r.action
 		}
@@ -675,7 +818,7 @@ func (s *Simulator) condField(c *cond, f condField) bool {
 		return maskedMAC(s.ethDst(), c.dlDstMask) == c.dlDst
 	case cfVLAN:
 		v := s.vlan()
-		return v&packet.VLANPresent != 0 && v&0x0fff == c.vlan
+		return v&packet.VLANPresent != 0 && v&c.vlanMask == c.vlan
 	case cfNoVLAN:
 		return s.vlan()&packet.VLANPresent == 0
 	case cfNwTos:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -30,11 +31,15 @@ type IPMACEntry struct {
 	MAC    [6]byte
 }
 
-// ARPEntry is an entry of a router's ARP table. A zero Expiry never expires.
+// ARPEntry is an entry of a router's ARP table. A zero Expiry never
+// expires; past Expiry the entry is ignored. Past Stale (zero: never), a
+// router that uses the entry asks the next hop again (Result.ARPRefresh)
+// while it keeps using it, as MidoNet's ARP cache does.
 type ARPEntry struct {
 	Router ID
 	IP     netip.Addr
 	MAC    [6]byte
+	Stale  time.Time
 	Expiry time.Time
 }
 
@@ -68,6 +73,18 @@ type SnapshotInput struct {
 	Pools         []topology.Pool
 	PoolMembers   []topology.PoolMember
 	VIPs          []topology.VIP
+	// L2Insertions put service ports in the path of protected ports.
+	L2Insertions []topology.L2Insertion
+
+	// DHCPSubnets are the bridges' DHCP subnets with their hosts; the
+	// bridge's agent answers its VMs' requests from them.
+	DHCPSubnets []topology.DHCPSubnet
+	// DHCPSubnetsV6 are the bridges' DHCPv6 subnets with their hosts.
+	DHCPSubnetsV6 []topology.DHCPSubnetV6
+	// UnderlayMTU is the smallest MTU of the tunnel-zone members'
+	// underlay interfaces, 0 when unknown (1500 is assumed). DHCP offers it
+	// minus the overlay's overhead to subnets without an interfaceMTU.
+	UnderlayMTU int
 
 	// Learned are the routers' learned routes (BGP), by router: tables
 	// the agent keeps up to date change by change and the snapshot takes
@@ -102,7 +119,13 @@ type Snapshot struct {
 	chains  map[ID]*chain
 	groups  map[ID]*portGroup
 	names   map[ID]string // for traces
+	// underlayMTU is SnapshotInput.UnderlayMTU.
+	underlayMTU int
 }
+
+// UnderlayMTU is the smallest MTU of the tunnel-zone members' underlay
+// interfaces the snapshot was compiled with, 0 when unknown.
+func (s *Snapshot) UnderlayMTU() int { return s.underlayMTU }
 
 // PortInfo describes a port for the agent's translation of egress ports to
 // datapath outputs and tunnels.
@@ -160,6 +183,10 @@ type port struct {
 	groups    []*portGroup
 	vlan      uint16 // bridge interior port of a VLAN-aware bridge
 	dscp      int16  // DSCP mark for IPv4 entering this bridge port, or -1
+	// service: the service port of an L2 insertion, which takes only
+	// redirected traffic; servicePorts: a protected port's service ports.
+	service      bool
+	servicePorts []ID
 
 	// Mirrors at the port's four mirror points, in traversal order.
 	mirrorsIn, mirrorsPostIn, mirrorsPreOut, mirrorsOut []*mirror
@@ -226,6 +253,11 @@ type bridge struct {
 	flood     []*port             // exterior ports, by id
 	vlanPorts map[uint16]*port    // interior ports with a VLAN id
 	vabPeers  []*port             // interior ports linked to a VLAN-aware bridge's VLAN port
+	// dhcp4 answers the DHCP requests of the bridge's VMs, nil without
+	// DHCP subnets; the bridge answers ARP for dhcpServers with its MAC.
+	dhcp4       *dhcp.Server4
+	dhcp6       *dhcp.Server6
+	dhcpServers [][4]byte
 }
 
 type router struct {
@@ -238,6 +270,7 @@ type router struct {
 
 type arpEntry struct {
 	mac    [6]byte
+	stale  int64 // Unix nanoseconds, 0 = never
 	expiry int64 // Unix nanoseconds, 0 = never
 }
 
@@ -270,6 +303,8 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		chains:  make(map[ID]*chain, len(in.Chains)),
 		groups:  make(map[ID]*portGroup, len(in.PortGroups)),
 		names:   map[ID]string{},
+
+		underlayMTU: in.UnderlayMTU,
 	}
 	name := func(id ID, n *string) {
 		if n != nil && *n != "" {
@@ -479,11 +514,14 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	for _, e := range in.ARPTable {
 		if r, ok := s.routers[e.Router]; ok && e.IP.Is4() {
-			var exp int64
+			var exp, stale int64
 			if !e.Expiry.IsZero() {
 				exp = e.Expiry.UnixNano()
 			}
-			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, expiry: exp}
+			if !e.Stale.IsZero() {
+				stale = e.Stale.UnixNano()
+			}
+			r.arp[e.IP.As4()] = arpEntry{mac: e.MAC, stale: stale, expiry: exp}
 		}
 	}
 	s.compileBGP(in.BGPPeers, in.Ports, in.Routers)
@@ -494,6 +532,15 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 	}
 	s.compileLoadBalancers(&in)
+	s.compileInsertions(in.L2Insertions)
+	for _, c := range s.chains {
+		for i := range c.rules {
+			if r := &c.rules[i]; r.action == actRedirect {
+				r.redirect = s.ports[r.redirectID]
+			}
+		}
+	}
+	s.compileDHCP(&in)
 	return s, nil
 }
 
@@ -564,5 +611,19 @@ func (s *Snapshot) compileRoutes(routes []topology.Route) {
 	}
 	for id, rs := range byRouter {
 		s.routers[id].table = newRoutingTable(rs)
+	}
+}
+
+// StaleARP calls fn for each router ARP entry that goes stale after after
+// and no later than upTo: the agent invalidates the flows through them, so
+// that the next packet is simulated again and the router asks again.
+func (s *Snapshot) StaleARP(after, upTo time.Time, fn func(router ID, ip netip.Addr)) {
+	a, b := after.UnixNano(), upTo.UnixNano()
+	for id, r := range s.routers {
+		for ip, e := range r.arp {
+			if e.stale > a && e.stale <= b {
+				fn(id, netip.AddrFrom4(ip))
+			}
+		}
 	}
 }

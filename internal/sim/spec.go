@@ -13,7 +13,7 @@ import (
 // packet through the topology (the `midonet trace` command) and for tests.
 type PacketSpec struct {
 	EthSrc, EthDst [6]byte
-	VLAN           uint16 // VLAN id, 0 for an untagged frame
+	VLAN           uint16 // 802.1Q TCI (priority and VLAN id), 0 for an untagged frame
 	// ARPOp makes the packet an ARP request (1) or reply (2) from Src
 	// (sender) for Dst (target); the sender MAC is EthSrc.
 	ARPOp    uint16
@@ -40,7 +40,7 @@ func (p *PacketSpec) Frame() ([]byte, error) {
 			b = append(b, p.EthDst[:]...)
 			b = append(b, p.EthSrc[:]...)
 			b = binary.BigEndian.AppendUint16(b, packet.EtherTypeVLAN)
-			b = binary.BigEndian.AppendUint16(b, p.VLAN&0x0fff)
+			b = binary.BigEndian.AppendUint16(b, p.VLAN&^packet.VLANPresent)
 			b = binary.BigEndian.AppendUint16(b, t)
 			return
 		}

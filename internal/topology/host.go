@@ -1,5 +1,10 @@
 package topology
 
+import (
+	"net/netip"
+	"slices"
+)
+
 // Host is a machine running an agent.
 type Host struct {
 	ID                    ID          `json:"id"`
@@ -102,4 +107,40 @@ func (z *TunnelZone) Member(host ID) (TunnelZoneMember, bool) {
 		}
 	}
 	return TunnelZoneMember{}, false
+}
+
+// UnderlayMTU returns the smallest MTU of the interfaces that carry the
+// tunnel-zone members' addresses, among ifaces (hosts' interfaces, as
+// their agents publish them): the largest packet every overlay path takes.
+// It is 0 when no member's interface is known. VTEP zones do not count:
+// their members are switches, whose MTU no agent reports.
+func UnderlayMTU(zones []TunnelZone, ifaces []Interface) int {
+	byHost := map[ID][]*Interface{}
+	for i := range ifaces {
+		byHost[ifaces[i].HostID] = append(byHost[ifaces[i].HostID], &ifaces[i])
+	}
+	least := 0
+	for _, z := range zones {
+		if z.Type != nil && *z.Type == TunnelZoneVTEP {
+			continue
+		}
+		for _, m := range z.Members {
+			want, err := netip.ParseAddr(m.IPAddress)
+			if err != nil {
+				continue
+			}
+			for _, itf := range byHost[m.HostID] {
+				if itf.MTU <= 0 || !slices.ContainsFunc(itf.Addresses, func(a string) bool {
+					got, err := netip.ParseAddr(a)
+					return err == nil && got.Unmap() == want.Unmap()
+				}) {
+					continue
+				}
+				if least == 0 || itf.MTU < least {
+					least = itf.MTU
+				}
+			}
+		}
+	}
+	return least
 }

@@ -123,6 +123,9 @@ func CheckRefs(s Store, o Object) error {
 		chk(KindQOSPolicy, x.PolicyID, "policyId")
 	case *QOSDSCPRule:
 		chk(KindQOSPolicy, x.PolicyID, "policyId")
+	case *L2Insertion:
+		chk(KindPort, x.PortID, "portId")
+		chk(KindPort, x.SrvPortID, "srvPortId")
 	}
 	return errors.Join(errs...)
 }
@@ -145,7 +148,7 @@ func Delete(s Store, kind, id string) error {
 	case KindHost:
 		return deleteHost(s, id)
 	case KindTunnelZone, KindPortGroup, KindIPAddrGroup, KindRoute, KindBGPPeer, KindBGPNetwork,
-		KindTrace, KindDHCPSubnet, KindPoolMember, KindVIP, KindQOSBWLimitRule, KindQOSDSCPRule:
+		KindTrace, KindDHCPSubnet, KindDHCPSubnetV6, KindPoolMember, KindVIP, KindQOSBWLimitRule, KindQOSDSCPRule, KindL2Insertion:
 		return deletePlain(s, kind, id)
 	case KindLoadBalancer:
 		return deleteLoadBalancer(s, id)
@@ -226,6 +229,9 @@ func deleteBridge(s Store, id string) error {
 	if err := deleteWhere(s, func(d *DHCPSubnet) bool { return d.BridgeID == b.ID }); err != nil {
 		return err
 	}
+	if err := deleteWhere(s, func(d *DHCPSubnetV6) bool { return d.BridgeID == b.ID }); err != nil {
+		return err
+	}
 	if err := tracesOn(s, b.ID); err != nil {
 		return err
 	}
@@ -281,6 +287,9 @@ func deletePort(s Store, id string) error {
 		return err
 	}
 	if err := deleteWhere(s, func(m *Mirror) bool { return isID(m.ToPortID, p.ID) }); err != nil {
+		return err
+	}
+	if err := deleteWhere(s, func(x *L2Insertion) bool { return isID(x.PortID, p.ID) || isID(x.SrvPortID, p.ID) }); err != nil {
 		return err
 	}
 	if err := tracesOn(s, p.ID); err != nil {

@@ -19,6 +19,7 @@ const (
 	KindHost           = "hosts"
 	KindTunnelZone     = "tunnel_zones"
 	KindDHCPSubnet     = "dhcp_subnets"
+	KindDHCPSubnetV6   = "dhcpv6_subnets"
 	KindLoadBalancer   = "load_balancers"
 	KindPool           = "pools"
 	KindPoolMember     = "pool_members"
@@ -31,6 +32,7 @@ const (
 	KindBGPPeer        = "bgp_peers"
 	KindBGPNetwork     = "bgp_networks"
 	KindTrace          = "traces"
+	KindL2Insertion    = "l2insertions"
 )
 
 // Bridge is an L2 network.

@@ -118,6 +118,97 @@ func (s *DHCPSubnet) Host(mac string) int {
 	return -1
 }
 
+// DHCPHostV6 is a static DHCPv6 lease: the client's DUID (or MAC) and
+// its fixed address.
+type DHCPHostV6 struct {
+	ClientID     *string `json:"clientId"`
+	FixedAddress *string `json:"fixedAddress"`
+	Name         *string `json:"name"`
+}
+
+// Validate checks a DHCPv6 host; the client id's syntax is checked where it
+// is parsed (package dhcp), by the API.
+func (h *DHCPHostV6) Validate() error {
+	var v violations
+	if h.ClientID == nil || strings.TrimSpace(*h.ClientID) == "" {
+		v.add("clientId", "may not be null")
+	}
+	checkIPv6(&v, "fixedAddress", h.FixedAddress, true)
+	return v.err()
+}
+
+// DHCPSubnetV6 is an IPv6 subnet a bridge serves DHCPv6 on, stored under
+// its bridge id and prefix like DHCPSubnet. DNSServerAddrs extends
+// MidoNet's model: the DNS servers (option 23) its replies carry.
+type DHCPSubnetV6 struct {
+	Prefix         *string      `json:"prefix"`
+	PrefixLength   int          `json:"prefixLength"`
+	DNSServerAddrs []string     `json:"dnsServerAddrs"`
+	BridgeID       ID           `json:"_bridgeId"`
+	Hosts          []DHCPHostV6 `json:"_hosts"`
+}
+
+func (DHCPSubnetV6) Kind() string { return KindDHCPSubnetV6 }
+
+// ObjectID is the bridge id and the subnet, e.g. <uuid>_2001:db8::_64.
+func (s DHCPSubnetV6) ObjectID() string { return DHCPSubnetID(s.BridgeID, s.SubnetKey()) }
+
+// SubnetKey is the subnet as it appears in URLs: 2001:db8::_64.
+func (s *DHCPSubnetV6) SubnetKey() string {
+	return deref(s.Prefix) + "_" + strconv.Itoa(s.PrefixLength)
+}
+
+func (s *DHCPSubnetV6) Normalize() {
+	if len(s.DNSServerAddrs) == 0 {
+		s.DNSServerAddrs = nil
+	}
+	if s.Hosts == nil {
+		s.Hosts = []DHCPHostV6{}
+	}
+	if s.Prefix != nil {
+		// One spelling per subnet, so that its key is unique.
+		if a, err := netip.ParseAddr(*s.Prefix); err == nil && a.Is6() {
+			if p, err := a.Prefix(min(max(s.PrefixLength, 0), 128)); err == nil {
+				s.Prefix = Str(p.Addr().String())
+			}
+		}
+	}
+}
+
+func (s *DHCPSubnetV6) Validate() error {
+	var v violations
+	checkIPv6(&v, "prefix", s.Prefix, true)
+	v.checkRange("prefixLength", int64(s.PrefixLength), 0, 128)
+	for i, a := range s.DNSServerAddrs {
+		checkIPv6(&v, "dnsServerAddrs["+strconv.Itoa(i)+"]", &a, true)
+	}
+	return v.err()
+}
+
+// Host returns the index of the host with a client id, compared without
+// regard to case or to '-' written for ':'.
+func (s *DHCPSubnetV6) Host(clientID string) int {
+	norm := func(x string) string { return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(x), "-", ":")) }
+	for i, h := range s.Hosts {
+		if norm(deref(h.ClientID)) == norm(clientID) {
+			return i
+		}
+	}
+	return -1
+}
+
+func checkIPv6(v *violations, prop string, s *string, required bool) {
+	if s == nil {
+		if required {
+			v.add(prop, "may not be null")
+		}
+		return
+	}
+	if a, err := netip.ParseAddr(*s); err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		v.add(prop, "is an invalid IPv6 format")
+	}
+}
+
 // LoadBalancer is an L4 load balancer attached to a router.
 type LoadBalancer struct {
 	ID           ID   `json:"id"`
@@ -211,7 +302,18 @@ func (x *VIP) Validate() error {
 	return v.err()
 }
 
-// HealthMonitor checks the members of the pools that use it.
+// Health monitor types: MidoNet's TCP connect check, and an HTTP GET
+// checked against expected status codes (Neutron LBaaS's HTTP monitor).
+const (
+	HealthMonitorTCP  = "TCP"
+	HealthMonitorHTTP = "HTTP"
+)
+
+// HealthMonitor checks the members of the pools that use it: every Delay
+// seconds, a check that must succeed within Timeout seconds; a member is
+// INACTIVE after MaxRetries failures in a row. URLPath and ExpectedCodes
+// are for HTTP monitors, and extend MidoNet's DTO (whose clients ignore
+// them).
 type HealthMonitor struct {
 	ID           ID      `json:"id"`
 	Type         *string `json:"type"`
@@ -219,6 +321,11 @@ type HealthMonitor struct {
 	Timeout      int     `json:"timeout"`
 	MaxRetries   int     `json:"maxRetries"`
 	AdminStateUp bool    `json:"adminStateUp"`
+	// URLPath is the path an HTTP monitor gets (default "/").
+	URLPath *string `json:"urlPath"`
+	// ExpectedCodes are the HTTP statuses that pass, in Neutron's syntax:
+	// "200", "200,202" or "200-204" (default "200").
+	ExpectedCodes *string `json:"expectedCodes"`
 }
 
 func (HealthMonitor) Kind() string       { return KindHealthMonitor }
@@ -228,10 +335,43 @@ func (h *HealthMonitor) Validate() error {
 	var v violations
 	if h.Type == nil {
 		v.add("type", "may not be null")
-	} else if *h.Type != "TCP" {
-		v.add("type", "must be TCP")
+	} else if *h.Type != HealthMonitorTCP && *h.Type != HealthMonitorHTTP {
+		v.add("type", "must be TCP or HTTP")
+	}
+	v.checkRange("delay", int64(h.Delay), 0, 3600)
+	v.checkRange("timeout", int64(h.Timeout), 0, 3600)
+	v.checkRange("maxRetries", int64(h.MaxRetries), 0, 100)
+	if h.URLPath != nil && !strings.HasPrefix(*h.URLPath, "/") {
+		v.add("urlPath", "must start with /")
+	}
+	if h.ExpectedCodes != nil {
+		if _, ok := ParseExpectedCodes(*h.ExpectedCodes); !ok {
+			v.add("expectedCodes", "must be a status (200), a list (200,202) or a range (200-204) of HTTP statuses")
+		}
 	}
 	return v.err()
+}
+
+// ParseExpectedCodes parses an HTTP monitor's expected codes ("200",
+// "200,202", "200-204", or a mix) into the statuses that pass.
+func ParseExpectedCodes(s string) (map[int]bool, bool) {
+	out := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+		}
+		if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+			return nil, false
+		}
+		for c := a; c <= b; c++ {
+			out[c] = true
+		}
+	}
+	return out, true
 }
 
 // Mirror copies traffic matching any of its conditions to a port.
@@ -497,5 +637,42 @@ func (t *TraceRequest) Validate() error {
 	} else {
 		t.Condition.validateCondition(&v, "condition.")
 	}
+	return v.err()
+}
+
+// L2Insertion puts a service (a VM behind SrvPortID) in the path of the
+// traffic to and from the VM behind PortID whose MAC is MAC: frames are
+// redirected out of the service port and continue when the service sends
+// them back (reference §1.13, §2.12). Several insertions on one port chain
+// services by Position. A service port that is down drops the traffic,
+// unless FailOpen, when the traffic skips it. A non-zero VLAN tags frames
+// towards the service with that VLAN id (and a priority marking their
+// direction).
+type L2Insertion struct {
+	ID        ID      `json:"id"`
+	PortID    *ID     `json:"portId"`
+	SrvPortID *ID     `json:"srvPortId"`
+	VLAN      int     `json:"vlan"`
+	Position  int     `json:"position"`
+	FailOpen  bool    `json:"failOpen"`
+	MAC       *string `json:"mac"`
+}
+
+func (L2Insertion) Kind() string       { return KindL2Insertion }
+func (x L2Insertion) ObjectID() string { return x.ID.String() }
+func (x *L2Insertion) Normalize()      {}
+func (x *L2Insertion) Validate() error {
+	var v violations
+	if x.PortID == nil {
+		v.add("portId", "may not be null")
+	}
+	if x.SrvPortID == nil {
+		v.add("srvPortId", "may not be null")
+	}
+	if x.PortID != nil && x.SrvPortID != nil && *x.PortID == *x.SrvPortID {
+		v.add("srvPortId", "must differ from portId")
+	}
+	v.checkMAC("mac", x.MAC, true)
+	v.checkRange("vlan", int64(x.VLAN), 0, 4095)
 	return v.err()
 }

@@ -124,3 +124,75 @@ func TestValidationNamesFields(t *testing.T) {
 		}
 	}
 }
+
+func TestUnderlayMTU(t *testing.T) {
+	h1, h2, h3 := NewID(), NewID(), NewID()
+	vx, vtep := TunnelZoneVXLAN, TunnelZoneVTEP
+	zones := []TunnelZone{
+		{Type: &vx, Members: []TunnelZoneMember{{HostID: h1, IPAddress: "10.0.0.1"}, {HostID: h2, IPAddress: "10.0.0.2"}}},
+		{Type: &vtep, Members: []TunnelZoneMember{{HostID: h3, IPAddress: "10.0.0.3"}}},
+	}
+	tests := []struct {
+		name   string
+		ifaces []Interface
+		want   int
+	}{
+		{"nothing published", nil, 0},
+		{"the smallest member interface", []Interface{
+			{HostID: h1, Name: "eth0", MTU: 9000, Addresses: []string{"10.0.0.1", "fe80::1"}},
+			{HostID: h2, Name: "eth0", MTU: 1600, Addresses: []string{"10.0.0.2"}},
+		}, 1600},
+		{"interfaces without the member address do not count", []Interface{
+			{HostID: h1, Name: "eth0", MTU: 9000, Addresses: []string{"10.0.0.1"}},
+			{HostID: h1, Name: "lo", MTU: 65536, Addresses: []string{"127.0.0.1"}},
+			{HostID: h1, Name: "tap0", MTU: 1400, Addresses: []string{}},
+			{HostID: h2, Name: "eth1", MTU: 1000, Addresses: []string{"192.0.2.2"}},
+		}, 9000},
+		{"VTEP members do not count", []Interface{
+			{HostID: h1, Name: "eth0", MTU: 9000, Addresses: []string{"10.0.0.1"}},
+			{HostID: h3, Name: "eth0", MTU: 1500, Addresses: []string{"10.0.0.3"}},
+		}, 9000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := UnderlayMTU(zones, tc.ifaces); got != tc.want {
+				t.Errorf("UnderlayMTU = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseExpectedCodes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []int // nil: invalid
+	}{
+		{"200", []int{200}},
+		{"200,202", []int{200, 202}},
+		{"200-202", []int{200, 201, 202}},
+		{" 204 , 300-301", []int{204, 300, 301}},
+		{"", nil},
+		{"20x", nil},
+		{"302-300", nil},
+		{"99", nil},
+		{"200-600", nil},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, ok := ParseExpectedCodes(tc.in)
+			if tc.want == nil {
+				if ok {
+					t.Errorf("accepted: %v", got)
+				}
+				return
+			}
+			if !ok || len(got) != len(tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, ok, tc.want)
+			}
+			for _, c := range tc.want {
+				if !got[c] {
+					t.Errorf("%d missing from %v", c, got)
+				}
+			}
+		})
+	}
+}

@@ -153,6 +153,11 @@ func Load(ctx context.Context, rd Reader) (*Topology, error) {
 				in.IPMACTable = append(in.IPMACTable, sim.IPMACEntry{Bridge: b.ID, IP: ip, MAC: mac})
 			}
 		}
+		subnets, err := dhcpSubnets(ctx, rd, b.ID, bridgeLinks[i])
+		if err != nil {
+			return nil, err
+		}
+		in.DHCPSubnets = append(in.DHCPSubnets, subnets...)
 		in.Bridges = append(in.Bridges, b)
 	}
 	for i, r := range routers {
@@ -239,7 +244,76 @@ func Load(ctx context.Context, rd Reader) (*Topology, error) {
 			in.PortBinding = append(in.PortBinding, sim.PortBinding{Port: p.ID, Host: *p.HostID, TunnelKey: uint32(p.TunnelKey)})
 		}
 	}
+	if err := loadServices(ctx, rd, in); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// dhcpSubnets reads a bridge's DHCP subnets with their hosts. A subnet
+// deleted meanwhile is left out.
+func dhcpSubnets(ctx context.Context, rd Reader, bridge topology.ID, l links) ([]topology.DHCPSubnet, error) {
+	u, err := l.get("dhcpSubnets")
+	if err != nil {
+		return nil, err
+	}
+	subnets, subnetLinks, err := listAs[topology.DHCPSubnet](ctx, rd, u, "DhcpSubnet-v2")
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil // the bridge went meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := subnets[:0]
+	for i := range subnets {
+		hosts, ok, err := listSub[topology.DHCPHost](ctx, rd, subnetLinks[i], "hosts", "DhcpHost-v2")
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			subnets[i].BridgeID, subnets[i].Hosts = bridge, hosts
+			out = append(out, subnets[i])
+		}
+	}
+	return out, nil
+}
+
+// loadServices reads what the agents simulate besides devices and chains:
+// load balancers, mirrors, QoS DSCP marks and L2 insertions.
+func loadServices(ctx context.Context, rd Reader, in *sim.SnapshotInput) error {
+	var err error
+	if in.LoadBalancers, _, err = listRoot[topology.LoadBalancer](ctx, rd, "loadBalancers", "LoadBalancer-v1"); err != nil {
+		return err
+	}
+	if in.Pools, _, err = listRoot[topology.Pool](ctx, rd, "pools", "Pool-v1"); err != nil {
+		return err
+	}
+	if in.PoolMembers, _, err = listRoot[topology.PoolMember](ctx, rd, "poolMembers", "PoolMember-v1"); err != nil {
+		return err
+	}
+	if in.VIPs, _, err = listRoot[topology.VIP](ctx, rd, "vips", "VIP-v1"); err != nil {
+		return err
+	}
+	if in.Mirrors, _, err = listRoot[topology.Mirror](ctx, rd, "mirrors", "Mirror-v1"); err != nil {
+		return err
+	}
+	if in.L2Insertions, _, err = listRoot[topology.L2Insertion](ctx, rd, "l2insertions", "L2Insertion-v1"); err != nil {
+		return err
+	}
+	_, policies, err := listRoot[topology.QOSPolicy](ctx, rd, "qosPolicies", "QOSPolicy-v1")
+	if err != nil {
+		return err
+	}
+	for _, pol := range policies {
+		dscp, ok, err := listSub[topology.QOSDSCPRule](ctx, rd, pol, "dscpRules", "QOSRuleDSCP-v1")
+		if err != nil {
+			return err
+		}
+		if ok {
+			in.DSCPRules = append(in.DSCPRules, dscp...)
+		}
+	}
+	return nil
 }
 
 func deref(s *string) string {

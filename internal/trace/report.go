@@ -27,6 +27,11 @@ type Report struct {
 	// Generated lists the packets devices answered with (ICMP errors,
 	// echo and ARP replies, ARP requests).
 	Generated []Generated `json:"generated,omitempty"`
+	// DHCP says what the bridge's DHCP server in the agent did with a DHCP
+	// request: offer, ack, nak, ignored (consumed without an answer),
+	// no-lease or disabled (not answered, simulated on without a flow),
+	// malformed.
+	DHCP string `json:"dhcp,omitempty"`
 	// ARPNeeded is the next hop a router could not resolve.
 	ARPNeeded *UnresolvedHop `json:"arpNeeded,omitempty"`
 	// Match lists the header fields the installed flow matches exactly,
@@ -169,6 +174,9 @@ func (t *Topology) report(port topology.ID, m *sim.Match, res *sim.Result) *Repo
 	for _, g := range res.Generated {
 		gm, _ := sim.MatchFromFrame(g.Frame)
 		rep.Generated = append(rep.Generated, Generated{Port: g.Port.String(), Name: t.name(g.Port), Packet: describe(&gm)})
+	}
+	if res.DHCP != sim.DHCPNone {
+		rep.DHCP = res.DHCP.String()
 	}
 	if res.Kind == sim.ARPNeeded {
 		rep.ARPNeeded = &UnresolvedHop{Router: res.ARP.Router.String(), Port: res.ARP.Port.String(), IP: res.ARP.IP.String()}
@@ -390,6 +398,21 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	if len(r.AssumedActive) > 0 {
 		fmt.Fprintf(tw, "assumed active\t%s (bound, but no agent reports them up)\n", strings.Join(r.AssumedActive, " "))
+	}
+	switch r.DHCP {
+	case "":
+	case sim.DHCPOffer.String(), sim.DHCPAck.String(), sim.DHCPNak.String():
+		fmt.Fprintf(tw, "dhcp\tanswered by the agent on the ingress host: %s\n", strings.ToUpper(r.DHCP))
+	case sim.DHCPIgnored.String():
+		fmt.Fprintf(tw, "dhcp\tconsumed by the agent, no answer needed\n")
+	case sim.DHCPMalformed.String():
+		fmt.Fprintf(tw, "dhcp\tmalformed: dropped and counted by the agent\n")
+	default:
+		fmt.Fprintf(tw, "dhcp\tnot answered (%s): the request goes on through the bridge\n", r.DHCP)
+	}
+	if r.Result == sim.Consumed.String() && r.DHCP != "" {
+		fmt.Fprintf(tw, "flow\tnone: the agent answers every such packet itself\n")
+		return tw.Flush()
 	}
 	if r.Result == sim.UserspaceOnly.String() {
 		fmt.Fprintf(tw, "flow\tnone: every such packet is simulated, as the result depends on %s, which the datapath's flows cannot match\n",

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/midonet/midonet/internal/dhcp"
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -52,6 +53,13 @@ type Request struct {
 	// userspace (the default) or ovs, whose flows cannot match ICMP echo
 	// identifiers.
 	Datapath string `json:"datapath,omitempty"`
+	// DHCP sends a DHCP request of this type (discover, request, inform,
+	// release or decline) from SrcMAC (required): UDP 68 to 67, from SrcIP
+	// (default 0.0.0.0; the client's address when renewing or informing)
+	// to DstIP (default 255.255.255.255), instead of the packet above.
+	DHCP string `json:"dhcp,omitempty"`
+	// RequestedIP is the address a DHCP request asks for (option 50).
+	RequestedIP string `json:"requestedIp,omitempty"`
 }
 
 // FieldError is a field of a Request that is missing, malformed or does
@@ -90,6 +98,8 @@ type probe struct {
 	vlan             uint16
 	src, dst         netip.Addr
 	arp              bool
+	dhcp             dhcp.MessageType // a DHCP request instead of the packet above
+	requestedIP      netip.Addr
 	proto            uint8
 	srcPort, dstPort uint16
 	icmpType         uint8
@@ -126,11 +136,20 @@ func (r *Request) probe() (*probe, error) {
 	default:
 		return nil, fieldErr("datapath", "{datapath} %q: want userspace or ovs, the agents' datapath", r.Datapath)
 	}
-	if p.src, err = parseIPv4("srcIp", r.SrcIP); err != nil {
-		return nil, err
+	if r.DHCP != "" {
+		if err := r.dhcpProbe(p); err != nil {
+			return nil, err
+		}
 	}
-	if p.dst, err = parseIPv4("dstIp", r.DstIP); err != nil {
-		return nil, err
+	if p.dhcp == 0 || r.SrcIP != "" {
+		if p.src, err = parseIPv4("srcIp", r.SrcIP); err != nil {
+			return nil, err
+		}
+	}
+	if p.dhcp == 0 || r.DstIP != "" {
+		if p.dst, err = parseIPv4("dstIp", r.DstIP); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range []struct {
 		field, text string
@@ -159,6 +178,12 @@ func (r *Request) probe() (*probe, error) {
 		p.ttl = uint8(*r.TTL)
 	}
 	p.arp = r.ARP
+	if p.dhcp != 0 {
+		return p, nil
+	}
+	if r.RequestedIP != "" {
+		return nil, fieldErr("requestedIp", "{requestedIp} applies to {dhcp} only")
+	}
 	if p.arp {
 		for _, f := range []struct {
 			name string
@@ -245,6 +270,41 @@ func (r *Request) transport(p *probe) error {
 	return nil
 }
 
+// dhcpProbe checks the fields of a DHCP request probe.
+func (r *Request) dhcpProbe(p *probe) error {
+	types := map[string]dhcp.MessageType{"discover": dhcp.Discover, "request": dhcp.Request, "inform": dhcp.Inform,
+		"release": dhcp.Release, "decline": dhcp.Decline}
+	t, ok := types[strings.ToLower(r.DHCP)]
+	if !ok {
+		return fieldErr("dhcp", "{dhcp} %q: want discover, request, inform, release or decline", r.DHCP)
+	}
+	p.dhcp = t
+	if r.SrcMAC == "" {
+		return fieldErr("srcMac", "{dhcp} needs {srcMac}: the client's MAC, which its DHCP host entry names")
+	}
+	if r.ARP {
+		return fieldErr("arp", "{dhcp} and {arp} are two different packets: give one")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"proto", r.Proto != ""}, {"srcPort", r.SrcPort != nil}, {"dstPort", r.DstPort != nil},
+		{"icmpType", r.ICMPType != nil}, {"icmpCode", r.ICMPCode != nil}, {"vlan", r.VLAN != nil && *r.VLAN != 0}} {
+		if f.set {
+			return fieldErr(f.name, "{%s} does not apply to {dhcp}", f.name)
+		}
+	}
+	p.src, p.dst = netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	if r.RequestedIP != "" {
+		a, err := parseIPv4("requestedIp", r.RequestedIP)
+		if err != nil {
+			return err
+		}
+		p.requestedIP = a
+	}
+	return nil
+}
+
 func parseIPv4(field, text string) (netip.Addr, error) {
 	if text == "" {
 		return netip.Addr{}, fieldErr(field, "{%s} is required", field)
@@ -259,6 +319,21 @@ func parseIPv4(field, text string) (netip.Addr, error) {
 // frame builds the probe's Ethernet frame, with valid lengths and
 // checksums, so that devices can quote it in ICMP errors or answer it.
 func (p *probe) frame() []byte {
+	if p.dhcp != 0 {
+		f := dhcp.RequestFields{Type: p.dhcp, XID: 1, CHAddr: p.srcMAC, CIAddr: p.src.As4()}
+		if p.requestedIP.IsValid() {
+			f.RequestedIP = p.requestedIP.As4()
+		}
+		b := dhcp.AppendRequest4(nil, f)
+		packet.Ethernet(b).SetDst(p.dstMAC)
+		if p.dst != netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			// A renewal unicast to the server: readdress the frame.
+			var pp packet.Parsed
+			pp.Decode(b)
+			pp.SetIPv4Dst(p.dst.As4())
+		}
+		return b
+	}
 	b := make([]byte, 0, 128)
 	b = append(b, p.dstMAC[:]...)
 	b = append(b, p.srcMAC[:]...)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/midonet/midonet/internal/agent"
 	"github.com/midonet/midonet/internal/sandbox"
+	"github.com/midonet/midonet/internal/testenv"
 )
 
 var (
@@ -38,6 +39,9 @@ func TestMain(m *testing.M) {
 	default:
 		if _, err := exec.LookPath("ping"); err != nil {
 			skipWhy = "ping is missing (apt-get install iputils-ping)"
+		}
+		if _, err := exec.LookPath("dhclient"); err != nil {
+			skipWhy = "dhclient is missing: the sandbox's VMs get their addresses by DHCP (apt-get install isc-dhcp-client)"
 		}
 	}
 	code := 0
@@ -65,6 +69,7 @@ func run(m *testing.M) int {
 	var log bytes.Buffer
 	sb, startErr = sandbox.Start(context.Background(), sandbox.Config{
 		Binary: bin, DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:18181", Out: &log,
+		AgentArgs: ageingArgs,
 	})
 	if startErr != nil {
 		fmt.Fprintf(os.Stderr, "sandbox: %v\n%s", startErr, log.String())
@@ -91,9 +96,12 @@ func dumpLogs(dir string) {
 	}
 }
 
-func need(t *testing.T) {
+func need(t testing.TB) {
 	t.Helper()
 	if skipWhy != "" {
+		if testenv.Required() {
+			t.Fatalf("%s (MIDONET_REQUIRE_TOOLS is set: CI must provide it)", skipWhy)
+		}
 		t.Skip(skipWhy)
 	}
 }
@@ -115,7 +123,7 @@ func pingCount(ns, addr string, n int, extra ...string) int {
 // started within timeout succeeded. It returns when the successful attempt
 // started: for a probe that waits for a reply, that is when the probe was
 // sent, not when it gave up waiting.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -130,7 +138,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-func api(t *testing.T, method, p string, body any) *http.Response {
+func api(t testing.TB, method, p string, body any) *http.Response {
 	t.Helper()
 	var b []byte
 	if body != nil {
@@ -234,20 +242,23 @@ func TestOverlayInTheKernel(t *testing.T) {
 func TestPingThroughSNAT(t *testing.T) {
 	need(t)
 	const perPacket = `midonet_agent_simulations_total{result="userspace-only"}`
-	before := 0
-	for h := range 3 {
-		before += agentMetric(t, h, perPacket)
+	// A stale ARP entry of the gateway asked for again brings a reply that
+	// is simulated in userspace too (a BGP peer's reply is copied to the
+	// port's speaker, without a flow): those do not count.
+	const refreshes = `midonet_agent_arp_refreshes_total`
+	count := func() (n int) {
+		for h := range 3 {
+			n += agentMetric(t, h, perPacket) - agentMetric(t, h, refreshes)
+		}
+		return n
 	}
+	before := count()
 	for _, vm := range []string{"vm-b1", "vm-b2"} {
 		if n := pingCount(sandbox.VMNS(vm), "192.0.2.1", 4); n < 3 {
 			t.Errorf("%s: %d of 4 pings to the external host through SNAT", vm, n)
 		}
 	}
-	after := 0
-	for h := range 3 {
-		after += agentMetric(t, h, perPacket)
-	}
-	if after != before {
+	if after := count(); after > before {
 		t.Errorf("%d echoes simulated packet by packet, want none (flows match the echo identifier)", after-before)
 	}
 }
@@ -280,7 +291,7 @@ func TestICMPErrorTranslatedBackThroughSNAT(t *testing.T) {
 }
 
 // inNS runs fn on a thread inside a namespace.
-func inNS(t *testing.T, name string, fn func()) {
+func inNS(t testing.TB, name string, fn func()) {
 	t.Helper()
 	if err := sandbox.InNS(name, func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
@@ -496,7 +507,7 @@ func migrate(t *testing.T, vmName string, from, to int) {
 
 // agentMetric reads a sample of a host agent's metrics: the line that
 // starts with series (the metric name with its labels) followed by a space.
-func agentMetric(t *testing.T, host int, series string) int {
+func agentMetric(t testing.TB, host int, series string) int {
 	var n int
 	inNS(t, sandbox.HostNS(host), func() {
 		// Dial on this thread, which is in the host's namespace: an

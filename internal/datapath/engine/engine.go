@@ -64,6 +64,10 @@ type Port struct {
 	TxPackets, TxBytes atomic.Uint64
 	RxDropped          atomic.Uint64
 	TxDropped          atomic.Uint64
+	RxLimited          atomic.Uint64
+
+	// policer, when set, limits the rate of what the port receives.
+	policer atomic.Pointer[policer]
 
 	upq     upcallQueue
 	removed atomic.Bool
@@ -75,7 +79,7 @@ func (p *Port) Stats() datapath.PortStats {
 		RxPackets: p.RxPackets.Load(), RxBytes: p.RxBytes.Load(),
 		TxPackets: p.TxPackets.Load(), TxBytes: p.TxBytes.Load(),
 		RxDropped: p.RxDropped.Load(), TxDropped: p.TxDropped.Load(),
-		UpcallDropped: p.upq.dropped.Load(),
+		UpcallDropped: p.upq.dropped.Load(), RxLimited: p.RxLimited.Load(),
 	}
 }
 

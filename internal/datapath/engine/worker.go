@@ -127,6 +127,10 @@ func (w *Worker) Receive(in *Port, frame []byte, tun *Tunnel) {
 func (w *Worker) ReceiveOffload(in *Port, frame []byte, tun *Tunnel, off *Offload) {
 	in.RxPackets.Add(1)
 	in.RxBytes.Add(uint64(len(frame)))
+	if pol := in.policer.Load(); pol != nil && !pol.allow(len(frame), time.Now().UnixNano()) {
+		in.RxLimited.Add(1)
+		return
+	}
 	// ExtractFlowKey keeps the tunnel fields as set here.
 	if tun != nil {
 		w.key.TunID, w.key.TunSrc, w.key.TunDst, w.key.TunTOS, w.key.TunTTL = tun.ID, tun.Src, tun.Dst, tun.TOS, tun.TTL

@@ -271,3 +271,51 @@ func TestHundredHostsOnAFabric(t *testing.T) {
 		}
 	}
 }
+
+// A port's rate limit drops what it receives beyond its burst (frames
+// offered all at once here), counts it, and goes when removed.
+func TestPortRateLimit(t *testing.T) {
+	d := newDP(t, Config{})
+	a := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "a"})
+	b := addPort(t, d, datapath.PortSpec{Kind: datapath.PortNetdev, Name: "b"})
+	inPortFlow(t, d, a, datapath.Output(b))
+	var _ datapath.PortRateLimiter = d
+	frame := udpFrame([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2) // 46 bytes
+	// 1 kbit/s: nothing refills during the test; the burst holds 40 frames.
+	if err := d.SetPortRateLimit(a, datapath.RateLimit{BitsPerSecond: 1000, BurstBytes: 40 * 46}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		d.Inject(a, frame)
+	}
+	st := portStats(t, d, a)
+	if st.RxLimited != 60 {
+		t.Errorf("limited %d of 100 frames, want 60 beyond a 40-frame burst", st.RxLimited)
+	}
+	for range 40 {
+		read(t, d, b)
+	}
+	if err := d.SetPortRateLimit(a, datapath.RateLimit{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		d.Inject(a, frame)
+	}
+	if st := portStats(t, d, a); st.RxLimited != 60 {
+		t.Errorf("limited %d after the limit was removed, want still 60", st.RxLimited)
+	}
+	if err := d.SetPortRateLimit(99, datapath.RateLimit{BitsPerSecond: 1e6, BurstBytes: 2000}); err == nil {
+		t.Error("a limit on a port that does not exist was accepted")
+	}
+}
+
+func portStats(t *testing.T, d *Datapath, no datapath.PortNo) datapath.PortStats {
+	t.Helper()
+	for _, p := range d.Ports() {
+		if p.No == no {
+			return p.Stats
+		}
+	}
+	t.Fatalf("no port %d", no)
+	return datapath.PortStats{}
+}

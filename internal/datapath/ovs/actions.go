@@ -148,6 +148,10 @@ func decodeActions(dst []datapath.Action, b []byte) ([]datapath.Action, error) {
 			if err != nil {
 				return dst, err
 			}
+		case actAttrMeter:
+			// The port's policer, which the backend adds itself: not one
+			// of the caller's actions.
+			continue
 		default:
 			return dst, fmt.Errorf("action attribute %d: %w", a.typ, datapath.ErrBadAction)
 		}

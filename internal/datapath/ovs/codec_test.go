@@ -1,6 +1,7 @@
 package ovs
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -471,5 +472,20 @@ func TestValidateRefusesFieldsBeyondTheKernelKey(t *testing.T) {
 	mask.ICMPID = 0xffff
 	if err := validate(&mask, acts); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "ICMP echo identifier") {
 		t.Fatalf("ICMP echo identifier match: %v, want a refusal naming the field", err)
+	}
+}
+
+// A port's meter leads its flows' action lists; decoding leaves it out, so
+// a dump shows the caller's actions.
+func TestMeterActionLeadsAndIsHidden(t *testing.T) {
+	var e encoder
+	e.u32(actAttrMeter, 7)
+	appendActions(&e, []datapath.Action{datapath.Output(3)}, 42, [4]byte{})
+	if typ := binary.NativeEndian.Uint16(e.b[2:]); typ != 19 || binary.NativeEndian.Uint32(e.b[4:]) != 7 {
+		t.Errorf("first action attribute type %d value %d, want OVS_ACTION_ATTR_METER (19) with the meter id 7", typ, binary.NativeEndian.Uint32(e.b[4:]))
+	}
+	got, err := decodeActions(nil, e.b)
+	if err != nil || !reflect.DeepEqual(got, []datapath.Action{datapath.Output(3)}) {
+		t.Errorf("decoded %v, %v; want the output alone", got, err)
 	}
 }

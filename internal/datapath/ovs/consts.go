@@ -8,6 +8,7 @@ const (
 	familyVport    = "ovs_vport"
 	familyFlow     = "ovs_flow"
 	familyPacket   = "ovs_packet"
+	familyMeter    = "ovs_meter"
 )
 
 // Family versions sent in the genl header.
@@ -16,6 +17,23 @@ const (
 	versionVport    = 1
 	versionFlow     = 1
 	versionPacket   = 1
+	versionMeter    = 1
+)
+
+// OVS_METER_CMD_*, OVS_METER_ATTR_*, OVS_BAND_ATTR_* and band types.
+const (
+	meterCmdSet = 2
+	meterCmdDel = 3
+
+	meterAttrID    = 1
+	meterAttrKBPS  = 2
+	meterAttrBands = 4
+
+	bandAttrType  = 1
+	bandAttrRate  = 2
+	bandAttrBurst = 3
+
+	bandTypeDrop = 1
 )
 
 // Commands shared by the datapath, vport and flow families.
@@ -135,6 +153,7 @@ const (
 	actAttrPushVLAN  = 4
 	actAttrPopVLAN   = 5
 	actAttrSetMasked = 11
+	actAttrMeter     = 19
 )
 
 // OVS_USERSPACE_ATTR_*.

@@ -1,7 +1,9 @@
 package ovs
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -618,5 +620,62 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(50, func() { _ = tc.op() }); n != 0 {
 			t.Errorf("%s allocates %v times per call", tc.name, n)
 		}
+	}
+}
+
+// A port's rate limit is a kernel meter its flows run first: frames sent
+// back to back beyond the burst are dropped; dumps do not show the meter;
+// flows installed before the limit gain it and lose it with the limit.
+func TestPortRateLimitMeter(t *testing.T) {
+	requireKernel(t)
+	ns := newNetNS(t)
+	d := openDP(t, ns, Config{})
+	in, src := attachVeth(t, ns, d, "ma0")
+	out, dst := attachVeth(t, ns, d, "mb0")
+	key := packet.FlowKey{InPort: uint32(in), EthType: 0x0800}
+	mask := packet.FlowKey{InPort: ^uint32(0), EthType: 0xffff}
+	actions := []datapath.Action{datapath.Output(out)}
+	if err := d.PutFlow(&key, &mask, actions, datapath.FlowCreate); err != nil {
+		t.Fatal(err)
+	}
+	var _ datapath.PortRateLimiter = d
+	// 8 kbit/s: 1 KB/s refills almost nothing while the frames are sent;
+	// the burst holds 10 frames of 1 KB.
+	const frames, size, burstFrames = 60, 1000, 10
+	if err := d.SetPortRateLimit(in, datapath.RateLimit{BitsPerSecond: 8000, BurstBytes: burstFrames * size}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(tag string) (got int, elapsed time.Duration) {
+		start := time.Now()
+		for i := range frames {
+			f := udpFrame(1000, 2000, fmt.Sprintf("%s-%03d", tag, i))
+			src.send(t, append(f, make([]byte, size-len(f))...))
+		}
+		elapsed = time.Since(start)
+		for {
+			if _, ok := dst.wait(func(f []byte) bool { return bytes.Contains(f, []byte(tag+"-")) }, 500*time.Millisecond); !ok {
+				return got, elapsed
+			}
+			got++
+		}
+	}
+	got, elapsed := send("limited")
+	refill := int(elapsed.Seconds()*1000/size) + 1
+	if got < burstFrames-1 || got > burstFrames+refill+1 {
+		t.Errorf("%d of %d frames through the meter in %s; want the burst (%d) and what refilled (≤ %d)", got, frames, elapsed, burstFrames, refill)
+	}
+	var acts []datapath.Action
+	d.DumpFlows(func(f *datapath.Flow) bool { acts = f.Actions; return true })
+	if !slices.Equal(acts, actions) {
+		t.Errorf("dumped actions %v; want the caller's %v, without the meter", acts, actions)
+	}
+	if err := d.SetPortRateLimit(in, datapath.RateLimit{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := send("free"); got != frames {
+		t.Errorf("%d of %d frames after the limit was removed", got, frames)
+	}
+	if err := d.SetPortRateLimit(99, datapath.RateLimit{BitsPerSecond: 1e6, BurstBytes: 2000}); !errors.Is(err, datapath.ErrPortNotFound) {
+		t.Errorf("limit on a missing port: %v", err)
 	}
 }

@@ -89,6 +89,9 @@ type Datapath struct {
 	mu        sync.Mutex
 	ports     map[datapath.PortNo]*vport // guarded by mu
 	tunnelSrc [4]byte                    // default outer source: a VXLAN port's LocalAddr; guarded by mu
+	// meters are the kernel meters that police ports (by port); flows
+	// from such a port run its meter first. Guarded by mu.
+	meters map[datapath.PortNo]uint32
 
 	handler   atomic.Pointer[upcallHandler]
 	evHandler atomic.Pointer[portEventHandler]
@@ -120,6 +123,7 @@ type vport struct {
 type families struct {
 	datapath, vport, flow, packet uint16
 	vportGroup                    uint32
+	meter                         uint16 // 0 when the kernel has no meters
 }
 
 // resolveFamilies looks up the four OVS families. It returns an error
@@ -150,6 +154,9 @@ func resolveFamilies() (families, error) {
 				}
 			}
 		}
+	}
+	if fam, err := c.GetFamily(familyMeter); err == nil {
+		f.meter = fam.ID
 	}
 	return f, nil
 }
@@ -188,10 +195,11 @@ func Open(cfg Config) (d *Datapath, err error) {
 		return nil, err
 	}
 	d = &Datapath{
-		cfg:   cfg,
-		log:   cfg.Logger.With("datapath", cfg.Name),
-		fam:   fam,
-		ports: make(map[datapath.PortNo]*vport),
+		cfg:    cfg,
+		log:    cfg.Logger.With("datapath", cfg.Name),
+		fam:    fam,
+		ports:  make(map[datapath.PortNo]*vport),
+		meters: make(map[datapath.PortNo]uint32),
 	}
 	defer func() {
 		if err == nil {
@@ -586,6 +594,7 @@ func (d *Datapath) forgetPort(no datapath.PortNo) {
 	d.mu.Lock()
 	p := d.ports[no]
 	delete(d.ports, no)
+	delete(d.meters, no) // its meter id goes to the next limited port
 	d.mu.Unlock()
 	if p != nil {
 		p.up.closed.Store(true)
@@ -773,7 +782,11 @@ func (d *Datapath) encodePut(s *sock, key, mask *packet.FlowKey, actions []datap
 		s.e.end(o)
 	}
 	o = s.e.begin(flowAttrActions)
-	appendActions(&s.e, actions, d.actionUp.s.pid, d.tunnelSource())
+	src, meter := d.tunnelSourceAndMeter(datapath.PortNo(key.InPort))
+	if meter != 0 {
+		s.e.u32(actAttrMeter, meter)
+	}
+	appendActions(&s.e, actions, d.actionUp.s.pid, src)
 	s.e.end(o)
 	if cmd == cmdSet && flags&datapath.FlowResetStats != 0 {
 		s.e.flag(flowAttrClear)
@@ -786,6 +799,14 @@ func (d *Datapath) tunnelSource() [4]byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.tunnelSrc
+}
+
+// tunnelSourceAndMeter returns the tunnel source and the meter of the
+// flows from port in (0: none).
+func (d *Datapath) tunnelSourceAndMeter(in datapath.PortNo) ([4]byte, uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tunnelSrc, d.meters[in]
 }
 
 // flowError adds the datapath sentinel an errno means for a flow request.

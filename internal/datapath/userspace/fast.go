@@ -90,6 +90,7 @@ func (d *Datapath) detachFast(no datapath.PortNo) {
 	}
 	d.fpMu.Lock()
 	defer d.fpMu.Unlock()
+	delete(d.limited, no) // the number may be given to another port
 	fp, ok := d.fpPorts[no]
 	if !ok {
 		return
@@ -182,8 +183,41 @@ func (d *Datapath) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action,
 	if err := d.Core.PutFlow(key, mask, actions, flags); err != nil {
 		return err
 	}
+	if d.limited[datapath.PortNo(key.InPort)] {
+		d.fp.Delete(key, mask) // an older version may be there
+		return nil
+	}
 	d.fp.Put(key, mask, actions, d.kernelPort, flags&datapath.FlowResetStats != 0)
 	return nil
+}
+
+// SetPortRateLimit implements datapath.PortRateLimiter. The engine polices
+// the port's frames; the kernel fast path has no policer, so a limited
+// port's flows leave it (their packets then all come through the engine)
+// and come back when the limit is removed and the flows are put again.
+func (d *Datapath) SetPortRateLimit(no datapath.PortNo, l datapath.RateLimit) error {
+	if d.fp == nil {
+		return d.Core.SetPortRateLimit(no, l)
+	}
+	d.fpMu.Lock()
+	defer d.fpMu.Unlock()
+	if err := d.Core.SetPortRateLimit(no, l); err != nil {
+		return err
+	}
+	if l.BitsPerSecond == 0 {
+		delete(d.limited, no)
+		return nil
+	}
+	if d.limited[no] {
+		return nil
+	}
+	d.limited[no] = true
+	return d.Core.DumpFlows(func(f *datapath.Flow) bool {
+		if datapath.PortNo(f.Key.InPort) == no {
+			d.fp.Delete(&f.Key, &f.Mask)
+		}
+		return true
+	})
 }
 
 // DeleteFlow implements datapath.FlowTable; the counters include the

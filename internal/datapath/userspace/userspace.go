@@ -146,6 +146,9 @@ type Datapath struct {
 	fpPorts map[datapath.PortNo]fastPort // ports attached to the fast path, guarded by fpMu
 	routes  map[netip.Addr]underlayRoute // guarded by fpMu
 	routeNL *netlink.Handle              // for the routes, guarded by fpMu
+	// limited are the ports with a rate limit, whose flows stay out of
+	// the kernel so that every packet meets the policer; guarded by fpMu.
+	limited map[datapath.PortNo]bool
 }
 
 type linkState struct {
@@ -279,6 +282,7 @@ func New(cfg Config) (*Datapath, error) {
 			d.fp = nil
 		} else {
 			d.fpPorts, d.routes = make(map[datapath.PortNo]fastPort), make(map[netip.Addr]underlayRoute)
+			d.limited = make(map[datapath.PortNo]bool)
 		}
 	}
 	return d, nil

@@ -1,0 +1,267 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/midonet/midonet/internal/dhcp"
+	"github.com/midonet/midonet/internal/nsdb"
+	"github.com/midonet/midonet/internal/topology"
+)
+
+// The DHCPv6 resources (MidoNet's /bridges/{id}/dhcpV6): subnets keyed by
+// prefix, hosts by client id, written in URLs with '-' for ':'.
+
+type dhcp6Res = resource[topology.DHCPSubnetV6, *topology.DHCPSubnetV6]
+
+func dhcp6SubnetURI(base string, d *topology.DHCPSubnetV6) string {
+	return base + "/bridges/" + d.BridgeID.String() + "/dhcpV6/" + d.SubnetKey()
+}
+
+func dhcp6HostView(subnetURI string, h topology.DHCPHostV6) view {
+	v := toView(h)
+	v["uri"] = subnetURI + "/hostsV6/" + strings.ReplaceAll(derefString(h.ClientID), ":", "-")
+	return v
+}
+
+// decodeHost6 reads and checks a DHCPv6 host body.
+func decodeHost6(r *http.Request) (topology.DHCPHostV6, error) {
+	var h topology.DHCPHostV6
+	if err := decode(r, &h); err != nil {
+		return h, err
+	}
+	if err := h.Validate(); err != nil {
+		return h, err
+	}
+	if _, err := dhcp.ParseClientID6(*h.ClientID); err != nil {
+		return h, &topology.ValidationError{Violations: []topology.Violation{{Property: "clientId", Message: err.Error()}}}
+	}
+	return h, nil
+}
+
+func (s *Server) dhcp6Routes() {
+	subnets := &dhcp6Res{
+		s: s, kind: topology.KindDHCPSubnetV6, media: []string{"DhcpV6Subnet-v1"},
+		links: func(base string, d *topology.DHCPSubnetV6, v view) {
+			u := dhcp6SubnetURI(base, d)
+			v["uri"] = u
+			v["hosts"] = u + "/hostsV6"
+		},
+	}
+	loadSubnet := func(tx *nsdb.Tx, r *http.Request) (*topology.DHCPSubnetV6, error) {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return nil, err
+		}
+		if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
+			return nil, err
+		}
+		key := r.PathValue("subnet6")
+		// The same subnet spelt another way (2001:DB8:0::_64) is found.
+		if addr, length, ok := strings.Cut(key, "_"); ok {
+			if n, err := strconv.Atoi(length); err == nil {
+				probe := topology.DHCPSubnetV6{Prefix: &addr, PrefixLength: n}
+				probe.Normalize()
+				key = probe.SubnetKey()
+			}
+		}
+		d, err := subnets.load(tx, topology.DHCPSubnetID(bid, key))
+		if err != nil {
+			return nil, notFound("bridge %s has no DHCPv6 subnet %s", bid, strings.Replace(key, "_", "/", 1))
+		}
+		return d, nil
+	}
+	s.handle("GET /bridges/{id}/dhcpV6", subList(s, subnets, topology.KindBridge,
+		func(d *topology.DHCPSubnetV6, bid topology.ID) bool { return d.BridgeID == bid }))
+	s.handle("POST /bridges/{id}/dhcpV6", func(w http.ResponseWriter, r *http.Request) error {
+		bid, err := pathID(r, "id")
+		if err != nil {
+			return err
+		}
+		in, err := subnets.decodeNew(r)
+		if err != nil {
+			return err
+		}
+		in.BridgeID, in.Hosts = bid, nil
+		if err := in.Validate(); err != nil {
+			return err
+		}
+		in.Normalize()
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
+				return err
+			}
+			d := *in
+			if ok, err := tx.Exists(topology.KindDHCPSubnetV6, d.ObjectID()); err != nil {
+				return err
+			} else if ok {
+				return conflict("bridge %s already has DHCPv6 subnet %s/%d", bid, derefString(d.Prefix), d.PrefixLength)
+			}
+			return tx.Create(&d)
+		})
+		if err != nil {
+			return err
+		}
+		return created(w, dhcp6SubnetURI(baseURI(r), in))
+	})
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
+		var d *topology.DHCPSubnetV6
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			var err error
+			d, err = loadSubnet(tx, r)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, subnets.media, subnets.render(r, d))
+	})
+	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
+		in, err := subnets.decodeNew(r)
+		if err != nil {
+			return err
+		}
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			old, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			d := *in
+			// The subnet is the object's identity: the URL's wins.
+			d.BridgeID, d.Prefix, d.PrefixLength, d.Hosts = old.BridgeID, old.Prefix, old.PrefixLength, old.Hosts
+			if err := d.Validate(); err != nil {
+				return err
+			}
+			return tx.Put(&d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
+		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			return tx.Delete(topology.KindDHCPSubnetV6, d.ObjectID())
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+
+	hostMedia := []string{"DhcpV6Host-v1"}
+	hostIndex6 := func(r *http.Request, d *topology.DHCPSubnetV6) (int, error) {
+		id := r.PathValue("client")
+		i := d.Host(id)
+		if i < 0 {
+			return i, notFound("DHCPv6 subnet %s has no host with client id %s", d.SubnetKey(), id)
+		}
+		return i, nil
+	}
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
+		var out []view
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			u := dhcp6SubnetURI(baseURI(r), d)
+			out = []view{}
+			for _, h := range d.Hosts {
+				out = append(out, dhcp6HostView(u, h))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, []string{"collection.DhcpV6Host-v1"}, out)
+	})
+	s.handle("POST /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
+		h, err := decodeHost6(r)
+		if err != nil {
+			return err
+		}
+		var loc string
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			if d.Host(*h.ClientID) >= 0 {
+				return conflict("DHCPv6 subnet %s already has a host with client id %s", d.SubnetKey(), *h.ClientID)
+			}
+			d.Hosts = append(d.Hosts, h)
+			loc = dhcp6SubnetURI(baseURI(r), d) + "/hostsV6/" + strings.ReplaceAll(*h.ClientID, ":", "-")
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return created(w, loc)
+	})
+	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+		var out view
+		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i, err := hostIndex6(r, d)
+			if err != nil {
+				return err
+			}
+			out = dhcp6HostView(dhcp6SubnetURI(baseURI(r), d), d.Hosts[i])
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, r, http.StatusOK, hostMedia, out)
+	})
+	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+		h, err := decodeHost6(r)
+		if err != nil {
+			return err
+		}
+		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i, err := hostIndex6(r, d)
+			if err != nil {
+				return err
+			}
+			d.Hosts[i] = h
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
+		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
+			d, err := loadSubnet(tx, r)
+			if err != nil {
+				return err
+			}
+			i := d.Host(r.PathValue("client"))
+			if i < 0 {
+				return nil
+			}
+			d.Hosts = append(d.Hosts[:i:i], d.Hosts[i+1:]...)
+			return tx.Put(d)
+		})
+		if err != nil {
+			return err
+		}
+		return noContent(w)
+	})
+}
