@@ -41,7 +41,8 @@
 // across restarts, migrate.go pulls it for a port that moved here,
 // natlease.go leases the SNAT port blocks the simulation allocates from
 // (a packet whose SNAT needs a new block waits for it, as one that needs
-// ARP does).
+// ARP does), and tracing.go traces the packets that match enabled trace
+// requests (logs, counts and publishes them).
 //
 // # Services
 //
@@ -275,6 +276,7 @@ type Agent struct {
 	metrics  *Metrics
 	writer   *stateWriter
 	services *serviceRunner
+	tracer   *tracer
 
 	wg    sync.WaitGroup
 	ready chan struct{}
@@ -326,6 +328,7 @@ func New(cfg Config) (*Agent, error) {
 	a.nat = newNATLeaser(a)
 	a.state.TrackSNAT(a.nat.leases)
 	a.topo = newTopoCache()
+	a.tracer = newTracer(a)
 	a.services = newServiceRunner(a, cfg.Services)
 	a.publishPorts()
 	return a, nil
@@ -382,6 +385,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.goRun(func() { a.journal.run(ctx) })
 	a.goRun(func() { a.nat.run(ctx) })
 	a.goRun(func() { a.writer.run(ctx) })
+	a.goRun(func() { a.tracer.run(ctx) })
 	for _, w := range a.workers {
 		a.goRun(func() { w.run(ctx) })
 	}

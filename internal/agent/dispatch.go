@@ -28,6 +28,9 @@ type upcall struct {
 	borrowed bool
 	// parked since, for packets waiting for ARP.
 	parkedAt, lastARP time.Time
+	// traced: the trace requests a packet waiting for ARP is traced for
+	// (tracing.go).
+	traced []sim.ID
 }
 
 // keep returns u in a form that may outlive its handling.

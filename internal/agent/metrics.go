@@ -24,6 +24,7 @@ type Metrics struct {
 	statePulls         prometheus.Counter
 	stateWritesDropped prometheus.Counter
 	serviceFailures    *prometheus.CounterVec
+	traced             *prometheus.CounterVec
 	stateSaves         prometheus.Counter
 	stateSavedKeys     prometheus.Gauge
 	journalBytes       prometheus.Counter
@@ -86,6 +87,9 @@ func newMetrics(ft *flows.Table) *Metrics {
 	m.serviceFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "service_failures_total", Help: "Times a service's Run failed (it is restarted), by service."}, []string{"service"})
 	f(m.serviceFailures)
+	m.traced = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
+		Name: "traced_packets_total", Help: "Packets traced for trace requests, by request."}, []string{"request"})
+	f(m.traced)
 	m.stateSent = counter("state_messages_sent_total", "Flow-state messages sent to peers.")
 	m.stateReceived = counter("state_messages_received_total", "Flow-state messages received from peers.")
 	m.statePulls = counter("state_pulls_total", "Flow-state requests sent to the previous hosts of migrated ports.")

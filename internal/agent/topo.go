@@ -26,6 +26,7 @@ type topoCache struct {
 	ipgroups map[string]topology.IPAddrGroup
 	zones    map[string]topology.TunnelZone
 	dhcp     dhcpCache
+	traces   map[string]topology.TraceRequest
 
 	ageing arpAgeing
 	svc    serviceCache // load balancers, mirrors, QoS and L2 insertions
@@ -54,7 +55,8 @@ func (c *topoCache) reset() {
 		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
 		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
 		pgroups: map[string]topology.PortGroup{}, ipgroups: map[string]topology.IPAddrGroup{},
-		zones: map[string]topology.TunnelZone{}, dhcp: newDHCPCache(), svc: newServiceCache(),
+		zones: map[string]topology.TunnelZone{}, dhcp: newDHCPCache(), traces: map[string]topology.TraceRequest{},
+		svc:  newServiceCache(),
 		macs: map[string]sim.MACEntry{}, ipmacs: map[string]sim.IPMACEntry{}, arps: map[string]sim.ARPEntry{},
 		active:   map[topology.ID]topology.ID{},
 		bgpPeers: map[string]topology.BGPPeer{},
@@ -100,6 +102,15 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
 	case topology.KindDHCPSubnet, topology.KindDHCPSubnetV6:
 		tags = c.dhcp.applyObject(kind, id, value, tags)
+	case topology.KindTrace:
+		// Flows through the device, installed without the request or
+		// with its old condition, must be simulated again.
+		tags = applyOwned(c.traces, id, value, tags, func(t topology.TraceRequest) topology.ID {
+			if t.DeviceID == nil {
+				return topology.ID{}
+			}
+			return *t.DeviceID
+		})
 	default:
 		tags, _ = c.svc.apply(kind, id, value, c)
 	}
@@ -238,6 +249,7 @@ func (c *topoCache) input() sim.SnapshotInput {
 		PortGroups: values(c.pgroups), IPAddrGroups: values(c.ipgroups),
 		MACTable: values(c.macs), IPMACTable: values(c.ipmacs), ARPTable: values(c.arps),
 		BridgeARP: true, BGPPeers: values(c.bgpPeers), Learned: c.learned.tables(),
+		TraceRequests: values(c.traces),
 	}
 	c.dhcp.fill(&in, c.zones)
 	c.svc.fill(&in)
@@ -311,6 +323,7 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 			c.applyState(e.Key, e.Value)
 		}
 	}
+	a.tracer.sync(c.traces, a.topo.traces)
 	a.topo = c
 	return rev, nil
 }
@@ -393,7 +406,11 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 	}
 	switch {
 	case ev.Kind != "":
-		return a.topo.applyObject(ev.Kind, ev.ID, value), true
+		tags = a.topo.applyObject(ev.Kind, ev.ID, value)
+		if ev.Kind == topology.KindTrace {
+			a.traceRequestChanged(ev.ID)
+		}
+		return tags, true
 	case strings.HasPrefix(ev.Key, "/state/bridges/"), strings.HasPrefix(ev.Key, "/state/routers/"),
 		strings.HasPrefix(ev.Key, "/state/ports/"), strings.HasPrefix(ev.Key, nsdb.LearnedRoutesPrefix),
 		strings.HasPrefix(ev.Key, "/state/hosts/"):

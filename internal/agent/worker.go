@@ -145,6 +145,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	w.a.metrics.simulated(res.Kind)
 	w.a.metrics.dhcpEvent(res.DHCP)
 	w.a.metrics.simLatency.Observe(time.Since(start).Seconds())
+	res = w.traceAgain(u, &pkt, res, snap, now)
 	if w.a.debug {
 		// Simulate again with a trace: per-packet detail for debugging only.
 		pkt.Trace = true

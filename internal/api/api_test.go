@@ -259,8 +259,8 @@ func TestGoldenCycle(t *testing.T) {
 		body:     map[string]any{"name": "golden-tz", "type": "vxlan"},
 		keys:     []string{"id", "name", "type", "uri", "hosts"},
 		defaults: map[string]any{"type": "vxlan"},
-		put:      map[string]any{"name": "golden-tz2", "type": "gre"},
-		putCheck: map[string]any{"name": "golden-tz2", "type": "gre"},
+		put:      map[string]any{"name": "golden-tz2", "type": "vxlan"},
+		putCheck: map[string]any{"name": "golden-tz2", "type": "vxlan"},
 	}, {
 		name: "load balancer", collection: "/load_balancers",
 		body:     map[string]any{},

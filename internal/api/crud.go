@@ -181,6 +181,10 @@ func (rs *resource[T, P]) getByID(w http.ResponseWriter, r *http.Request, id str
 		o, err = rs.load(tx, id)
 		return err
 	})
+	if err != nil && rs.more != nil && isNotFound(err) {
+		// Not stored: it may live in state keys (a learned route).
+		o, err = rs.moreByID(r, id, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -190,6 +194,21 @@ func (rs *resource[T, P]) getByID(w http.ResponseWriter, r *http.Request, id str
 		}
 	}
 	return writeJSON(w, r, http.StatusOK, rs.media, rs.render(r, o))
+}
+
+// moreByID finds the object id among those rs.more lists, or returns
+// notFound.
+func (rs *resource[T, P]) moreByID(r *http.Request, id string, notFound error) (P, error) {
+	extra, err := rs.more(r)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range extra {
+		if f, ok := idField(o); ok && f.Interface().(topology.ID).String() == id {
+			return o, nil
+		}
+	}
+	return nil, notFound
 }
 
 func (rs *resource[T, P]) get(w http.ResponseWriter, r *http.Request) error {
@@ -237,6 +256,9 @@ func (rs *resource[T, P]) create(w http.ResponseWriter, r *http.Request, prepare
 			if err := rs.onCreate(tx, r, o); err != nil {
 				return err
 			}
+		}
+		if err := rs.s.refuseIgnored(tx, o, nil); err != nil {
+			return err
 		}
 		if err := topology.CheckRefs(tx, o); err != nil {
 			return err
@@ -319,6 +341,9 @@ func (rs *resource[T, P]) update(w http.ResponseWriter, r *http.Request, id stri
 			}
 		}
 		if err := o.Validate(); err != nil {
+			return err
+		}
+		if err := rs.s.refuseIgnored(tx, o, old); err != nil {
 			return err
 		}
 		if err := topology.CheckRefs(tx, o); err != nil {

@@ -338,6 +338,9 @@ func (s *Server) ipAddrGroupRoutes() {
 		if err != nil || (*body.Version == 4) != a.Is4() {
 			return &topology.ValidationError{Violations: []topology.Violation{{Property: "addr", Message: "is not a valid IPv" + strconv.Itoa(*body.Version) + " address"}}}
 		}
+		if err := refuseIPv6Group(*body.Version); err != nil {
+			return err
+		}
 		canon := a.String()
 		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
 			g, err := groups.load(tx, id.String())

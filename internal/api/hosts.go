@@ -130,9 +130,13 @@ func (s *Server) hostRoutes() {
 			if err != nil {
 				return err
 			}
+			was := *h
 			h.FloodingProxyWeight, h.ContainerWeight = *body.FloodingProxyWeight, *body.ContainerWeight
 			h.ContainerLimit, h.EnforceContainerLimit = *body.ContainerLimit, *body.EnforceContainerLimit
 			if err := h.Validate(); err != nil {
+				return err
+			}
+			if err := refuseHostWeights(h, &was); err != nil {
 				return err
 			}
 			return tx.Put(h)
@@ -320,7 +324,11 @@ func (s *Server) bindPort(w http.ResponseWriter, r *http.Request) error {
 				return conflict("interface %s of host %s is already bound to port %s", *body.InterfaceName, id, o.ID)
 			}
 		}
+		was := p
 		p.HostID, p.InterfaceName = topology.IDPtr(id), body.InterfaceName
+		if err := refusePort(&p, &was); err != nil {
+			return err
+		}
 		return tx.Put(&p)
 	})
 	if err != nil {

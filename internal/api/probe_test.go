@@ -138,7 +138,7 @@ func TestIssue20Cases(t *testing.T) {
 	}
 	// Unknown keys, keys of another case and the store's hidden fields
 	// are ignored; a number in a string is taken (python-midonetclient).
-	r = rg.call("POST", "/tunnel_zones", `{"name": "tz2", "type": "gre", "Name": "x", "color": "blue",
+	r = rg.call("POST", "/tunnel_zones", `{"name": "tz2", "type": "vxlan", "Name": "x", "color": "blue",
 		"_members": [{"hostId": "`+rg.ids["hosts"]+`", "ipAddress": "1.1.1.1"}]}`)
 	expect(t, r, http.StatusCreated)
 	tz := expect(t, rg.call("GET", r.header.Get("Location")[len("http://rig"+api.BasePath):], nil), 200).obj(t)

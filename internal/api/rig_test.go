@@ -107,6 +107,11 @@ func (rg *rig) serve(req *http.Request) response {
 func (rg *rig) mustCreate(path string, body any) string {
 	rg.t.Helper()
 	r := rg.call("POST", path, body)
+	// The store-failure rigs give the store a short timeout, which a loaded
+	// machine can exceed while the fixture is built: that is not under test.
+	for try := 0; r.status == http.StatusServiceUnavailable && try < 3; try++ {
+		r = rg.call("POST", path, body)
+	}
 	if r.status != http.StatusCreated {
 		rg.t.Fatalf("fixture: POST %s: %d %s", path, r.status, r.body)
 	}
@@ -165,9 +170,12 @@ func (rg *rig) build() {
 	id("pool_members", "/pools/"+pool+"/pool_members", map[string]any{"address": "10.0.0.20", "protocolPort": 80})
 	id("vips", "/pools/"+pool+"/vips", map[string]any{"address": "10.0.0.30", "protocolPort": 80})
 	id("mirrors", "/mirrors", map[string]any{"toPortId": rport})
-	qos := id("qos_policies", "/qos_policies", map[string]any{"name": "rig"})
+	// The rules belong to a policy of their own, so that the fixture's
+	// policy may take a rule of each type (a policy holds one of each).
+	qos := id("qos_policies", "/qos_policies", map[string]any{"name": "rig-rules"})
 	id("qos_bw_limit_rules", "/qos_policies/"+qos+"/qos_bw_limit_rules", map[string]any{"maxKbps": 1000})
 	id("qos_dscp_rules", "/qos_policies/"+qos+"/qos_dscp_rules", map[string]any{"dscpMark": 10})
+	id("qos_policies", "/qos_policies", map[string]any{"name": "rig"})
 	id("bgp_peers", "/routers/"+router+"/bgp_peers", map[string]any{"asNumber": 65001, "address": "10.1.0.2"})
 	id("bgp_networks", "/routers/"+router+"/bgp_networks", map[string]any{"subnetAddress": "10.3.0.0", "subnetLength": 24})
 	id("traces", "/traces", map[string]any{"name": "rig", "deviceType": "BRIDGE", "deviceId": bridge, "condition": map[string]any{}})
@@ -253,7 +261,7 @@ var validBodies = map[string]string{
 	"POST /routers/{id}/ports":                            `{"type": "Router", "portAddress": "10.9.0.1", "networkLength": 24}`,
 	"POST /routers/{id}/routes":                           `{"type": "Normal", "srcNetworkAddr": "0.0.0.0", "dstNetworkAddr": "10.4.0.0", "dstNetworkLength": 16, "nextHopPort": "@rport", "weight": 10}`,
 	"POST /traces":                                        `{"name": "t", "deviceType": "ROUTER", "deviceId": "@routers", "condition": {"nwProto": 17}, "enabled": true}`,
-	"POST /tunnel_zones":                                  `{"name": "tz9", "type": "gre"}`,
+	"POST /tunnel_zones":                                  `{"name": "tz9", "type": "vxlan"}`,
 	"POST /tunnel_zones/{id}/hosts":                       `{"hostId": "@host2", "ipAddress": "192.168.0.2"}`,
 	"POST /vips":                                          `{"poolId": "@pools", "address": "10.0.0.32", "protocolPort": 80}`,
 	"PUT /bgp_peers/{id}":                                 `{"asNumber": 65003, "address": "10.1.0.2"}`,
@@ -263,7 +271,7 @@ var validBodies = map[string]string{
 	"PUT /bridges/{id}/dhcpV6/{subnet6}":                  `{"prefix": "2001:db8::", "prefixLength": 64, "dnsServerAddrs": ["2001:db8::53"]}`,
 	"PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}": `{"clientId": "02:00:00:00:00:0b", "fixedAddress": "2001:db8::c"}`,
 	"PUT /health_monitors/{id}":                           `{"type": "TCP", "delay": 10}`,
-	"PUT /hosts/{id}":                                     `{"floodingProxyWeight": 2, "containerWeight": 1, "containerLimit": -1, "enforceContainerLimit": false}`,
+	"PUT /hosts/{id}":                                     `{"floodingProxyWeight": 1, "containerWeight": 1, "containerLimit": -1, "enforceContainerLimit": false}`,
 	"PUT /l2insertions/{id}":                              `{"portId": "@ports", "srvPortId": "@port2", "mac": "02:00:00:00:00:61", "position": 3, "failOpen": true}`,
 	"PUT /load_balancers/{id}":                            `{"adminStateUp": false}`,
 	"PUT /mirrors/{id}":                                   `{"toPortId": "@rport"}`,

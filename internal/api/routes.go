@@ -97,9 +97,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	return errStatus(http.StatusUnauthorized, "login needs an Authorization: Basic header with user:password")
 }
 
+// systemState says whether the API can serve: availability is READWRITE
+// while the store takes writes, READONLY while it answers reads but
+// refuses writes (an alarm such as NOSPACE), and UNAVAILABLE while it does
+// not answer, with information saying why. MidoNet's server always said
+// ACTIVE and READWRITE. The state stays ACTIVE: it is MidoNet's upgrade
+// marker, which this server has no use for.
 func (s *Server) systemState(w http.ResponseWriter, r *http.Request) error {
+	av, why := s.store.Availability(r.Context())
+	var info any
+	if why != "" {
+		info = why
+	}
 	return writeJSON(w, r, http.StatusOK, []string{"SystemState-v2", "SystemState-v1"}, map[string]any{
-		"state": "ACTIVE", "availability": "READWRITE", "version": "5.0.0", "information": nil,
+		"state": "ACTIVE", "availability": av.String(), "version": "5.0.0", "information": info,
 	})
 }
 

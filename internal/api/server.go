@@ -206,6 +206,12 @@ func notFound(format string, args ...any) error {
 	return errStatus(http.StatusNotFound, format, args...)
 }
 
+// isNotFound reports whether err is a 404.
+func isNotFound(err error) bool {
+	var he *httpError
+	return errors.As(err, &he) && he.status == http.StatusNotFound
+}
+
 func conflict(format string, args ...any) error {
 	return errStatus(http.StatusConflict, format, args...)
 }
@@ -255,7 +261,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
 		s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-	case status >= 500:
+	case status >= 500 && status != http.StatusNotImplemented:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	ent.Message = &msg

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
@@ -368,7 +369,36 @@ func (s *Server) serviceRoutes() {
 	traces.filter = func(r *http.Request, t *topology.TraceRequest) bool {
 		return !r.URL.Query().Has("tenant_id") || s.traceTenant(r, t) == r.URL.Query().Get("tenant_id")
 	}
+	traces.onDelete = func(tx *nsdb.Tx, id string) error {
+		return tx.DeleteStatePrefix(nsdb.TracedPacketsPrefix(id))
+	}
 	crudRoutes(s, traces, "LCGUD")
+	s.handle("GET /traces/{id}/packets", s.tracedPackets)
+}
+
+// tracedPackets lists the packets the agents traced for a trace request:
+// the last few each agent keeps and publishes, oldest first. It is not in
+// MidoNet's API (MidoNet wrote traces to Cassandra and logs); the request's
+// own fields stay exactly MidoNet's.
+func (s *Server) tracedPackets(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.parentExists(r, topology.KindTrace)
+	if err != nil {
+		return err
+	}
+	entries, _, err := s.store.ListState(r.Context(), nsdb.TracedPacketsPrefix(id.String()))
+	if err != nil {
+		return err
+	}
+	out := []topology.TracedPacket{}
+	for _, e := range entries {
+		var list []topology.TracedPacket
+		if json.Unmarshal(e.Value, &list) != nil {
+			continue // not ours to fix: an agent writes it
+		}
+		out = append(out, list...)
+	}
+	slices.SortStableFunc(out, func(a, b topology.TracedPacket) int { return a.Time.Compare(b.Time) })
+	return writeJSON(w, r, http.StatusOK, []string{"collection.TracedPacket-v1"}, out)
 }
 
 // qosRuleRoutes serves one kind of QoS policy rule: GET, PUT and DELETE of

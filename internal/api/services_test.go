@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -212,6 +213,13 @@ func TestBGPStateShown(t *testing.T) {
 		found["weight"] != float64(20) || found["router"] != r["uri"] {
 		t.Errorf("learned route %v among %d routes", found, len(routes))
 	}
+	if found != nil {
+		// Its own URI answers too, as a stored route's does.
+		one := expect(t, do(t, "GET", found["uri"].(string), nil), 200).obj(t)
+		if one["id"] != learned.ID.String() || one["learned"] != true || one["nextHopGateway"] != "10.1.0.1" {
+			t.Errorf("GET %s: %v", found["uri"], one)
+		}
+	}
 	other := create(t, "/routers", map[string]any{"name": "other"})
 	for _, rt := range expect(t, do(t, "GET", other["routes"].(string), nil), 200).list(t) {
 		if rt["learned"] == true {
@@ -292,10 +300,11 @@ func TestMirrorsAndQoS(t *testing.T) {
 	if l := expect(t, do(t, "GET", q["bwLimitRules"].(string), nil), 200).list(t); len(l) != 1 || l[0]["maxKbps"] != float64(1000) {
 		t.Errorf("bw rules %v", l)
 	}
-	d := create(t, q["dscpRules"].(string), map[string]any{"dscpMark": 20})
-	if d["policyId"] != id(q) {
-		t.Errorf("dscp rule %v", d)
+	dscp := expect(t, do(t, "GET", q["dscpRules"].(string), nil), 200).list(t)
+	if len(dscp) != 1 || dscp[0]["policyId"] != id(q) || dscp[0]["dscpMark"] != float64(10) {
+		t.Fatalf("dscp rules %v", dscp)
 	}
+	d := dscp[0]
 	expectViolation(t, do(t, "POST", q["dscpRules"].(string), map[string]any{"dscpMark": 64}), "dscpMark")
 	bq := create(t, "/bridges", map[string]any{"name": "qos", "qosPolicyId": id(q)})
 	expect(t, do(t, "DELETE", q["uri"].(string), nil), 204)
@@ -336,7 +345,7 @@ func TestPortGroupsAndIPAddrGroups(t *testing.T) {
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.1", "version": 4}), 409)
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.2"}), 400)
 	expect(t, do(t, "POST", ig["addrs"].(string), map[string]any{"addr": "10.0.0.300", "version": 4}), 400)
-	create(t, ig["addrs"].(string), map[string]any{"addr": "2001:db8::1", "version": 6})
+	create(t, ig["addrs"].(string), map[string]any{"addr": "10.0.0.3", "version": 4})
 	got := expect(t, do(t, "GET", ig["uri"].(string), nil), 200).obj(t)
 	if l := got["ipAddrPorts"].([]any); len(l) != 2 {
 		t.Errorf("ipAddrPorts %v", l)
@@ -553,5 +562,49 @@ func TestQOSPolicyRulesStayWithTheirPolicy(t *testing.T) {
 	expect(t, do(t, "GET", "/qos_dscp_rules/"+ruleID, nil), 404)
 	if got := expect(t, do(t, "GET", "/qos_bw_limit_rules/"+ruleID, nil), 200).obj(t); got["maxKbps"] != float64(7) {
 		t.Errorf("rule after its type changed: %v", got)
+	}
+}
+
+// TestTracedPackets: GET /traces/{id}/packets lists the packets every
+// agent published for the request, oldest first; deleting the request
+// removes them.
+func TestTracedPackets(t *testing.T) {
+	b := create(t, "/bridges", map[string]any{"name": "traced"})
+	tr := create(t, "/traces", map[string]any{"name": "t", "deviceType": "BRIDGE", "deviceId": id(b),
+		"condition": map[string]any{"nwProto": 17}, "enabled": true, "limit": 5})
+	packets := tr["uri"].(string) + "/packets"
+	if l := expect(t, do(t, "GET", packets, nil), 200).list(t); len(l) != 0 {
+		t.Fatalf("packets before any agent traced: %v", l)
+	}
+	reqID := uuid.MustParse(id(tr))
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for i, host := range []uuid.UUID{uuid.New(), uuid.New()} {
+		list := []topology.TracedPacket{{Time: t0.Add(time.Duration(1-i) * time.Second), HostID: host, PortID: uuid.New(),
+			TraceRequestIDs: []uuid.UUID{reqID}, Packet: "udp", Result: "forward",
+			Trace: []topology.TraceStep{{DeviceType: "bridge", Device: uuid.MustParse(id(b)), Event: "process"}}}}
+		v, _ := json.Marshal(list)
+		if err := testStore.PutState(context.Background(), nsdb.TracedPacketsKey(id(tr), host.String()), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := expect(t, do(t, "GET", packets, nil), 200).list(t)
+	if len(l) != 2 || l[0]["time"].(string) >= l[1]["time"].(string) {
+		t.Fatalf("packets %v, want both hosts' oldest first", l)
+	}
+	for _, k := range []string{"time", "hostId", "portId", "traceRequestIds", "packet", "result", "reason", "trace"} {
+		if _, ok := l[0][k]; !ok {
+			t.Errorf("a traced packet lacks %q: %v", k, l[0])
+		}
+	}
+	// The request itself keeps exactly MidoNet's fields.
+	got := expect(t, do(t, "GET", tr["uri"].(string), nil), 200).obj(t)
+	if len(got) != 9 {
+		t.Errorf("trace request keys %v, want MidoNet's 8 and uri", got)
+	}
+	expect(t, do(t, "GET", "/traces/"+uuid.NewString()+"/packets", nil), 404)
+	expect(t, do(t, "DELETE", tr["uri"].(string), nil), 204)
+	entries, _, err := testStore.ListState(context.Background(), nsdb.TracedPacketsPrefix(id(tr)))
+	if err != nil || len(entries) != 0 {
+		t.Errorf("traced packets left after the request's delete: %v %v", entries, err)
 	}
 }

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 	"github.com/midonet/midonet/internal/poll"
 )
@@ -318,4 +323,73 @@ func absentAll(keys map[string]bool, deleted ...string) []string {
 		keys[out[i]] = !keys[k]
 	}
 	return out
+}
+
+// TestSystemStateFollowsTheStore: GET /system_state says READWRITE while
+// the store takes writes, READONLY while an alarm (NOSPACE) makes it
+// refuse them, and UNAVAILABLE while it is down, with why in information.
+func TestSystemStateFollowsTheStore(t *testing.T) {
+	t.Parallel() // its own store
+	member, _ := startOwnMember(t)
+	store, err := nsdb.Open(context.Background(), nsdb.Config{Endpoints: []string{member.ClientURL}, RequestTimeout: failStoreTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := api.New(api.Config{Store: store, RequestTimeout: failRequestTimeout})
+	call := func(method, path, body string) response {
+		req := httptest.NewRequest(method, "http://sys"+api.BasePath+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}
+	}
+	state := func() (availability string, info any) {
+		t.Helper()
+		m := expect(t, call("GET", "/system_state", ""), http.StatusOK).obj(t)
+		if m["state"] != "ACTIVE" || m["version"] != "5.0.0" || len(m) != 4 {
+			t.Errorf("system state %v: want MidoNet's four keys", m)
+		}
+		return m["availability"].(string), m["information"]
+	}
+	if av, info := state(); av != "READWRITE" || info != nil {
+		t.Fatalf("store up: %s %v, want READWRITE", av, info)
+	}
+
+	// The space quota "full": the store reads but refuses writes.
+	cli := store.Client()
+	ctx := context.Background()
+	st, err := cli.Status(ctx, member.ClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alarm := &etcdserverpb.AlarmRequest{Action: etcdserverpb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId,
+		Alarm: etcdserverpb.AlarmType_NOSPACE}
+	if _, err := etcdserverpb.NewMaintenanceClient(cli.ActiveConnection()).Alarm(ctx, alarm); err != nil {
+		t.Fatal(err)
+	}
+	av, info := state()
+	if s, _ := info.(string); av != "READONLY" || !strings.Contains(s, "NOSPACE") {
+		t.Fatalf("NOSPACE alarm: %s %v, want READONLY naming the alarm", av, info)
+	}
+	expect(t, call("POST", "/bridges", `{"name": "b"}`), http.StatusServiceUnavailable)
+	expect(t, call("GET", "/bridges", ""), http.StatusOK)
+	if _, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: st.Header.MemberId, Alarm: etcdserverpb.AlarmType_NOSPACE}); err != nil {
+		t.Fatal(err)
+	}
+	if av, _ := state(); av != "READWRITE" {
+		t.Fatalf("alarm disarmed: %s, want READWRITE", av)
+	}
+
+	member.Kill()
+	start := time.Now()
+	av, info = state()
+	if s, _ := info.(string); av != "UNAVAILABLE" || s == "" {
+		t.Fatalf("store down: %s %v, want UNAVAILABLE saying why", av, info)
+	}
+	if d := time.Since(start); d > failRequestTimeout+failMargin {
+		t.Errorf("system_state took %v with the store down", d)
+	}
 }

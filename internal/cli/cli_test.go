@@ -214,16 +214,14 @@ func TestResourceRoundTrip(t *testing.T) {
 			create: []string{"--name", hostName},
 			want:   map[string]string{"name": hostName, "alive": "false", "floodingProxyWeight": "1"},
 			ident:  "id", ref: func(Object) string { return hostName },
-			update:  []string{"--flooding-proxy-weight", "42", "--container-limit", "3"},
-			updated: map[string]string{"floodingProxyWeight": "42", "containerLimit": "3", "containerWeight": "1"},
 		},
 		{
 			name: "tunnel zone", resource: "tunnel-zone",
 			create: []string{"--name", tzName},
 			want:   map[string]string{"name": tzName, "type": "vxlan"},
 			ident:  "id", ref: byID,
-			update:  []string{"--type", "gre"},
-			updated: map[string]string{"name": tzName, "type": "gre"},
+			update:  []string{"--name", tzName + "-2"},
+			updated: map[string]string{"name": tzName + "-2", "type": "vxlan"},
 		},
 		{
 			name: "ip address group", resource: "ip-addr-group",

@@ -184,19 +184,17 @@ func commands(o *options) []*cobra.Command {
 		},
 		{
 			kind: hostKind, use: "host", short: "Hosts running agents (bind, unbind, bindings)",
-			columns: []column{col("ID", "id"), col("NAME", "name"), col("ALIVE", "alive"), col("ADDRESSES", "addresses"),
-				col("FLOODING-PROXY-WEIGHT", "floodingProxyWeight")},
+			columns: []column{col("ID", "id"), col("NAME", "name"), col("ALIVE", "alive"), col("ADDRESSES", "addresses")},
 			createOnly: []field{
 				{flag: "id", key: "id", usage: "host id, as the agent reports it (default: a new random UUID)"},
 				{flag: "name", key: "name", usage: "host name"},
 			},
 			required: []string{"name"},
-			updateOnly: []field{
-				{flag: "flooding-proxy-weight", key: "floodingProxyWeight", kind: kInt, usage: "weight as flooding proxy (0-65535)"},
-				{flag: "container-weight", key: "containerWeight", kind: kInt, usage: "weight for service containers"},
-				{flag: "container-limit", key: "containerLimit", kind: kInt, usage: "service container limit (-1 = none)"},
-				{flag: "enforce-container-limit", key: "enforceContainerLimit", kind: kBool, usage: "enforce the container limit"},
-			},
+			// The host's writable fields are scheduling weights of hardware
+			// VTEP flooding proxies and service containers, which this
+			// implementation does not have: the API refuses any but the
+			// defaults, so there is nothing to update.
+			noUpdate: true,
 			prepare: func(_ *session, b Object) error {
 				if b["id"] == nil {
 					b["id"] = newUUID()
@@ -209,7 +207,6 @@ func commands(o *options) []*cobra.Command {
 				"list":   "  midonet host list",
 				"show":   "  midonet host show compute-1",
 				"create": "  midonet host create --name compute-1 --id 4d7c0e1a-2b3c-4d5e-8f90-a1b2c3d4e5f6",
-				"update": "  midonet host update compute-1 --flooding-proxy-weight 10",
 				"delete": "  midonet host delete compute-1",
 			},
 		},
@@ -218,7 +215,7 @@ func commands(o *options) []*cobra.Command {
 			columns: []column{col("ID", "id"), col("NAME", "name"), col("TYPE", "type")},
 			fields: []field{
 				{flag: "name", key: "name", usage: "name of the zone (unique)"},
-				{flag: "type", key: "type", kind: kEnum, enum: []string{"gre", "vxlan", "vtep"}, usage: "encapsulation (default vxlan)"},
+				{flag: "type", key: "type", kind: kEnum, enum: []string{"vxlan"}, usage: "encapsulation (default vxlan; the API refuses MidoNet's gre and vtep, which no agent builds)"},
 			},
 			required: []string{"name"},
 			prepare: func(_ *session, b Object) error {
@@ -251,6 +248,7 @@ func commands(o *options) []*cobra.Command {
 	}
 
 	resources = append(resources, serviceResources()...)
+	resources = append(resources, traceRequestResource())
 	cmds := make([]*cobra.Command, 0, len(resources)+2)
 	byUse := map[string]*cobra.Command{}
 	for _, r := range resources {
@@ -264,6 +262,7 @@ func commands(o *options) []*cobra.Command {
 	addHostVerbs(o, byUse["host"])
 	addTunnelZoneVerbs(o, byUse["tunnel-zone"])
 	addIPAddrGroupVerbs(o, byUse["ip-addr-group"])
+	addTraceRequestVerbs(o, byUse["trace-request"])
 	cmds = append(cmds, dhcpCommand(o), dhcpHostCommand(o), dhcp6Command(o), dhcp6HostCommand(o), traceCommand(o))
 	return cmds
 }
@@ -302,7 +301,6 @@ func ruleFields() []field {
 		{flag: "match-return-flow", key: "matchReturnFlow", kind: kBool, usage: "match only return traffic of connections"},
 		{flag: "cond-invert", key: "condInvert", kind: kBool, usage: "negate the whole condition"},
 		{flag: "fragment-policy", key: "fragmentPolicy", kind: kEnum, enum: []string{"any", "header", "nonheader", "unfragmented"}, usage: "which IP fragments match (default chosen by the API)"},
-		{flag: "meter-name", key: "meterName", usage: "meter tag counting matches"},
 	}
 }
 

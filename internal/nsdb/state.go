@@ -71,6 +71,17 @@ const BGPPeerStatusPrefix = "/state/bgp_peers/"
 // written by the agent whose speaker has the session.
 func BGPPeerStatusKey(peerID string) string { return BGPPeerStatusPrefix + peerID + "/status" }
 
+// TracedPacketsPrefix holds, per host, the last packets its agent traced
+// for a trace request.
+func TracedPacketsPrefix(requestID string) string { return "/state/traces/" + requestID + "/" }
+
+// TracedPacketsKey holds the last packets the agent of a host traced for a
+// trace request (a JSON list of topology.TracedPacket), under the agent's
+// lease.
+func TracedPacketsKey(requestID, hostID string) string {
+	return TracedPacketsPrefix(requestID) + hostID
+}
+
 // BridgeMACPrefix is the prefix of the MAC table of one VLAN of a bridge
 // (VLAN 0: untagged).
 func BridgeMACPrefix(bridgeID string, vlan uint16) string {

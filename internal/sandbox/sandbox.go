@@ -531,6 +531,9 @@ func (sb *Sandbox) AgentStateDir(i int) string {
 	return agent.HostStateDir(filepath.Join(sb.cfg.DataDir, hosts[i].name), hosts[i].name)
 }
 
+// AgentLog is the file the agent of host i logs to.
+func (sb *Sandbox) AgentLog(i int) string { return filepath.Join(sb.cfg.DataDir, hosts[i].name+".log") }
+
 // CrashAgent kills the agent of host i (SIGKILL: no clean shutdown) and
 // starts it again, as a supervisor would after a crash.
 func (sb *Sandbox) CrashAgent(i int) error { return sb.restartAgent(i, syscall.SIGKILL) }

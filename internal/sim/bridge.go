@@ -12,6 +12,9 @@ import (
 // through s.inPort (MidoNet's Bridge.scala, reference §2.5).
 func (s *Simulator) bridgeProcess(b *bridge) verdict {
 	s.enterDevice(b.id, b.tag, "bridge")
+	if b.traces != nil {
+		s.checkTraces(b.traces)
+	}
 	in := s.inPort
 	src := s.ethSrc()
 	if isMulticastMAC(src) {

@@ -247,3 +247,28 @@ func TestBridgePortDSCPMarking(t *testing.T) {
 		t.Fatal("marked an ARP frame")
 	}
 }
+
+// TestRouterPortDSCPMarking: a router port's QoS policy marks the IPv4 the
+// router takes in through it (MidoNet marked at bridge ports only, so a
+// policy on a router port did nothing there); other ports are untouched.
+func TestRouterPortDSCPMarking(t *testing.T) {
+	tp, ids := routerTopo(t)
+	pol := id("uplink-policy")
+	tp.port(ids["up"]).QOSPolicyID = topology.IDPtr(pol)
+	tp.in.DSCPRules = []topology.QOSDSCPRule{{ID: id("d"), DSCPMark: 26, PolicyID: &pol}}
+	tp.in.Bridges[0].QOSPolicyID = topology.IDPtr(pol) // a bridge's policy is not its router's
+	tp.learn(ids["br"], vmMAC, ids["vm1"])
+	tp.arp(ids["rtr"], vmIP, vmMAC)
+	snap := tp.snapshot()
+	in := run(t, snap, nil, ids["up"], udp(gwMAC, upMAC, "8.8.8.8", vmIP, 53, 4000))
+	if in.Kind != Forward || in.Egress[0].Set&FieldNwTOS == 0 || in.Egress[0].Values.NwTOS != 26<<2 {
+		t.Fatalf("into the uplink: %v %v set %v tos %#x", in.Kind, in.Reason, in.Egress[0].Set, in.Egress[0].Values.NwTOS)
+	}
+	// From vm1 the bridge's policy marks at vm1's port; the router port
+	// towards the bridge has no policy and leaves the mark as it is.
+	tp.in.Bridges[0].QOSPolicyID = nil
+	out := run(t, tp.snapshot(), nil, ids["vm1"], udp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 4000, 53))
+	if out.Kind != Forward || out.Egress[0].Set&FieldNwTOS != 0 {
+		t.Fatalf("out of the uplink: %v set %v", out.Kind, out.Egress[0].Set)
+	}
+}

@@ -131,11 +131,9 @@ type cond struct {
 	tpSrc, tpDst                           [2]uint16
 }
 
-func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule, groups []topology.PortGroup, ipGroups []topology.IPAddrGroup) error {
-	for i := range groups {
-		g := &groups[i]
-		s.groups[g.ID] = &portGroup{id: g.ID, stateful: g.Stateful, ports: g.PortIDs}
-	}
+// compileIPGroups returns the IPv4 members of each IP address group, the
+// sets rule, mirror and trace conditions match against.
+func compileIPGroups(ipGroups []topology.IPAddrGroup) map[ID]map[[4]byte]struct{} {
 	ipg := make(map[ID]map[[4]byte]struct{}, len(ipGroups))
 	for i := range ipGroups {
 		g := &ipGroups[i]
@@ -146,6 +144,14 @@ func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule,
 			}
 		}
 		ipg[g.ID] = m
+	}
+	return ipg
+}
+
+func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule, groups []topology.PortGroup, ipg map[ID]map[[4]byte]struct{}) error {
+	for i := range groups {
+		g := &groups[i]
+		s.groups[g.ID] = &portGroup{id: g.ID, stateful: g.Stateful, ports: g.PortIDs}
 	}
 	byID := make(map[ID]*topology.Rule, len(rules))
 	for i := range rules {

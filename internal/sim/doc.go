@@ -21,10 +21,12 @@
 // l2_transform and redirect rules with L2 insertions (service ports in the
 // path of a protected port), and DHCP: a request from a VM to a bridge with
 // DHCP subnets is answered where it enters, from the static leases (package
-// dhcp), and consumed without a flow. Not simulated yet (2026-11): trace
-// rules (tracing is requested per packet instead), VTEP router ports, BGP
-// traffic shuttling, IPv6 routing, router hairpinning, and VLAN stacks (a
-// push onto a tagged frame drops it).
+// dhcp), and consumed without a flow. Trace requests are evaluated at the
+// entry of their port, bridge or router: a match is reported in the result
+// (the agent then simulates the packet again with a trace) and never
+// changes the packet's course. Not simulated yet (2026-11): VTEP router
+// ports, BGP traffic shuttling, IPv6 routing, router hairpinning, and VLAN
+// stacks (a push onto a tagged frame drops it).
 //
 // A Simulator holds one worker's scratch space. Simulating a packet on the
 // bridge and router paths does not allocate once the scratch has grown; the

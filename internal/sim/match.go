@@ -3,8 +3,11 @@ package sim
 import (
 	"encoding/binary"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/midonet/midonet/internal/packet"
+	"github.com/midonet/midonet/internal/topology"
 )
 
 // Field is one header field of a Match, a bit of a FieldSet. The
@@ -210,4 +213,44 @@ func maskFor(seen, written FieldSet) packet.FlowKey {
 		k.ARPTHA = broadcastMAC
 	}
 	return k
+}
+
+// String describes the packet on one line, for logs and traces: its MACs,
+// VLAN, and its IPv4 or ARP addresses, protocol and ports.
+func (m *Match) String() string {
+	var b strings.Builder
+	b.WriteString(topology.FormatMAC(m.EthSrc) + " > " + topology.FormatMAC(m.EthDst))
+	if m.VLAN&packet.VLANPresent != 0 {
+		b.WriteString(" vlan " + strconv.Itoa(int(m.VLAN&0x0fff)))
+	}
+	src, dst := netip.AddrFrom4(m.NwSrc).String(), netip.AddrFrom4(m.NwDst).String()
+	switch m.EthType {
+	case packet.EtherTypeIPv4:
+		b.WriteString(" ipv4 ")
+		switch m.NwProto {
+		case packet.IPProtoTCP, packet.IPProtoUDP:
+			name := "tcp"
+			if m.NwProto == packet.IPProtoUDP {
+				name = "udp"
+			}
+			b.WriteString(name + " " + src + ":" + strconv.Itoa(int(m.TpSrc)) + " > " + dst + ":" + strconv.Itoa(int(m.TpDst)))
+		case packet.IPProtoICMP:
+			b.WriteString("icmp " + src + " > " + dst + " type " + strconv.Itoa(int(m.TpSrc)) + " code " + strconv.Itoa(int(m.TpDst)))
+		default:
+			b.WriteString("proto " + strconv.Itoa(int(m.NwProto)) + " " + src + " > " + dst)
+		}
+		if m.NwFrag != packet.FragNone {
+			b.WriteString(" fragment")
+		}
+		b.WriteString(" ttl " + strconv.Itoa(int(m.NwTTL)))
+	case packet.EtherTypeARP:
+		op := "request"
+		if m.NwProto == 2 {
+			op = "reply"
+		}
+		b.WriteString(" arp " + op + " " + src + " > " + dst)
+	default:
+		b.WriteString(" ethertype 0x" + strconv.FormatUint(uint64(m.EthType), 16))
+	}
+	return b.String()
 }

@@ -210,6 +210,10 @@ type Result struct {
 
 	// Trace lists what each device did, when tracing was requested.
 	Trace Trace
+	// TraceRequests are the enabled trace requests whose condition the
+	// packet matched at their port, bridge or router, in path order. The
+	// agent traces the packet for those still under their limit.
+	TraceRequests []ID
 }
 
 // IsStateful reports whether the flow created or refreshed flow state.

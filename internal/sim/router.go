@@ -9,6 +9,9 @@ import (
 // (MidoNet's RouterBase.scala and Router.scala, reference §2.6).
 func (s *Simulator) routerProcess(r *router) verdict {
 	s.enterDevice(r.id, r.tag, "router")
+	if r.traces != nil {
+		s.checkTraces(r.traces)
+	}
 	in := s.inPort
 	if v := s.vlan(); v != 0 {
 		// A priority tag (VLAN 0) is stripped; other tags are not routed.

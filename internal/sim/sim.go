@@ -206,7 +206,7 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	*r = Result{
 		Egress: r.Egress[:0], Tags: r.Tags[:0], Conntrack: r.Conntrack[:0], NAT: r.NAT[:0], StatePorts: r.StatePorts[:0],
 		LearnedMACs: r.LearnedMACs[:0], LearnedARP: r.LearnedARP[:0], Generated: r.Generated[:0], Trace: r.Trace[:0],
-		ARPRefresh: r.ARPRefresh[:0],
+		ARPRefresh: r.ARPRefresh[:0], TraceRequests: r.TraceRequests[:0],
 	}
 }
 
@@ -384,6 +384,9 @@ func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
 	s.inPort, s.outPort, s.nwDstRewritten = p, nil, false
 	if p.router != nil {
 		s.preRouting = s.wc
+	}
+	if p.traces != nil {
+		s.checkTraces(p.traces)
 	}
 	if checkAdmin && !p.adminUp {
 		if p.router != nil {

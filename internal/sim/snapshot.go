@@ -63,8 +63,8 @@ type SnapshotInput struct {
 	PortGroups   []topology.PortGroup
 	IPAddrGroups []topology.IPAddrGroup
 	Mirrors      []topology.Mirror
-	// DSCPRules mark the IPv4 traffic entering bridge ports whose QoS
-	// policy (or whose bridge's, when the port has none) holds one.
+	// DSCPRules mark the IPv4 traffic entering ports whose QoS policy
+	// (for a bridge port without one, its bridge's) holds one.
 	DSCPRules []topology.QOSDSCPRule
 	// L4 load balancers, attached to routers by LoadBalancer.RouterID or
 	// Router.LoadBalancerID. A member's Status is "ACTIVE" (or empty) when
@@ -75,6 +75,9 @@ type SnapshotInput struct {
 	VIPs          []topology.VIP
 	// L2Insertions put service ports in the path of protected ports.
 	L2Insertions []topology.L2Insertion
+	// TraceRequests ask for the packets matching a condition at a port,
+	// bridge or router to be traced; disabled ones are left out.
+	TraceRequests []topology.TraceRequest
 
 	// DHCPSubnets are the bridges' DHCP subnets with their hosts; the
 	// bridge's agent answers its VMs' requests from them.
@@ -199,6 +202,8 @@ type port struct {
 	// BGP: the peers whose sessions go to the port's helper.
 	bgpPeers  [][4]byte
 	bgpHelper ID
+
+	traces []*traceReq // enabled trace requests on the port
 }
 
 func (p *port) deviceID() ID {
@@ -241,6 +246,7 @@ type deviceBase struct {
 	outChains  []*chain
 	mirrorsIn  []*mirror
 	mirrorsOut []*mirror
+	traces     []*traceReq // enabled trace requests on the device
 }
 
 type bridge struct {
@@ -323,7 +329,8 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	for i := range in.Ports {
 		name(in.Ports[i].ID, in.Ports[i].InterfaceName)
 	}
-	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, in.IPAddrGroups); err != nil {
+	ipg := compileIPGroups(in.IPAddrGroups)
+	if err := s.compileChains(in.Chains, in.Rules, in.PortGroups, ipg); err != nil {
 		return nil, err
 	}
 	chainList := func(ids ...*ID) []*chain {
@@ -346,7 +353,7 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 			cm.toID = *m.ToPortID
 		}
 		for j := range m.Conditions {
-			if err := s.compileCond(&cm.conds[j], &m.Conditions[j].Condition, nil); err != nil {
+			if err := s.compileCond(&cm.conds[j], &m.Conditions[j].Condition, ipg); err != nil {
 				return nil, fmt.Errorf("%w: mirror %s: condition %d: %w", ErrTopology, m.ID, j, err)
 			}
 		}
@@ -401,6 +408,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 		}
 		p.exterior = tp.IsExterior() || tp.Type == topology.PortTypeVxlan
 		p.tunnelKey = uint32(tp.TunnelKey)
+		// A port's QoS policy marks the IPv4 it takes in; a bridge port
+		// without one has its bridge's.
+		policy := tp.QOSPolicyID
 		switch tp.Type {
 		case topology.PortTypeRouter:
 			r, ok := s.routers[tp.DeviceID]
@@ -430,14 +440,13 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 				return nil, fmt.Errorf("%w: port %s: bridge %s does not exist", ErrTopology, tp.ID, tp.DeviceID)
 			}
 			p.bridge = b
-			policy := tp.QOSPolicyID
 			if policy == nil {
 				policy = bridgePolicy[b.id]
 			}
-			if policy != nil {
-				if d, ok := dscp[*policy]; ok {
-					p.dscp = d
-				}
+		}
+		if policy != nil {
+			if d, ok := dscp[*policy]; ok {
+				p.dscp = d
 			}
 		}
 		s.ports[p.id] = p
@@ -533,6 +542,9 @@ func NewSnapshot(in SnapshotInput) (*Snapshot, error) {
 	}
 	s.compileLoadBalancers(&in)
 	s.compileInsertions(in.L2Insertions)
+	if err := s.compileTraceRequests(in.TraceRequests, ipg); err != nil {
+		return nil, err
+	}
 	for _, c := range s.chains {
 		for i := range c.rules {
 			if r := &c.rules[i]; r.action == actRedirect {

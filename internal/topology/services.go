@@ -434,10 +434,15 @@ func (q QOSPolicy) ObjectID() string { return q.ID.String() }
 func (q *QOSPolicy) Normalize()      {}
 func (q *QOSPolicy) Validate() error {
 	var v violations
+	seen := map[string]bool{}
 	for i, r := range q.Rules {
 		if r.Type != "bandwidth_limit" && r.Type != "dscp_marking" {
 			v.add("rules["+strconv.Itoa(i)+"].type", "must be bandwidth_limit or dscp_marking")
+		} else if seen[r.Type] {
+			// The agents apply one rule of each type, as Neutron allows.
+			v.add("rules["+strconv.Itoa(i)+"].type", "a policy has at most one "+r.Type+" rule")
 		}
+		seen[r.Type] = true
 	}
 	return v.err()
 }
@@ -638,6 +643,42 @@ func (t *TraceRequest) Validate() error {
 		t.Condition.validateCondition(&v, "condition.")
 	}
 	return v.err()
+}
+
+// TracedPacket is a packet an agent traced for one or more enabled trace
+// requests: the first packet of a flow (or any packet the agent simulates)
+// that matched a request's condition at its device, with what the
+// simulation did to it device by device. Agents publish the last few of
+// each request in the state store; GET /traces/{id}/packets lists them.
+type TracedPacket struct {
+	// Time is when the agent simulated the packet.
+	Time time.Time `json:"time"`
+	// HostID is the host whose agent simulated it; PortID the port it
+	// entered the virtual network by.
+	HostID ID `json:"hostId"`
+	PortID ID `json:"portId"`
+	// TraceRequestIDs are the requests it matched that were under their
+	// limit on that host.
+	TraceRequestIDs []ID `json:"traceRequestIds"`
+	// Packet describes its headers as they entered.
+	Packet string `json:"packet"`
+	// Result is what the agent did: forward, drop, temporary-drop,
+	// userspace-only, consumed; Reason says why a packet was dropped.
+	Result string `json:"result"`
+	Reason string `json:"reason"`
+	// Trace is the simulation step by step, as `midonet trace` shows it.
+	Trace []TraceStep `json:"trace"`
+}
+
+// TraceStep is one step of a traced simulation.
+type TraceStep struct {
+	// DeviceType is "port", "bridge", "router", "chain", "rule",
+	// "mirror" or "trace-request".
+	DeviceType string `json:"deviceType"`
+	Device     ID     `json:"device"`
+	Name       string `json:"name,omitempty"`
+	Event      string `json:"event"`
+	Detail     string `json:"detail,omitempty"`
 }
 
 // L2Insertion puts a service (a VM behind SrvPortID) in the path of the
