@@ -45,11 +45,11 @@ func interfaceMTU(name string) (int, error) {
 // entering at port. For a TCP SYN that needs it, it returns a copy of the
 // frame with its MSS option lowered, which the caller sends in userspace
 // without installing a flow; for the connection's other packets it
-// narrows res.Mask to the connection and returns nil.
+// narrows res.Mask to the connection, for the port's other traffic towards
+// the overlay to its protocol, and returns nil.
 func (w *worker) clampMSS(snap *sim.Snapshot, u *upcall, port topology.ID, res *sim.Result) []byte {
 	k := &u.match.FlowKey
-	if k.EthType != packet.EtherTypeIPv4 || k.NwProto != packet.IPProtoTCP || k.NwFrag == packet.FragLater ||
-		(res.Kind != sim.Forward && res.Kind != sim.UserspaceOnly) || len(res.Egress) == 0 {
+	if (res.Kind != sim.Forward && res.Kind != sim.UserspaceOnly) || len(res.Egress) == 0 {
 		return nil
 	}
 	underlay := snap.UnderlayMTU()
@@ -60,9 +60,19 @@ func (w *worker) clampMSS(snap *sim.Snapshot, u *upcall, port topology.ID, res *
 	if w.portMTU(snap, port) <= path || !w.toOverlay(snap, res.Egress) {
 		return nil
 	}
-	// Every packet of the connection matches its flow exactly.
+	// A flow for this port's other traffic (ARP, ICMP, UDP: a bridge's
+	// flows match on addresses only) must not carry a later SYN past the
+	// clamp: it matches its protocol exactly.
 	m := &res.Mask
-	m.EthType, m.NwProto, m.NwFrag = 0xffff, 0xff, 0xff
+	m.EthType = 0xffff
+	if k.EthType != packet.EtherTypeIPv4 {
+		return nil
+	}
+	m.NwProto, m.NwFrag = 0xff, 0xff
+	if k.NwProto != packet.IPProtoTCP || k.NwFrag == packet.FragLater {
+		return nil
+	}
+	// Every packet of the connection matches its flow exactly.
 	m.NwSrc, m.NwDst = [4]byte{0xff, 0xff, 0xff, 0xff}, [4]byte{0xff, 0xff, 0xff, 0xff}
 	m.TpSrc, m.TpDst = 0xffff, 0xffff
 	var p packet.Parsed

@@ -40,6 +40,23 @@ func tcpFrame(t *testing.T, sport uint16, syn bool, mss uint16) []byte {
 	return buf.Bytes()
 }
 
+// udpOut waits for the UDP datagram from sport on port.
+func udpOut(t *testing.T, a *testAgent, port datapath.PortNo, sport uint16) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for {
+		f, err := a.dp.Read(ctx, port)
+		if err != nil {
+			t.Fatalf("no datagram from port %d: %v", sport, err)
+		}
+		p := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
+		if udp, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && uint16(udp.SrcPort) == sport {
+			return
+		}
+	}
+}
+
 // segmentOut waits for the TCP segment from sport on port and returns its
 // MSS option (0 without one), checking its checksum with gopacket.
 func segmentOut(t *testing.T, a *testAgent, port datapath.PortNo, sport uint16) uint16 {
@@ -102,6 +119,10 @@ func TestMSSClamping(t *testing.T) {
 	h1.waitActive(t, p2)
 
 	flows := func() uint64 { return h1.flows.Stats().Installed }
+	// Other traffic first (a bridge's flow for it would match on the MACs
+	// alone): its flow must keep later SYNs out.
+	h1.dp.Inject(dp1, udpFrame(mac(1), mac(2), "10.1.0.1", "10.1.0.2", 2000, 53))
+	udpOut(t, h2, dp2, 2000)
 	before := flows()
 	h1.dp.Inject(dp1, tcpFrame(t, 1000, true, 8960))
 	if got := segmentOut(t, h2, dp2, 1000); got != 1460 {

@@ -116,9 +116,11 @@ func TestMACMovesHost(t *testing.T) {
 				return pingCount(peer.ns, tc.addr, 1) == 1
 			})
 			t.Logf("reached again %s after the move (%s)", time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
-			if !macTableHas(bridge, tc.mac, moved.port) {
-				t.Errorf("the MAC table does not map %s to its new port", tc.mac)
-			}
+			// The agent that learned it writes the mapping to the store
+			// after forwarding the reply: the API shows it a little later.
+			eventually(t, 5*time.Second, "the MAC table mapping the MAC to its new port", func() bool {
+				return macTableHas(bridge, tc.mac, moved.port)
+			})
 		})
 	}
 }

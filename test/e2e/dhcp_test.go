@@ -113,20 +113,32 @@ func (v *testVM) pidFile(tag string) string {
 	return filepath.Join(os.TempDir(), v.ns+"-"+tag+".pid")
 }
 
-// stopDHClients kills the dhclients a test VM started.
+// stopDHClients kills the dhclients a test VM started: those its pid
+// files name and those running in its namespace (a dhclient that has just
+// gone to the background may not have written its pid file yet).
 func stopDHClients(v *testVM) {
+	var pids []int
 	files, _ := filepath.Glob(filepath.Join(os.TempDir(), v.ns+"-*.pid"))
 	for _, f := range files {
 		if b, err := os.ReadFile(f); err == nil {
 			var pid int
 			fmt.Sscan(strings.TrimSpace(string(b)), &pid)
-			if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && strings.Contains(string(cmdline), "dhclient") {
-				if p, err := os.FindProcess(pid); err == nil {
-					p.Kill()
-				}
-			}
+			pids = append(pids, pid)
 		}
 		os.Remove(f)
+	}
+	out, _ := exec.Command("ip", "netns", "pids", v.ns).Output()
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); pid > 0 && strings.HasPrefix(string(cmdline), "dhclient\x00") {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
 	}
 }
 
@@ -310,7 +322,7 @@ func TestDHCPOptionsFromARealClient(t *testing.T) {
 // wrapper that records each event), then lets the client renew it by
 // unicast to the server (a 6-second lease from an extra option: it renews
 // after about 3 s), and checks the VM still reaches its peer on another
-// host.
+// host; then that the client's RELEASE reaches the agent.
 func TestDHCPRenew(t *testing.T) {
 	needDHClient(t)
 	bridge, hosts := dhcpBridge(t, 2)
@@ -326,8 +338,8 @@ func TestDHCPRenew(t *testing.T) {
 		t.Fatalf("peer's dhclient: %v\n%s", err, o)
 	}
 	script, events := wrapScript(t)
-	if o, err := v.dhclient(t, 20*time.Second, "-sf", script, "-lf", filepath.Join(t.TempDir(), "leases"),
-		"-pf", v.pidFile("renew"), "eth0"); err != nil {
+	leases := filepath.Join(t.TempDir(), "leases")
+	if o, err := v.dhclient(t, 20*time.Second, "-sf", script, "-lf", leases, "-pf", v.pidFile("renew"), "eth0"); err != nil {
 		t.Fatalf("dhclient: %v\n%s", err, o)
 	}
 	if got := vmIP(t, v.ns, "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(got, " 10.77.2.5/24 ") {
@@ -346,6 +358,15 @@ func TestDHCPRenew(t *testing.T) {
 	if n := pingCount(v.ns, "10.77.2.6", 3); n < 2 {
 		t.Errorf("after the renewal: %d of 3 pings to the peer on host3", n)
 	}
+	// The VM gives its lease back (dhclient -r stops the running client
+	// and sends a RELEASE): the agent consumes it without an answer.
+	before := agentMetric(t, 1, `midonet_agent_dhcp_total{event="ignored"}`)
+	if o, err := v.dhclient(t, 20*time.Second, "-r", "-sf", script, "-lf", leases, "-pf", v.pidFile("renew"), "eth0"); err != nil {
+		t.Fatalf("dhclient -r: %v\n%s", err, o)
+	}
+	eventually(t, 5*time.Second, "the agent counting the RELEASE", func() bool {
+		return agentMetric(t, 1, `midonet_agent_dhcp_total{event="ignored"}`) > before
+	})
 }
 
 // TestDHCPStaleLeaseNAK: a client restarted with a lease for an address
