@@ -135,6 +135,19 @@ func (v *View) NAT(k NATKey) (NATBinding, bool) {
 	return NATBinding{}, false
 }
 
+// SNATPortShare says which ports of a held SNAT block this view's worker
+// may give out: those p with p%n == i, n being the number of workers (every
+// shard but the last, which holds imported state). Each worker records the
+// keys it allocates in its own shard only after its simulation: without the
+// share, two workers probing the same free port at once would both take it.
+func (v *View) SNATPortShare() (i, n int) {
+	n = len(v.t.shards) - 1
+	if n < 1 {
+		return 0, 1
+	}
+	return v.own % n, n
+}
+
 // SNATBlocks returns the SNAT port blocks this host may allocate from for
 // a NAT address, or nil; leasing is false when the tables track no leases
 // (then any port may be allocated). It does not allocate.

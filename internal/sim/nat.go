@@ -275,13 +275,18 @@ func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks *flowstate.Block
 		return false
 	}
 	off := uint32(s.rng.IntN(flowstate.BlockPorts))
+	share, shares := uint32(0), uint32(1)
+	if ps, ok := s.state.(SNATPortSharer); ok {
+		i, n := ps.SNATPortShare()
+		share, shares = uint32(i), uint32(max(n, 1))
+	}
 	// Next wraps around: visit each held block once, from b0.
 	for b := b0; ; {
 		if b >= first && b <= last {
 			base := uint32(b) * flowstate.BlockPorts
 			for j := range uint32(flowstate.BlockPorts) {
 				p := base + (off+j)%flowstate.BlockPorts
-				if p < uint32(lo) || p > uint32(hi) {
+				if p < uint32(lo) || p > uint32(hi) || p%shares != share {
 					continue
 				}
 				rev.DstPort = uint16(p)

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -401,5 +402,49 @@ func TestSNATLeasedAllocationDoesNotAllocate(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(100, func() { s.Simulate(snap, tables.View(0), pkt, testNow) }); a != 0 {
 		t.Errorf("%v allocations per new SNAT connection, want 0", a)
+	}
+}
+
+// TestSNATWorkersShareBlocksWithoutCollision: two workers of one host
+// simulate new connections to one destination at the same time, each
+// recording its keys only after its simulation, with simulators that make
+// the same random picks: each gives out only its share of the held block's
+// ports, so no port goes to two connections.
+func TestSNATWorkersShareBlocksWithoutCollision(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(3, flowstate.DefaultIdleTTL) // two workers and the imported state
+	leases := flowstate.NewSNATLeases(nil)
+	tables.TrackSNAT(leases)
+	leases.Grant(flowstate.NATAddr{Device: ids["rtr"], IP: ip(upIP)}, 20)
+	workers := []*Simulator{NewSimulator(7), NewSimulator(7)}
+	given := map[uint16]int{}
+	for i := range 32 {
+		var results [2]Result
+		for w, s := range workers {
+			r := s.Simulate(snap, tables.View(w), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", uint16(2000+2*i+w), 443)), testNow)
+			if r.Kind != Forward {
+				t.Fatalf("worker %d, connection %d: %v %v", w, i, r.Kind, r.Reason)
+			}
+			results[w] = *r
+			results[w].NAT = slices.Clone(r.NAT)
+			results[w].Conntrack = slices.Clone(r.Conntrack)
+			results[w].Egress = slices.Clone(r.Egress)
+		}
+		for w := range workers {
+			p := results[w].Egress[0].Values.TpSrc
+			if prev, dup := given[p]; dup {
+				t.Fatalf("port %d given to worker %d's connection %d and to worker %d's", p, w, i, prev)
+			}
+			if p < 1280 || p > 1343 || int(p)%2 != w {
+				t.Fatalf("worker %d gave port %d: want one of block 20 (1280-1343) with p%%2 == %d", w, p, w)
+			}
+			given[p] = w
+			tables.Shard(w).Commit(results[w].Conntrack, results[w].NAT)
+		}
+	}
+	r := workers[0].Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 9999, 443)), testNow)
+	if r.Kind != NATLeaseNeeded {
+		t.Fatalf("worker 0 with its share used: %v, want nat-lease-needed", r.Kind)
 	}
 }

@@ -40,6 +40,17 @@ type SNATBlockReader interface {
 
 var _ SNATBlockReader = (*flowstate.View)(nil)
 
+// SNATPortSharer is a SNATBlockReader whose host simulates on several
+// workers at once. A worker commits the keys it allocates to its own shard
+// only after its simulation, so two workers probing one free port at the
+// same time would both give it out; each may give out only the ports p of
+// a held block with p%n == i.
+type SNATPortSharer interface {
+	SNATPortShare() (i, n int)
+}
+
+var _ SNATPortSharer = (*flowstate.View)(nil)
+
 // Packet is the input of one simulation.
 type Packet struct {
 	// Port is the virtual port the packet arrived on, or for a Generated
