@@ -44,6 +44,18 @@
 // ARP does), and tracing.go traces the packets that match enabled trace
 // requests (logs, counts and publishes them).
 //
+// # In parallel
+//
+// No lock is held across workers on the path. The datapath delivers a
+// port's misses one at a time and different ports' at once, and never under
+// a datapath-wide lock (datapath.UpcallHandler). dispatch only imports
+// peers' flow state or picks a worker; on a quiet host it handles a miss
+// inline, holding only that worker's lock, when the worker has nothing
+// queued. Workers simulate at once, each with its own scratch space and
+// flow-state shard; the flow table's lock guards only its indexes, and the
+// datapath's flow puts and deletes are made outside it, in order, in
+// batches where the backend takes them (datapath.FlowBatcher).
+//
 // # Services
 //
 // Jobs beside the packet path (a BGP speaker per uplink port, health
@@ -256,9 +268,13 @@ type Agent struct {
 	topoKick  chan struct{}
 	routerSet atomic.Pointer[map[topology.ID]bool]
 
-	// importMsg is the decoding scratch of importState, which runs on the
-	// one datapath goroutine that delivers upcalls.
+	// importMu guards importMsg, the decoding scratch of importState.
+	importMu  sync.Mutex
 	importMsg flowstate.Message
+	// epoch and lastMiss (nanoseconds since epoch, monotonic) tell
+	// dispatch whether misses are sparse.
+	epoch    time.Time
+	lastMiss atomic.Int64
 	// journal appends the flow state committed or imported between two
 	// saves.
 	journal *stateJournal
@@ -269,10 +285,13 @@ type Agent struct {
 	macAges    *macAges
 	arpRefresh arpRefresher
 
-	flows    *flows.Table
-	state    *flowstate.Tables
-	nat      *natLeaser
-	workers  []*worker
+	flows   *flows.Table
+	state   *flowstate.Tables
+	nat     *natLeaser
+	workers []*worker
+	// handle is what a worker does with a miss: (*worker).handle; the
+	// model test of dispatch records instead.
+	handle   func(w *worker, u *upcall)
 	metrics  *Metrics
 	writer   *stateWriter
 	services *serviceRunner
@@ -317,9 +336,10 @@ func New(cfg Config) (*Agent, error) {
 		log:   cfg.Logger.With("host", cfg.HostName),
 		bound: map[topology.ID]*boundPort{}, byDP: map[datapath.PortNo]topology.ID{},
 		byKey: map[uint32]topology.ID{}, peers: map[topology.ID]netip.Addr{}, svcPorts: map[topology.ID]*servicePort{},
-		ready: make(chan struct{}), topoKick: make(chan struct{}, 1),
+		ready: make(chan struct{}), topoKick: make(chan struct{}, 1), epoch: time.Now(),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
+	a.handle = (*worker).handle
 	a.flows = flows.New(a.dp, cfg.FlowLimit)
 	a.macAges = newMACAges(a.now)
 	a.metrics = newMetrics(a.flows)

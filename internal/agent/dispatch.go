@@ -11,10 +11,33 @@ import (
 
 // Steps 1 and 2 of the packet path: a miss comes in from the datapath and
 // goes to the worker of its connection.
+//
+// The datapath calls dispatch for each port's upcalls one at a time and in
+// order, and for different ports at once (datapath.UpcallHandler), often
+// on the goroutine that received the packet; dispatch returns quickly and
+// holds no lock across workers, so simulations run on every worker at
+// once. What it keeps in order:
+//
+//   - A peer's flow-state message is imported here, on the overlay port's
+//     receive path, before the port's next packet is processed: the
+//     packets the peer sent after it, and the replies they cause, find
+//     the state.
+//   - A connection's misses go to one worker (by connection hash, both
+//     directions and ICMP errors alike), whose queue is first in, first
+//     out; a miss is handled inline only when that worker has nothing
+//     queued, so it never overtakes one of its connection's.
 
 // workerQueue bounds each worker's queue of upcalls; beyond it misses are
 // dropped and counted, and the datapath's next miss retries.
 const workerQueue = 1024
+
+// quietGap is how long after the previous miss a miss counts as one on a
+// quiet host: it is then handled inline, on the delivering goroutine, if
+// its worker is idle, which saves waking the worker's goroutine (a large
+// part of a first packet's latency). Closer misses go to the workers'
+// goroutines, so that a busy port's receiver is not the only core that
+// simulates.
+const quietGap = 50 * time.Microsecond
 
 // upcall is a miss for a worker.
 type upcall struct {
@@ -50,14 +73,13 @@ func isStateMessage(u *datapath.Upcall) bool {
 		binary.BigEndian.Uint16(u.Packet[12:]) == stateEtherType
 }
 
-// dispatch is the datapath's upcall handler: it copies the miss and hands
-// it to the worker of its connection.
+// dispatch is the datapath's upcall handler: it imports a peer's flow
+// state, or hands a miss to the worker of its connection.
 func (a *Agent) dispatch(u *datapath.Upcall) {
 	a.metrics.upcalls.Inc()
 	if isStateMessage(u) {
-		// Flow state from a peer is imported here, before any packet
-		// queued after it is simulated: the peer sent it ahead of the
-		// packet whose reply may already be on its way in.
+		// The peer sent it ahead of the packet whose reply may be the
+		// next miss here.
 		a.importState(u.Packet)
 		return
 	}
@@ -74,14 +96,15 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 	if u.Key.TunID == StateVNI {
 		w = a.workers[0] // a pull request
 	}
-	// An idle worker's miss is handled right here, on the datapath's
-	// goroutine, which saves waking the worker's (a large part of a first
-	// packet's latency on a quiet host), and copying the frame. Calls to
-	// dispatch are serialized, so with nothing pending this miss is the
-	// worker's next in order.
-	if w.pending.Load() == 0 && w.mu.TryLock() {
-		w.handle(&upcall{inPort: u.InPort, match: m, frame: u.Packet, borrowed: true})
+	// On a quiet host, an idle worker's miss is handled right here, holding
+	// only that worker, without copying the frame. With nothing pending
+	// this miss is the worker's next in order.
+	now := int64(time.Since(a.epoch))
+	quiet := now-a.lastMiss.Swap(now) >= int64(quietGap)
+	if quiet && w.pending.Load() == 0 && w.mu.TryLock() {
+		a.handle(w, &upcall{inPort: u.InPort, match: m, frame: u.Packet, borrowed: true})
 		w.mu.Unlock()
+		a.metrics.upcallsInline.Inc()
 		return
 	}
 	w.pending.Add(1)

@@ -96,8 +96,10 @@ func (a *Agent) journalState(frame []byte) {
 }
 
 // importState imports a flow-state message from a peer into the shard kept
-// for imported state. It runs on the datapath's upcall goroutine.
+// for imported state, on the overlay port's receive path (dispatch).
 func (a *Agent) importState(frame []byte) {
+	a.importMu.Lock()
+	defer a.importMu.Unlock()
 	m := &a.importMsg
 	if err := m.UnmarshalBinary(frame[stateHeaderLen:]); err != nil {
 		a.metrics.drops.WithLabelValues("bad-state-message").Inc()

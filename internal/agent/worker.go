@@ -73,7 +73,7 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case u := <-w.ch:
 			w.mu.Lock()
-			w.handle(u)
+			w.a.handle(w, u)
 			w.mu.Unlock()
 			w.pending.Add(-1)
 		case <-tick.C:

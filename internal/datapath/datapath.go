@@ -180,12 +180,17 @@ type Upcall struct {
 	Cookie uint64 // the Userspace action's cookie, for UpcallUserspace
 }
 
-// UpcallHandler receives upcalls. HandleUpcall is called from one datapath
-// goroutine at a time (not always the same one: a backend may deliver a
-// miss on the goroutine that received it); it must not block for long,
-// since while it runs further upcalls wait in bounded per-port queues and
-// overflow is dropped, and it must not call back into the datapath's
-// upcall delivery.
+// UpcallHandler receives upcalls. The contract is "serialized per port,
+// returns quickly": HandleUpcall is called for the upcalls of one port one
+// at a time, in the order the port received them, while upcalls of
+// different ports may be delivered at once from different goroutines (a
+// backend delivers a miss on the goroutine that received it when it can,
+// so that what a handler does for one upcall happens before the port's
+// next packet is processed). No datapath-wide lock is held during a call.
+// A handler must return quickly, handing the packet on, since the port
+// receives nothing while it runs and further upcalls wait in bounded
+// queues whose overflow is dropped; it must not call back into the
+// datapath's upcall delivery.
 type UpcallHandler interface {
 	HandleUpcall(u *Upcall)
 }
@@ -311,6 +316,22 @@ type PortManager interface {
 	RemovePort(no PortNo) error
 	// Ports lists the ports with their counters.
 	Ports() []Port
+}
+
+// FlowPut is one flow of a batch for FlowBatcher.
+type FlowPut struct {
+	Key, Mask *packet.FlowKey
+	Actions   []Action
+	Flags     FlowFlags
+}
+
+// FlowBatcher is implemented by backends that install several flows in
+// one exchange with the kernel (ovs: up to 64 per netlink datagram).
+// PutFlows installs puts in order, as PutFlow would one by one, stores
+// each one's error in errs (which must be at least as long) and returns
+// how many failed.
+type FlowBatcher interface {
+	PutFlows(puts []FlowPut, errs []error) int
 }
 
 // FlowTable installs, removes and dumps masked flows. The agent decides

@@ -9,6 +9,15 @@
 // was computed from what the invalidation replaced, and nothing would
 // remove it afterwards (MidoNet keeps the same history). A simulation
 // reads Generation before it reads the topology, and its Entry carries it.
+//
+// The table's lock guards its indexes only. The datapath's flows are put
+// and deleted outside it: each change to the indexes queues the datapath
+// operation it implies, and the goroutine that made the change then makes
+// the queued operations, in order, unless another is already making them
+// (it takes over the rest). Consecutive installs go to the datapath in one
+// batch where the backend allows (datapath.FlowBatcher). Workers so never
+// wait for each other's datapath calls, and a flow's put and delete reach
+// the datapath in the order the indexes saw them.
 package flows
 
 import (
@@ -64,14 +73,15 @@ type Stats struct {
 	Invalidated uint64 // flows removed, or refused, because something they depended on changed
 	Evicted     uint64 // flows removed at the flow limit
 	Errors      uint64 // installations or removals the datapath refused
-	Current     int    // flows installed now
+	Current     int    // flows in the table now
 }
 
 // Table is the index of installed flows. Its methods are safe for
 // concurrent use.
 type Table struct {
-	dp    datapath.FlowTable
-	limit int
+	dp      datapath.FlowTable
+	batcher datapath.FlowBatcher // dp's, if it batches
+	limit   int
 
 	mu      sync.Mutex
 	flows   map[flowID]*Entry // guarded by mu
@@ -79,8 +89,25 @@ type Table struct {
 	order   *list.List
 	expiry  expiryHeap
 	history invalidationLog
-	stats   Stats
 	gen     atomic.Uint64 // Invalidate calls so far; written under mu
+	// ops are the datapath operations the indexes' changes imply, not yet
+	// made, in order; spare is an emptied buffer for the next ones.
+	ops, spare []op // guarded by mu
+
+	// dpMu is held by the goroutine making the queued operations; the
+	// batch buffers are its.
+	dpMu  sync.Mutex
+	puts  []datapath.FlowPut
+	putOf []*Entry
+	errs  []error
+
+	installed, removed, invalidated, evicted, errors atomic.Uint64
+}
+
+// op is a datapath operation: install e, or delete it.
+type op struct {
+	e      *Entry
+	delete bool
 }
 
 type flowID struct{ key, mask packet.FlowKey }
@@ -88,7 +115,9 @@ type flowID struct{ key, mask packet.FlowKey }
 // New returns an empty table that installs flows in dp, at most limit of
 // them.
 func New(dp datapath.FlowTable, limit int) *Table {
-	return &Table{dp: dp, limit: limit, flows: map[flowID]*Entry{}, byTag: map[sim.Tag]*tagSet{}, order: list.New()}
+	t := &Table{dp: dp, limit: limit, flows: map[flowID]*Entry{}, byTag: map[sim.Tag]*tagSet{}, order: list.New()}
+	t.batcher, _ = dp.(datapath.FlowBatcher)
+	return t
 }
 
 // Generation returns the number of invalidations so far; a flow records it
@@ -99,27 +128,28 @@ func (t *Table) Generation() uint64 { return t.gen.Load() }
 // of whose tags was invalidated since e.Since is refused (its packet went
 // out; the next one is simulated afresh).
 func (t *Table) Add(e *Entry) {
+	t.add(e)
+	t.flush()
+}
+
+func (t *Table) add(e *Entry) {
 	e.Key = e.Key.Masked(&e.Mask)
 	id := flowID{e.Key, e.Mask}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.history.invalidatedSince(e.Since, t.gen.Load(), e.Tags) {
-		t.stats.Invalidated++
+		t.invalidated.Add(1)
 		e.release()
 		return
 	}
 	if old, ok := t.flows[id]; ok {
-		t.forgetLocked(old)
+		t.forgetLocked(old) // the put below replaces it in the datapath
 	}
 	for len(t.flows) >= t.limit && t.order.Len() > 0 {
 		t.removeLocked(t.order.Front().Value.(*Entry))
-		t.stats.Evicted++
+		t.evicted.Add(1)
 	}
-	if err := t.dp.PutFlow(&e.Key, &e.Mask, e.Actions, datapath.FlowCreate|datapath.FlowModify); err != nil {
-		t.stats.Errors++
-		e.release()
-		return
-	}
+	t.ops = append(t.ops, op{e: e})
 	t.flows[id] = e
 	for _, tag := range e.Tags {
 		s := t.byTag[tag]
@@ -131,7 +161,6 @@ func (t *Table) Add(e *Entry) {
 	}
 	e.elem = t.order.PushBack(e)
 	heap.Push(&t.expiry, e)
-	t.stats.Installed++
 }
 
 // forgetLocked drops an entry from the indexes without touching the
@@ -158,17 +187,99 @@ func (t *Table) forgetLocked(e *Entry) {
 	e.release()
 }
 
-// removeLocked removes a flow from the datapath and the indexes.
+// removeLocked removes a flow from the indexes and queues its deletion
+// from the datapath.
 func (t *Table) removeLocked(e *Entry) {
-	if _, err := t.dp.DeleteFlow(&e.Key, &e.Mask); err != nil && !errors.Is(err, datapath.ErrFlowNotFound) {
-		t.stats.Errors++
-	}
+	t.ops = append(t.ops, op{e: e, delete: true})
 	t.forgetLocked(e)
-	t.stats.Removed++
+	t.removed.Add(1)
+}
+
+// flush makes the queued datapath operations, in order, unless another
+// goroutine is making them: that one makes ours too (it looks again after
+// it lets go).
+func (t *Table) flush() {
+	for {
+		if !t.dpMu.TryLock() {
+			return
+		}
+		for {
+			t.mu.Lock()
+			ops := t.ops
+			t.ops, t.spare = t.spare[:0], nil
+			t.mu.Unlock()
+			if len(ops) == 0 {
+				break
+			}
+			t.apply(ops)
+			clear(ops)
+			t.mu.Lock()
+			t.spare = ops[:0]
+			t.mu.Unlock()
+		}
+		t.dpMu.Unlock()
+		t.mu.Lock()
+		more := len(t.ops) > 0
+		t.mu.Unlock()
+		if !more {
+			return
+		}
+	}
+}
+
+// apply makes ops in the datapath, consecutive puts in batches when the
+// backend takes them. Called with dpMu held.
+func (t *Table) apply(ops []op) {
+	for i := 0; i < len(ops); {
+		o := &ops[i]
+		switch {
+		case o.delete:
+			if _, err := t.dp.DeleteFlow(&o.e.Key, &o.e.Mask); err != nil && !errors.Is(err, datapath.ErrFlowNotFound) {
+				t.errors.Add(1)
+			}
+			i++
+		case t.batcher != nil:
+			t.puts, t.putOf = t.puts[:0], t.putOf[:0]
+			for ; i < len(ops) && !ops[i].delete; i++ {
+				e := ops[i].e
+				t.puts = append(t.puts, datapath.FlowPut{Key: &e.Key, Mask: &e.Mask, Actions: e.Actions,
+					Flags: datapath.FlowCreate | datapath.FlowModify})
+				t.putOf = append(t.putOf, e)
+			}
+			if cap(t.errs) < len(t.puts) {
+				t.errs = make([]error, len(t.puts))
+			}
+			errs := t.errs[:len(t.puts)]
+			t.batcher.PutFlows(t.puts, errs)
+			for k, err := range errs {
+				t.put(t.putOf[k], err)
+			}
+			clear(t.putOf)
+		default:
+			t.put(o.e, t.dp.PutFlow(&o.e.Key, &o.e.Mask, o.e.Actions, datapath.FlowCreate|datapath.FlowModify))
+			i++
+		}
+	}
+}
+
+// put counts the outcome of installing e; a flow the datapath refused
+// leaves the indexes, unless it was replaced or removed meanwhile.
+func (t *Table) put(e *Entry, err error) {
+	if err == nil {
+		t.installed.Add(1)
+		return
+	}
+	t.errors.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.flows[flowID{e.Key, e.Mask}] == e {
+		t.forgetLocked(e)
+	}
 }
 
 // Invalidate removes every flow carrying one of tags and returns how many.
 func (t *Table) Invalidate(tags []sim.Tag) int {
+	defer t.flush()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.history.record(t.gen.Add(1), tags)
@@ -186,12 +297,13 @@ func (t *Table) Invalidate(tags []sim.Tag) int {
 			}
 		}
 	}
-	t.stats.Invalidated += uint64(n)
+	t.invalidated.Add(uint64(n))
 	return n
 }
 
 // Expire removes the flows whose hard timeout passed and returns how many.
 func (t *Table) Expire(now time.Time) int {
+	defer t.flush()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
@@ -211,11 +323,8 @@ func (t *Table) Len() int {
 
 // Stats returns the table's counters.
 func (t *Table) Stats() Stats {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := t.stats
-	s.Current = len(t.flows)
-	return s
+	return Stats{Installed: t.installed.Load(), Removed: t.removed.Load(), Invalidated: t.invalidated.Load(),
+		Evicted: t.evicted.Load(), Errors: t.errors.Load(), Current: t.Len()}
 }
 
 // expiryHeap orders installed flows by hard timeout, the earliest first,

@@ -1,8 +1,11 @@
 package flows
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +168,113 @@ func TestHeldIsReleasedOnce(t *testing.T) {
 	}
 	if s := ft.Stats(); s.Current != 2 || s.Evicted != 1 || s.Invalidated != 2 {
 		t.Errorf("stats %+v: want 2 flows, 1 eviction, 2 invalidations (one refused)", s)
+	}
+}
+
+// Workers add, invalidate and expire flows at once: when they are done,
+// the datapath holds exactly the flows of the index, though the datapath
+// calls were made outside the table's lock by whichever worker got there.
+func TestConcurrentChangesKeepTheDatapathInStep(t *testing.T) {
+	dp := mem.New(mem.Config{})
+	defer dp.Close()
+	ft := New(dp, 300)
+	now := time.Unix(1_800_000_000, 0)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			for range 3000 {
+				port := uint32(rng.IntN(400)) + 1
+				switch rng.IntN(20) {
+				case 0:
+					ft.Invalidate([]sim.Tag{sim.Tag(rng.IntN(8))})
+				case 1:
+					ft.Expire(now.Add(time.Duration(rng.IntN(1000)) * time.Millisecond))
+				default:
+					var key, mask packet.FlowKey
+					key.InPort, mask.InPort = port, ^uint32(0)
+					ft.Add(&Entry{Key: key, Mask: mask, Actions: []datapath.Action{datapath.Output(datapath.PortNo(g + 1))},
+						Tags: []sim.Tag{sim.Tag(port % 8)}, Expires: now.Add(time.Duration(rng.IntN(2000)) * time.Millisecond),
+						Since: ft.Generation()})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	indexed := map[uint32]datapath.PortNo{}
+	ft.mu.Lock()
+	for id, e := range ft.flows {
+		indexed[id.key.InPort] = e.Actions[0].Port
+	}
+	pending := len(ft.ops)
+	ft.mu.Unlock()
+	if pending != 0 {
+		t.Fatalf("%d datapath operations left queued", pending)
+	}
+	inDP := map[uint32]datapath.PortNo{}
+	dp.DumpFlows(func(f *datapath.Flow) bool { inDP[f.Key.InPort] = f.Actions[0].Port; return true })
+	if !maps.Equal(indexed, inDP) {
+		t.Fatalf("%d flows indexed, %d in the datapath; they differ", len(indexed), len(inDP))
+	}
+	if s := ft.Stats(); s.Errors != 0 || s.Current != len(indexed) {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// batchingDP records what a batching backend is asked to do.
+type batchingDP struct {
+	datapath.FlowTable
+	calls  []string
+	refuse uint32 // in-port whose flow is refused
+}
+
+func (d *batchingDP) PutFlows(puts []datapath.FlowPut, errs []error) int {
+	d.calls = append(d.calls, "batch "+strconv.Itoa(len(puts)))
+	failed := 0
+	for i, p := range puts {
+		errs[i] = nil
+		if p.Key.InPort == d.refuse {
+			errs[i], failed = datapath.ErrBadAction, failed+1
+		}
+	}
+	return failed
+}
+
+func (d *batchingDP) PutFlow(key, mask *packet.FlowKey, actions []datapath.Action, flags datapath.FlowFlags) error {
+	d.calls = append(d.calls, "put")
+	return nil
+}
+
+func (d *batchingDP) DeleteFlow(key, mask *packet.FlowKey) (datapath.FlowStats, error) {
+	d.calls = append(d.calls, "delete "+strconv.Itoa(int(key.InPort)))
+	return datapath.FlowStats{}, nil
+}
+
+// Installs queued while another goroutine makes the datapath's changes go
+// in one batch, in order with the deletes between them; a flow the backend
+// refuses leaves the table.
+func TestQueuedInstallsGoInBatches(t *testing.T) {
+	dp := &batchingDP{refuse: 3}
+	ft := New(dp, 100)
+	add := func(port uint32) {
+		var key, mask packet.FlowKey
+		key.InPort, mask.InPort = port, ^uint32(0)
+		ft.add(&Entry{Key: key, Mask: mask, Tags: []sim.Tag{sim.Tag(port)}, Since: ft.Generation()})
+	}
+	ft.dpMu.Lock() // another goroutine is making the datapath's changes
+	add(1)
+	add(2)
+	ft.Invalidate([]sim.Tag{1}) // its flush finds the datapath busy
+	add(3)
+	add(4)
+	ft.dpMu.Unlock()
+	ft.flush()
+	if want := []string{"batch 2", "delete 1", "batch 2"}; !slices.Equal(dp.calls, want) {
+		t.Errorf("datapath calls %v, want %v", dp.calls, want)
+	}
+	if s := ft.Stats(); s.Current != 2 || s.Installed != 3 || s.Errors != 1 {
+		t.Errorf("stats %+v: want flows 2 and 4 (3 was refused)", s)
 	}
 }

@@ -1,8 +1,10 @@
 // Package engine is the in-process datapath shared by the mem and userspace
 // backends: the flow table with per-flow counters (a classifier with
-// per-worker exact-match caches), action execution on frames, and bounded
-// per-port upcall queues drained fairly by one dispatcher goroutine. A
-// backend supplies port I/O: it hands received frames to a Worker and
+// per-worker exact-match caches), action execution on frames, and upcalls:
+// delivered by the receiver itself when it can (InlineUpcalls), else kept
+// in bounded per-port queues drained fairly by one dispatcher goroutine,
+// each port's one at a time and in order, different ports' concurrently.
+// A backend supplies port I/O: it hands received frames to a Worker and
 // implements Transmitter for output.
 package engine
 
@@ -46,10 +48,11 @@ type Config struct {
 	// 0: DefaultEMCSize.
 	EMCSize int
 	// InlineUpcalls lets a receiver hand a miss to the upcall handler
-	// itself when the handler is idle and nothing is queued, instead of
-	// waking the dispatcher: lower first-packet latency. Only for handlers
-	// that return quickly (that hand the miss on, or simulate it), since
-	// the receiver forwards nothing while the handler runs.
+	// itself when none of its port's upcalls is queued or with the handler,
+	// instead of waking the dispatcher: what the handler does happens
+	// before the port's next packet, and a wake-up is saved. The handler
+	// must return quickly (datapath.UpcallHandler), since the receiver
+	// forwards nothing while it runs.
 	InlineUpcalls bool
 	Logger        *slog.Logger // nil: discard
 }
@@ -115,10 +118,6 @@ type Engine struct {
 
 	upcallH atomic.Pointer[upcallBox]
 	eventH  atomic.Pointer[portEventBox]
-	// handlerMu is held while the upcall handler runs, by the dispatcher
-	// or by a receiver delivering a miss inline, so the handler runs on
-	// one goroutine at a time.
-	handlerMu sync.Mutex
 
 	workerMu sync.Mutex
 	workers  map[*Worker]struct{} // guarded by workerMu

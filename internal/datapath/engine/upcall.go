@@ -13,13 +13,17 @@ import (
 // slot only after the handler returns, so slot buffers are reused without
 // copying again or allocating once they have grown to the traffic's size.
 type upcallQueue struct {
+	// delivering is held while one of the port's upcalls is with the
+	// handler, by the dispatcher or by a receiver delivering inline: the
+	// port's upcalls reach the handler one at a time, in order.
+	delivering sync.Mutex
 	mu         sync.Mutex
 	slots      []upcallSlot // guarded by mu for the [head, tail) bookkeeping
 	head, tail uint64       // guarded by mu
 	closed     bool         // guarded by mu: the port is gone; pushes fail
 	dropped    atomic.Uint64
 	// queued is the engine's count of upcalls in all its queues, which
-	// inline delivery must not overtake.
+	// tells the dispatcher whether to look again.
 	queued *atomic.Int64
 }
 
@@ -88,8 +92,17 @@ func appendFinished(dst, frame []byte, o *Offload) []byte {
 	return dst
 }
 
+// empty reports whether the queue holds no upcall.
+func (q *upcallQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head == q.tail
+}
+
 // deliverOne hands the oldest upcall to h and reports whether there was one.
 func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.UpcallHandler, u *datapath.Upcall) bool {
+	q.delivering.Lock()
+	defer q.delivering.Unlock()
 	q.mu.Lock()
 	if q.head == q.tail {
 		q.mu.Unlock()
@@ -100,9 +113,7 @@ func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.Upc
 	e.count(h)
 	if h != nil {
 		*u = datapath.Upcall{Kind: s.kind, InPort: port, Packet: s.buf, Key: s.key, Cookie: s.cookie}
-		e.handlerMu.Lock()
 		h.HandleUpcall(u)
-		e.handlerMu.Unlock()
 	}
 	q.mu.Lock()
 	q.head++
@@ -112,23 +123,23 @@ func (q *upcallQueue) deliverOne(e *Engine, port datapath.PortNo, h datapath.Upc
 }
 
 // deliverInline hands a miss straight to the handler on the receiver's
-// goroutine when nothing is queued before it, which saves the hand-off to
-// the dispatcher (a thread wake-up, a large part of a new connection's
-// latency on a quiet host). It reports false, leaving the miss to the
-// queue, when the handler is busy, any queue holds upcalls (they go
-// first: a peer's flow state waiting in the overlay port's queue must be
-// imported before a reply on another port is simulated) or there is no
-// handler.
+// goroutine when none of the port's upcalls is queued before it: what the
+// handler does for it (a peer's flow state imported from the overlay port)
+// is done before the port's next packet is processed, and the hand-off to
+// the dispatcher (a thread wake-up) is saved. It reports false, leaving
+// the miss to the queue, when another of the port's upcalls is with the
+// handler or queued, or there is no handler. No lock but the port's is
+// held: other ports deliver at the same time.
 func (e *Engine) deliverInline(w *Worker, in *Port, frame []byte, o *Offload) bool {
 	if !e.cfg.InlineUpcalls {
 		return false
 	}
 	b := e.upcallH.Load()
-	if b == nil || !e.handlerMu.TryLock() {
+	if b == nil || !in.upq.delivering.TryLock() {
 		return false
 	}
-	defer e.handlerMu.Unlock()
-	if e.queued.Load() != 0 {
+	defer in.upq.delivering.Unlock()
+	if !in.upq.empty() {
 		return false
 	}
 	pkt := frame

@@ -28,7 +28,12 @@ const (
 
 // Config configures a Datapath.
 type Config struct {
-	Engine engine.Config // EMCSize 0 means DefaultEMCSize here, to keep many datapaths small
+	// Engine configures the engine. EMCSize 0 means DefaultEMCSize here,
+	// to keep many datapaths small; InlineUpcalls is always on, as the
+	// userspace datapath runs: a miss goes to the upcall handler on the
+	// goroutine that injected or received it, unless the port has
+	// upcalls queued.
+	Engine engine.Config
 	// OutputQueueLen bounds each port's queue of frames waiting to be
 	// read; output to a full queue is dropped and counted.
 	OutputQueueLen int
@@ -76,6 +81,7 @@ func New(cfg Config) *Datapath {
 	if cfg.Engine.EMCSize <= 0 {
 		cfg.Engine.EMCSize = DefaultEMCSize
 	}
+	cfg.Engine.InlineUpcalls = true
 	e := engine.New(cfg.Engine)
 	return &Datapath{cfg: cfg, Core: e.Core(), e: e, ports: make(map[datapath.PortNo]*port)}
 }

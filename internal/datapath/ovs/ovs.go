@@ -95,7 +95,6 @@ type Datapath struct {
 
 	handler   atomic.Pointer[upcallHandler]
 	evHandler atomic.Pointer[portEventHandler]
-	handleMu  sync.Mutex // serializes HandleUpcall calls
 
 	upcalls, upcallDropped atomic.Uint64
 
@@ -827,16 +826,15 @@ func flowError(err error, flags datapath.FlowFlags) error {
 }
 
 // FlowPut is one flow of a PutFlows batch; the fields are PutFlow's.
-type FlowPut struct {
-	Key, Mask *packet.FlowKey
-	Actions   []datapath.Action
-	Flags     datapath.FlowFlags
-}
+type FlowPut = datapath.FlowPut
 
-// PutFlows installs a batch of flows, many per netlink datagram, and
-// stores each flow's outcome in errs[i] (len(errs) must be len(puts)). It
-// returns the number of failures. A batch costs one system call per
-// datagram instead of one round trip per flow.
+var _ datapath.FlowBatcher = (*Datapath)(nil)
+
+// PutFlows implements datapath.FlowBatcher: it installs a batch of flows,
+// many per netlink datagram, and stores each flow's outcome in errs[i]
+// (len(errs) must be len(puts)). It returns the number of failures. A
+// batch costs one system call per datagram instead of one round trip per
+// flow.
 func (d *Datapath) PutFlows(puts []FlowPut, errs []error) int {
 	if len(errs) < len(puts) {
 		panic("ovs: PutFlows: errs is shorter than puts")

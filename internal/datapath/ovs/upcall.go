@@ -64,7 +64,9 @@ func (u *upcallSock) run() {
 	}
 }
 
-// handle decodes one upcall and hands it to the handler, one at a time.
+// handle decodes one upcall and hands it to the handler. Each socket has
+// its own goroutine: a port's upcalls are delivered one at a time, in
+// order, and different ports' at once (datapath.UpcallHandler).
 func (u *upcallSock) handle(r *reply) bool {
 	d := u.d
 	if r.typ != d.fam.packet || r.ifindex != d.ifindex {
@@ -81,9 +83,7 @@ func (u *upcallSock) handle(r *reply) bool {
 		return true
 	}
 	d.upcalls.Add(1)
-	d.handleMu.Lock()
 	h.h.HandleUpcall(&u.u)
-	d.handleMu.Unlock()
 	return true
 }
 
