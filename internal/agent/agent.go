@@ -38,9 +38,11 @@
 // bandwidth limits of the ports bound here), bindings.go
 // plugs ports and opens the overlay, writer.go writes learned state to the
 // store off the packet path, persist.go and journal.go keep the flow state
-// across restarts, migrate.go pulls it for a port that moved here, and
-// tracing.go traces the packets that match enabled trace requests (logs,
-// counts and publishes them).
+// across restarts, migrate.go pulls it for a port that moved here,
+// natlease.go leases the SNAT port blocks the simulation allocates from
+// (a packet whose SNAT needs a new block waits for it, as one that needs
+// ARP does), and tracing.go traces the packets that match enabled trace
+// requests (logs, counts and publishes them).
 //
 // # In parallel
 //
@@ -287,6 +289,7 @@ type Agent struct {
 
 	flows   *flows.Table
 	state   *flowstate.Tables
+	nat     *natLeaser
 	workers []*worker
 	// handle is what a worker does with a miss: (*worker).handle; the
 	// model test of dispatch records instead.
@@ -344,6 +347,8 @@ func New(cfg Config) (*Agent, error) {
 	a.metrics = newMetrics(a.flows)
 	a.metrics.registry.MustRegister(newPortCollector(cfg.Datapath))
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
+	a.nat = newNATLeaser(a)
+	a.state.TrackSNAT(a.nat.leases)
 	a.topo = newTopoCache()
 	a.tracer = newTracer(a)
 	a.services = newServiceRunner(a, cfg.Services)
@@ -389,7 +394,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	defer a.session.Close()
 	a.log.Info("agent starting", "workers", a.cfg.Workers)
-	a.loadState()
+	a.loadState(ctx)
 	a.journal = newStateJournal(a.cfg.StateDir, a.log, a.metrics)
 	defer a.journal.close()
 	a.writer = newStateWriter(a)
@@ -400,6 +405,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.dp.SetPortEventHandler(datapath.PortEventHandlerFunc(a.handlePortEvent))
 	a.dp.SetUpcallHandler(datapath.UpcallHandlerFunc(a.dispatch))
 	a.goRun(func() { a.journal.run(ctx) })
+	a.goRun(func() { a.nat.run(ctx) })
 	a.goRun(func() { a.writer.run(ctx) })
 	a.goRun(func() { a.tracer.run(ctx) })
 	for _, w := range a.workers {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -143,7 +144,7 @@ func TestJournalKeepsStateBetweenSaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next.loadState()
+	next.loadState(context.Background())
 	restored := false
 	next.state.Shard(next.state.Len() - 1).NAT.Range(func(_ flowstate.NATKey, v flowstate.NATBinding) bool {
 		restored = restored || (v.IP == out.Src && v.Port == out.SrcPort)

@@ -17,7 +17,7 @@ type Metrics struct {
 	upcallsTaken       prometheus.Counter
 	upcallsInline      prometheus.Counter
 	simulations        *prometheus.CounterVec
-	byKind             [sim.ARPNeeded + 1]prometheus.Counter // simulations by sim.Kind, resolved once
+	byKind             [sim.Kinds]prometheus.Counter // simulations by sim.Kind, resolved once
 	simLatency         prometheus.Histogram
 	snapshotBuild      prometheus.Histogram
 	drops              *prometheus.CounterVec
@@ -38,6 +38,11 @@ type Metrics struct {
 	dpKernelPackets    prometheus.Gauge
 	dpKernelBytes      prometheus.Gauge
 	dpKernelFlows      prometheus.Gauge
+	natBlocksLeased    prometheus.Counter
+	natBlocksReleased  prometheus.Counter
+	natBlocksLost      prometheus.Counter
+	natBlocksHeld      prometheus.Gauge
+	natLeaseFailures   *prometheus.CounterVec
 	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
 	mssClamped         prometheus.Counter
 	arpRefreshes       prometheus.Counter
@@ -106,6 +111,13 @@ func newMetrics(ft *flows.Table) *Metrics {
 	m.dpKernelPackets = gauge("datapath_kernel_packets", "Packets the datapath's kernel fast path forwarded or dropped by itself.")
 	m.dpKernelBytes = gauge("datapath_kernel_bytes", "Bytes of the packets the datapath's kernel fast path forwarded or dropped.")
 	m.dpKernelFlows = gauge("datapath_kernel_flows", "Flows the datapath's kernel fast path holds.")
+	m.natBlocksLeased = counter("nat_blocks_leased_total", "SNAT port blocks (64 ports) leased from the store.")
+	m.natBlocksReleased = counter("nat_blocks_released_total", "SNAT port blocks given back to the store, unused.")
+	m.natBlocksLost = counter("nat_blocks_lost_total", "SNAT port blocks another host claimed after this host's lease expired.")
+	m.natBlocksHeld = gauge("nat_blocks_held", "SNAT port blocks this host holds.")
+	m.natLeaseFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
+		Name: "nat_lease_failures_total", Help: "SNAT port-block leases that failed, by reason (store, exhausted)."}, []string{"reason"})
+	f(m.natLeaseFailures)
 	return m
 }
 

@@ -135,8 +135,9 @@ func (a *Agent) saveStateLoop(ctx context.Context) {
 
 // loadState imports the flow state a previous run saved, with what it
 // journaled after its last save; keys then idle out unless traffic
-// refreshes them.
-func (a *Agent) loadState() {
+// refreshes them. The SNAT port blocks the restored bindings use are
+// claimed again.
+func (a *Agent) loadState(ctx context.Context) {
 	msgs, err := ReadSavedState(a.cfg.StateDir)
 	if err != nil {
 		a.log.Warn("flow state not restored: check the state directory", "dir", a.cfg.StateDir, "err", err)
@@ -149,4 +150,5 @@ func (a *Agent) loadState() {
 		n += len(msgs[i].Conntrack) + len(msgs[i].NAT)
 	}
 	a.log.Info("flow state restored", "keys", n)
+	a.nat.reclaimRestored(ctx, msgs)
 }

@@ -70,8 +70,14 @@ type snatNet struct {
 // upHost (interfaces "vm" and "up1"), the gateway's and VM's MACs known.
 func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
 	c.t.Helper()
+	return c.snatNetPorts(vmHost, upHost, 1024, 65535)
+}
+
+// snatNetPorts is snatNet with the SNAT's port range [from, to].
+func (c *cloud) snatNetPorts(vmHost, upHost *testAgent, from, to int) *snatNet {
+	c.t.Helper()
 	n := &snatNet{router: topology.NewID(), bridge: topology.NewID(), vmMAC: mac(10), rpMAC: mac(11), upMAC: mac(12), gwMAC: mac(14)}
-	nat := topology.NatTarget{AddressFrom: topology.Str("203.0.113.1"), AddressTo: topology.Str("203.0.113.1"), PortFrom: 1024, PortTo: 65535}
+	nat := topology.NatTarget{AddressFrom: topology.Str("203.0.113.1"), AddressTo: topology.Str("203.0.113.1"), PortFrom: from, PortTo: to}
 	snat := topology.Rule{Type: topology.RuleSNAT, FlowAction: topology.Str(topology.FlowAccept), NatTargets: []topology.NatTarget{nat}}
 	snat.NwSrcAddress, snat.NwSrcLength = topology.Str("10.0.0.0"), 24
 	revSNAT := topology.Rule{Type: topology.RuleRevSNAT, FlowAction: topology.Str(topology.FlowAccept)}

@@ -415,6 +415,8 @@ func (a *Agent) applyEvent(ev nsdb.Event) (tags []sim.Tag, changed bool) {
 		strings.HasPrefix(ev.Key, "/state/ports/"), strings.HasPrefix(ev.Key, nsdb.LearnedRoutesPrefix),
 		strings.HasPrefix(ev.Key, "/state/hosts/"):
 		return a.topo.applyState(ev.Key, value), true
+	case strings.HasPrefix(ev.Key, "/state/nat/"):
+		a.nat.observe(ev)
 	}
 	return nil, false
 }

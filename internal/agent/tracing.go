@@ -260,7 +260,9 @@ func (w *worker) traceAgain(u *upcall, pkt *sim.Packet, res *sim.Result, snap *s
 	pkt.Trace = true
 	res = w.sim.Simulate(snap, w.view, pkt, now)
 	pkt.Trace = false
-	if res.Kind == sim.ARPNeeded {
+	if res.Kind == sim.ARPNeeded || res.Kind == sim.NATLeaseNeeded {
+		// Traced when it is simulated again, once the MAC or the SNAT
+		// port block is there.
 		u.traced = ids
 		return res
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -185,5 +186,51 @@ func TestTraceRequests(t *testing.T) {
 	}
 	if n := labelCount(h1.metrics.traced); n != 0 {
 		t.Errorf("the counter keeps %d requests after the delete", n)
+	}
+}
+
+// TestTracedPacketWaitingForASNATBlock: a traced packet that waits for the
+// agent to lease a SNAT port block is traced once, when it is simulated
+// again with the block, and published as forwarded with its SNAT, not as
+// waiting.
+func TestTracedPacketWaitingForASNATBlock(t *testing.T) {
+	c := newCloud(t)
+	h1, h3 := c.addAgent("h1", "10.9.0.1"), c.addAgent("h3", "10.9.0.3")
+	n := c.snatNet(h1, h3)
+	v := vmClient{h1, h1.dpPort(t, "vm", n.vm), n.vmMAC, "10.0.0.10"}
+	dpUp := h3.dpPort(t, "up1", n.up)
+	c.waitAllActive(t, n.vm, n.up)
+	req := topology.TraceRequest{ID: topology.NewID(), Name: topology.Str("snat"), DeviceType: topology.Str(topology.TraceRouter),
+		DeviceID: topology.IDPtr(n.router), Limit: 10, Enabled: true}
+	c.update(func(tx topology.Store) error { return tx.Create(&req) })
+	c.settle()
+	if held := c.blockHolders(n); len(held) != 0 {
+		t.Fatalf("blocks leased before the first connection: %v", held)
+	}
+
+	v.send(n, 10000) // h1 holds no block yet: the packet waits for one
+	if f := readIPv4(t, h3, dpUp); f.Src != natIP {
+		t.Fatalf("the connection left from %v, want %v", f.Src, natIP)
+	}
+	key := nsdb.TracedPacketsKey(req.ID.String(), h1.HostID().String())
+	var published []topology.TracedPacket
+	if !poll.Until(func() bool {
+		e, err := c.store.GetState(context.Background(), key)
+		return err == nil && json.Unmarshal(e.Value, &published) == nil && len(published) > 0
+	}, 5*time.Second) {
+		t.Fatal("the packet was not traced")
+	}
+	if len(published) != 1 || published[0].Result != "forward" {
+		t.Fatalf("traced %+v, want the one packet, forwarded", published)
+	}
+	trace := strings.Join(func() []string {
+		var s []string
+		for _, st := range published[0].Trace {
+			s = append(s, fmt.Sprintf("%+v", st))
+		}
+		return s
+	}(), "\n")
+	if !strings.Contains(trace, "203.0.113.1") {
+		t.Errorf("the trace shows no SNAT to 203.0.113.1:\n%s", trace)
 	}
 }

@@ -234,6 +234,8 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 			u.lastARP = now
 		}
 		w.parked = append(w.parked, u.keep())
+	case sim.NATLeaseNeeded:
+		w.waitNATLease(u, res, now) // natlease.go
 	case sim.Consumed:
 	}
 	macs.Release()

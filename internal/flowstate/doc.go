@@ -10,4 +10,10 @@
 // imported from peers are inserted with a count of zero ("touched"), so they
 // idle out unless refreshed. Time is always an argument: the package never
 // reads the clock.
+//
+// SNATLeases (snat.go) holds the SNAT port blocks a host leased from the
+// store, which the simulation allocates translated source ports from, and
+// counts the reverse SNAT keys of each block so that the agent knows when
+// to lease the next and when to give one back; the leasing itself is the
+// agent's.
 package flowstate

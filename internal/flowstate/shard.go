@@ -1,6 +1,11 @@
 package flowstate
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+)
 
 // Shard is one worker's conntrack and NAT tables. The conntrack table holds
 // return-flow keys only, so its values are empty.
@@ -55,6 +60,17 @@ func (s *Shard) Import(m *Message, now time.Time) { s.Touch(m.Conntrack, m.NAT, 
 type Tables struct {
 	shards []*Shard
 	views  []View
+	leases *SNATLeases
+}
+
+// TrackSNAT makes l count the reverse SNAT keys of every shard, and the
+// views offer l's blocks to the simulation, which then allocates SNAT
+// ports only inside them. Call it before the tables are used.
+func (t *Tables) TrackSNAT(l *SNATLeases) {
+	t.leases = l
+	for _, s := range t.shards {
+		s.NAT.Observe(l.keyChanged)
+	}
 }
 
 // NewTables returns n shards (at least one) with the given idle TTL.
@@ -117,4 +133,27 @@ func (v *View) NAT(k NATKey) (NATBinding, bool) {
 		}
 	}
 	return NATBinding{}, false
+}
+
+// SNATPortShare says which ports of a held SNAT block this view's worker
+// may give out: those p with p%n == i, n being the number of workers (every
+// shard but the last, which holds imported state). Each worker records the
+// keys it allocates in its own shard only after its simulation: without the
+// share, two workers probing the same free port at once would both take it.
+func (v *View) SNATPortShare() (i, n int) {
+	n = len(v.t.shards) - 1
+	if n < 1 {
+		return 0, 1
+	}
+	return v.own % n, n
+}
+
+// SNATBlocks returns the SNAT port blocks this host may allocate from for
+// a NAT address, or nil; leasing is false when the tables track no leases
+// (then any port may be allocated). It does not allocate.
+func (v *View) SNATBlocks(device uuid.UUID, ip netip.Addr) (blocks *BlockSet, leasing bool) {
+	if v.t.leases == nil {
+		return nil, false
+	}
+	return v.t.leases.Held(NATAddr{Device: device, IP: ip}), true
 }

@@ -36,7 +36,15 @@ type Table[K comparable, V any] struct {
 	head  int            // guarded by mu; first unexamined queue slot
 	// changes counts the keys added and removed, written under mu.
 	changes atomic.Uint64
+	// observe, if set, is told of every key added (true) or removed
+	// (false), under mu: it must not call back into the table.
+	observe func(K, bool)
 }
+
+// Observe has fn told of every key added to the table (true) or removed
+// from it (false), with the table locked: fn must be quick and must not
+// call back into the table. Set it before the table is used.
+func (t *Table[K, V]) Observe(fn func(k K, added bool)) { t.observe = fn }
 
 // NewTable returns an empty table whose unreferenced entries live for ttl.
 func NewTable[K comparable, V any](ttl time.Duration) *Table[K, V] {
@@ -60,7 +68,7 @@ func (t *Table[K, V]) Ref(k K, v V) {
 	e.refs++
 	t.m[k] = e
 	if !ok {
-		t.changes.Add(1)
+		t.added(k)
 	}
 	t.mu.Unlock()
 }
@@ -71,7 +79,7 @@ func (t *Table[K, V]) Touch(k K, v V, now time.Time) {
 	t.mu.Lock()
 	e, ok := t.m[k]
 	if !ok {
-		t.changes.Add(1)
+		t.added(k)
 	}
 	e.value = v
 	if e.refs <= 0 {
@@ -105,8 +113,19 @@ func (t *Table[K, V]) Delete(k K) {
 	if _, ok := t.m[k]; ok {
 		delete(t.m, k)
 		t.changes.Add(1)
+		if t.observe != nil {
+			t.observe(k, false)
+		}
 	}
 	t.mu.Unlock()
+}
+
+// added accounts for a new key; mu is held.
+func (t *Table[K, V]) added(k K) {
+	t.changes.Add(1)
+	if t.observe != nil {
+		t.observe(k, true)
+	}
 }
 
 // Refs returns the number of references held on k.
@@ -147,6 +166,9 @@ func (t *Table[K, V]) Expire(now time.Time, expired func(K, V)) int {
 		if e, ok := t.m[k]; ok && e.refs <= 0 && e.expires <= deadline {
 			delete(t.m, k)
 			removed++
+			if t.observe != nil {
+				t.observe(k, false)
+			}
 			if expired != nil {
 				gone = append(gone, kv{k, e.value})
 			}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +90,71 @@ func BenchmarkWatchLatency(b *testing.B) {
 			b.ReportMetric(ms(commit[len(commit)/2]), "commit-p50-ms")
 		})
 	}
+}
+
+// BenchmarkWatchFanout measures the store's fan-out of one write to many
+// watchers of the topology, as a cloud's agents each follow it: the time
+// from the start of the transaction to the last watcher's having the event
+// (p50 and p99 over the writes), and the CPU the store and the clients
+// spend per watcher and event. Watchers share the clients of a process, a
+// hundred to a connection, as agents in one test process do.
+func BenchmarkWatchFanout(b *testing.B) {
+	for _, watchers := range []int{100, 1000} {
+		for _, members := range []int{1, 3} {
+			b.Run(fmt.Sprintf("watchers=%d/members=%d", watchers, members), func(b *testing.B) {
+				var eps []string
+				if members == 1 {
+					eps = []string{benchMember(b, false).ClientURL}
+				} else {
+					eps = startCluster(b).endpoints()
+				}
+				writer := openStore(b, eps[0])
+				ctx := b.Context()
+				rev, err := writer.Revision(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var clients []*Store
+				chans := make([]<-chan Event, watchers)
+				for i := range chans {
+					if i%100 == 0 {
+						clients = append(clients, openStore(b, eps[(i/100)%len(eps)]))
+					}
+					chans[i] = clients[len(clients)-1].Watch(ctx, TopologyWatchPrefix, rev)
+				}
+				var lat []time.Duration
+				var cpu time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					c0 := processCPU()
+					start := time.Now()
+					if err := writer.Update(ctx, func(tx *Tx) error { return tx.Put(widget{ID: "w", N: i}) }); err != nil {
+						b.Fatal(err)
+					}
+					for _, ch := range chans {
+						if ev := <-ch; ev.ID != "w" {
+							b.Fatalf("event %+v", ev)
+						}
+					}
+					lat = append(lat, time.Since(start))
+					cpu += processCPU() - c0
+				}
+				slices.Sort(lat)
+				ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+				b.ReportMetric(ms(lat[len(lat)/2]), "last-watcher-p50-ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "last-watcher-p99-ms")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(len(lat)*watchers), "cpu-µs/delivery")
+			})
+		}
+	}
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkCreateParallel creates objects through Update from parallel

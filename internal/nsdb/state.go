@@ -113,6 +113,56 @@ func RouterARPKey(routerID string, ip netip.Addr) string {
 	return RouterARPPrefix(routerID) + ip.String()
 }
 
+// NATBlockPrefix is the prefix of the SNAT port-block leases of one NAT
+// address on a device (a router or load balancer).
+func NATBlockPrefix(deviceID string, ip netip.Addr) string {
+	return "/state/nat/" + deviceID + "/" + ip.String() + "/"
+}
+
+// NATBlockKey is present, holding the id of the host, while that host
+// leases block (ports block*64 to block*64+63) of a NAT address; it is
+// bound to the host's session (ClaimState), so a dead host's blocks come
+// free.
+func NATBlockKey(deviceID string, ip netip.Addr, block uint16) string {
+	return NATBlockPrefix(deviceID, ip) + strconv.FormatUint(uint64(block), 10)
+}
+
+// NATBlockUsedPrefix is the prefix of the persistent marks of the blocks of
+// a NAT address that were ever leased.
+func NATBlockUsedPrefix(deviceID string, ip netip.Addr) string {
+	return "/state/natused/" + deviceID + "/" + ip.String() + "/"
+}
+
+// NATBlockUsedKey marks a block as leased once; its revision says when it
+// was last leased, so that hosts lease the blocks never used first and then
+// the least recently used (a port of a block freed a moment ago may still
+// be in use by a connection its old host restored).
+func NATBlockUsedKey(deviceID string, ip netip.Addr, block uint16) string {
+	return NATBlockUsedPrefix(deviceID, ip) + strconv.FormatUint(uint64(block), 10)
+}
+
+// ParseNATBlockKey splits a NATBlockKey or a NATBlockUsedKey.
+func ParseNATBlockKey(key string) (deviceID string, ip netip.Addr, block uint16, ok bool) {
+	id, rest, ok := cutStateKey(key, "nat")
+	if !ok {
+		if id, rest, ok = cutStateKey(key, "natused"); !ok {
+			return "", netip.Addr{}, 0, false
+		}
+	}
+	a, b, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", netip.Addr{}, 0, false
+	}
+	if ip, ok = parseIP(a); !ok {
+		return "", netip.Addr{}, 0, false
+	}
+	n, err := strconv.ParseUint(b, 10, 16)
+	if err != nil || strconv.FormatUint(n, 10) != b || n >= 1024 {
+		return "", netip.Addr{}, 0, false
+	}
+	return id, ip, uint16(n), true
+}
+
 // FormatMAC spells a MAC the one way state keys and values use:
 // lowercase, colon-separated.
 func FormatMAC(mac [6]byte) string { return topology.FormatMAC(mac) }
@@ -367,6 +417,7 @@ type SessionConfig struct {
 type StateSession interface {
 	SetState(ctx context.Context, key string, value []byte) error
 	LearnState(ctx context.Context, key string, value []byte) (bool, error)
+	ClaimState(ctx context.Context, key string, value []byte) (bool, error)
 	DeleteState(ctx context.Context, key string) error
 	// SetStates and DeleteStates write and delete many keys in batches
 	// (a feed of learned routes); DeleteStates deletes whichever session
@@ -402,6 +453,8 @@ type sessionKey struct {
 	value []byte
 	// unlessPersistent: write only if no persistent entry holds the key.
 	unlessPersistent bool
+	// claim: write only if the key is absent or already holds value.
+	claim bool
 }
 
 // NewSession takes a lease and keeps it alive until Close.
@@ -522,7 +575,7 @@ func (se *Session) rewriteLocked(ctx context.Context, lease clientv3.LeaseID) er
 		return nil
 	}
 	for key, k := range se.keys {
-		if !k.unlessPersistent {
+		if !k.unlessPersistent && !k.claim {
 			ops = append(ops, clientv3.OpPut(key, string(k.value), clientv3.WithLease(lease)))
 			if len(ops) >= se.batchSize() {
 				if err := flush(); err != nil {
@@ -531,8 +584,15 @@ func (se *Session) rewriteLocked(ctx context.Context, lease clientv3.LeaseID) er
 			}
 			continue
 		}
-		if _, err := se.putLocked(ctx, lease, key, k); err != nil {
+		written, err := se.putLocked(ctx, lease, key, k)
+		if err != nil {
 			return fmt.Errorf("nsdb: write %s again under a new lease: %w", key[len(se.s.prefix):], err)
+		}
+		if !written && k.claim {
+			// Another session claimed the key while this one had no
+			// lease: it is theirs now.
+			delete(se.keys, key)
+			se.s.log.Warn("state session lost a claimed key while it had no lease", "key", key[len(se.s.prefix):])
 		}
 	}
 	return flush()
@@ -543,6 +603,21 @@ func (se *Session) putLocked(ctx context.Context, lease clientv3.LeaseID, full s
 	ctx, cancel := se.s.reqCtx(ctx)
 	defer cancel()
 	put := clientv3.OpPut(full, string(k.value), clientv3.WithLease(lease))
+	if k.claim {
+		// Absent, or holding this value already (this host's claim under
+		// a lease it lost, or its previous run's): put, in one step.
+		resp, err := se.s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(full), "=", 0)).
+			Then(put).Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(full), "=", string(k.value))},
+			[]clientv3.Op{put}, nil)).Commit()
+		if err != nil {
+			return false, err
+		}
+		if resp.Succeeded {
+			return true, nil
+		}
+		inner := resp.Responses[0].GetResponseTxn()
+		return inner != nil && inner.Succeeded, nil
+	}
 	if !k.unlessPersistent {
 		_, err := se.s.cli.Do(ctx, put)
 		return true, err
@@ -561,7 +636,7 @@ func (se *Session) putLocked(ctx context.Context, lease clientv3.LeaseID, full s
 
 // set writes a key bound to the session, taking a new lease first if the
 // current one is gone.
-func (se *Session) set(ctx context.Context, key string, value []byte, unlessPersistent bool) (bool, error) {
+func (se *Session) set(ctx context.Context, key string, value []byte, k sessionKey) (bool, error) {
 	full, err := se.s.stateKey(key)
 	if err != nil {
 		return false, err
@@ -571,7 +646,7 @@ func (se *Session) set(ctx context.Context, key string, value []byte, unlessPers
 	if se.closed {
 		return false, ErrSessionClosed
 	}
-	k := sessionKey{value: value, unlessPersistent: unlessPersistent}
+	k.value = value
 	written, err := se.putLocked(ctx, se.lease, full, k)
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		if err = se.renewLocked(ctx); err == nil {
@@ -591,7 +666,7 @@ func (se *Session) set(ctx context.Context, key string, value []byte, unlessPers
 
 // SetState writes key, bound to the session.
 func (se *Session) SetState(ctx context.Context, key string, value []byte) error {
-	_, err := se.set(ctx, key, value, false)
+	_, err := se.set(ctx, key, value, sessionKey{})
 	return err
 }
 
@@ -711,7 +786,17 @@ func (se *Session) DeleteStates(ctx context.Context, keys []string) error {
 // holds it (an operator's entry wins over a learned one), and reports
 // whether it wrote. Learned MAC and ARP entries go through it.
 func (se *Session) LearnState(ctx context.Context, key string, value []byte) (bool, error) {
-	return se.set(ctx, key, value, true)
+	return se.set(ctx, key, value, sessionKey{unlessPersistent: true})
+}
+
+// ClaimState writes key bound to the session if no one holds it, or if it
+// already holds value (this host's own claim, made under a lease that
+// expired or by its previous run), and reports whether the session holds
+// it now. Claimed keys are leases of a shared resource (SNAT port blocks):
+// at most one live session holds each. If the session loses its lease and
+// another session claims the key meanwhile, the key is not written again.
+func (se *Session) ClaimState(ctx context.Context, key string, value []byte) (bool, error) {
+	return se.set(ctx, key, value, sessionKey{claim: true})
 }
 
 // DeleteState deletes key if the session holds it; a persistent entry or

@@ -119,7 +119,12 @@ func FuzzParseStateKeys(f *testing.F) {
 	f.Add(PortRouteKey("p", "r"))
 	f.Add(BGPPeerStatusKey("g"))
 	f.Add("/state/bridges/b/vlans/-1/mac/x")
+	f.Add(NATBlockKey("r", netip.MustParseAddr("203.0.113.1"), 17))
+	f.Add(NATBlockUsedKey("r", netip.MustParseAddr("203.0.113.1"), 17))
 	f.Fuzz(func(t *testing.T, key string) {
+		if id, ip, b, ok := ParseNATBlockKey(key); ok && NATBlockKey(id, ip, b) != key && NATBlockUsedKey(id, ip, b) != key {
+			t.Errorf("nat block key %q parsed to %q %v %d", key, id, ip, b)
+		}
 		if id, vlan, mac, ok := ParseBridgeMACKey(key); ok && BridgeMACKey(id, vlan, mac) != key {
 			t.Errorf("mac key %q parsed to %q %d %v", key, id, vlan, mac)
 		}
@@ -432,5 +437,84 @@ func TestStateRefusesOtherKeys(t *testing.T) {
 	}
 	if _, _, err := s.ListState(ctx, "/topology/"); err == nil {
 		t.Error("ListState of the topology accepted")
+	}
+}
+
+// TestClaimedKeysHaveOneHolder: of two sessions claiming a SNAT block, one
+// holds it; the other gets it once the first ends; a later session with
+// the same value (the same host, restarted) takes its own claim back; and
+// a session whose lease was lost while another claimed the key does not
+// write it again.
+func TestClaimedKeysHaveOneHolder(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	key := NATBlockKey("r1", netip.MustParseAddr("203.0.113.1"), 20)
+	h1, h2 := newSession(t, s, time.Second), newSession(t, s, time.Second)
+	claim := func(se *Session, host string) bool {
+		t.Helper()
+		ok, err := se.ClaimState(ctx, key, []byte(host))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	holder := func() string {
+		t.Helper()
+		e, err := s.GetState(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(e.Value)
+	}
+	if !claim(h1, "h1") || claim(h2, "h2") || holder() != "h1" {
+		t.Fatalf("first claim by h1, then h2: holder %q", holder())
+	}
+	if !claim(h1, "h1") {
+		t.Fatal("the holder's own claim again refused")
+	}
+	h1.Close()
+	if !claim(h2, "h2") || holder() != "h2" {
+		t.Fatalf("h2's claim once h1 ended: holder %q", holder())
+	}
+	// h2's host restarts: its new session takes the key back at once.
+	h2again := newSession(t, s, time.Second)
+	if !claim(h2again, "h2") {
+		t.Fatal("the same host's new session could not take its claim back")
+	}
+	lease := h2again.Lease()
+	e, _ := s.GetState(ctx, key)
+	if resp, err := s.Client().Get(ctx, s.prefix+key); err != nil || resp.Kvs[0].Lease != lease {
+		t.Fatalf("the claim is not bound to the new session's lease: %v %v (entry %+v)", resp, err, e)
+	}
+	// The new session's lease is lost, and another host claims the key
+	// meanwhile: the session, renewing, does not write it again.
+	if _, err := s.Client().Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	h3 := newSession(t, s, time.Second)
+	if !claim(h3, "h3") {
+		t.Fatal("h3 could not claim the key after the holder's lease was lost")
+	}
+	waitFor(t, "the session's new lease", 10*time.Second, func() bool { return h2again.Lease() != lease })
+	if got := holder(); got != "h3" {
+		t.Fatalf("after the old holder renewed its lease, the key holds %q, want h3", got)
+	}
+}
+
+func TestNATBlockKeysRoundTrip(t *testing.T) {
+	ip := netip.MustParseAddr("203.0.113.1")
+	for _, key := range []string{NATBlockKey("r1", ip, 1023), NATBlockUsedKey("r1", ip, 1023)} {
+		if dev, got, b, ok := ParseNATBlockKey(key); !ok || dev != "r1" || got != ip || b != 1023 {
+			t.Errorf("ParseNATBlockKey(%q) = %q %v %d %v", key, dev, got, b, ok)
+		}
+	}
+	for _, bad := range []string{"/state/nat/r1/203.0.113.1/1024", "/state/nat/r1/203.0.113.1/01", "/state/nat/r1/x/1",
+		"/state/nat/r1/203.0.113.1", "/state/ports/p/active"} {
+		if _, _, _, ok := ParseNATBlockKey(bad); ok {
+			t.Errorf("ParseNATBlockKey(%q) accepted", bad)
+		}
 	}
 }

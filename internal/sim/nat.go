@@ -195,37 +195,110 @@ func (s *Simulator) allocDNAT(r *rule, dp uint16, proto uint8) flowstate.NATBind
 
 // allocSNAT picks a source address and port whose reverse key towards this
 // destination is free, so that no (NAT address, port) is used twice towards
-// the same (dst, dst port). The search starts at a random target, address
-// and port and probes linearly. ICMP keeps its identifier.
+// the same (dst, dst port); a port may serve several destinations, as in
+// MidoNet. The search starts at a random target, address and port and
+// probes linearly. ICMP keeps its identifier, and a target without a port
+// range the source port.
+//
+// With leased port blocks (SNATBlockReader), ports come only from the
+// blocks this host holds: when none of them has a free port, allocSNAT
+// fails with s.natWait set and res.NATLease naming an address to lease a
+// block of.
 func (s *Simulator) allocSNAT(r *rule, dst [4]byte, sp, dp uint16, proto uint8) (flowstate.NATBinding, bool) {
 	rev := flowstate.NATKey{Type: flowstate.RevSNAT, Src: addr4(dst), SrcPort: dp, Proto: proto, Device: s.device}
+	leases, _ := s.state.(SNATBlockReader)
+	var want NATLeaseRequest // the first leased address found full
 	t0 := s.rng.IntN(len(r.target))
 	for ti := range r.target {
 		t := &r.target[(t0+ti)%len(r.target)]
 		nIPs := uint64(t.ipTo-t.ipFrom) + 1
 		ip0 := s.rng.Uint64N(nIPs)
 		lo, hi := t.portFrom, t.portTo
-		if proto == packet.IPProtoICMP || (lo == 0 && hi == 0) {
+		fixed := proto == packet.IPProtoICMP || (lo == 0 && hi == 0)
+		if fixed {
 			lo, hi = sp, sp
 		}
 		if lo == 0 {
 			lo = 1
 		}
-		nPorts := uint32(hi-lo) + 1
-		p0 := uint32(s.rng.Uint64N(uint64(nPorts)))
 		for i := range nIPs {
 			var a [4]byte
 			binary.BigEndian.PutUint32(a[:], t.ipFrom+uint32((ip0+i)%nIPs))
 			rev.Dst = addr4(a)
-			for j := range nPorts {
-				rev.DstPort = lo + uint16((p0+j)%nPorts)
-				if s.natKeyFree(rev) {
-					return flowstate.NATBinding{IP: rev.Dst, Port: rev.DstPort}, true
+			if !fixed && leases != nil {
+				blocks, leasing := leases.SNATBlocks(s.device, rev.Dst)
+				if leasing {
+					if s.allocInBlocks(&rev, blocks, lo, hi) {
+						return flowstate.NATBinding{IP: rev.Dst, Port: rev.DstPort}, true
+					}
+					if !want.IP.IsValid() {
+						want = NATLeaseRequest{Device: s.device, IP: rev.Dst, PortFrom: lo, PortTo: hi}
+					}
+					continue
 				}
+			}
+			if s.allocInRange(&rev, lo, hi) {
+				return flowstate.NATBinding{IP: rev.Dst, Port: rev.DstPort}, true
 			}
 		}
 	}
+	if want.IP.IsValid() {
+		s.natWait, s.res.NATLease = true, want
+	}
 	return flowstate.NATBinding{}, false
+}
+
+// allocInRange probes the ports [lo, hi] from a random one for a free
+// reverse key, leaving it in rev.DstPort.
+func (s *Simulator) allocInRange(rev *flowstate.NATKey, lo, hi uint16) bool {
+	n := uint32(hi-lo) + 1
+	p0 := uint32(s.rng.Uint64N(uint64(n)))
+	for j := range n {
+		rev.DstPort = lo + uint16((p0+j)%n)
+		if s.natKeyFree(*rev) {
+			return true
+		}
+	}
+	return false
+}
+
+// allocInBlocks probes the ports of [lo, hi] inside the held blocks, from
+// a random block and port, for a free reverse key, leaving it in
+// rev.DstPort.
+func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks *flowstate.BlockSet, lo, hi uint16) bool {
+	if blocks == nil {
+		return false
+	}
+	first, last := flowstate.Block(lo), flowstate.Block(hi)
+	b0, ok := blocks.Next(first + uint16(s.rng.IntN(int(last-first)+1)))
+	if !ok {
+		return false
+	}
+	off := uint32(s.rng.IntN(flowstate.BlockPorts))
+	share, shares := uint32(0), uint32(1)
+	if ps, ok := s.state.(SNATPortSharer); ok {
+		i, n := ps.SNATPortShare()
+		share, shares = uint32(i), uint32(max(n, 1))
+	}
+	// Next wraps around: visit each held block once, from b0.
+	for b := b0; ; {
+		if b >= first && b <= last {
+			base := uint32(b) * flowstate.BlockPorts
+			for j := range uint32(flowstate.BlockPorts) {
+				p := base + (off+j)%flowstate.BlockPorts
+				if p < uint32(lo) || p > uint32(hi) || p%shares != share {
+					continue
+				}
+				rev.DstPort = uint16(p)
+				if s.natKeyFree(*rev) {
+					return true
+				}
+			}
+		}
+		if b, _ = blocks.Next((b + 1) % flowstate.NumBlocks); b == b0 {
+			return false
+		}
+	}
 }
 
 // reverseNAT undoes a translation for return traffic when the device holds

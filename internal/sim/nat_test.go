@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -295,5 +296,155 @@ func TestICMPFieldsComeFromTheFrame(t *testing.T) {
 	r := NewSimulator(1).Simulate(tp.snapshot(), nil, pkt, testNow)
 	if r.Kind != UserspaceOnly || len(r.NAT) == 0 || r.NAT[0].Key.SrcPort != 4242 {
 		t.Fatalf("%v NAT %+v", r.Kind, r.NAT)
+	}
+}
+
+// leasedTables returns flow-state tables that track SNAT leases, with
+// blocks granted for the uplink address of the router rtr.
+func leasedTables(rtr ID, blocks ...uint16) (*flowstate.Tables, *flowstate.SNATLeases) {
+	tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+	leases := flowstate.NewSNATLeases(nil)
+	tables.TrackSNAT(leases)
+	for _, b := range blocks {
+		leases.Grant(flowstate.NATAddr{Device: rtr, IP: ip(upIP)}, b)
+	}
+	return tables, leases
+}
+
+// TestSNATAllocatesInsideLeasedBlocks: with leased blocks, a new
+// connection's port comes from a block this host holds and inside the
+// rule's range; when none has a free port towards the destination, the
+// result asks for a block of the address instead, and another destination
+// may still reuse the ports.
+func TestSNATAllocatesInsideLeasedBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		from, to         int
+		held             []uint16
+		conns            int // connections to 8.8.8.8:443 before the checked one
+		wantLease        bool
+		wantLo, wantHi   uint16 // the port range the result must lie in, or ask for
+		otherDestination bool   // the checked connection goes to 8.8.4.4 instead
+	}{
+		{name: "no block held", from: 1024, to: 65535, wantLease: true, wantLo: 1024, wantHi: 65535},
+		{name: "one block", from: 1024, to: 65535, held: []uint16{20}, wantLo: 1280, wantHi: 1343},
+		{name: "two blocks", from: 1024, to: 65535, held: []uint16{20, 21}, conns: 127, wantLo: 1280, wantHi: 1407},
+		{name: "two blocks full", from: 1024, to: 65535, held: []uint16{20, 21}, conns: 128,
+			wantLease: true, wantLo: 1024, wantHi: 65535},
+		{name: "all held ports used towards the destination", from: 1024, to: 65535, held: []uint16{20}, conns: 64,
+			wantLease: true, wantLo: 1024, wantHi: 65535},
+		{name: "another destination reuses the ports", from: 1024, to: 65535, held: []uint16{20}, conns: 64,
+			otherDestination: true, wantLo: 1280, wantHi: 1343},
+		{name: "range inside a block", from: 1300, to: 1302, held: []uint16{20}, conns: 2, wantLo: 1300, wantHi: 1302},
+		{name: "range inside a block, full", from: 1300, to: 1302, held: []uint16{20}, conns: 3,
+			wantLease: true, wantLo: 1300, wantHi: 1302},
+		{name: "held block outside the range", from: 1300, to: 1302, held: []uint16{30}, wantLease: true, wantLo: 1300, wantHi: 1302},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, ids := natTopo(t, tc.from, tc.to)
+			snap := tp.snapshot()
+			tables, _ := leasedTables(ids["rtr"], tc.held...)
+			s := NewSimulator(3)
+			for i := range tc.conns {
+				r := s.Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", uint16(2000+i), 443)), testNow)
+				if r.Kind != Forward {
+					t.Fatalf("connection %d: %v %v", i, r.Kind, r.Reason)
+				}
+				tables.Shard(0).Commit(r.Conntrack, r.NAT)
+			}
+			dst := "8.8.8.8"
+			if tc.otherDestination {
+				dst = "8.8.4.4"
+			}
+			r := s.Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, dst, 9999, 443)), testNow)
+			if tc.wantLease {
+				want := NATLeaseRequest{Device: ids["rtr"], IP: ip(upIP), PortFrom: tc.wantLo, PortTo: tc.wantHi}
+				if r.Kind != NATLeaseNeeded || r.NATLease != want {
+					t.Fatalf("got %v %+v, want nat-lease-needed %+v", r.Kind, r.NATLease, want)
+				}
+				if len(r.Egress) != 0 || len(r.NAT) != 0 || len(r.Conntrack) != 0 {
+					t.Fatalf("a packet waiting for a block keeps nothing: %d egress, %d NAT, %d conntrack",
+						len(r.Egress), len(r.NAT), len(r.Conntrack))
+				}
+				return
+			}
+			if r.Kind != Forward {
+				t.Fatalf("got %v %v, want forward", r.Kind, r.Reason)
+			}
+			if p := r.Egress[0].Values.TpSrc; p < tc.wantLo || p > tc.wantHi {
+				t.Fatalf("port %d, want one in [%d, %d]", p, tc.wantLo, tc.wantHi)
+			}
+		})
+	}
+}
+
+// TestSNATOfICMPNeedsNoLease: an echo keeps its identifier, so it needs no
+// port block.
+func TestSNATOfICMPNeedsNoLease(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	tables, _ := leasedTables(ids["rtr"])
+	r := NewSimulator(1).Simulate(tp.snapshot(), tables.View(0), mkPacket(t, ids["vm1"], icmpEcho(vmMAC, rtrMAC, vmIP, "8.8.8.8", 7)), testNow)
+	if r.Kind != Forward && r.Kind != UserspaceOnly {
+		t.Fatalf("echo through SNAT with no block: %v %v", r.Kind, r.Reason)
+	}
+}
+
+// TestSNATLeasedAllocationDoesNotAllocate holds the allocation of a new
+// connection's port inside leased blocks to zero allocations.
+func TestSNATLeasedAllocationDoesNotAllocate(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables, _ := leasedTables(ids["rtr"], 20, 40)
+	s := NewSimulator(1)
+	pkt := mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 40000, 443))
+	if r := s.Simulate(snap, tables.View(0), pkt, testNow); r.Kind != Forward {
+		t.Fatalf("kind %v %v", r.Kind, r.Reason)
+	}
+	if a := testing.AllocsPerRun(100, func() { s.Simulate(snap, tables.View(0), pkt, testNow) }); a != 0 {
+		t.Errorf("%v allocations per new SNAT connection, want 0", a)
+	}
+}
+
+// TestSNATWorkersShareBlocksWithoutCollision: two workers of one host
+// simulate new connections to one destination at the same time, each
+// recording its keys only after its simulation, with simulators that make
+// the same random picks: each gives out only its share of the held block's
+// ports, so no port goes to two connections.
+func TestSNATWorkersShareBlocksWithoutCollision(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables := flowstate.NewTables(3, flowstate.DefaultIdleTTL) // two workers and the imported state
+	leases := flowstate.NewSNATLeases(nil)
+	tables.TrackSNAT(leases)
+	leases.Grant(flowstate.NATAddr{Device: ids["rtr"], IP: ip(upIP)}, 20)
+	workers := []*Simulator{NewSimulator(7), NewSimulator(7)}
+	given := map[uint16]int{}
+	for i := range 32 {
+		var results [2]Result
+		for w, s := range workers {
+			r := s.Simulate(snap, tables.View(w), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", uint16(2000+2*i+w), 443)), testNow)
+			if r.Kind != Forward {
+				t.Fatalf("worker %d, connection %d: %v %v", w, i, r.Kind, r.Reason)
+			}
+			results[w] = *r
+			results[w].NAT = slices.Clone(r.NAT)
+			results[w].Conntrack = slices.Clone(r.Conntrack)
+			results[w].Egress = slices.Clone(r.Egress)
+		}
+		for w := range workers {
+			p := results[w].Egress[0].Values.TpSrc
+			if prev, dup := given[p]; dup {
+				t.Fatalf("port %d given to worker %d's connection %d and to worker %d's", p, w, i, prev)
+			}
+			if p < 1280 || p > 1343 || int(p)%2 != w {
+				t.Fatalf("worker %d gave port %d: want one of block 20 (1280-1343) with p%%2 == %d", w, p, w)
+			}
+			given[p] = w
+			tables.Shard(w).Commit(results[w].Conntrack, results[w].NAT)
+		}
+	}
+	r := workers[0].Simulate(snap, tables.View(0), mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 9999, 443)), testNow)
+	if r.Kind != NATLeaseNeeded {
+		t.Fatalf("worker 0 with its share used: %v, want nat-lease-needed", r.Kind)
 	}
 }

@@ -33,9 +33,18 @@ const (
 	// generated ARP request, waits for the reply (or a timeout) and simulates
 	// the packet again.
 	ARPNeeded
+	// NATLeaseNeeded means a dynamic SNAT found no free port in the blocks
+	// this host leased for NATLease's address (see SNATBlockReader): the
+	// agent leases another block from the store and simulates the packet
+	// again, or drops it if the store cannot be reached.
+	NATLeaseNeeded
 )
 
-var kindNames = [...]string{"drop", "temporary-drop", "forward", "userspace-only", "consumed", "arp-needed"}
+// Kinds is the number of result kinds.
+const Kinds = int(NATLeaseNeeded) + 1
+
+var kindNames = [...]string{"drop", "temporary-drop", "forward", "userspace-only", "consumed", "arp-needed",
+	"nat-lease-needed"}
 
 // String returns the kind's name.
 func (k Kind) String() string {
@@ -148,6 +157,14 @@ type ARPRequest struct {
 	IP     netip.Addr
 }
 
+// NATLeaseRequest asks for a SNAT port block of a NAT address on a device
+// that holds ports in [PortFrom, PortTo].
+type NATLeaseRequest struct {
+	Device           ID
+	IP               netip.Addr
+	PortFrom, PortTo uint16
+}
+
 // ARPRefresh is a stale ARP entry a router used, and the request (sent
 // out of Port) that asks for it again. The agent sends it unless it asked
 // recently.
@@ -183,7 +200,10 @@ type Result struct {
 	LearnedARP  []ARPLearning
 	Generated   []Generated
 	ARP         ARPRequest // when Kind is ARPNeeded
-	ARPRefresh  []ARPRefresh
+	// NATLease is the NAT address that needs another port block, when
+	// Kind is NATLeaseNeeded.
+	NATLease   NATLeaseRequest
+	ARPRefresh []ARPRefresh
 	// DHCP says what the bridge's DHCP server did, when the packet was a
 	// DHCP request entering a bridge that serves DHCP.
 	DHCP DHCPEvent

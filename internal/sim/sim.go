@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -24,6 +25,31 @@ type StateReader interface {
 }
 
 var _ StateReader = (*flowstate.View)(nil)
+
+// SNATBlockReader is a StateReader that knows the SNAT port blocks this
+// host leased from the store (flowstate.View with leases tracked). With
+// one, dynamic SNAT allocates ports only inside those blocks, so that
+// hosts never pick the same (address, port), and asks for another block
+// (a NATLeaseNeeded result) when they are full; without one (a trace, a
+// test), it may pick any port of the rule's range. It must not allocate.
+type SNATBlockReader interface {
+	// SNATBlocks returns the blocks held for a NAT address (nil: none);
+	// leasing false means there is no leasing and any port may be used.
+	SNATBlocks(device ID, ip netip.Addr) (blocks *flowstate.BlockSet, leasing bool)
+}
+
+var _ SNATBlockReader = (*flowstate.View)(nil)
+
+// SNATPortSharer is a SNATBlockReader whose host simulates on several
+// workers at once. A worker commits the keys it allocates to its own shard
+// only after its simulation, so two workers probing one free port at the
+// same time would both give it out; each may give out only the ports p of
+// a held block with p%n == i.
+type SNATPortSharer interface {
+	SNATPortShare() (i, n int)
+}
+
+var _ SNATPortSharer = (*flowstate.View)(nil)
 
 // Packet is the input of one simulation.
 type Packet struct {
@@ -118,6 +144,7 @@ type Simulator struct {
 	connTracked bool
 	userspace   bool
 	natFailed   bool
+	natWait     bool // natFailed for want of a leased port block: res.NATLease says which
 	reason      DropReason
 
 	chainStack [maxJumpDepth]*chain
@@ -184,7 +211,7 @@ func (s *Simulator) reset(snap *Snapshot, state StateReader, pkt *Packet, now ti
 	s.inputPort, s.inPort, s.outPort, s.device = nil, nil, nil, ID{}
 	s.ndev, s.ntrav, s.nwDstRewritten, s.conn, s.connTracked = 0, 0, false, connUnknown, false
 	s.redirectedOut, s.failOpen, s.redirectRule, s.vlanStack = false, false, nil, false
-	s.userspace, s.natFailed, s.reason, s.nstack = false, false, ReasonNone, 0
+	s.userspace, s.natFailed, s.natWait, s.reason, s.nstack = false, false, false, ReasonNone, 0
 	s.genBuf = s.genBuf[:0]
 	r := &s.res
 	*r = Result{
@@ -230,7 +257,13 @@ func (s *Simulator) finish(v verdict) {
 	case vARP:
 		r.Kind = ARPNeeded
 	}
-	if r.Kind == Consumed || r.Kind == ARPNeeded {
+	if s.natWait {
+		// The packet waits for a port block; it is simulated again whole
+		// once the agent has one, so nothing of this run is kept.
+		r.Kind, r.Reason = NATLeaseNeeded, ReasonNone
+		r.NAT, r.Conntrack = r.NAT[:0], r.Conntrack[:0]
+	}
+	if r.Kind == Consumed || r.Kind == ARPNeeded || r.Kind == NATLeaseNeeded {
 		// Mirrored copies are not sent for a packet that is answered, or
 		// that waits to be simulated again (its copies come then).
 		r.Egress = r.Egress[:0]

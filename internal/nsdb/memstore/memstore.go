@@ -361,17 +361,23 @@ func (s *Store) NewSession(ctx context.Context, ttl time.Duration) (nsdb.StateSe
 
 // SetState writes key, bound to the session.
 func (se *Session) SetState(ctx context.Context, key string, value []byte) error {
-	_, err := se.set(ctx, key, value, false)
+	_, err := se.set(ctx, key, value, false, false)
 	return err
 }
 
 // LearnState writes key bound to the session unless a persistent entry
 // holds it, and reports whether it wrote.
 func (se *Session) LearnState(ctx context.Context, key string, value []byte) (bool, error) {
-	return se.set(ctx, key, value, true)
+	return se.set(ctx, key, value, true, false)
 }
 
-func (se *Session) set(ctx context.Context, key string, value []byte, unlessPersistent bool) (bool, error) {
+// ClaimState writes key bound to the session if it is absent or already
+// holds value, and reports whether the session holds it now.
+func (se *Session) ClaimState(ctx context.Context, key string, value []byte) (bool, error) {
+	return se.set(ctx, key, value, false, true)
+}
+
+func (se *Session) set(ctx context.Context, key string, value []byte, unlessPersistent, claim bool) (bool, error) {
 	if err := checkStateKey(key); err != nil {
 		return false, err
 	}
@@ -385,6 +391,9 @@ func (se *Session) set(ctx context.Context, key string, value []byte, unlessPers
 		return false, nsdb.ErrSessionClosed
 	}
 	if e, ok := s.state[key]; ok && unlessPersistent && e.session == 0 {
+		return false, nil
+	}
+	if e, ok := s.state[key]; ok && claim && !slices.Equal(e.value, value) {
 		return false, nil
 	}
 	s.setStateLocked(key, value, se.id)

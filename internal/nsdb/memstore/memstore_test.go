@@ -116,3 +116,32 @@ func TestWatchEndsWithContext(t *testing.T) {
 	for range ch {
 	}
 }
+
+// A claimed key has one holder: another session's claim fails until the
+// holder's session ends, and a session claiming with the holder's value
+// takes it over (a restarted host).
+func TestClaimedKeysHaveOneHolder(t *testing.T) {
+	ctx := t.Context()
+	s := New()
+	key := "/state/nat/r1/203.0.113.1/20"
+	a, _ := s.NewSession(ctx, 0)
+	b, _ := s.NewSession(ctx, 0)
+	if ok, err := a.ClaimState(ctx, key, []byte("h1")); !ok || err != nil {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if ok, _ := b.ClaimState(ctx, key, []byte("h2")); ok {
+		t.Fatal("a second holder's claim succeeded")
+	}
+	again, _ := s.NewSession(ctx, 0)
+	if ok, _ := again.ClaimState(ctx, key, []byte("h1")); !ok {
+		t.Fatal("the holder's new session could not take its claim back")
+	}
+	a.Close() // the old session's end no longer removes the key
+	if e, err := s.GetState(ctx, key); err != nil || string(e.Value) != "h1" {
+		t.Fatalf("after the old session closed: %+v %v", e, err)
+	}
+	again.Close()
+	if ok, _ := b.ClaimState(ctx, key, []byte("h2")); !ok {
+		t.Fatal("claim refused after the holder's session ended")
+	}
+}
