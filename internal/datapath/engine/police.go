@@ -8,7 +8,8 @@ import (
 )
 
 // policer is a token bucket: a frame passes while the bucket holds its
-// bytes; the bucket refills at the port's rate up to its burst. A port's
+// bytes (one larger than the burst, on a full bucket); the bucket refills
+// at the port's rate up to its burst. A port's
 // receiver and the packets executed as received on the port share it, so
 // it has a lock; it is taken only on limited ports.
 type policer struct {
@@ -34,7 +35,14 @@ func (p *policer) allow(n int, now int64) bool {
 		p.tokens = min(p.burst, p.tokens+float64(d)*p.rate)
 		p.last = now
 	}
-	if p.tokens < float64(n) {
+	switch {
+	case p.tokens >= float64(n):
+	case float64(n) > p.burst && p.tokens >= p.burst:
+		// A segmentation-offload frame larger than the whole burst
+		// would never pass, and TCP would stall for good: it passes on
+		// a full bucket, and the debt is repaid at the rate before
+		// anything else passes.
+	default:
 		return false
 	}
 	p.tokens -= float64(n)

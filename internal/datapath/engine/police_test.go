@@ -7,7 +7,8 @@ import (
 )
 
 // The bucket passes its burst at once, then the rate, whatever the frame
-// sizes; it never lends what it does not hold.
+// sizes; it lends only to a frame larger than the whole burst (a
+// segmentation-offload frame), on a full bucket.
 func TestPolicerPassesBurstThenRate(t *testing.T) {
 	const second = int64(1e9)
 	for _, tc := range []struct {
@@ -22,6 +23,8 @@ func TestPolicerPassesBurstThenRate(t *testing.T) {
 			second / 833, 10 * second, 15000 + 1e6/8*10},
 		{"100 Mbit/s, 64-byte frames", datapath.RateLimit{BitsPerSecond: 100e6, BurstBytes: 64000}, 64,
 			second / 1e6 * 2, 2 * second, 64000 + 100e6/8*2},
+		{"1 Mbit/s, 64 KB offload frames over a 25 KB burst", datapath.RateLimit{BitsPerSecond: 1e6, BurstBytes: 25000}, 65536,
+			second / 20, 10 * second, 65536 + 1e6/8*10},
 		{"offered below the rate: everything passes", datapath.RateLimit{BitsPerSecond: 10e6, BurstBytes: 3000}, 1000,
 			second / 100, second, 1000 * 100},
 	} {
