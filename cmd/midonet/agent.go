@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/services/bgp"
 	"github.com/midonet/midonet/internal/services/health"
+	"github.com/midonet/midonet/internal/services/metadata"
 	"github.com/midonet/midonet/internal/sim"
 )
 
@@ -38,12 +40,17 @@ func agentCommand() *cobra.Command {
 		dpCPUs        string
 		fastPath      bool
 		healthMonitor bool
+
+		nsdbCA, nsdbCert, nsdbKey string
+
+		novaURL, metadataSecretFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the per-host agent: simulate the virtual network and program the datapath",
 		Example: `  midonet agent --host h1 --nsdb http://10.0.0.1:2379 --metrics-listen :9100
-  midonet agent --host h1 --nsdb http://10.0.0.1:2379 --datapath ovs`,
+  midonet agent --host h1 --nsdb http://10.0.0.1:2379 --datapath ovs
+  midonet agent --host h1 --nsdb https://10.0.0.1:2379 --nsdb-ca ca.pem --nsdb-cert h1.pem --nsdb-key h1-key.pem`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger(logLevel)
 			ctx := cmd.Context()
@@ -58,6 +65,23 @@ func agentCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--datapath-cpus: %w", err)
 			}
+			if novaURL != "" {
+				secret, err := os.ReadFile(metadataSecretFile)
+				if err != nil {
+					return fmt.Errorf("--metadata-secret-file: %w (Nova's metadata_proxy_shared_secret is needed with --metadata-nova-url)", err)
+				}
+				md, err := metadata.New(metadata.Config{NovaURL: novaURL, SharedSecret: strings.TrimSpace(string(secret))})
+				if err != nil {
+					return err
+				}
+				cfg.Services = append(cfg.Services, md)
+			}
+			var nsdbTLS *tls.Config
+			if nsdbCA != "" || nsdbCert != "" {
+				if nsdbTLS, err = nsdb.ClientTLS(nsdbCA, nsdbCert, nsdbKey); err != nil {
+					return err
+				}
+			}
 			dp, err := openDatapath(dpKind, userspace.Config{BusyPoll: busyPoll, CPUs: cpus, FastPath: fastPath}, log)
 			if err != nil {
 				return err
@@ -66,7 +90,7 @@ func agentCommand() *cobra.Command {
 			// cluster): keep trying, as a supervisor restarting us would.
 			var store *nsdb.Store
 			for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-				store, err = nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log})
+				store, err = nsdb.Open(ctx, nsdb.Config{Endpoints: strings.Split(nsdbURLs, ","), Logger: log, TLS: nsdbTLS})
 				if err == nil {
 					break
 				}
@@ -123,7 +147,12 @@ func agentCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.HostName, "host", "", "name of this host (default: the hostname)")
-	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated")
+	f.StringVar(&nsdbURLs, "nsdb", "http://127.0.0.1:2379", "client URLs of the NSDB (etcd), comma-separated (https: see --nsdb-ca)")
+	f.StringVar(&novaURL, "metadata-nova-url", "", "Nova's metadata service, e.g. http://nova-api:8775: serve VMs 169.254.169.254 through this agent")
+	f.StringVar(&metadataSecretFile, "metadata-secret-file", "", "file holding Nova's metadata_proxy_shared_secret")
+	f.StringVar(&nsdbCA, "nsdb-ca", "", "CA (PEM) of the store's TLS certificate (https --nsdb)")
+	f.StringVar(&nsdbCert, "nsdb-cert", "", "client certificate (PEM) to present to the store")
+	f.StringVar(&nsdbKey, "nsdb-key", "", "private key (PEM) of --nsdb-cert")
 	f.StringVar(&dpKind, "datapath", "userspace", "datapath backend: userspace, ovs (the Open vSwitch kernel module) or auto")
 	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "directory for the host id and the flow state (saved every 2s and on exit, journaled in between)")
 	f.StringVar(&metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, e.g. :9100 (published in the store "+

@@ -62,8 +62,10 @@
 // monitors, a metadata proxy) are Services (services.go), given in
 // Config.Services: the agent runs each for its host once the topology is
 // loaded, restarts it if it fails, and tells the ones that implement
-// PortWatcher when ports are bound here and unbound. A ServiceHost gives
-// them the snapshot, the datapath, the flow table and the store session.
+// PortWatcher when ports are bound here and unbound, and offers every miss
+// first to the ones that implement PacketTaker (take.go). A ServiceHost
+// gives them the snapshot, the datapath, the flow table and the store
+// session.
 // DHCP needs no service: it is answered inside the simulation, as ARP is,
 // with generated packets the worker already sends.
 package agent

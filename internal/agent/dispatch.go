@@ -89,6 +89,10 @@ func (a *Agent) dispatch(u *datapath.Upcall) {
 			return
 		}
 	}
+	if len(a.services.takers) > 0 && a.services.take(u) {
+		a.metrics.upcallsTaken.Inc()
+		return
+	}
 	m := sim.MatchOf(&u.Key, u.Packet)
 	// Both directions of a connection, and ICMP errors about it, meet on
 	// one worker, which holds the connection's flow state.

@@ -14,6 +14,7 @@ type Metrics struct {
 
 	upcalls            prometheus.Counter
 	upcallQueueDrops   prometheus.Counter
+	upcallsTaken       prometheus.Counter
 	upcallsInline      prometheus.Counter
 	simulations        *prometheus.CounterVec
 	byKind             [sim.Kinds]prometheus.Counter // simulations by sim.Kind, resolved once
@@ -65,6 +66,7 @@ func newMetrics(ft *flows.Table) *Metrics {
 	}
 	m.upcalls = counter("upcalls_total", "Packets the datapath sent up (misses and userspace actions).")
 	m.upcallQueueDrops = counter("upcall_queue_drops_total", "Upcalls dropped because a worker queue was full.")
+	m.upcallsTaken = counter("upcalls_taken_total", "Upcalls a service answered itself instead of the simulation (the metadata proxy).")
 	m.upcallsInline = counter("upcalls_inline_total", "Misses simulated on the goroutine that delivered them (a quiet host), not handed to a worker's.")
 	m.simulations = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "simulations_total", Help: "Simulations by result kind."}, []string{"result"})

@@ -138,12 +138,19 @@ const (
 type serviceRunner struct {
 	a        *Agent
 	services []Service
+	takers   []PacketTaker // the services that take packets (take.go)
 
 	mu sync.Mutex // serializes port events
 }
 
 func newServiceRunner(a *Agent, services []Service) *serviceRunner {
-	return &serviceRunner{a: a, services: services}
+	r := &serviceRunner{a: a, services: services}
+	for _, s := range services {
+		if t, ok := s.(PacketTaker); ok {
+			r.takers = append(r.takers, t)
+		}
+	}
+	return r
 }
 
 // run runs every service, once the agent is ready, until ctx ends.

@@ -26,6 +26,10 @@ func (s *Server) routes() {
 			s.handle(m+" "+p, s.methodNotAllowed)
 		}
 	}
+	if s.neutron != nil {
+		s.mux.Handle(BasePath+"/neutron", s.neutron)
+		s.mux.Handle(BasePath+"/neutron/", s.neutron)
+	}
 	s.networkRoutes()
 	s.filterRoutes()
 	s.hostRoutes()
@@ -66,6 +70,9 @@ func (s *Server) root(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, seg := range templates {
 		app[k] = base + "/" + seg + "/{id}"
+	}
+	if s.neutron != nil {
+		app["neutron"] = base + "/neutron"
 	}
 	ct := vendor("Application-v5")
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {

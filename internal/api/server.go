@@ -31,6 +31,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the time; tests may fix it.
 	Now func() time.Time
+	// Neutron, when set, serves the Neutron endpoints under
+	// BasePath/neutron; the API root then names them.
+	Neutron http.Handler
 	// MaxBodyBytes bounds a request body; a larger one is answered 413.
 	// Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -56,6 +59,8 @@ type Server struct {
 	timeout time.Duration
 	// patterns lists the registered routes, "METHOD /path" under BasePath.
 	patterns []string
+	// neutron serves BasePath/neutron (nil: not offered).
+	neutron http.Handler
 }
 
 // New builds the API server.
@@ -73,7 +78,7 @@ func New(cfg Config) *Server {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, mux: http.NewServeMux(),
-		maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout}
+		maxBody: cfg.MaxBodyBytes, timeout: cfg.RequestTimeout, neutron: cfg.Neutron}
 	s.routes()
 	// Whatever no route takes gets the error entity too: 405 naming the
 	// methods the path has, or 404.

@@ -31,17 +31,19 @@ type options struct {
 	timeout time.Duration
 	// httpClient, when set, replaces the default HTTP client (tests).
 	httpClient *http.Client
+	creds      credentials
 }
 
 // Register adds the client verbs to root. Each verb takes --api and
 // -o table|json.
 func Register(root *cobra.Command) {
 	opts := &options{}
-	for _, c := range commands(opts) {
+	for _, c := range append(commands(opts), authCommands(opts)...) {
 		pf := c.PersistentFlags()
 		pf.StringVar(&opts.api, "api", DefaultAPI, "base URL of the MidoNet REST API (env "+EnvAPI+")")
 		pf.StringVarP(&opts.output, "output", "o", "table", "output format: table or json")
 		pf.DurationVar(&opts.timeout, "timeout", 30*time.Second, "time limit of each request")
+		opts.creds.flags(c)
 		root.AddCommand(c)
 	}
 }
@@ -78,7 +80,14 @@ func (o *options) session(cmd *cobra.Command) (*session, error) {
 	}
 	hc := o.httpClient
 	if hc == nil {
-		hc = &http.Client{Timeout: o.timeout}
+		if err := o.creds.resolve(cmd); err != nil {
+			return nil, err
+		}
+		rt, err := o.creds.transport(api)
+		if err != nil {
+			return nil, err
+		}
+		hc = &http.Client{Timeout: o.timeout, Transport: rt}
 	}
 	s.client = NewClient(api, hc)
 	return s, nil

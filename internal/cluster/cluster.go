@@ -1,6 +1,7 @@
 // Package cluster runs the `midonet cluster` daemon: the NSDB (an embedded
-// etcd member unless an external cluster is named), the REST API and the
-// web console beside it.
+// etcd member unless an external cluster is named), the REST API with
+// MidoNet's Neutron endpoints and its authentication, and the web console
+// beside it.
 package cluster
 
 import (
@@ -18,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/midonet/midonet/internal/api"
+	"github.com/midonet/midonet/internal/auth"
 	"github.com/midonet/midonet/internal/console"
+	"github.com/midonet/midonet/internal/neutron"
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/nsdb/embedded"
 )
@@ -45,8 +48,41 @@ type Config struct {
 	Prefix string
 	// FastStore trades durability for speed in the embedded member (tests).
 	FastStore bool
-	Logger    *slog.Logger
+	// Auth is the authentication provider: AuthMock (MidoNet's mock mode:
+	// no checks), AuthLocal or AuthKeystone. Empty is AuthMock, for
+	// in-process clusters of tests; `midonet cluster` defaults to
+	// AuthLocal.
+	Auth string
+	// AdminCredentials is where AuthLocal writes the first admin's
+	// credential when the store has no user yet.
+	AdminCredentials string
+	// Local configures AuthLocal (token lifetime, hash cost).
+	Local auth.LocalConfig
+	// Keystone configures AuthKeystone.
+	Keystone auth.KeystoneConfig
+	// TLSCert and TLSKey, when set, make the API serve HTTPS.
+	TLSCert, TLSKey string
+	// NSDBTLSCert and NSDBTLSKey make the embedded store serve agents over
+	// TLS; with NSDBClientCA, only clients with a certificate it signed
+	// get in.
+	NSDBTLSCert, NSDBTLSKey, NSDBClientCA string
+	// NSDBCA verifies the store's certificate (default with an embedded
+	// TLS store: NSDBTLSCert itself); NSDBCert and NSDBKey are this node's
+	// client certificate, for a store that asks for one.
+	NSDBCA, NSDBCert, NSDBKey string
+	Logger                    *slog.Logger
 }
+
+// Authentication providers (--auth).
+const (
+	AuthMock     = "mock"
+	AuthLocal    = "local"
+	AuthKeystone = "keystone"
+)
+
+// DefaultAdminCredentials is where a fresh cluster with local
+// authentication writes its admin's credential.
+const DefaultAdminCredentials = "/var/lib/midonet/admin.credentials"
 
 // Cluster is a running node.
 type Cluster struct {
@@ -57,6 +93,9 @@ type Cluster struct {
 	ConsoleURL string
 	// NSDBURLs are the client URLs agents use.
 	NSDBURLs []string
+	// AdminCredentials names the file where this start wrote the first
+	// admin's credential (empty if it wrote none).
+	AdminCredentials string
 
 	member  *embedded.Server
 	console *console.Console
@@ -90,10 +129,22 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	endpoints := cfg.NSDB
 	if len(endpoints) == 0 {
 		c.log.Info("embedded store starting", "data_dir", cfg.DataDir, "listen", cfg.NSDBListen)
+		scheme := "http://"
+		if cfg.NSDBTLSCert != "" {
+			scheme = "https://"
+			if cfg.NSDBCA == "" {
+				cfg.NSDBCA = cfg.NSDBTLSCert
+			}
+			if cfg.NSDBClientCA != "" && cfg.NSDBCert == "" {
+				return nil, errors.New("nsdb: with --nsdb-client-ca the cluster needs a client certificate of its own: pass --nsdb-cert and --nsdb-key")
+			}
+		}
+		listen := strings.TrimPrefix(strings.TrimPrefix(cfg.NSDBListen, "http://"), "https://")
 		c.member, err = embedded.Start(embedded.Config{
 			DataDir:   cfg.DataDir,
-			ClientURL: "http://" + strings.TrimPrefix(cfg.NSDBListen, "http://"),
+			ClientURL: scheme + listen,
 			Fast:      cfg.FastStore,
+			TLSCert:   cfg.NSDBTLSCert, TLSKey: cfg.NSDBTLSKey, ClientCA: cfg.NSDBClientCA,
 		})
 		if err != nil {
 			return nil, err
@@ -102,7 +153,13 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		c.log.Info("embedded store started", "data_dir", cfg.DataDir, "url", c.member.ClientURL)
 	}
 	c.NSDBURLs = endpoints
-	c.Store, err = nsdb.Open(ctx, nsdb.Config{Endpoints: endpoints, Prefix: cfg.Prefix, Logger: cfg.Logger})
+	ncfg := nsdb.Config{Endpoints: endpoints, Prefix: cfg.Prefix, Logger: cfg.Logger}
+	if cfg.NSDBCA != "" || cfg.NSDBCert != "" {
+		if ncfg.TLS, err = nsdb.ClientTLS(cfg.NSDBCA, cfg.NSDBCert, cfg.NSDBKey); err != nil {
+			return nil, err
+		}
+	}
+	c.Store, err = nsdb.Open(ctx, ncfg)
 	if err != nil {
 		return nil, err
 	}
@@ -115,21 +172,39 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if host.IP.IsUnspecified() {
 		apiHost = net.JoinHostPort("127.0.0.1", fmt.Sprint(host.Port))
 	}
-	c.APIURL = "http://" + apiHost + api.BasePath
-	c.ConsoleURL = "http://" + apiHost + console.Path
-	apiSrv := api.New(api.Config{Store: c.Store, Logger: cfg.Logger})
+	scheme := "http"
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return nil, errors.New("api: TLS needs both --tls-cert and --tls-key")
+		}
+		scheme = "https"
+	}
+	c.APIURL = scheme + "://" + apiHost + api.BasePath
+	c.ConsoleURL = scheme + "://" + apiHost + console.Path
+	apiSrv := api.New(api.Config{Store: c.Store, Logger: cfg.Logger,
+		Neutron: neutron.New(c.Store, cfg.Logger).Handler(api.BasePath, api.BaseURI)})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.console = console.New(console.Config{Store: c.Store, API: apiSrv, Registerer: reg, Logger: cfg.Logger})
 	c.console.Start()
+	// Authentication wraps the API with the console's endpoints on it.
+	apiHandler, err := c.authenticate(ctx, cfg, apiSrv)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle(api.BasePath, apiSrv)
-	mux.Handle(api.BasePath+"/", apiSrv)
+	mux.Handle(api.BasePath, apiHandler)
+	mux.Handle(api.BasePath+"/", apiHandler)
 	mux.Handle("/", c.console)
 	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		err := c.http.Serve(c.ln)
+		var err error
+		if scheme == "https" {
+			err = c.http.ServeTLS(c.ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = c.http.Serve(c.ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -137,6 +212,41 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}()
 	c.log.Info("api serving", "url", c.APIURL, "console", c.ConsoleURL)
 	return c, nil
+}
+
+// authenticate wraps the API in the configured authentication.
+func (c *Cluster) authenticate(ctx context.Context, cfg Config, h http.Handler) (http.Handler, error) {
+	acfg := auth.Config{Store: c.Store, BasePath: api.BasePath, Logger: cfg.Logger}
+	switch cfg.Auth {
+	case "", AuthMock:
+		c.log.Warn("authentication in mock mode: every call is the admin's", "auth", AuthMock)
+		return h, nil
+	case AuthLocal:
+		local := auth.NewLocal(c.Store, cfg.Local)
+		file := cfg.AdminCredentials
+		if file == "" {
+			file = DefaultAdminCredentials
+		}
+		created, err := local.Bootstrap(ctx, file)
+		if err != nil {
+			return nil, fmt.Errorf("auth: creating the first admin: %w", err)
+		}
+		if created {
+			c.log.Info("admin credential created", "file", file, "user", "admin")
+			c.AdminCredentials = file
+		}
+		acfg.Provider, acfg.Users = local, local
+	case AuthKeystone:
+		ks, err := auth.NewKeystone(cfg.Keystone)
+		if err != nil {
+			return nil, err
+		}
+		acfg.Provider = ks
+	default:
+		return nil, fmt.Errorf("--auth %q: want %s, %s or %s", cfg.Auth, AuthLocal, AuthKeystone, AuthMock)
+	}
+	c.log.Info("authentication on", "auth", cfg.Auth)
+	return auth.Handler(h, acfg), nil
 }
 
 // Err reports a fatal error of the API server or the embedded store.

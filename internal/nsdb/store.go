@@ -35,9 +35,12 @@ package nsdb
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -75,7 +78,35 @@ type Config struct {
 	DialTimeout time.Duration
 	// RequestTimeout bounds each request; default 10s.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// TLS secures the connections (https endpoints): see ClientTLS.
+	TLS    *tls.Config
+	Logger *slog.Logger
+}
+
+// ClientTLS builds the TLS configuration of a store client: ca verifies
+// the members' certificates (empty: the system's roots), cert and key are
+// the client's own certificate when the members ask for one.
+func ClientTLS(ca, cert, key string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("nsdb: CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("nsdb: CA %s holds no PEM certificate", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if cert != "" || key != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("nsdb: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return cfg, nil
 }
 
 // Store is a connection to the NSDB.
@@ -114,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		AutoSyncInterval:     30 * time.Second,
+		TLS:                  cfg.TLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nsdb: connect to %s: %w", strings.Join(cfg.Endpoints, ","), err)

@@ -378,3 +378,42 @@ func (tx *Tx) NextSequence(name string) (int64, error) {
 	n++
 	return n, tx.writeKey(key, []byte(strconv.FormatInt(n, 10)))
 }
+
+// GetState reads a state key (see the package comment) at the
+// transaction's revision; nil when absent. It guards the commit like any
+// other read.
+func (tx *Tx) GetState(key string) ([]byte, error) {
+	full, err := tx.s.stateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return tx.readKey(full)
+}
+
+// PutState writes a persistent state key (bound to no session) in the
+// transaction, so that seeded MAC and ARP entries commit or fail together
+// with the objects they belong to (a Neutron port and its bridge port).
+func (tx *Tx) PutState(key string, value []byte) error {
+	full, err := tx.s.stateKey(key)
+	if err != nil {
+		return err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return tx.writeKey(full, value)
+}
+
+// DeleteState deletes a state key, persistent or leased, in the
+// transaction; deleting an absent key is not an error.
+func (tx *Tx) DeleteState(key string) error {
+	full, err := tx.s.stateKey(key)
+	if err != nil {
+		return err
+	}
+	v, err := tx.readKey(full)
+	if err != nil || v == nil {
+		return err
+	}
+	return tx.writeKey(full, nil)
+}

@@ -185,6 +185,9 @@ func Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	sb.cluster, err = cluster.Start(ctx, cluster.Config{
 		Listen: cfg.Listen, DataDir: filepath.Join(sb.cfg.DataDir, "nsdb"),
 		NSDBListen: storeAddr + ":2379", Logger: cfg.Logger,
+		// A demo on one machine: MidoNet's mock authentication, so that
+		// the CLI and curl need no token.
+		Auth: cluster.AuthMock,
 	})
 	if err != nil {
 		return sb, err

@@ -41,6 +41,10 @@ type Config struct {
 	Fast bool
 	// StartTimeout bounds the wait for the member to be ready. Default 60s.
 	StartTimeout time.Duration
+	// TLSCert and TLSKey, when set, make the member serve clients over
+	// TLS (the client URL must then be https); with ClientCA, clients must
+	// present a certificate signed by it.
+	TLSCert, TLSKey, ClientCA string
 	// MaxTxnOps bounds the operations of a transaction; default MaxTxnOps
 	// (etcd's own default, 128, is what a store that is not ours may hold
 	// clients to).
@@ -124,6 +128,17 @@ func Start(cfg Config) (*Server, error) {
 	ec.MaxTxnOps = MaxTxnOps
 	if cfg.MaxTxnOps > 0 {
 		ec.MaxTxnOps = cfg.MaxTxnOps
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" || curl.Scheme != "https" {
+			return nil, fmt.Errorf("embedded store: serving clients over TLS needs a certificate, its key and an https client URL (have %s)", curl)
+		}
+		ec.ClientTLSInfo.CertFile, ec.ClientTLSInfo.KeyFile = cfg.TLSCert, cfg.TLSKey
+		if cfg.ClientCA != "" {
+			ec.ClientTLSInfo.TrustedCAFile, ec.ClientTLSInfo.ClientCertAuth = cfg.ClientCA, true
+		}
+	} else if curl.Scheme == "https" {
+		return nil, fmt.Errorf("embedded store: client URL %s is https but no certificate was given", curl)
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Keep an hour of history so watchers that reconnect can resume.
