@@ -166,4 +166,3 @@ func TestSubnet6Refusals(t *testing.T) {
 		t.Errorf("IPv4 address in an IPv6 subnet: err = %v, want ErrInvalid", err)
 	}
 }
-
