@@ -102,12 +102,6 @@ func subnetPrefix(s *Subnet) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// isV6 reports whether a subnet is an IPv6 subnet.
-func isV6(s *Subnet) bool {
-	p, err := subnetPrefix(s)
-	return err == nil && p.Addr().Is6()
-}
-
 // routedPrefix is subnetPrefix for a subnet a router attaches to: the
 // virtual routers route IPv4 only.
 func routedPrefix(s *Subnet) (netip.Prefix, error) {
