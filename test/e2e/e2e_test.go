@@ -355,29 +355,7 @@ func TestInterfaceDownAndUp(t *testing.T) {
 // prefixed with the address and port the server saw the client at.
 func natConversation(t *testing.T, port int) (seen string, say func(msg string) string) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, sandbox.ExtNS, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				s := bufio.NewScanner(c)
-				for s.Scan() {
-					fmt.Fprintf(c, "%s %s\n", c.RemoteAddr(), s.Text())
-				}
-			}()
-		}
-	}()
+	echoServer(t, sandbox.ExtNS, port)
 	var c net.Conn
 	inNS(t, sandbox.VMNS("vm-b1"), func() {
 		var err error
