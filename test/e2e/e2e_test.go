@@ -355,29 +355,7 @@ func TestInterfaceDownAndUp(t *testing.T) {
 // prefixed with the address and port the server saw the client at.
 func natConversation(t *testing.T, port int) (seen string, say func(msg string) string) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, sandbox.ExtNS, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				s := bufio.NewScanner(c)
-				for s.Scan() {
-					fmt.Fprintf(c, "%s %s\n", c.RemoteAddr(), s.Text())
-				}
-			}()
-		}
-	}()
+	echoServer(t, sandbox.ExtNS, port)
 	var c net.Conn
 	inNS(t, sandbox.VMNS("vm-b1"), func() {
 		var err error
@@ -505,10 +483,10 @@ func migrate(t *testing.T, vmName string, from, to int) {
 	})
 }
 
-// agentMetric reads a sample of a host agent's metrics: the line that
-// starts with series (the metric name with its labels) followed by a space.
-func agentMetric(t testing.TB, host int, series string) int {
-	var n int
+// agentMetricLines returns the lines of a host agent's metrics page, or
+// none when it does not answer.
+func agentMetricLines(t testing.TB, host int) []string {
+	var lines []string
 	inNS(t, sandbox.HostNS(host), func() {
 		// Dial on this thread, which is in the host's namespace: an
 		// http.Client would dial from another thread.
@@ -522,14 +500,24 @@ func agentMetric(t testing.TB, host int, series string) int {
 		s := bufio.NewScanner(conn)
 		s.Buffer(make([]byte, 64<<10), 1<<20)
 		for s.Scan() {
-			if v, ok := strings.CutPrefix(s.Text(), series+" "); ok {
-				// Large values come as 1.2345e+06.
-				var f float64
-				fmt.Sscanf(v, "%g", &f)
-				n = int(f)
-			}
+			lines = append(lines, s.Text())
 		}
 	})
+	return lines
+}
+
+// agentMetric reads a sample of a host agent's metrics: the line that
+// starts with series (the metric name with its labels) followed by a space.
+func agentMetric(t testing.TB, host int, series string) int {
+	n := 0
+	for _, l := range agentMetricLines(t, host) {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			// Large values come as 1.2345e+06.
+			var f float64
+			fmt.Sscanf(v, "%g", &f)
+			n = int(f)
+		}
+	}
 	return n
 }
 

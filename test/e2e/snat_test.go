@@ -263,23 +263,13 @@ func ipNS(t *testing.T, ns string, args ...string) {
 // one of prefixes.
 func agentSeries(t *testing.T, host int, prefixes ...string) []string {
 	var out []string
-	inNS(t, sandbox.HostNS(host), func() {
-		conn, err := net.DialTimeout("tcp4", "127.0.0.1:9100", time.Second)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-		s := bufio.NewScanner(conn)
-		s.Buffer(make([]byte, 64<<10), 1<<20)
-		for s.Scan() {
-			for _, p := range prefixes {
-				if strings.HasPrefix(s.Text(), p) {
-					out = append(out, s.Text())
-				}
+	for _, l := range agentMetricLines(t, host) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
 			}
 		}
-	})
+	}
 	return out
 }
