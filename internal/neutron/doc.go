@@ -15,8 +15,11 @@
 //
 // What the translation does not support is refused with an error wrapping
 // ErrUnsupported (the API answers 501), never accepted and dropped:
-// IPv6 subnets, addresses and prefixes (the simulation routes and filters
-// IPv4), uplink and VLAN/flat provider networks, Neutron QoS policies and
+// IPv6 beyond what the agents' DHCPv6 and bridges do (SLAAC, stateless
+// DHCPv6 and router advertisement modes, IPv6 host routes, router
+// interfaces and gateways on IPv6 subnets, IPv6 allowed address pairs,
+// security group prefixes and floating IPs: the routers route and the rule
+// engine filters IPv4 only), uplink and VLAN/flat provider networks, Neutron QoS policies and
 // address groups, stateless security groups, and the services MidoNet's
 // endpoints also carried (LBaaS, FWaaS, VPNaaS, L2 gateways, BGP, TaaS).
 package neutron

@@ -80,6 +80,10 @@ type Subnet struct {
 	DNSNameservers  []string         `json:"dns_nameservers"`
 	HostRoutes      []HostRoute      `json:"host_routes"`
 	AllocationPools []AllocationPool `json:"allocation_pools"`
+	// IPv6AddressMode and IPv6RAMode say how an IPv6 subnet's VMs get
+	// their addresses: only DHCPv6 (stateful, or unset) is served.
+	IPv6AddressMode *string `json:"ipv6_address_mode"`
+	IPv6RAMode      *string `json:"ipv6_ra_mode"`
 
 	rest map[string]json.RawMessage
 }

@@ -86,16 +86,30 @@ func (t *txn) deleteNetwork(n *Network) error {
 	return t.remove(topology.KindBridge, n.ID)
 }
 
-// subnetPrefix parses an IPv4 subnet's CIDR.
+// subnetPrefix parses a subnet's CIDR, IPv4 or IPv6 as its ip_version
+// says (none: as the CIDR is written).
 func subnetPrefix(s *Subnet) (netip.Prefix, error) {
-	if s.IPVersion == 6 {
-		return netip.Prefix{}, unsupported("subnet %s: IPv6 subnets are not supported (the simulation routes and filters IPv4 only)", s.ID)
-	}
-	p, err := parsePrefix4("cidr", s.CIDR)
+	p, err := netip.ParsePrefix(s.CIDR)
 	if err != nil {
-		return p, err
+		return p, invalid("subnet %s: cidr %q is not a CIDR", s.ID, s.CIDR)
+	}
+	switch {
+	case s.IPVersion == 4 && !p.Addr().Is4(), s.IPVersion == 6 && !p.Addr().Is6(), p.Addr().Is4In6():
+		return p, invalid("subnet %s: cidr %s is not an IPv%d prefix", s.ID, s.CIDR, s.IPVersion)
+	case s.IPVersion != 0 && s.IPVersion != 4 && s.IPVersion != 6:
+		return p, invalid("subnet %s: ip_version %d is neither 4 nor 6", s.ID, s.IPVersion)
 	}
 	return p.Masked(), nil
+}
+
+// routedPrefix is subnetPrefix for a subnet a router attaches to: the
+// virtual routers route IPv4 only.
+func routedPrefix(s *Subnet) (netip.Prefix, error) {
+	p, err := subnetPrefix(s)
+	if err == nil && p.Addr().Is6() {
+		return p, unsupported("subnet %s: a router interface or gateway on an IPv6 subnet is not supported (the virtual routers route IPv4 only; the subnet's VMs get their addresses by DHCPv6 and reach each other over the network)", s.ID)
+	}
+	return p, err
 }
 
 // dhcpID is the stored id of a subnet's DHCP subnet.
@@ -177,6 +191,9 @@ func (t *txn) createSubnet(s *Subnet) error {
 	if err := checkNetworkType(n); err != nil {
 		return err
 	}
+	if p.Addr().Is6() {
+		return t.createSubnet6(s, p)
+	}
 	var d topology.DHCPSubnet
 	if err := dhcpFromSubnet(s, p, &d); err != nil {
 		return err
@@ -204,6 +221,9 @@ func (t *txn) updateSubnet(old, s *Subnet) error {
 	}
 	if p != op || s.NetworkID != old.NetworkID {
 		return invalid("subnet %s: cidr and network_id cannot change", s.ID)
+	}
+	if p.Addr().Is6() {
+		return t.updateSubnet6(s, p)
 	}
 	var d topology.DHCPSubnet
 	if err := t.tx.Get(topology.KindDHCPSubnet, dhcpID(s.NetworkID, p), &d); err != nil {
@@ -303,6 +323,9 @@ func (t *txn) deleteSubnet(s *Subnet) error {
 	p, err := subnetPrefix(s)
 	if err != nil {
 		return nil // nothing was made for it
+	}
+	if p.Addr().Is6() {
+		return t.tx.Delete(topology.KindDHCPSubnetV6, dhcpID(s.NetworkID, p))
 	}
 	return t.tx.Delete(topology.KindDHCPSubnet, dhcpID(s.NetworkID, p))
 }

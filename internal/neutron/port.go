@@ -44,17 +44,18 @@ type portAddr struct {
 	prefix netip.Prefix
 }
 
-// portAddrs checks a port's fixed IPs: each is an IPv4 address inside a
-// subnet of the port's network.
+// portAddrs checks a port's fixed IPs: each is an address inside a subnet
+// of the port's network, of the subnet's IP version. A router's port (an
+// interface or a gateway) has IPv4 addresses only: the routers route IPv4.
 func (t *txn) portAddrs(p *Port) ([]portAddr, error) {
 	if p.QoSPolicyID != nil && *p.QoSPolicyID != "" {
 		return nil, unsupported("port %s: qos_policy_id: Neutron QoS policies are not translated; use the MidoNet API's qos_policies", p.ID)
 	}
 	out := make([]portAddr, 0, len(p.FixedIPs))
 	for _, f := range p.FixedIPs {
-		ip, err := parseAddr4("fixed_ips.ip_address", f.IPAddress)
-		if err != nil {
-			return nil, err
+		ip, err := netip.ParseAddr(f.IPAddress)
+		if err != nil || ip.Zone() != "" || ip.Is4In6() {
+			return nil, invalid("port %s: fixed_ips.ip_address %q is not an IP address", p.ID, f.IPAddress)
 		}
 		s, err := load[Subnet](t, f.SubnetID, "port "+p.ID.String()+": fixed_ips.subnet_id")
 		if err != nil {
@@ -64,6 +65,9 @@ func (t *txn) portAddrs(p *Port) ([]portAddr, error) {
 			return nil, invalid("port %s: subnet %s belongs to network %s, not the port's %s", p.ID, s.ID, s.NetworkID, p.NetworkID)
 		}
 		pfx, err := subnetPrefix(s)
+		if isRIF(p) || isGateway(p) {
+			pfx, err = routedPrefix(s)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -148,6 +152,9 @@ func (t *txn) addPortState(p *Port, addrs []portAddr) error {
 			return err
 		}
 		for _, a := range addrs {
+			if !a.ip.Is4() {
+				continue // IPv6 neighbours are found by NDP, which the bridge carries
+			}
 			if err := t.seedState(arpKey(p.NetworkID, a.ip), topology.FormatMAC(mac)); err != nil {
 				return err
 			}
@@ -174,7 +181,7 @@ func (t *txn) removePortState(p *Port) error {
 			return err
 		}
 		for _, f := range p.FixedIPs {
-			if ip, err := netip.ParseAddr(f.IPAddress); err == nil {
+			if ip, err := netip.ParseAddr(f.IPAddress); err == nil && ip.Is4() {
 				if err := t.unseedState(arpKey(p.NetworkID, ip), topology.FormatMAC(mac)); err != nil {
 					return err
 				}
@@ -234,7 +241,11 @@ func (t *txn) addPortSecurity(p *Port, addrs []portAddr) error {
 		return t.addRule(r, appendRule)
 	}
 	any := topology.Str(topology.FragAny)
-	arp, notARP := 0x0806, 0x0806
+	arp, notARP, ipv6 := 0x0806, 0x0806, 0x86dd
+	mac, err := parseMAC(p.MACAddress)
+	if err != nil {
+		return err
+	}
 
 	// Anti-spoofing.
 	if err := t.addRule(topology.Rule{ID: DerivedID(p.ID, roleAntiSpoofJump), ChainID: in, Type: topology.RuleJump,
@@ -250,7 +261,12 @@ func (t *txn) addPortSecurity(p *Port, addrs []portAddr) error {
 		pfx netip.Prefix
 		mac string
 	}, 0, len(addrs)+len(p.AllowedAddressPairs))
+	v6 := false
 	for _, a := range addrs {
+		if !a.ip.Is4() {
+			v6 = true
+			continue
+		}
 		pairs = append(pairs, struct {
 			pfx netip.Prefix
 			mac string
@@ -285,6 +301,18 @@ func (t *txn) addPortSecurity(p *Port, addrs []portAddr) error {
 		fromIPMAC.FragmentPolicy, fromIPMAC.DlSrc = any, topology.Str(topology.FormatMAC(m))
 		fromIPMAC.NwSrcAddress, fromIPMAC.NwSrcLength = condPrefix(pr.pfx)
 		if err := rule(spoof, fromIPMAC); err != nil {
+			return err
+		}
+	}
+	if v6 {
+		// IPv6 from the port's MAC: its addresses, its link-local address,
+		// neighbour discovery and DHCPv6. The rule engine matches no IPv6
+		// addresses, so IPv6 is held to the port's MAC, not to its
+		// addresses.
+		fromMAC := topology.Rule{Type: topology.RuleReturn}
+		fromMAC.DlType, fromMAC.FragmentPolicy = &ipv6, any
+		fromMAC.DlSrc = topology.Str(topology.FormatMAC(mac))
+		if err := rule(spoof, fromMAC); err != nil {
 			return err
 		}
 	}
@@ -351,6 +379,9 @@ func (t *txn) groupAddrs(sg, port ID, addrs []portAddr, add bool) error {
 	}
 	if add {
 		for _, a := range addrs {
+			if !a.ip.Is4() {
+				continue // the rule engine matches IPv4 members only
+			}
 			i := slices.IndexFunc(g.IPAddrPorts, func(x topology.IPAddrPort) bool { return x.IPAddress == a.ip.String() })
 			if i < 0 {
 				g.IPAddrPorts = append(g.IPAddrPorts, topology.IPAddrPort{IPAddress: a.ip.String()})
@@ -386,7 +417,18 @@ func (t *txn) dhcpOf(a portAddr) (*topology.DHCPSubnet, error) {
 // addDHCPHosts gives each address of a VIF a static DHCP lease with the
 // port's extra DHCP options.
 func (t *txn) addDHCPHosts(p *Port, addrs []portAddr) error {
+	for _, o := range p.ExtraDHCPOpts {
+		if o.IPVersion != nil && *o.IPVersion == 6 {
+			return unsupported("port %s: extra_dhcp_opts %s: DHCPv6 options are not supported; the agents' DHCPv6 gives the address and the subnet's DNS servers", p.ID, o.OptName)
+		}
+	}
 	for _, a := range addrs {
+		if !a.ip.Is4() {
+			if err := t.addDHCPHost6(p, a); err != nil {
+				return err
+			}
+			continue
+		}
 		d, err := t.dhcpOf(a)
 		if err != nil {
 			return err
@@ -396,9 +438,6 @@ func (t *txn) addDHCPHosts(p *Port, addrs []portAddr) error {
 			h.Name = topology.Str(p.Name)
 		}
 		for _, o := range p.ExtraDHCPOpts {
-			if o.IPVersion != nil && *o.IPVersion == 6 {
-				continue // options for DHCPv6, which no IPv4 lease carries
-			}
 			h.ExtraDHCPOpts = append(h.ExtraDHCPOpts, topology.DHCPOption{OptName: o.OptName, OptValue: o.OptValue})
 		}
 		h.Normalize()
@@ -415,6 +454,24 @@ func (t *txn) addDHCPHosts(p *Port, addrs []portAddr) error {
 
 // removeDHCPHosts deletes the leases of a VIF.
 func (t *txn) removeDHCPHosts(p *Port) error {
+	for _, f := range p.FixedIPs {
+		ip, err := netip.ParseAddr(f.IPAddress)
+		if err != nil || ip.Is4() {
+			continue
+		}
+		s, err := lookup[Subnet](t, f.SubnetID)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			continue
+		}
+		if pfx, err := subnetPrefix(s); err == nil && pfx.Addr().Is6() {
+			if err := t.removeDHCPHost6(p, s.NetworkID, pfx, ip); err != nil {
+				return err
+			}
+		}
+	}
 	return t.eachDHCP(p, func(d *topology.DHCPSubnet, ip netip.Addr) {
 		d.Hosts = slices.DeleteFunc(d.Hosts, func(x topology.DHCPHost) bool {
 			return strings.EqualFold(deref(x.MacAddr), p.MACAddress) && deref(x.IPAddr) == ip.String()
@@ -438,7 +495,7 @@ func (t *txn) eachDHCP(p *Port, change func(d *topology.DHCPSubnet, ip netip.Add
 			continue
 		}
 		pfx, err := subnetPrefix(s)
-		if err != nil {
+		if err != nil || !pfx.Addr().Is4() {
 			continue
 		}
 		var ds topology.DHCPSubnet
@@ -457,6 +514,7 @@ func (t *txn) eachDHCP(p *Port, change func(d *topology.DHCPSubnet, ip netip.Add
 // subnets, with an option 121 route to the metadata service through it,
 // and routes the metadata address to it on the router serving the subnet.
 func (t *txn) addDHCPServer(p *Port, addrs []portAddr) error {
+	addrs = slices.DeleteFunc(slices.Clone(addrs), func(a portAddr) bool { return !a.ip.Is4() })
 	for i, a := range addrs {
 		d, err := t.dhcpOf(a)
 		if err != nil {

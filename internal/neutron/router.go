@@ -473,6 +473,15 @@ func (t *txn) addInterface(ri *RouterInterface) error {
 		return err
 	}
 	want := ri.subnets()
+	for _, sid := range want {
+		if s, err := lookup[Subnet](t, sid); err != nil {
+			return err
+		} else if s != nil {
+			if _, err := routedPrefix(s); err != nil {
+				return err
+			}
+		}
+	}
 	var addrs []portAddr
 	for _, a := range all {
 		if len(want) == 0 || slices.Contains(want, a.subnet.ID) {
@@ -485,7 +494,7 @@ func (t *txn) addInterface(ri *RouterInterface) error {
 			if err != nil {
 				return err
 			}
-			pfx, err := subnetPrefix(s)
+			pfx, err := routedPrefix(s)
 			if err != nil {
 				return err
 			}

@@ -132,7 +132,7 @@ func TestSubnetTranslation(t *testing.T) {
 	}
 
 	for name, b := range map[string][]byte{
-		"IPv6":        body("id", topology.NewID(), "network_id", net, "ip_version", 6, "cidr", "2001:db8::/64"),
+		"IPv6 SLAAC":  body("id", topology.NewID(), "network_id", net, "ip_version", 6, "cidr", "2001:db8::/64", "ipv6_address_mode", "slaac"),
 		"IPv6 in DNS": body("id", topology.NewID(), "network_id", net, "ip_version", 4, "cidr", "10.2.0.0/24", "dns_nameservers", []string{"2001:db8::1"}),
 	} {
 		if _, err := r.createErr("subnets", b); !errors.Is(err, ErrUnsupported) {

@@ -107,6 +107,19 @@ func (r *rig) dhclient(v *vm) error {
 	return nil
 }
 
+// dhclient6 runs Debian's DHCPv6 client once in v's namespace, as
+// dhclient does for IPv4.
+func (r *rig) dhclient6(v *vm) error {
+	ctx, cancel := context.WithTimeout(r.t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", v.ns(), "dhclient", "-6", "-1", "-v",
+		"-lf", filepath.Join(r.dir, v.name+".leases6"), "-pf", dhclientPidFile(v.name+"-6"), "eth0").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dhclient -6 got no lease from its agent: %v: %s", err, out)
+	}
+	return nil
+}
+
 // createPort creates a VM's Neutron port bound to its host and interface.
 func (r *rig) createPort(v *vm, extra ...string) {
 	r.t.Helper()
@@ -250,6 +263,36 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 		}
 	})
 
+	t.Run("DHCPv6 on an IPv6 subnet", func(t *testing.T) {
+		// An IPv6 subnet on net1 and an address on it for vm3: the agent
+		// of vm3's host gives it by DHCPv6 to Debian's dhclient -6, which
+		// identifies itself by a DUID made from vm3's MAC.
+		r.openstack(nil, "subnet", "create", "--network", "net1", "--ip-version", "6", "--subnet-range", "2001:db8:1::/64",
+			"--ipv6-address-mode", "dhcpv6-stateful", "--dns-nameserver", "2001:db8:1::53", "net1-v6")
+		r.openstack(nil, "port", "set", "vm3", "--fixed-ip", "subnet=net1-v6,ip-address=2001:db8:1::12")
+		if err := r.dhclient6(vms[2]); err != nil {
+			t.Fatalf("vm3: %v", err)
+		}
+		addrs, _ := exec.Command("ip", "-n", vms[2].ns(), "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global").Output()
+		if !strings.Contains(string(addrs), " 2001:db8:1::12/") {
+			t.Errorf("vm3: DHCPv6 configured %q, want its port's fixed IP 2001:db8:1::12", strings.TrimSpace(string(addrs)))
+		}
+		if resolv, _ := os.ReadFile(filepath.Join("/etc/netns", vms[2].ns(), "resolv.conf")); !strings.Contains(string(resolv), "2001:db8:1::53") {
+			t.Errorf("vm3: DHCPv6 configured the resolver %q, want the subnet's DNS server 2001:db8:1::53", resolv)
+		}
+		// A router on the IPv6 subnet is refused (Neutron itself refuses a
+		// stateful subnet without ipv6_ra_mode; the cluster's own 501 for
+		// router ports on IPv6 subnets is TestSubnet6Refusals').
+		if err := r.openstackErr(nil, "router", "add", "subnet", "r1", "net1-v6"); err == nil {
+			t.Error("router add subnet on an IPv6 subnet succeeded")
+		} else {
+			t.Logf("router add subnet on an IPv6 subnet refused: %v", err)
+		}
+		// Its IPv4 address still works.
+		if pings(vms[2].ns(), vms[0].ip, 2) == 0 {
+			t.Error("vm3 no longer pings vm1 after its IPv6 address was added")
+		}
+	})
 	t.Run("metadata through the agent", func(t *testing.T) {
 		for _, v := range []*vm{vms[0], vms[2]} {
 			var md map[string]string
