@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -252,7 +253,9 @@ func (k *keptConn) get(t *testing.T) string {
 func tally(t *testing.T, ns, addr string, n int) map[string]int {
 	out := map[string]int{}
 	for range n {
-		out[get(t, ns, addr, 2*time.Second)]++
+		// Long enough for two SYN retransmissions: a loaded CI machine
+		// may lose a first packet's upcall, as a real host may.
+		out[get(t, ns, addr, 5*time.Second)]++
 	}
 	return out
 }
@@ -627,34 +630,41 @@ func TestQoS(t *testing.T) {
 		t.Helper()
 		var out []byte
 		var err error
-		for range 20 { // the server may not listen yet
-			out, err = exec.Command("ip", "netns", "exec", src.ns, "iperf3", "-c", dst.addr, "-p", "5299",
-				"-t", fmt.Sprint(seconds), "-J").Output()
-			if err == nil {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatalf("iperf3: %v %s", err, out)
-		}
 		var res struct {
 			End struct {
 				SumReceived struct {
 					BitsPerSecond float64 `json:"bits_per_second"`
 				} `json:"sum_received"`
 			} `json:"end"`
+			// With -J, iperf3 3.12 exits 0 when it cannot connect and
+			// says so here.
+			Error string `json:"error"`
 		}
-		if err := json.Unmarshal(out, &res); err != nil {
-			t.Fatalf("iperf3 output: %v\n%s", err, out)
+		for range 20 { // the server may not listen yet
+			out, err = exec.Command("ip", "netns", "exec", src.ns, "iperf3", "-c", dst.addr, "-p", "5299",
+				"-t", fmt.Sprint(seconds), "-J").Output()
+			if err == nil {
+				if err = json.Unmarshal(out, &res); err == nil && res.Error != "" {
+					err = errors.New(res.Error)
+				}
+				if err == nil {
+					break
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("iperf3: %v %s", err, out)
 		}
 		return res.End.SumReceived.BitsPerSecond
 	}
 	within := func(what string, got, want float64) {
 		t.Helper()
 		t.Logf("%s: %.3f Mbit/s (limit %.3f)", what, got/1e6, want/1e6)
-		if got < 0.8*want || got > 1.2*want {
-			t.Errorf("%s: %.3f Mbit/s; want %.3f ±20%%", what, got/1e6, want/1e6)
+		// TCP through a policer runs somewhat below its rate (81–93% of
+		// 1 Mbit/s here); it must never run above it.
+		if got < 0.7*want || got > 1.2*want {
+			t.Errorf("%s: %.3f Mbit/s; want %.3f -30%% +20%%", what, got/1e6, want/1e6)
 		}
 	}
 	within("1 Mbit/s limit", rate(5), 1e6)
