@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/midonet/midonet/internal/dhcp"
-
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -22,17 +21,6 @@ func dhcpHostView(subnetURI string, h topology.DHCPHost) view {
 	v := toView(h)
 	v["uri"] = subnetURI + "/hosts/" + derefString(h.MacAddr)
 	return v
-}
-
-// hostIndex finds the host named by the URL's {mac} in a subnet (404 when
-// it has none).
-func hostIndex(r *http.Request, d *topology.DHCPSubnet) (int, error) {
-	mac := r.PathValue("mac")
-	i := d.Host(mac)
-	if i < 0 {
-		return i, notFound("DHCP subnet %s has no host with MAC %s", d.SubnetKey(), mac)
-	}
-	return i, nil
 }
 
 func derefString(s *string) string {
@@ -149,26 +137,6 @@ func (s *Server) dhcpRoutes() {
 		return noContent(w)
 	})
 
-	hostMedia := []string{"DhcpHost-v2", "DhcpHost-v1"}
-	s.handle("GET /bridges/{id}/dhcp/{subnet}/hosts", func(w http.ResponseWriter, r *http.Request) error {
-		var out []view
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			u := dhcpSubnetURI(baseURI(r), d)
-			out = []view{}
-			for _, h := range d.Hosts {
-				out = append(out, dhcpHostView(u, h))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, []string{"collection.DhcpHost-v2", "collection.DhcpHost-v1"}, out)
-	})
 	decodeHost := func(r *http.Request) (topology.DHCPHost, error) {
 		var h topology.DHCPHost
 		if err := decode(r, &h); err != nil {
@@ -190,86 +158,12 @@ func (s *Server) dhcpRoutes() {
 		}
 		return h, nil
 	}
-	s.handle("POST /bridges/{id}/dhcp/{subnet}/hosts", func(w http.ResponseWriter, r *http.Request) error {
-		h, err := decodeHost(r)
-		if err != nil {
-			return err
-		}
-		var loc string
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			if d.Host(*h.MacAddr) >= 0 {
-				return conflict("DHCP subnet %s already has a host with MAC %s", d.SubnetKey(), *h.MacAddr)
-			}
-			d.Hosts = append(d.Hosts, h)
-			loc = dhcpSubnetURI(baseURI(r), d) + "/hosts/" + *h.MacAddr
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return created(w, loc)
-	})
-	s.handle("GET /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
-		var out view
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i, err := hostIndex(r, d)
-			if err != nil {
-				return err
-			}
-			out = dhcpHostView(dhcpSubnetURI(baseURI(r), d), d.Hosts[i])
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, hostMedia, out)
-	})
-	s.handle("PUT /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
-		h, err := decodeHost(r)
-		if err != nil {
-			return err
-		}
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i, err := hostIndex(r, d)
-			if err != nil {
-				return err
-			}
-			d.Hosts[i] = h
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
-	s.handle("DELETE /bridges/{id}/dhcp/{subnet}/hosts/{mac}", func(w http.ResponseWriter, r *http.Request) error {
-		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i := d.Host(r.PathValue("mac"))
-			if i < 0 {
-				return nil
-			}
-			d.Hosts = append(d.Hosts[:i:i], d.Hosts[i+1:]...)
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
+	(&dhcpHosts[*topology.DHCPSubnet, topology.DHCPHost]{
+		path: "/bridges/{id}/dhcp/{subnet}/hosts", param: "mac", subnet: "DHCP subnet", keyName: "MAC",
+		media: []string{"DhcpHost-v2", "DhcpHost-v1"}, load: loadSubnet,
+		hosts:     func(d *topology.DHCPSubnet) *[]topology.DHCPHost { return &d.Hosts },
+		key:       func(h topology.DHCPHost) string { return *h.MacAddr },
+		hostURI:   func(subnetURI, mac string) string { return subnetURI + "/hosts/" + mac },
+		subnetURI: dhcpSubnetURI, view: dhcpHostView, decode: decodeHost,
+	}).register(s)
 }

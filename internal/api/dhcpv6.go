@@ -154,114 +154,14 @@ func (s *Server) dhcp6Routes() {
 		return noContent(w)
 	})
 
-	hostMedia := []string{"DhcpV6Host-v1"}
-	hostIndex6 := func(r *http.Request, d *topology.DHCPSubnetV6) (int, error) {
-		id := r.PathValue("client")
-		i := d.Host(id)
-		if i < 0 {
-			return i, notFound("DHCPv6 subnet %s has no host with client id %s", d.SubnetKey(), id)
-		}
-		return i, nil
-	}
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
-		var out []view
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			u := dhcp6SubnetURI(baseURI(r), d)
-			out = []view{}
-			for _, h := range d.Hosts {
-				out = append(out, dhcp6HostView(u, h))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, []string{"collection.DhcpV6Host-v1"}, out)
-	})
-	s.handle("POST /bridges/{id}/dhcpV6/{subnet6}/hostsV6", func(w http.ResponseWriter, r *http.Request) error {
-		h, err := decodeHost6(r)
-		if err != nil {
-			return err
-		}
-		var loc string
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			if d.Host(*h.ClientID) >= 0 {
-				return conflict("DHCPv6 subnet %s already has a host with client id %s", d.SubnetKey(), *h.ClientID)
-			}
-			d.Hosts = append(d.Hosts, h)
-			loc = dhcp6SubnetURI(baseURI(r), d) + "/hostsV6/" + strings.ReplaceAll(*h.ClientID, ":", "-")
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return created(w, loc)
-	})
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
-		var out view
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i, err := hostIndex6(r, d)
-			if err != nil {
-				return err
-			}
-			out = dhcp6HostView(dhcp6SubnetURI(baseURI(r), d), d.Hosts[i])
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, hostMedia, out)
-	})
-	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
-		h, err := decodeHost6(r)
-		if err != nil {
-			return err
-		}
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i, err := hostIndex6(r, d)
-			if err != nil {
-				return err
-			}
-			d.Hosts[i] = h
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
-	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}/hostsV6/{client}", func(w http.ResponseWriter, r *http.Request) error {
-		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			i := d.Host(r.PathValue("client"))
-			if i < 0 {
-				return nil
-			}
-			d.Hosts = append(d.Hosts[:i:i], d.Hosts[i+1:]...)
-			return tx.Put(d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
+	(&dhcpHosts[*topology.DHCPSubnetV6, topology.DHCPHostV6]{
+		path: "/bridges/{id}/dhcpV6/{subnet6}/hostsV6", param: "client", subnet: "DHCPv6 subnet", keyName: "client id",
+		media: []string{"DhcpV6Host-v1"}, load: loadSubnet,
+		hosts: func(d *topology.DHCPSubnetV6) *[]topology.DHCPHostV6 { return &d.Hosts },
+		key:   func(h topology.DHCPHostV6) string { return *h.ClientID },
+		hostURI: func(subnetURI, client string) string {
+			return subnetURI + "/hostsV6/" + strings.ReplaceAll(client, ":", "-")
+		},
+		subnetURI: dhcp6SubnetURI, view: dhcp6HostView, decode: decodeHost6,
+	}).register(s)
 }
