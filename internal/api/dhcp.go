@@ -58,84 +58,17 @@ func (s *Server) dhcpRoutes() {
 	}
 	s.handle("GET /bridges/{id}/dhcp", subList(s, subnets, topology.KindBridge,
 		func(d *topology.DHCPSubnet, bid topology.ID) bool { return d.BridgeID == bid }))
-	s.handle("POST /bridges/{id}/dhcp", func(w http.ResponseWriter, r *http.Request) error {
-		bid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		in, err := subnets.decodeNew(r)
-		if err != nil {
-			return err
-		}
-		in.BridgeID, in.Hosts = bid, nil
-		if err := in.Validate(); err != nil {
-			return err
-		}
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
-				return err
-			}
-			d := *in
-			if ok, err := tx.Exists(topology.KindDHCPSubnet, d.ObjectID()); err != nil {
-				return err
-			} else if ok {
-				return conflict("bridge %s already has DHCP subnet %s/%d", bid, derefString(d.SubnetPrefix), d.SubnetLength)
-			}
-			return tx.Create(&d)
-		})
-		if err != nil {
-			return err
-		}
-		return created(w, dhcpSubnetURI(baseURI(r), in))
-	})
-	s.handle("GET /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
-		var d *topology.DHCPSubnet
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			var err error
-			d, err = loadSubnet(tx, r)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, subnets.media, subnets.render(r, d))
-	})
-	s.handle("PUT /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
-		in, err := subnets.decodeNew(r)
-		if err != nil {
-			return err
-		}
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			old, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			d := *in
-			// The subnet is the object's identity: the URL's wins.
+	(&dhcpSubnets[topology.DHCPSubnet, *topology.DHCPSubnet]{
+		res: subnets, path: "/bridges/{id}/dhcp", param: "subnet", subnet: "DHCP subnet",
+		load: loadSubnet, uri: dhcpSubnetURI,
+		describe: func(d *topology.DHCPSubnet) string {
+			return derefString(d.SubnetPrefix) + "/" + strconv.Itoa(d.SubnetLength)
+		},
+		attach: func(d *topology.DHCPSubnet, bridge topology.ID) { d.BridgeID, d.Hosts = bridge, nil },
+		keepIdent: func(d, old *topology.DHCPSubnet) {
 			d.BridgeID, d.SubnetPrefix, d.SubnetLength, d.Hosts = old.BridgeID, old.SubnetPrefix, old.SubnetLength, old.Hosts
-			if err := d.Validate(); err != nil {
-				return err
-			}
-			return tx.Put(&d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
-	s.handle("DELETE /bridges/{id}/dhcp/{subnet}", func(w http.ResponseWriter, r *http.Request) error {
-		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			return tx.Delete(topology.KindDHCPSubnet, d.ObjectID())
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
+		},
+	}).register(s)
 
 	decodeHost := func(r *http.Request) (topology.DHCPHost, error) {
 		var h topology.DHCPHost

@@ -74,85 +74,17 @@ func (s *Server) dhcp6Routes() {
 	}
 	s.handle("GET /bridges/{id}/dhcpV6", subList(s, subnets, topology.KindBridge,
 		func(d *topology.DHCPSubnetV6, bid topology.ID) bool { return d.BridgeID == bid }))
-	s.handle("POST /bridges/{id}/dhcpV6", func(w http.ResponseWriter, r *http.Request) error {
-		bid, err := pathID(r, "id")
-		if err != nil {
-			return err
-		}
-		in, err := subnets.decodeNew(r)
-		if err != nil {
-			return err
-		}
-		in.BridgeID, in.Hosts = bid, nil
-		if err := in.Validate(); err != nil {
-			return err
-		}
-		in.Normalize()
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			if err := requireExists(tx, topology.KindBridge, bid, http.StatusNotFound); err != nil {
-				return err
-			}
-			d := *in
-			if ok, err := tx.Exists(topology.KindDHCPSubnetV6, d.ObjectID()); err != nil {
-				return err
-			} else if ok {
-				return conflict("bridge %s already has DHCPv6 subnet %s/%d", bid, derefString(d.Prefix), d.PrefixLength)
-			}
-			return tx.Create(&d)
-		})
-		if err != nil {
-			return err
-		}
-		return created(w, dhcp6SubnetURI(baseURI(r), in))
-	})
-	s.handle("GET /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
-		var d *topology.DHCPSubnetV6
-		err := s.store.View(r.Context(), func(tx *nsdb.Tx) error {
-			var err error
-			d, err = loadSubnet(tx, r)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, r, http.StatusOK, subnets.media, subnets.render(r, d))
-	})
-	s.handle("PUT /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
-		in, err := subnets.decodeNew(r)
-		if err != nil {
-			return err
-		}
-		err = s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			old, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			d := *in
-			// The subnet is the object's identity: the URL's wins.
+	(&dhcpSubnets[topology.DHCPSubnetV6, *topology.DHCPSubnetV6]{
+		res: subnets, path: "/bridges/{id}/dhcpV6", param: "subnet6", subnet: "DHCPv6 subnet",
+		load: loadSubnet, uri: dhcp6SubnetURI,
+		describe: func(d *topology.DHCPSubnetV6) string {
+			return derefString(d.Prefix) + "/" + strconv.Itoa(d.PrefixLength)
+		},
+		attach: func(d *topology.DHCPSubnetV6, bridge topology.ID) { d.BridgeID, d.Hosts = bridge, nil },
+		keepIdent: func(d, old *topology.DHCPSubnetV6) {
 			d.BridgeID, d.Prefix, d.PrefixLength, d.Hosts = old.BridgeID, old.Prefix, old.PrefixLength, old.Hosts
-			if err := d.Validate(); err != nil {
-				return err
-			}
-			return tx.Put(&d)
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
-	s.handle("DELETE /bridges/{id}/dhcpV6/{subnet6}", func(w http.ResponseWriter, r *http.Request) error {
-		err := s.store.Update(r.Context(), func(tx *nsdb.Tx) error {
-			d, err := loadSubnet(tx, r)
-			if err != nil {
-				return err
-			}
-			return tx.Delete(topology.KindDHCPSubnetV6, d.ObjectID())
-		})
-		if err != nil {
-			return err
-		}
-		return noContent(w)
-	})
+		},
+	}).register(s)
 
 	(&dhcpHosts[*topology.DHCPSubnetV6, topology.DHCPHostV6]{
 		path: "/bridges/{id}/dhcpV6/{subnet6}/hostsV6", param: "client", subnet: "DHCPv6 subnet", keyName: "client id",
