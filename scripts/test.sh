@@ -21,6 +21,12 @@ status=$?
 grep -E '^(ok|FAIL|panic:)' "$log"
 if [ $status -ne 0 ]; then
   echo "== failures"
+  # What each failing test printed while it ran (with -v its errors come
+  # right after its === RUN line, far from its --- FAIL line).
+  for name in $(grep -oE -- '--- FAIL: [^ ]+' "$log" | cut -d' ' -f3 | sort -u); do
+    awk -v run="=== RUN   $name" '$0 == run {on = 1; n = 0; print; next}
+      on && /^=== (RUN|CONT|PAUSE)/ {on = 0} on && n++ < 40' "$log"
+  done | head -300
   grep -E -B2 -A30 -- '--- FAIL|^panic:|\[build failed\]' "$log" | head -400
 fi
 passed=$(grep -cE '^\s*--- PASS' "$log")
@@ -45,7 +51,9 @@ if [ "${MIDONET_VM_TESTS:-1}" != 0 ]; then
   fi
   if [ $vmstatus -ne 0 ]; then
     [ -z "$line" ] && failed=$((failed + 1))
-    grep -E -A20 -- '--- FAIL|panic' "$log.vm" | head -100
+    # The VM's tests run in a child process whose output precedes the
+    # parent's --- FAIL line.
+    grep -E -B30 -A10 -- '--- FAIL|panic' "$log.vm" | head -150
     status=1
   fi
 fi
