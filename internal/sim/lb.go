@@ -2,11 +2,9 @@ package sim
 
 import (
 	"net/netip"
-	"strings"
 
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/packet"
-	"github.com/midonet/midonet/internal/topology"
 )
 
 // loadBalancer is an L4 (TCP) load balancer attached to a router
@@ -96,67 +94,6 @@ func (s *Simulator) pick(p *pool) (flowstate.NATBinding, bool) {
 		n -= m.weight
 	}
 	return flowstate.NATBinding{}, false
-}
-
-// compileLoadBalancers attaches load balancers to their routers.
-func (s *Snapshot) compileLoadBalancers(in *SnapshotInput) {
-	if len(in.LoadBalancers) == 0 {
-		return
-	}
-	pools := map[ID]*pool{}
-	for i := range in.Pools {
-		p := &in.Pools[i]
-		pools[p.ID] = &pool{id: p.ID, tag: DeviceTag(p.ID), adminUp: p.AdminStateUp}
-	}
-	for i := range in.PoolMembers {
-		m := &in.PoolMembers[i]
-		if m.PoolID == nil || m.Address == nil {
-			continue
-		}
-		p, ok := pools[*m.PoolID]
-		a, aok := topology.ParseIPv4(*m.Address)
-		if !ok || !aok {
-			continue
-		}
-		p.members = append(p.members, &member{addr: a.As4(), port: uint16(m.ProtocolPort), weight: m.Weight,
-			adminUp: m.AdminStateUp, healthy: m.Status == "" || strings.EqualFold(m.Status, "ACTIVE")})
-	}
-	lbs := map[ID]*loadBalancer{}
-	for i := range in.LoadBalancers {
-		l := &in.LoadBalancers[i]
-		lb := &loadBalancer{id: l.ID, tag: DeviceTag(l.ID), adminUp: l.AdminStateUp}
-		lbs[l.ID] = lb
-		if l.RouterID != nil {
-			if r, ok := s.routers[*l.RouterID]; ok {
-				r.lb = lb
-			}
-		}
-	}
-	for i := range in.Routers {
-		r := &in.Routers[i]
-		if r.LoadBalancerID != nil {
-			if lb, ok := lbs[*r.LoadBalancerID]; ok {
-				s.routers[r.ID].lb = lb
-			}
-		}
-	}
-	for i := range in.VIPs {
-		v := &in.VIPs[i]
-		if v.LoadBalancerID == nil || v.Address == nil {
-			continue
-		}
-		lb, ok := lbs[*v.LoadBalancerID]
-		a, aok := topology.ParseIPv4(*v.Address)
-		if !ok || !aok {
-			continue
-		}
-		cv := &vip{id: v.ID, addr: a.As4(), port: uint16(v.ProtocolPort), adminUp: v.AdminStateUp,
-			sticky: v.SessionPersistence != nil && strings.EqualFold(*v.SessionPersistence, "SOURCE_IP")}
-		if v.PoolID != nil {
-			cv.pool = pools[*v.PoolID]
-		}
-		lb.vips = append(lb.vips, cv)
-	}
 }
 
 type lbVerdict uint8
