@@ -155,8 +155,8 @@ func (a *Agent) expireLoop(ctx context.Context) {
 
 // isRouter reports whether id is a router of the current topology.
 func (a *Agent) isRouter(id topology.ID) bool {
-	rs := a.routerSet.Load()
-	return rs != nil && (*rs)[id]
+	snap := a.snap.Load()
+	return snap != nil && snap.IsRouter(id)
 }
 
 // stateTunnel returns the actions that send a flow-state frame to host,

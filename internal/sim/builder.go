@@ -67,6 +67,7 @@ type Builder struct {
 	portGroups map[ID]idSet // port → the groups that list it
 	rtrPeers   map[ID]idSet // router → its BGP peers
 	lbRouters  idSet        // routers that had a load balancer at the last build
+	compiled   int          // objects the last Build compiled
 
 	dirty struct {
 		ports, bridges, routers, chains, groups, mirrors idSet
@@ -718,6 +719,10 @@ func (b *Builder) SetLearned(router ID, t *LearnedTable) {
 	b.dirty.routers[router] = struct{}{}
 }
 
+// Compiled reports how many objects the last Build compiled: ports,
+// bridges, routers, chains, port groups and mirrors.
+func (b *Builder) Compiled() int { return b.compiled }
+
 // Dirty reports how many objects the next Build compiles.
 func (b *Builder) Dirty() int {
 	d := &b.dirty
@@ -765,7 +770,13 @@ func (b *Builder) Build() (*Snapshot, error) {
 		}
 	}
 	var plan *insertionPlan
-	if b.dirty.insertions {
+	built := false
+	if oldPlan := b.plan; b.dirty.insertions {
+		defer func() {
+			if !built { // the next Build compiles the plan again
+				b.plan, b.dirty.insertions = oldPlan, true
+			}
+		}()
 		plan = b.compileInsertions()
 		for id := range b.plan.ports() {
 			b.dirty.ports[id] = struct{}{}
@@ -810,9 +821,6 @@ func (b *Builder) Build() (*Snapshot, error) {
 	for id := range b.dirty.ports {
 		p, err := b.compilePort(id)
 		if err != nil {
-			if plan != nil {
-				b.dirty.insertions = true // compile the plan again on the next Build
-			}
 			return nil, err
 		}
 		bd.ports.set(b.ix.ports.of(id), p)
@@ -833,6 +841,8 @@ func (b *Builder) Build() (*Snapshot, error) {
 		bd.routers.set(b.ix.routers.of(id), r)
 	}
 	b.lbRouters = b.routersWithLB()
+	b.compiled = b.Dirty()
+	built = true
 	b.ix.publish()
 	b.cur = s
 	b.clearDirty()
