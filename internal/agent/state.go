@@ -107,6 +107,7 @@ func (a *Agent) importState(frame []byte) {
 	}
 	arrived := arrivalTags(*a.state.View(a.state.Len() - 1), m.Conntrack, m.NAT, nil)
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
+	a.state.Rebind(m.NAT)
 	if len(arrived) > 0 {
 		a.flows.Invalidate(arrived)
 	}

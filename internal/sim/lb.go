@@ -144,13 +144,19 @@ func (s *Simulator) lbInbound(lb *loadBalancer) lbVerdict {
 			return lbDrop
 		}
 	}
+	// The reply's key names this connection exactly, sticky or not: the
+	// backend may see the same 5-tuple again through another VIP of the
+	// balancer (a client re-using its port after TIME_WAIT), and the newer
+	// binding must replace the older one, not sit beside it.
 	rev := flowstate.NATKey{Type: flowstate.RevDNAT, Src: b.IP, SrcPort: b.Port, Dst: addr4(src), DstPort: sp,
 		Proto: packet.IPProtoTCP, Device: lb.id}
+	vipBinding := flowstate.NATBinding{IP: addr4(dst), Port: dp}
+	s.recordNAT(fwd, b)
+	s.recordNAT(rev, vipBinding)
 	if v.sticky {
 		rev.Type, rev.DstPort = flowstate.RevStickyDNAT, 0
+		s.recordNAT(rev, vipBinding)
 	}
-	s.recordNAT(fwd, b)
-	s.recordNAT(rev, flowstate.NATBinding{IP: addr4(dst), Port: dp})
 	s.setNwDst(b.IP.As4())
 	s.setTpDst(b.Port)
 	s.nwDstRewritten = true
@@ -171,9 +177,9 @@ func (s *Simulator) lbOutbound(lb *loadBalancer) lbVerdict {
 	k := flowstate.NATKey{Type: flowstate.RevDNAT, Src: addr4(s.nwSrc()), SrcPort: s.tpSrc(), Dst: addr4(s.nwDst()),
 		DstPort: s.tpDst(), Proto: packet.IPProtoTCP, Device: lb.id}
 	b, found := s.lookupNAT(k)
-	sticky := false
 	if !found {
-		k.Type, k.DstPort, sticky = flowstate.RevStickyDNAT, 0, true
+		// The client's sticky key, for a connection whose own key is gone.
+		k.Type, k.DstPort = flowstate.RevStickyDNAT, 0
 		if b, found = s.lookupNAT(k); !found {
 			return lbContinue
 		}
@@ -188,7 +194,7 @@ func (s *Simulator) lbOutbound(lb *loadBalancer) lbVerdict {
 			break
 		}
 	}
-	if v == nil || v.pool == nil || !v.pool.valid(flowstate.NATBinding{IP: k.Src, Port: k.SrcPort}, sticky) {
+	if v == nil || v.pool == nil || !v.pool.valid(flowstate.NATBinding{IP: k.Src, Port: k.SrcPort}, v.sticky) {
 		return lbDrop
 	}
 	s.setNwSrc(b.IP.As4())

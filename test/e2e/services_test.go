@@ -196,14 +196,28 @@ func (s *nameServer) stop() {
 // get sends one HTTP/1.0 GET on a new connection from namespace ns and
 // returns the body's first line ("" on any failure within timeout).
 func get(t *testing.T, ns, addr string, timeout time.Duration) string {
+	return getFrom(t, ns, 0, addr, timeout)
+}
+
+// getFrom is get from a given local port (0: any).
+func getFrom(t *testing.T, ns string, localPort int, addr string, timeout time.Duration) string {
 	var c net.Conn
 	err := sandbox.InNS(ns, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp4", addr, timeout)
+		d := net.Dialer{Timeout: timeout}
+		if localPort != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: localPort}
+		}
+		c, err = d.Dial("tcp4", addr)
 		return err
 	})
 	if err != nil {
 		return ""
+	}
+	if localPort != 0 {
+		// Closed with a reset, not into TIME_WAIT, so the port can be
+		// used again at once.
+		c.(*net.TCPConn).SetLinger(0)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
@@ -351,6 +365,34 @@ func TestLoadBalancer(t *testing.T) {
 		got := tally(t, r.client, stickyVIPAddr, 60)
 		if len(got) != 1 || got[""] != 0 {
 			t.Errorf("60 requests to the sticky VIP from one client: %v; want one back end", got)
+		}
+	})
+
+	t.Run("client port re-used through the other VIP", func(t *testing.T) {
+		// The back end sees the same 5-tuple twice, through two VIPs of
+		// one balancer: the second connection's replies must come from
+		// its own VIP, not from the one the first connection's key names.
+		const port = 47123
+		backend := get(t, r.client, stickyVIPAddr, 5*time.Second)
+		if backend == "" {
+			t.Fatal("the sticky VIP does not answer")
+		}
+		var first string
+		for range 30 {
+			if first = getFrom(t, r.client, port, vipAddr, 5*time.Second); first == backend {
+				break
+			}
+		}
+		if first != backend {
+			t.Fatalf("30 connections from port %d to %s and none on %s", port, vipAddr, backend)
+		}
+		var got string
+		eventually(t, 10*time.Second, "the sticky VIP answering from the re-used port", func() bool {
+			got = getFrom(t, r.client, port, stickyVIPAddr, 3*time.Second)
+			return got != ""
+		})
+		if got != backend {
+			t.Errorf("from port %d the sticky VIP answered from %q; want %q", port, got, backend)
 		}
 	})
 
