@@ -14,10 +14,13 @@ import (
 
 // Builder keeps a compiled Snapshot up to date change by change: Put and
 // Delete change topology objects, the Set and Delete methods of the state
-// tables change MAC, ARP and binding entries, and Build makes the next
-// snapshot, recompiling only the objects a change touched and those whose
-// compiled form depends on it (a port's bridge and peer, a route's router,
-// a rule's chains...). An agent keeps one for its whole life, so that a
+// tables change MAC, ARP and binding entries, SetDHCP, SetUnderlayMTU and
+// SetLearned give bridges and routers their DHCP subnets, the underlay MTU
+// and learned routes, and Build makes the next snapshot, recompiling only
+// the objects a change touched and those whose compiled form depends on it
+// (a port's bridge and peer, a route's router, a rule's chains, a trace
+// request's device...). Objects a cloud has few of are compiled as a group:
+// the L2 insertions into one plan, a load balancer with its router. An agent keeps one for its whole life, so that a
 // write anywhere in a large cloud costs it what the write changes, not a
 // compilation of the whole topology.
 //
