@@ -22,7 +22,6 @@ package flows
 
 import (
 	"container/heap"
-	"container/list"
 	"errors"
 	"slices"
 	"sync"
@@ -54,9 +53,13 @@ type Entry struct {
 	// at once if it never enters.
 	Held Holder
 
-	elem *list.Element // in the insertion order, for eviction
-	at   int           // index in the expiry heap while installed
-	dead bool          // removed: tag sets drop it lazily
+	// prev and next link the installed flows in insertion order, for
+	// eviction; linked in the entry itself, so adding allocates nothing
+	// under the table's lock.
+	prev, next *Entry
+	at         int  // index in the expiry heap while installed
+	installed  bool // in the indexes
+	dead       bool // removed: tag sets drop it lazily
 }
 
 func (e *Entry) release() {
@@ -86,7 +89,8 @@ type Table struct {
 	mu      sync.Mutex
 	flows   map[flowID]*Entry // guarded by mu
 	byTag   map[sim.Tag]*tagSet
-	order   *list.List
+	oldest  *Entry // the insertion order, oldest first, newest last
+	newest  *Entry
 	expiry  expiryHeap
 	history invalidationLog
 	gen     atomic.Uint64 // Invalidate calls so far; written under mu
@@ -115,7 +119,7 @@ type flowID struct{ key, mask packet.FlowKey }
 // New returns an empty table that installs flows in dp, at most limit of
 // them.
 func New(dp datapath.FlowTable, limit int) *Table {
-	t := &Table{dp: dp, limit: limit, flows: map[flowID]*Entry{}, byTag: map[sim.Tag]*tagSet{}, order: list.New()}
+	t := &Table{dp: dp, limit: limit, flows: map[flowID]*Entry{}, byTag: map[sim.Tag]*tagSet{}}
 	t.batcher, _ = dp.(datapath.FlowBatcher)
 	return t
 }
@@ -145,8 +149,8 @@ func (t *Table) add(e *Entry) {
 	if old, ok := t.flows[id]; ok {
 		t.forgetLocked(old) // the put below replaces it in the datapath
 	}
-	for len(t.flows) >= t.limit && t.order.Len() > 0 {
-		t.removeLocked(t.order.Front().Value.(*Entry))
+	for len(t.flows) >= t.limit && t.oldest != nil {
+		t.removeLocked(t.oldest)
 		t.evicted.Add(1)
 	}
 	t.ops = append(t.ops, op{e: e})
@@ -155,12 +159,39 @@ func (t *Table) add(e *Entry) {
 		s := t.byTag[tag]
 		if s == nil {
 			s = &tagSet{}
+			s.flows = s.first[:0]
 			t.byTag[tag] = s
 		}
 		s.flows = append(s.flows, e)
 	}
-	e.elem = t.order.PushBack(e)
+	t.link(e)
 	heap.Push(&t.expiry, e)
+}
+
+// link appends e to the insertion order.
+func (t *Table) link(e *Entry) {
+	e.installed, e.prev, e.next = true, t.newest, nil
+	if t.newest != nil {
+		t.newest.next = e
+	} else {
+		t.oldest = e
+	}
+	t.newest = e
+}
+
+// unlink takes e out of the insertion order.
+func (t *Table) unlink(e *Entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		t.oldest = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		t.newest = e.prev
+	}
+	e.installed, e.prev, e.next = false, nil, nil
 }
 
 // forgetLocked drops an entry from the indexes without touching the
@@ -179,9 +210,8 @@ func (t *Table) forgetLocked(e *Entry) {
 			}
 		}
 	}
-	if e.elem != nil {
-		t.order.Remove(e.elem)
-		e.elem = nil
+	if e.installed {
+		t.unlink(e)
 		heap.Remove(&t.expiry, e.at)
 	}
 	e.release()
@@ -360,6 +390,10 @@ func (h *expiryHeap) Pop() any {
 type tagSet struct {
 	flows []*Entry
 	dead  int
+	// first backs flows while it holds one flow: many tags (a
+	// connection's) only ever have one, and the set then costs one
+	// allocation.
+	first [1]*Entry
 }
 
 func (s *tagSet) compact() {
