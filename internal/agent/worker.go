@@ -198,7 +198,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 				conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...)}
 		}
 		e.Held, macs = withMACs(e.Held, macs), nil
-		reply = planReply(&pkt.Match, res, t.Ports.Local, e)
+		if w.a.replyFlows {
+			reply = planReply(&pkt.Match, res, t.Ports.Local, e)
+		}
 		w.a.flows.Add(e)
 	case sim.UserspaceOnly:
 		if len(res.Egress) == 0 {
