@@ -189,8 +189,8 @@ setup() {
   done
 }
 
-# connrate as run.sh runs it; prints "N conns/s p50 ... errors E", or
-# "crashed" when a chassis's vswitchd died during the run.
+# connrate as run.sh runs it; prints "N conns/s p50 D errors E", with
+# "crashed" for N when a chassis's vswitchd died during the run.
 connrate() { # client server addr p
   for n in 1 2; do appctl "$n" dpctl/flush-conntrack >/dev/null 2>&1 || true; done
   local pids=("$(cat "$B/h1/ovs-vswitchd.pid")" "$(cat "$B/h2/ovs-vswitchd.pid")")
@@ -206,7 +206,7 @@ connrate() { # client server addr p
       log "ovs-vswitchd of ch$n died: $(grep -h EMER "$B/h$n/ovs-vswitchd.log" | tail -1 | cut -c1-160)"
       start_vswitchd "$n"
       nbctl --timeout=60 --wait=hv sync >/dev/null
-      r=crashed
+      r="crashed conns/s p50 - errors -"
     fi
   done
   echo "$r"
