@@ -158,3 +158,31 @@ func TestNoReplyFlowForARemoteEgress(t *testing.T) {
 		t.Errorf("%v reply flows installed, want none: the egress is not on the VM's host", got)
 	}
 }
+
+// TestReplyFlowsOff: with Config.NoReplyFlows (--reply-flows=false) the
+// reply is simulated when it arrives, one miss, as before.
+func TestReplyFlowsOff(t *testing.T) {
+	c := newCloud(t)
+	h1 := c.addAgentWith("h1", "10.9.0.1", func(cfg *Config) { cfg.NoReplyFlows = true })
+	n := c.snatNet(h1, h1)
+	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
+	h1.waitActive(t, n.vm)
+	h1.waitActive(t, n.up)
+	c.settle()
+	h1.dp.Inject(dpVM, udpFrame(n.vmMAC, n.rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
+	out := readIPv4(t, h1, dpUp)
+	if !poll.Until(func() bool { return h1.Flows() >= 1 }, 5*time.Second) {
+		t.Fatal("no forward flow installed")
+	}
+	misses := h1.dp.Stats().Misses
+	h1.dp.Inject(dpUp, udpFrame(n.gwMAC, n.upMAC, "8.8.8.8", "203.0.113.1", 53, out.SrcPort))
+	if back := readIPv4(t, h1, dpVM); back.DstPort != 5000 {
+		t.Fatalf("reply at the VM to port %d, want 5000", back.DstPort)
+	}
+	if got := h1.dp.Stats().Misses - misses; got != 1 {
+		t.Errorf("the reply missed %d times, want 1 (simulated on arrival)", got)
+	}
+	if got := counterValue(h1.metrics.repliesInstalled); got != 0 {
+		t.Errorf("%v reply flows installed with NoReplyFlows", got)
+	}
+}
