@@ -129,6 +129,9 @@ exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mkdir -p /var/run/netns && mount -t tmpfs tmpfs /var/run/netns
+# The tests' embedded stores preallocate a 64 MB log each: /tmp on the
+# initramfs (half the RAM, shared with the test binaries) ran out of space.
+mount -t tmpfs -o size=70% tmpfs /tmp
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko || echo "INIT: insmod $m FAILED"; done
 # No IPv6 on new links: router solicitations and MLD would be upcalls.
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
@@ -169,7 +172,7 @@ append+=" i8042.noaux i8042.nokbd i8042.nopnp cryptomgr.notests mitigations=off 
 LOG=$CACHE/console.log # kept for a look after a failure
 t1=$(date +%s.%N)
 set +e
-timeout "$TIMEOUT" qemu-system-x86_64 -M pc "${accel[@]}" -m 512 -smp 1 \
+timeout "$TIMEOUT" qemu-system-x86_64 -M pc "${accel[@]}" -m 1024 -smp 1 \
   -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
   -kernel "$VMLINUX" -initrd "$W/initramfs.gz" -append "$append" </dev/null >"$LOG" 2>&1
 qrc=$?

@@ -273,8 +273,7 @@ type Agent struct {
 	ports atomic.Pointer[portTables]
 
 	// topoKick asks the topology goroutine to reconcile bindings again.
-	topoKick  chan struct{}
-	routerSet atomic.Pointer[map[topology.ID]bool]
+	topoKick chan struct{}
 
 	// importMu guards importMsg, the decoding scratch of importState.
 	importMu  sync.Mutex
@@ -356,7 +355,7 @@ func New(cfg Config) (*Agent, error) {
 	a.state = flowstate.NewTables(cfg.Workers+1, flowstate.DefaultIdleTTL)
 	a.nat = newNATLeaser(a)
 	a.state.TrackSNAT(a.nat.leases)
-	a.topo = newTopoCache()
+	a.topo = newTopoCache(a.hostID)
 	a.tracer = newTracer(a)
 	a.services = newServiceRunner(a, cfg.Services)
 	a.publishPorts()

@@ -12,10 +12,11 @@ import (
 // tagged its flow with the key: a packet taken for a connection's first
 // (a reply that conntrack did not know yet), a back end's reply sent on
 // without the load balancer's translation (its binding not yet here). When
-// the key appears, such flows must go. A key the host held already changes
-// nothing. own are the tags of the flow installed with the keys, which must
+// the key appears, such flows must go, and so must the flows of a key whose
+// binding changes (a 5-tuple re-used through another VIP). A key the host
+// held already with the same binding changes nothing. own are the tags of the flow installed with the keys, which must
 // not be refused for them (it made or brought them). Call it before the
-// keys are committed or imported.
+// keys are committed or imported, and flowstate.Tables.Rebind after.
 func arrivalTags(view flowstate.View, conns []flowstate.ConnKey, nats []flowstate.NATEntry, own []sim.Tag) []sim.Tag {
 	var tags []sim.Tag
 	add := func(t sim.Tag) {
@@ -29,7 +30,7 @@ func arrivalTags(view flowstate.View, conns []flowstate.ConnKey, nats []flowstat
 		}
 	}
 	for _, e := range nats {
-		if _, ok := view.NAT(e.Key); !ok {
+		if view.NATStale(e.Key, e.Binding) {
 			add(sim.NATTag(e.Key))
 		}
 	}

@@ -128,7 +128,7 @@ func TestFullTableIntoSnapshots(t *testing.T) {
 		var m0, m1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m0)
-		cache := newTopoCache()
+		cache := newTopoCache(topology.ID{})
 		for _, e := range entries {
 			cache.applyState(e.Key, e.Value)
 		}

@@ -62,15 +62,14 @@ func (a *Agent) reconcileTunnels(ctx context.Context) {
 // on this host, unplugs the ones unbound, and publishes each bound port as
 // active.
 func (a *Agent) reconcileBindings(ctx context.Context) {
-	want := map[topology.ID]topology.Port{}
-	for _, p := range a.topo.ports {
-		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
-			want[p.ID] = p
-		}
+	want := make(map[topology.ID]topology.Port, len(a.topo.local))
+	for id := range a.topo.local {
+		want[id] = a.topo.ports[id.String()]
 	}
 	a.mu.Lock()
 	var activate, deactivate []topology.ID
 	var plugged, unplugged []BoundPort
+	rekeyed := false
 	for id, b := range a.bound {
 		p, ok := want[id]
 		if ok && *p.InterfaceName == b.iface {
@@ -78,6 +77,7 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 				delete(a.byKey, b.tunnelKey)
 				b.tunnelKey = uint32(p.TunnelKey)
 				a.byKey[b.tunnelKey] = id
+				rekeyed = true
 			}
 			continue
 		}
@@ -111,19 +111,19 @@ func (a *Agent) reconcileBindings(ctx context.Context) {
 		plugged = append(plugged, b.public())
 		a.log.Info("port bound", "port_id", id, "interface", b.iface, "dp_port", no)
 	}
-	a.publishPortsLocked()
+	if rekeyed || len(activate)+len(deactivate) > 0 {
+		a.publishPortsLocked()
+	}
 	a.mu.Unlock()
 	if len(activate)+len(deactivate) > 0 {
 		// The simulation counts this host's ports as active at once, not
 		// when the store echoes the keys written below: a flow simulated
 		// in between would be invalidated by the echo.
 		for _, id := range activate {
-			a.topo.active[id] = a.hostID
+			a.topo.setActive(id, a.hostID)
 		}
 		for _, id := range deactivate {
-			if a.topo.active[id] == a.hostID {
-				delete(a.topo.active, id)
-			}
+			a.topo.clearActive(id, a.hostID)
 		}
 		a.publishSnapshot()
 	}

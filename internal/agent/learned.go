@@ -79,6 +79,15 @@ func (l *learnedRoutes) pend(lr sim.LearnedRoute, del bool) {
 // tables applies the changes since the last call and returns the routers'
 // tables (shared with the snapshots: never changed in place).
 func (l *learnedRoutes) tables() map[topology.ID]*sim.LearnedTable {
+	l.applyPending(nil)
+	return l.byRtr
+}
+
+// flush applies the changes since the last call and gives the builder the
+// tables that changed.
+func (l *learnedRoutes) flush(b *sim.Builder) { l.applyPending(b) }
+
+func (l *learnedRoutes) applyPending(b *sim.Builder) {
 	for r, ops := range l.pending {
 		var put, del []sim.LearnedRoute
 		for _, op := range ops {
@@ -93,7 +102,9 @@ func (l *learnedRoutes) tables() map[topology.ID]*sim.LearnedTable {
 		} else {
 			delete(l.byRtr, r)
 		}
+		if b != nil {
+			b.SetLearned(r, l.byRtr[r])
+		}
 	}
 	clear(l.pending)
-	return l.byRtr
 }

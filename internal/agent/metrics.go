@@ -20,6 +20,7 @@ type Metrics struct {
 	byKind             [sim.Kinds]prometheus.Counter // simulations by sim.Kind, resolved once
 	simLatency         prometheus.Histogram
 	snapshotBuild      prometheus.Histogram
+	snapshotObjects    prometheus.Histogram
 	drops              *prometheus.CounterVec
 	stateSent          prometheus.Counter
 	stateReceived      prometheus.Counter
@@ -84,6 +85,10 @@ func newMetrics(ft *flows.Table) *Metrics {
 		Name: "snapshot_build_seconds", Help: "Time to compile the topology snapshot.",
 		Buckets: prometheus.ExponentialBuckets(10e-6, 2, 16)})
 	f(m.snapshotBuild)
+	m.snapshotObjects = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "midonet", Subsystem: "agent",
+		Name: "snapshot_objects", Help: "Objects a snapshot build compiled: what changed and what depends on it.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 10)})
+	f(m.snapshotObjects)
 	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "midonet", Subsystem: "agent",
 		Name: "drops_total", Help: "Packets dropped, by reason."}, []string{"reason"})
 	f(m.drops)

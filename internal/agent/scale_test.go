@@ -120,6 +120,19 @@ func histogram(h prometheus.Histogram) (uint64, float64) {
 	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }
 
+// samplesAbove reads how many of a histogram's samples exceed le, one of
+// its bucket bounds.
+func samplesAbove(h prometheus.Histogram, le float64) uint64 {
+	var m dto.Metric
+	h.Write(&m)
+	for _, b := range m.GetHistogram().GetBucket() {
+		if b.GetUpperBound() == le {
+			return m.GetHistogram().GetSampleCount() - b.GetCumulativeCount()
+		}
+	}
+	panic("no bucket bound " + strconv.FormatFloat(le, 'g', -1, 64))
+}
+
 // TestConvergence measures, with many agents on one store, the time from a
 // committed topology change (a rule appended to a chain every agent's
 // bridge uses) to the last agent having invalidated the flow it affects;
@@ -265,11 +278,15 @@ func TestConvergence(t *testing.T) {
 		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), storeName())
 
 	// A write no agent's ports depend on: a bridge of its own with a
-	// port. Every agent compiles its whole snapshot again for it.
-	before := make([][2]float64, len(as))
+	// port. Each agent builds its next snapshot from it, compiling the
+	// two objects it adds (and what else changed meanwhile: a MAC learned
+	// or aged on its own bridge), never the whole topology.
+	const resync = 16 // a bucket bound of snapshot_objects
+	before := make([][4]float64, len(as))
 	for i, a := range as {
 		n, sum := histogram(a.metrics.snapshotBuild)
-		before[i] = [2]float64{float64(n), sum}
+		_, objects := histogram(a.metrics.snapshotObjects)
+		before[i] = [4]float64{float64(n), sum, objects, float64(samplesAbove(a.metrics.snapshotObjects, resync))}
 	}
 	c.update(func(tx topology.Store) error {
 		b := topology.Bridge{ID: topology.NewID(), AdminStateUp: true}
@@ -280,18 +297,25 @@ func TestConvergence(t *testing.T) {
 	})
 	c.settle()
 	var builds []time.Duration
+	most, big := 0.0, 0.0
 	for i, a := range as {
 		n, sum := histogram(a.metrics.snapshotBuild)
 		if dn := float64(n) - before[i][0]; dn > 0 {
 			builds = append(builds, time.Duration((sum-before[i][1])/dn*1e9))
 		}
+		_, objects := histogram(a.metrics.snapshotObjects)
+		most = max(most, objects-before[i][2])
+		big += float64(samplesAbove(a.metrics.snapshotObjects, resync)) - before[i][3]
 	}
 	if len(builds) == 0 {
-		t.Fatal("no agent compiled a snapshot for the unrelated write")
+		t.Fatal("no agent built a snapshot for the unrelated write")
 	}
 	slices.Sort(builds)
-	t.Logf("an unrelated write (a bridge and a port on it): %d agents compiled their whole snapshot again; build p50 %s p99 %s",
-		len(builds), builds[len(builds)/2], builds[len(builds)*99/100])
+	t.Logf("an unrelated write (a bridge and a port on it): %d agents built a snapshot, compiling at most %.0f objects each (in all their builds meanwhile) of the %d-port topology; build p50 %s p99 %s",
+		len(builds), most, 2*agents+extra+1, builds[len(builds)/2], builds[len(builds)*99/100])
+	if big > 0 {
+		t.Errorf("%.0f builds compiled more than %d objects meanwhile: an agent recompiled more than what changed", big, resync)
+	}
 	_ = background
 }
 
@@ -369,9 +393,9 @@ func tenantTopology(n int) []nsdb.RawObject {
 }
 
 // TestTopologyMemory10kPorts loads a 10,000-port cloud into an agent's
-// topology cache, compiles it, and reports the heap the cache and its
-// snapshot take and what one write costs: the agent compiles its whole
-// snapshot again on every write. MIDONET_MEMORY=1 runs it.
+// topology cache, builds its snapshot, and reports the heap the cache, its
+// builder and the snapshot take, and how long the first build takes.
+// MIDONET_MEMORY=1 runs it.
 func TestTopologyMemory10kPorts(t *testing.T) {
 	if os.Getenv("MIDONET_MEMORY") == "" {
 		t.Skip("set MIDONET_MEMORY=1 to measure an agent's topology memory at 10k ports")
@@ -388,7 +412,8 @@ func TestTopologyMemory10kPorts(t *testing.T) {
 	runtime.ReadMemStats(&m0)
 	c := newTopoCacheFrom(objs)
 	start := time.Now()
-	snap, err := sim.NewSnapshot(c.input())
+	c.flush()
+	snap, err := c.b.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +421,7 @@ func TestTopologyMemory10kPorts(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	grew := m1.HeapInuse - m0.HeapInuse
-	t.Logf("%d ports, %d objects: the cache and its snapshot take %d MB of heap (%d B a port); a compilation takes %s",
+	t.Logf("%d ports, %d objects: the cache, its builder and its snapshot take %d MB of heap (%d B a port); the first build takes %s",
 		ports, len(objs), grew>>20, grew/uint64(ports), first.Round(time.Microsecond))
 	runtime.KeepAlive(snap)
 	runtime.KeepAlive(c)
@@ -404,7 +429,7 @@ func TestTopologyMemory10kPorts(t *testing.T) {
 
 // newTopoCacheFrom is a cache holding objs.
 func newTopoCacheFrom(objs []nsdb.RawObject) *topoCache {
-	c := newTopoCache()
+	c := newTopoCache(topology.ID{})
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
 	}
@@ -413,10 +438,11 @@ func newTopoCacheFrom(objs []nsdb.RawObject) *topoCache {
 
 // BenchmarkWrite10kPorts measures what a write costs an agent holding a
 // 10,000-port cloud: applying one event (a rule, a port of another host, a
-// learned MAC) and compiling the next snapshot, whole.
+// learned MAC) and making the next snapshot, side by side compiled whole
+// from the cache (whole/, as the agent did before the Builder) and built
+// change by change (builder/, as the agent does).
 func BenchmarkWrite10kPorts(b *testing.B) {
 	objs := tenantTopology(10_000)
-	c := newTopoCacheFrom(objs)
 	var rule topology.Rule
 	var port topology.Port
 	var bridge topology.ID
@@ -431,47 +457,58 @@ func BenchmarkWrite10kPorts(b *testing.B) {
 			}
 		}
 	}
-	build := func(b *testing.B) {
-		if _, err := sim.NewSnapshot(c.input()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Run("rule", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			rule.Type = []string{topology.RuleAccept, topology.RuleDrop}[i%2]
-			v, _ := json.Marshal(rule)
-			c.applyObject(topology.KindRule, rule.ID.String(), v)
-			build(b)
-		}
-	})
-	b.Run("port-elsewhere", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			port.AdminStateUp = i%2 == 0
-			v, _ := json.Marshal(port)
-			c.applyObject(topology.KindPort, port.ID.String(), v)
-			build(b)
-		}
-	})
-	b.Run("mac-learned", func(b *testing.B) {
-		// A MAC of the bridge's 20 moves to another port.
-		other := topology.NewID()
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			key := nsdb.BridgeMACKey(bridge.String(), 0, [6]byte{2, 0, 0, 0, 0, byte(i % 20)})
-			to := port.ID
-			if i/20%2 == 1 {
-				to = other
+	for _, how := range []string{"whole", "builder"} {
+		c := newTopoCacheFrom(objs)
+		build := func(b *testing.B) {
+			var err error
+			if how == "whole" {
+				_, err = sim.NewSnapshot(c.input())
+			} else {
+				c.flush()
+				_, err = c.b.Build()
 			}
-			c.applyState(key, []byte(to.String()))
-			build(b)
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
-	})
+		build(b)
+		b.Run(how+"/rule", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				rule.Type = []string{topology.RuleAccept, topology.RuleDrop}[i%2]
+				v, _ := json.Marshal(rule)
+				c.applyObject(topology.KindRule, rule.ID.String(), v)
+				build(b)
+			}
+		})
+		b.Run(how+"/port-elsewhere", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				port.AdminStateUp = i%2 == 0
+				v, _ := json.Marshal(port)
+				c.applyObject(topology.KindPort, port.ID.String(), v)
+				build(b)
+			}
+		})
+		b.Run(how+"/mac-learned", func(b *testing.B) {
+			// A MAC of the bridge's 20 moves to another port.
+			other := topology.NewID()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				key := nsdb.BridgeMACKey(bridge.String(), 0, [6]byte{2, 0, 0, 0, 0, byte(i % 20)})
+				to := port.ID
+				if i/20%2 == 1 {
+					to = other
+				}
+				c.applyState(key, []byte(to.String()))
+				build(b)
+			}
+		})
+	}
 }

@@ -107,6 +107,7 @@ func (a *Agent) importState(frame []byte) {
 	}
 	arrived := arrivalTags(*a.state.View(a.state.Len() - 1), m.Conntrack, m.NAT, nil)
 	a.state.Shard(a.state.Len()-1).Import(m, a.now())
+	a.state.Rebind(m.NAT)
 	if len(arrived) > 0 {
 		a.flows.Invalidate(arrived)
 	}
@@ -155,8 +156,8 @@ func (a *Agent) expireLoop(ctx context.Context) {
 
 // isRouter reports whether id is a router of the current topology.
 func (a *Agent) isRouter(id topology.ID) bool {
-	rs := a.routerSet.Load()
-	return rs != nil && (*rs)[id]
+	snap := a.snap.Load()
+	return snap != nil && snap.IsRouter(id)
 }
 
 // stateTunnel returns the actions that send a flow-state frame to host,

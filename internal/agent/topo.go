@@ -14,8 +14,20 @@ import (
 
 // topoCache is the agent's copy of the topology and of the state tables the
 // simulation reads, kept current by the NSDB watch. Only followTopology
-// touches it.
+// touches it. Every change goes to its Builder as well, which compiles the
+// next snapshot at the cost of what changed.
 type topoCache struct {
+	hostID topology.ID
+	b      *sim.Builder
+	// local are the ports bound to an interface of this host.
+	local map[topology.ID]struct{}
+	// zonesChanged: a tunnel zone changed since the tunnels were last
+	// reconciled. mtuChanged: a zone or an interface changed since the
+	// underlay MTU was last computed. dhcpChanged: the bridges whose DHCP
+	// subnets changed since the builder last had them.
+	zonesChanged, mtuChanged bool
+	dhcpChanged              map[topology.ID]struct{}
+
 	bridges  map[string]topology.Bridge
 	routers  map[string]topology.Router
 	ports    map[string]topology.Port
@@ -43,14 +55,16 @@ type topoCache struct {
 	learned learnedRoutes
 }
 
-func newTopoCache() *topoCache {
+func newTopoCache(hostID topology.ID) *topoCache {
 	c := &topoCache{}
-	c.reset()
+	c.reset(hostID)
 	return c
 }
 
-func (c *topoCache) reset() {
+func (c *topoCache) reset(hostID topology.ID) {
 	*c = topoCache{
+		hostID: hostID, b: sim.NewBuilder(true), local: map[topology.ID]struct{}{},
+		zonesChanged: true, mtuChanged: true, dhcpChanged: map[topology.ID]struct{}{},
 		bridges: map[string]topology.Bridge{}, routers: map[string]topology.Router{},
 		ports: map[string]topology.Port{}, routes: map[string]topology.Route{},
 		chains: map[string]topology.Chain{}, rules: map[string]topology.Rule{},
@@ -67,6 +81,13 @@ func (c *topoCache) reset() {
 // applyObject applies a put (value non-nil) or delete of a topology object
 // and returns the tags of the flows the change may affect.
 func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
+	tags := c.applyCached(kind, id, value)
+	c.feed(kind, id)
+	return tags
+}
+
+// applyCached applies the change to the cache's maps.
+func (c *topoCache) applyCached(kind, id string, value []byte) []sim.Tag {
 	var tags []sim.Tag
 	devTag := func(s string) {
 		if uid, err := topology.ParseID(s); err == nil {
@@ -98,10 +119,17 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		devTag(id)
 	case topology.KindTunnelZone:
 		apply(c.zones, id, value)
+		c.zonesChanged, c.mtuChanged = true, true
 	case topology.KindBGPPeer:
 		tags = applyOwned(c.bgpPeers, id, value, tags, func(p topology.BGPPeer) topology.ID { return p.RouterID })
 	case topology.KindDHCPSubnet, topology.KindDHCPSubnetV6:
+		if br, ok := c.dhcp.bridgeOf(kind, id); ok {
+			c.dhcpChanged[br] = struct{}{}
+		}
 		tags = c.dhcp.applyObject(kind, id, value, tags)
+		if br, ok := c.dhcp.bridgeOf(kind, id); ok {
+			c.dhcpChanged[br] = struct{}{}
+		}
 	case topology.KindTrace:
 		// Flows through the device, installed without the request or
 		// with its old condition, must be simulated again.
@@ -115,6 +143,111 @@ func (c *topoCache) applyObject(kind, id string, value []byte) []sim.Tag {
 		tags, _ = c.svc.apply(kind, id, value, c)
 	}
 	return tags
+}
+
+// feed gives the builder the object kind/id as the cache now holds it.
+func (c *topoCache) feed(kind, id string) {
+	uid, err := topology.ParseID(id)
+	if err != nil {
+		return // DHCP subnets (by bridge, at flush) and malformed ids
+	}
+	switch kind {
+	case topology.KindBridge:
+		feedObject(c.b, c.bridges, kind, id, uid)
+	case topology.KindRouter:
+		feedObject(c.b, c.routers, kind, id, uid)
+	case topology.KindPort:
+		feedObject(c.b, c.ports, kind, id, uid)
+		c.syncPort(uid)
+	case topology.KindRoute:
+		feedObject(c.b, c.routes, kind, id, uid)
+	case topology.KindChain:
+		feedObject(c.b, c.chains, kind, id, uid)
+	case topology.KindRule:
+		feedObject(c.b, c.rules, kind, id, uid)
+	case topology.KindPortGroup:
+		feedObject(c.b, c.pgroups, kind, id, uid)
+	case topology.KindIPAddrGroup:
+		feedObject(c.b, c.ipgroups, kind, id, uid)
+	case topology.KindBGPPeer:
+		feedObject(c.b, c.bgpPeers, kind, id, uid)
+	case topology.KindTrace:
+		feedObject(c.b, c.traces, kind, id, uid)
+	case topology.KindLoadBalancer:
+		feedObject(c.b, c.svc.lbs, kind, id, uid)
+	case topology.KindPool:
+		feedObject(c.b, c.svc.pools, kind, id, uid)
+	case topology.KindPoolMember:
+		feedObject(c.b, c.svc.members, kind, id, uid)
+	case topology.KindVIP:
+		feedObject(c.b, c.svc.vips, kind, id, uid)
+	case topology.KindMirror:
+		feedObject(c.b, c.svc.mirrors, kind, id, uid)
+	case topology.KindQOSDSCPRule:
+		feedObject(c.b, c.svc.dscpRules, kind, id, uid)
+	case topology.KindL2Insertion:
+		feedObject(c.b, c.svc.insertions, kind, id, uid)
+	}
+}
+
+// feedObject puts m[id] into the builder, or deletes it there when m does
+// not hold it.
+func feedObject[T any, PT interface {
+	*T
+	topology.Object
+}](b *sim.Builder, m map[string]T, kind, id string, uid topology.ID) {
+	if v, ok := m[id]; ok {
+		b.Put(PT(&v))
+		return
+	}
+	b.Delete(kind, uid)
+}
+
+// syncPort brings the builder's binding of port id and the local index up
+// to date with the cached port and its active key: a bound port is usable
+// once its host's agent reports it active.
+func (c *topoCache) syncPort(id topology.ID) {
+	p, ok := c.ports[id.String()]
+	bound := ok && p.HostID != nil && p.InterfaceName != nil
+	if bound && *p.HostID == c.hostID {
+		c.local[id] = struct{}{}
+	} else {
+		delete(c.local, id)
+	}
+	if host, active := c.active[id]; bound && active && host == *p.HostID {
+		c.b.SetBinding(sim.PortBinding{Port: id, Host: host, TunnelKey: uint32(p.TunnelKey)})
+	} else {
+		c.b.DeleteBinding(id)
+	}
+}
+
+// setActive and clearActive record this host's own activation of a port.
+func (c *topoCache) setActive(id, host topology.ID) {
+	c.active[id] = host
+	c.syncPort(id)
+}
+
+func (c *topoCache) clearActive(id, host topology.ID) {
+	if c.active[id] == host {
+		delete(c.active, id)
+		c.syncPort(id)
+	}
+}
+
+// flush gives the builder what it takes in batches: the routers' learned
+// routes, the DHCP subnets of the bridges whose subnets changed, the
+// underlay MTU.
+func (c *topoCache) flush() {
+	c.learned.flush(c.b)
+	for br := range c.dhcpChanged {
+		v4, v6 := c.dhcp.ofBridge(br)
+		c.b.SetDHCP(br, v4, v6)
+	}
+	clear(c.dhcpChanged)
+	if c.mtuChanged {
+		c.b.SetUnderlayMTU(topology.UnderlayMTU(values(c.zones), values(c.dhcp.ifaces)))
+		c.mtuChanged = false
+	}
 }
 
 // applyOwned is apply for an object that belongs to a device (a port's
@@ -165,6 +298,7 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 				return nil
 			}
 			delete(c.macs, key)
+			c.b.DeleteMAC(old.Bridge, old.VLAN, old.MAC)
 			return []sim.Tag{sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port)}
 		}
 		port, err := topology.ParseID(string(value))
@@ -175,6 +309,7 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return nil // relearned where it was: nothing changes
 		}
 		c.macs[key] = sim.MACEntry{Bridge: bid, VLAN: vlan, MAC: mac, Port: port}
+		c.b.SetMAC(c.macs[key])
 		tags := []sim.Tag{sim.FloodTag(bid, vlan, mac)}
 		if had {
 			tags = append(tags, sim.MACTag(old.Bridge, old.VLAN, old.MAC, old.Port))
@@ -187,11 +322,15 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			return nil
 		}
 		if value == nil {
-			delete(c.ipmacs, key)
+			if _, had := c.ipmacs[key]; had {
+				delete(c.ipmacs, key)
+				c.b.DeleteIPMAC(bid, ip)
+			}
 			return nil
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
 			c.ipmacs[key] = sim.IPMACEntry{Bridge: bid, IP: ip, MAC: mac}
+			c.b.SetIPMAC(c.ipmacs[key])
 		}
 		return nil
 	case strings.HasPrefix(key, "/state/routers/"):
@@ -203,18 +342,22 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 		tags := []sim.Tag{sim.ARPTag(rid, ip)}
 		if value == nil {
 			delete(c.arps, key)
+			c.b.DeleteARP(rid, ip)
 			return tags
 		}
 		if mac, ok := nsdb.ParseMAC(string(value)); ok {
 			old, had := c.arps[key]
 			c.arps[key] = c.ageing.arpEntry(rid, ip, mac)
+			c.b.SetARP(c.arps[key])
 			if had && old.MAC == mac {
 				return nil // refreshed: the flows through it stay right
 			}
 		}
 		return tags
 	case strings.HasPrefix(key, "/state/hosts/"):
-		c.dhcp.applyInterface(key, value)
+		if c.dhcp.applyInterface(key, value) {
+			c.mtuChanged = true
+		}
 		return nil
 	case strings.HasPrefix(key, "/state/ports/"):
 		port, ok := nsdb.ParsePortActiveKey(key)
@@ -236,6 +379,7 @@ func (c *topoCache) applyState(key string, value []byte) []sim.Tag {
 			}
 			c.active[pid] = host
 		}
+		c.syncPort(pid)
 		return []sim.Tag{sim.DeviceTag(pid)}
 	}
 	return nil
@@ -309,7 +453,7 @@ func (a *Agent) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	c := newTopoCache()
+	c := newTopoCache(a.hostID)
 	c.ageing = arpAgeing{now: a.now, stale: a.cfg.ARPStale, expire: a.cfg.ARPExpire}
 	for _, o := range objs {
 		c.applyObject(o.Kind, o.ID, o.Value)
@@ -427,7 +571,12 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	if !a.publishSnapshot() {
 		return
 	}
-	a.reconcileTunnels(ctx)
+	// The tunnels change with the zones only; an overlay that could not
+	// open is tried again.
+	if a.topo.zonesChanged || a.overlayClosed() {
+		a.topo.zonesChanged = false
+		a.reconcileTunnels(ctx)
+	}
 	// Invalidate at once: flows simulated on the old snapshot go, and few
 	// simulated on the new one (already valid) are taken with them. The
 	// bindings below publish again and invalidate their own ports.
@@ -441,24 +590,29 @@ func (a *Agent) rebuild(ctx context.Context, tags []sim.Tag) {
 	a.applyRateLimits()
 }
 
-// publishSnapshot compiles the cached topology into the snapshot the
-// workers read. It reports false, keeping the previous snapshot, when the
-// topology does not compile.
+// publishSnapshot builds the snapshot the workers read from the changes
+// the builder has had since the last one. It reports false, keeping the
+// previous snapshot, when the topology does not compile (the changes stay
+// pending, and the next build tries them again with what came since).
 func (a *Agent) publishSnapshot() bool {
 	start := time.Now()
-	snap, err := sim.NewSnapshot(a.topo.input())
+	a.topo.flush()
+	snap, err := a.topo.b.Build()
 	if err != nil {
 		a.log.Error("topology does not compile; keeping the previous snapshot", "err", err)
 		return false
 	}
 	a.snap.Store(snap)
-	routers := make(map[topology.ID]bool, len(a.topo.routers))
-	for _, r := range a.topo.routers {
-		routers[r.ID] = true
-	}
-	a.routerSet.Store(&routers)
 	a.metrics.snapshotBuild.Observe(time.Since(start).Seconds())
+	a.metrics.snapshotObjects.Observe(float64(a.topo.b.Compiled()))
 	return true
+}
+
+// overlayClosed reports whether this host has no overlay port open.
+func (a *Agent) overlayClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.vxlanPort == 0
 }
 
 // localZoneAddr returns this host's address in its first tunnel zone.
@@ -477,11 +631,9 @@ func (a *Agent) localZoneAddr() (netip.Addr, bool) {
 func (a *Agent) pendingBindings() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, p := range a.topo.ports {
-		if p.HostID != nil && *p.HostID == a.hostID && p.InterfaceName != nil {
-			if _, ok := a.bound[p.ID]; !ok {
-				return true
-			}
+	for id := range a.topo.local {
+		if _, ok := a.bound[id]; !ok {
+			return true
 		}
 	}
 	return false

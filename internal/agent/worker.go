@@ -183,6 +183,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		w.replicate(t, snap, port, res, state)
 		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Commit(res.Conntrack, res.NAT)
+		w.a.state.Rebind(res.NAT)
 		if len(arrived) > 0 {
 			w.a.flows.Invalidate(arrived)
 		}
@@ -212,6 +213,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		// No flow holds the state: it idles out unless packets refresh it.
 		arrived := arrivalTags(*w.view, res.Conntrack, res.NAT, res.Tags)
 		w.shard.Touch(res.Conntrack, res.NAT, now)
+		w.a.state.Rebind(res.NAT)
 		if len(arrived) > 0 {
 			w.a.flows.Invalidate(arrived)
 		}

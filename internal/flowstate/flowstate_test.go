@@ -323,3 +323,38 @@ func BenchmarkViewLookup(b *testing.B) {
 		}
 	})
 }
+
+func TestRebindReplacesOlderBindingsInEveryShard(t *testing.T) {
+	tables := NewTables(3, time.Minute)
+	k := NATKey{Type: RevDNAT, Src: netip.MustParseAddr("10.0.0.11"), SrcPort: 80,
+		Dst: netip.MustParseAddr("10.0.1.5"), DstPort: 40000, Proto: 6}
+	older := NATBinding{IP: netip.MustParseAddr("10.0.9.1"), Port: 80}
+	newer := NATBinding{IP: netip.MustParseAddr("10.0.9.2"), Port: 80}
+	now := time.Unix(1000, 0)
+
+	if !tables.View(0).NATStale(k, older) {
+		t.Fatal("a key no shard holds is not stale news")
+	}
+	tables.Shard(1).Commit(nil, []NATEntry{{Key: k, Binding: older}})
+	tables.Shard(2).Touch(nil, []NATEntry{{Key: k, Binding: older}}, now)
+	if tables.View(0).NATStale(k, older) {
+		t.Fatal("the same binding again changes nothing")
+	}
+	if !tables.View(0).NATStale(k, newer) {
+		t.Fatal("another binding for a held key must be news")
+	}
+
+	tables.Shard(0).Commit(nil, []NATEntry{{Key: k, Binding: newer}})
+	tables.Rebind([]NATEntry{{Key: k, Binding: newer}})
+	for i := range tables.Len() {
+		if b, ok := tables.View(i).NAT(k); !ok || b != newer {
+			t.Errorf("worker %d reads %v, %v; want the newer binding %v", i, b, ok, newer)
+		}
+	}
+	if refs := tables.Shard(1).NAT.Refs(k); refs != 1 {
+		t.Errorf("rebinding changed shard 1's references to %d, want 1", refs)
+	}
+	if tables.View(1).NATStale(k, newer) {
+		t.Error("after the rebind the newer binding is no news")
+	}
+}

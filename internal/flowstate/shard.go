@@ -119,6 +119,34 @@ func (v *View) HasConn(k ConnKey) bool {
 	return false
 }
 
+// NATStale reports whether committing the binding b under k changes what
+// some simulation may have read: no shard holds k yet, or one holds it with
+// another binding.
+func (v *View) NATStale(k NATKey, b NATBinding) bool {
+	held := false
+	for _, s := range v.t.shards {
+		if old, ok := s.NAT.Get(k); ok {
+			if old != b {
+				return true
+			}
+			held = true
+		}
+	}
+	return !held
+}
+
+// Rebind gives every shard that holds one of the keys its entry's binding.
+// A key's binding is the one set last, wherever: a connection's 5-tuple
+// re-used through another VIP meets its older key in another worker's
+// shard (or among the imported keys), and a lookup must not find the older.
+func (t *Tables) Rebind(nats []NATEntry) {
+	for _, e := range nats {
+		for _, s := range t.shards {
+			s.NAT.replace(e.Key, e.Binding)
+		}
+	}
+}
+
 // NAT returns the binding of a NAT key from any shard.
 func (v *View) NAT(k NATKey) (NATBinding, bool) {
 	if b, ok := v.t.shards[v.own].NAT.Get(k); ok {

@@ -107,6 +107,17 @@ func (t *Table[K, V]) Unref(k K, now time.Time) {
 	t.mu.Unlock()
 }
 
+// replace stores v under k if k is present, keeping its references and
+// expiry.
+func (t *Table[K, V]) replace(k K, v V) {
+	t.mu.Lock()
+	if e, ok := t.m[k]; ok {
+		e.value = v
+		t.m[k] = e
+	}
+	t.mu.Unlock()
+}
+
 // Delete removes k whatever its references.
 func (t *Table[K, V]) Delete(k K) {
 	t.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/midonet/midonet/internal/packet"
-	"github.com/midonet/midonet/internal/topology"
 )
 
 // bgpTCPPort is BGP's TCP port.
@@ -30,7 +29,7 @@ func (s *Simulator) bgpDivert(p *port) (verdict, bool) {
 		// The router learns the peer's MAC as from any reply; the helper
 		// gets a copy, without a flow that would keep the next replies
 		// from the router.
-		s.res.LearnedARP = append(s.res.LearnedARP, ARPLearning{Device: p.router.id, IP: addr4(s.nwSrc()), MAC: s.arpSHA()})
+		s.res.LearnedARP = append(s.res.LearnedARP, ARPLearning{Device: p.device, IP: addr4(s.nwSrc()), MAC: s.arpSHA()})
 		s.userspace = true
 	case packet.EtherTypeIPv4:
 		if s.nwDst() != p.addr || s.nwProto() != packet.IPProtoTCP || !p.isBGPPeer(s.nwSrc()) {
@@ -42,7 +41,9 @@ func (s *Simulator) bgpDivert(p *port) (verdict, bool) {
 	default:
 		return 0, false
 	}
-	s.tag(p.router.tag) // the router's BGP configuration decided
+	if r := s.snap.router(p.router); r != nil {
+		s.tag(r.tag) // the router's BGP configuration decided
+	}
 	if s.tracing {
 		s.trace("port", p.id, "bgp", "to the port's BGP speaker")
 	}
@@ -57,34 +58,4 @@ func (p *port) isBGPPeer(a [4]byte) bool {
 		}
 	}
 	return false
-}
-
-// compileBGP marks the router ports that speak BGP with the peers they
-// reach (topology.BGPPeerOnPort), unless BGP is off on them
-// (topology.BGPOff): a speaker on the port's host holds the port's address
-// in a namespace attached to the datapath as the port's BGP helper.
-func (s *Snapshot) compileBGP(peers []topology.BGPPeer, ports []topology.Port, routers []topology.Router) {
-	if len(peers) == 0 {
-		return
-	}
-	byRouter := make(map[ID]*topology.Router, len(routers))
-	for i := range routers {
-		byRouter[routers[i].ID] = &routers[i]
-	}
-	for i := range ports {
-		tp := &ports[i]
-		p, ok := s.ports[tp.ID]
-		r := byRouter[tp.DeviceID]
-		if !ok || p.router == nil || !p.hasAddr || r == nil || topology.BGPOff(r, tp) != "" {
-			continue
-		}
-		for j := range peers {
-			if a, ok := topology.BGPPeerOnPort(&peers[j], tp); ok {
-				p.bgpPeers = append(p.bgpPeers, a.As4())
-			}
-		}
-		if p.bgpPeers != nil {
-			p.bgpHelper = BGPHelperPort(p.id)
-		}
-	}
 }

@@ -26,7 +26,7 @@ func (s *Simulator) bridgeProcess(b *bridge) verdict {
 	s.mirrorTo(b.mirrorsIn)
 	// A frame entering a VLAN-aware bridge from an interior port with a
 	// VLAN id gets that tag; trunk frames keep theirs.
-	if in.vlan != 0 && in.peer != nil {
+	if in.vlan != 0 && in.peer != 0 {
 		if s.vlan() != 0 {
 			return s.drop(ReasonVLAN)
 		}
@@ -57,14 +57,15 @@ func (s *Simulator) bridgeProcess(b *bridge) verdict {
 		return s.flood(b, vid)
 	}
 	if rp, ok := b.rtrMACs[dst]; ok {
-		return s.bridgeUnicast(b, rp)
+		return s.bridgeUnicastTo(b, rp)
 	}
-	out, ok := b.macs[macKey{vid, dst}]
-	if !ok {
+	h, ok := b.macs[macKey{vid, dst}]
+	out := s.snap.port(h)
+	if !ok || out == nil {
 		s.tag(FloodTag(b.id, vid, dst))
 		return s.flood(b, vid)
 	}
-	if out == in {
+	if out.id == in.id {
 		return s.tempDrop(ReasonSameInOutPort)
 	}
 	s.tag(MACTag(b.id, vid, dst, out.id))
@@ -81,7 +82,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 		var mac [6]byte
 		known := false
 		if rp, ok := b.rtrIPs[tpa]; ok {
-			mac, known = rp.peer.mac, true
+			mac, known = rp.mac, true
 		} else if m, ok := b.ipMAC[tpa]; ok && b.answerARP {
 			mac, known = m, true
 		} else if slices.Contains(b.dhcpServers, tpa) {
@@ -99,7 +100,7 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 		}
 	}
 	if rp, ok := b.rtrIPs[tpa]; ok {
-		return s.bridgeUnicast(b, rp)
+		return s.bridgeUnicastTo(b, rp.port)
 	}
 	if spa == tpa {
 		// Gratuitous ARP: learn the address, flood, and see every such
@@ -116,6 +117,15 @@ func (s *Simulator) bridgeARP(b *bridge, vid uint16, broadcast bool) verdict {
 	}
 	s.tag(ARPRequestsTag(b.id))
 	return s.flood(b, vid)
+}
+
+// bridgeUnicastTo is bridgeUnicast to the port of a handle.
+func (s *Simulator) bridgeUnicastTo(b *bridge, h handle[port]) verdict {
+	out := s.snap.port(h)
+	if out == nil {
+		return s.tempDrop(ReasonUnknownPort)
+	}
+	return s.bridgeUnicast(b, out)
 }
 
 // bridgeUnicast applies the bridge's outbound chains (untagged frames only)
@@ -153,25 +163,26 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 		s.trace("bridge", b.id, "flood", "")
 	}
 	saved := s.save()
-	for _, p := range b.flood {
-		if p == saved.inPort {
-			continue
+	// out sends a branch out of port h, unless it is the ingress port.
+	out := func(h handle[port]) {
+		p := s.snap.port(h)
+		if p == nil || (saved.inPort != nil && p.id == saved.inPort.id) {
+			return
 		}
 		s.restore(&saved)
 		s.portEgress(p)
 	}
+	for _, h := range b.flood {
+		out(h)
+	}
 	if vid != 0 {
-		if p, ok := b.vlanPorts[vid]; ok && p != saved.inPort {
-			s.restore(&saved)
-			s.portEgress(p)
+		if h, ok := b.vlanPorts[vid]; ok {
+			out(h)
 		}
 	}
 	// A bridge linked to a VLAN-aware bridge floods to it too.
-	for _, p := range b.vabPeers {
-		if p != saved.inPort {
-			s.restore(&saved)
-			s.portEgress(p)
-		}
+	for _, h := range b.vabPeers {
+		out(h)
 	}
 	s.restore(&saved)
 	return vForward
@@ -181,9 +192,9 @@ func (s *Simulator) flood(b *bridge, vid uint16) verdict {
 // to b whose subnet holds it, which learn it (routerARP).
 func (s *Simulator) garpToRouters(b *bridge, addr [4]byte) {
 	saved := s.save()
-	for _, bp := range b.rtrIPs {
-		rp := bp.peer
-		if bp == saved.inPort || !rp.hasAddr || !rp.subnet.contains(u32(addr)) {
+	for _, rtr := range b.rtrIPs {
+		bp := s.snap.port(rtr.port)
+		if bp == nil || bp == saved.inPort || !rtr.subnet.contains(u32(addr)) {
 			continue
 		}
 		s.restore(&saved)

@@ -131,7 +131,7 @@ func (s *Simulator) icmpError(in *port, typ, code uint8) {
 	icmp.SetChecksum(packet.Checksum(icmp, 0))
 	s.generate(in, b)
 	if s.tracing {
-		s.trace("router", in.router.id, "icmp error", "type "+itoa(int(typ))+" code "+itoa(int(code))+" to "+addr4(m.NwSrc).String())
+		s.trace("router", in.device, "icmp error", "type "+itoa(int(typ))+" code "+itoa(int(code))+" to "+addr4(m.NwSrc).String())
 	}
 }
 

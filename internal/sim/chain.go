@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/midonet/midonet/internal/packet"
 	"github.com/midonet/midonet/internal/topology"
@@ -46,7 +45,7 @@ type rule struct {
 	typ    string
 	cond   cond
 	action ruleAction
-	jump   *chain // nil when the target chain does not exist
+	jump   handle[chain] // the target chain's handle: it may not exist
 	jumpID ID
 	nat    natKind
 	static bool // a floating-IP style forward NAT rule: one address, no ports
@@ -60,7 +59,7 @@ type rule struct {
 	transform  bool
 	popVLAN    bool
 	pushVLAN   uint16
-	redirect   *port // nil when the target port does not exist
+	redirect   handle[port] // the target port's handle: it may not exist
 	redirectID ID
 	ingress    bool
 	failOpen   bool
@@ -131,60 +130,7 @@ type cond struct {
 	tpSrc, tpDst                           [2]uint16
 }
 
-// compileIPGroups returns the IPv4 members of each IP address group, the
-// sets rule, mirror and trace conditions match against.
-func compileIPGroups(ipGroups []topology.IPAddrGroup) map[ID]map[[4]byte]struct{} {
-	ipg := make(map[ID]map[[4]byte]struct{}, len(ipGroups))
-	for i := range ipGroups {
-		g := &ipGroups[i]
-		m := map[[4]byte]struct{}{}
-		for _, a := range g.IPAddrPorts {
-			if x, err := netip.ParseAddr(a.IPAddress); err == nil && x.Is4() {
-				m[x.As4()] = struct{}{}
-			}
-		}
-		ipg[g.ID] = m
-	}
-	return ipg
-}
-
-func (s *Snapshot) compileChains(chains []topology.Chain, rules []topology.Rule, groups []topology.PortGroup, ipg map[ID]map[[4]byte]struct{}) error {
-	for i := range groups {
-		g := &groups[i]
-		s.groups[g.ID] = &portGroup{id: g.ID, stateful: g.Stateful, ports: g.PortIDs}
-	}
-	byID := make(map[ID]*topology.Rule, len(rules))
-	for i := range rules {
-		byID[rules[i].ID] = &rules[i]
-	}
-	for i := range chains {
-		c := &chains[i]
-		ch := &chain{id: c.ID, tag: DeviceTag(c.ID)}
-		if c.Name != nil {
-			ch.name = *c.Name
-		}
-		s.chains[c.ID] = ch
-	}
-	for i := range chains {
-		c := &chains[i]
-		ch := s.chains[c.ID]
-		ch.rules = make([]rule, 0, len(c.RuleIDs))
-		for _, rid := range c.RuleIDs {
-			tr, ok := byID[rid]
-			if !ok {
-				continue
-			}
-			r, err := s.compileRule(tr, ipg)
-			if err != nil {
-				return fmt.Errorf("%w: chain %s: rule %s: %w", ErrTopology, c.ID, rid, err)
-			}
-			ch.rules = append(ch.rules, r)
-		}
-	}
-	return nil
-}
-
-func (s *Snapshot) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}) (rule, error) {
+func (b *Builder) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{}) (rule, error) {
 	r := rule{id: tr.ID, typ: tr.Type}
 	flow := actAccept
 	if tr.FlowAction != nil {
@@ -208,7 +154,7 @@ func (s *Snapshot) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{
 		r.action = actJump
 		if tr.JumpChainID != nil {
 			r.jumpID = *tr.JumpChainID
-			r.jump = s.chains[r.jumpID]
+			r.jump = b.ix.chains.of(r.jumpID)
 		}
 	case topology.RuleDNAT, topology.RuleSNAT:
 		r.action = flow
@@ -252,13 +198,14 @@ func (s *Snapshot) compileRule(tr *topology.Rule, ipg map[ID]map[[4]byte]struct{
 			r.action, r.ingress, r.failOpen = actRedirect, tr.Ingress, tr.FailOpen
 			if tr.TargetPortID != nil {
 				r.redirectID = *tr.TargetPortID
+				r.redirect = b.ix.ports.of(r.redirectID)
 			}
 		}
 	default:
 		// Trace rules continue: tracing is requested per simulation here.
 		r.action = actContinue
 	}
-	if err := s.compileCond(&r.cond, &tr.Condition, ipg); err != nil {
+	if err := b.compileCond(&r.cond, &tr.Condition, ipg); err != nil {
 		return r, err
 	}
 	// Dynamic NAT (and NAT on L4 fields) only ever matches unfragmented
@@ -277,7 +224,7 @@ func deref(p *string) string {
 	return *p
 }
 
-func (s *Snapshot) compileCond(c *cond, tc *topology.Condition, ipg map[ID]map[[4]byte]struct{}) error {
+func (b *Builder) compileCond(c *cond, tc *topology.Condition, ipg map[ID]map[[4]byte]struct{}) error {
 	set := func(f condField, inv bool) {
 		c.set |= f
 		if inv {

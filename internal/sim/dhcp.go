@@ -38,38 +38,23 @@ func (e DHCPEvent) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (e DHCPEvent) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
 
-// compileDHCP gives each bridge the DHCP server of its subnets. The MTU a
+// compileDHCP gives bridge b the DHCP servers of its subnets. The MTU a
 // subnet without interfaceMTU offers is the underlay's minus the overlay's
 // overhead, so that VMs never send frames the overlay must fragment.
-func (s *Snapshot) compileDHCP(in *SnapshotInput) {
-	byBridge := map[ID][]topology.DHCPSubnet{}
-	for i := range in.DHCPSubnets {
-		d := &in.DHCPSubnets[i]
-		if _, ok := s.bridges[d.BridgeID]; ok {
-			byBridge[d.BridgeID] = append(byBridge[d.BridgeID], *d)
+func compileDHCP(b *bridge, v4 []topology.DHCPSubnet, v6 []topology.DHCPSubnetV6, underlayMTU int) {
+	if len(v4) > 0 {
+		underlay := underlayMTU
+		if underlay <= 0 {
+			underlay = dhcp.DefaultUnderlayMTU
 		}
-	}
-	underlay := in.UnderlayMTU
-	if underlay <= 0 {
-		underlay = dhcp.DefaultUnderlayMTU
-	}
-	// 68 is the smallest MTU an IPv4 host must accept (RFC 791).
-	defaults := dhcp.Defaults{MTU: max(underlay-dhcp.OverlayOverhead, 68)}
-	for id, subnets := range byBridge {
-		b := s.bridges[id]
+		// 68 is the smallest MTU an IPv4 host must accept (RFC 791).
+		defaults := dhcp.Defaults{MTU: max(underlay-dhcp.OverlayOverhead, 68)}
 		// Hosts and options the API would refuse are left out.
-		b.dhcp4, _ = dhcp.NewServer4(subnets, defaults)
+		b.dhcp4, _ = dhcp.NewServer4(v4, defaults)
 		b.dhcpServers = b.dhcp4.ServerAddrs()
 	}
-	byBridge6 := map[ID][]topology.DHCPSubnetV6{}
-	for i := range in.DHCPSubnetsV6 {
-		d := &in.DHCPSubnetsV6[i]
-		if _, ok := s.bridges[d.BridgeID]; ok {
-			byBridge6[d.BridgeID] = append(byBridge6[d.BridgeID], *d)
-		}
-	}
-	for id, subnets := range byBridge6 {
-		s.bridges[id].dhcp6, _ = dhcp.NewServer6(subnets)
+	if len(v6) > 0 {
+		b.dhcp6, _ = dhcp.NewServer6(v6)
 	}
 }
 
@@ -81,7 +66,7 @@ func (s *Snapshot) compileDHCP(in *SnapshotInput) {
 // ports of every packet from its VMs, so that no flow installed for other
 // traffic ever catches a DHCP request.
 func (s *Simulator) dhcpIngress(p *port) (v verdict, handled bool) {
-	b := p.bridge
+	b := s.snap.bridge(p.bridge)
 	if s.vlan() != 0 {
 		return 0, false // a trunk's tagged frames are bridged, never answered
 	}
@@ -163,7 +148,7 @@ func (s *Simulator) dhcpIngress(p *port) (v verdict, handled bool) {
 
 // dhcp6Ingress is dhcpIngress for a DHCPv6 client message.
 func (s *Simulator) dhcp6Ingress(p *port) (v verdict, handled bool) {
-	b := p.bridge
+	b := s.snap.bridge(p.bridge)
 	var parsed packet.Parsed
 	parsed.Decode(s.pkt.Frame)
 	if parsed.Layer < packet.Layer4 || parsed.IPVersion != 6 || parsed.IPProto != packet.IPProtoUDP {

@@ -8,8 +8,16 @@
 //
 // The package is pure: it reads an immutable Snapshot and the flow-state
 // tables, takes the time and a random source as inputs, performs no I/O and
-// starts no goroutines. Anything that must wait (an unresolved next-hop MAC)
-// is a result kind the agent acts on before simulating the packet again.
+// starts no goroutines. Anything that must wait is a result kind the agent
+// acts on before simulating the packet again (an unresolved next-hop MAC, a
+// SNAT port block to lease).
+//
+// A Builder compiles the topology into snapshots change by change: compiled
+// objects refer to each other by handles into the snapshot's tables, so a
+// write costs an agent what it changes (and what depends on it: a port's
+// bridge and peer, a rule's chains), not a compilation of the whole cloud,
+// and unchanged objects are shared between snapshots. NewSnapshot compiles
+// a topology whole.
 //
 // What is simulated: ports (filter chains, mirrors, admin state, exterior
 // emission, interior hand-off, the 12-device loop guard), bridges (MAC

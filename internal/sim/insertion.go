@@ -19,60 +19,111 @@ const (
 	pcpFinal uint16 = 1 << 15
 )
 
-// compileInsertions turns the L2 insertions into redirect chains, as
-// MidoNet's cluster translates them (reference §2.12): each protected port
-// gets an inbound chain before its own and an outbound chain after its
-// own, each service port an inbound chain before its own. A frame from
-// the protected port's MAC entering the port, or to that MAC leaving it, is
+// insertionPlan is what the L2 insertions compile to: MidoNet's cluster
+// translates them into redirect chains (reference §2.12). Each protected
+// port gets an inbound chain before its own and an outbound chain after its
+// own, each service port an inbound chain before its own. A frame from the
+// protected port's MAC entering the port, or to that MAC leaving it, is
 // redirected out of the first service port; what the service sends back is
 // redirected out of the next one, and after the last one back into the
 // protected port (marked so that its chain lets it through) or out of it.
-func (s *Snapshot) compileInsertions(ins []topology.L2Insertion) {
+// Insertions are few per cloud: a change to any of them, or to a port one
+// names, compiles the plan again and the ports it names.
+type insertionPlan struct {
+	chains    map[ID]*chain // the generated chains, by id
+	protected map[ID]*protectedPort
+	service   map[ID]ID // service port → its generated inbound chain
+}
+
+type protectedPort struct {
+	in, out      ID // generated chains
+	servicePorts []ID
+}
+
+// ports returns every port the plan changes.
+func (pl *insertionPlan) ports() idSet {
+	out := idSet{}
+	if pl == nil {
+		return out
+	}
+	for id := range pl.protected {
+		out[id] = struct{}{}
+	}
+	for id := range pl.service {
+		out[id] = struct{}{}
+	}
+	return out
+}
+
+// apply puts the plan's chains on compiled port p.
+func (pl *insertionPlan) apply(ix *indexes, p *port) {
+	if pl == nil {
+		return
+	}
+	if pr, ok := pl.protected[p.id]; ok {
+		p.inChains = append([]handle[chain]{ix.chains.of(pr.in)}, p.inChains...)
+		p.outChains = append(p.outChains, ix.chains.of(pr.out))
+		p.servicePorts = slices.Clone(pr.servicePorts)
+	}
+	if sc, ok := pl.service[p.id]; ok {
+		// MidoNet's service ports have no outbound chains.
+		p.inChains = append([]handle[chain]{ix.chains.of(sc)}, p.inChains...)
+		p.service, p.outChains = true, nil
+	}
+}
+
+// compileInsertions makes the insertion plan from the builder's insertions
+// and ports. An insertion that names a missing port, a router port or no
+// MAC is left out.
+func (b *Builder) compileInsertions() *insertionPlan {
+	pl := &insertionPlan{chains: map[ID]*chain{}, protected: map[ID]*protectedPort{}, service: map[ID]ID{}}
+	bridgePort := func(id ID) bool {
+		tp := b.ports[id]
+		return tp != nil && tp.Type != topology.PortTypeRouter
+	}
 	byPort := map[ID][]*topology.L2Insertion{}
-	for i := range ins {
-		x := &ins[i]
+	for _, x := range b.insertions {
 		if x.PortID == nil || x.SrvPortID == nil || x.MAC == nil {
 			continue
 		}
-		p, ok := s.ports[*x.PortID]
-		sp, sok := s.ports[*x.SrvPortID]
-		if _, mok := topology.ParseMAC(*x.MAC); !ok || !sok || !mok || p.bridge == nil || sp.bridge == nil {
+		if _, mok := topology.ParseMAC(*x.MAC); !mok || !bridgePort(*x.PortID) || !bridgePort(*x.SrvPortID) {
 			continue
 		}
-		byPort[p.id] = append(byPort[p.id], x)
+		byPort[*x.PortID] = append(byPort[*x.PortID], x)
 	}
-	srvChains := map[ID]*chain{}
+	portH := b.ix.ports.of
 	for pid, list := range byPort {
 		slices.SortFunc(list, func(a, b *topology.L2Insertion) int {
 			return cmp.Or(cmp.Compare(a.Position, b.Position), cmp.Compare(a.PortID.String(), b.PortID.String()),
-				cmp.Compare(a.SrvPortID.String(), b.SrvPortID.String()))
+				cmp.Compare(a.SrvPortID.String(), b.SrvPortID.String()), cmp.Compare(a.ID.String(), b.ID.String()))
 		})
-		p := s.ports[pid]
-		in := s.internalChain(pid, "InboundRedirect")
-		out := s.internalChain(pid, "OutboundRedirect")
+		in := pl.internalChain(pid, "InboundRedirect")
+		out := pl.internalChain(pid, "OutboundRedirect")
+		pp := &protectedPort{in: in.id, out: out.id}
+		pl.protected[pid] = pp
 		n := len(list)
 		last := list[n-1]
-		lastSrv := s.ports[*last.SrvPortID]
+		lastSrv := *last.SrvPortID
 		lastMAC, _ := topology.ParseMAC(*last.MAC)
 		// Back from the last service: into the protected port, marked
 		// final; the port's chain then lets it through, tag removed.
-		final := s.insertionRule(in, "final", condMAC(lastMAC, true).inPort(pid).vlanTCI(pcpFinal))
+		final := insertionRule(in, "final", condMAC(lastMAC, true).inPort(pid).vlanTCI(pcpFinal))
 		final.popVLAN, final.action = true, actAccept
-		back := s.insertionRule(in, "back", condMAC(lastMAC, true).inPort(lastSrv.id).vlanTCI(tagOf(last.VLAN, pcpIn)))
+		back := insertionRule(in, "back", condMAC(lastMAC, true).inPort(lastSrv).vlanTCI(tagOf(last.VLAN, pcpIn)))
 		back.popVLAN = last.VLAN != 0
-		back.pushVLAN, back.action, back.redirect, back.redirectID, back.ingress = pcpFinal, actRedirect, p, pid, true
-		backOut := s.insertionRule(out, "back", condMAC(lastMAC, false).inPort(lastSrv.id).vlanTCI(tagOf(last.VLAN, pcpOut)))
+		back.pushVLAN, back.action, back.redirect, back.redirectID, back.ingress = pcpFinal, actRedirect, portH(pid), pid, true
+		backOut := insertionRule(out, "back", condMAC(lastMAC, false).inPort(lastSrv).vlanTCI(tagOf(last.VLAN, pcpOut)))
 		backOut.popVLAN = last.VLAN != 0
-		backOut.action, backOut.redirect, backOut.redirectID = actRedirect, p, pid
+		backOut.action, backOut.redirect, backOut.redirectID = actRedirect, portH(pid), pid
 		in.rules = append(in.rules, final, back)
 		out.rules = append(out.rules, backOut)
 		// To each service, the latest first, as MidoNet orders them.
 		for k := n - 1; k >= 0; k-- {
 			x := list[k]
 			m, _ := topology.ParseMAC(*x.MAC)
-			srv := s.ports[*x.SrvPortID]
-			ri := s.insertionRule(in, "to "+x.ID.String(), condMAC(m, true))
-			ro := s.insertionRule(out, "to "+x.ID.String(), condMAC(m, false))
+			srv := *x.SrvPortID
+			ri := insertionRule(in, "to "+x.ID.String(), condMAC(m, true))
+			ro := insertionRule(out, "to "+x.ID.String(), condMAC(m, false))
 			if k == 0 {
 				ri.cond = ri.cond.inPort(pid)
 			} else {
@@ -85,38 +136,30 @@ func (s *Snapshot) compileInsertions(ins []topology.L2Insertion) {
 				ri.pushVLAN, ro.pushVLAN = tagOf(x.VLAN, pcpIn), tagOf(x.VLAN, pcpOut)
 			}
 			for _, r := range []*rule{&ri, &ro} {
-				r.action, r.redirect, r.redirectID, r.failOpen = actRedirect, srv, srv.id, x.FailOpen
+				r.action, r.redirect, r.redirectID, r.failOpen = actRedirect, portH(srv), srv, x.FailOpen
 			}
 			in.rules = append(in.rules, ri)
 			out.rules = append(out.rules, ro)
 			// The service port hands what comes back to the protected
 			// port's chains.
-			sc, ok := srvChains[srv.id]
+			scID, ok := pl.service[srv]
 			if !ok {
-				sc = s.internalChain(srv.id, "InboundRedirect")
-				srvChains[srv.id] = sc
-				srv.inChains = append([]*chain{sc}, srv.inChains...)
+				scID = pl.internalChain(srv, "InboundRedirect").id
+				pl.service[srv] = scID
 			}
-			ji := s.insertionRule(sc, "in "+x.ID.String(), condMAC(m, true).vlanTCI(tagOf(x.VLAN, pcpIn)))
-			jo := s.insertionRule(sc, "out "+x.ID.String(), condMAC(m, false).vlanTCI(tagOf(x.VLAN, pcpOut)))
+			sc := pl.chains[scID]
+			ji := insertionRule(sc, "in "+x.ID.String(), condMAC(m, true).vlanTCI(tagOf(x.VLAN, pcpIn)))
+			jo := insertionRule(sc, "out "+x.ID.String(), condMAC(m, false).vlanTCI(tagOf(x.VLAN, pcpOut)))
 			ji.transform, jo.transform, ji.typ, jo.typ = false, false, topology.RuleJump, topology.RuleJump
-			ji.action, ji.jump, ji.jumpID = actJump, in, in.id
-			jo.action, jo.jump, jo.jumpID = actJump, out, out.id
+			ji.action, ji.jump, ji.jumpID = actJump, b.ix.chains.of(in.id), in.id
+			jo.action, jo.jump, jo.jumpID = actJump, b.ix.chains.of(out.id), out.id
 			sc.rules = append(sc.rules, ji, jo)
-			srv.service = true
-			if !slices.Contains(p.servicePorts, srv.id) {
-				p.servicePorts = append(p.servicePorts, srv.id)
+			if !slices.Contains(pp.servicePorts, srv) {
+				pp.servicePorts = append(pp.servicePorts, srv)
 			}
 		}
-		p.inChains = append([]*chain{in}, p.inChains...)
-		p.outChains = append(p.outChains, out)
 	}
-	// MidoNet's service ports have no outbound chains.
-	for _, p := range s.ports {
-		if p.service {
-			p.outChains = nil
-		}
-	}
+	return pl
 }
 
 // tagOf is the TCI an insertion with VLAN vlan pushes with direction mark
@@ -128,19 +171,18 @@ func tagOf(vlan int, pcp uint16) uint16 {
 	return uint16(vlan)&0x0fff | pcp
 }
 
-// internalChain makes a chain the snapshot generates for port, with an id
+// internalChain makes a chain the plan generates for port, with an id
 // derived from it, so traces and flow tags name it stably.
-func (s *Snapshot) internalChain(port ID, what string) *chain {
+func (pl *insertionPlan) internalChain(port ID, what string) *chain {
 	id := uuid.NewSHA1(port, []byte(what))
 	c := &chain{id: id, tag: DeviceTag(id), name: what + port.String()}
-	s.chains[id] = c
-	s.names[id] = c.name
+	pl.chains[id] = c
 	return c
 }
 
 // insertionRule returns a transform rule of c with condition cd and an id
 // derived from the chain and label.
-func (s *Snapshot) insertionRule(c *chain, label string, cd cond) rule {
+func insertionRule(c *chain, label string, cd cond) rule {
 	return rule{id: uuid.NewSHA1(c.id, []byte(label)), typ: topology.RuleL2Transform, cond: cd, transform: true}
 }
 

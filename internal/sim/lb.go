@@ -2,11 +2,9 @@ package sim
 
 import (
 	"net/netip"
-	"strings"
 
 	"github.com/midonet/midonet/internal/flowstate"
 	"github.com/midonet/midonet/internal/packet"
-	"github.com/midonet/midonet/internal/topology"
 )
 
 // loadBalancer is an L4 (TCP) load balancer attached to a router
@@ -98,67 +96,6 @@ func (s *Simulator) pick(p *pool) (flowstate.NATBinding, bool) {
 	return flowstate.NATBinding{}, false
 }
 
-// compileLoadBalancers attaches load balancers to their routers.
-func (s *Snapshot) compileLoadBalancers(in *SnapshotInput) {
-	if len(in.LoadBalancers) == 0 {
-		return
-	}
-	pools := map[ID]*pool{}
-	for i := range in.Pools {
-		p := &in.Pools[i]
-		pools[p.ID] = &pool{id: p.ID, tag: DeviceTag(p.ID), adminUp: p.AdminStateUp}
-	}
-	for i := range in.PoolMembers {
-		m := &in.PoolMembers[i]
-		if m.PoolID == nil || m.Address == nil {
-			continue
-		}
-		p, ok := pools[*m.PoolID]
-		a, aok := topology.ParseIPv4(*m.Address)
-		if !ok || !aok {
-			continue
-		}
-		p.members = append(p.members, &member{addr: a.As4(), port: uint16(m.ProtocolPort), weight: m.Weight,
-			adminUp: m.AdminStateUp, healthy: m.Status == "" || strings.EqualFold(m.Status, "ACTIVE")})
-	}
-	lbs := map[ID]*loadBalancer{}
-	for i := range in.LoadBalancers {
-		l := &in.LoadBalancers[i]
-		lb := &loadBalancer{id: l.ID, tag: DeviceTag(l.ID), adminUp: l.AdminStateUp}
-		lbs[l.ID] = lb
-		if l.RouterID != nil {
-			if r, ok := s.routers[*l.RouterID]; ok {
-				r.lb = lb
-			}
-		}
-	}
-	for i := range in.Routers {
-		r := &in.Routers[i]
-		if r.LoadBalancerID != nil {
-			if lb, ok := lbs[*r.LoadBalancerID]; ok {
-				s.routers[r.ID].lb = lb
-			}
-		}
-	}
-	for i := range in.VIPs {
-		v := &in.VIPs[i]
-		if v.LoadBalancerID == nil || v.Address == nil {
-			continue
-		}
-		lb, ok := lbs[*v.LoadBalancerID]
-		a, aok := topology.ParseIPv4(*v.Address)
-		if !ok || !aok {
-			continue
-		}
-		cv := &vip{id: v.ID, addr: a.As4(), port: uint16(v.ProtocolPort), adminUp: v.AdminStateUp,
-			sticky: v.SessionPersistence != nil && strings.EqualFold(*v.SessionPersistence, "SOURCE_IP")}
-		if v.PoolID != nil {
-			cv.pool = pools[*v.PoolID]
-		}
-		lb.vips = append(lb.vips, cv)
-	}
-}
-
 type lbVerdict uint8
 
 const (
@@ -207,13 +144,19 @@ func (s *Simulator) lbInbound(lb *loadBalancer) lbVerdict {
 			return lbDrop
 		}
 	}
+	// The reply's key names this connection exactly, sticky or not: the
+	// backend may see the same 5-tuple again through another VIP of the
+	// balancer (a client re-using its port after TIME_WAIT), and the newer
+	// binding must replace the older one, not sit beside it.
 	rev := flowstate.NATKey{Type: flowstate.RevDNAT, Src: b.IP, SrcPort: b.Port, Dst: addr4(src), DstPort: sp,
 		Proto: packet.IPProtoTCP, Device: lb.id}
+	vipBinding := flowstate.NATBinding{IP: addr4(dst), Port: dp}
+	s.recordNAT(fwd, b)
+	s.recordNAT(rev, vipBinding)
 	if v.sticky {
 		rev.Type, rev.DstPort = flowstate.RevStickyDNAT, 0
+		s.recordNAT(rev, vipBinding)
 	}
-	s.recordNAT(fwd, b)
-	s.recordNAT(rev, flowstate.NATBinding{IP: addr4(dst), Port: dp})
 	s.setNwDst(b.IP.As4())
 	s.setTpDst(b.Port)
 	s.nwDstRewritten = true
@@ -234,9 +177,9 @@ func (s *Simulator) lbOutbound(lb *loadBalancer) lbVerdict {
 	k := flowstate.NATKey{Type: flowstate.RevDNAT, Src: addr4(s.nwSrc()), SrcPort: s.tpSrc(), Dst: addr4(s.nwDst()),
 		DstPort: s.tpDst(), Proto: packet.IPProtoTCP, Device: lb.id}
 	b, found := s.lookupNAT(k)
-	sticky := false
 	if !found {
-		k.Type, k.DstPort, sticky = flowstate.RevStickyDNAT, 0, true
+		// The client's sticky key, for a connection whose own key is gone.
+		k.Type, k.DstPort = flowstate.RevStickyDNAT, 0
 		if b, found = s.lookupNAT(k); !found {
 			return lbContinue
 		}
@@ -251,7 +194,7 @@ func (s *Simulator) lbOutbound(lb *loadBalancer) lbVerdict {
 			break
 		}
 	}
-	if v == nil || v.pool == nil || !v.pool.valid(flowstate.NATBinding{IP: k.Src, Port: k.SrcPort}, sticky) {
+	if v == nil || v.pool == nil || !v.pool.valid(flowstate.NATBinding{IP: k.Src, Port: k.SrcPort}, v.sticky) {
 		return lbDrop
 	}
 	s.setNwSrc(b.IP.As4())

@@ -128,3 +128,46 @@ func TestLoadBalancerStickyAndDraining(t *testing.T) {
 		wantDrop(t, r, ReasonLoadBalancer)
 	})
 }
+
+// A client that re-uses a source port reaches the same backend through a
+// second VIP of the balancer (the backend sees the same 5-tuple again, as
+// after TIME_WAIT): the reply must come from the VIP of the newer
+// connection, not from the one a stale reverse key of the older names.
+func TestLoadBalancerReplyFollowsTheNewerVIP(t *testing.T) {
+	const stickyVIP = "192.0.2.81"
+	for _, tc := range []struct {
+		name                string
+		firstSticky, sticky bool
+	}{
+		{"plain then sticky", false, true},
+		{"sticky then plain", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, ids := lbTopo(t, false, func(m *topology.PoolMember) { m.Status = "INACTIVE" })
+			v2 := tp.in.VIPs[0]
+			v2.ID, v2.Address = id("vip2"), topology.Str(stickyVIP)
+			tp.in.VIPs[0].SessionPersistence, v2.SessionPersistence = nil, nil
+			if tc.firstSticky {
+				tp.in.VIPs[0].SessionPersistence = topology.Str("SOURCE_IP")
+			}
+			if tc.sticky {
+				v2.SessionPersistence = topology.Str("SOURCE_IP")
+			}
+			tp.in.VIPs = append(tp.in.VIPs, v2)
+			snap := tp.snapshot()
+			tables := flowstate.NewTables(1, flowstate.DefaultIdleTTL)
+			for _, vip := range []string{vipIP, stickyVIP} {
+				fwd := run(t, snap, tables.View(0), ids["up"], tcp(gwMAC, upMAC, "8.8.8.8", vip, 5000, 80))
+				if fwd.Kind != Forward || addr4(fwd.Egress[0].Values.NwDst) != ip(vmIP) {
+					t.Fatalf("to %s: %v %v", vip, fwd.Kind, fwd.Reason)
+				}
+				commit(tables.Shard(0), fwd)
+				reply := run(t, snap, tables.View(0), id("vm1"), tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", 8080, 5000))
+				if reply.Kind != Forward || reply.Egress[0].Values.NwSrc != ip(vip).As4() || reply.Egress[0].Values.TpSrc != 80 {
+					t.Fatalf("reply of the connection to %s: %v %v, from %v:%d", vip, reply.Kind, reply.Reason,
+						reply.Egress[0].Values.NwSrc, reply.Egress[0].Values.TpSrc)
+				}
+			}
+		})
+	}
+}

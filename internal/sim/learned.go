@@ -174,8 +174,8 @@ func (s *Simulator) learnedLookup(r *router, dst uint32) (rs []*route, bits uint
 // is one of the router's and, if exterior, up and active (as compiled
 // routes are kept only then).
 func (s *Simulator) learnedUsable(r *router, rt *route) bool {
-	p, ok := s.snap.ports[rt.portID]
-	return ok && p.router == r && (!p.exterior || (p.adminUp && p.active))
+	p := s.snap.portByID(rt.portID)
+	return p != nil && p.device == r.id && p.router != 0 && (!p.exterior || (p.adminUp && p.active))
 }
 
 // learnedCandidates counts the usable routes of rs with the given weight.
@@ -240,13 +240,13 @@ func (s *Simulator) routeLookup(r *router, src, dst uint32, scratch *route) (*ro
 		return nthCandidate(rs, src, weight, choice), true
 	}
 	*scratch = *s.nthLearned(r, lrs, lweight, choice-n1)
-	scratch.port = s.snap.ports[scratch.portID]
+	scratch.port = s.snap.ix.ports.get(scratch.portID)
 	return scratch, true
 }
 
 // LearnedRoutes is the number of learned routes router holds.
 func (s *Snapshot) LearnedRoutes(router ID) int {
-	if r, ok := s.routers[router]; ok {
+	if r := s.routerByID(router); r != nil {
 		return r.learned.Len()
 	}
 	return 0

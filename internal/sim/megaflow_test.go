@@ -22,6 +22,7 @@ var (
 // and rule values.
 type randomWorld struct {
 	r      *rand.Rand
+	in     SnapshotInput
 	snap   *Snapshot
 	ports  []ID // ingress candidates
 	macs   [][6]byte
@@ -123,6 +124,7 @@ func newRandomWorld(t testing.TB, r *rand.Rand) *randomWorld {
 	}
 	tp.in.Routers[0].InboundFilterID = topology.IDPtr(tp.chain("r-in", in...))
 	tp.in.Routers[0].OutboundFilterID = topology.IDPtr(tp.chain("r-out", out...))
+	w.in = tp.in
 	w.snap = tp.snapshot()
 	return w
 }

@@ -7,24 +7,29 @@ type mirror struct {
 	tag   Tag
 	conds []cond
 	toID  ID
-	to    *port // nil when the target port does not exist
+	to    handle[port]
 }
 
 // mirrorTo simulates, for each mirror with a matching condition, a copy of
 // the packet as it is now leaving the mirror's target port (through that
 // port's outbound chains). The copies do not change the original's path:
 // the context is restored after each one, and a dropped copy is ignored.
-func (s *Simulator) mirrorTo(ms []*mirror) {
-	for _, m := range ms {
+func (s *Simulator) mirrorTo(ms []handle[mirror]) {
+	for _, h := range ms {
+		m := s.snap.mirror(h)
+		if m == nil {
+			continue
+		}
 		s.tag(m.tag)
-		if m.to == nil || !s.mirrorMatches(m) {
+		to := s.snap.port(m.to)
+		if to == nil || !s.mirrorMatches(m) {
 			continue
 		}
 		if s.tracing {
 			s.trace("mirror", m.id, "copy", "to port "+m.toID.String())
 		}
 		saved := s.save()
-		s.portEgress(m.to)
+		s.portEgress(to)
 		s.restore(&saved)
 	}
 }

@@ -23,7 +23,7 @@ type route struct {
 	tag        Tag
 	src, dst   prefix4
 	kind       routeKind
-	port       *port // next-hop port (PORT and LOCAL routes)
+	port       handle[port] // next-hop port (PORT and LOCAL routes)
 	portID     ID
 	gateway    [4]byte
 	hasGateway bool

@@ -99,8 +99,8 @@ func (s *Simulator) routerProcess(r *router) verdict {
 	}
 	s.setNwTTL(ttl - 1)
 
-	out := rt.port
-	if !out.hasAddr || dstIP == out.addr {
+	out := s.snap.port(rt.port)
+	if out == nil || !out.hasAddr || dstIP == out.addr {
 		return s.drop(ReasonBadEgressPort)
 	}
 	s.outPort = out
@@ -154,13 +154,13 @@ func (s *Simulator) routerProcess(r *router) verdict {
 // suppression table, then the router's ARP table. A stale entry is used,
 // and the request that refreshes it is added to Result.ARPRefresh.
 func (s *Simulator) nextHopMAC(r *router, out *port, gw [4]byte) ([6]byte, bool) {
-	if peer := out.peer; peer != nil {
-		if peer.router != nil {
+	if peer := s.snap.port(out.peer); peer != nil {
+		if peer.router != 0 {
 			return peer.mac, true
 		}
-		if b := peer.bridge; b != nil {
+		if b := s.snap.bridge(peer.bridge); b != nil {
 			if bp, ok := b.rtrIPs[gw]; ok {
-				return bp.peer.mac, true
+				return bp.mac, true
 			}
 			if m, ok := b.ipMAC[gw]; ok {
 				return m, true

@@ -186,10 +186,10 @@ func (s *Simulator) MatchICMPID(on bool) {
 // paths once the scratch space has grown, unless tracing.
 func (s *Simulator) Simulate(snap *Snapshot, state StateReader, pkt *Packet, now time.Time) *Result {
 	s.reset(snap, state, pkt, now)
-	p, ok := snap.ports[pkt.Port]
+	p := snap.portByID(pkt.Port)
 	var v verdict
 	switch {
-	case !ok:
+	case p == nil:
 		v = s.tempDrop(ReasonUnknownPort)
 	case pkt.Generated:
 		s.inputPort = p
@@ -364,7 +364,7 @@ func (s *Simulator) traversed(id ID) bool {
 // p: a DHCP request to a bridge with DHCP is answered there, anything else
 // goes through the port.
 func (s *Simulator) ingress(p *port) verdict {
-	if b := p.bridge; b != nil && (b.dhcp4 != nil || b.dhcp6 != nil) && p.exterior && p.adminUp && b.adminUp {
+	if b := s.snap.bridge(p.bridge); b != nil && (b.dhcp4 != nil || b.dhcp6 != nil) && p.exterior && p.adminUp && b.adminUp {
 		if v, ok := s.dhcpIngress(p); ok {
 			return v
 		}
@@ -393,14 +393,14 @@ func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
 		s.trace("port", p.id, "ingress", "")
 	}
 	s.inPort, s.outPort, s.nwDstRewritten = p, nil, false
-	if p.router != nil {
+	if p.router != 0 {
 		s.preRouting = s.wc
 	}
 	if p.traces != nil {
 		s.checkTraces(p.traces)
 	}
 	if checkAdmin && !p.adminUp {
-		if p.router != nil {
+		if p.router != 0 {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonPortAdminDown)
@@ -418,7 +418,7 @@ func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
 	case actDrop:
 		return s.drop(s.chainDropReason())
 	case actReject:
-		if p.router != nil {
+		if p.router != 0 {
 			s.icmpError(p, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
 		return s.drop(ReasonChain)
@@ -430,10 +430,14 @@ func (s *Simulator) ingressCommon(p *port, checkAdmin bool) verdict {
 		// QoS DSCP marking keeps the ECN bits.
 		s.setNwTOS(uint8(p.dscp)<<2 | s.nwTOS()&3)
 	}
-	if p.bridge != nil {
-		return s.bridgeProcess(p.bridge)
+	if p.bridge != 0 {
+		if b := s.snap.bridge(p.bridge); b != nil {
+			return s.bridgeProcess(b)
+		}
+	} else if r := s.snap.router(p.router); r != nil {
+		return s.routerProcess(r)
 	}
-	return s.routerProcess(p.router)
+	return s.tempDrop(ReasonUnknownPort) // its device is gone: the next snapshot drops the port too
 }
 
 // portEgress handles a packet leaving through port p: VLAN pop on a
@@ -444,7 +448,7 @@ func (s *Simulator) portEgress(p *port) verdict { return s.egress(p, true) }
 // egress is portEgress; without filter (a redirect out of p) the port's
 // pre-filter mirrors and outbound chains are skipped.
 func (s *Simulator) egress(p *port, filter bool) verdict {
-	if p.bridge != nil && p.vlan != 0 && p.peer != nil {
+	if p.bridge != 0 && p.vlan != 0 && p.peer != 0 {
 		if s.vlan()&0x0fff != p.vlan {
 			return s.drop(ReasonVLAN)
 		}
@@ -476,7 +480,7 @@ func (s *Simulator) egress(p *port, filter bool) verdict {
 			return s.ingressCommon(p, false)
 		}
 	} else if !p.adminUp {
-		if p.router != nil && s.inPort != nil && s.inPort.router == p.router {
+		if p.router != 0 && s.inPort != nil && s.inPort.router == p.router {
 			// Routed to a port that is down: the router tells the sender.
 			s.icmpError(s.inPort, packet.ICMPDestUnreachable, packet.ICMPCodeAdminProhibited)
 		}
@@ -494,9 +498,10 @@ func (s *Simulator) egress(p *port, filter bool) verdict {
 		}
 	}
 	s.mirrorTo(p.mirrorsOut)
+	if peer := s.snap.port(p.peer); peer != nil {
+		return s.portIngress(peer)
+	}
 	switch {
-	case p.peer != nil:
-		return s.portIngress(p.peer)
 	case p.exterior:
 		s.emit(p)
 		return vForward
@@ -519,7 +524,11 @@ func (s *Simulator) redirect(from *port) verdict {
 			s.statePort(sp)
 		}
 	}
-	if r == nil || r.redirect == nil {
+	var to *port
+	if r != nil {
+		to = s.snap.port(r.redirect)
+	}
+	if to == nil {
 		return s.tempDrop(ReasonUnknownPort)
 	}
 	if s.tracing {
@@ -530,10 +539,10 @@ func (s *Simulator) redirect(from *port) verdict {
 		s.trace("rule", r.id, "redirect", how+" port "+r.redirectID.String())
 	}
 	if r.ingress {
-		return s.portIngress(r.redirect)
+		return s.portIngress(to)
 	}
 	s.redirectedOut, s.failOpen = true, r.failOpen
-	return s.egress(r.redirect, false)
+	return s.egress(to, false)
 }
 
 // statePort adds a port whose host must receive the flow's state.
@@ -660,8 +669,12 @@ func (s *Simulator) setICMPData(d ICMPData) {
 // runChains applies a device's or port's filter chains in order; the first
 // chain that does not accept decides. It returns actAccept, actDrop or
 // actReject.
-func (s *Simulator) runChains(chains []*chain) ruleAction {
-	for _, c := range chains {
+func (s *Simulator) runChains(chains []handle[chain]) ruleAction {
+	for _, h := range chains {
+		c := s.snap.chain(h)
+		if c == nil {
+			continue // a chain that does not exist accepts
+		}
 		s.nstack = 0
 		switch a := s.runChain(c); a {
 		case actDrop, actReject, actRedirect:
@@ -721,13 +734,14 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 		case actContinue:
 			continue
 		case actJump:
-			if r.jump == nil || s.nstack >= maxJumpDepth || s.onStack(r.jump) {
+			jump := s.snap.chain(r.jump)
+			if jump == nil || s.nstack >= maxJumpDepth || s.onStack(jump) {
 				if s.tracing {
 					s.trace("rule", r.id, "jump ignored", "missing chain or loop: "+r.jumpID.String())
 				}
 				continue
 			}
-			switch a := s.runChain(r.jump); a {
+			switch a := s.runChain(jump); a {
 			case actAccept, actDrop, actReject, actRedirect:
 				return a
 			}
@@ -743,7 +757,7 @@ func (s *Simulator) runRules(c *chain) ruleAction {
 
 func (s *Simulator) onStack(c *chain) bool {
 	for i := 0; i < s.nstack; i++ {
-		if s.chainStack[i] == c {
+		if s.chainStack[i].id == c.id {
 			return true
 		}
 	}

@@ -47,10 +47,10 @@ func (t Trace) String() string {
 
 // deviceType names the kind of device id for a trace event.
 func (s *Simulator) deviceType(id ID) string {
-	if _, ok := s.snap.bridges[id]; ok {
+	if s.snap.bridges.at(s.snap.ix.bridges.get(id)) != nil {
 		return "bridge"
 	}
-	if _, ok := s.snap.routers[id]; ok {
+	if s.snap.routerByID(id) != nil {
 		return "router"
 	}
 	return "device"
@@ -60,6 +60,6 @@ func (s *Simulator) trace(typ string, id ID, event, detail string) {
 	if typ == "device" {
 		typ = s.deviceType(id)
 	}
-	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Name: s.snap.names[id],
+	s.res.Trace = append(s.res.Trace, TraceEvent{DeviceType: typ, Device: id, Name: s.snap.nameOf(id),
 		Event: event, Detail: detail})
 }

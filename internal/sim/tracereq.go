@@ -2,8 +2,7 @@ package sim
 
 import (
 	"fmt"
-
-	"github.com/midonet/midonet/internal/topology"
+	"slices"
 )
 
 // traceReq is an enabled trace request compiled onto its device: MidoNet's
@@ -13,41 +12,27 @@ type traceReq struct {
 	cond cond
 }
 
-// compileTraceRequests puts each enabled trace request on its port, bridge
-// or router. A request on a device the snapshot lacks is left out: it
-// matches nothing, as a chain on a missing device does.
-func (s *Snapshot) compileTraceRequests(reqs []topology.TraceRequest, ipg map[ID]map[[4]byte]struct{}) error {
-	for i := range reqs {
-		t := &reqs[i]
-		if !t.Enabled || t.DeviceType == nil || t.DeviceID == nil {
+// compileTraces compiles the enabled trace requests on device id of type
+// devType (topology.TracePort, TraceBridge or TraceRouter), in id order. A
+// request on a device the snapshot lacks matches nothing, as a chain on a
+// missing device does.
+func (b *Builder) compileTraces(devType string, id ID) ([]*traceReq, error) {
+	var out []*traceReq
+	for tid := range b.tracesByDev[id] {
+		t := b.traces[tid]
+		if t == nil || !t.Enabled || t.DeviceType == nil || *t.DeviceType != devType {
 			continue
 		}
 		tr := &traceReq{id: t.ID}
 		if t.Condition != nil {
-			if err := s.compileCond(&tr.cond, &t.Condition.Condition, ipg); err != nil {
-				return fmt.Errorf("%w: trace request %s: condition: %w", ErrTopology, t.ID, err)
+			if err := b.compileCond(&tr.cond, &t.Condition.Condition, b.ipgroups); err != nil {
+				return nil, fmt.Errorf("%w: trace request %s: condition: %w", ErrTopology, t.ID, err)
 			}
 		}
-		if t.Name != nil && *t.Name != "" {
-			s.names[t.ID] = *t.Name
-		}
-		dev := *t.DeviceID
-		switch *t.DeviceType {
-		case topology.TracePort:
-			if p, ok := s.ports[dev]; ok {
-				p.traces = append(p.traces, tr)
-			}
-		case topology.TraceBridge:
-			if b, ok := s.bridges[dev]; ok {
-				b.traces = append(b.traces, tr)
-			}
-		case topology.TraceRouter:
-			if r, ok := s.routers[dev]; ok {
-				r.traces = append(r.traces, tr)
-			}
-		}
+		out = append(out, tr)
 	}
-	return nil
+	slices.SortFunc(out, func(x, y *traceReq) int { return slices.Compare(x.id[:], y.id[:]) })
+	return out, nil
 }
 
 // checkTraces evaluates the trace requests at the entry of a port or

@@ -196,14 +196,37 @@ func (s *nameServer) stop() {
 // get sends one HTTP/1.0 GET on a new connection from namespace ns and
 // returns the body's first line ("" on any failure within timeout).
 func get(t *testing.T, ns, addr string, timeout time.Duration) string {
+	return getFrom(t, ns, 0, addr, timeout)
+}
+
+// getFrom is get from a given local port (0: any).
+func getFrom(t *testing.T, ns string, localPort int, addr string, timeout time.Duration) string {
 	var c net.Conn
 	err := sandbox.InNS(ns, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp4", addr, timeout)
+		d := net.Dialer{Timeout: timeout}
+		if localPort != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: localPort}
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+		c, err = d.Dial("tcp4", addr)
 		return err
 	})
 	if err != nil {
 		return ""
+	}
+	if localPort != 0 {
+		// Closed with a reset, not into TIME_WAIT, so the port can be
+		// used again at once.
+		c.(*net.TCPConn).SetLinger(0)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
@@ -313,7 +336,11 @@ func newLBRig(t *testing.T) *lbRig {
 		weight := []int{1, 2, 1}[i]
 		r.members[name] = post(t, "/pools/"+r.pool+"/pool_members", map[string]any{
 			"address": fmt.Sprintf("10.0.7.1%d", i+1), "protocolPort": 80, "weight": weight})
-		post(t, "/pools/"+r.sticky+"/pool_members", map[string]any{"address": fmt.Sprintf("10.0.7.1%d", i+1), "protocolPort": 80})
+		// The sticky pool has be1 and be2 only, as the first has in
+		// effect: a client reaches the same back ends through both VIPs.
+		if name != "be3" {
+			post(t, "/pools/"+r.sticky+"/pool_members", map[string]any{"address": fmt.Sprintf("10.0.7.1%d", i+1), "protocolPort": 80})
+		}
 	}
 	// be3 is administratively down in the first pool.
 	put(t, "/pool_members/"+r.members["be3"], map[string]any{"poolId": r.pool, "weight": 1, "adminStateUp": false})
@@ -351,6 +378,35 @@ func TestLoadBalancer(t *testing.T) {
 		got := tally(t, r.client, stickyVIPAddr, 60)
 		if len(got) != 1 || got[""] != 0 {
 			t.Errorf("60 requests to the sticky VIP from one client: %v; want one back end", got)
+		}
+	})
+
+	t.Run("client port re-used through the other VIP", func(t *testing.T) {
+		// The back end sees the same 5-tuple twice, through two VIPs of
+		// one balancer: the second connection's replies must come from
+		// its own VIP, not from the one the first connection's key names.
+		backend := get(t, r.client, stickyVIPAddr, 5*time.Second)
+		if backend == "" {
+			t.Fatal("the sticky VIP does not answer")
+		}
+		// A port that took the plain VIP to the sticky VIP's back end. The
+		// ports are outside the ephemeral range, so no other connection
+		// of the client's namespace holds them; each is one connection to
+		// the balancer, which keeps its back end, hence one try a port.
+		port, first := 0, ""
+		for p := 61100; p < 61140 && first != backend; p++ {
+			port, first = p, getFrom(t, r.client, p, vipAddr, 5*time.Second)
+		}
+		if first != backend {
+			t.Fatalf("40 connections from ports 61100-61139 to %s and none on %s (the last answered by %q)", vipAddr, backend, first)
+		}
+		var got string
+		eventually(t, 10*time.Second, "the sticky VIP answering from the re-used port", func() bool {
+			got = getFrom(t, r.client, port, stickyVIPAddr, 3*time.Second)
+			return got != ""
+		})
+		if got != backend {
+			t.Errorf("from port %d the sticky VIP answered from %q; want %q", port, got, backend)
 		}
 	})
 
@@ -430,6 +486,12 @@ func TestLoadBalancer(t *testing.T) {
 		r.servers["be2"].stop()
 		took := eventually(t, 5*time.Second, "be2 INACTIVE", func() bool { return status("be2") == "INACTIVE" })
 		t.Logf("be2 marked INACTIVE %s after its server stopped", took)
+		// The agents apply the status as they apply any write: a
+		// connection made in the meantime may still meet be2's reset.
+		eventually(t, 2*time.Second, "new connections avoiding the dead member", func() bool {
+			got := tally(t, r.client, vipAddr, 5)
+			return got["be1"] == 5
+		})
 		if got := tally(t, r.client, vipAddr, 30); got["be2"] != 0 || got["be1"] != 30 {
 			t.Errorf("with be2 dead: %v; want every request on be1", got)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -121,7 +122,7 @@ func agentForwardsThroughKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open kernel datapath: %v", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := agent.New(agent.Config{HostName: "vm-host", StateDir: t.TempDir(), Store: agent.NSDB(store), Datapath: dp,
 		Workers: 2, Logger: logger})
 	if err != nil {
@@ -130,7 +131,8 @@ func agentForwardsThroughKernel(t *testing.T) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(runCtx) }()
+	var runErr error
+	go func() { defer close(done); runErr = a.Run(runCtx) }()
 	// Registered before the store's cleanup, so it runs first.
 	t.Cleanup(func() {
 		stop()
@@ -141,8 +143,13 @@ func agentForwardsThroughKernel(t *testing.T) {
 	})
 	select {
 	case <-a.Ready():
+	case <-done:
+		t.Fatalf("agent stopped before it was ready: %v", runErr)
 	case <-time.After(agentWait):
-		t.Fatal("agent not ready")
+		// Show where it is stuck: the VM's output is all CI keeps.
+		var stacks bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("agent not ready after %v; goroutines:\n%s", agentWait, stacks.String())
 	}
 
 	// The host in a tunnel zone (the agent then opens its VXLAN port), a
