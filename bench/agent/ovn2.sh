@@ -220,12 +220,18 @@ teardown)
 setup | run) ;;
 *) die "usage: $0 [run|setup|teardown]" ;;
 esac
+tool=
 if [ -z "${CONNRATE:-}" ]; then
-  CONNRATE=$(mktemp -d /tmp/midonet-ovn2-connrate.XXXXXX)/connrate
+  tool=$(mktemp -d /tmp/midonet-ovn2-connrate.XXXXXX)
+  CONNRATE=$tool/connrate
   go build -o "$CONNRATE" ./bench/agent/connrate
 fi
 [ "${1:-run}" = setup ] && KEEP=1
-[ -n "${KEEP:-}" ] || trap teardown EXIT
+finish() {
+  [ -n "${KEEP:-}" ] || teardown
+  [ -z "$tool" ] || [ -n "${KEEP:-}" ] || rm -rf "$tool"
+}
+trap finish EXIT
 log "two OVN chassis, $PORT_TYPE ports, Geneve over a veth underlay"
 setup
 [ "${1:-run}" = setup ] && exit 0
