@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
@@ -147,11 +149,15 @@ func (a *Agent) adoptHost(ctx context.Context) error {
 
 // publishInterfacesLoop publishes the host's interfaces (name, MAC,
 // addresses, up/down, MTU) and keeps them current; it also retries
-// bindings whose interface did not exist, as interfaces appear.
+// bindings whose interface did not exist, as interfaces appear. It looks
+// again as soon as the kernel reports a link change (a VM's tap created),
+// and every 2 s in any case.
 func (a *Agent) publishInterfacesLoop(ctx context.Context) {
 	published := map[string]string{}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	links := a.subscribeLinks()
+	defer links.close() // the subscription as made, even if links is cleared
 	for {
 		current := map[string]string{}
 		itfs, err := net.Interfaces()
@@ -187,7 +193,70 @@ func (a *Agent) publishInterfacesLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case _, ok := <-links.changed():
+			if !ok {
+				a.log.Warn("link events ended; new interfaces are noticed within 2 s")
+				links = nil
+			}
+			links.drain()
 		}
+	}
+}
+
+// linkEvents is a subscription to the kernel's link changes in the agent's
+// network namespace; a nil one (no subscription) never fires.
+type linkEvents struct {
+	updates chan netlink.LinkUpdate
+	done    chan struct{}
+}
+
+// subscribeLinks subscribes to link changes; on failure the agent falls
+// back to its periodic scan.
+func (a *Agent) subscribeLinks() *linkEvents {
+	l := &linkEvents{updates: make(chan netlink.LinkUpdate, 64), done: make(chan struct{})}
+	err := netlink.LinkSubscribeWithOptions(l.updates, l.done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { a.log.Debug("link events", "err", err) },
+	})
+	if err != nil {
+		a.log.Warn("link events unavailable; new interfaces are noticed within 2 s", "err", err)
+		return nil
+	}
+	return l
+}
+
+// changed fires when links changed.
+func (l *linkEvents) changed() <-chan netlink.LinkUpdate {
+	if l == nil {
+		return nil
+	}
+	return l.updates
+}
+
+// drain takes the updates already queued: one scan covers them all.
+func (l *linkEvents) drain() {
+	if l == nil {
+		return
+	}
+	for {
+		select {
+		case _, ok := <-l.updates:
+			if !ok {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// close ends the subscription. The subscriber closes its socket and then
+// the channel, which is read until then so that it never blocks sending.
+func (l *linkEvents) close() {
+	if l == nil {
+		return
+	}
+	close(l.done)
+	for range l.updates {
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/midonet/midonet/internal/flowstate"
+	"github.com/midonet/midonet/internal/nsdb"
 	"github.com/midonet/midonet/internal/topology"
 )
 
@@ -36,7 +37,19 @@ func (w *stateWriter) recordLastHost(port topology.ID) {
 // that host arrives (its agent may be restarting and miss a request), for a
 // few seconds at most.
 func (a *Agent) pullState(ctx context.Context, port topology.ID) {
-	e, err := a.store.GetState(ctx, lastHostKey(port))
+	// The previous host writes the key when it unbinds the port, which
+	// may be a moment after this host bound it: wait a little for it.
+	var e nsdb.StateEntry
+	var err error
+	for wait := time.Now().Add(lastHostWait); ; {
+		if e, err = a.store.GetState(ctx, lastHostKey(port)); err == nil || time.Now().After(wait) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return
 	}
@@ -84,6 +97,9 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 }
 
 const (
+	// lastHostWait is how long a newly bound port's previous host has to
+	// name itself.
+	lastHostWait = 2 * time.Second
 	// pullTimeout bounds how long a host asks a migrated port's previous
 	// host for its flow state.
 	pullTimeout = 5 * time.Second

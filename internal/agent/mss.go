@@ -65,7 +65,13 @@ func (w *worker) clampMSS(snap *sim.Snapshot, u *upcall, port topology.ID, res *
 	// clamp: it matches its protocol exactly.
 	m := &res.Mask
 	m.EthType = 0xffff
-	if k.EthType != packet.EtherTypeIPv4 {
+	var ipHeader int
+	switch k.EthType {
+	case packet.EtherTypeIPv4:
+		ipHeader = packet.IPv4MinHeaderLen
+	case packet.EtherTypeIPv6:
+		ipHeader = packet.IPv6HeaderLen
+	default:
 		return nil
 	}
 	m.NwProto, m.NwFrag = 0xff, 0xff
@@ -73,7 +79,13 @@ func (w *worker) clampMSS(snap *sim.Snapshot, u *upcall, port topology.ID, res *
 		return nil
 	}
 	// Every packet of the connection matches its flow exactly.
-	m.NwSrc, m.NwDst = [4]byte{0xff, 0xff, 0xff, 0xff}, [4]byte{0xff, 0xff, 0xff, 0xff}
+	if k.EthType == packet.EtherTypeIPv4 {
+		m.NwSrc, m.NwDst = [4]byte{0xff, 0xff, 0xff, 0xff}, [4]byte{0xff, 0xff, 0xff, 0xff}
+	} else {
+		for i := range m.IPv6Src {
+			m.IPv6Src[i], m.IPv6Dst[i] = 0xff, 0xff
+		}
+	}
 	m.TpSrc, m.TpDst = 0xffff, 0xffff
 	var p packet.Parsed
 	p.Decode(u.frame)
@@ -82,7 +94,7 @@ func (w *worker) clampMSS(snap *sim.Snapshot, u *upcall, port topology.ID, res *
 	}
 	frame := append([]byte(nil), u.frame...)
 	p.Decode(frame)
-	if lowerMSS(&p, uint16(path-packet.IPv4MinHeaderLen-packet.TCPMinHeaderLen)) {
+	if lowerMSS(&p, uint16(path-ipHeader-packet.TCPMinHeaderLen)) {
 		w.a.metrics.mssClamped.Inc()
 	}
 	return frame
@@ -120,13 +132,13 @@ func (w *worker) toOverlay(snap *sim.Snapshot, egress []sim.Egress) bool {
 	return false
 }
 
-// lowerMSS lowers the MSS option of the decoded IPv4 TCP segment to at
+// lowerMSS lowers the MSS option of the decoded IPv4 or IPv6 TCP segment to at
 // most mss, recomputing its checksum (the datapath hands up complete
 // checksums), and reports whether it changed it. Malformed options are
 // left alone.
 func lowerMSS(p *packet.Parsed, mss uint16) bool {
 	t := p.TCP()
-	if len(t) < packet.TCPMinHeaderLen || p.IPVersion != 4 {
+	if len(t) < packet.TCPMinHeaderLen || (p.IPVersion != 4 && p.IPVersion != 6) {
 		return false
 	}
 	opts := t[packet.TCPMinHeaderLen:min(t.DataOffset(), len(t))]
@@ -147,8 +159,13 @@ func lowerMSS(p *packet.Parsed, mss uint16) bool {
 			}
 			binary.BigEndian.PutUint16(opts[i+2:], mss)
 			t.SetChecksum(0)
-			src, dst := p.Src.As4(), p.Dst.As4()
-			t.SetChecksum(packet.Checksum(t, packet.PseudoHeaderSum4(src, dst, packet.IPProtoTCP, uint16(len(t)))))
+			var pseudo uint32
+			if p.IPVersion == 4 {
+				pseudo = packet.PseudoHeaderSum4(p.Src.As4(), p.Dst.As4(), packet.IPProtoTCP, uint16(len(t)))
+			} else {
+				pseudo = packet.PseudoHeaderSum6(p.Src.As16(), p.Dst.As16(), packet.IPProtoTCP, uint32(len(t)))
+			}
+			t.SetChecksum(packet.Checksum(t, pseudo))
 			return true
 		}
 		i += int(opts[i+1])

@@ -20,9 +20,24 @@ import (
 // for a SYN, an MSS option among others, built with gopacket.
 func tcpFrame(t *testing.T, sport uint16, syn bool, mss uint16) []byte {
 	t.Helper()
+	return tcpFrameIP(t, false, sport, syn, mss)
+}
+
+// tcpFrameIP is tcpFrame over IPv4 or, with v6, over IPv6 (fd00::1 to
+// fd00::2).
+func tcpFrameIP(t *testing.T, v6 bool, sport uint16, syn bool, mss uint16) []byte {
+	t.Helper()
 	src, dst := mac(1), mac(2)
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 1, 0, 1}, DstIP: net.IP{10, 1, 0, 2}}
+	var ip interface {
+		gopacket.SerializableLayer
+		gopacket.NetworkLayer
+	} = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{10, 1, 0, 1}, DstIP: net.IP{10, 1, 0, 2}}
+	if v6 {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
+			SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+	}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, Seq: 1, Window: 65535, SYN: syn, ACK: !syn}
 	if syn {
 		tcp.Options = []layers.TCPOption{
@@ -73,8 +88,7 @@ func segmentOut(t *testing.T, a *testAgent, port datapath.PortNo, sport uint16) 
 		if !ok || uint16(tcp.SrcPort) != sport {
 			continue
 		}
-		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		tcp.SetNetworkLayerForChecksum(ip)
+		tcp.SetNetworkLayerForChecksum(p.NetworkLayer())
 		// Over the segment as it is, a valid checksum sums to zero.
 		if c, err := tcp.ComputeChecksum(); err != nil || c != 0 {
 			t.Errorf("TCP checksum %#04x is wrong (the sum over the segment is %#04x)", tcp.Checksum, c)
@@ -158,5 +172,24 @@ func TestMSSClamping(t *testing.T) {
 	h1.dp.Inject(dp3, f)
 	if got := segmentOut(t, h2, dp2, 1003); got != 8960 {
 		t.Errorf("a VM whose MTU fits the overlay: MSS %d, want 8960 untouched", got)
+	}
+
+	// IPv6 alike, with its 40-byte header: 1550 - 50 - 60.
+	before = flows()
+	h1.dp.Inject(dp1, tcpFrameIP(t, true, 2000, true, 8940))
+	if got := segmentOut(t, h2, dp2, 2000); got != 1440 {
+		t.Errorf("IPv6 SYN's MSS %d on the other host, want 1440 (1550 - 50 - 60)", got)
+	}
+	if flows() != before {
+		t.Errorf("%d flows installed for a clamped IPv6 SYN", flows()-before)
+	}
+	h1.dp.Inject(dp1, tcpFrameIP(t, true, 2000, false, 0))
+	segmentOut(t, h2, dp2, 2000)
+	if flows() != before+1 {
+		t.Errorf("%d flows after the IPv6 connection's ACK, want 1", flows()-before)
+	}
+	h1.dp.Inject(dp1, tcpFrameIP(t, true, 2001, true, 8940))
+	if got := segmentOut(t, h2, dp2, 2001); got != 1440 {
+		t.Errorf("another IPv6 connection's SYN: MSS %d, want 1440", got)
 	}
 }

@@ -263,11 +263,12 @@ func TestMigratedPortPullsStateFromARestartingHost(t *testing.T) {
 		p.HostID = topology.IDPtr(h1.HostID())
 		return tx.Put(&p)
 	})
-	// What h2 records when it unbinds a port itself.
+	h1.dpPort(t, "vm1", p1)
+	// What h2 records when it unbinds a port itself, which may come after
+	// the new host bound the port: h1 waits for it.
 	if err := c.store.PutState(context.Background(), lastHostKey(p1), []byte(h2.HostID().String())); err != nil {
 		t.Fatal(err)
 	}
-	h1.dpPort(t, "vm1", p1)
 	// A request sent now is lost: nothing listens at h2.
 	if !poll.Until(func() bool { return counterValue(h1.metrics.statePulls) > 0 }, pullTimeout) {
 		t.Fatal("h1 never asked h2 for the migrated port's flow state")

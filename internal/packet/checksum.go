@@ -49,6 +49,18 @@ func PseudoHeaderSum4(src, dst [4]byte, proto uint8, length uint16) uint32 {
 	return fold64(s)
 }
 
+// PseudoHeaderSum6 returns the partial sum of the IPv6 pseudo header used
+// by TCP, UDP and ICMPv6 checksums (RFC 8200 §8.1): addresses, the
+// upper-layer length and the next header.
+func PseudoHeaderSum6(src, dst [16]byte, proto uint8, length uint32) uint32 {
+	var s uint64
+	for i := 0; i < 16; i += 4 {
+		s += uint64(binary.BigEndian.Uint32(src[i:])) + uint64(binary.BigEndian.Uint32(dst[i:]))
+	}
+	s += uint64(length) + uint64(proto)
+	return fold64(s)
+}
+
 // ChecksumUpdate16 returns the checksum field value after a 16-bit word
 // covered by check changed from old to new, per RFC 1624 equation 3
 // (HC' = ~(~HC + ~m + m')), which never turns a valid checksum into the

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,18 +40,34 @@ func TestMSSClampedTowardsOverlay(t *testing.T) {
 			}
 		}
 	}
+	// IPv6 too: unique local addresses, no duplicate address detection.
+	for i, v := range []*testVM{vm, remote, local} {
+		for _, args := range [][]string{
+			{"netns", "exec", v.ns, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"},
+			{"-n", v.ns, "-6", "addr", "add", fmt.Sprintf("fd00:79::%d/64", 5+i), "dev", "eth0", "nodad"},
+		} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v %s", args, err, out)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		name    string
 		peer    *testVM
+		network string
 		addr    string
 		wantMSS uint16
 	}{
-		{"to another host", remote, "10.79.0.6", 8950 - 40},
-		{"on the same host", local, "10.79.0.7", 9000 - 40},
+		{"to another host", remote, "tcp4", "10.79.0.6", 8950 - 40},
+		{"on the same host", local, "tcp4", "10.79.0.7", 9000 - 40},
+		{"IPv6 to another host", remote, "tcp6", "fd00:79::6", 8950 - 60},
+		{"IPv6 on the same host", local, "tcp6", "fd00:79::7", 9000 - 60},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if n := pingCount(vm.ns, tc.addr, 2); n < 1 {
-				t.Fatalf("%d of 2 pings to the peer", n)
+			if tc.network == "tcp4" {
+				if n := pingCount(vm.ns, tc.addr, 2); n < 1 {
+					t.Fatalf("%d of 2 pings to the peer", n)
+				}
 			}
 			var fd int
 			inNS(t, tc.peer.ns, func() { fd = rawSocket(t, "eth0") })
@@ -57,12 +75,18 @@ func TestMSSClampedTowardsOverlay(t *testing.T) {
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200_000})
 			const port = 5999
 			// Nothing listens: the peer's kernel answers the SYN with a
-			// reset, after it has been seen.
+			// reset, after it has been seen. The reset says the kernel
+			// took the rewritten segment's checksum.
+			var dialErr error
 			inNS(t, vm.ns, func() {
-				if c, err := net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", tc.addr, port), 2*time.Second); err == nil {
+				var c net.Conn
+				if c, dialErr = net.DialTimeout(tc.network, net.JoinHostPort(tc.addr, fmt.Sprint(port)), 3*time.Second); dialErr == nil {
 					c.Close()
 				}
 			})
+			if !errors.Is(dialErr, syscall.ECONNREFUSED) {
+				t.Errorf("connecting to a closed port of the peer: %v; want it refused by the peer's reset", dialErr)
+			}
 			mss, ok := synMSS(fd, port, 3*time.Second)
 			if !ok {
 				t.Fatal("the peer saw no SYN with an MSS option")
