@@ -21,6 +21,9 @@ go build -o "$out/connrate" ./bench/agent/connrate
 # keep them off processors given to the agents with --datapath-cpus.
 pin=${APP_CPUS:+taskset -c $APP_CPUS}
 agentargs=()
+# PROFILE=dir saves each agent's CPU profile of every one-client
+# connection-rate run there (dir/<scenario>-h<N>.pprof).
+[ -z "${PROFILE:-}" ] || { mkdir -p "$PROFILE"; AGENT_ARGS="${AGENT_ARGS:-} --pprof"; }
 for a in ${AGENT_ARGS:-}; do agentargs+=(--agent-arg="$a"); done
 "$out/midonet" sandbox --data-dir "$out/data" --listen 127.0.0.1:18199 ${SANDBOX_ARGS:-} "${agentargs[@]}" >"$out/sandbox.log" 2>&1 &
 sbpid=$!
@@ -56,17 +59,37 @@ iperf() { # client server-ns addr: median Gbit/s of 3 runs
 connrate() { # client server-ns addr p
   ip netns exec "$(ns "$2")" $pin "$out/connrate" -listen 0.0.0.0:7200 & local s=$!
   sleep 0.3
-  ip netns exec "$(ns "$1")" $pin "$out/connrate" -connect "$3:7200" -p "$4" -d 5s
+  ip netns exec "$(ns "$1")" $pin "$out/connrate" -connect "$3:7200" -p "$4" -d "${CONN_SECS:-5}s"
   kill $s 2>/dev/null; wait $s 2>/dev/null || true
 }
-printf '%-28s %-12s %-12s %-10s %-26s %-26s\n' scenario "ping p50 us" "ping p99 us" "iperf Gb/s" "conns/s p=1" "conns/s p=8"
+upcalls() { # the agents' upcalls so far, all hosts together
+  for h in 1 2 3; do ip netns exec "mnsb-h$h" curl -s localhost:9100/metrics; done |
+    awk '/^midonet_agent_upcalls_total /{n+=$2} END {printf "%d", n}'
+}
+# SKIP_PING_IPERF=1 measures connection rates only.
+printf '%-28s %-12s %-12s %-10s %-26s %-10s %-26s\n' scenario "ping p50 us" "ping p99 us" "iperf Gb/s" "conns/s p=1" "upc/conn" "conns/s p=8"
 while read -r name from to addr connaddr; do
   [ -z "${SCEN:-}" ] || [[ " $SCEN " == *" $name "* ]] || continue
-  read -r p50 p99 <<<"$(pingstats "$from" "$addr")"
-  g=$(iperf "$from" "$to" "$addr")
+  p50=- p99=- g=0
+  if [ -z "${SKIP_PING_IPERF:-}" ]; then
+    read -r p50 p99 <<<"$(pingstats "$from" "$addr")"
+    g=$(iperf "$from" "$to" "$addr")
+  fi
+  u0=$(upcalls)
+  profs=()
+  if [ -n "${PROFILE:-}" ]; then
+    for h in 1 2 3; do
+      ip netns exec "mnsb-h$h" curl -s -o "$PROFILE/$name-h$h.pprof" "localhost:9100/debug/pprof/profile?seconds=${CONN_SECS:-5}" &
+      profs+=($!)
+    done
+  fi
   c1=$(connrate "$from" "$to" "$connaddr" 1)
+  [ ${#profs[@]} -eq 0 ] || wait "${profs[@]}"
+  u1=$(upcalls)
+  # Upcalls per connection of the one-client run, every host counted.
+  upc=$(awk -v d=$((u1 - u0)) -v r="${c1%% *}" -v s="${CONN_SECS:-5}" 'BEGIN {printf "%.2f", (r > 0 ? d / (r * s) : 0)}')
   c8=$(connrate "$from" "$to" "$connaddr" 8)
-  printf '%-28s %-12s %-12s %-10.2f %-26s %-26s\n' "$name" "$p50" "$p99" "$g" "$c1" "$c8"
+  printf '%-28s %-12s %-12s %-10.2f %-26s %-10s %-26s\n' "$name" "$p50" "$p99" "$g" "$c1" "$upc" "$c8"
 done <<'EOF2'
 routed-same-host vm-a2 vm-b1 10.0.2.10 10.0.2.10
 routed-across-hosts vm-a1 vm-b1 10.0.2.10 10.0.2.10

@@ -40,6 +40,7 @@ func agentCommand() *cobra.Command {
 		dpCPUs        string
 		fastPath      bool
 		healthMonitor bool
+		replyFlows    bool
 
 		nsdbCA, nsdbCert, nsdbKey string
 
@@ -105,6 +106,7 @@ func agentCommand() *cobra.Command {
 			defer store.Close()
 			cfg.Store, cfg.Datapath, cfg.Logger = agent.NSDB(store), dp, log
 			cfg.TunnelPort = tunnelPort
+			cfg.NoReplyFlows = !replyFlows
 			cfg.PublishInterfaces = true
 			// BGP on the uplinks bound here: a speaker process each (this
 			// binary's hidden bgp-speaker command) in the port's namespace.
@@ -179,6 +181,9 @@ func agentCommand() *cobra.Command {
 	f.BoolVar(&fastPath, "fast-path", true,
 		"userspace datapath: run the flows that only rewrite headers and send to a local interface or into the overlay in the kernel (eBPF), "+
 			"so their packets need no receiver to wake up; false: every packet through the agent's receivers")
+	f.BoolVar(&replyFlows, "reply-flows", true,
+		"install the reply flow of a stateful (SNAT, conntrack) connection together with its forward flow when the forward "+
+			"packet leaves through a port bound here, so the reply is not an upcall; false: simulate each reply when it arrives")
 	f.BoolVar(&healthMonitor, "health-monitor", true,
 		"take part in the election of the one agent that runs the load balancers' health monitors "+
 			"(it probes pool members from a namespace it links to each router)")

@@ -150,6 +150,10 @@ type Config struct {
 	// InterfaceMTU reads a host interface's MTU, which MSS clamping
 	// compares with the overlay's (default: the kernel's; tests stub it).
 	InterfaceMTU func(name string) (int, error)
+	// NoReplyFlows turns off installing a stateful connection's reply
+	// flow with its forward flow (reply.go): each reply is then simulated
+	// when it arrives, as before; for comparisons.
+	NoReplyFlows bool
 }
 
 // NewConfig returns a configuration with every default filled in, for the
@@ -242,6 +246,8 @@ type Agent struct {
 	dp    datapath.Datapath
 	now   func() time.Time
 	debug bool // log a trace of every simulation
+	// replyFlows: install stateful replies' flows ahead (reply.go).
+	replyFlows bool
 
 	// hostID and session are set by Run before the workers start (and
 	// before Ready is closed); only Run's goroutines read them.
@@ -340,6 +346,7 @@ func New(cfg Config) (*Agent, error) {
 		ready: make(chan struct{}), topoKick: make(chan struct{}, 1), epoch: time.Now(),
 	}
 	a.debug = cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
+	a.replyFlows = !cfg.NoReplyFlows
 	a.handle = (*worker).handle
 	a.flows = flows.New(a.dp, cfg.FlowLimit)
 	a.macAges = newMACAges(a.now)

@@ -46,6 +46,8 @@ type Metrics struct {
 	natLeaseFailures   *prometheus.CounterVec
 	dhcp               [sim.DHCPMalformed + 1]prometheus.Counter // DHCP requests by sim.DHCPEvent
 	mssClamped         prometheus.Counter
+	repliesInstalled   prometheus.Counter
+	repliesSkipped     prometheus.Counter
 	arpRefreshes       prometheus.Counter
 	macsExpired        prometheus.Counter
 	arpsExpired        prometheus.Counter
@@ -116,6 +118,8 @@ func newMetrics(ft *flows.Table) *Metrics {
 	m.dpKernelPackets = gauge("datapath_kernel_packets", "Packets the datapath's kernel fast path forwarded or dropped by itself.")
 	m.dpKernelBytes = gauge("datapath_kernel_bytes", "Bytes of the packets the datapath's kernel fast path forwarded or dropped.")
 	m.dpKernelFlows = gauge("datapath_kernel_flows", "Flows the datapath's kernel fast path holds.")
+	m.repliesInstalled = counter("reply_flows_installed_total", "Reply flows of stateful connections installed with their forward flow (simulated ahead of the reply).")
+	m.repliesSkipped = counter("reply_flows_skipped_total", "Replies simulated ahead whose flow was not installed (the simulation had effects only the packet may have); the reply is simulated when it arrives.")
 	m.natBlocksLeased = counter("nat_blocks_leased_total", "SNAT port blocks (64 ports) leased from the store.")
 	m.natBlocksReleased = counter("nat_blocks_released_total", "SNAT port blocks given back to the store, unused.")
 	m.natBlocksLost = counter("nat_blocks_lost_total", "SNAT port blocks another host claimed after this host's lease expired.")

@@ -165,6 +165,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	// The flow installed below holds the MAC mappings it learned; without
 	// one they are released at once (ageing.go).
 	macs := w.a.macAges.hold(res.LearnedMACs)
+	var reply replyPlan // reply.go
 	if f := w.clampMSS(snap, u, port, res); f != nil {
 		// A SYN whose MSS the overlay cannot carry: sent clamped, no flow.
 		c := *u
@@ -198,6 +199,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 				conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...)}
 		}
 		e.Held, macs = withMACs(e.Held, macs), nil
+		if w.a.replyFlows {
+			reply = planReply(&pkt.Match, res, t.Ports.Local, e)
+		}
 		w.a.flows.Add(e)
 	case sim.UserspaceOnly:
 		if len(res.Egress) == 0 {
@@ -245,6 +249,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	generated = append(generated, w.dueRefreshes(res.ARPRefresh)...)
 	for _, g := range generated {
 		w.emitGenerated(t, snap, g)
+	}
+	if reply.ok {
+		w.installReply(&reply, now)
 	}
 }
 

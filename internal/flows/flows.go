@@ -130,13 +130,15 @@ func (t *Table) Generation() uint64 { return t.gen.Load() }
 
 // Add installs a flow, replacing one with the same key and mask. A flow one
 // of whose tags was invalidated since e.Since is refused (its packet went
-// out; the next one is simulated afresh).
-func (t *Table) Add(e *Entry) {
-	t.add(e)
+// out; the next one is simulated afresh). It reports whether the flow
+// entered the table.
+func (t *Table) Add(e *Entry) bool {
+	ok := t.add(e)
 	t.flush()
+	return ok
 }
 
-func (t *Table) add(e *Entry) {
+func (t *Table) add(e *Entry) bool {
 	e.Key = e.Key.Masked(&e.Mask)
 	id := flowID{e.Key, e.Mask}
 	t.mu.Lock()
@@ -144,7 +146,7 @@ func (t *Table) add(e *Entry) {
 	if t.history.invalidatedSince(e.Since, t.gen.Load(), e.Tags) {
 		t.invalidated.Add(1)
 		e.release()
-		return
+		return false
 	}
 	if old, ok := t.flows[id]; ok {
 		t.forgetLocked(old) // the put below replaces it in the datapath
@@ -166,6 +168,7 @@ func (t *Table) add(e *Entry) {
 	}
 	t.link(e)
 	heap.Push(&t.expiry, e)
+	return true
 }
 
 // link appends e to the insertion order.
