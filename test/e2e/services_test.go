@@ -664,6 +664,18 @@ func (c *capture) stop(t *testing.T) []string {
 	return out
 }
 
+// iperfResult is what TestQoS reads of iperf3's JSON output.
+type iperfResult struct {
+	End struct {
+		SumReceived struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+	// With -J, iperf3 3.12 exits 0 when it cannot connect and says so
+	// here.
+	Error string `json:"error"`
+}
+
 // TestQoS: a bandwidth limit on a VM's port holds a TCP transfer from the
 // VM to the limit, changes with the rule, and is gone with the policy; a
 // DSCP mark is set on what the VM sends.
@@ -692,20 +704,14 @@ func TestQoS(t *testing.T) {
 		t.Helper()
 		var out []byte
 		var err error
-		var res struct {
-			End struct {
-				SumReceived struct {
-					BitsPerSecond float64 `json:"bits_per_second"`
-				} `json:"sum_received"`
-			} `json:"end"`
-			// With -J, iperf3 3.12 exits 0 when it cannot connect and
-			// says so here.
-			Error string `json:"error"`
-		}
+		var res iperfResult
 		for range 20 { // the server may not listen yet
 			out, err = exec.Command("ip", "netns", "exec", src.ns, "iperf3", "-c", dst.addr, "-p", "5299",
 				"-t", fmt.Sprint(seconds), "-J").Output()
 			if err == nil {
+				// A fresh result: Unmarshal keeps fields the new output
+				// lacks, such as a failed attempt's error.
+				res = iperfResult{}
 				if err = json.Unmarshal(out, &res); err == nil && res.Error != "" {
 					err = errors.New(res.Error)
 				}
