@@ -38,7 +38,7 @@ func (w *stateWriter) recordLastHost(port topology.ID) {
 // few seconds at most.
 func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 	// The previous host writes the key when it unbinds the port, which
-	// may be a moment after this host bound it: wait a little for it.
+	// may be a moment after this host bound it: wait for it.
 	var e nsdb.StateEntry
 	var err error
 	for wait := time.Now().Add(lastHostWait); ; {
@@ -98,8 +98,8 @@ func (a *Agent) pullState(ctx context.Context, port topology.ID) {
 
 const (
 	// lastHostWait is how long a newly bound port's previous host has to
-	// name itself.
-	lastHostWait = 2 * time.Second
+	// name itself (its write may queue behind others on a busy store).
+	lastHostWait = 5 * time.Second
 	// pullTimeout bounds how long a host asks a migrated port's previous
 	// host for its flow state.
 	pullTimeout = 5 * time.Second

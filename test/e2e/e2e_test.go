@@ -533,7 +533,7 @@ func TestNATConnectionSurvivesPortMigration(t *testing.T) {
 	received := stateReceived(t, 0)
 	migrate(t, "vm-b1", 1, 0)
 	t.Cleanup(func() { migrate(t, "vm-b1", 0, 1) })
-	eventually(t, 5*time.Second, "host1 pulled the flow state from host2", func() bool {
+	eventually(t, 10*time.Second, "host1 pulled the flow state from host2", func() bool {
 		return stateReceived(t, 0) > received
 	})
 	if got := say("after"); got != seen+" after" {
