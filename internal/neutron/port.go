@@ -454,16 +454,13 @@ func (t *txn) addDHCPHosts(p *Port, addrs []portAddr) error {
 
 // removeDHCPHosts deletes the leases of a VIF.
 func (t *txn) removeDHCPHosts(p *Port) error {
-	for _, f := range p.FixedIPs {
-		ip, err := netip.ParseAddr(f.IPAddress)
-		if err != nil || ip.Is4() {
-			continue
-		}
-		s, err := lookup[Subnet](t, f.SubnetID)
-		if err != nil {
-			return err
-		}
-		if s == nil {
+	fixed, err := t.fixedSubnets(p)
+	if err != nil {
+		return err
+	}
+	for _, f := range fixed {
+		ip, s := f.ip, f.subnet
+		if ip.Is4() {
 			continue
 		}
 		if pfx, err := subnetPrefix(s); err == nil && pfx.Addr().Is6() {
@@ -479,9 +476,17 @@ func (t *txn) removeDHCPHosts(p *Port) error {
 	})
 }
 
-// eachDHCP applies change to the DHCP subnet of each address of the port
-// that still has one.
-func (t *txn) eachDHCP(p *Port, change func(d *topology.DHCPSubnet, ip netip.Addr)) error {
+// fixedSubnet is one of a port's fixed IPs with its subnet.
+type fixedSubnet struct {
+	ip     netip.Addr
+	subnet *Subnet
+}
+
+// fixedSubnets returns the port's fixed IPs that parse and whose subnet
+// still exists, with their subnets: what removing a port's derived objects
+// walks (a subnet deleted first took its own objects with it).
+func (t *txn) fixedSubnets(p *Port) ([]fixedSubnet, error) {
+	var out []fixedSubnet
 	for _, f := range p.FixedIPs {
 		ip, err := netip.ParseAddr(f.IPAddress)
 		if err != nil {
@@ -489,11 +494,24 @@ func (t *txn) eachDHCP(p *Port, change func(d *topology.DHCPSubnet, ip netip.Add
 		}
 		s, err := lookup[Subnet](t, f.SubnetID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if s == nil {
-			continue
+		if s != nil {
+			out = append(out, fixedSubnet{ip, s})
 		}
+	}
+	return out, nil
+}
+
+// eachDHCP applies change to the DHCP subnet of each address of the port
+// that still has one.
+func (t *txn) eachDHCP(p *Port, change func(d *topology.DHCPSubnet, ip netip.Addr)) error {
+	fixed, err := t.fixedSubnets(p)
+	if err != nil {
+		return err
+	}
+	for _, f := range fixed {
+		ip, s := f.ip, f.subnet
 		pfx, err := subnetPrefix(s)
 		if err != nil || !pfx.Addr().Is4() {
 			continue
@@ -571,19 +589,13 @@ func metadataRoute(rif *topology.Port, subnet netip.Prefix, server netip.Addr) t
 
 // removeMetadataRoutes deletes the metadata routes through a DHCP port.
 func (t *txn) removeMetadataRoutes(p *Port) error {
-	for _, f := range p.FixedIPs {
-		ip, err := netip.ParseAddr(f.IPAddress)
-		if err != nil {
-			continue
-		}
-		s, err := lookup[Subnet](t, f.SubnetID)
-		if err != nil || s == nil {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		rif, err := t.gatewayInterface(s)
+	fixed, err := t.fixedSubnets(p)
+	if err != nil {
+		return err
+	}
+	for _, f := range fixed {
+		ip := f.ip
+		rif, err := t.gatewayInterface(f.subnet)
 		if err != nil {
 			return err
 		}

@@ -619,20 +619,14 @@ func (t *txn) removeInterface(ri *RouterInterface) error {
 		return t.removeInterfacePort(np)
 	}
 	kept := []string{}
-	for _, f := range np.FixedIPs {
-		ip, err := netip.ParseAddr(f.IPAddress)
-		if err != nil {
-			continue
-		}
-		s, err := lookup[Subnet](t, f.SubnetID)
-		if err != nil {
-			return err
-		}
-		if s == nil {
-			continue
-		}
-		pfx, _ := subnetPrefix(s)
-		if !slices.Contains(gone, f.SubnetID) {
+	fixed, err := t.fixedSubnets(np)
+	if err != nil {
+		return err
+	}
+	for _, f := range fixed {
+		ip := f.ip
+		pfx, _ := subnetPrefix(f.subnet)
+		if !slices.Contains(gone, f.subnet.ID) {
 			kept = append(kept, netip.PrefixFrom(ip, pfx.Bits()).String())
 			continue
 		}
