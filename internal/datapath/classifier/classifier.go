@@ -38,72 +38,32 @@ type Entry[V any] struct {
 // Alive reports whether the entry is still installed.
 func (e *Entry[V]) Alive() bool { return !e.dead.Load() }
 
-// stripes is the number of independently locked parts of a subtable. A
-// flow lives in the stripe its masked key hashes to, so installing a flow
-// blocks only the lookups and installs that hash to the same stripe, and a
-// map's growth copies a sixteenth of the subtable at a time.
-const stripes = 16
-
 type subtable[V any] struct {
-	mask    packet.FlowKey
-	n       atomic.Int64 // entries in all stripes
-	stripes [stripes]stripe[V]
+	mask  packet.FlowKey
+	flows map[packet.FlowKey]*Entry[V]
 }
 
-type stripe[V any] struct {
-	mu    sync.RWMutex
-	flows map[packet.FlowKey]*Entry[V] // guarded by mu
-	_     [32]byte                     // 64 bytes in all: a cache line each
-}
-
-func newSubtable[V any](mask *packet.FlowKey) *subtable[V] {
-	st := &subtable[V]{mask: *mask}
-	for i := range st.stripes {
-		st.stripes[i].flows = make(map[packet.FlowKey]*Entry[V])
-	}
-	return st
-}
-
-// stripe returns the stripe of masked key mk.
-func (st *subtable[V]) stripe(mk *packet.FlowKey) *stripe[V] {
-	return &st.stripes[stripeOf(mk)]
-}
-
-func (st *subtable[V]) get(mk *packet.FlowKey) *Entry[V] {
-	s := st.stripe(mk)
-	s.mu.RLock()
-	e := s.flows[*mk]
-	s.mu.RUnlock()
-	return e
-}
-
-// Table is a tuple-space classifier. Lookups take no table-wide lock: they
-// read the list of subtables atomically and lock one stripe per subtable
-// for reading.
+// Table is a tuple-space classifier.
 type Table[V any] struct {
-	// mu is held for reading by every change to a subtable's flows and for
-	// writing to add or remove a subtable, so a subtable is removed only
-	// when it is empty and no change to it is under way.
 	mu sync.RWMutex
-	// subtables is replaced, never modified in place (under mu, for
-	// writing), so a reader may keep iterating the slice it loaded.
-	subtables atomic.Pointer[[]*subtable[V]]
+	// subtables is replaced, never modified in place, so a reader may keep
+	// iterating the slice it loaded under the read lock.
+	subtables []*subtable[V]                  // guarded by mu
 	byMask    map[packet.FlowKey]*subtable[V] // guarded by mu
-	n         atomic.Int64
+	n         int                             // guarded by mu
 }
 
 // New returns an empty table.
 func New[V any]() *Table[V] {
-	t := &Table[V]{byMask: make(map[packet.FlowKey]*subtable[V])}
-	t.subtables.Store(new([]*subtable[V]))
-	return t
+	return &Table[V]{byMask: make(map[packet.FlowKey]*subtable[V])}
 }
 
 // Lookup returns the entry matching key, or nil. It does not allocate.
 func (t *Table[V]) Lookup(key *packet.FlowKey) *Entry[V] {
-	for _, st := range *t.subtables.Load() {
-		mk := maskKey(key, &st.mask)
-		if e := st.get(&mk); e != nil {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, st := range t.subtables {
+		if e, ok := st.flows[maskKey(key, &st.mask)]; ok {
 			return e
 		}
 	}
@@ -113,13 +73,12 @@ func (t *Table[V]) Lookup(key *packet.FlowKey) *Entry[V] {
 // Get returns the entry with exactly this mask and masked key, or nil.
 func (t *Table[V]) Get(key, mask *packet.FlowKey) *Entry[V] {
 	t.mu.RLock()
+	defer t.mu.RUnlock()
 	st := t.byMask[*mask]
-	t.mu.RUnlock()
 	if st == nil {
 		return nil
 	}
-	mk := maskKey(key, mask)
-	return st.get(&mk)
+	return st.flows[maskKey(key, mask)]
 }
 
 // Insert installs a flow under (key masked by mask, mask), with its value
@@ -127,18 +86,14 @@ func (t *Table[V]) Get(key, mask *packet.FlowKey) *Entry[V] {
 // with ErrExists if that flow is already installed.
 func (t *Table[V]) Insert(key, mask *packet.FlowKey, init func(v *V)) (*Entry[V], error) {
 	e := newEntry(key, mask, init)
-	st := t.rlockSubtable(mask)
-	defer t.mu.RUnlock()
-	s := st.stripe(&e.Key)
-	s.mu.Lock()
-	if _, ok := s.flows[e.Key]; ok {
-		s.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.subtableLocked(mask)
+	if _, ok := st.flows[e.Key]; ok {
 		return nil, ErrExists
 	}
-	s.flows[e.Key] = e
-	s.mu.Unlock()
-	st.n.Add(1)
-	t.n.Add(1)
+	st.flows[e.Key] = e
+	t.n++
 	return e, nil
 }
 
@@ -146,19 +101,16 @@ func (t *Table[V]) Insert(key, mask *packet.FlowKey, init func(v *V)) (*Entry[V]
 // there, which it returns (nil if none).
 func (t *Table[V]) Replace(key, mask *packet.FlowKey, init func(v *V)) (added, old *Entry[V]) {
 	e := newEntry(key, mask, init)
-	st := t.rlockSubtable(mask)
-	defer t.mu.RUnlock()
-	s := st.stripe(&e.Key)
-	s.mu.Lock()
-	old = s.flows[e.Key]
-	s.flows[e.Key] = e
-	s.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.subtableLocked(mask)
+	old = st.flows[e.Key]
 	if old != nil {
 		old.dead.Store(true)
 	} else {
-		st.n.Add(1)
-		t.n.Add(1)
+		t.n++
 	}
+	st.flows[e.Key] = e
 	return e, old
 }
 
@@ -170,99 +122,70 @@ func newEntry[V any](key, mask *packet.FlowKey, init func(v *V)) *Entry[V] {
 	return e
 }
 
-// rlockSubtable returns mask's subtable, creating it if needed, with mu
-// held for reading; the caller releases it.
-func (t *Table[V]) rlockSubtable(mask *packet.FlowKey) *subtable[V] {
-	t.mu.RLock()
-	if st := t.byMask[*mask]; st != nil {
-		return st
-	}
-	t.mu.RUnlock()
-	t.mu.Lock()
+func (t *Table[V]) subtableLocked(mask *packet.FlowKey) *subtable[V] {
 	st := t.byMask[*mask]
 	if st == nil {
-		st = newSubtable[V](mask)
+		st = &subtable[V]{mask: *mask, flows: make(map[packet.FlowKey]*Entry[V])}
 		t.byMask[*mask] = st
-		old := *t.subtables.Load()
-		subs := make([]*subtable[V], len(old), len(old)+1)
-		copy(subs, old)
-		subs = append(subs, st)
-		t.subtables.Store(&subs)
+		subs := make([]*subtable[V], len(t.subtables), len(t.subtables)+1)
+		copy(subs, t.subtables)
+		t.subtables = append(subs, st)
 	}
-	// Downgrade: st can be removed only once empty, under mu for writing,
-	// and it may go away between the two; look again.
-	t.mu.Unlock()
-	return t.rlockSubtable(mask)
+	return st
 }
 
 // Delete removes the entry with this mask and masked key and returns it, or
 // nil if there is none. The entry is dead from then on.
 func (t *Table[V]) Delete(key, mask *packet.FlowKey) *Entry[V] {
-	t.mu.RLock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	st := t.byMask[*mask]
 	if st == nil {
-		t.mu.RUnlock()
 		return nil
 	}
 	mk := maskKey(key, mask)
-	s := st.stripe(&mk)
-	s.mu.Lock()
-	e := s.flows[mk]
-	if e != nil {
-		delete(s.flows, mk)
-	}
-	s.mu.Unlock()
+	e := st.flows[mk]
 	if e == nil {
-		t.mu.RUnlock()
 		return nil
 	}
 	e.dead.Store(true)
-	t.n.Add(-1)
-	empty := st.n.Add(-1) == 0
-	t.mu.RUnlock()
-	if empty {
-		t.removeIfEmpty(st)
+	delete(st.flows, mk)
+	t.n--
+	if len(st.flows) == 0 {
+		delete(t.byMask, *mask)
+		subs := make([]*subtable[V], 0, len(t.subtables))
+		for _, s := range t.subtables {
+			if s != st {
+				subs = append(subs, s)
+			}
+		}
+		t.subtables = subs
 	}
 	return e
 }
 
-// removeIfEmpty removes subtable st if it is still in the table and empty.
-func (t *Table[V]) removeIfEmpty(st *subtable[V]) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.byMask[st.mask] != st || st.n.Load() != 0 {
-		return
-	}
-	delete(t.byMask, st.mask)
-	old := *t.subtables.Load()
-	subs := make([]*subtable[V], 0, len(old))
-	for _, s := range old {
-		if s != st {
-			subs = append(subs, s)
-		}
-	}
-	t.subtables.Store(&subs)
+// Len returns the number of installed entries.
+func (t *Table[V]) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.n
 }
 
-// Len returns the number of installed entries.
-func (t *Table[V]) Len() int { return int(t.n.Load()) }
-
 // Masks returns the number of distinct masks (subtables).
-func (t *Table[V]) Masks() int { return len(*t.subtables.Load()) }
+func (t *Table[V]) Masks() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.subtables)
+}
 
 // Entries returns a snapshot of the installed entries.
 func (t *Table[V]) Entries() []*Entry[V] {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]*Entry[V], 0, t.n.Load())
-	for _, st := range *t.subtables.Load() {
-		for i := range st.stripes {
-			s := &st.stripes[i]
-			s.mu.RLock()
-			for _, e := range s.flows {
-				out = append(out, e)
-			}
-			s.mu.RUnlock()
+	out := make([]*Entry[V], 0, t.n)
+	for _, st := range t.subtables {
+		for _, e := range st.flows {
+			out = append(out, e)
 		}
 	}
 	return out
@@ -272,14 +195,12 @@ func (t *Table[V]) Entries() []*Entry[V] {
 func (t *Table[V]) Clear() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, st := range *t.subtables.Load() {
-		for i := range st.stripes {
-			for _, e := range st.stripes[i].flows {
-				e.dead.Store(true)
-			}
+	for _, st := range t.subtables {
+		for _, e := range st.flows {
+			e.dead.Store(true)
 		}
 	}
-	t.subtables.Store(new([]*subtable[V]))
+	t.subtables = nil
 	t.byMask = make(map[packet.FlowKey]*subtable[V])
-	t.n.Store(0)
+	t.n = 0
 }

@@ -1,7 +1,6 @@
 package classifier
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -260,87 +259,3 @@ func TestMaskKeyMatchesMasked(t *testing.T) {
 		}
 	}
 }
-
-// TestConcurrentChangesAndLookups installs, replaces and deletes flows of
-// two masks from several goroutines while others look them up: every
-// lookup of a flow that no goroutine deletes finds it once installed, the
-// counts add up, and a mask's subtable goes when its last flow does.
-func TestConcurrentChangesAndLookups(t *testing.T) {
-	tb := New[val]()
-	masks := []packet.FlowKey{maskOf("inport", "ethtype", "nwdst", "tpdst"), maskOf("inport", "ethtype", "nwdst")}
-	const writers, perWriter = 4, 500
-	key := func(w, i int) packet.FlowKey {
-		return pkt(uint32(w), ip(0, 0, 0, 0), ip(10, 0, byte(i>>8), byte(i)), 17, 53)
-	}
-	stop := make(chan struct{})
-	readerDone := make(chan error)
-	for range 2 {
-		go func() {
-			// The stable flow (writer 99) is installed before readers start.
-			k := key(99, 1)
-			for {
-				select {
-				case <-stop:
-					readerDone <- nil
-					return
-				default:
-				}
-				if e := tb.Lookup(&k); e == nil || e.Value.name != "stable" {
-					readerDone <- errors.New("stable flow not found while others changed")
-					return
-				}
-			}
-		}()
-	}
-	if _, err := tb.Insert(ptr(key(99, 1)), &masks[0], setVal("stable")); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	for w := range writers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			m := &masks[w%2]
-			for i := range perWriter {
-				k := key(w, i)
-				if _, err := tb.Insert(&k, m, setVal("a")); err != nil {
-					t.Errorf("insert %d/%d: %v", w, i, err)
-				}
-				if _, old := tb.Replace(&k, m, setVal("b")); old == nil || old.Alive() {
-					t.Errorf("replace %d/%d: old entry %v", w, i, old)
-				}
-				if e := tb.Lookup(&k); e == nil || e.Value.name != "b" {
-					t.Errorf("lookup %d/%d after replace: %v", w, i, e)
-				}
-				if i%2 == 0 && tb.Delete(&k, m) == nil {
-					t.Errorf("delete %d/%d found nothing", w, i)
-				}
-			}
-		}()
-	}
-	for range writers {
-		<-done
-	}
-	close(stop)
-	for range 2 {
-		if err := <-readerDone; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want := 1 + writers*perWriter/2; tb.Len() != want || len(tb.Entries()) != want {
-		t.Fatalf("Len %d, Entries %d, want %d", tb.Len(), len(tb.Entries()), want)
-	}
-	// Empty the second mask: its subtable goes, the first stays.
-	for w := 1; w < writers; w += 2 {
-		for i := 1; i < perWriter; i += 2 {
-			k := key(w, i)
-			if tb.Delete(&k, &masks[1]) == nil {
-				t.Fatalf("delete %d/%d found nothing", w, i)
-			}
-		}
-	}
-	if tb.Masks() != 1 {
-		t.Fatalf("Masks %d after the second mask's last flow went, want 1", tb.Masks())
-	}
-}
-
-func ptr[T any](v T) *T { return &v }

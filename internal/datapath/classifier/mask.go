@@ -31,15 +31,3 @@ func maskKey(k, m *packet.FlowKey) packet.FlowKey {
 	}
 	return r
 }
-
-// stripeOf returns the stripe of a masked key: its words folded together
-// (each rotated by its position, so equal values in different fields do
-// not cancel) and mixed.
-func stripeOf(mk *packet.FlowKey) int {
-	w := (*[keyWords]uint32)(unsafe.Pointer(mk))
-	var h uint64
-	for i := range w {
-		h ^= uint64(w[i]) << (i % 32)
-	}
-	return int(mix(h) % stripes)
-}
