@@ -17,8 +17,9 @@ import (
 // connection. When the forward packet leaves through a port bound here,
 // its reply arrives on that port with a match the forward simulation
 // determines, so the worker simulates that reply at once, with the state it
-// just committed, and installs its flow beside the forward one: the reply
-// then never leaves the datapath. This is MidoNet's semantics unchanged:
+// just committed, and installs its flow beside the forward one, both
+// before the forward packet leaves: the reply then never leaves the
+// datapath, even when the peer answers while the worker is still busy. This is MidoNet's semantics unchanged:
 // the reply's flow is what simulating the reply would install (only a
 // simulation with no side effect is installed), and it carries the forward
 // flow's tags too and expires with it, so it goes whenever the forward flow
@@ -32,6 +33,10 @@ type replyPlan struct {
 	match   sim.Match   // the reply's (translate.Reply)
 	tags    []sim.Tag   // the forward flow's
 	expires time.Time   // the forward flow's
+	// The forward packet, sent once the reply's flow is in.
+	frame  []byte
+	acts   []datapath.Action
+	inPort datapath.PortNo
 }
 
 // planReply returns the reply plan of a stateful forward result that

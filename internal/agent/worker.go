@@ -188,10 +188,6 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 			w.a.flows.Invalidate(arrived)
 		}
 		w.a.journalState(state) // after the commit: see stateJournal
-		// The packet first, then its flow: installing it is not on the
-		// packet's path (a packet of the flow arriving meanwhile misses
-		// and is simulated to the same result).
-		w.execute(u.frame, acts, u.inPort)
 		e := &flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Actions: acts, Tags: append([]sim.Tag(nil), res.Tags...),
 			Expires: now.Add(w.a.hardTimeout(res.HardTimeout)), Since: since}
 		if res.IsStateful() {
@@ -202,6 +198,19 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		if w.a.replyFlows {
 			reply = planReply(&pkt.Match, res, t.Ports.Local, e)
 		}
+		if reply.ok {
+			// The peer answers within microseconds, often before this
+			// handling ends: both flows go in before the packet leaves
+			// (the reply's below), so that the reply finds its flow in
+			// the datapath instead of coming up to userspace.
+			w.a.flows.Add(e)
+			reply.frame, reply.acts, reply.inPort = u.frame, acts, u.inPort
+			break
+		}
+		// The packet first, then its flow: installing it is not on the
+		// packet's path (a packet of the flow arriving meanwhile misses
+		// and is simulated to the same result).
+		w.execute(u.frame, acts, u.inPort)
 		w.a.flows.Add(e)
 	case sim.UserspaceOnly:
 		if len(res.Egress) == 0 {
@@ -245,13 +254,15 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 	case sim.Consumed:
 	}
 	macs.Release()
-	// Read before emitting: each emission simulates, reusing res.
+	// Read before simulating again (the reply, each emission): they
+	// reuse res.
 	generated = append(generated, w.dueRefreshes(res.ARPRefresh)...)
-	for _, g := range generated {
-		w.emitGenerated(t, snap, g)
-	}
 	if reply.ok {
 		w.installReply(&reply, now)
+		w.execute(reply.frame, reply.acts, reply.inPort)
+	}
+	for _, g := range generated {
+		w.emitGenerated(t, snap, g)
 	}
 }
 

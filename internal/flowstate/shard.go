@@ -179,9 +179,9 @@ func (v *View) SNATPortShare() (i, n int) {
 // SNATBlocks returns the SNAT port blocks this host may allocate from for
 // a NAT address, or nil; leasing is false when the tables track no leases
 // (then any port may be allocated). It does not allocate.
-func (v *View) SNATBlocks(device uuid.UUID, ip netip.Addr) (blocks *BlockSet, leasing bool) {
+func (v *View) SNATBlocks(device uuid.UUID, ip netip.Addr) (blocks HeldBlocks, leasing bool) {
 	if v.t.leases == nil {
-		return nil, false
+		return HeldBlocks{}, false
 	}
-	return v.t.leases.Held(NATAddr{Device: device, IP: ip}), true
+	return v.t.leases.held(NATAddr{Device: device, IP: ip}), true
 }

@@ -140,6 +140,31 @@ func (l *SNATLeases) Held(a NATAddr) *BlockSet {
 	return nil
 }
 
+// HeldBlocks is what the simulation reads of one NAT address's leases: the
+// blocks it may allocate from, and how busy each is.
+type HeldBlocks struct {
+	Set  *BlockSet // nil: none held
+	addr *natAddr
+}
+
+// Used returns how many live reverse SNAT keys use block b, towards any
+// destination: a block with BlockPorts of them has no port free towards
+// a destination it serves, and is worth probing last.
+func (h HeldBlocks) Used(b uint16) int {
+	if h.addr == nil {
+		return 0
+	}
+	return int(h.addr.used[b].Load())
+}
+
+// held returns a's HeldBlocks.
+func (l *SNATLeases) held(a NATAddr) HeldBlocks {
+	if e := l.get(a); e != nil {
+		return HeldBlocks{Set: e.held.Load(), addr: e}
+	}
+	return HeldBlocks{}
+}
+
 // Grant makes block b of a allocatable: the store granted it to this host.
 func (l *SNATLeases) Grant(a NATAddr, b uint16) { l.setHeld(a, b, true) }
 

@@ -264,13 +264,16 @@ func (s *Simulator) allocInRange(rev *flowstate.NATKey, lo, hi uint16) bool {
 
 // allocInBlocks probes the ports of [lo, hi] inside the held blocks, from
 // a random block and port, for a free reverse key, leaving it in
-// rev.DstPort.
-func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks *flowstate.BlockSet, lo, hi uint16) bool {
-	if blocks == nil {
+// rev.DstPort. Blocks whose every port is in use (towards any destination)
+// are probed only when the others have no free port: a busy address holds
+// mostly full blocks, and probing each of their ports made most of a
+// connection's simulation.
+func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks flowstate.HeldBlocks, lo, hi uint16) bool {
+	if blocks.Set == nil {
 		return false
 	}
 	first, last := flowstate.Block(lo), flowstate.Block(hi)
-	b0, ok := blocks.Next(first + uint16(s.rng.IntN(int(last-first)+1)))
+	b0, ok := blocks.Set.Next(first + uint16(s.rng.IntN(int(last-first)+1)))
 	if !ok {
 		return false
 	}
@@ -280,25 +283,28 @@ func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks *flowstate.Block
 		i, n := ps.SNATPortShare()
 		share, shares = uint32(i), uint32(max(n, 1))
 	}
-	// Next wraps around: visit each held block once, from b0.
-	for b := b0; ; {
-		if b >= first && b <= last {
-			base := uint32(b) * flowstate.BlockPorts
-			for j := range uint32(flowstate.BlockPorts) {
-				p := base + (off+j)%flowstate.BlockPorts
-				if p < uint32(lo) || p > uint32(hi) || p%shares != share {
-					continue
-				}
-				rev.DstPort = uint16(p)
-				if s.natKeyFree(*rev) {
-					return true
+	for _, full := range [2]bool{false, true} {
+		// Next wraps around: visit each held block once, from b0.
+		for b := b0; ; {
+			if b >= first && b <= last && (blocks.Used(b) >= flowstate.BlockPorts) == full {
+				base := uint32(b) * flowstate.BlockPorts
+				for j := range uint32(flowstate.BlockPorts) {
+					p := base + (off+j)%flowstate.BlockPorts
+					if p < uint32(lo) || p > uint32(hi) || p%shares != share {
+						continue
+					}
+					rev.DstPort = uint16(p)
+					if s.natKeyFree(*rev) {
+						return true
+					}
 				}
 			}
-		}
-		if b, _ = blocks.Next((b + 1) % flowstate.NumBlocks); b == b0 {
-			return false
+			if b, _ = blocks.Set.Next((b + 1) % flowstate.NumBlocks); b == b0 {
+				break
+			}
 		}
 	}
+	return false
 }
 
 // reverseNAT undoes a translation for return traffic when the device holds

@@ -448,3 +448,54 @@ func TestSNATWorkersShareBlocksWithoutCollision(t *testing.T) {
 		t.Fatalf("worker 0 with its share used: %v, want nat-lease-needed", r.Kind)
 	}
 }
+
+// natCounter counts a view's NAT lookups.
+type natCounter struct {
+	*flowstate.View
+	lookups int
+}
+
+func (c *natCounter) NAT(k flowstate.NATKey) (flowstate.NATBinding, bool) {
+	c.lookups++
+	return c.View.NAT(k)
+}
+
+// TestSNATProbesFullBlocksLast: a busy NAT address holds many blocks whose
+// every port is in use; a new connection's port is found in the block with
+// room without probing the ports of the full ones (it probed, from a random
+// block, half of them on average: most of a SNAT connection's simulation
+// on a busy uplink).
+func TestSNATProbesFullBlocksLast(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	const first, n = 20, 100
+	var held []uint16
+	for b := uint16(first); b < first+n; b++ {
+		held = append(held, b)
+	}
+	tables, _ := leasedTables(ids["rtr"], held...)
+	// Every port of all blocks but the last in use towards 8.8.8.8:443.
+	var used []flowstate.NATEntry
+	for p := first * flowstate.BlockPorts; p < (first+n-1)*flowstate.BlockPorts; p++ {
+		used = append(used, flowstate.NATEntry{
+			Key: flowstate.NATKey{Type: flowstate.RevSNAT, Src: ip("8.8.8.8"), Dst: ip(upIP), SrcPort: 443, DstPort: uint16(p),
+				Proto: packet.IPProtoTCP, Device: ids["rtr"]},
+			Binding: flowstate.NATBinding{IP: ip(vmIP), Port: 1},
+		})
+	}
+	tables.Shard(0).Commit(nil, used)
+	for i := range 10 {
+		view := &natCounter{View: tables.View(0)}
+		r := NewSimulator(uint64(i)).Simulate(snap, view, mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", uint16(3000+i), 443)), testNow)
+		if r.Kind != Forward {
+			t.Fatalf("connection %d: %v %v", i, r.Kind, r.Reason)
+		}
+		if p, last := r.Egress[0].Values.TpSrc, uint16(first+n-1); flowstate.Block(p) != last {
+			t.Fatalf("connection %d got port %d (block %d), want one of the only block with room, %d", i, p, flowstate.Block(p), last)
+		}
+		if view.lookups > flowstate.BlockPorts+4 {
+			t.Errorf("connection %d: %d NAT lookups, want at most a block's ports and the connection's own keys", i, view.lookups)
+		}
+		tables.Shard(0).Commit(r.Conntrack, r.NAT)
+	}
+}

@@ -33,9 +33,10 @@ var _ StateReader = (*flowstate.View)(nil)
 // (a NATLeaseNeeded result) when they are full; without one (a trace, a
 // test), it may pick any port of the rule's range. It must not allocate.
 type SNATBlockReader interface {
-	// SNATBlocks returns the blocks held for a NAT address (nil: none);
-	// leasing false means there is no leasing and any port may be used.
-	SNATBlocks(device ID, ip netip.Addr) (blocks *flowstate.BlockSet, leasing bool)
+	// SNATBlocks returns the blocks held for a NAT address (a nil Set:
+	// none); leasing false means there is no leasing and any port may be
+	// used.
+	SNATBlocks(device ID, ip netip.Addr) (blocks flowstate.HeldBlocks, leasing bool)
 }
 
 var _ SNATBlockReader = (*flowstate.View)(nil)
