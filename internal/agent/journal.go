@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The journal: every flow-state message this agent commits or imports is
 // appended, as the saved snapshot's records are, to a file beside the
 // snapshot. A crash between two snapshots then loses only what was not yet
-// handed to the kernel (microseconds), not up to stateSaveEvery. Each save
+// handed to the kernel (at most journalBatch), not up to stateSaveEvery. Each save
 // first moves the journal aside, then writes the snapshot, then deletes the
 // moved journal: every key is in the snapshot or in a journal at all times.
 const (
@@ -27,6 +28,9 @@ const (
 	// came or went: records of keys that already existed (flows simulated
 	// again after an invalidation) would otherwise grow the journal.
 	journalSaveAfter = 16 << 20
+	// journalBatch is the least time between two writes of the journal:
+	// a record reaches the kernel within it.
+	journalBatch = time.Millisecond
 )
 
 // stateJournal appends flow-state records to the journal. Workers add
@@ -73,12 +77,23 @@ func (j *stateJournal) add(msg []byte) {
 
 // run writes what was added until ctx ends.
 func (j *stateJournal) run(ctx context.Context) {
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-j.kick:
 			j.flush()
+		}
+		// What comes meanwhile waits for the next write: a kick then
+		// finds no one to wake, which cost every new connection a
+		// wake-up of this goroutine on another core.
+		pause.Reset(journalBatch)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
 		}
 	}
 }

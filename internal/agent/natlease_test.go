@@ -361,3 +361,24 @@ func TestSNATBlocksClaimedAgainAfterRestart(t *testing.T) {
 		t.Fatalf("block %d of the restored connection not claimed again: holders %v", b, c.blockHolders(n))
 	}
 }
+
+// TestLeaseCountGrowsWithTheAddress: an address holding more blocks claims
+// more at once, a quarter more up to natLeaseMax, so that a busy address
+// reads its leases from the store a logarithmic number of times.
+func TestLeaseCountGrowsWithTheAddress(t *testing.T) {
+	for _, tc := range []struct{ held, want int }{
+		{0, 1}, {1, 1}, {3, 1}, {4, 2}, {8, 3}, {40, 11}, {60, 16}, {500, 16},
+	} {
+		if got := leaseCount(tc.held); got != tc.want {
+			t.Errorf("leaseCount(%d) = %d, want %d", tc.held, got, tc.want)
+		}
+	}
+	// From one block to the 157 that 10,000 connections need: rounds.
+	rounds := 0
+	for held := 1; held < 10000/flowstate.BlockPorts; held += leaseCount(held) {
+		rounds++
+	}
+	if rounds > 25 {
+		t.Errorf("%d lease rounds to hold 157 blocks, want at most 25 (one block a round took 156)", rounds)
+	}
+}
