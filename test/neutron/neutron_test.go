@@ -219,7 +219,13 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 	var fip struct {
 		Address string `json:"floating_ip_address"`
 	}
-	r.openstack(&fip, "floating", "ip", "create", "public", "--port", "vm1", "--floating-ip-address", "198.51.100.50")
+	// An address of our choosing, which Neutron's IPAM may have given the
+	// router's gateway at random (then the create fails with a 409).
+	fipAddr := "198.51.100.50"
+	if gatewayIP == fipAddr {
+		fipAddr = "198.51.100.51"
+	}
+	r.openstack(&fip, "floating", "ip", "create", "public", "--port", "vm1", "--floating-ip-address", fipAddr)
 
 	for _, v := range vms {
 		serve(t, v.ns(), 22)
