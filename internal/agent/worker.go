@@ -202,7 +202,9 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 			// The peer answers within microseconds, often before this
 			// handling ends: both flows go in before the packet leaves
 			// (the reply's below), so that the reply finds its flow in
-			// the datapath instead of coming up to userspace.
+			// the datapath instead of coming up to userspace. (If
+			// another goroutine is making the table's datapath calls,
+			// it makes these too, a moment later.)
 			w.a.flows.Add(e)
 			reply.frame, reply.acts, reply.inPort = u.frame, acts, u.inPort
 			break
