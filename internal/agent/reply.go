@@ -19,12 +19,13 @@ import (
 // determines, so the worker simulates that reply at once, with the state it
 // just committed, and installs its flow beside the forward one, both
 // before the forward packet leaves: the reply then never leaves the
-// datapath, even when the peer answers while the worker is still busy. This is MidoNet's semantics unchanged:
-// the reply's flow is what simulating the reply would install (only a
-// simulation with no side effect is installed), and it carries the forward
-// flow's tags too and expires with it, so it goes whenever the forward flow
-// is invalidated. Flow state was replicated by the forward packet as
-// always, so a reply arriving on another host is simulated there.
+// datapath, even when the peer answers while the worker is still busy.
+// This is MidoNet's semantics unchanged: the reply's flow is what
+// simulating the reply would install (only a simulation with no side
+// effect is installed), and it carries the forward flow's tags too and
+// expires with it, so it goes whenever the forward flow is invalidated.
+// Flow state was replicated by the forward packet as always, so a reply
+// arriving on another host is simulated there.
 
 // replyPlan is what the forward simulation says about its reply.
 type replyPlan struct {
