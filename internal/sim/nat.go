@@ -262,9 +262,11 @@ func (s *Simulator) allocInRange(rev *flowstate.NATKey, lo, hi uint16) bool {
 	return false
 }
 
-// allocInBlocks probes the ports of [lo, hi] inside the held blocks, from
-// a random block and port, for a free reverse key, leaving it in
-// rev.DstPort. Blocks whose every port is in use (towards any destination)
+// allocInBlocks probes the ports of [lo, hi] inside the held blocks for a
+// free reverse key, leaving it in rev.DstPort: on from the last port this
+// simulator gave out for the address to the end of its block (round-robin,
+// as MidoNet hands out a block's ports), then from a random block and
+// port. Blocks whose every port is in use (towards any destination)
 // are probed only when the others have no free port: a busy address holds
 // mostly full blocks, and probing each of their ports made most of a
 // connection's simulation.
@@ -272,29 +274,50 @@ func (s *Simulator) allocInBlocks(rev *flowstate.NATKey, blocks flowstate.HeldBl
 	if blocks.Set == nil {
 		return false
 	}
+	share, shares := uint32(0), uint32(1)
+	if ps, ok := s.state.(SNATPortSharer); ok {
+		i, n := ps.SNATPortShare()
+		share, shares = uint32(i), uint32(max(n, 1))
+	}
+	addr := flowstate.NATAddr{Device: s.device, IP: rev.Dst}
+	probe := func(p uint32) bool {
+		if p < uint32(lo) || p > uint32(hi) || p%shares != share {
+			return false
+		}
+		rev.DstPort = uint16(p)
+		if !s.natKeyFree(*rev) {
+			return false
+		}
+		if s.natNext == nil {
+			s.natNext = make(map[flowstate.NATAddr]uint16)
+		}
+		s.natNext[addr] = uint16(p + 1)
+		return true
+	}
+	// Round-robin: on from the last port given out, to the end of its
+	// block.
+	if next, ok := s.natNext[addr]; ok {
+		if b := flowstate.Block(next); blocks.Set.Has(b) && blocks.Used(b) < flowstate.BlockPorts {
+			for p := uint32(next); p < uint32(b+1)*flowstate.BlockPorts; p++ {
+				if probe(p) {
+					return true
+				}
+			}
+		}
+	}
 	first, last := flowstate.Block(lo), flowstate.Block(hi)
 	b0, ok := blocks.Set.Next(first + uint16(s.rng.IntN(int(last-first)+1)))
 	if !ok {
 		return false
 	}
 	off := uint32(s.rng.IntN(flowstate.BlockPorts))
-	share, shares := uint32(0), uint32(1)
-	if ps, ok := s.state.(SNATPortSharer); ok {
-		i, n := ps.SNATPortShare()
-		share, shares = uint32(i), uint32(max(n, 1))
-	}
 	for _, full := range [2]bool{false, true} {
 		// Next wraps around: visit each held block once, from b0.
 		for b := b0; ; {
 			if b >= first && b <= last && (blocks.Used(b) >= flowstate.BlockPorts) == full {
 				base := uint32(b) * flowstate.BlockPorts
 				for j := range uint32(flowstate.BlockPorts) {
-					p := base + (off+j)%flowstate.BlockPorts
-					if p < uint32(lo) || p > uint32(hi) || p%shares != share {
-						continue
-					}
-					rev.DstPort = uint16(p)
-					if s.natKeyFree(*rev) {
+					if probe(base + (off+j)%flowstate.BlockPorts) {
 						return true
 					}
 				}

@@ -499,3 +499,39 @@ func TestSNATProbesFullBlocksLast(t *testing.T) {
 		tables.Shard(0).Commit(r.Conntrack, r.NAT)
 	}
 }
+
+// TestSNATHandsOutPortsRoundRobin: inside a leased block a simulator hands
+// out its ports in turn, as MidoNet does, so that a new connection's port
+// is found with one probe instead of a search from a random one.
+func TestSNATHandsOutPortsRoundRobin(t *testing.T) {
+	tp, ids := natTopo(t, 1024, 65535)
+	snap := tp.snapshot()
+	tables, _ := leasedTables(ids["rtr"], 20, 21)
+	s := NewSimulator(5)
+	var ports []uint16
+	for i := range 40 {
+		view := &natCounter{View: tables.View(0)}
+		r := s.Simulate(snap, view, mkPacket(t, ids["vm1"], tcp(vmMAC, rtrMAC, vmIP, "8.8.8.8", uint16(3000+i), 443)), testNow)
+		if r.Kind != Forward {
+			t.Fatalf("connection %d: %v %v", i, r.Kind, r.Reason)
+		}
+		p := r.Egress[0].Values.TpSrc
+		if i > 0 && flowstate.Block(p) == flowstate.Block(ports[i-1]) && p != ports[i-1]+1 {
+			t.Errorf("connection %d got port %d after %d in the same block, want the next one", i, p, ports[i-1])
+		}
+		// The forward key, the chosen port's reverse key, the conntrack
+		// of the reply direction: a few lookups, not a search.
+		if i > 0 && view.lookups > 3 {
+			t.Errorf("connection %d: %d NAT lookups", i, view.lookups)
+		}
+		ports = append(ports, p)
+		tables.Shard(0).Commit(r.Conntrack, r.NAT)
+	}
+	seen := map[uint16]bool{}
+	for _, p := range ports {
+		if seen[p] || p < 1280 || p > 1407 {
+			t.Fatalf("ports %v: each once, inside blocks 20-21 (1280-1407)", ports)
+		}
+		seen[p] = true
+	}
+}

@@ -154,6 +154,12 @@ type Simulator struct {
 	genBuf []byte
 	res    Result
 
+	// natNext is, per NAT address, the port after the last one this
+	// simulator gave out from a leased block: ports are handed out
+	// round-robin inside a block, as MidoNet does, so the next one is
+	// almost always free and found with one probe.
+	natNext map[flowstate.NATAddr]uint16
+
 	// unmatchable are the fields the datapath's flows cannot match or
 	// set; a result that touches one is UserspaceOnly.
 	unmatchable FieldSet
