@@ -109,11 +109,7 @@ func TestStateJournalRotation(t *testing.T) {
 func TestJournalKeepsStateBetweenSaves(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgentWith("h1", "10.9.0.1", func(cfg *Config) { cfg.StateSaveInterval = time.Hour })
-	n := c.snatNet(h1, h1)
-	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
-	h1.waitActive(t, n.vm)
-	h1.waitActive(t, n.up)
-	c.settle()
+	n, dpVM, dpUp := c.snatOnOneHost(t, h1)
 
 	h1.dp.Inject(dpVM, udpFrame(n.vmMAC, n.rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
 	out := readIPv4(t, h1, dpUp)

@@ -38,11 +38,7 @@ func flowsIn(t *testing.T, a *testAgent, in datapath.PortNo) []datapath.Flow {
 func TestSNATReplyFlowInstalledWithForward(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgent("h1", "10.9.0.1")
-	n := c.snatNet(h1, h1)
-	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
-	h1.waitActive(t, n.vm)
-	h1.waitActive(t, n.up)
-	c.settle() // the router's ARP entries are in the snapshot
+	n, dpVM, dpUp := c.snatOnOneHost(t, h1)
 
 	vmIP, extIP, natIP := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("203.0.113.1")
 	inject := func(in datapath.PortNo, spec sim.PacketSpec) {
@@ -167,11 +163,7 @@ func TestNoReplyFlowForARemoteEgress(t *testing.T) {
 func TestReplyFlowsOff(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgentWith("h1", "10.9.0.1", func(cfg *Config) { cfg.NoReplyFlows = true })
-	n := c.snatNet(h1, h1)
-	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
-	h1.waitActive(t, n.vm)
-	h1.waitActive(t, n.up)
-	c.settle()
+	n, dpVM, dpUp := c.snatOnOneHost(t, h1)
 	h1.dp.Inject(dpVM, udpFrame(n.vmMAC, n.rpMAC, "10.0.0.10", "8.8.8.8", 5000, 53))
 	out := readIPv4(t, h1, dpUp)
 	if !poll.Until(func() bool { return h1.Flows() >= 1 }, 5*time.Second) {
@@ -226,11 +218,7 @@ func TestReplyFlowInBeforeTheForwardPacketLeaves(t *testing.T) {
 		spy = &executeSpy{Datapath: cfg.Datapath.(*mem.Datapath)}
 		cfg.Datapath = spy
 	})
-	n := c.snatNet(h1, h1)
-	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
-	h1.waitActive(t, n.vm)
-	h1.waitActive(t, n.up)
-	c.settle()
+	n, dpVM, dpUp := c.snatOnOneHost(t, h1)
 	spy.of.Store(uint32(dpUp))
 	spy.from.Store(uint32(dpVM))
 

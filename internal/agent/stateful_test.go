@@ -73,6 +73,18 @@ func (c *cloud) snatNet(vmHost, upHost *testAgent) *snatNet {
 	return c.snatNetPorts(vmHost, upHost, 1024, 65535)
 }
 
+// snatOnOneHost is snatNet with the VM and the uplink both on a, active
+// and in a's snapshot; it returns their datapath ports too.
+func (c *cloud) snatOnOneHost(t *testing.T, a *testAgent) (n *snatNet, dpVM, dpUp datapath.PortNo) {
+	t.Helper()
+	n = c.snatNet(a, a)
+	dpVM, dpUp = a.dpPort(t, "vm", n.vm), a.dpPort(t, "up1", n.up)
+	a.waitActive(t, n.vm)
+	a.waitActive(t, n.up)
+	c.settle() // the router's ARP entries are in the snapshot
+	return n, dpVM, dpUp
+}
+
 // snatNetPorts is snatNet with the SNAT's port range [from, to].
 func (c *cloud) snatNetPorts(vmHost, upHost *testAgent, from, to int) *snatNet {
 	c.t.Helper()
@@ -168,11 +180,7 @@ func TestAsymmetricReturnThroughStatefulPortGroup(t *testing.T) {
 func TestPingThroughSNATInstallsFlows(t *testing.T) {
 	c := newCloud(t)
 	h1 := c.addAgent("h1", "10.9.0.1")
-	n := c.snatNet(h1, h1)
-	dpVM, dpUp := h1.dpPort(t, "vm", n.vm), h1.dpPort(t, "up1", n.up)
-	h1.waitActive(t, n.vm)
-	h1.waitActive(t, n.up)
-	c.settle() // the router's ARP entries are in the snapshot
+	n, dpVM, dpUp := c.snatOnOneHost(t, h1)
 
 	// cross injects spec on port in and checks the frame that leaves by out.
 	cross := func(spec sim.PacketSpec, in, out datapath.PortNo, checks ...checker.Check) {

@@ -133,12 +133,7 @@ func (l *SNATLeases) entry(a NATAddr) *natAddr {
 
 // Held returns the blocks of a the simulation may allocate from, or nil if
 // none. The set must not be modified.
-func (l *SNATLeases) Held(a NATAddr) *BlockSet {
-	if e := l.get(a); e != nil {
-		return e.held.Load()
-	}
-	return nil
-}
+func (l *SNATLeases) Held(a NATAddr) *BlockSet { return l.held(a).Set }
 
 // HeldBlocks is what the simulation reads of one NAT address's leases: the
 // blocks it may allocate from, and how busy each is.

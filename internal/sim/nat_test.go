@@ -519,8 +519,8 @@ func TestSNATHandsOutPortsRoundRobin(t *testing.T) {
 		if i > 0 && flowstate.Block(p) == flowstate.Block(ports[i-1]) && p != ports[i-1]+1 {
 			t.Errorf("connection %d got port %d after %d in the same block, want the next one", i, p, ports[i-1])
 		}
-		// The forward key, the chosen port's reverse key, the conntrack
-		// of the reply direction: a few lookups, not a search.
+		// The forward key and the chosen port's reverse key: a few
+		// lookups, not a search.
 		if i > 0 && view.lookups > 3 {
 			t.Errorf("connection %d: %d NAT lookups", i, view.lookups)
 		}
