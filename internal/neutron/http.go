@@ -77,6 +77,10 @@ func (s *Service) Handler(base string, baseURI func(*http.Request) string) http.
 		}
 		mux.HandleFunc(method+base+"/neutron"+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
+				if st := Status(err); st >= 500 && st != http.StatusNotImplemented {
+					// The client sees only the status: say here what failed.
+					s.log.Error("neutron request failed", "method", r.Method, "path", r.URL.Path, "status", st, "err", err)
+				}
 				writeError(w, err)
 			}
 		})

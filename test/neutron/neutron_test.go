@@ -383,13 +383,13 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 			"/neutron/security_groups", "/neutron/security_group_rules"} {
 			var left []map[string]any
 			if s := r.api("GET", coll, nil, &left); s != 200 || len(left) != 0 {
-				t.Errorf("GET %s = %d with %d objects left: %v", coll, s, len(left), left)
+				r.errorf(t, "GET %s = %d with %d objects left: %v", coll, s, len(left), left)
 			}
 		}
 		for _, p := range []string{"/state/bridges/", "/state/routers/"} {
 			entries, _, err := r.cluster.Store.ListState(t.Context(), p)
 			if err != nil || len(entries) != 0 {
-				t.Errorf("state under %s: %d entries left (%v)", p, len(entries), err)
+				r.errorf(t, "state under %s: %d entries left (%v)", p, len(entries), err)
 			}
 		}
 	})

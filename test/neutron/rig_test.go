@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,7 +70,11 @@ type rig struct {
 	// The stand-in for Nova's metadata service.
 	novaURL, secretFile string
 	hc                  *http.Client // trusts the rig's CA
-	log                 *bytes.Buffer
+	// failures repeats what failed at the end of the log dump: CI shows
+	// only an output's tail, and the dump follows the failure.
+	failMu     sync.Mutex
+	failures   []string
+	clusterLog *os.File
 }
 
 var hostNames = []string{"host1", "host2", "host3"}
@@ -167,11 +173,14 @@ func cleanup() {
 // the agents and neutron-server; t.Cleanup tears it all down.
 func startRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), log: &bytes.Buffer{}}
+	r := &rig{t: t, dir: t.TempDir()}
 	cleanup()
 	t.Cleanup(func() {
 		r.stop()
 		cleanup()
+		if r.clusterLog != nil {
+			r.clusterLog.Close()
+		}
 		if t.Failed() {
 			r.dumpLogs()
 		}
@@ -198,8 +207,13 @@ func startRig(t *testing.T) *rig {
 	// Everything over TLS: the API (neutron-server's plugin checks the
 	// CA), the store (agents present client certificates).
 	r.certs = tlstest.Write(t, r.dir, "127.0.0.1", storeAddr)
-	var err error
+	clusterLog, err := os.Create(filepath.Join(r.dir, "cluster.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clusterLog = clusterLog
 	r.cluster, err = cluster.Start(context.Background(), cluster.Config{
+		Logger: slog.New(slog.NewTextHandler(clusterLog, nil)),
 		Listen: "127.0.0.1:0", NSDBListen: storeAddr + ":0", DataDir: filepath.Join(r.dir, "nsdb"), FastStore: true,
 		Auth: cluster.AuthLocal, AdminCredentials: filepath.Join(r.dir, "admin.credentials"),
 		TLSCert: r.certs.Cert, TLSKey: r.certs.Key,
@@ -499,6 +513,19 @@ func (r *rig) dumpLogs() {
 		}
 		r.t.Logf("--- %s (tail)\n%s", f, b)
 	}
+	r.failMu.Lock()
+	defer r.failMu.Unlock()
+	r.t.Logf("--- what failed (as above):\n%s", strings.Join(r.failures, "\n"))
+}
+
+// errorf fails t and records why for the end of the log dump.
+func (r *rig) errorf(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	r.failMu.Lock()
+	r.failures = append(r.failures, t.Name()+": "+msg)
+	r.failMu.Unlock()
+	t.Error(msg)
 }
 
 // openstack runs the openstack CLI against neutron-server without
@@ -506,7 +533,8 @@ func (r *rig) dumpLogs() {
 func (r *rig) openstack(out any, args ...string) {
 	r.t.Helper()
 	if err := r.openstackErr(out, args...); err != nil {
-		r.t.Fatal(err)
+		r.errorf(r.t, "%v", err)
+		r.t.FailNow()
 	}
 }
 
