@@ -230,27 +230,23 @@ func (t *Table) removeLocked(e *Entry) {
 
 // flush makes the queued datapath operations, in order, unless another
 // goroutine is making them: that one makes ours too (it looks again after
-// it lets go).
+// it lets go). Whoever queues an operation calls flush afterwards.
 func (t *Table) flush() {
-	for {
-		if !t.dpMu.TryLock() {
-			return
-		}
-		for {
-			t.mu.Lock()
+	for t.dpMu.TryLock() {
+		t.mu.Lock()
+		for len(t.ops) > 0 {
 			ops := t.ops
 			t.ops, t.spare = t.spare[:0], nil
 			t.mu.Unlock()
-			if len(ops) == 0 {
-				break
-			}
 			t.apply(ops)
 			clear(ops)
 			t.mu.Lock()
 			t.spare = ops[:0]
-			t.mu.Unlock()
 		}
+		t.mu.Unlock()
 		t.dpMu.Unlock()
+		// An operation queued after the look above whose flush found
+		// dpMu held is ours to make.
 		t.mu.Lock()
 		more := len(t.ops) > 0
 		t.mu.Unlock()
@@ -312,7 +308,14 @@ func (t *Table) put(e *Entry, err error) {
 
 // Invalidate removes every flow carrying one of tags and returns how many.
 func (t *Table) Invalidate(tags []sim.Tag) int {
-	defer t.flush()
+	n := t.invalidate(tags)
+	if n > 0 {
+		t.flush() // the deletions it queued
+	}
+	return n
+}
+
+func (t *Table) invalidate(tags []sim.Tag) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.history.record(t.gen.Add(1), tags)

@@ -259,3 +259,73 @@ func TestMaskKeyMatchesMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestStableFlowsFoundDuringChurn looks up flows that stay installed while
+// other goroutines install and delete flows of the same masks and of masks
+// whose subtables come and go: every lookup must find its flow, and
+// Len must end where it began.
+func TestStableFlowsFoundDuringChurn(t *testing.T) {
+	tb := New[val]()
+	masks := []packet.FlowKey{
+		maskOf("inport", "ethtype", "nwdst"),
+		maskOf("inport", "ethtype", "proto", "tpdst"),
+		maskOf("inport", "ethtype", "nwsrc", "nwdst", "proto", "tpdst"),
+	}
+	var stable []packet.FlowKey
+	for i := range 64 {
+		k := pkt(1, ip(10, 0, 0, byte(i)), ip(10, 1, 0, byte(i)), 17, uint16(1000+i))
+		if _, err := tb.Insert(&k, &masks[i%2], setVal("stable")); err != nil {
+			t.Fatal(err)
+		}
+		stable = append(stable, k)
+	}
+	base := tb.Len()
+	stop := make(chan struct{})
+	done := make(chan struct{}, 3)
+	for w := range 3 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			// Each churner's flows come in on its own port, so none is
+			// a stable flow's key under any of the masks.
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := pkt(uint32(2+w), ip(10, 2, 0, byte(r.IntN(8))), ip(10, 3, 0, byte(r.IntN(8))), 17, uint16(r.IntN(8)))
+				m := &masks[r.IntN(len(masks))]
+				if _, err := tb.Insert(&k, m, setVal("churn")); err == nil {
+					if tb.Delete(&k, m) == nil {
+						t.Error("a flow just installed was not there to delete")
+						return
+					}
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	lookups := 0
+	for time.Now().Before(deadline) {
+		for i := range stable {
+			e := tb.Lookup(&stable[i])
+			if e == nil || e.Value.name != "stable" || !e.Alive() {
+				close(stop)
+				t.Fatalf("lookup %d of a stable flow found %v", lookups, e)
+			}
+			lookups++
+		}
+	}
+	close(stop)
+	for range 3 {
+		<-done
+	}
+	if got := tb.Len(); got != base {
+		t.Errorf("Len = %d after the churn, want %d", got, base)
+	}
+	if got := tb.Masks(); got != 2 {
+		t.Errorf("Masks = %d after the churn, want 2 (the churn-only mask's subtable removed)", got)
+	}
+	t.Logf("%d lookups", lookups)
+}
