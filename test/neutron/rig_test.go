@@ -533,7 +533,7 @@ func (r *rig) errorf(t *testing.T, format string, args ...any) {
 func (r *rig) openstack(out any, args ...string) {
 	r.t.Helper()
 	err := r.openstackErr(out, args...)
-	if err != nil && strings.Contains(err.Error(), "503") {
+	if err != nil && (strings.Contains(err.Error(), "503: Server Error") || strings.Contains(err.Error(), "Service Unavailable")) {
 		// Temporarily unavailable (the plugin's answer when the cluster
 		// or its store timed out, under CI's load): a client retries.
 		// Said in the output, so that a run that needed it shows.
