@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,8 @@ type cloud struct {
 	agents []*testAgent
 	dir    string // the agents' state directories; removed after they stop
 	zone   topology.ID
+	// settleWithin bounds settle's wait for each agent (5 s if zero).
+	settleWithin time.Duration
 
 	closeStore func()
 }
@@ -298,7 +301,7 @@ func (c *cloud) settle() {
 			}
 			_, ok := snap.Port(marker)
 			return ok
-		}, 5*time.Second) {
+		}, cmp.Or(c.settleWithin, 5*time.Second)) {
 			c.t.Fatalf("agent %s never applied the latest write", a.cfg.HostName)
 		}
 	}

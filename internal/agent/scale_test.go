@@ -150,6 +150,9 @@ func TestConvergence(t *testing.T) {
 	extra := envInt("MIDONET_CONVERGENCE_PORTS", 0)
 	rounds := envInt("MIDONET_CONVERGENCE_ROUNDS", 20)
 	c := scaleStore(t)
+	// A thousand agents on two cores take seconds to drain what a burst
+	// of writes (their ports going active) sent them.
+	c.settleWithin = 2 * time.Minute
 	start := time.Now()
 	as := c.startAgents(agents)
 	c.joinZone(as)
