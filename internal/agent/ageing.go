@@ -68,6 +68,9 @@ func newMACAges(now func() time.Time) *macAges {
 type macHold struct {
 	m  *macAges
 	ls []sim.MACLearning
+	// one backs ls for the usual single mapping (the sender's), saving
+	// an allocation per flow.
+	one [1]sim.MACLearning
 }
 
 // hold takes a reference on each mapping a simulation learned, for the
@@ -87,7 +90,17 @@ func (m *macAges) hold(ls []sim.MACLearning) *macHold {
 		r.flows++
 	}
 	m.mu.Unlock()
-	return &macHold{m: m, ls: append([]sim.MACLearning(nil), ls...)}
+	h := &macHold{m: m}
+	h.ls = append(h.one[:0], ls...)
+	return h
+}
+
+// holder returns h as a flows.Holder, nil (not a nil *macHold) for none.
+func (h *macHold) holder() flows.Holder {
+	if h == nil {
+		return nil
+	}
+	return h
 }
 
 // Release implements flows.Holder.
@@ -119,27 +132,6 @@ func (m *macAges) expired(now time.Time, expire time.Duration) []sim.MACLearning
 	}
 	m.mu.Unlock()
 	return out
-}
-
-// holders releases several holders together: a flow's flow-state keys and
-// its MAC mappings.
-type holders []flows.Holder
-
-func (hs holders) Release() {
-	for _, h := range hs {
-		h.Release()
-	}
-}
-
-// withMACs adds a flow's hold on its learned MACs to what it already holds.
-func withMACs(held flows.Holder, h *macHold) flows.Holder {
-	switch {
-	case h == nil:
-		return held
-	case held == nil:
-		return h
-	}
-	return holders{held, h}
 }
 
 // arpKey names a router's ARP entry.

@@ -24,12 +24,28 @@ func stateExists(c *cloud, key string) bool {
 }
 
 // TestMACAgeing: a MAC the agent learned stays while a flow from it is
-// installed, and goes MACExpire after the last one left.
+// installed, and goes MACExpire after the last one left; on a bridge with
+// connection tracking too, whose flows also hold flow-state keys.
 func TestMACAgeing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bridge func(c *cloud) topology.ID
+	}{
+		{"plain bridge", func(c *cloud) topology.ID {
+			bridge := topology.NewID()
+			c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+			return bridge
+		}},
+		{"conntrack'd bridge", statefulBridge},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testMACAgeing(t, tc.bridge) })
+	}
+}
+
+func testMACAgeing(t *testing.T, newBridge func(c *cloud) topology.ID) {
 	c := newCloud(t)
 	h1 := c.addAgentWith("h1", "10.0.0.1", shortAgeing)
-	bridge := topology.NewID()
-	c.update(func(tx topology.Store) error { return tx.Create(&topology.Bridge{ID: bridge, AdminStateUp: true}) })
+	bridge := newBridge(c)
 	p1, p2 := c.bridgePort(bridge, h1, "vm1"), c.bridgePort(bridge, h1, "vm2")
 	dp1 := h1.dpPort(t, "vm1", p1)
 	h1.dpPort(t, "vm2", p2)

@@ -123,10 +123,14 @@ type heldState struct {
 	conns []flowstate.ConnKey
 	nats  []flowstate.NATEntry
 	now   func() time.Time
+	macs  *macHold // the MAC mappings the flow learned, or nil
 }
 
 // Release drops the flow's references; keys then idle out.
-func (h *heldState) Release() { h.shard.Release(h.conns, h.nats, h.now()) }
+func (h *heldState) Release() {
+	h.shard.Release(h.conns, h.nats, h.now())
+	h.macs.Release()
+}
 
 // expireLoop enforces hard timeouts and expires idle flow state, each
 // expired key invalidating the flows that depend on it.

@@ -191,10 +191,12 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 		e := &flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Actions: acts, Tags: append([]sim.Tag(nil), res.Tags...),
 			Expires: now.Add(w.a.hardTimeout(res.HardTimeout)), Since: since}
 		if res.IsStateful() {
-			e.Held = &heldState{shard: w.shard, now: w.a.now,
+			e.Held = &heldState{shard: w.shard, now: w.a.now, macs: macs,
 				conns: append([]flowstate.ConnKey(nil), res.Conntrack...), nats: append([]flowstate.NATEntry(nil), res.NAT...)}
+		} else {
+			e.Held = macs.holder()
 		}
-		e.Held, macs = withMACs(e.Held, macs), nil
+		macs = nil
 		if w.a.replyFlows {
 			reply = planReply(&pkt.Match, res, t.Ports.Local, e)
 		}
@@ -237,7 +239,7 @@ func (w *worker) simulate(t *portTables, u *upcall, port topology.ID, since uint
 			tags = append(tags, res.Tags...)
 		}
 		w.a.flows.Add(&flows.Entry{Key: u.match.FlowKey, Mask: res.Mask, Tags: tags, Expires: now.Add(w.a.hardTimeout(res.HardTimeout)),
-			Since: since, Held: withMACs(nil, macs)})
+			Since: since, Held: macs.holder()})
 		macs = nil
 	case sim.ARPNeeded:
 		// Park the packet; it is simulated again until the MAC is known
