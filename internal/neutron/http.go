@@ -77,7 +77,7 @@ func (s *Service) Handler(base string, baseURI func(*http.Request) string) http.
 		}
 		mux.HandleFunc(method+base+"/neutron"+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
-				if st := Status(err); st >= 500 && st != http.StatusNotImplemented {
+				if st := Status(err); st >= 500 && st != http.StatusNotImplemented && !errors.Is(err, context.Canceled) {
 					// The client sees only the status: say here what failed.
 					s.log.Error("neutron request failed", "method", r.Method, "path", r.URL.Path, "status", st, "err", err)
 				}
@@ -279,7 +279,9 @@ func Status(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, topology.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, topology.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, topology.ErrBusy), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The store did not answer in time, or the client left first
+		// (then nobody reads the answer), as the REST API says.
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -174,5 +176,28 @@ func TestEndpoints(t *testing.T) {
 	}
 	if got := call(t, "POST", nURL+"/networks", "text/plain", "", "x"); got.status != 415 {
 		t.Errorf("POST text/plain = %d, want 415", got.status)
+	}
+}
+
+// TestStatusOfErrors: the HTTP status each kind of failure is answered
+// with, as the REST API answers them.
+func TestStatusOfErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{topology.Errorf(topology.ErrNotFound, "port x"), http.StatusNotFound},
+		{topology.Errorf(topology.ErrInvalid, "bad cidr"), http.StatusBadRequest},
+		{topology.Errorf(topology.ErrExists, "port x"), http.StatusConflict},
+		{topology.Errorf(topology.ErrConflict, "busy key"), http.StatusConflict},
+		{topology.Errorf(topology.ErrForbidden, "not yours"), http.StatusForbidden},
+		{topology.Errorf(topology.ErrBusy, "no tunnel key"), http.StatusServiceUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable},
+		{fmt.Errorf("reading: %w", context.Canceled), http.StatusServiceUnavailable},
+		{errors.New("unexpected"), http.StatusInternalServerError},
+	} {
+		if got := neutron.Status(tc.err); got != tc.want {
+			t.Errorf("Status(%v) = %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }
