@@ -273,9 +273,9 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 		// An IPv6 subnet on net1 and an address on it for vm3: the agent
 		// of vm3's host gives it by DHCPv6 to Debian's dhclient -6, which
 		// identifies itself by a DUID made from vm3's MAC.
-		r.openstack(nil, "subnet", "create", "--network", "net1", "--ip-version", "6", "--subnet-range", "2001:db8:1::/64",
+		r.openstackIn(t, nil, "subnet", "create", "--network", "net1", "--ip-version", "6", "--subnet-range", "2001:db8:1::/64",
 			"--ipv6-address-mode", "dhcpv6-stateful", "--dns-nameserver", "2001:db8:1::53", "net1-v6")
-		r.openstack(nil, "port", "set", "vm3", "--fixed-ip", "subnet=net1-v6,ip-address=2001:db8:1::12")
+		r.openstackIn(t, nil, "port", "set", "vm3", "--fixed-ip", "subnet=net1-v6,ip-address=2001:db8:1::12")
 		if err := r.dhclient6(vms[2]); err != nil {
 			t.Fatalf("vm3: %v", err)
 		}
@@ -360,23 +360,23 @@ func TestOpenStackDrivesTheCloud(t *testing.T) {
 		}
 	})
 	t.Run("deleting everything leaves nothing", func(t *testing.T) {
-		r.openstack(nil, "floating", "ip", "delete", fip.Address)
+		r.openstackIn(t, nil, "floating", "ip", "delete", fip.Address)
 		for _, v := range append(vms, outside) {
-			r.openstack(nil, "port", "delete", v.port)
+			r.openstackIn(t, nil, "port", "delete", v.port)
 		}
-		r.openstack(nil, "router", "unset", "--external-gateway", "r1")
-		r.openstack(nil, "router", "remove", "subnet", "r1", "net1-subnet")
-		r.openstack(nil, "router", "remove", "subnet", "r1", "net2-subnet")
-		r.openstack(nil, "router", "delete", "r1")
+		r.openstackIn(t, nil, "router", "unset", "--external-gateway", "r1")
+		r.openstackIn(t, nil, "router", "remove", "subnet", "r1", "net1-subnet")
+		r.openstackIn(t, nil, "router", "remove", "subnet", "r1", "net2-subnet")
+		r.openstackIn(t, nil, "router", "delete", "r1")
 		var groups []struct {
 			ID string `json:"ID"`
 		}
-		r.openstack(&groups, "security", "group", "list")
+		r.openstackIn(t, &groups, "security", "group", "list")
 		for _, g := range groups {
-			r.openstack(nil, "security", "group", "delete", g.ID)
+			r.openstackIn(t, nil, "security", "group", "delete", g.ID)
 		}
 		for _, n := range []string{"net1", "net2", "public"} {
-			r.openstack(nil, "network", "delete", n)
+			r.openstackIn(t, nil, "network", "delete", n)
 		}
 		for _, coll := range []string{"/bridges", "/routers", "/ports", "/chains", "/port_groups", "/ip_addr_groups",
 			"/neutron/networks", "/neutron/subnets", "/neutron/ports", "/neutron/routers", "/neutron/floating_ips",

@@ -532,18 +532,25 @@ func (r *rig) errorf(t *testing.T, format string, args ...any) {
 // Keystone and decodes its JSON output into out (when not nil).
 func (r *rig) openstack(out any, args ...string) {
 	r.t.Helper()
+	r.openstackIn(r.t, out, args...)
+}
+
+// openstackIn is openstack for a subtest t: a failure ends t (a subtest
+// must not end its parent).
+func (r *rig) openstackIn(t *testing.T, out any, args ...string) {
+	t.Helper()
 	err := r.openstackErr(out, args...)
 	if err != nil && (strings.Contains(err.Error(), "503: Server Error") || strings.Contains(err.Error(), "Service Unavailable")) {
 		// Temporarily unavailable (the plugin's answer when the cluster
 		// or its store timed out, under CI's load): a client retries.
 		// Said in the output, so that a run that needed it shows.
-		r.t.Logf("retrying once after a 503: %v", err)
+		t.Logf("retrying once after a 503: %v", err)
 		time.Sleep(2 * time.Second)
 		err = r.openstackErr(out, args...)
 	}
 	if err != nil {
-		r.errorf(r.t, "%v", err)
-		r.t.FailNow()
+		r.errorf(t, "%v", err)
+		t.FailNow()
 	}
 }
 
