@@ -77,11 +77,7 @@ func (s *Service) Handler(base string, baseURI func(*http.Request) string) http.
 		}
 		mux.HandleFunc(method+base+"/neutron"+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
-				if st := Status(err); st >= 500 && st != http.StatusNotImplemented && !errors.Is(err, context.Canceled) {
-					// The client sees only the status: say here what failed.
-					s.log.Error("neutron request failed", "method", r.Method, "path", r.URL.Path, "status", st, "err", err)
-				}
-				writeError(w, err)
+				s.writeError(w, r, err)
 			}
 		})
 	}
@@ -287,9 +283,13 @@ func Status(err error) int {
 	return http.StatusInternalServerError
 }
 
-// writeError writes MidoNet's error entity.
-func writeError(w http.ResponseWriter, err error) {
+// writeError writes MidoNet's error entity, and logs a server-side
+// failure with its cause: the client sees only the status.
+func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := Status(err)
+	if status >= 500 && status != http.StatusNotImplemented && !errors.Is(err, context.Canceled) {
+		s.log.Error("neutron request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
 	msg := err.Error()
 	var ve *topology.ValidationError
 	body := map[string]any{"message": msg, "code": status}
